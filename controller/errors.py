@@ -1,0 +1,60 @@
+"""One exception hierarchy for the controller.
+
+The API layer maps each class to one HTTP status (see ``http_status``), so every module raises
+these rather than bare ``ValueError``/``KeyError`` for conditions an operator should see.
+"""
+
+from __future__ import annotations
+
+
+class CpnError(Exception):
+    """Base of every error the controller reports to an operator."""
+
+    http_status = 500
+    code = "internal"
+
+
+class TopologyError(CpnError):
+    """A topology file or import is invalid.
+
+    ``source`` is the file (or "<string>"), ``line`` the 1-based line of the offending item when
+    known, ``field`` the dotted path of the field (e.g. ``links[3].latency_ms``).
+    """
+
+    http_status = 400
+    code = "bad_topology"
+
+    def __init__(self, message: str, *, source: str = "<string>", line: int | None = None,
+                 field: str | None = None) -> None:
+        self.message = message
+        self.source = source
+        self.line = line
+        self.field = field
+        where = source if line is None else f"{source}:{line}"
+        what = f"{field}: " if field else ""
+        super().__init__(f"{where}: {what}{message}")
+
+
+class NotFound(CpnError):
+    """An object named in a request does not exist (node, host, intent, site)."""
+
+    http_status = 404
+    code = "not_found"
+
+
+class InfeasibleRoute(CpnError):
+    """No path meets the requested bounds; ``reason`` says which bound failed and by how much."""
+
+    http_status = 409
+    code = "infeasible"
+
+    def __init__(self, reason: str, *, best_latency_ms: float | None = None) -> None:
+        self.reason = reason
+        self.best_latency_ms = best_latency_ms
+        super().__init__(reason)
+
+
+class LabError(CpnError):
+    """The Mininet lab cannot run here (not root, OVS missing, Mininet failed)."""
+
+    code = "lab"
