@@ -1,0 +1,366 @@
+"""ControllerCore: the controller's logic without os-ken (Faucet's ``Valve`` analogue).
+
+Every method takes ``now`` and returns OpenFlow messages (os-ken parser objects with
+``datapath=None``); the os-ken app translates events into calls and sends what comes back.
+
+How the app drives it
+---------------------
+* switch handshake: read the port descriptions, call :meth:`ControllerCore.switch_connected`
+  (send the returned Change), then request the switch's flows (``openflow.flow_stats_request``)
+  and call :meth:`reconcile` with the entries (``openflow.flowstats_to_entry``). Until a
+  switch is reconciled the core sends it nothing: its flow table is unknown.
+* port status -> :meth:`port_status`; datapath gone -> :meth:`switch_lost`;
+  packet-in -> :meth:`packet_in`; every few seconds -> :meth:`lldp_probes` and :meth:`tick`.
+* A :class:`Change` is sent in two phases (make-before-break): ``phase1`` (adds and in-place
+  modifies, each switch's list ends with a barrier) on all switches; when every phase-1 barrier
+  is confirmed, ``phase2`` (deletes, again ending with barriers); when those are confirmed,
+  :meth:`confirm`. Changes must be sent one after the other, in the order they were returned
+  (a FIFO): the core diffs each new plan against the flows it expects once all earlier
+  Changes have been applied, so a later change's phase 1 must not overtake an earlier one's
+  phase 2 on a switch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from controller import openflow
+from controller.errors import NotFound
+from controller.routing import (
+    ETH_TYPE_ARP,
+    ETH_TYPE_IPV4,
+    ETH_TYPE_LLDP,
+    FlowEntry,
+    FlowPlan,
+    Intent,
+    Router,
+    diff_entries,
+)
+from controller.state import NetworkState
+
+if TYPE_CHECKING:
+    from controller.topology import IntentSpec, Topology
+    from controller.wiring import Wiring
+
+__all__ = ["Change", "ControllerCore", "PacketInResult"]
+
+log = logging.getLogger("controller.core")
+
+
+@dataclass
+class Change:
+    """Messages that move the switches from the installed plan to the wanted one.
+
+    ``phase1[dpid]``: FlowMod ADDs (new and modified flows), ending with a barrier; it also
+    holds the DELETE_STRICTs of intents that fell back to best effort or drop (their path is
+    gone; left in place their flows would capture the fallback traffic).
+    ``phase2[dpid]``: FlowMod DELETE_STRICTs, ending with a barrier; send only after every
+    phase-1 barrier is confirmed. ``intents``: ids of the intents waiting for this change to
+    be confirmed (they become ``installed`` in :meth:`ControllerCore.confirm`).
+    ``adds``/``deletes`` hold the same flows as data, for logs and tests.
+    """
+
+    token: int
+    cause: str
+    phase1: dict[int, list[Any]] = field(default_factory=dict)
+    phase2: dict[int, list[Any]] = field(default_factory=dict)
+    intents: tuple[int, ...] = ()
+    adds: dict[int, tuple[FlowEntry, ...]] = field(default_factory=dict)
+    deletes: dict[int, tuple[FlowEntry, ...]] = field(default_factory=dict)
+    compute_ms: float = 0.0
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to send (there may still be intents to confirm)."""
+        return not self.phase1 and not self.phase2
+
+    @property
+    def dpids(self) -> list[int]:
+        return sorted(set(self.phase1) | set(self.phase2))
+
+    def message_count(self) -> int:
+        return sum(len(v) for v in self.phase1.values()) + \
+            sum(len(v) for v in self.phase2.values())
+
+
+@dataclass
+class PacketInResult:
+    """What a packet-in led to: packets to send now (``(dpid, msg)``, e.g. a proxy-ARP reply)
+    and a Change when it taught the controller something that moves flows (a new host, a
+    miswired link)."""
+
+    messages: list[tuple[int, Any]] = field(default_factory=list)
+    change: Change | None = None
+
+
+class ControllerCore:
+    """The whole controller logic for one topology; see the module docstring."""
+
+    def __init__(self, topology: Topology, *, wiring: Wiring | None = None,
+                 fallback: str = "best_effort", now: float = 0.0,
+                 startup_grace_s: float = 10.0, lldp_timeout_s: float = 10.0,
+                 load_intents: bool = True) -> None:
+        self.state = NetworkState(topology, wiring, now=now, startup_grace_s=startup_grace_s,
+                                  lldp_timeout_s=lldp_timeout_s)
+        self.router = Router(self.state, fallback=fallback)
+        self._views: dict[int, set[FlowEntry]] = {}
+        """dpid -> the flows the switch holds once every Change returned so far is applied;
+        absent for a switch not reconciled since it (re)connected"""
+        self._tokens = itertools.count(1)
+        self._last_token = 0
+        if load_intents:
+            for spec in topology.intents:
+                self.router.add(spec)
+        self.router.route_all(now, cause="start")
+
+    # -- views ----------------------------------------------------------------------------------
+    @property
+    def wiring(self) -> Wiring:
+        return self.state.wiring
+
+    def installed_plan(self) -> FlowPlan:
+        """What the reconciled switches hold once all Changes returned so far are applied."""
+        return FlowPlan({dpid: frozenset(es) for dpid, es in self._views.items()})
+
+    def wanted_plan(self) -> FlowPlan:
+        return self.router.plan()
+
+    def intents(self) -> list[Intent]:
+        return [self.router.intents[i] for i in sorted(self.router.intents)]
+
+    def intent(self, intent_id: int) -> Intent:
+        try:
+            return self.router.intents[intent_id]
+        except KeyError:
+            raise NotFound(f"no intent {intent_id}") from None
+
+    def synced(self, dpid: int) -> bool:
+        return dpid in self._views
+
+    # -- the one place plans become messages ----------------------------------------------------
+    def _replan(self, now: float, cause: str, *, reroute: bool = True) -> Change:
+        t0 = time.perf_counter()
+        moved = self.router.route_all(now, cause) if reroute else set()
+        wanted = self.router.plan()
+        token = next(self._tokens)
+        self._last_token = token
+        adds: dict[int, tuple[FlowEntry, ...]] = {}
+        deletes: dict[int, tuple[FlowEntry, ...]] = {}
+        for dpid, view in self._views.items():
+            want = wanted.entries(dpid)
+            d = diff_entries(view, want)
+            if d.adds:
+                adds[dpid] = d.adds
+            if d.deletes:
+                deletes[dpid] = d.deletes
+            if d:
+                view.clear()
+                view.update(want)
+        for iid in moved:
+            intent = self.router.intents[iid]
+            if intent.state == "pending":
+                intent.pending_since_token = token
+        # flows of intents now in fallback are deleted in phase 1 (nothing to make first)
+        fallen = {i.id for i in self.router.intents.values()
+                  if i.state in ("infeasible", "degraded")}
+        early: dict[int, list[FlowEntry]] = {}
+        late: dict[int, list[FlowEntry]] = {}
+        for dpid, entries in deletes.items():
+            for e in entries:
+                owner = e.owner
+                is_early = owner is not None and owner[0] == "intent" and owner[1] in fallen
+                (early if is_early else late).setdefault(dpid, []).append(e)
+        phase1, phase2 = openflow.two_phase({k: list(v) for k, v in adds.items()}, late,
+                                            early)
+        pending = tuple(sorted(i.id for i in self.router.intents.values()
+                               if i.state == "pending"))
+        change = Change(token=token, cause=cause, phase1=phase1, phase2=phase2,
+                        intents=pending, adds=adds, deletes=deletes,
+                        compute_ms=(time.perf_counter() - t0) * 1000.0)
+        if not change.empty or moved:
+            log.info(f"{cause}: {sum(len(v) for v in adds.values())} adds, "
+                     f"{sum(len(v) for v in deletes.values())} deletes on "
+                     f"{len(change.dpids)} switches, {len(moved)} intents moved",
+                     extra={"event": "change", "duration_ms": round(change.compute_ms, 3),
+                            "token": token})
+        return change
+
+    def confirm(self, change: Change, now: float) -> list[Intent]:
+        """The app saw every barrier of ``change`` confirmed. Pending intents whose route
+        was computed by this change or an earlier one, and whose switches are all reconciled,
+        become ``installed``; returns them."""
+        done = []
+        for iid in change.intents:
+            intent = self.router.intents.get(iid)
+            if intent is None or intent.state != "pending" or intent.path is None:
+                continue
+            if intent.pending_since_token > change.token:
+                continue
+            dpids = {self.wiring.node_dpid[n] for n in intent.path}
+            if not all(d in self._views for d in dpids):
+                continue
+            intent.state = "installed"
+            intent.ever_installed = True
+            done.append(intent)
+            self.state.record("intent_installed", now, intent=iid, path=list(intent.path))
+            log.info(f"intent {intent.name} ({iid}) installed on {'-'.join(intent.path)}",
+                     extra={"intent": iid, "event": "installed"})
+        return done
+
+    # -- switch events --------------------------------------------------------------------------
+    def switch_connected(self, dpid: int, ports: Mapping[int, bool], now: float) -> Change:
+        """A switch finished its handshake; ``ports``: port_no -> live. The switch's flow
+        table is unknown until :meth:`reconcile`, so the Change only concerns other switches."""
+        self._views.pop(dpid, None)
+        self.state.switch_connected(dpid, ports, now)
+        log.info(f"switch {dpid:#x} connected with ports {sorted(ports)}",
+                 extra={"dpid": dpid, "event": "switch_connected"})
+        return self._replan(now, f"switch {self.state.switches[dpid].name} connected")
+
+    def switch_lost(self, dpid: int, now: float) -> Change:
+        self._views.pop(dpid, None)
+        self.state.switch_lost(dpid, now)
+        log.warning(f"switch {dpid:#x} lost", extra={"dpid": dpid, "event": "switch_lost"})
+        return self._replan(now, f"switch {self.state.switches[dpid].name} lost")
+
+    def port_status(self, dpid: int, port_no: int, up: bool, now: float) -> Change:
+        changed = self.state.port_status(dpid, port_no, up, now)
+        name = self.state.switch(dpid).name
+        log.info(f"port {name}:{port_no} {'up' if up else 'down'}",
+                 extra={"dpid": dpid, "event": "port_status", "port_no": port_no})
+        if not changed:
+            return Change(token=self._last_token, cause=f"port {name}:{port_no}")
+        return self._replan(now, f"port {name}:{port_no} {'up' if up else 'down'}")
+
+    def tick(self, now: float) -> Change:
+        """Call every few seconds: ends the startup grace period when it is due."""
+        if self.state.tick(now):
+            return self._replan(now, "startup grace over")
+        return Change(token=self._last_token, cause="tick")
+
+    def reconcile(self, dpid: int, flows: Iterable[FlowEntry], now: float) -> Change:
+        """Adopt a switch's flow table (as read by flow stats): flows in the plan are kept
+        untouched, missing ones added, changed ones replaced in place, strays deleted (ours
+        by cookie and any foreign flow in our tables). Make-before-break as everywhere."""
+        t0 = time.perf_counter()
+        if dpid not in self.state.switches:
+            raise NotFound(f"no switch with dpid {dpid:#x} in the topology")
+        have = set(flows)
+        self._views[dpid] = have
+        change = self._replan(now, f"reconcile {self.state.switches[dpid].name}", reroute=False)
+        d_adds, d_dels = len(change.adds.get(dpid, ())), len(change.deletes.get(dpid, ()))
+        self.state.record("reconciled", now, dpid=dpid, kept=len(have) - d_dels, added=d_adds,
+                          deleted=d_dels)
+        log.info(f"switch {dpid:#x} reconciled: {len(have)} flows read, {d_adds} added, "
+                 f"{d_dels} deleted",
+                 extra={"dpid": dpid, "event": "reconcile",
+                        "duration_ms": round((time.perf_counter() - t0) * 1000, 3)})
+        return change
+
+    # -- intents ----------------------------------------------------------------------------------
+    def add_intent(self, spec: IntentSpec, now: float, intent_id: int | None = None
+                   ) -> tuple[Intent, Change]:
+        intent = self.router.add(spec, intent_id)
+        self.state.record("intent_added", now, intent=intent.id, name=intent.name)
+        change = self._replan(now, f"intent {intent.name} added")
+        return intent, change
+
+    def add_intents(self, specs: Iterable[IntentSpec], now: float,
+                    intent_ids: Iterable[int | None] | None = None
+                    ) -> tuple[list[Intent], Change]:
+        """Add many intents with one routing pass and one Change (what a batch from the REST
+        API or the store should use: adding 1,000 one by one routes 1,000 times). All or
+        nothing: if one spec is bad, none is added and the error is raised."""
+        specs = list(specs)
+        ids = list(intent_ids) if intent_ids is not None else [None] * len(specs)
+        if len(ids) != len(specs):
+            raise ValueError("intent_ids must match specs one to one")
+        added: list[Intent] = []
+        try:
+            for spec, iid in zip(specs, ids, strict=True):
+                added.append(self.router.add(spec, iid))
+        except Exception:
+            for intent in added:
+                self.router.remove(intent.id)
+            raise
+        self.state.record("intents_added", now, intents=[i.id for i in added])
+        return added, self._replan(now, f"{len(added)} intents added")
+
+    def flows_removed(self, dpid: int, flows: Iterable[FlowEntry], now: float) -> Change:
+        """The switch reported flows removed (OFPFlowRemoved; our flows carry
+        OFPFF_SEND_FLOW_REM). Those the plan still wants were removed behind our back
+        (``ovs-ofctl del-flows``, a table eviction): they are added again. Removals we caused
+        ourselves are not in the expected view any more and are ignored. ``flows`` come from
+        ``openflow.flowremoved_to_entry``: compared by table, priority, match and cookie (a
+        flow-removed message has no instructions)."""
+        view = self._views.get(dpid)
+        if view is None:
+            return Change(token=self._last_token, cause="flows removed (switch not synced)")
+        gone = {(e.key, e.cookie) for e in flows}
+        lost = [e for e in view if (e.key, e.cookie) in gone]
+        if not lost:
+            return Change(token=self._last_token, cause="flows removed (ours)")
+        view.difference_update(lost)
+        log.warning(f"switch {dpid:#x}: {len(lost)} flows removed behind our back; restoring",
+                    extra={"dpid": dpid, "event": "flows_removed"})
+        self.state.record("flows_removed", now, dpid=dpid, count=len(lost))
+        return self._replan(now, f"restore {len(lost)} flows on {dpid:#x}", reroute=False)
+
+    def remove_intent(self, intent_id: int, now: float) -> Change:
+        intent = self.router.remove(intent_id)
+        self.state.record("intent_removed", now, intent=intent_id, name=intent.name)
+        return self._replan(now, f"intent {intent.name} removed")
+
+    # -- packets ----------------------------------------------------------------------------------
+    def packet_in(self, dpid: int, in_port: int, data: bytes, now: float) -> PacketInResult:
+        result = PacketInResult()
+        if dpid not in self.state.switches:
+            return result
+        eth_type = openflow.eth_type_of(data)
+        if eth_type == ETH_TYPE_LLDP:
+            probe = openflow.parse_lldp(data)
+            if probe is not None and probe.dpid in self.state.switches:
+                if self.state.lldp_observed(probe.dpid, probe.port_no, dpid, in_port, now):
+                    result.change = self._replan(now, f"lldp at {dpid:#x}:{in_port}")
+        elif eth_type == ETH_TYPE_ARP:
+            info = openflow.parse_arp(data)
+            if info is None or self.wiring.is_link_port(dpid, in_port):
+                return result
+            self._learn(info.src_mac, info.src_ip, dpid, in_port, now, result)
+            target = self.state.host_by_ip(info.dst_ip)
+            if info.opcode == 1 and target is not None and info.dst_ip != info.src_ip:
+                reply = openflow.arp_reply(target_mac=target.mac, target_ip=target.ip,
+                                           requester_mac=info.src_mac,
+                                           requester_ip=info.src_ip)
+                result.messages.append((dpid, openflow.packet_out(in_port, reply)))
+        elif eth_type == ETH_TYPE_IPV4:
+            src_ip, src_mac = openflow.ipv4_src_of(data), openflow.eth_src_of(data)
+            if src_ip and src_mac:
+                self._learn(src_mac, src_ip, dpid, in_port, now, result)
+        return result
+
+    def _learn(self, mac: str, ip: str, dpid: int, port_no: int, now: float,
+               result: PacketInResult) -> None:
+        what = self.state.learn_host(mac, ip, dpid, port_no, now)
+        if what in ("new", "moved"):
+            log.info(f"host {ip} ({mac}) {what} at {dpid:#x}:{port_no}",
+                     extra={"dpid": dpid, "event": f"host_{what}"})
+            result.change = self._replan(now, f"host {ip} {what}")
+
+    def lldp_probes(self, now: float) -> list[tuple[int, Any]]:
+        """One LLDP probe out of every live port of every connected switch."""
+        out = []
+        for dpid in self.state.dpids():
+            sw = self.state.switches[dpid]
+            if not sw.connected or sw.ports is None:
+                continue
+            for port_no, live in sorted(sw.ports.items()):
+                if live and port_no < 0xFFFFFF00:
+                    out.append((dpid, openflow.packet_out(port_no,
+                                                          openflow.lldp_probe(dpid, port_no))))
+        return out

@@ -1,0 +1,528 @@
+"""Intents -> paths -> a FlowPlan (pure: no os-ken, no sockets).
+
+Pipeline (OpenFlow 1.3; tables and priorities are constants below):
+
+* table 0, classifier: LLDP -> controller, ARP -> controller (proxy ARP, no flooding),
+  IPv4 -> table 1; anything else is dropped by the table-miss flow.
+* table 1, intents: per active intent, its traffic (IPv4 src/dst of its hosts, optionally
+  ip_proto, TCP/UDP ports, DSCP) at the intent's priority -> out of the next port on the path;
+  miss -> table 2.
+* table 2, destinations: per known host, ``ipv4_dst`` = host IP -> toward the host along the
+  least-latency path (at the host's switch: out of the host port); miss -> controller.
+
+Intents are one-directional (src host -> dst host for their match); the return traffic follows
+the destination flows of table 2, unless another intent covers it.
+
+When no path meets an intent's bounds the intent is ``infeasible`` (never installed since it was
+added) or ``degraded`` (it was installed and lost its path). Its traffic then falls back to
+``best_effort`` (the DEFAULT: its flows are replaced by one flow at the ingress switch that
+sends its traffic to table 2, i.e. along the least-latency destination flows) or, with
+``fallback="drop"``, to a drop flow at the ingress switch. Keeping an ingress flow rather than
+deleting all the intent's flows serves make-before-break: the ingress flow is modified in place
+in phase 1, so traffic leaves a dead path at once instead of after the phase-2 deletes, and its
+packet counter shows how much of the intent's traffic runs best effort.
+
+Cookies name the owner of every flow, so reconciliation and removal are exact and a restarted
+controller computes the very same cookies for the same topology and intents::
+
+    bits 63..56  owner kind: 1 pipeline, 2 destination, 3 intent
+    bits 55..0   owner id:   pipeline: flow number; destination: the host's IPv4 address as an
+                             integer; intent: the intent id
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from controller.errors import NotFound, TopologyError
+
+if TYPE_CHECKING:
+    from controller.state import NetworkState
+    from controller.topology import IntentSpec
+
+__all__ = [
+    "FALLBACKS",
+    "FlowEntry",
+    "FlowPlan",
+    "FlowDiff",
+    "Intent",
+    "PathChange",
+    "Router",
+    "cookie_owner",
+    "diff",
+    "make_cookie",
+]
+
+log = logging.getLogger("controller.routing")
+
+PORT_CONTROLLER = 0xFFFF_FFFD  # OFPP_CONTROLLER
+TABLE_CLASSIFIER = 0
+TABLE_INTENTS = 1
+TABLE_DESTINATIONS = 2
+ETH_TYPE_IPV4 = 0x0800
+ETH_TYPE_ARP = 0x0806
+ETH_TYPE_LLDP = 0x88CC
+PRIORITY_CLASSIFIER = 100
+PRIORITY_DESTINATION = 100
+PRIORITY_MISS = 0
+
+OWNER_PIPELINE = 1
+OWNER_DESTINATION = 2
+OWNER_INTENT = 3
+OWNER_KINDS = {OWNER_PIPELINE: "pipeline", OWNER_DESTINATION: "destination",
+               OWNER_INTENT: "intent"}
+_OWNER_ID_BITS = 56
+_OWNER_ID_MASK = (1 << _OWNER_ID_BITS) - 1
+COOKIE_KIND_MASK = 0xFF << _OWNER_ID_BITS
+
+FALLBACKS = ("best_effort", "drop")
+INTENT_STATES = ("installed", "pending", "infeasible", "degraded")
+_UNBOUNDED_MS = 1e12  # "no latency bound" for pathcore, which wants a finite number
+
+
+def make_cookie(kind: int, owner_id: int) -> int:
+    """The cookie of a flow owned by ``(kind, owner_id)`` (layout in the module docstring)."""
+    if kind not in OWNER_KINDS:
+        raise ValueError(f"unknown owner kind {kind}")
+    if not 0 <= owner_id <= _OWNER_ID_MASK:
+        raise ValueError(f"owner id {owner_id} does not fit in 56 bits")
+    return (kind << _OWNER_ID_BITS) | owner_id
+
+
+def cookie_owner(cookie: int) -> tuple[str, int] | None:
+    """``(kind name, owner id)`` of one of our cookies, None for a cookie we never make."""
+    kind = cookie >> _OWNER_ID_BITS
+    if kind not in OWNER_KINDS:
+        return None
+    return OWNER_KINDS[kind], cookie & _OWNER_ID_MASK
+
+
+# --- flows and plans ---------------------------------------------------------------------------
+
+Match = tuple[tuple[str, Any], ...]
+Instructions = tuple[tuple[str, Any], ...]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class FlowEntry:
+    """One flow as pure, hashable data.
+
+    ``match`` is a sorted tuple of ``(oxm field name, value)`` in os-ken's ``OFPMatch`` keyword
+    form (``("ipv4_dst", "10.0.0.2")``). ``instructions`` is a tuple of ``("output", port_no)``
+    (all in one apply-actions, in order) followed by at most one ``("goto_table", table_id)``;
+    empty means drop.
+    """
+
+    table_id: int
+    priority: int
+    match: Match
+    instructions: Instructions
+    cookie: int
+
+    @property
+    def key(self) -> tuple[int, int, Match]:
+        """What identifies a flow on a switch: an ADD with the same key replaces it."""
+        return (self.table_id, self.priority, self.match)
+
+    @property
+    def owner(self) -> tuple[str, int] | None:
+        return cookie_owner(self.cookie)
+
+
+def flow(table_id: int, priority: int, match: Mapping[str, Any], instructions: Instructions,
+         cookie: int) -> FlowEntry:
+    return FlowEntry(table_id, priority, tuple(sorted(match.items())), tuple(instructions),
+                     cookie)
+
+
+@dataclass(frozen=True)
+class FlowPlan:
+    """Per dpid, the set of flows a switch should hold."""
+
+    flows: Mapping[int, frozenset[FlowEntry]]
+
+    def entries(self, dpid: int) -> frozenset[FlowEntry]:
+        return self.flows.get(dpid, frozenset())
+
+    def dpids(self) -> list[int]:
+        return sorted(self.flows)
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.flows.values())
+
+    def __iter__(self) -> Iterator[tuple[int, FlowEntry]]:
+        for dpid in sorted(self.flows):
+            for e in sorted(self.flows[dpid]):
+                yield dpid, e
+
+
+@dataclass(frozen=True)
+class FlowDiff:
+    adds: tuple[FlowEntry, ...]
+    """new flows and changed ones (an ADD with the same key replaces in place)"""
+    deletes: tuple[FlowEntry, ...]
+    """flows whose key is wanted no more"""
+
+    def __bool__(self) -> bool:
+        return bool(self.adds or self.deletes)
+
+
+def diff_entries(installed: Iterable[FlowEntry], wanted: Iterable[FlowEntry]) -> FlowDiff:
+    have = set(installed)
+    want = set(wanted)
+    want_keys = {e.key for e in want}
+    adds = tuple(sorted(want - have))
+    deletes = tuple(sorted(e for e in have - want if e.key not in want_keys))
+    return FlowDiff(adds, deletes)
+
+
+def diff(installed: FlowPlan, wanted: FlowPlan) -> dict[int, FlowDiff]:
+    """Per dpid, what turns ``installed`` into ``wanted`` (dpids with nothing to do left out)."""
+    out: dict[int, FlowDiff] = {}
+    for dpid in sorted(set(installed.flows) | set(wanted.flows)):
+        d = diff_entries(installed.entries(dpid), wanted.entries(dpid))
+        if d:
+            out[dpid] = d
+    return out
+
+
+def pipeline_flows() -> frozenset[FlowEntry]:
+    """The base flows every switch holds (table 0 classifier and the table misses)."""
+    def ck(n: int) -> int:
+        return make_cookie(OWNER_PIPELINE, n)
+
+    to_ctl = (("output", PORT_CONTROLLER),)
+    return frozenset({
+        flow(TABLE_CLASSIFIER, PRIORITY_CLASSIFIER, {"eth_type": ETH_TYPE_LLDP}, to_ctl, ck(1)),
+        flow(TABLE_CLASSIFIER, PRIORITY_CLASSIFIER, {"eth_type": ETH_TYPE_ARP}, to_ctl, ck(2)),
+        flow(TABLE_CLASSIFIER, PRIORITY_CLASSIFIER, {"eth_type": ETH_TYPE_IPV4},
+             (("goto_table", TABLE_INTENTS),), ck(3)),
+        flow(TABLE_CLASSIFIER, PRIORITY_MISS, {}, (), ck(4)),
+        flow(TABLE_INTENTS, PRIORITY_MISS, {}, (("goto_table", TABLE_DESTINATIONS),), ck(5)),
+        flow(TABLE_DESTINATIONS, PRIORITY_MISS, {}, to_ctl, ck(6)),
+    })
+
+
+# --- intents -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class PathChange:
+    time: float
+    old_path: tuple[str, ...] | None
+    new_path: tuple[str, ...] | None
+    cause: str
+
+
+@dataclass
+class Intent:
+    """A route request and what became of it."""
+
+    id: int
+    spec: IntentSpec
+    state: str = "pending"
+    reason: str = ""
+    path: tuple[str, ...] | None = None
+    links: tuple[int, ...] | None = None
+    """pathcore link ids of ``path`` (they tell parallel links apart)"""
+    latency_ms: float | None = None
+    cost: float | None = None
+    history: list[PathChange] = field(default_factory=list)
+    ever_installed: bool = False
+    pending_since_token: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.spec.name or f"intent-{self.id}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "name": self.name, "src": self.spec.src, "dst": self.spec.dst,
+            "max_latency_ms": self.spec.max_latency_ms,
+            "min_bandwidth_mbps": self.spec.min_bandwidth_mbps,
+            "priority": self.spec.priority, "state": self.state, "reason": self.reason,
+            "path": list(self.path) if self.path else None, "latency_ms": self.latency_ms,
+            "history": [{"time": h.time, "old_path": h.old_path, "new_path": h.new_path,
+                         "cause": h.cause} for h in self.history],
+        }
+
+
+def _fmt_path(nodes: Iterable[str]) -> str:
+    return "-".join(nodes)
+
+
+class Router:
+    """Routes intents and destinations over a :class:`NetworkState` and builds the FlowPlan.
+
+    ``route_all`` recomputes every intent on the current network (intents with a bandwidth
+    reservation first by priority, then in id order), so an intent always sits on its optimal
+    feasible path: it moves away when a link fails and back when the link returns.
+    """
+
+    def __init__(self, state: NetworkState, *, fallback: str = "best_effort") -> None:
+        if fallback not in FALLBACKS:
+            raise ValueError(f"fallback must be one of {FALLBACKS}, not {fallback!r}")
+        self.state = state
+        self.fallback = fallback
+        self.intents: dict[int, Intent] = {}
+        self._dest_cache: tuple[int, dict[int, frozenset[FlowEntry]]] | None = None
+        self._intent_cache: dict[int, tuple[Any, dict[int, list[FlowEntry]]]] = {}
+
+    # -- intents ----------------------------------------------------------------------------------
+    def add(self, spec: IntentSpec, intent_id: int | None = None) -> Intent:
+        """Register an intent (not routed yet: call :meth:`route_all`). Bad input raises and
+        changes nothing."""
+        hosts = self.state.hosts
+        for end in (spec.src, spec.dst):
+            if end not in hosts:
+                raise NotFound(f"intent names an unknown host {end!r}")
+        if spec.src == spec.dst:
+            raise TopologyError(f"intent from {spec.src!r} to itself", field="src")
+        m = spec.match
+        if m is not None and (m.src_port is not None or m.dst_port is not None) \
+                and m.ip_proto not in (6, 17):
+            raise TopologyError("an intent matching ports needs ip_proto tcp (6) or udp (17)",
+                                field="match")
+        if intent_id is None:
+            intent_id = max(self.intents, default=0) + 1
+        if intent_id in self.intents:
+            raise ValueError(f"intent id {intent_id} is taken")
+        if not 1 <= intent_id <= _OWNER_ID_MASK:
+            raise ValueError(f"intent id {intent_id} out of range")
+        intent = Intent(id=intent_id, spec=spec)
+        self.intents[intent_id] = intent
+        return intent
+
+    def remove(self, intent_id: int) -> Intent:
+        try:
+            intent = self.intents.pop(intent_id)
+        except KeyError:
+            raise NotFound(f"no intent {intent_id}") from None
+        self._intent_cache.pop(intent_id, None)
+        return intent
+
+    def route_all(self, now: float, cause: str) -> set[int]:
+        """Route every intent on the network as it is; return the ids whose flows change.
+
+        Intents with a bandwidth reservation are routed one by one (each takes its bandwidth
+        from the residual before the next is routed: higher priority first, then lower id);
+        the others in one parallel pathcore batch. Two intents for the same traffic at the same
+        priority cannot both hold flows: the first in that order wins, the other is reported.
+        """
+        st = self.state
+        g = st.graph
+        order = sorted(self.intents.values(),
+                       key=lambda i: (-(i.spec.min_bandwidth_mbps > 0), -i.spec.priority, i.id))
+        if any(i.spec.min_bandwidth_mbps > 0 for i in order):
+            st.reset_residuals()
+        routes: dict[int, tuple[Any, str]] = {}
+        traffic_owner: dict[tuple[Any, ...], int] = {}
+        batch: list[tuple[Intent, str, str]] = []
+        for intent in order:
+            spec = intent.spec
+            src, dst = st.hosts.get(spec.src), st.hosts.get(spec.dst)
+            if src is None or dst is None:
+                gone = spec.src if src is None else spec.dst
+                routes[intent.id] = (None, f"host {gone} is not known any more")
+                continue
+            tkey = (src.ip, dst.ip, _match_items(spec), _priority(spec))
+            other = traffic_owner.setdefault(tkey, intent.id)
+            if other != intent.id:
+                routes[intent.id] = (None, f"same traffic match and priority as intent {other}")
+            elif not st.node_present(src.node) or not st.node_present(dst.node):
+                down = src.node if not st.node_present(src.node) else dst.node
+                routes[intent.id] = (None, f"no path: switch {down} is down")
+            elif spec.min_bandwidth_mbps > 0:
+                path = g.constrained_path(src.node, dst.node,
+                                          max_latency_ms=spec.max_latency_ms,
+                                          min_bandwidth_mbps=spec.min_bandwidth_mbps,
+                                          weight="cost")
+                if path is not None:
+                    st.reserve(path.links, spec.min_bandwidth_mbps)
+                routes[intent.id] = (path, "")
+                if path is None:
+                    routes[intent.id] = (None, self._why_infeasible(src.node, dst.node, spec))
+            else:
+                batch.append((intent, src.node, dst.node))
+        if batch:
+            paths = g.batch_constrained_paths(
+                [(a, b, i.spec.max_latency_ms, 0.0) for i, a, b in batch], weight="cost")
+            for (intent, a, b), path in zip(batch, paths, strict=True):
+                reason = "" if path is not None else self._why_infeasible(a, b, intent.spec)
+                routes[intent.id] = (path, reason)
+        changed: set[int] = set()
+        for intent in order:
+            path, reason = routes[intent.id]
+            if self._set_route(intent, path, reason, now, cause):
+                changed.add(intent.id)
+        return changed
+
+    def _set_route(self, intent: Intent, path: Any, reason: str, now: float,
+                   cause: str) -> bool:
+        old_path, old_state = intent.path, intent.state
+        if path is not None:
+            new_path = tuple(path.nodes)
+            intent.links = tuple(path.links)
+            intent.latency_ms, intent.cost = path.latency_ms, path.cost
+            intent.reason = ""
+            if new_path != old_path or old_state in ("infeasible", "degraded"):
+                intent.state = "pending"
+        else:
+            new_path = None
+            intent.links = None
+            intent.latency_ms = intent.cost = None
+            intent.reason = reason
+            intent.state = "degraded" if intent.ever_installed else "infeasible"
+        intent.path = new_path
+        if new_path != old_path:
+            intent.history.append(PathChange(now, old_path, new_path, cause))
+            log.info(f"intent {intent.name} ({intent.id}): "
+                     f"{_fmt_path(old_path) if old_path else 'none'} -> "
+                     f"{_fmt_path(new_path) if new_path else 'none'} ({cause})"
+                     + (f": {reason}" if reason else ""),
+                     extra={"intent": intent.id, "event": "reroute"})
+        return new_path != old_path or intent.state != old_state
+
+    def _why_infeasible(self, src: str, dst: str, spec: IntentSpec) -> str:
+        g = self.state.graph
+        best = g.shortest_path(src, dst, weight="latency")
+        if best is None:
+            return f"no path: {src} and {dst} are disconnected"
+        if best.latency_ms > spec.max_latency_ms:
+            return (f"max_latency_ms {spec.max_latency_ms} is below the best available latency "
+                    f"{best.latency_ms:.2f} ms (path {_fmt_path(best.nodes)})")
+        bw = spec.min_bandwidth_mbps
+        within = g.constrained_path(src, dst, max_latency_ms=spec.max_latency_ms,
+                                    min_bandwidth_mbps=0.0, weight="latency")
+        wide = g.constrained_path(src, dst, max_latency_ms=_UNBOUNDED_MS,
+                                  min_bandwidth_mbps=bw, weight="latency")
+        msg = f"no path within {spec.max_latency_ms} ms with {bw:g} Mbps residual bandwidth"
+        if within is not None:
+            msg += (f"; best bottleneck within the bound {within.bottleneck_mbps:g} Mbps "
+                    f"(path {_fmt_path(within.nodes)})")
+        if wide is not None:
+            msg += (f"; with {bw:g} Mbps the best latency is {wide.latency_ms:.2f} ms "
+                    f"(path {_fmt_path(wide.nodes)})")
+        else:
+            msg += f"; no path has {bw:g} Mbps residual at any latency"
+        return msg
+
+    # -- the plan ---------------------------------------------------------------------------------
+    def plan(self) -> FlowPlan:
+        """The full FlowPlan: pipeline + destination + intent flows for every switch."""
+        base = pipeline_flows()
+        per: dict[int, set[FlowEntry]] = {dpid: set(base) for dpid in self.state.dpids()}
+        for dpid, entries in self._destination_flows().items():
+            per[dpid].update(entries)
+        for intent in self.intents.values():
+            for dpid, intent_entries in self._intent_flows(intent).items():
+                per[dpid].update(intent_entries)
+        return FlowPlan({dpid: frozenset(es) for dpid, es in per.items()})
+
+    def _destination_flows(self) -> dict[int, frozenset[FlowEntry]]:
+        st = self.state
+        if self._dest_cache is not None and self._dest_cache[0] == st.version:
+            return self._dest_cache[1]
+        per: dict[int, set[FlowEntry]] = {}
+        hosts_by_node: dict[str, list[Any]] = {}
+        for name in sorted(st.hosts):
+            if st.host_usable(name):
+                h = st.hosts[name]
+                hosts_by_node.setdefault(h.node, []).append(h)
+        for node, hosts in hosts_by_node.items():
+            if not st.node_present(node):
+                continue
+            next_port = self.destination_tree(node)
+            for h in hosts:
+                match = {"eth_type": ETH_TYPE_IPV4, "ipv4_dst": h.ip}
+                cookie = make_cookie(OWNER_DESTINATION, int(ipaddress.IPv4Address(h.ip)))
+                for dpid, port_no in next_port.items():
+                    per.setdefault(dpid, set()).add(
+                        flow(TABLE_DESTINATIONS, PRIORITY_DESTINATION, match,
+                             (("output", port_no),), cookie))
+                per.setdefault(h.dpid, set()).add(
+                    flow(TABLE_DESTINATIONS, PRIORITY_DESTINATION, match,
+                         (("output", h.port_no),), cookie))
+        result = {dpid: frozenset(es) for dpid, es in per.items()}
+        self._dest_cache = (st.version, result)
+        return result
+
+    def destination_tree(self, node: str) -> dict[int, int]:
+        """For every other switch that can reach ``node``: dpid -> out port on a least-latency
+        path toward it. Built from pathcore shortest paths so that the next hops form a tree
+        (no loops even with equal-latency alternatives or zero-latency links): walking a new
+        source's path stops at the first switch that already has a next hop, whose own route
+        is least-latency too, so the joined route is still least-latency."""
+        st = self.state
+        g = st.graph
+        next_port: dict[str, int] = {}
+        for src in st.node_names():
+            if src == node or src in next_port or not st.node_present(src):
+                continue
+            path = g.shortest_path(src, node, weight="latency")
+            if path is None:
+                continue
+            for u, lid in zip(path.nodes, path.links, strict=False):
+                if u in next_port:
+                    break
+                next_port[u] = st.out_port(u, lid)
+        return {st.wiring.node_dpid[u]: p for u, p in next_port.items()}
+
+    def _intent_flows(self, intent: Intent) -> dict[int, list[FlowEntry]]:
+        key = (intent.path, intent.links, intent.state, intent.reason, self.fallback,
+               intent.spec)
+        cached = self._intent_cache.get(intent.id)
+        if cached is not None and cached[0] == key and cached[1] is not None:
+            return cached[1]
+        st = self.state
+        spec = intent.spec
+        out: dict[int, list[FlowEntry]] = {}
+        if spec.src in st.hosts and spec.dst in st.hosts:
+            src, dst = st.hosts[spec.src], st.hosts[spec.dst]
+            match = intent_match(spec, src.ip, dst.ip)
+            prio = _priority(spec)
+            cookie = make_cookie(OWNER_INTENT, intent.id)
+            if intent.path is not None and intent.links is not None:
+                for u, lid in zip(intent.path, intent.links, strict=False):
+                    out.setdefault(st.wiring.node_dpid[u], []).append(
+                        flow(TABLE_INTENTS, prio, match, (("output", st.out_port(u, lid)),),
+                             cookie))
+                out.setdefault(dst.dpid, []).append(
+                    flow(TABLE_INTENTS, prio, match, (("output", dst.port_no),), cookie))
+            elif intent.state in ("infeasible", "degraded") \
+                    and not intent.reason.startswith("same traffic"):
+                fallback: Instructions = () if self.fallback == "drop" \
+                    else (("goto_table", TABLE_DESTINATIONS),)
+                out[src.dpid] = [flow(TABLE_INTENTS, prio, match, fallback, cookie)]
+        self._intent_cache[intent.id] = (key, out)
+        return out
+
+
+def _priority(spec: IntentSpec) -> int:
+    """Table-1 priority of an intent: its own, but at least 1 (0 is the table miss)."""
+    return max(1, min(spec.priority, 0xFFFF))
+
+
+def _match_items(spec: IntentSpec) -> tuple[Any, ...]:
+    m = spec.match
+    return () if m is None else (m.ip_proto, m.src_port, m.dst_port, m.dscp)
+
+
+def intent_match(spec: IntentSpec, src_ip: str, dst_ip: str) -> dict[str, Any]:
+    """The OXM match of an intent's traffic (OpenFlow 1.3 prerequisites included)."""
+    match: dict[str, Any] = {"eth_type": ETH_TYPE_IPV4, "ipv4_src": src_ip, "ipv4_dst": dst_ip}
+    m = spec.match
+    if m is not None:
+        if m.ip_proto is not None:
+            match["ip_proto"] = m.ip_proto
+        proto = {6: "tcp", 17: "udp"}.get(m.ip_proto or -1)
+        if m.src_port is not None and proto:
+            match[f"{proto}_src"] = m.src_port
+        if m.dst_port is not None and proto:
+            match[f"{proto}_dst"] = m.dst_port
+        if m.dscp is not None:
+            match["ip_dscp"] = m.dscp
+    return match

@@ -1,0 +1,360 @@
+"""NetworkState: what the controller knows of the network (pure: no os-ken, no sockets).
+
+Built from a :class:`~controller.topology.Topology` and its :class:`~controller.wiring.Wiring`;
+owns the ``pathcore.Graph`` of the topology and keeps it in step: a link is usable (up in the
+graph, both directions) when
+
+* both of its switches are present - connected, or never seen yet while the startup grace
+  period lasts (``startup_grace_s`` after the state was created: a restarted controller then
+  computes the same plan as before and adopts the switches' flows as they reconnect instead of
+  tearing down routes through switches that have not reconnected yet);
+* neither of its ports is known to be down (port description at connect, port status after);
+* LLDP has not seen a different neighbour on either of its ports (miswired).
+
+A link in the file that LLDP has not confirmed is still used (port status says it is alive)
+but is listed by :meth:`link_report`; a link seen by LLDP but not in the file is reported and
+never used (the controller has no latency for it).
+
+Hosts come from the file and from learning (ARP and IPv4 packet-ins on host ports). A learned
+host that conflicts with the file (the file's IP at another MAC or port, a file host's MAC or
+port with another IP) is reported as an event and in :attr:`host_conflicts`, never used.
+
+Methods take ``now`` (seconds, any monotonic clock) where time matters. Events go to a bounded
+deque of dicts ``{"time", "kind", ...details}`` for the REST ``/events``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from controller.errors import NotFound
+from controller.wiring import Wiring, port_plan
+
+if TYPE_CHECKING:
+    from controller.topology import Topology
+
+__all__ = ["HostRecord", "NetworkState", "SwitchRecord"]
+
+log = logging.getLogger("controller.state")
+
+
+@dataclass
+class SwitchRecord:
+    name: str
+    dpid: int
+    connected: bool = False
+    ever_connected: bool = False
+    since: float | None = None
+    ports: dict[int, bool] | None = None
+    """port_no -> live, as the switch reported it; None until it connects"""
+
+
+@dataclass(frozen=True, slots=True)
+class HostRecord:
+    name: str
+    ip: str
+    mac: str
+    node: str
+    dpid: int
+    port_no: int
+    source: str  # "file" | "learned"
+
+
+@dataclass(frozen=True, slots=True)
+class LldpSeen:
+    src_dpid: int
+    src_port: int
+    time: float
+
+
+class NetworkState:
+    """The network as the controller sees it; see the module docstring for the rules."""
+
+    def __init__(self, topology: Topology, wiring: Wiring | None = None, *,
+                 now: float = 0.0, startup_grace_s: float = 10.0,
+                 lldp_timeout_s: float = 10.0, max_events: int = 1000) -> None:
+        self.topology = topology
+        self.wiring = wiring if wiring is not None else port_plan(topology)
+        self.graph, self.link_ids = topology.to_graph()
+        self._link_of_id: dict[int, tuple[int, bool]] = {}
+        for i, lid in self.link_ids.items():
+            self._link_of_id[lid] = (i, True)
+            rev = self.graph.reverse_link(lid)
+            if rev is not None:
+                self._link_of_id[rev] = (i, False)
+        self.started = now
+        self.startup_grace_s = startup_grace_s
+        self.lldp_timeout_s = lldp_timeout_s
+        self.switches: dict[int, SwitchRecord] = {
+            n.dpid: SwitchRecord(n.name, n.dpid) for n in topology.nodes}
+        self._grace_over = startup_grace_s <= 0
+        self.link_up: list[bool] = [True] * len(topology.links)
+        self.hosts: dict[str, HostRecord] = {}
+        for h in topology.hosts:
+            node, port_no = self.wiring.host_port[h.name]
+            self.hosts[h.name] = HostRecord(h.name, h.ip, h.mac.lower(), node,
+                                            self.wiring.node_dpid[node], port_no, "file")
+        self._host_by_ip = {h.ip: h.name for h in self.hosts.values()}
+        self._host_by_mac = {h.mac: h.name for h in self.hosts.values()}
+        self._host_by_port = {(h.dpid, h.port_no): h.name for h in self.hosts.values()}
+        self.host_conflicts: dict[str, dict[str, Any]] = {}
+        self.lldp_seen: dict[tuple[int, int], LldpSeen] = {}
+        """(receiving dpid, port_no) -> the latest probe that arrived there"""
+        self.events: deque[dict[str, Any]] = deque(maxlen=max_events)
+        self.version = 0
+        """bumped on every change that can move a route (links, switches, hosts)"""
+        self._refresh(now, cause="start")
+
+    # -- lookups ------------------------------------------------------------------------------
+    def dpids(self) -> list[int]:
+        return sorted(self.switches)
+
+    def node_names(self) -> list[str]:
+        return [n.name for n in self.topology.nodes]
+
+    def switch(self, dpid: int) -> SwitchRecord:
+        try:
+            return self.switches[dpid]
+        except KeyError:
+            raise NotFound(f"no switch with dpid {dpid:#x} in the topology") from None
+
+    def node_present(self, node: str) -> bool:
+        """Connected, or not seen yet during the startup grace period."""
+        sw = self.switches[self.wiring.node_dpid[node]]
+        return sw.connected or (not sw.ever_connected and not self._grace_over)
+
+    def host_usable(self, name: str) -> bool:
+        """A host the controller routes to (a conflicting claim never becomes a host)."""
+        return name in self.hosts
+
+    def link_index(self, link_id: int) -> int:
+        """Topology link index of a pathcore link id (either direction)."""
+        return self._link_of_id[link_id][0]
+
+    def out_port(self, node: str, link_id: int) -> int:
+        """The port of ``node`` that pathcore link ``link_id`` (leaving ``node``) uses."""
+        return self.wiring.link_port(self._link_of_id[link_id][0], node)
+
+    def record(self, kind: str, now: float, **details: Any) -> dict[str, Any]:
+        event = {"time": now, "kind": kind, **details}
+        self.events.append(event)
+        return event
+
+    # -- switches and ports -------------------------------------------------------------------
+    def switch_connected(self, dpid: int, ports: Mapping[int, bool], now: float) -> list[int]:
+        """A switch (re)connected with its ports (port_no -> live). Returns the indices of the
+        links whose usability changed."""
+        sw = self.switch(dpid)
+        sw.connected, sw.ever_connected, sw.since = True, True, now
+        sw.ports = {int(p): bool(up) for p, up in ports.items()}
+        for port_no, up in sw.ports.items():
+            if not up:
+                self.lldp_seen.pop((dpid, port_no), None)
+        expected = set(self.wiring.ports_of(dpid))
+        missing = sorted(expected - set(sw.ports))
+        self.record("switch_connected", now, dpid=dpid, switch=sw.name,
+                    ports=sorted(sw.ports), missing_ports=missing)
+        return self._refresh(now, cause=f"switch {sw.name} connected", presence=True)
+
+    def switch_lost(self, dpid: int, now: float) -> list[int]:
+        sw = self.switch(dpid)
+        sw.connected, sw.since, sw.ports = False, now, None
+        for key in [k for k in self.lldp_seen if k[0] == dpid or self.lldp_seen[k].src_dpid
+                    == dpid]:
+            del self.lldp_seen[key]
+        self.record("switch_lost", now, dpid=dpid, switch=sw.name)
+        return self._refresh(now, cause=f"switch {sw.name} lost", presence=True)
+
+    def port_status(self, dpid: int, port_no: int, up: bool, now: float) -> list[int]:
+        sw = self.switch(dpid)
+        if not sw.connected or sw.ports is None:
+            self.record("port_status_ignored", now, dpid=dpid, port_no=port_no, up=up,
+                        why="switch not connected")
+            return []
+        sw.ports[port_no] = up
+        if not up:
+            self.lldp_seen.pop((dpid, port_no), None)
+        self.record("port_up" if up else "port_down", now, dpid=dpid, switch=sw.name,
+                    port_no=port_no)
+        return self._refresh(now, cause=f"port {sw.name}:{port_no} {'up' if up else 'down'}")
+
+    def tick(self, now: float) -> list[int]:
+        """Time passes: the startup grace period may end (unseen switches count as down)."""
+        if not self._grace_over and now - self.started >= self.startup_grace_s:
+            self._grace_over = True
+            unseen = [sw.name for sw in self.switches.values() if not sw.ever_connected]
+            self.record("startup_grace_over", now, unseen_switches=unseen)
+            return self._refresh(now, cause="startup grace over", presence=True)
+        return []
+
+    def _port_ok(self, dpid: int, port_no: int) -> bool:
+        sw = self.switches[dpid]
+        if sw.ports is None:
+            return True  # not connected: presence decides
+        return sw.ports.get(port_no, False)
+
+    def _miswired(self, i: int) -> bool:
+        """LLDP saw another neighbour than the file says on one of link i's ports."""
+        a, b = self.wiring.link_ends[i]
+        pa, pb = self.wiring.link_ports[i]
+        da, db = self.wiring.node_dpid[a], self.wiring.node_dpid[b]
+        for here, there in (((da, pa), (db, pb)), ((db, pb), (da, pa))):
+            seen = self.lldp_seen.get(here)
+            if seen is not None and (seen.src_dpid, seen.src_port) != there:
+                return True
+        return False
+
+    def link_usable(self, i: int) -> bool:
+        a, b = self.wiring.link_ends[i]
+        pa, pb = self.wiring.link_ports[i]
+        da, db = self.wiring.node_dpid[a], self.wiring.node_dpid[b]
+        return (self.node_present(a) and self.node_present(b) and self._port_ok(da, pa)
+                and self._port_ok(db, pb) and not self._miswired(i))
+
+    def _refresh(self, now: float, cause: str, presence: bool = False) -> list[int]:
+        changed = []
+        for i in range(len(self.topology.links)):
+            up = self.link_usable(i)
+            if up != self.link_up[i] or cause == "start":
+                if up != self.link_up[i]:
+                    changed.append(i)
+                self.link_up[i] = up
+                self.graph.set_link_up(self.link_ids[i], up, both_directions=True)
+        if changed:
+            self.version += 1
+            lk = self.topology.links
+            for i in changed:
+                self.record("link_up" if self.link_up[i] else "link_down", now, link=i,
+                            a=lk[i].a, b=lk[i].b, cause=cause)
+        if presence:
+            self.version += 1  # presence changes which switches get destination flows
+        return changed
+
+    # -- LLDP ------------------------------------------------------------------------------------
+    def lldp_observed(self, src_dpid: int, src_port: int, dpid: int, port_no: int,
+                      now: float) -> list[int]:
+        """Our probe sent from (src_dpid, src_port) arrived at (dpid, port_no)."""
+        key = (dpid, port_no)
+        prev = self.lldp_seen.get(key)
+        self.lldp_seen[key] = LldpSeen(src_dpid, src_port, now)
+        expected = self.wiring.peer(dpid, port_no)
+        link = self.wiring.link_peer(dpid, port_no)
+        ok = link is not None and (link[1], link[2]) == (src_dpid, src_port)
+        if not ok and (prev is None or (prev.src_dpid, prev.src_port) != (src_dpid, src_port)):
+            self.record("lldp_unexpected", now, dpid=dpid, port_no=port_no,
+                        src_dpid=src_dpid, src_port=src_port, expected=expected)
+            log.warning(f"LLDP: {src_dpid:#x}:{src_port} -> {dpid:#x}:{port_no} is not in the "
+                        f"topology file (expected {expected})",
+                        extra={"dpid": dpid, "event": "lldp_unexpected"})
+        return self._refresh(now, cause=f"lldp at {dpid:#x}:{port_no}")
+
+    def link_report(self, now: float) -> dict[str, list[dict[str, Any]]]:
+        """LLDP against the file: ``verified`` (seen both ways within ``lldp_timeout_s``),
+        ``missing`` (in the file, not seen lately) and ``unexpected`` (seen, not in the file)."""
+        verified, missing = [], []
+        for i, lk in enumerate(self.topology.links):
+            a, b = self.wiring.link_ends[i]
+            pa, pb = self.wiring.link_ports[i]
+            da, db = self.wiring.node_dpid[a], self.wiring.node_dpid[b]
+            ages = []
+            for here, there in (((db, pb), (da, pa)), ((da, pa), (db, pb))):
+                seen = self.lldp_seen.get(here)
+                ok = seen is not None and (seen.src_dpid, seen.src_port) == there
+                ages.append(now - seen.time if ok and seen is not None else None)
+            item = {"link": i, "a": lk.a, "b": lk.b, "a_port": pa, "b_port": pb,
+                    "usable": self.link_up[i]}
+            if all(age is not None and age <= self.lldp_timeout_s for age in ages):
+                verified.append(item)
+            else:
+                item["seen_age_s"] = ages
+                missing.append(item)
+        unexpected = []
+        for (dpid, port_no), seen in sorted(self.lldp_seen.items()):
+            expected = self.wiring.peer(dpid, port_no)
+            link = self.wiring.link_peer(dpid, port_no)
+            if link is not None and (link[1], link[2]) == (seen.src_dpid, seen.src_port):
+                continue
+            unexpected.append({"src_dpid": seen.src_dpid, "src_port": seen.src_port,
+                               "dst_dpid": dpid, "dst_port": port_no, "time": seen.time,
+                               "expected": expected})
+        return {"verified": verified, "missing": missing, "unexpected": unexpected}
+
+    # -- hosts ----------------------------------------------------------------------------------
+    def learn_host(self, mac: str, ip: str, dpid: int, port_no: int, now: float) -> str:
+        """A host spoke at (dpid, port_no). Returns what that meant: ``"ignored"`` (a link
+        port, an unknown switch or no address), ``"known"``, ``"new"``, ``"moved"`` (learned
+        hosts only) or ``"conflict"`` (disagrees with the file: reported, not used)."""
+        mac = mac.lower()
+        if ip in ("0.0.0.0", "") or dpid not in self.switches \
+                or self.wiring.is_link_port(dpid, port_no):
+            return "ignored"
+        node = self.switches[dpid].name
+        by_ip = self._host_by_ip.get(ip)
+        by_port = self._host_by_port.get((dpid, port_no))
+        by_mac = self._host_by_mac.get(mac)
+        file_host = next((n for n in (by_ip, by_port, by_mac)
+                          if n is not None and self.hosts[n].source == "file"), None)
+        if file_host is not None:
+            h = self.hosts[file_host]
+            if (h.ip, h.mac, h.dpid, h.port_no) == (ip, mac, dpid, port_no):
+                return "known"
+            key = f"{ip}@{dpid:#x}:{port_no}"
+            if key not in self.host_conflicts:
+                detail = {"file_host": h.name, "file_ip": h.ip, "file_mac": h.mac,
+                          "file_dpid": h.dpid, "file_port": h.port_no, "ip": ip, "mac": mac,
+                          "dpid": dpid, "port_no": port_no}
+                self.host_conflicts[key] = detail
+                self.record("host_conflict", now, **detail)
+                log.warning(f"host {ip} ({mac}) at {node}:{port_no} conflicts with file host "
+                            f"{h.name} ({h.ip}, {h.mac} at port {h.port_no}); not used",
+                            extra={"dpid": dpid, "event": "host_conflict"})
+            return "conflict"
+        name = f"learned-{ip}"
+        old = self.hosts.get(name)
+        if old is not None and (old.mac, old.dpid, old.port_no) == (mac, dpid, port_no):
+            return "known"
+        # another learned host at this IP's old MAC/port is replaced
+        for stale in {by_port, by_mac} - {None, name}:
+            self._forget(stale)
+        rec = HostRecord(name, ip, mac, node, dpid, port_no, "learned")
+        if old is not None:
+            self._forget(name)
+        self.hosts[name] = rec
+        self._host_by_ip[ip] = name
+        self._host_by_mac[mac] = name
+        self._host_by_port[(dpid, port_no)] = name
+        self.version += 1
+        what = "moved" if old is not None else "new"
+        self.record(f"host_{what}", now, host=name, ip=ip, mac=mac, dpid=dpid, port_no=port_no)
+        return what
+
+    def _forget(self, name: str | None) -> None:
+        if name is None or name not in self.hosts:
+            return
+        h = self.hosts.pop(name)
+        if self._host_by_ip.get(h.ip) == name:
+            del self._host_by_ip[h.ip]
+        if self._host_by_mac.get(h.mac) == name:
+            del self._host_by_mac[h.mac]
+        if self._host_by_port.get((h.dpid, h.port_no)) == name:
+            del self._host_by_port[(h.dpid, h.port_no)]
+
+    def host_by_ip(self, ip: str) -> HostRecord | None:
+        name = self._host_by_ip.get(ip)
+        return self.hosts[name] if name is not None and self.host_usable(name) else None
+
+    # -- bandwidth reservations -----------------------------------------------------------------
+    def reset_residuals(self) -> None:
+        for i, lk in enumerate(self.topology.links):
+            self.graph.set_residual_bandwidth(self.link_ids[i], lk.bandwidth_mbps,
+                                              both_directions=True)
+
+    def reserve(self, link_ids: Iterable[int], bandwidth_mbps: float) -> None:
+        """Take ``bandwidth_mbps`` from the residual of each directed link."""
+        for lid in link_ids:
+            residual_mbps = float(self.graph.link(lid)["residual_mbps"])  # type: ignore[arg-type]
+            self.graph.set_residual_bandwidth(lid, max(0.0, residual_mbps - bandwidth_mbps))

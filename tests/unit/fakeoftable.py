@@ -1,0 +1,287 @@
+"""A fake multi-switch OpenFlow 1.3 network for unit tests (model: Faucet's ``fakeoftable``).
+
+It applies the os-ken ``OFPFlowMod`` objects the controller generates (ADD, DELETE,
+DELETE_STRICT with cookie masks; apply-actions output and goto-table instructions; an empty
+instruction list drops) and answers "where does this packet go?": :meth:`FakeNetwork.trace`
+follows a packet from a host through the switches along the :class:`Wiring` until it reaches a
+host port, the controller, a drop, a dead link or a loop.
+
+It is written against the OpenFlow 1.3 spec, independently of the controller's own FlowEntry
+model, so the tests check the messages, not the controller's idea of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from os_ken.ofproto import ofproto_v1_3 as ofp
+from os_ken.ofproto import ofproto_v1_3_parser as parser
+
+from controller.wiring import Wiring
+
+CONTROLLER = ofp.OFPP_CONTROLLER
+
+
+class FakeOFError(AssertionError):
+    """The messages did something a real switch would reject or leave undefined."""
+
+
+@dataclass
+class FakeFlow:
+    table_id: int
+    priority: int
+    match: dict[str, Any]
+    instructions: list[Any]
+    cookie: int
+    packet_count: int = 0
+
+
+def _match_dict(match: parser.OFPMatch) -> dict[str, Any]:
+    out = {}
+    for k, v in match.items():
+        if isinstance(v, tuple):
+            raise FakeOFError(f"masked match fields are not modelled: {k}={v}")
+        out[k] = v
+    return out
+
+
+class FakeSwitch:
+    """The flow tables of one switch."""
+
+    def __init__(self, dpid: int, n_tables: int = 8) -> None:
+        self.dpid = dpid
+        self.tables: dict[int, list[FakeFlow]] = {t: [] for t in range(n_tables)}
+        self.barriers = 0
+        self.packet_outs: list[parser.OFPPacketOut] = []
+
+    def apply(self, msg: Any) -> None:
+        if isinstance(msg, parser.OFPBarrierRequest):
+            self.barriers += 1
+        elif isinstance(msg, parser.OFPPacketOut):
+            self.packet_outs.append(msg)
+        elif isinstance(msg, parser.OFPFlowMod):
+            self._flowmod(msg)
+        else:
+            raise FakeOFError(f"unexpected message {type(msg).__name__}")
+
+    def _flowmod(self, fm: parser.OFPFlowMod) -> None:
+        match = _match_dict(fm.match)
+        if fm.command == ofp.OFPFC_ADD:
+            if fm.table_id not in self.tables:
+                raise FakeOFError(f"bad table {fm.table_id}")
+            for inst in fm.instructions:
+                if (
+                    isinstance(inst, parser.OFPInstructionGotoTable)
+                    and inst.table_id <= fm.table_id
+                ):
+                    raise FakeOFError("goto_table must go forward")
+            table = self.tables[fm.table_id]
+            table[:] = [f for f in table if not (f.priority == fm.priority and f.match == match)]
+            table.append(
+                FakeFlow(fm.table_id, fm.priority, match, list(fm.instructions), fm.cookie)
+            )
+        elif fm.command in (ofp.OFPFC_DELETE, ofp.OFPFC_DELETE_STRICT):
+            strict = fm.command == ofp.OFPFC_DELETE_STRICT
+            tables = list(self.tables) if fm.table_id == ofp.OFPTT_ALL else [fm.table_id]
+            for t in tables:
+                self.tables[t] = [
+                    f for f in self.tables[t] if not self._delete_hits(f, fm, match, strict)
+                ]
+        else:
+            raise FakeOFError(f"flowmod command {fm.command} is not modelled")
+
+    @staticmethod
+    def _delete_hits(
+        f: FakeFlow, fm: parser.OFPFlowMod, match: dict[str, Any], strict: bool
+    ) -> bool:
+        if (f.cookie & fm.cookie_mask) != (fm.cookie & fm.cookie_mask):
+            return False
+        if strict:
+            return f.priority == fm.priority and f.match == match
+        # non-strict: every field of the delete's match is in the flow's match with that value
+        return all(k in f.match and f.match[k] == v for k, v in match.items())
+
+    def flows(self) -> list[FakeFlow]:
+        return [f for t in sorted(self.tables) for f in self.tables[t]]
+
+    def lookup(self, fields: dict[str, Any]) -> list[int]:
+        """Output ports for a packet with ``fields`` (``in_port`` included); [] = dropped."""
+        table_id: int | None = 0
+        outputs: list[int] = []
+        hops = 0
+        while table_id is not None:
+            hops += 1
+            if hops > len(self.tables):
+                raise FakeOFError("goto loop")
+            hits = [
+                f
+                for f in self.tables[table_id]
+                if all(k in fields and fields[k] == v for k, v in f.match.items())
+            ]
+            if not hits:
+                return outputs  # no table-miss flow: OF1.3 drops
+            top = max(f.priority for f in hits)
+            best = [f for f in hits if f.priority == top]
+            if len(best) > 1:
+                raise FakeOFError(
+                    f"dpid {self.dpid:#x} table {table_id}: overlapping flows at "
+                    f"priority {top}: {[f.match for f in best]}"
+                )
+            chosen = best[0]
+            chosen.packet_count += 1
+            table_id = None
+            for inst in chosen.instructions:
+                if isinstance(inst, parser.OFPInstructionActions):
+                    if inst.type != ofp.OFPIT_APPLY_ACTIONS:
+                        raise FakeOFError("only apply-actions is modelled")
+                    for act in inst.actions:
+                        if not isinstance(act, parser.OFPActionOutput):
+                            raise FakeOFError(f"action {act} is not modelled")
+                        outputs.append(act.port)
+                elif isinstance(inst, parser.OFPInstructionGotoTable):
+                    table_id = inst.table_id
+                else:
+                    raise FakeOFError(f"instruction {inst} is not modelled")
+        return outputs
+
+
+@dataclass
+class Trace:
+    hops: list[tuple[int, int]] = field(default_factory=list)
+    """(dpid, out_port) in the order the packet took them"""
+    delivered: list[str] = field(default_factory=list)
+    to_controller: list[int] = field(default_factory=list)
+    """dpids that sent the packet to the controller"""
+    dropped: list[int] = field(default_factory=list)
+    """dpids where the packet was dropped (no output)"""
+    dead_links: list[int] = field(default_factory=list)
+    """link indices the packet was sent onto while they were down"""
+    loop: bool = False
+
+    @property
+    def delivered_to(self) -> str | None:
+        return self.delivered[0] if len(self.delivered) == 1 else None
+
+    def dpids(self) -> list[int]:
+        return [d for d, _ in self.hops]
+
+
+class FakeNetwork:
+    """Fake switches wired as the :class:`Wiring` says; links can be cut."""
+
+    def __init__(self, wiring: Wiring) -> None:
+        self.wiring = wiring
+        self.switches = {dpid: FakeSwitch(dpid) for dpid in wiring.node_dpid.values()}
+        self.link_up = [True] * len(wiring.link_ports)
+        self.messages_applied = 0
+
+    def apply(self, dpid: int, msgs: list[Any]) -> None:
+        for m in msgs:
+            self.switches[dpid].apply(m)
+            self.messages_applied += 1
+
+    def apply_phase(self, phase: dict[int, list[Any]]) -> None:
+        for dpid, msgs in phase.items():
+            self.apply(dpid, msgs)
+
+    def apply_change(self, change: Any) -> None:
+        self.apply_phase(change.phase1)
+        self.apply_phase(change.phase2)
+
+    def set_link(self, link_index: int, up: bool) -> None:
+        self.link_up[link_index] = up
+
+    def flows(self, dpid: int) -> list[FakeFlow]:
+        return self.switches[dpid].flows()
+
+    def flow_stats(self, dpid: int) -> list[parser.OFPFlowStats]:
+        """The switch's flows as the OFPFlowStats objects a flow-stats reply would carry."""
+        return [
+            parser.OFPFlowStats(
+                table_id=f.table_id,
+                duration_sec=0,
+                duration_nsec=0,
+                priority=f.priority,
+                idle_timeout=0,
+                hard_timeout=0,
+                flags=0,
+                cookie=f.cookie,
+                packet_count=f.packet_count,
+                byte_count=0,
+                match=parser.OFPMatch(**f.match),
+                instructions=f.instructions,
+            )
+            for f in self.flows(dpid)
+        ]
+
+    def is_output(self, dpid: int, match: dict[str, Any], port: int) -> bool:
+        """Does a packet with ``match`` fields (``in_port`` included) leave ``dpid`` by
+        ``port``?"""
+        return port in self.switches[dpid].lookup(dict(match))
+
+    def trace(self, src_host: str, fields: dict[str, Any], max_hops: int = 64) -> Trace:
+        """Send a packet with ``fields`` from ``src_host`` and follow it."""
+        node, port_no = self.wiring.host_port[src_host]
+        start = (self.wiring.node_dpid[node], port_no)
+        tr = Trace()
+        queue = [start]
+        seen: set[tuple[int, int]] = set()
+        steps = 0
+        while queue:
+            dpid, in_port = queue.pop(0)
+            steps += 1
+            if (dpid, in_port) in seen or steps > max_hops:
+                tr.loop = True
+                break
+            seen.add((dpid, in_port))
+            outs = self.switches[dpid].lookup({**fields, "in_port": in_port})
+            if not outs:
+                tr.dropped.append(dpid)
+            for out in outs:
+                tr.hops.append((dpid, out))
+                if out == CONTROLLER:
+                    tr.to_controller.append(dpid)
+                    continue
+                peer = self.wiring.peer(dpid, out)
+                if peer is None:
+                    tr.dropped.append(dpid)
+                elif peer[0] == "host":
+                    tr.delivered.append(peer[1])
+                else:
+                    _, link_index, other_dpid, other_port = peer  # type: ignore[misc]
+                    if not self.link_up[link_index]:
+                        tr.dead_links.append(link_index)
+                    else:
+                        queue.append((other_dpid, other_port))
+        return tr
+
+
+# --- helpers shared by the controller tests ------------------------------------------------------
+
+
+def flow_entries(net: FakeNetwork, dpid: int) -> list[Any]:
+    """The switch's flows read back as the app would (flow stats -> FlowEntry)."""
+    from controller.openflow import flowstats_to_entry
+
+    return [flowstats_to_entry(s) for s in net.flow_stats(dpid)]
+
+
+def bring_up(core: Any, net: FakeNetwork, now: float = 1.0) -> None:
+    """Connect every switch with all its wired ports live, reconcile it from its (fake) flow
+    table, apply every Change and confirm it - the app's handshake, in order."""
+    wiring = net.wiring
+    for dpid in sorted(wiring.node_dpid.values()):
+        ports = dict.fromkeys(wiring.ports_of(dpid), True)
+        apply_and_confirm(core, net, core.switch_connected(dpid, ports, now), now)
+        apply_and_confirm(core, net, core.reconcile(dpid, flow_entries(net, dpid), now), now)
+
+
+def apply_and_confirm(core: Any, net: FakeNetwork, change: Any, now: float) -> Any:
+    net.apply_change(change)
+    core.confirm(change, now)
+    return change
+
+
+def ipv4(src_ip: str, dst_ip: str, **extra: Any) -> dict[str, Any]:
+    return {"eth_type": 0x0800, "ipv4_src": src_ip, "ipv4_dst": dst_ip, **extra}

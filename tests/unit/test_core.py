@@ -1,0 +1,416 @@
+"""ControllerCore: reconciliation, make-before-break, restart adoption, ARP, LLDP, hosts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fakeoftable import FakeNetwork, apply_and_confirm, bring_up, flow_entries, ipv4
+from os_ken.lib.packet import arp, ethernet, packet
+from os_ken.ofproto import ofproto_v1_3 as ofp
+from os_ken.ofproto import ofproto_v1_3_parser as parser
+
+from controller import openflow
+from controller.core import ControllerCore
+from controller.errors import NotFound
+from controller.routing import (
+    TABLE_DESTINATIONS,
+    cookie_owner,
+    flow,
+    make_cookie,
+)
+from controller.topology import IntentSpec, Match, Topology, load_topology
+
+TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
+
+
+@pytest.fixture
+def diamond() -> Topology:
+    return load_topology(TOPOLOGIES / "diamond.yaml")
+
+
+def running(t: Topology, **kw: object) -> tuple[ControllerCore, FakeNetwork]:
+    core = ControllerCore(t, **kw)  # type: ignore[arg-type]
+    net = FakeNetwork(core.wiring)
+    bring_up(core, net)
+    return core, net
+
+
+def dp(core: ControllerCore, node: str) -> int:
+    return core.wiring.node_dpid[node]
+
+
+def names(core: ControllerCore, dpids: list[int]) -> list[str]:
+    return [core.wiring.dpid_node[d] for d in dpids]
+
+
+def arp_request(src_mac: str, src_ip: str, dst_ip: str) -> bytes:
+    pkt = packet.Packet()
+    pkt.add_protocol(ethernet.ethernet(dst="ff:ff:ff:ff:ff:ff", src=src_mac, ethertype=0x0806))
+    pkt.add_protocol(
+        arp.arp(
+            opcode=arp.ARP_REQUEST,
+            src_mac=src_mac,
+            src_ip=src_ip,
+            dst_mac="00:00:00:00:00:00",
+            dst_ip=dst_ip,
+        )
+    )
+    pkt.serialize()
+    return bytes(pkt.data)
+
+
+# --- reconciliation --------------------------------------------------------------------------
+
+
+def test_reconcile_deletes_strays_adds_missing_keeps_identical(diamond: Topology) -> None:
+    core, net = running(diamond)
+    s2 = dp(core, "s2")
+    before = flow_entries(net, s2)
+    # identical table: nothing to send
+    assert core.reconcile(s2, before, 5.0).empty
+    # a stray with our (intent) cookie, and a planned flow gone missing
+    stray = flow(
+        1, 300, {"eth_type": 0x0800, "ipv4_dst": "10.9.9.9"}, (("output", 2),), make_cookie(3, 99)
+    )
+    net.apply(s2, [openflow.flowmod_add(stray)])
+    victim = next(e for e in before if e.table_id == TABLE_DESTINATIONS and e.priority > 0)
+    net.apply(s2, [openflow.flowmod_delete_strict(victim)])
+    change = core.reconcile(s2, flow_entries(net, s2), 6.0)
+    assert change.adds == {s2: (victim,)}
+    assert change.deletes == {s2: (stray,)}
+    assert list(change.phase1) == [s2] and list(change.phase2) == [s2]
+    apply_and_confirm(core, net, change, 6.0)
+    assert sorted(flow_entries(net, s2)) == sorted(before)
+    assert core.reconcile(s2, flow_entries(net, s2), 7.0).empty
+
+
+def test_reconcile_replaces_a_changed_flow_in_place(diamond: Topology) -> None:
+    core, net = running(diamond)
+    s1 = dp(core, "s1")
+    entry = next(e for e in flow_entries(net, s1) if cookie_owner(e.cookie)[0] == "intent")
+    wrong = flow(entry.table_id, entry.priority, dict(entry.match), (("output", 99),), entry.cookie)
+    net.apply(s1, [openflow.flowmod_add(wrong)])
+    change = core.reconcile(s1, flow_entries(net, s1), 5.0)
+    assert change.adds == {s1: (entry,)} and change.phase2 == {}
+
+
+def test_restarted_controller_adopts_the_flows_without_churn(diamond: Topology) -> None:
+    core, net = running(diamond)
+    tables = {d: sorted(flow_entries(net, d)) for d in net.switches}
+    fresh = ControllerCore(diamond, now=100.0)
+    for dpid in sorted(net.switches):
+        ports = dict.fromkeys(core.wiring.ports_of(dpid), True)
+        assert fresh.switch_connected(dpid, ports, 100.5).empty
+        assert fresh.reconcile(dpid, flow_entries(net, dpid), 100.5).empty
+    assert {d: sorted(flow_entries(net, d)) for d in net.switches} == tables
+    assert fresh.tick(200.0).empty  # grace over, every switch is there: nothing moves
+
+
+def test_first_switch_alone_does_not_tear_down_routes_during_grace(diamond: Topology) -> None:
+    core, net = running(diamond)
+    fresh = ControllerCore(diamond, now=0.0, startup_grace_s=10.0)
+    s1 = dp(core, "s1")
+    fresh.switch_connected(s1, dict.fromkeys(core.wiring.ports_of(s1), True), 1.0)
+    assert fresh.reconcile(s1, flow_entries(net, s1), 1.0).empty
+    # after the grace period the switches that never came are down: s1 loses its routes
+    change = fresh.tick(11.0)
+    assert change.deletes.get(s1)
+
+
+# --- make-before-break ---------------------------------------------------------------------
+
+
+def test_make_before_break_phases(diamond: Topology) -> None:
+    core, net = running(diamond)
+    h2, h1 = diamond.host("h2"), diamond.host("h1")
+    fields = ipv4(h2.ip, h1.ip)  # the "cheap" intent: s4-s3-s1
+    assert names(core, net.trace("h2", fields).dpids()) == ["s4", "s3", "s1"]
+    # s3's port toward s1 reports down, but the wire still works (as at the start of a cut)
+    i = next(i for i, lk in enumerate(diamond.links) if {lk.a, lk.b} == {"s1", "s3"})
+    change = core.port_status(dp(core, "s3"), core.wiring.link_port(i, "s3"), False, 5.0)
+    assert change.intents  # the moved intent waits for this change
+    for msgs in change.phase1.values():
+        assert isinstance(msgs[-1], parser.OFPBarrierRequest)
+        assert all(m.command == ofp.OFPFC_ADD for m in msgs[:-1])
+    for msgs in change.phase2.values():
+        assert isinstance(msgs[-1], parser.OFPBarrierRequest)
+        assert all(m.command == ofp.OFPFC_DELETE_STRICT for m in msgs[:-1])
+    assert change.phase2, "the old path's flows must be removed in phase 2"
+    net.apply_phase(change.phase1)
+    tr = net.trace("h2", fields)
+    assert tr.delivered == ["h1"] and names(core, tr.dpids()) == ["s4", "s2", "s1"]
+    # every pair still delivered after phase 1 alone: no blackhole anywhere
+    for a in diamond.hosts:
+        for b in diamond.hosts:
+            if a != b:
+                assert net.trace(a.name, ipv4(a.ip, b.ip)).delivered == [b.name]
+    cheap = next(x for x in core.intents() if x.name == "cheap")
+    assert cheap.state == "pending"
+    net.apply_phase(change.phase2)
+    assert core.confirm(change, 5.1) == [cheap] and cheap.state == "installed"
+    assert names(core, net.trace("h2", fields).dpids()) == ["s4", "s2", "s1"]
+    s3 = dp(core, "s3")
+    assert not [f for f in net.flows(s3) if cookie_owner(f.cookie) == ("intent", cheap.id)]
+
+
+def test_confirm_of_an_older_change_does_not_install_a_newer_route(diamond: Topology) -> None:
+    core, net = running(diamond, load_intents=False)
+    intent, first = core.add_intent(IntentSpec("h1", "h2", max_latency_ms=15.0), 2.0)
+    i = next(i for i, lk in enumerate(diamond.links) if {lk.a, lk.b} == {"s1", "s3"})
+    second = core.port_status(dp(core, "s1"), core.wiring.link_port(i, "s1"), False, 2.1)
+    assert intent.state == "pending"
+    net.apply_change(first)
+    assert core.confirm(first, 2.2) == [] and intent.state == "pending"
+    net.apply_change(second)
+    assert core.confirm(second, 2.3) == [intent]
+
+
+# --- switches --------------------------------------------------------------------------------
+
+
+def test_switch_loss_and_return(diamond: Topology) -> None:
+    core, net = running(diamond)
+    fast = next(x for x in core.intents() if x.name == "fast")
+    s2 = dp(core, "s2")
+    change = core.switch_lost(s2, 5.0)
+    assert s2 not in change.phase1 and s2 not in change.phase2
+    apply_and_confirm(core, net, change, 5.0)
+    assert fast.state == "degraded"
+    # s2 restarts empty
+    net.switches[s2].tables = {t: [] for t in net.switches[s2].tables}
+    apply_and_confirm(
+        core,
+        net,
+        core.switch_connected(s2, dict.fromkeys(core.wiring.ports_of(s2), True), 6.0),
+        6.0,
+    )
+    assert fast.state == "pending"  # routed again, s2 not yet reconciled
+    change = core.reconcile(s2, flow_entries(net, s2), 6.1)
+    assert change.adds[s2] and not change.deletes
+    apply_and_confirm(core, net, change, 6.1)
+    assert fast.state == "installed"
+    h1, h2 = diamond.host("h1"), diamond.host("h2")
+    assert names(core, net.trace("h1", ipv4(h1.ip, h2.ip)).dpids()) == ["s1", "s2", "s4"]
+
+
+def test_ports_down_at_connect_are_not_used(diamond: Topology) -> None:
+    core = ControllerCore(diamond, startup_grace_s=0)
+    net = FakeNetwork(core.wiring)
+    for dpid in sorted(net.switches):
+        ports = dict.fromkeys(core.wiring.ports_of(dpid), True)
+        if dpid == dp(core, "s2"):
+            ports[2] = False  # s2-s4
+        apply_and_confirm(core, net, core.switch_connected(dpid, ports, 1.0), 1.0)
+        apply_and_confirm(core, net, core.reconcile(dpid, [], 1.0), 1.0)
+    fast = next(x for x in core.intents() if x.name == "fast")
+    assert fast.state == "infeasible" and "10.00 ms" in fast.reason
+
+
+# --- packets ---------------------------------------------------------------------------------
+
+
+def test_proxy_arp_reply_carries_the_target_mac(diamond: Topology) -> None:
+    core, _ = running(diamond)
+    h1, h2 = diamond.host("h1"), diamond.host("h2")
+    s1, port = dp(core, "s1"), core.wiring.host_port["h1"][1]
+    res = core.packet_in(s1, port, arp_request(h1.mac, h1.ip, h2.ip), 5.0)
+    assert res.change is None
+    ((dpid, msg),) = res.messages
+    assert dpid == s1 and [a.port for a in msg.actions] == [port]
+    reply = packet.Packet(msg.data).get_protocol(arp.arp)
+    assert reply.opcode == arp.ARP_REPLY
+    assert (reply.src_mac, reply.src_ip) == (h2.mac, h2.ip)
+    assert (reply.dst_mac, reply.dst_ip) == (h1.mac, h1.ip)
+    # an unknown target gets nothing (no flooding)
+    assert core.packet_in(s1, port, arp_request(h1.mac, h1.ip, "10.77.0.1"), 5.0).messages == []
+
+
+def test_learned_host_gets_destination_flows(diamond: Topology) -> None:
+    core, net = running(diamond)
+    s2 = dp(core, "s2")
+    res = core.packet_in(s2, 9, arp_request("02:aa:00:00:00:09", "10.0.9.9", "10.0.0.1"), 5.0)
+    assert res.change is not None and res.messages  # learned, and answered
+    apply_and_confirm(core, net, res.change, 5.0)
+    h1 = diamond.host("h1")
+    tr = net.trace("h1", ipv4(h1.ip, "10.0.9.9"))
+    assert names(core, tr.dpids()) == ["s1", "s2"] and tr.hops[-1] == (s2, 9)
+    assert core.state.hosts["learned-10.0.9.9"].port_no == 9
+    # hearing it again changes nothing
+    again = core.packet_in(s2, 9, arp_request("02:aa:00:00:00:09", "10.0.9.9", "10.0.0.1"), 6.0)
+    assert again.change is None
+
+
+def test_host_conflicting_with_the_file_is_reported_not_used(diamond: Topology) -> None:
+    core, net = running(diamond)
+    h2 = diamond.host("h2")
+    s2 = dp(core, "s2")
+    res = core.packet_in(s2, 9, arp_request("02:bb:00:00:00:01", h2.ip, "10.0.0.1"), 5.0)
+    assert res.change is None
+    assert [e for e in core.state.events if e["kind"] == "host_conflict"]
+    assert core.state.host_conflicts
+    h1 = diamond.host("h1")
+    assert net.trace("h1", ipv4(h1.ip, h2.ip)).delivered == ["h2"]
+    assert core.state.host_by_ip(h2.ip).node == "s4"
+
+
+def test_ipv4_packet_in_learns_the_source(diamond: Topology) -> None:
+    core, _ = running(diamond)
+    pkt = packet.Packet()
+    from os_ken.lib.packet import ipv4 as ipv4_pkt
+
+    pkt.add_protocol(
+        ethernet.ethernet(dst="02:00:0a:00:00:01", src="02:cc:00:00:00:07", ethertype=0x0800)
+    )
+    pkt.add_protocol(ipv4_pkt.ipv4(src="10.0.7.7", dst="10.0.0.1", proto=17))
+    pkt.serialize()
+    res = core.packet_in(dp(core, "s3"), 7, bytes(pkt.data), 5.0)
+    assert res.change is not None
+    assert core.state.hosts["learned-10.0.7.7"].node == "s3"
+    # the same packet on a link port is transit, not a host
+    res = core.packet_in(dp(core, "s3"), 1, bytes(pkt.data), 5.0)
+    assert res.change is None
+
+
+def test_lldp_verifies_links_and_reports_surprises(diamond: Topology) -> None:
+    core, net = running(diamond)
+    now = 5.0
+    # deliver every probe across the fake wires
+    for dpid, msg in core.lldp_probes(now):
+        (port,) = [a.port for a in msg.actions]
+        peer = core.wiring.peer(dpid, port)
+        if peer is not None and peer[0] == "link":
+            res = core.packet_in(peer[2], peer[3], msg.data, now)
+            assert res.change is None and res.messages == []
+    report = core.state.link_report(now + 1)
+    assert len(report["verified"]) == len(diamond.links)
+    assert report["missing"] == [] and report["unexpected"] == []
+    assert len(core.state.link_report(now + 60)["missing"]) == len(diamond.links)
+    # s1's probe from port 1 (to s2) shows up at s3 port 1: s1-s3 is miswired -> not used
+    res = core.packet_in(dp(core, "s3"), 1, openflow.lldp_probe(dp(core, "s1"), 1), now)
+    report = core.state.link_report(now)
+    assert len(report["unexpected"]) == 1 and report["unexpected"][0]["dst_dpid"] == dp(core, "s3")
+    assert res.change is not None
+    apply_and_confirm(core, net, res.change, now)
+    cheap = next(x for x in core.intents() if x.name == "cheap")
+    assert "s3" not in cheap.path
+    h2, h1 = diamond.host("h2"), diamond.host("h1")
+    assert names(core, net.trace("h2", ipv4(h2.ip, h1.ip)).dpids()) == ["s4", "s2", "s1"]
+
+
+def test_lldp_probes_cover_live_ports(diamond: Topology) -> None:
+    core, _ = running(diamond)
+    probes = core.lldp_probes(1.0)
+    sent = sorted((d, m.actions[0].port) for d, m in probes)
+    expected = sorted(
+        (d, p) for d in core.wiring.node_dpid.values() for p in core.wiring.ports_of(d)
+    )
+    assert sent == expected
+    for d, m in probes:
+        assert openflow.parse_lldp(m.data) == openflow.LldpProbe(d, m.actions[0].port)
+
+
+# --- intents API -----------------------------------------------------------------------------
+
+
+def test_intent_ids_are_stable_and_bad_input_changes_nothing(diamond: Topology) -> None:
+    core, net = running(diamond)
+    assert [(i.id, i.name) for i in core.intents()] == [(1, "fast"), (2, "cheap")]
+    plan = core.installed_plan()
+    with pytest.raises(NotFound):
+        core.add_intent(IntentSpec("h1", "nope", max_latency_ms=5.0), 3.0)
+    with pytest.raises(NotFound):
+        core.remove_intent(42, 3.0)
+    assert [i.id for i in core.intents()] == [1, 2] and core.installed_plan() == plan
+    # the same traffic at the same priority as "cheap" (id 2): refused with a reason
+    dup, change = core.add_intent(IntentSpec("h2", "h1", max_latency_ms=5.0), 3.0)
+    assert dup.id == 3 and dup.state == "infeasible" and "intent 2" in dup.reason
+    apply_and_confirm(core, net, core.remove_intent(3, 3.0), 3.0)
+    intent, change = core.add_intent(
+        IntentSpec("h2", "h1", max_latency_ms=5.0, match=Match(ip_proto=6)), 3.0, intent_id=17
+    )
+    assert intent.id == 17
+    apply_and_confirm(core, net, change, 3.0)
+    assert intent.state == "installed"
+    s1 = dp(core, "s1")
+    assert [f for f in net.flows(s1) if f.cookie == make_cookie(3, 17)]
+    apply_and_confirm(core, net, core.remove_intent(17, 4.0), 4.0)
+    assert not [f for d in net.switches for f in net.flows(d) if f.cookie == make_cookie(3, 17)]
+
+
+def test_every_planned_flow_names_its_owner(diamond: Topology) -> None:
+    core, _ = running(diamond)
+    kinds = {0: {"pipeline"}, 1: {"intent", "pipeline"}, 2: {"destination", "pipeline"}}
+    for _, entry in core.wanted_plan():
+        owner = cookie_owner(entry.cookie)
+        assert owner is not None and owner[0] in kinds[entry.table_id]
+
+
+def test_events_are_bounded(diamond: Topology) -> None:
+    core, _ = running(diamond)
+    for k in range(3000):
+        core.state.record("noise", float(k))
+    assert len(core.state.events) == 1000 and core.state.events[-1]["time"] == 2999.0
+
+
+def test_flows_removed_behind_our_back_are_restored(diamond: Topology) -> None:
+    core, net = running(diamond)
+    s2 = dp(core, "s2")
+    before = sorted(flow_entries(net, s2))
+    # someone runs `ovs-ofctl del-flows` on s2: the switch reports every flow removed
+    removed = [
+        openflow.flowremoved_to_entry(
+            parser.OFPFlowRemoved(
+                None,
+                cookie=f.cookie,
+                priority=f.priority,
+                reason=ofp.OFPRR_DELETE,
+                table_id=f.table_id,
+                match=parser.OFPMatch(**f.match),
+            )
+        )
+        for f in net.flows(s2)
+    ]
+    net.apply(s2, [openflow.flowmod_delete_cookie(0, 0)])
+    assert net.flows(s2) == []
+    change = core.flows_removed(s2, removed, 5.0)
+    assert not change.phase2 and len(change.adds[s2]) == len(before)
+    apply_and_confirm(core, net, change, 5.0)
+    assert sorted(flow_entries(net, s2)) == before
+    # removals the controller caused itself are ignored
+    old = core.installed_plan().entries(s2)
+    assert core.flows_removed(
+        s2,
+        [
+            openflow.flowremoved_to_entry(
+                parser.OFPFlowRemoved(
+                    None,
+                    cookie=make_cookie(3, 99),
+                    priority=5,
+                    reason=ofp.OFPRR_DELETE,
+                    table_id=1,
+                    match=parser.OFPMatch(eth_type=0x0800),
+                )
+            )
+        ],
+        6.0,
+    ).empty
+    assert core.installed_plan().entries(s2) == old
+
+
+def test_add_intents_is_one_pass_and_all_or_nothing(diamond: Topology) -> None:
+    core, net = running(diamond, load_intents=False)
+    specs = [
+        IntentSpec("h1", "h2", max_latency_ms=3.0, match=Match(ip_proto=6, dst_port=p))
+        for p in range(1000, 1010)
+    ]
+    with pytest.raises(NotFound):
+        core.add_intents([*specs, IntentSpec("h1", "zz", max_latency_ms=3.0)], 2.0)
+    assert core.intents() == []
+    intents, change = core.add_intents(specs, 2.0)
+    assert sorted(change.intents) == [i.id for i in intents]
+    apply_and_confirm(core, net, change, 2.0)
+    assert all(i.state == "installed" for i in intents)
+    h1, h2 = diamond.host("h1"), diamond.host("h2")
+    tr = net.trace("h1", ipv4(h1.ip, h2.ip, ip_proto=6, tcp_dst=1005))
+    assert names(core, tr.dpids()) == ["s1", "s2", "s4"] and tr.delivered == ["h2"]
