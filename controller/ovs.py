@@ -1,0 +1,201 @@
+"""Open vSwitch on the lab machine: binaries, daemons, datapath and netem detection.
+
+The lab (``controller.lab``) calls :func:`probe_environment` before building a network. It
+checks the binaries Mininet and OVS need, starts OVS with its own ``ovs-ctl`` script when the
+daemons are not running, and finds out two facts about the kernel:
+
+* whether OVS's kernel datapath exists (the ``openvswitch`` module). Where it does not, the lab
+  runs every switch on the userspace datapath (``datapath_type=netdev``, Mininet's
+  ``datapath='user'``);
+* whether the kernel has the ``netem`` qdisc, which Mininet needs to give links a delay. Where it
+  does not, link latency stays configured data (used by the controller) and is not applied.
+
+Every external command runs with a timeout, and every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from controller.errors import LabError
+
+__all__ = [
+    "LabEnvironment",
+    "OVS_CTL_PATHS",
+    "ensure_ovs_running",
+    "kernel_datapath_available",
+    "missing_binaries",
+    "netem_available",
+    "ovs_running",
+    "ovs_version",
+    "probe_environment",
+    "require_binaries",
+    "run_command",
+]
+
+OVS_CTL_PATHS = (
+    Path("/usr/share/openvswitch/scripts/ovs-ctl"),
+    Path("/usr/local/share/openvswitch/scripts/ovs-ctl"),
+)
+"""Where Debian (and a source install) put ``ovs-ctl``, the script that starts both daemons."""
+
+#: binary -> the Debian package that provides it (for the error message)
+REQUIRED_BINARIES: dict[str, str] = {
+    "ovs-vsctl": "openvswitch-switch",
+    "ovs-ofctl": "openvswitch-switch",
+    "ovs-appctl": "openvswitch-switch",
+    "ovsdb-server": "openvswitch-switch",
+    "ovs-vswitchd": "openvswitch-switch",
+    "mnexec": "mininet",
+    "ping": "iputils-ping",
+    "ip": "iproute2",
+    "tc": "iproute2",
+    "unshare": "util-linux",
+}
+
+_PROBE_BRIDGE = "cpn-dp-probe"
+_OVS_LOCAL_PORT = "65534"
+
+
+@dataclass(frozen=True, slots=True)
+class LabEnvironment:
+    """What the lab found on this machine."""
+
+    datapath: str
+    """``"kernel"`` or ``"user"``: the Mininet ``OVSSwitch(datapath=...)`` value to use."""
+    netem: bool
+    """True when the kernel has the netem qdisc (link delays can be applied)."""
+    ovs_version: str
+    ovs_started: bool
+    """True when this process started the OVS daemons."""
+
+
+def run_command(args: list[str], timeout_s: float = 10.0) -> subprocess.CompletedProcess[str]:
+    """Run ``args`` with a timeout; a timeout or a missing binary raises :class:`LabError`."""
+    try:
+        return subprocess.run(args, capture_output=True, text=True, timeout=timeout_s,
+                              check=False)
+    except subprocess.TimeoutExpired:
+        raise LabError(f"{' '.join(args)!r} did not finish within {timeout_s:g} s") from None
+    except FileNotFoundError:
+        raise LabError(f"{args[0]!r} is not installed") from None
+
+
+def _ovs_ctl() -> str | None:
+    for path in OVS_CTL_PATHS:
+        if path.is_file():
+            return str(path)
+    return shutil.which("ovs-ctl")
+
+
+def missing_binaries() -> list[str]:
+    """The binaries the lab needs that are not installed, as ``"name (package)"`` strings."""
+    missing = [f"{name} (Debian package {pkg})" for name, pkg in REQUIRED_BINARIES.items()
+               if shutil.which(name) is None]
+    if _ovs_ctl() is None:
+        missing.append("ovs-ctl (Debian package openvswitch-switch)")
+    return missing
+
+
+def require_binaries() -> None:
+    """Raise :class:`LabError` naming every missing binary (and its package)."""
+    missing = missing_binaries()
+    if missing:
+        raise LabError("the Mininet lab needs these programs, which are not installed: "
+                       + ", ".join(missing))
+
+
+def ovs_running(timeout_s: float = 2.0) -> bool:
+    """True when ``ovs-vsctl show`` answers (ovsdb-server is up) and ovs-vswitchd answers."""
+    t = max(1, round(timeout_s))
+    try:
+        db = run_command(["ovs-vsctl", f"--timeout={t}", "show"], timeout_s=timeout_s + 2)
+        if db.returncode != 0:
+            return False
+        sw = run_command(["ovs-appctl", f"--timeout={t}", "version"], timeout_s=timeout_s + 2)
+    except LabError:
+        return False
+    return sw.returncode == 0
+
+
+def ensure_ovs_running(timeout_s: float = 30.0) -> bool:
+    """Start OVS with ``ovs-ctl start`` unless it already runs; True if this call started it.
+
+    Waits (bounded by ``timeout_s``) until ``ovs-vsctl show`` answers. Raises
+    :class:`LabError` with ovs-ctl's output when OVS cannot be started.
+    """
+    if ovs_running():
+        return False
+    ovs_ctl = _ovs_ctl()
+    if ovs_ctl is None:
+        raise LabError("Open vSwitch is not running and ovs-ctl was not found "
+                       "(install the Debian package openvswitch-switch)")
+    # ovs-ctl warns that it cannot raise the open-files ulimit in a container: harmless.
+    started = run_command([ovs_ctl, "start", "--system-id=random"], timeout_s=timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if ovs_running():
+            return True
+        time.sleep(0.2)
+    raise LabError(
+        f"Open vSwitch did not answer within {timeout_s:g} s after '{ovs_ctl} start' "
+        f"(exit {started.returncode}): {(started.stdout + started.stderr).strip()[-800:]}")
+
+
+def ovs_version() -> str:
+    """The OVS version, e.g. ``"3.1.0"``."""
+    out = run_command(["ovs-vsctl", "--version"]).stdout
+    first = out.splitlines()[0] if out else ""
+    return first.rsplit(" ", 1)[-1] if first else "unknown"
+
+
+def kernel_datapath_available() -> bool:
+    """True when OVS can create a bridge on the kernel datapath (``datapath_type=system``).
+
+    A loaded ``openvswitch`` module settles it at once. Otherwise a throwaway bridge is created
+    on the system datapath: without the module vswitchd fails to open the datapath and the
+    bridge gets no local port (ovs-vsctl still exits 0, so its exit code proves nothing).
+    """
+    if Path("/sys/module/openvswitch").exists():
+        return True
+    run_command(["ovs-vsctl", "--timeout=5", "--if-exists", "del-br", _PROBE_BRIDGE])
+    try:
+        made = run_command(["ovs-vsctl", "--timeout=5", "add-br", _PROBE_BRIDGE, "--", "set",
+                            "bridge", _PROBE_BRIDGE, "datapath_type=system"], timeout_s=10)
+        if made.returncode != 0 or "Error detected" in made.stderr:
+            return False
+        ofport = run_command(["ovs-vsctl", "--timeout=5", "get", "Interface", _PROBE_BRIDGE,
+                              "ofport"])
+        return ofport.returncode == 0 and ofport.stdout.strip() == _OVS_LOCAL_PORT
+    finally:
+        run_command(["ovs-vsctl", "--timeout=5", "--if-exists", "del-br", _PROBE_BRIDGE])
+
+
+def netem_available() -> bool:
+    """True when the kernel has the netem qdisc.
+
+    Tried on the loopback of a throwaway network namespace (``unshare --net``), so nothing on
+    the host changes.
+    """
+    probe = run_command(["unshare", "--net", "tc", "qdisc", "add", "dev", "lo", "root",
+                         "netem", "delay", "1ms"], timeout_s=10)
+    return probe.returncode == 0
+
+
+def probe_environment(start_ovs: bool = True) -> LabEnvironment:
+    """Check binaries, start OVS if needed (``start_ovs``), detect datapath and netem."""
+    require_binaries()
+    started = ensure_ovs_running() if start_ovs else False
+    if not started and not ovs_running():
+        raise LabError("Open vSwitch is not running (start it with "
+                       "'/usr/share/openvswitch/scripts/ovs-ctl start --system-id=random')")
+    return LabEnvironment(
+        datapath="kernel" if kernel_datapath_available() else "user",
+        netem=netem_available(),
+        ovs_version=ovs_version(),
+        ovs_started=started,
+    )
