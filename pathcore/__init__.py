@@ -1,2 +1,11 @@
-"""pathcore: latency-bounded path computation (Rust, via PyO3)."""
-from pathcore._pathcore import *  # noqa: F403
+"""pathcore: latency-bounded path computation for the CPN controller (Rust, via PyO3).
+
+`Graph` holds named nodes and directed links (latency, bandwidth, residual bandwidth,
+cost, up/down) and answers path queries; `Path` is an immutable query result.
+Unknown node names and link ids raise `KeyError`; bad numbers and arguments raise
+`ValueError`; "no (feasible) path" is `None` (or an empty list for `k_shortest_paths`).
+"""
+
+from pathcore._pathcore import Graph, Path
+
+__all__ = ["Graph", "Path"]

@@ -1,0 +1,654 @@
+//! PyO3 bindings: convert Python arguments to engine types, map errors, release the GIL.
+//! No algorithm lives here.
+//!
+//! Conventions: unknown node name or link id → `KeyError`; negative / NaN / infinite
+//! quantity, bad weight name, `k < 1` → `ValueError`; no (feasible) path → `None`.
+
+use pyo3::exceptions::{PyKeyError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+
+use crate::circles::{self, Request};
+use crate::graph::{
+    check_bound, check_quantity, Error, Filter, Graph, LinkId, LinkSpec, NodeId, Path, Weight,
+};
+use crate::{constrained, dijkstra, disjoint, ksp};
+
+fn to_py(e: Error) -> PyErr {
+    match e {
+        Error::UnknownNode(_) | Error::UnknownLink(_) => PyKeyError::new_err(e.to_string()),
+        _ => PyValueError::new_err(e.to_string()),
+    }
+}
+
+/// Prefix an error message with the item it concerns (keeps the exception type).
+fn at(what: &str, i: usize, e: Error) -> PyErr {
+    let m = format!("{what} {i}: {e}");
+    match e {
+        Error::UnknownNode(_) | Error::UnknownLink(_) => PyKeyError::new_err(m),
+        _ => PyValueError::new_err(m),
+    }
+}
+
+/// A path: `nodes` (names), `links` (directed link ids), and its totals. Immutable;
+/// equal when nodes, links and totals are equal.
+#[pyclass(frozen, module = "pathcore._pathcore", name = "Path")]
+pub struct PyPath {
+    /// Node names from source to destination (the graph's own str objects).
+    nodes: Vec<Py<PyString>>,
+    /// Directed link ids, one per hop.
+    #[pyo3(get)]
+    links: Vec<LinkId>,
+    /// Total latency in ms.
+    #[pyo3(get)]
+    latency_ms: f64,
+    /// Total cost.
+    #[pyo3(get)]
+    cost: f64,
+    /// Number of links.
+    #[pyo3(get)]
+    hops: usize,
+    /// Least residual bandwidth along the path in Mbit/s (inf for a single-node path).
+    #[pyo3(get)]
+    bottleneck_mbps: f64,
+}
+
+impl PyPath {
+    fn new(py: Python<'_>, names: &[Py<PyString>], p: Path) -> PyPath {
+        PyPath {
+            nodes: p
+                .nodes
+                .iter()
+                .map(|&n| names[n as usize].clone_ref(py))
+                .collect(),
+            links: p.links,
+            latency_ms: p.latency_ms,
+            cost: p.cost,
+            hops: p.hops,
+            bottleneck_mbps: p.bottleneck_mbps,
+        }
+    }
+}
+
+#[pymethods]
+impl PyPath {
+    /// Node names from source to destination.
+    #[getter]
+    fn nodes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(py, self.nodes.iter().map(|n| n.bind(py)))
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let nodes = self.nodes(py)?.repr()?;
+        Ok(format!(
+            "Path(nodes={nodes}, links={:?}, latency_ms={:?}, cost={:?}, hops={}, bottleneck_mbps={})",
+            self.links,
+            self.latency_ms,
+            self.cost,
+            self.hops,
+            if self.bottleneck_mbps.is_infinite() {
+                "inf".to_string()
+            } else {
+                format!("{:?}", self.bottleneck_mbps)
+            }
+        ))
+    }
+
+    fn __eq__(&self, other: PyRef<'_, PyPath>) -> PyResult<bool> {
+        let py = other.py();
+        if self.links != other.links
+            || self.nodes.len() != other.nodes.len()
+            || self.latency_ms != other.latency_ms
+            || self.cost != other.cost
+            || self.bottleneck_mbps != other.bottleneck_mbps
+        {
+            return Ok(false);
+        }
+        for (a, b) in self.nodes.iter().zip(&other.nodes) {
+            if !a.is(b) && a.bind(py).to_str()? != b.bind(py).to_str()? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn __hash__(&self, py: Python<'_>) -> PyResult<u64> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.links.hash(&mut h);
+        for n in &self.nodes {
+            n.bind(py).to_str()?.hash(&mut h);
+        }
+        Ok(h.finish())
+    }
+
+    /// Number of nodes on the path (hops + 1).
+    fn __len__(&self) -> usize {
+        self.nodes.len()
+    }
+}
+
+/// A directed multigraph of named nodes and links with latency, bandwidth, residual
+/// bandwidth, cost and up/down state, and the path queries over it.
+///
+/// Nodes and links get dense ids in insertion order and are never removed (node removal
+/// is not supported; take a link out of service with `set_link_up`). A bidirectional link
+/// is two directed links: u->v gets the returned id, v->u the next id; find it with
+/// `reverse_link(id)` or the `reverse` field of `link(id)` / `links()`. Updates are O(1)
+/// (setters O(degree)); queries read the current state, nothing is rebuilt.
+/// Conventions: unknown node or link id -> KeyError; negative/NaN/inf quantity, bad
+/// weight name, k < 1 -> ValueError; no (feasible) path -> None.
+/// Long queries release the GIL; updating the graph from another thread while one runs
+/// raises RuntimeError (the graph is borrowed).
+#[pyclass(module = "pathcore._pathcore", name = "Graph")]
+pub struct PyGraph {
+    g: Graph,
+    /// One Python str per node (id order), shared by every result that names nodes.
+    names: Vec<Py<PyString>>,
+}
+
+fn weight(s: &str) -> PyResult<Weight> {
+    Weight::parse(s).map_err(to_py)
+}
+
+fn names_of(obj: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    if obj.is_instance_of::<PyString>() {
+        return Err(PyValueError::new_err(
+            "expected an iterable of node names, got a str",
+        ));
+    }
+    obj.try_iter()?.map(|x| x?.extract::<String>()).collect()
+}
+
+impl PyGraph {
+    fn node(&self, name: &str) -> PyResult<NodeId> {
+        self.g.node_id(name).map_err(to_py)
+    }
+
+    fn lid(&self, id: i64) -> PyResult<LinkId> {
+        self.g.check_link_id(id).map_err(to_py)
+    }
+
+    fn path(&self, py: Python<'_>, p: Option<Path>) -> Option<PyPath> {
+        p.map(|p| PyPath::new(py, &self.names, p))
+    }
+
+    fn name<'py>(&self, py: Python<'py>, n: NodeId) -> &Bound<'py, PyString> {
+        self.names[n as usize].bind(py)
+    }
+
+    fn push_names(&mut self, py: Python<'_>) {
+        for n in self.names.len()..self.g.node_count() {
+            self.names
+                .push(PyString::new(py, self.g.name(n as NodeId)).unbind());
+        }
+    }
+
+    fn link_dict<'py>(&self, py: Python<'py>, id: LinkId) -> PyResult<Bound<'py, PyDict>> {
+        let l = self.g.link(id).map_err(to_py)?;
+        let d = PyDict::new(py);
+        d.set_item("id", id)?;
+        d.set_item("u", self.name(py, l.u))?;
+        d.set_item("v", self.name(py, l.v))?;
+        d.set_item("latency_ms", l.latency_ms)?;
+        d.set_item("bandwidth_mbps", l.bandwidth_mbps)?;
+        d.set_item("residual_mbps", l.residual_mbps)?;
+        d.set_item("cost", l.cost)?;
+        d.set_item("up", l.up)?;
+        d.set_item("reverse", l.reverse)?;
+        Ok(d)
+    }
+}
+
+#[pymethods]
+impl PyGraph {
+    #[new]
+    #[pyo3(signature = ())]
+    fn py_new() -> Self {
+        PyGraph {
+            g: Graph::new(),
+            names: Vec::new(),
+        }
+    }
+
+    /// Add a node and return its id. Duplicate name → ValueError. O(1).
+    #[pyo3(signature = (name))]
+    fn add_node(&mut self, py: Python<'_>, name: &str) -> PyResult<NodeId> {
+        let id = self.g.add_node(name).map_err(to_py)?;
+        self.push_names(py);
+        Ok(id)
+    }
+
+    /// Add nodes from an iterable of names; returns their ids. All names are checked
+    /// first (duplicate → ValueError, nothing added). O(len).
+    #[pyo3(signature = (names))]
+    fn add_nodes(&mut self, py: Python<'_>, names: &Bound<'_, PyAny>) -> PyResult<Vec<NodeId>> {
+        let names = names_of(names)?;
+        let ids = self.g.add_nodes(&names).map_err(to_py)?;
+        self.push_names(py);
+        Ok(ids)
+    }
+
+    /// Whether a node of that name exists. O(1).
+    #[pyo3(signature = (name))]
+    fn has_node(&self, name: &str) -> bool {
+        self.g.has_node(name)
+    }
+
+    fn __contains__(&self, name: &str) -> bool {
+        self.g.has_node(name)
+    }
+
+    /// Number of nodes.
+    #[getter]
+    fn node_count(&self) -> usize {
+        self.g.node_count()
+    }
+
+    /// Number of directed links (a bidirectional link counts twice).
+    #[getter]
+    fn link_count(&self) -> usize {
+        self.g.link_count()
+    }
+
+    /// Node names in id order. O(n).
+    #[pyo3(signature = ())]
+    fn nodes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(py, self.names.iter().map(|n| n.bind(py)))
+    }
+
+    /// Add a link u→v and, if `bidirectional`, v→u (id + 1, its `reverse`); residual =
+    /// bandwidth; up. Returns the id of u→v. Parallel links allowed. Unknown node →
+    /// KeyError; negative/NaN/inf latency, bandwidth or cost → ValueError. O(1).
+    #[pyo3(signature = (u, v, latency_ms, bandwidth_mbps, cost=1.0, bidirectional=true))]
+    fn add_link(
+        &mut self,
+        u: &str,
+        v: &str,
+        latency_ms: f64,
+        bandwidth_mbps: f64,
+        cost: f64,
+        bidirectional: bool,
+    ) -> PyResult<LinkId> {
+        let (u, v) = (self.node(u)?, self.node(v)?);
+        self.g
+            .add_link(u, v, latency_ms, bandwidth_mbps, cost, bidirectional)
+            .map_err(to_py)
+    }
+
+    /// Add links from an iterable of `(u, v, latency_ms, bandwidth_mbps[, cost])` tuples
+    /// (cost defaults to 1.0); returns the u→v ids. Everything is checked first (errors
+    /// name the index; nothing is added on error). O(len).
+    #[pyo3(signature = (links, bidirectional=true))]
+    fn add_links(
+        &mut self,
+        links: &Bound<'_, PyAny>,
+        bidirectional: bool,
+    ) -> PyResult<Vec<LinkId>> {
+        let mut specs = Vec::new();
+        for (i, item) in links.try_iter()?.enumerate() {
+            let item = item?;
+            let t = item.cast::<PyTuple>().map_err(|_| {
+                PyValueError::new_err(format!(
+                    "link {i}: expected a tuple (u, v, latency_ms, bandwidth_mbps[, cost])"
+                ))
+            })?;
+            let n = t.len();
+            if n != 4 && n != 5 {
+                return Err(PyValueError::new_err(format!(
+                    "link {i}: expected 4 or 5 items (u, v, latency_ms, bandwidth_mbps[, cost]), got {n}"
+                )));
+            }
+            let name = |j: usize| -> PyResult<NodeId> {
+                let o = t.get_borrowed_item(j)?;
+                let s = o.cast::<PyString>().map_err(|_| {
+                    PyValueError::new_err(format!("link {i}: node names must be str"))
+                })?;
+                self.g.node_id(s.to_str()?).map_err(|e| at("link", i, e))
+            };
+            let u = name(0)?;
+            let v = name(1)?;
+            let num = |j: usize| -> PyResult<f64> { t.get_borrowed_item(j)?.extract::<f64>() };
+            specs.push(LinkSpec {
+                u,
+                v,
+                latency_ms: num(2)?,
+                bandwidth_mbps: num(3)?,
+                cost: if n == 5 { num(4)? } else { 1.0 },
+            });
+        }
+        self.g.add_links(&specs, bidirectional).map_err(to_py)
+    }
+
+    /// The link record as a dict: id, u, v, latency_ms, bandwidth_mbps, residual_mbps,
+    /// cost, up, reverse (id of the other direction of a bidirectional link, or None).
+    /// Unknown id → KeyError. O(1).
+    #[pyo3(signature = (link_id))]
+    fn link<'py>(&self, py: Python<'py>, link_id: i64) -> PyResult<Bound<'py, PyDict>> {
+        let id = self.lid(link_id)?;
+        self.link_dict(py, id)
+    }
+
+    /// All links as dicts (see `link`), in id order. O(m).
+    #[pyo3(signature = ())]
+    fn links<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        (0..self.g.link_count() as LinkId)
+            .map(|id| self.link_dict(py, id))
+            .collect()
+    }
+
+    /// Id of the other direction of a bidirectional link, or None. Unknown id → KeyError.
+    #[pyo3(signature = (link_id))]
+    fn reverse_link(&self, link_id: i64) -> PyResult<Option<LinkId>> {
+        let id = self.lid(link_id)?;
+        self.g.reverse_link(id).map_err(to_py)
+    }
+
+    /// Ids of the directed links u→v (parallel links included), ascending. O(deg(u)).
+    #[pyo3(signature = (u, v))]
+    fn links_between(&self, u: &str, v: &str) -> PyResult<Vec<LinkId>> {
+        Ok(self.g.links_between(self.node(u)?, self.node(v)?))
+    }
+
+    /// Set a directed link up or down (`both_directions`: its reverse too). Down links are
+    /// never used. Unknown id → KeyError. O(deg(u) + deg(v)).
+    #[pyo3(signature = (link_id, up, *, both_directions=false))]
+    fn set_link_up(&mut self, link_id: i64, up: bool, both_directions: bool) -> PyResult<()> {
+        let id = self.lid(link_id)?;
+        self.g.set_link_up(id, up, both_directions).map_err(to_py)
+    }
+
+    /// Set the residual bandwidth (what is left for new reservations) of a directed link.
+    /// Negative/NaN/inf → ValueError; unknown id → KeyError. Not checked against the
+    /// capacity. O(deg(u) + deg(v)).
+    #[pyo3(signature = (link_id, residual_mbps, *, both_directions=false))]
+    fn set_residual_bandwidth(
+        &mut self,
+        link_id: i64,
+        residual_mbps: f64,
+        both_directions: bool,
+    ) -> PyResult<()> {
+        let id = self.lid(link_id)?;
+        self.g
+            .set_residual_bandwidth(id, residual_mbps, both_directions)
+            .map_err(to_py)
+    }
+
+    /// Set the capacity of a directed link (residual unchanged). Errors as
+    /// `set_residual_bandwidth`. O(deg(u) + deg(v)).
+    #[pyo3(signature = (link_id, bandwidth_mbps, *, both_directions=false))]
+    fn set_link_bandwidth(
+        &mut self,
+        link_id: i64,
+        bandwidth_mbps: f64,
+        both_directions: bool,
+    ) -> PyResult<()> {
+        let id = self.lid(link_id)?;
+        self.g
+            .set_link_bandwidth(id, bandwidth_mbps, both_directions)
+            .map_err(to_py)
+    }
+
+    /// Set the latency of a directed link. Errors as `set_residual_bandwidth`.
+    /// O(deg(u) + deg(v)).
+    #[pyo3(signature = (link_id, latency_ms, *, both_directions=false))]
+    fn set_link_latency(
+        &mut self,
+        link_id: i64,
+        latency_ms: f64,
+        both_directions: bool,
+    ) -> PyResult<()> {
+        let id = self.lid(link_id)?;
+        self.g
+            .set_link_latency(id, latency_ms, both_directions)
+            .map_err(to_py)
+    }
+
+    /// Set the cost of a directed link. Errors as `set_residual_bandwidth`.
+    /// O(deg(u) + deg(v)).
+    #[pyo3(signature = (link_id, cost, *, both_directions=false))]
+    fn set_link_cost(&mut self, link_id: i64, cost: f64, both_directions: bool) -> PyResult<()> {
+        let id = self.lid(link_id)?;
+        self.g
+            .set_link_cost(id, cost, both_directions)
+            .map_err(to_py)
+    }
+
+    /// Least-`weight` path over up links ("latency" | "cost" | "hops"); ties go to less
+    /// latency, then fewer hops. Returns a Path (a single-node Path if src == dst) or None
+    /// if dst is unreachable. Unknown node → KeyError; bad weight → ValueError.
+    /// Bidirectional Dijkstra: O((n + m) log n), typically settles far fewer nodes.
+    #[pyo3(signature = (src, dst, weight="latency"))]
+    fn shortest_path(
+        &self,
+        py: Python<'_>,
+        src: &str,
+        dst: &str,
+        weight: &str,
+    ) -> PyResult<Option<PyPath>> {
+        let w = self::weight(weight)?;
+        let (s, d) = (self.node(src)?, self.node(dst)?);
+        Ok(self.path(
+            py,
+            dijkstra::shortest_path(&self.g, s, d, w, &Filter::new()),
+        ))
+    }
+
+    /// EXACT least-`weight` path whose total latency is <= max_latency_ms (relative slack
+    /// 1e-9; inf = unbounded) and whose every link is up with residual >=
+    /// min_bandwidth_mbps, avoiding exclude_nodes (names) and exclude_links (ids).
+    /// Ties: less latency, then fewer hops. Returns a Path, or None if no path is feasible
+    /// (also when src or dst is excluded). Unknown node or link → KeyError; negative/NaN
+    /// bound, negative/NaN/inf bandwidth or bad weight → ValueError.
+    /// Method: if the least-weight path meets the bound it is returned; otherwise reverse
+    /// Dijkstra lower bounds on latency and weight, then best-first label setting with
+    /// Pareto dominance (exact). Up to four Dijkstras, O((n + m) log n), plus the label
+    /// search (worst case exponential, small in practice). The GIL is released.
+    #[pyo3(signature = (src, dst, *, max_latency_ms, min_bandwidth_mbps=0.0, weight="cost", exclude_nodes=None, exclude_links=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn constrained_path(
+        &self,
+        py: Python<'_>,
+        src: &str,
+        dst: &str,
+        max_latency_ms: f64,
+        min_bandwidth_mbps: f64,
+        weight: &str,
+        exclude_nodes: Option<&Bound<'_, PyAny>>,
+        exclude_links: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Option<PyPath>> {
+        let w = self::weight(weight)?;
+        let (s, d) = (self.node(src)?, self.node(dst)?);
+        check_bound("max_latency_ms", max_latency_ms).map_err(to_py)?;
+        check_quantity("min_bandwidth_mbps", min_bandwidth_mbps).map_err(to_py)?;
+        let mut f = Filter::new().with_min_bandwidth(min_bandwidth_mbps);
+        if let Some(ex) = exclude_nodes {
+            for name in names_of(ex)? {
+                f.exclude_node(self.node(&name)?);
+            }
+        }
+        if let Some(ex) = exclude_links {
+            for id in ex.try_iter()? {
+                f.exclude_link(self.lid(id?.extract::<i64>()?)?);
+            }
+        }
+        let g = &self.g;
+        let p = py.detach(|| constrained::constrained_path(g, s, d, max_latency_ms, w, &f));
+        Ok(self.path(py, p))
+    }
+
+    /// Up to k loopless paths of least `weight` over up links, in nondecreasing weight
+    /// (ties: less latency, fewer hops, link ids); with max_latency_ms, the k best among
+    /// paths meeting the bound (exact). Paths over different parallel links are different.
+    /// Returns a list (empty if no path). k < 1, negative/NaN bound or bad weight →
+    /// ValueError; unknown node → KeyError. Yen's algorithm: O(k·L) constrained searches
+    /// for paths of L links. The GIL is released.
+    #[pyo3(signature = (src, dst, k, *, weight="latency", max_latency_ms=None))]
+    fn k_shortest_paths(
+        &self,
+        py: Python<'_>,
+        src: &str,
+        dst: &str,
+        k: i64,
+        weight: &str,
+        max_latency_ms: Option<f64>,
+    ) -> PyResult<Vec<PyPath>> {
+        let w = self::weight(weight)?;
+        let (s, d) = (self.node(src)?, self.node(dst)?);
+        if k < 1 {
+            return Err(PyValueError::new_err(format!("k must be >= 1, got {k}")));
+        }
+        let bound = max_latency_ms.unwrap_or(f64::INFINITY);
+        check_bound("max_latency_ms", bound).map_err(to_py)?;
+        let g = &self.g;
+        let ps = py.detach(|| ksp::k_shortest_paths(g, s, d, k as usize, w, bound, &Filter::new()));
+        Ok(ps
+            .into_iter()
+            .map(|p| PyPath::new(py, &self.names, p))
+            .collect())
+    }
+
+    /// The pair of disjoint src→dst paths of least total `weight` over up links, as
+    /// (Path, Path) ordered by weight, or None if there is no such pair.
+    /// Link-disjoint by default, where the two directions of a bidirectional link are ONE
+    /// physical link (one path may not use u→v while the other uses v→u); with
+    /// node_disjoint=True also no shared node other than src and dst. src == dst → ValueError;
+    /// unknown node → KeyError; bad weight → ValueError. Suurballe (2-unit min-cost flow):
+    /// O((n + m) log n). The GIL is released.
+    #[pyo3(signature = (src, dst, *, weight="latency", node_disjoint=false))]
+    fn disjoint_paths(
+        &self,
+        py: Python<'_>,
+        src: &str,
+        dst: &str,
+        weight: &str,
+        node_disjoint: bool,
+    ) -> PyResult<Option<(PyPath, PyPath)>> {
+        let w = self::weight(weight)?;
+        let (s, d) = (self.node(src)?, self.node(dst)?);
+        if s == d {
+            return Err(PyValueError::new_err("disjoint_paths needs src != dst"));
+        }
+        let g = &self.g;
+        let r = py.detach(|| disjoint::disjoint_paths(g, s, d, w, node_disjoint, &Filter::new()));
+        Ok(r.map(|(p, q)| {
+            (
+                PyPath::new(py, &self.names, p),
+                PyPath::new(py, &self.names, q),
+            )
+        }))
+    }
+
+    /// {name: least latency from src in ms} for every node within max_latency_ms over up
+    /// links (relative slack 1e-9), src included with 0.0, nearest first. Unknown node →
+    /// KeyError; negative/NaN bound → ValueError. Dijkstra cut at the bound:
+    /// O((n' + m') log n') for the part of the graph inside the circle.
+    #[pyo3(signature = (src, max_latency_ms))]
+    fn within_latency<'py>(
+        &self,
+        py: Python<'py>,
+        src: &str,
+        max_latency_ms: f64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.node(src)?;
+        check_bound("max_latency_ms", max_latency_ms).map_err(to_py)?;
+        let d = PyDict::new(py);
+        for (n, lat) in circles::within_latency(&self.g, s, max_latency_ms) {
+            d.set_item(self.name(py, n), lat)?;
+        }
+        Ok(d)
+    }
+
+    /// All-pairs least latency over up links among `nodes` (names; default all nodes in
+    /// id order). Returns (names, matrix): matrix[i][j] is the latency names[i]→names[j]
+    /// in ms, inf if unreachable, 0.0 on the diagonal. Unknown node → KeyError.
+    /// One Dijkstra per source in parallel (rayon), GIL released: O(k (n + m) log n).
+    #[pyo3(signature = (nodes=None))]
+    fn latency_matrix<'py>(
+        &self,
+        py: Python<'py>,
+        nodes: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<(Bound<'py, PyList>, Vec<Vec<f64>>)> {
+        let ids: Vec<NodeId> = match nodes {
+            None => (0..self.g.node_count() as NodeId).collect(),
+            Some(ns) => names_of(ns)?
+                .iter()
+                .map(|n| self.node(n))
+                .collect::<PyResult<_>>()?,
+        };
+        let names = PyList::new(py, ids.iter().map(|&n| self.name(py, n)))?;
+        let g = &self.g;
+        let m = py.detach(|| circles::latency_matrix(g, &ids));
+        Ok((names, m))
+    }
+
+    /// constrained_path for each request `(src, dst, max_latency_ms[, min_bandwidth_mbps])`
+    /// (min bandwidth defaults to 0), in parallel (rayon) with the GIL released. All
+    /// requests are validated first; a bad one raises KeyError/ValueError naming its
+    /// index. Returns list[Path | None] in request order.
+    #[pyo3(signature = (requests, *, weight="cost"))]
+    fn batch_constrained_paths(
+        &self,
+        py: Python<'_>,
+        requests: &Bound<'_, PyAny>,
+        weight: &str,
+    ) -> PyResult<Vec<Option<PyPath>>> {
+        let w = self::weight(weight)?;
+        let mut reqs = Vec::new();
+        for (i, item) in requests.try_iter()?.enumerate() {
+            let item = item?;
+            let t = item.cast::<PyTuple>().map_err(|_| {
+                PyValueError::new_err(format!(
+                    "request {i}: expected a tuple (src, dst, max_latency_ms[, min_bandwidth_mbps])"
+                ))
+            })?;
+            let n = t.len();
+            if n != 3 && n != 4 {
+                return Err(PyValueError::new_err(format!(
+                    "request {i}: expected 3 or 4 items (src, dst, max_latency_ms[, min_bandwidth_mbps]), got {n}"
+                )));
+            }
+            let name = |j: usize| -> PyResult<NodeId> {
+                let o = t.get_item(j)?;
+                let s = o.cast::<PyString>().map_err(|_| {
+                    PyValueError::new_err(format!("request {i}: node names must be str"))
+                })?;
+                self.g.node_id(s.to_str()?).map_err(|e| at("request", i, e))
+            };
+            let (src, dst) = (name(0)?, name(1)?);
+            let max_latency_ms: f64 = t.get_item(2)?.extract()?;
+            let min_bandwidth_mbps: f64 = if n == 4 {
+                t.get_item(3)?.extract()?
+            } else {
+                0.0
+            };
+            check_bound("max_latency_ms", max_latency_ms).map_err(|e| at("request", i, e))?;
+            check_quantity("min_bandwidth_mbps", min_bandwidth_mbps)
+                .map_err(|e| at("request", i, e))?;
+            reqs.push(Request {
+                src,
+                dst,
+                max_latency_ms,
+                min_bandwidth_mbps,
+            });
+        }
+        let g = &self.g;
+        let out = py.detach(|| circles::batch_constrained_paths(g, &reqs, w));
+        Ok(out.into_iter().map(|p| self.path(py, p)).collect())
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Graph(node_count={}, link_count={})",
+            self.g.node_count(),
+            self.g.link_count()
+        )
+    }
+}
+
+#[pymodule]
+fn _pathcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyGraph>()?;
+    m.add_class::<PyPath>()?;
+    Ok(())
+}

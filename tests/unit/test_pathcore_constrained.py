@@ -1,0 +1,356 @@
+"""Exact latency-constrained paths (``constrained_path``, ``batch_constrained_paths``).
+
+Oracle: brute force. ``oracles.Model.simple_paths`` enumerates every simple path of the small
+generated multigraph (parallel links give distinct paths); the optimum is the least weight
+among those whose latency is within the bound and whose links are up, not excluded and have
+enough residual bandwidth. pathcore must return a feasible path of exactly that weight
+(within 1e-9), and None exactly when no path is feasible. Latency bounds are drawn from the
+latencies of real paths (hitting the bound exactly), from just below them and at random.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+from hypothesis import given
+from hypothesis import strategies as st
+from oracles import (
+    COSTS,
+    LATENCIES,
+    MIN_BANDWIDTHS,
+    TOL,
+    WEIGHTS,
+    Built,
+    GraphSpec,
+    build,
+    check_path,
+    examples,
+    graph_specs,
+    path_value,
+    read_links,
+)
+
+
+@dataclass(frozen=True)
+class Query:
+    src: str
+    dst: str
+    max_latency_ms: float
+    min_bandwidth_mbps: float
+    exclude_nodes: tuple[str, ...]
+    exclude_links: tuple[int, ...]
+
+
+def draw_query(data: st.DataObject, built: Built, excludes: bool = True) -> Query:
+    model = built.model
+    src = data.draw(st.sampled_from(model.nodes), label="src")
+    dst = data.draw(st.sampled_from(model.nodes), label="dst")
+    latencies = sorted({model.latency(p) for p in model.simple_paths(src, dst)})
+    bound_choices = [st.integers(0, 60).map(lambda x: x / 4)]
+    if latencies:
+        exact = st.sampled_from(latencies)
+        bound_choices += [exact, exact, exact.map(lambda x: max(0.0, x - 0.125))]
+    bound = data.draw(st.one_of(*bound_choices), label="max_latency_ms")
+    min_bw = data.draw(MIN_BANDWIDTHS, label="min_bandwidth_mbps")
+    ex_nodes: tuple[str, ...] = ()
+    ex_links: tuple[int, ...] = ()
+    if excludes and data.draw(st.booleans(), label="use excludes"):
+        others = [n for n in model.nodes if n not in (src, dst)]
+        ex_nodes = tuple(
+            data.draw(st.lists(st.sampled_from(others), unique=True)) if others else []
+        )
+        if model.links:
+            ex_links = tuple(
+                data.draw(st.lists(st.sampled_from(sorted(model.links)), unique=True, max_size=4))
+            )
+    return Query(src, dst, bound, min_bw, ex_nodes, ex_links)
+
+
+def check_constrained(built: Built, q: Query, weight: str, path: object) -> None:
+    model = built.model
+    best = model.best_constrained(
+        q.src,
+        q.dst,
+        q.max_latency_ms,
+        weight,
+        q.min_bandwidth_mbps,
+        q.exclude_nodes,
+        q.exclude_links,
+    )
+    if best is None:
+        assert path is None, f"{q} ({weight}): brute force finds no feasible path, got {path}"
+        return
+    assert path is not None, f"{q} ({weight}): brute force finds weight {best}, pathcore None"
+    usable = model.usable(q.min_bandwidth_mbps, q.exclude_nodes, q.exclude_links)
+    links = check_path(model, path, q.src, q.dst, usable)
+    assert model.latency(links) <= q.max_latency_ms + TOL, (
+        f"{q}: path latency {model.latency(links)} exceeds the bound"
+    )
+    got = path_value(path, weight)
+    assert math.isclose(got, best, abs_tol=TOL), (
+        f"{q} ({weight}): pathcore weight {got}, optimum {best} (path {list(path.links)})"
+    )
+
+
+@given(graph_specs(), st.data())
+@examples(300)
+def test_constrained_path_is_exact(spec: GraphSpec, data: st.DataObject) -> None:
+    built = build(spec)
+    for _ in range(4):
+        q = draw_query(data, built)
+        weight = data.draw(st.sampled_from(WEIGHTS), label="weight")
+        path = built.graph.constrained_path(
+            q.src,
+            q.dst,
+            max_latency_ms=q.max_latency_ms,
+            min_bandwidth_mbps=q.min_bandwidth_mbps,
+            weight=weight,
+            exclude_nodes=q.exclude_nodes,
+            exclude_links=q.exclude_links,
+        )
+        check_constrained(built, q, weight, path)
+
+
+@given(graph_specs(), st.data())
+@examples(150)
+def test_constrained_path_default_weight_is_cost(spec: GraphSpec, data: st.DataObject) -> None:
+    built = build(spec)
+    q = draw_query(data, built, excludes=False)
+    path = built.graph.constrained_path(
+        q.src, q.dst, max_latency_ms=q.max_latency_ms, min_bandwidth_mbps=q.min_bandwidth_mbps
+    )
+    check_constrained(built, q, "cost", path)
+
+
+@given(graph_specs(max_nodes=7, max_links=12, values="float"), st.data())
+@examples(150)
+def test_constrained_path_is_exact_float_values(spec: GraphSpec, data: st.DataObject) -> None:
+    """Arbitrary float values: bounds sit halfway between distinct path latencies, so no
+    rounding in either summation order can move a path across the bound."""
+    built = build(spec)
+    model = built.model
+    src = data.draw(st.sampled_from(model.nodes))
+    dst = data.draw(st.sampled_from(model.nodes))
+    latencies = sorted({model.latency(p) for p in model.simple_paths(src, dst)})
+    # gaps wide enough for pathcore's documented relative slack of 1e-9 on the bound
+    gaps = [(a + b) / 2 for a, b in itertools.pairwise(latencies) if b - a > 1e-6 * max(1.0, b)]
+    if latencies:
+        gaps += [latencies[-1] + 1.0]
+    if latencies and latencies[0] > 1e-6:
+        gaps += [latencies[0] / 2]
+    bound = data.draw(st.sampled_from(gaps)) if gaps else 1.0
+    q = Query(src, dst, bound, 0.0, (), ())
+    weight = data.draw(st.sampled_from(WEIGHTS))
+    path = built.graph.constrained_path(src, dst, max_latency_ms=bound, weight=weight)
+    check_constrained(built, q, weight, path)
+
+
+def test_bound_equal_to_path_latency_is_feasible() -> None:
+    """A path whose latency equals the bound is feasible; a little less and it is not.
+
+    pathcore documents a relative slack of 1e-9 on the bound (float sums of the same path
+    differ in their last bits with the order of summation), so "a little" is 1e-6 here."""
+    import pathcore
+
+    g = pathcore.Graph()
+    for n in "sabt":
+        g.add_node(n)
+    # cheap but slow: s-a-t, latency 0.75 + 1.5 = 2.25; expensive but fast: s-b-t, 1.0
+    g.add_link("s", "a", latency_ms=0.75, bandwidth_mbps=10.0, cost=1.0, bidirectional=True)
+    g.add_link("a", "t", latency_ms=1.5, bandwidth_mbps=10.0, cost=1.0, bidirectional=True)
+    g.add_link("s", "b", latency_ms=0.5, bandwidth_mbps=10.0, cost=5.0, bidirectional=True)
+    g.add_link("b", "t", latency_ms=0.5, bandwidth_mbps=10.0, cost=5.0, bidirectional=True)
+    assert list(g.constrained_path("s", "t", max_latency_ms=2.25).nodes) == ["s", "a", "t"]
+    below = 2.25 * (1 - 1e-6)
+    assert list(g.constrained_path("s", "t", max_latency_ms=below).nodes) == ["s", "b", "t"]
+    assert g.constrained_path("s", "t", max_latency_ms=1.0 - 1e-6) is None
+    assert list(g.constrained_path("s", "t", max_latency_ms=1.0).nodes) == ["s", "b", "t"]
+
+
+def test_constrained_needs_more_than_a_label_per_node() -> None:
+    """A classic trap for heuristics: the cheapest partial path to the middle node is too slow,
+    so the optimum must keep a dominated-by-cost but faster label at that node."""
+    import pathcore
+
+    g = pathcore.Graph()
+    for n in ("s", "x", "y", "m", "t"):
+        g.add_node(n)
+    g.add_link("s", "x", latency_ms=5.0, bandwidth_mbps=1.0, cost=1.0, bidirectional=False)
+    g.add_link("x", "m", latency_ms=5.0, bandwidth_mbps=1.0, cost=1.0, bidirectional=False)
+    g.add_link("s", "y", latency_ms=1.0, bandwidth_mbps=1.0, cost=3.0, bidirectional=False)
+    g.add_link("y", "m", latency_ms=1.0, bandwidth_mbps=1.0, cost=3.0, bidirectional=False)
+    g.add_link("m", "t", latency_ms=4.0, bandwidth_mbps=1.0, cost=1.0, bidirectional=False)
+    g.add_link("s", "t", latency_ms=1.0, bandwidth_mbps=1.0, cost=100.0, bidirectional=False)
+    p = g.constrained_path("s", "t", max_latency_ms=10.0)
+    assert list(p.nodes) == ["s", "y", "m", "t"] and p.cost == 7.0
+    p = g.constrained_path("s", "t", max_latency_ms=14.0)
+    assert list(p.nodes) == ["s", "x", "m", "t"] and p.cost == 3.0
+
+
+@given(graph_specs(), st.data())
+@examples(200)
+def test_batch_equals_single_requests(spec: GraphSpec, data: st.DataObject) -> None:
+    built = build(spec)
+    g = built.graph
+    queries = [draw_query(data, built, excludes=False) for _ in range(data.draw(st.integers(0, 8)))]
+    weight = data.draw(st.sampled_from(WEIGHTS), label="weight")
+    requests = [(q.src, q.dst, q.max_latency_ms, q.min_bandwidth_mbps) for q in queries]
+    results = g.batch_constrained_paths(requests, weight=weight)
+    assert len(results) == len(requests)
+    for q, got in zip(queries, results, strict=True):
+        single = g.constrained_path(
+            q.src,
+            q.dst,
+            max_latency_ms=q.max_latency_ms,
+            min_bandwidth_mbps=q.min_bandwidth_mbps,
+            weight=weight,
+        )
+        check_constrained(built, q, weight, got)
+        if single is None:
+            assert got is None
+        else:
+            assert got is not None
+            assert list(got.links) == list(single.links), f"{q}: batch and single differ"
+
+
+def _lexicographic_best(built: Built, q: Query, weight: str) -> tuple[float, float, int] | None:
+    """Brute force (weight, latency, hops) minimum among feasible paths: pathcore documents
+    ties going to less latency, then fewer hops."""
+    model = built.model
+    usable = model.usable(q.min_bandwidth_mbps, q.exclude_nodes, q.exclude_links)
+    keys = [
+        (model.total(p, weight), model.latency(p), len(p))
+        for p in model.simple_paths(q.src, q.dst, usable)
+        if model.latency(p) <= q.max_latency_ms
+    ]
+    return min(keys, default=None)
+
+
+@given(graph_specs(), st.data())
+@examples(200)
+def test_ties_go_to_less_latency_then_fewer_hops(spec: GraphSpec, data: st.DataObject) -> None:
+    built = build(spec)
+    g = built.graph
+    q = draw_query(data, built)
+    weight = data.draw(st.sampled_from(WEIGHTS), label="weight")
+    best = _lexicographic_best(built, q, weight)
+    path = g.constrained_path(
+        q.src,
+        q.dst,
+        max_latency_ms=q.max_latency_ms,
+        min_bandwidth_mbps=q.min_bandwidth_mbps,
+        weight=weight,
+        exclude_nodes=q.exclude_nodes,
+        exclude_links=q.exclude_links,
+    )
+    got = None if path is None else (path_value(path, weight), path.latency_ms, path.hops)
+    assert got == best, f"{q} ({weight}): pathcore {got}, lexicographic optimum {best}"
+    unbounded = Query(q.src, q.dst, math.inf, 0.0, (), ())
+    best = _lexicographic_best(built, unbounded, weight)
+    path = g.shortest_path(q.src, q.dst, weight=weight)
+    got = None if path is None else (path_value(path, weight), path.latency_ms, path.hops)
+    assert got == best, f"shortest {q.src}->{q.dst} ({weight}): pathcore {got}, optimum {best}"
+
+
+@given(graph_specs(), st.data())
+@examples(100)
+def test_answers_follow_incremental_updates(spec: GraphSpec, data: st.DataObject) -> None:
+    """Query, change links (up/down, residual, latency, cost), query again: the answers must
+    match the brute force on the updated graph (no stale state between queries)."""
+    built = build(spec)
+    g = built.graph
+    for _round in range(3):
+        for _ in range(3):
+            q = draw_query(data, built)
+            weight = data.draw(st.sampled_from(WEIGHTS), label="weight")
+            path = g.constrained_path(
+                q.src,
+                q.dst,
+                max_latency_ms=q.max_latency_ms,
+                min_bandwidth_mbps=q.min_bandwidth_mbps,
+                weight=weight,
+                exclude_nodes=q.exclude_nodes,
+                exclude_links=q.exclude_links,
+            )
+            check_constrained(built, q, weight, path)
+        if not built.model.links:
+            return
+        for _ in range(data.draw(st.integers(1, 4), label="updates")):
+            lid = data.draw(st.sampled_from(sorted(built.model.links)), label="link")
+            both = data.draw(st.booleans(), label="both_directions")
+            op = data.draw(st.sampled_from(["up", "residual", "latency", "cost"]), label="op")
+            if op == "up":
+                g.set_link_up(lid, data.draw(st.booleans()), both_directions=both)
+            elif op == "residual":
+                g.set_residual_bandwidth(lid, data.draw(MIN_BANDWIDTHS), both_directions=both)
+            elif op == "latency":
+                g.set_link_latency(lid, data.draw(LATENCIES), both_directions=both)
+            else:
+                g.set_link_cost(lid, data.draw(COSTS), both_directions=both)
+        built.model.links = read_links(g)
+
+
+def test_excluded_endpoint_gives_none() -> None:
+    import pathcore
+
+    g = pathcore.Graph()
+    g.add_nodes(["a", "b"])
+    g.add_link("a", "b", 1.0, 10.0)
+    assert g.constrained_path("a", "b", max_latency_ms=5.0) is not None
+    assert g.constrained_path("a", "b", max_latency_ms=5.0, exclude_nodes=["a"]) is None
+    assert g.constrained_path("a", "b", max_latency_ms=5.0, exclude_nodes=["b"]) is None
+
+
+def test_batch_three_tuple_means_no_bandwidth_floor() -> None:
+    import pathcore
+
+    g = pathcore.Graph()
+    g.add_nodes(["a", "b"])
+    lid = g.add_link("a", "b", 1.0, 10.0)
+    g.set_residual_bandwidth(lid, 0.0)
+    (p,) = g.batch_constrained_paths([("a", "b", 5.0)])
+    assert p is not None and list(p.links) == [lid]
+    assert g.batch_constrained_paths([("a", "b", 5.0, 1.0)]) == [None]
+
+
+@given(st.data())
+@examples(60)
+def test_constrained_on_knapsack_ladders(data: st.DataObject) -> None:
+    """A chain of up to 25 stages, each with 2-3 parallel links of random integer latency and
+    cost: up to 3^25 paths, a knapsack in disguise. Oracle: dynamic programming over the
+    (integer) total latency -- exact, and independent of path enumeration."""
+    import pathcore
+
+    stages = data.draw(st.integers(3, 25), label="stages")
+    options = [
+        data.draw(
+            st.lists(st.tuples(st.integers(0, 20), st.integers(0, 20)), min_size=2, max_size=3)
+        )
+        for _ in range(stages)
+    ]
+    g = pathcore.Graph()
+    g.add_nodes([f"s{i}" for i in range(stages + 1)])
+    for i, opts in enumerate(options):
+        for lat, cost in opts:
+            g.add_link(f"s{i}", f"s{i + 1}", float(lat), 100.0, float(cost), False)
+    # best[l] = least cost of a prefix with total latency exactly l
+    best: dict[int, int] = {0: 0}
+    for opts in options:
+        nxt: dict[int, int] = {}
+        for lat0, cost0 in best.items():
+            for lat, cost in opts:
+                key = lat0 + lat
+                nxt[key] = min(nxt.get(key, cost0 + cost), cost0 + cost)
+        best = nxt
+    lo, hi = min(best), max(best)
+    bound = data.draw(st.integers(max(0, lo - 2), hi), label="max_latency_ms")
+    feasible = [cost for lat, cost in best.items() if lat <= bound]
+    path = g.constrained_path("s0", f"s{stages}", max_latency_ms=float(bound))
+    if not feasible:
+        assert path is None
+        return
+    assert path is not None, f"bound {bound}: optimum cost {min(feasible)}"
+    assert path.latency_ms <= bound and path.hops == stages
+    assert path.cost == min(feasible), f"bound {bound}: pathcore {path.cost}, DP {min(feasible)}"
