@@ -43,4 +43,4 @@ if ! ovs-vsctl --timeout=2 show >/dev/null 2>&1; then
     /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random >/dev/null 2>&1 || true
     ovs-vsctl --timeout=10 show >/dev/null || { echo "setup: Open vSwitch did not start" >&2; exit 1; }
 fi
-log "ready: $(.venv/bin/python -c 'import pathcore, controller; print("pathcore", pathcore.__name__, "ok")')"
+log "ready: $(.venv/bin/python -c 'import pathcore, controller; print("pathcore and controller import")')"

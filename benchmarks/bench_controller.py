@@ -1,0 +1,351 @@
+"""Controller benchmark on the national lab (52 OVS switches in Mininet, userspace datapath).
+
+Measures, with the controller running in this process (os-ken in a background thread):
+
+* intent install time: from the API call (``ControllerService.add_intent`` /
+  ``add_intents``) to every flow confirmed by barrier on every switch, for 1, 100 and 1,000
+  intents between random city/cluster host pairs with feasible latency bounds;
+* restoration time: from the port-status event of a link cut to the new flows confirmed by
+  barrier, with as many intents as possible crossing the cut link;
+* lost pings at a 10 ms interval across the cut.
+
+The anchor is ONOS 1.0 on one node (15.5 ms for 1 intent, 48 ms for 1,000, as published by
+ON.Lab); ratios are anchor / ours (above 1: faster than the anchor). Needs root and OVS.
+
+    .venv/bin/python benchmarks/bench_controller.py [--seed 1] [--repeats 5]
+
+The table goes to stdout and, with the raw numbers as JSON, to
+``benchmarks/results/<UTC time>-controller.{md,json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from controller.lab import ControllerAddress, LabNetwork  # noqa: E402
+from controller.main import StructuredFormatter, run  # noqa: E402
+from controller.service import ChangeRecord, ControllerService  # noqa: E402
+from controller.topology import IntentSpec, Match, Topology, load_topology  # noqa: E402
+
+ONOS_1_INTENT_MS = 15.5
+ONOS_1000_INTENTS_MS = 48.0
+RESTORE_TARGET_MS = 100.0
+TOPOLOGY = REPO / "topologies" / "national.yaml"
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Specs:
+    """Random intents between city and cluster hosts, each with a bound the network meets
+    (best latency x 1.3..2.5 + 1 ms). With ``via_link`` only intents whose path (least cost
+    within the bound, as the controller routes) crosses that link and that have a detour
+    within the bound without it: the worst case for restoration. Each (src, dst) gets one
+    intent for all its traffic; more intents for the same pair match a TCP port of their
+    own, at a higher priority."""
+
+    def __init__(self, topology: Topology, seed: int, via_link: int | None = None) -> None:
+        self.topology = topology
+        self.rng = random.Random(seed)
+        self.graph, self.link_ids = topology.to_graph()
+        self.cities = [h for h in topology.hosts if h.name.startswith("h-city-")]
+        self.clusters = [h for h in topology.hosts if h.name.startswith("h-dc-")]
+        self.used: set[tuple[str, str]] = {(i.src, i.dst) for i in topology.intents}
+        self.port = 20000
+        self.via_link = via_link
+        self.cut: list[int] = []
+        if via_link is not None:
+            lid = self.link_ids[via_link]
+            rev = self.graph.reverse_link(lid)
+            self.cut = [lid] + ([rev] if rev is not None else [])
+
+    def busiest_link(self) -> int:
+        """The link most city/cluster least-latency paths cross."""
+        use: Counter[int] = Counter()
+        index_of = {lid: i for i, lid in self.link_ids.items()}
+        for a in self.cities:
+            for b in self.clusters:
+                path = self.graph.shortest_path(a.node, b.node)
+                for lid in path.links if path is not None else ():
+                    rev = self.graph.reverse_link(lid)
+                    i = index_of.get(lid, index_of.get(rev)) if rev is not None else \
+                        index_of.get(lid)
+                    if i is not None:
+                        use[i] += 1
+        return use.most_common(1)[0][0]
+
+    def _ok(self, a: str, b: str, bound: float) -> bool:
+        if self.via_link is None:
+            return True
+        path = self.graph.constrained_path(a, b, max_latency_ms=bound, weight="cost")
+        if path is None or not set(path.links) & set(self.cut):
+            return False
+        return self.graph.constrained_path(a, b, max_latency_ms=bound,
+                                           exclude_links=self.cut) is not None
+
+    def make(self, n: int) -> list[IntentSpec]:
+        out: list[IntentSpec] = []
+        attempts = 0
+        while len(out) < n:
+            attempts += 1
+            if attempts > 200 * n + 10_000:
+                raise SystemExit(f"found only {len(out)} of {n} intents crossing the link")
+            a, b = self.rng.choice(self.cities), self.rng.choice(self.clusters)
+            if self.rng.random() < 0.5:
+                a, b = b, a
+            best = self.graph.shortest_path(a.node, b.node)
+            assert best is not None
+            bound = round(best.latency_ms * self.rng.uniform(1.3, 2.5) + 1.0, 2)
+            if not self._ok(a.node, b.node, bound):
+                continue
+            match, priority = None, 100
+            if (a.name, b.name) in self.used:
+                self.port += 1
+                match, priority = Match(ip_proto=6, dst_port=self.port), 200
+            self.used.add((a.name, b.name))
+            out.append(IntentSpec(src=a.name, dst=b.name, max_latency_ms=bound,
+                                  match=match, priority=priority))
+        return out
+
+
+def start_controller(topology: Topology, log_path: Path) -> tuple[ControllerService, int]:
+    handler = logging.FileHandler(log_path)
+    handler.setFormatter(StructuredFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    service = ControllerService(topology)
+    port = free_port()
+    threading.Thread(target=run, args=(service, "127.0.0.1", port), daemon=True,
+                     name="os-ken").start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return service, port
+        time.sleep(0.05)
+    raise SystemExit("the controller did not start listening within 20 s")
+
+
+def wait(what: str, check: Any, timeout_s: float) -> float:
+    t0 = time.monotonic()
+    while not check():
+        if time.monotonic() - t0 > timeout_s:
+            raise SystemExit(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.05)
+    return time.monotonic() - t0
+
+
+def timed_add(service: ControllerService, specs: list[IntentSpec]) -> dict[str, Any]:
+    n_before = len(service.change_records())
+    t0 = time.perf_counter()
+    if len(specs) == 1:
+        intents = [service.add_intent(specs[0], timeout_s=30)]
+    else:
+        intents = service.add_intents(specs, timeout_s=60)
+    wall_ms = (time.perf_counter() - t0) * 1000.0
+    recs = service.change_records()[n_before:]
+    states = Counter(i.state for i in intents)
+    rec = max(recs, key=lambda r: r.messages) if recs else None
+    return {"n": len(specs), "wall_ms": wall_ms, "states": dict(states),
+            "compute_ms": rec.compute_ms if rec else 0.0,
+            "phase1_ms": rec.phase1_ms if rec else 0.0,
+            "phase2_ms": rec.phase2_ms if rec else 0.0,
+            "messages": rec.messages if rec else 0, "switches": rec.switches if rec else 0}
+
+
+def busiest_link(service: ControllerService, topology: Topology) -> tuple[int, int]:
+    """(index into topology.links, number of installed intents crossing it)."""
+    use: Counter[frozenset[str]] = Counter()
+    for i in service.intents():
+        if i.state == "installed" and i.path:
+            for u, v in zip(i.path, i.path[1:], strict=False):
+                use[frozenset((u, v))] += 1
+    pair, count = use.most_common(1)[0]
+    index = next(k for k, lk in enumerate(topology.links) if frozenset((lk.a, lk.b)) == pair)
+    return index, count
+
+
+def ping_pair_across(service: ControllerService, topology: Topology, link_index: int
+                     ) -> tuple[str, str] | None:
+    """An installed intent without a match (so ICMP follows it) that crosses the link and
+    has a detour within its bound."""
+    lk = topology.links[link_index]
+    graph, link_ids = topology.to_graph()
+    cut = [link_ids[link_index]]
+    rev = graph.reverse_link(cut[0])
+    if rev is not None:
+        cut.append(rev)
+    for i in service.intents():
+        if i.state != "installed" or i.spec.match is not None or not i.path:
+            continue
+        hops = {frozenset(h) for h in zip(i.path, i.path[1:], strict=False)}
+        if frozenset((lk.a, lk.b)) not in hops:
+            continue
+        a, b = topology.host(i.spec.src).node, topology.host(i.spec.dst).node
+        if graph.constrained_path(a, b, max_latency_ms=i.spec.max_latency_ms,
+                                  exclude_links=cut) is not None:
+            return i.spec.src, i.spec.dst
+    return None
+
+
+_TX = re.compile(r"(\d+) packets transmitted, (\d+) (?:packets )?received")
+
+
+def cut_and_measure(lab: LabNetwork, service: ControllerService, topology: Topology,
+                    link_index: int, ping_pair: tuple[str, str] | None) -> dict[str, Any]:
+    lk = topology.links[link_index]
+    crossing = [i.id for i in service.intents() if i.state == "installed" and i.path and
+                frozenset((lk.a, lk.b)) in {frozenset(h) for h in zip(i.path, i.path[1:],
+                                                                      strict=False)}]
+    proc = None
+    if ping_pair is not None:
+        ip = topology.host(ping_pair[1]).ip
+        proc = lab.host(ping_pair[0]).popen(
+            ["ping", "-n", "-q", "-i", "0.01", "-W", "1", "-c", "300", ip],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        time.sleep(1.0)
+    service.wait_idle(10)
+    n_before = len(service.change_records())
+    t0 = time.perf_counter()
+    lab.link_down(lk.a, lk.b, index=link_index)
+    wait("restoration changes", lambda: any("down" in r.cause for r in
+                                            service.change_records()[n_before:]), 10)
+    service.wait_idle(30)
+    wall_ms = (time.perf_counter() - t0) * 1000.0
+    recs: list[ChangeRecord] = [r for r in service.change_records()[n_before:]
+                                if "down" in r.cause]
+    main = max(recs, key=lambda r: r.messages)
+    lost = None
+    if proc is not None:
+        out, _ = proc.communicate(timeout=30)
+        m = _TX.search(out.decode(errors="replace"))
+        lost = int(m.group(1)) - int(m.group(2)) if m else None
+    states = Counter(service.intent(i).state for i in crossing)
+    n_before = len(service.change_records())
+    lab.link_up(lk.a, lk.b, index=link_index)
+    wait("the link-up change", lambda: any("up" in r.cause for r in
+                                          service.change_records()[n_before:]), 10)
+    service.wait_idle(30)
+    wait("the intents back on the link", lambda: all(
+        service.intent(i).state == "installed" for i in crossing), 10)
+    return {"link": f"{lk.a}-{lk.b}", "crossing": len(crossing), "after": dict(states),
+            "restore_ms": main.event_to_phase1_ms, "confirm_ms": main.event_to_confirm_ms,
+            "compute_ms": main.compute_ms,
+            "phase1_ms": main.phase1_ms, "phase2_ms": main.phase2_ms,
+            "messages": main.messages, "switches": main.switches,
+            "all_changes_ms": max(r.event_to_confirm_ms for r in recs),
+            "cut_to_idle_ms": wall_ms, "ping_pair": ping_pair, "pings_lost": lost}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3, help="runs of the 1- and 100-intent adds")
+    p.add_argument("--random-pairs", dest="via_busiest_link", action="store_false",
+                   help="intents between any random pairs (default: all crossing the link "
+                        "most city/cluster paths use, the one the restoration test cuts)")
+    p.add_argument("--cuts", type=int, default=3, help="link cuts to time")
+    args = p.parse_args(argv)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    out_dir = REPO / "benchmarks" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log_path = out_dir / f"{stamp}-controller.log"
+    topology = load_topology(TOPOLOGY)
+    service, port = start_controller(topology, log_path)
+    say(f"controller listening on 127.0.0.1:{port}; log {log_path}")
+    lab = LabNetwork(topology, controllers=[ControllerAddress("127.0.0.1", port)])
+    results: dict[str, Any] = {"topology": topology.name, "seed": args.seed}
+    try:
+        t0 = time.monotonic()
+        up = lab.start(timeout_s=180)
+        wait("every switch reconciled",
+             lambda: all(s["synced"] for s in service.switches()), 60)
+        service.wait_idle(30)
+        results["bring_up_s"] = time.monotonic() - t0
+        results["lab_start_s"] = up.total_s
+        say(f"lab up and reconciled in {results['bring_up_s']:.1f} s")
+        specs = Specs(topology, args.seed)
+        if args.via_busiest_link:
+            specs = Specs(topology, args.seed, via_link=specs.busiest_link())
+            lk = topology.links[specs.via_link]  # type: ignore[index]
+            say(f"every intent crosses link {specs.via_link} ({lk.a}-{lk.b})")
+        runs: dict[int, list[dict[str, Any]]] = {1: [], 100: [], 1000: []}
+        for n, repeats in ((1, max(3, args.repeats)), (100, args.repeats), (1000, 1)):
+            for _ in range(repeats):
+                r = timed_add(service, specs.make(n))
+                runs[n].append(r)
+                say(f"{n} intents: {r['wall_ms']:.1f} ms {r['states']}")
+        results["install"] = runs
+        link_index, crossing = busiest_link(service, topology)
+        pair = ping_pair_across(service, topology, link_index)
+        say(f"cutting link {link_index} crossed by {crossing} installed intents; "
+            f"ping {pair}")
+        results["restore"] = [cut_and_measure(lab, service, topology, link_index, pair)
+                              for _ in range(args.cuts)]
+        say(f"restoration: {results['restore']}")
+    finally:
+        lab.stop()
+    table = report(results)
+    print(table)
+    (out_dir / f"{stamp}-controller.md").write_text(table + "\n")
+    (out_dir / f"{stamp}-controller.json").write_text(json.dumps(results, indent=1,
+                                                                  default=str))
+    return 0
+
+
+def report(res: dict[str, Any]) -> str:
+    lines = [f"## Controller on the {res['topology']} lab (52 OVS switches, userspace "
+             "datapath, Mininet; os-ken in-process)", "",
+             f"Lab up and every switch reconciled: {res['bring_up_s']:.1f} s "
+             f"(lab start {res['lab_start_s']:.1f} s).", "",
+             "| intents | install, median (ms) | compute | phase 1 | phase 2 | messages | "
+             "switches | states | ONOS 1.0 (ms) | ONOS / ours |",
+             "|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
+    for n, runs in res["install"].items():
+        med = statistics.median(r["wall_ms"] for r in runs)
+        last = runs[-1]
+        anchor = {1: ONOS_1_INTENT_MS, 1000: ONOS_1000_INTENTS_MS}.get(n)
+        lines.append(
+            f"| {n} | {med:.1f} ({len(runs)} runs) | {last['compute_ms']:.1f} | "
+            f"{last['phase1_ms']:.1f} | {last['phase2_ms']:.1f} | {last['messages']} | "
+            f"{last['switches']} | {last['states']} | {anchor if anchor else '-'} | "
+            f"{(anchor / med) if anchor else float('nan'):.2f} |")
+    lines += ["", "| link cut | intents crossing | after | port-status to new flows "
+              "confirmed (ms) | to old flows removed (ms) | compute | phase 1 | phase 2 | "
+              "messages | target (ms) | pings lost at 10 ms |",
+              "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in res["restore"]:
+        lines.append(f"| {r['link']} | {r['crossing']} | {r['after']} | "
+                     f"{r['restore_ms']:.1f} | {r['confirm_ms']:.1f} | "
+                     f"{r['compute_ms']:.1f} | {r['phase1_ms']:.1f} | "
+                     f"{r['phase2_ms']:.1f} | {r['messages']} | {RESTORE_TARGET_MS:.0f} | "
+                     f"{r['pings_lost']} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,419 @@
+"""ControllerService: the thread-safe face of a running controller.
+
+The os-ken app (``controller/app.py``) feeds switch events in; the REST layer (a later issue)
+calls the intent and read-only methods. Both go through one lock around the
+:class:`~controller.core.ControllerCore`, and every :class:`~controller.core.Change` the core
+returns is handed, still under that lock, to one :class:`ChangeSender` thread, so Changes
+leave in exactly the order the core produced them.
+
+The sender applies each Change make-before-break: phase 1 on every switch, wait for all
+phase-1 barrier replies (bounded), phase 2, wait for its barriers, then ``core.confirm``.
+Nothing here imports os-ken's app machinery: switches are reached through a
+:class:`Transport` (the app implements it; tests can fake it).
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from controller.core import Change, ControllerCore
+from controller.errors import NotFound
+from controller.routing import FlowEntry, Intent
+from controller.topology import IntentSpec, Topology
+
+__all__ = ["ChangeRecord", "ChangeSender", "ControllerService", "Transport"]
+
+log = logging.getLogger("controller.service")
+
+BARRIER_TIMEOUT_S = 5.0
+"""How long the sender waits for the barrier replies of one phase before giving up on it."""
+
+
+class Barrier(Protocol):
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+class Transport(Protocol):
+    """How the service reaches switches. ``handle`` is whatever the app uses for one switch
+    connection (an os-ken ``Datapath``)."""
+
+    def send(self, handle: Any, msgs: Sequence[Any]) -> Barrier | None:
+        """Send ``msgs`` in order on ``handle``; return a waiter for the barrier that ends
+        them (None when the list has no barrier or the connection is gone)."""
+
+    def alive(self, handle: Any) -> bool: ...
+
+
+@dataclass
+class ChangeRecord:
+    """Timings of one Change, as logged (``event=change``) and kept for benchmarks."""
+
+    token: int
+    cause: str
+    messages: int
+    switches: int
+    compute_ms: float
+    queued_ms: float = 0.0
+    phase1_ms: float = 0.0
+    phase2_ms: float = 0.0
+    event_to_phase1_ms: float = 0.0
+    """from the event that caused it (port status, API call) to every phase-1 barrier
+    reply: the new flows are in place and traffic runs on them"""
+    event_to_confirm_ms: float = 0.0
+    """from the event that caused it to confirm (old flows removed too)"""
+    confirmed: tuple[int, ...] = ()
+    timed_out: tuple[int, ...] = ()
+    """dpids whose barrier did not come back within the bound"""
+
+
+@dataclass
+class _Ticket:
+    change: Change
+    handles: dict[int, Any]
+    t_event: float
+    t_queued: float
+    done: threading.Event = field(default_factory=threading.Event)
+    record: ChangeRecord | None = None
+
+
+class ChangeSender:
+    """One thread that sends Changes strictly in submission order (see the module doc)."""
+
+    def __init__(self, service: ControllerService, transport: Transport,
+                 barrier_timeout_s: float = BARRIER_TIMEOUT_S, keep: int = 10_000) -> None:
+        self._service = service
+        self._transport = transport
+        self._barrier_timeout_s = barrier_timeout_s
+        self._queue: queue.Queue[_Ticket | None] = queue.Queue()
+        self._busy = 0
+        self._busy_lock = threading.Condition()
+        self.records: collections.deque[ChangeRecord] = collections.deque(maxlen=keep)
+        self._thread = threading.Thread(target=self._run, name="cpn-change-sender", daemon=True)
+        self._thread.start()
+
+    def submit(self, change: Change, handles: dict[int, Any], t_event: float) -> _Ticket:
+        ticket = _Ticket(change, handles, t_event, time.perf_counter())
+        with self._busy_lock:
+            self._busy += 1
+        self._queue.put(ticket)
+        return ticket
+
+    def idle(self, timeout_s: float) -> bool:
+        """Wait until every submitted Change is done; False on timeout."""
+        with self._busy_lock:
+            return self._busy_lock.wait_for(lambda: self._busy == 0, timeout=timeout_s)
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            ticket = self._queue.get()
+            if ticket is None:
+                return
+            try:
+                self._apply(ticket)
+            except Exception:  # noqa: BLE001 - the sender must survive one bad change
+                log.exception(f"change {ticket.change.token} failed",
+                              extra={"event": "change_failed"})
+            finally:
+                ticket.done.set()
+                with self._busy_lock:
+                    self._busy -= 1
+                    self._busy_lock.notify_all()
+
+    def _phase(self, ticket: _Ticket, phase: Mapping[int, list[Any]], name: str
+               ) -> tuple[float, list[int]]:
+        t0 = time.perf_counter()
+        waiters: list[tuple[int, Barrier]] = []
+        for dpid, msgs in phase.items():
+            handle = ticket.handles.get(dpid)
+            if handle is None or not self._transport.alive(handle):
+                # the switch went away after the change was computed: the core forgot its
+                # view and reconciles it when it comes back
+                log.info(f"change {ticket.change.token} {name}: switch {dpid:#x} gone; "
+                         f"skipping {len(msgs)} messages",
+                         extra={"dpid": dpid, "event": "change_skip"})
+                continue
+            w = self._transport.send(handle, msgs)
+            if w is not None:
+                waiters.append((dpid, w))
+        deadline = time.monotonic() + self._barrier_timeout_s
+        timed_out = []
+        for dpid, w in waiters:
+            if not w.wait(max(0.0, deadline - time.monotonic())):
+                timed_out.append(dpid)
+        if timed_out:
+            log.error(f"change {ticket.change.token} {name}: no barrier reply within "
+                      f"{self._barrier_timeout_s:g} s from "
+                      + ", ".join(f"{d:#x}" for d in timed_out),
+                      extra={"event": "barrier_timeout", "token": ticket.change.token})
+        return (time.perf_counter() - t0) * 1000.0, timed_out
+
+    def _apply(self, ticket: _Ticket) -> None:
+        change = ticket.change
+        t_start = time.perf_counter()
+        rec = ChangeRecord(token=change.token, cause=change.cause,
+                           messages=change.message_count(), switches=len(change.dpids),
+                           compute_ms=change.compute_ms,
+                           queued_ms=(t_start - ticket.t_queued) * 1000.0)
+        rec.phase1_ms, late1 = self._phase(ticket, change.phase1, "phase1")
+        rec.event_to_phase1_ms = (time.perf_counter() - ticket.t_event) * 1000.0
+        rec.phase2_ms, late2 = self._phase(ticket, change.phase2, "phase2")
+        rec.timed_out = tuple(sorted(set(late1) | set(late2)))
+        confirmed = self._service._confirm(change) if not rec.timed_out else []
+        rec.confirmed = tuple(i.id for i in confirmed)
+        rec.event_to_confirm_ms = (time.perf_counter() - ticket.t_event) * 1000.0
+        ticket.record = rec
+        self.records.append(rec)
+        if not change.empty or rec.confirmed:
+            log.info(f"change {change.token} ({change.cause}): {rec.messages} messages to "
+                     f"{rec.switches} switches, compute {rec.compute_ms:.1f} ms, phase1 "
+                     f"{rec.phase1_ms:.1f} ms, phase2 {rec.phase2_ms:.1f} ms, "
+                     f"{len(rec.confirmed)} intents confirmed",
+                     extra={"event": "change", "token": change.token,
+                            "duration_ms": round(rec.event_to_confirm_ms, 3),
+                            "compute_ms": round(rec.compute_ms, 3),
+                            "phase1_ms": round(rec.phase1_ms, 3),
+                            "phase2_ms": round(rec.phase2_ms, 3),
+                            "queued_ms": round(rec.queued_ms, 3),
+                            "messages": rec.messages, "switches": rec.switches})
+
+
+class ControllerService:
+    """Thread-safe facade over :class:`ControllerCore` plus the Change sender.
+
+    Switch-event methods (``switch_connected`` ... ``periodic``) are for the os-ken app; they
+    never block on switches. Intent methods wait (bounded) until their Change is confirmed by
+    barriers. Read methods return copies, safe to serialise from another thread.
+    """
+
+    def __init__(self, topology: Topology, *, fallback: str = "best_effort",
+                 startup_grace_s: float = 10.0, lldp_timeout_s: float = 10.0,
+                 barrier_timeout_s: float = BARRIER_TIMEOUT_S) -> None:
+        self.topology = topology
+        self.lock = threading.RLock()
+        self.core = ControllerCore(topology, fallback=fallback, now=time.monotonic(),
+                                   startup_grace_s=startup_grace_s,
+                                   lldp_timeout_s=lldp_timeout_s)
+        self._handles: dict[int, Any] = {}
+        self._barrier_timeout_s = barrier_timeout_s
+        self.sender: ChangeSender | None = None
+        self.state_file: str | None = None
+        """where the app writes :meth:`snapshot` every second (None: nowhere)"""
+
+    # -- wiring to the app ----------------------------------------------------------------------
+    def start(self, transport: Transport) -> None:
+        """Start the sender thread (the app calls this once it can send)."""
+        if self.sender is None:
+            self.sender = ChangeSender(self, transport, self._barrier_timeout_s)
+
+    def stop(self) -> None:
+        if self.sender is not None:
+            self.sender.stop()
+
+    def _submit(self, change: Change | None, t_event: float) -> _Ticket | None:
+        """Queue ``change`` (call with the lock held, right after the core returned it)."""
+        if change is None or self.sender is None:
+            return None
+        if change.empty and not change.intents:
+            return None
+        handles = {d: self._handles[d] for d in change.dpids if d in self._handles}
+        return self.sender.submit(change, handles, t_event)
+
+    def _confirm(self, change: Change) -> list[Intent]:
+        with self.lock:
+            return self.core.confirm(change, time.monotonic())
+
+    # -- switch events (from the app) ----------------------------------------------------------
+    def switch_connected(self, dpid: int, ports: Mapping[int, bool], handle: Any) -> bool:
+        """A switch finished its handshake. False (and nothing done) for a dpid the topology
+        does not know: the app should ignore that switch."""
+        t = time.perf_counter()
+        with self.lock:
+            if dpid not in self.core.state.switches:
+                log.warning(f"switch {dpid:#x} is not in topology {self.topology.name!r}; "
+                            "ignoring it", extra={"dpid": dpid, "event": "unknown_switch"})
+                return False
+            self._handles[dpid] = handle
+            self._submit(self.core.switch_connected(dpid, ports, time.monotonic()), t)
+            return True
+
+    def reconcile(self, dpid: int, flows: Iterable[FlowEntry], handle: Any) -> None:
+        t = time.perf_counter()
+        with self.lock:
+            if self._handles.get(dpid) is not handle:
+                return  # a newer connection of this switch will reconcile
+            self._submit(self.core.reconcile(dpid, flows, time.monotonic()), t)
+
+    def switch_lost(self, dpid: int, handle: Any) -> None:
+        t = time.perf_counter()
+        with self.lock:
+            if self._handles.get(dpid) is not handle:
+                return  # an old connection of a switch that has already reconnected
+            del self._handles[dpid]
+            self._submit(self.core.switch_lost(dpid, time.monotonic()), t)
+
+    def port_status(self, dpid: int, port_no: int, up: bool, handle: Any) -> None:
+        t = time.perf_counter()
+        with self.lock:
+            if self._handles.get(dpid) is not handle:
+                return
+            self._submit(self.core.port_status(dpid, port_no, up, time.monotonic()), t)
+
+    def flows_removed(self, dpid: int, flows: Sequence[FlowEntry], handle: Any) -> None:
+        t = time.perf_counter()
+        with self.lock:
+            if self._handles.get(dpid) is not handle:
+                return
+            self._submit(self.core.flows_removed(dpid, flows, time.monotonic()), t)
+
+    def packet_in(self, dpid: int, in_port: int, data: bytes
+                  ) -> list[tuple[Any, Any]]:
+        """Returns ``(handle, msg)`` packets to send now (proxy-ARP replies)."""
+        t = time.perf_counter()
+        with self.lock:
+            result = self.core.packet_in(dpid, in_port, data, time.monotonic())
+            self._submit(result.change, t)
+            return [(self._handles[d], m) for d, m in result.messages if d in self._handles]
+
+    def periodic(self, probes: bool) -> list[tuple[Any, Any]]:
+        """``core.tick``; with ``probes``, the LLDP probes to send as ``(handle, msg)``."""
+        t = time.perf_counter()
+        with self.lock:
+            now = time.monotonic()
+            self._submit(self.core.tick(now), t)
+            if not probes:
+                return []
+            return [(self._handles[d], m) for d, m in self.core.lldp_probes(now)
+                    if d in self._handles]
+
+    # -- intents (for the REST layer) ----------------------------------------------------------
+    def _wait(self, ticket: _Ticket | None, timeout_s: float) -> None:
+        if ticket is not None and not ticket.done.wait(timeout_s):
+            log.warning(f"change {ticket.change.token} not confirmed within {timeout_s:g} s",
+                        extra={"event": "confirm_timeout", "token": ticket.change.token})
+
+    def add_intent(self, spec: IntentSpec, *, intent_id: int | None = None,
+                   timeout_s: float = 10.0) -> Intent:
+        """Add an intent, send its flows and wait (at most ``timeout_s``) for the barriers.
+        Returns a snapshot: ``state`` is ``installed`` once confirmed, ``infeasible`` with a
+        ``reason`` when no path meets its bounds, ``pending`` on timeout."""
+        t = time.perf_counter()
+        with self.lock:
+            intent, change = self.core.add_intent(spec, time.monotonic(), intent_id)
+            ticket = self._submit(change, t)
+        self._wait(ticket, timeout_s)
+        return self.intent(intent.id)
+
+    def add_intents(self, specs: Sequence[IntentSpec], *,
+                    intent_ids: Sequence[int | None] | None = None,
+                    timeout_s: float = 30.0) -> list[Intent]:
+        """Many intents in one routing pass and one Change; all or nothing (see the core)."""
+        t = time.perf_counter()
+        with self.lock:
+            added, change = self.core.add_intents(specs, time.monotonic(), intent_ids)
+            ticket = self._submit(change, t)
+        self._wait(ticket, timeout_s)
+        with self.lock:
+            return [copy.deepcopy(self.core.intent(i.id)) for i in added]
+
+    def remove_intent(self, intent_id: int, *, timeout_s: float = 10.0) -> None:
+        t = time.perf_counter()
+        with self.lock:
+            ticket = self._submit(self.core.remove_intent(intent_id, time.monotonic()), t)
+        self._wait(ticket, timeout_s)
+
+    def intents(self) -> list[Intent]:
+        with self.lock:
+            return copy.deepcopy(self.core.intents())
+
+    def intent(self, intent_id: int) -> Intent:
+        with self.lock:
+            return copy.deepcopy(self.core.intent(intent_id))
+
+    # -- read-only views -------------------------------------------------------------------------
+    def switches(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [{"name": s.name, "dpid": s.dpid, "connected": s.connected,
+                     "synced": self.core.synced(s.dpid),
+                     "ports": dict(s.ports) if s.ports is not None else None}
+                    for s in (self.core.state.switches[d] for d in self.core.state.dpids())]
+
+    def links(self) -> dict[str, list[dict[str, Any]]]:
+        """The LLDP check of the file's links: ``missing``/``unexpected``/... (core's view)."""
+        with self.lock:
+            return copy.deepcopy(self.core.state.link_report(time.monotonic()))
+
+    def link_states(self) -> list[dict[str, Any]]:
+        with self.lock:
+            st = self.core.state
+            return [{"index": i, "a": lk.a, "b": lk.b, "latency_ms": lk.latency_ms,
+                     "bandwidth_mbps": lk.bandwidth_mbps, "up": st.link_usable(i)}
+                    for i, lk in enumerate(self.topology.links)]
+
+    def hosts(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [{"name": h.name, "ip": h.ip, "mac": h.mac, "node": h.node,
+                     "dpid": h.dpid, "port_no": h.port_no, "source": h.source}
+                    for h in self.core.state.hosts.values()]
+
+    def events(self, limit: int | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            evs = list(self.core.state.events)
+        return copy.deepcopy(evs[-limit:] if limit else evs)
+
+    def paths(self, src: str, dst: str, *, k: int = 3,
+              max_latency_ms: float | None = None) -> list[dict[str, Any]]:
+        """Up to ``k`` least-latency paths between two nodes or hosts on the network as it
+        is now (links down are not used). Read-only."""
+        with self.lock:
+            a, b = self._node_of(src), self._node_of(dst)
+            found = self.core.state.graph.k_shortest_paths(a, b, k, weight="latency",
+                                                           max_latency_ms=max_latency_ms)
+            return [{"nodes": list(p.nodes), "latency_ms": p.latency_ms, "cost": p.cost,
+                     "hops": p.hops} for p in found]
+
+    def _node_of(self, name: str) -> str:
+        st = self.core.state
+        if name in st.hosts:
+            return st.hosts[name].node
+        if any(n.name == name for n in self.topology.nodes):
+            return name
+        raise NotFound(f"no host or node {name!r}")
+
+    def snapshot(self) -> dict[str, Any]:
+        """Intents, switches and links as plain data (what ``--state-file`` writes)."""
+        with self.lock:
+            return {"topology": self.topology.name,
+                    "intents": [i.as_dict() for i in self.core.intents()],
+                    "switches": self.switches(), "links": self.link_states(),
+                    "link_report": self.links()}
+
+    def write_state_file(self, path: str) -> None:
+        """Write :meth:`snapshot` as JSON to ``path`` atomically (tests and operators read
+        it while the REST API does not exist yet)."""
+        data = json.dumps(self.snapshot(), default=str)
+        tmp = f"{path}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(data)
+        os.replace(tmp, path)
+
+    def change_records(self) -> list[ChangeRecord]:
+        """Timings of the Changes sent so far (the most recent 10,000)."""
+        return list(self.sender.records) if self.sender is not None else []
+
+    def wait_idle(self, timeout_s: float = 10.0) -> bool:
+        """Wait until every queued Change is sent and confirmed; False on timeout."""
+        return self.sender.idle(timeout_s) if self.sender is not None else True

@@ -1,0 +1,220 @@
+"""The controller on real Open vSwitch (Mininet, userspace datapath): the diamond lab.
+
+s1 reaches s4 over s2 (2 ms, expensive) or s3 (10 ms, cheap). The file's intents: ``fast``
+h1 -> h2 within 3 ms (only s1-s2-s4 qualifies) and ``cheap`` h2 -> h1 within 15 ms (the
+least-cost path s4-s3-s1). Where traffic goes is read from the flow packet counters of the
+intent's cookie on every switch. The controller runs as a subprocess so it can be killed.
+
+One network for the whole module (bring-up is the slow part); the tests run in file order and
+each leaves the network as it found it (links up, controller running).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from test_controller_helpers import (
+    REPO,
+    ControllerProcess,
+    assert_lab_ports_match_wiring,
+    by_cookie,
+    counter_delta,
+    destination_cookie,
+    fast_ping,
+    flows_of,
+    intent_cookie,
+    packets_by_cookie,
+    ping_result,
+    settled_counters,
+    start_lab,
+    table_signature,
+    wait_for,
+)
+
+from controller.lab import LabNetwork
+from controller.ovs import run_command
+from controller.routing import make_cookie
+from controller.topology import load_topology
+
+TOPOLOGY = REPO / "topologies" / "diamond.yaml"
+FAST, CHEAP = 1, 2  # intent ids: file order
+NODES = ("s1", "s2", "s3", "s4")
+
+
+@pytest.fixture(scope="module")
+def controller(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControllerProcess]:
+    ctl = ControllerProcess(TOPOLOGY, tmp_path_factory.mktemp("ctl"), startup_grace_s=5.0)
+    ctl.start()
+    yield ctl
+    ctl.stop()
+
+
+@pytest.fixture(scope="module")
+def lab(lab_env: object, controller: ControllerProcess) -> Iterator[LabNetwork]:
+    topo = load_topology(TOPOLOGY)
+    assert_lab_ports_match_wiring(topo)
+    net, _ = start_lab(lab_env, topo, controller, timeout_s=60)
+    try:
+        yield net
+    finally:
+        net.stop()
+
+
+@pytest.fixture(autouse=True)
+def _controller_log(controller: ControllerProcess) -> Iterator[None]:
+    """Print the controller's log tail after each test (pytest shows it on failure only)."""
+    yield
+    print(f"--- controller log (tail) ---\n{controller.log_tail(120)}")
+
+
+def _synced(controller: ControllerProcess) -> bool:
+    sws = controller.state().get("switches", [])
+    return len(sws) == len(NODES) and all(s["synced"] for s in sws)
+
+
+def _traffic(lab: LabNetwork, cookies: dict[str, int], count: int = 30
+             ) -> dict[str, dict[str, int]]:
+    """Ping h1 -> h2 ``count`` times (10 ms apart); per cookie name, the switches whose flows
+    with that cookie counted packets, and how many."""
+    t0 = settled_counters(lab)
+    sent, received, out = ping_result(fast_ping(lab, "h1", "h2", count), timeout_s=20)
+    assert received == sent == count, out
+    t1 = settled_counters(lab)
+    return {k: counter_delta(by_cookie(t0, c), by_cookie(t1, c)) for k, c in cookies.items()}
+
+
+def test_hosts_reach_each_other_and_intents_install(lab: LabNetwork,
+                                                    controller: ControllerProcess) -> None:
+    wait_for("every switch reconciled", lambda: _synced(controller), 15,
+             detail=lambda: str(controller.state().get("switches")))
+    lab.wait_until_reachable("h1", "h2", timeout_s=15)
+    matrix = lab.ping_matrix(count=3)
+    assert matrix.failed == [], matrix.summary_table(lab.plan)
+    fast = controller.wait_intent("fast", lambda i: i["state"] == "installed")
+    cheap = controller.wait_intent("cheap", lambda i: i["state"] == "installed")
+    assert fast["path"] == ["s1", "s2", "s4"] and fast["latency_ms"] == pytest.approx(2.0)
+    assert cheap["path"] == ["s4", "s3", "s1"] and cheap["latency_ms"] == pytest.approx(10.0)
+    # every flow on the switches carries one of our cookies, and the intents' flows sit on
+    # exactly their paths
+    for node in NODES:
+        flows = flows_of(lab, node)
+        assert flows and all(f.cookie >> 56 in (1, 2, 3) for f in flows), flows
+    assert set(packets_by_cookie(lab, intent_cookie(FAST))) == {"s1", "s2", "s4"}
+    assert set(packets_by_cookie(lab, intent_cookie(CHEAP))) == {"s4", "s3", "s1"}
+
+
+def test_lldp_confirms_every_link_of_the_file(controller: ControllerProcess) -> None:
+    report = wait_for("LLDP to verify all 4 links", lambda: (
+        lambda r: r if r and len(r["verified"]) == 4 else None)(
+        controller.state().get("link_report")), 15,
+        detail=lambda: str(controller.state().get("link_report")))
+    assert report["missing"] == [] and report["unexpected"] == []
+    assert sorted((v["a"], v["b"]) for v in report["verified"]) == [
+        ("s1", "s2"), ("s1", "s3"), ("s2", "s4"), ("s3", "s4")]
+
+
+def test_traffic_follows_the_intents(lab: LabNetwork) -> None:
+    moved = _traffic(lab, {"fast": intent_cookie(FAST), "cheap": intent_cookie(CHEAP)})
+    # requests h1 -> h2 on the fast path, replies h2 -> h1 on the cheap one; 30 each
+    assert moved["fast"] == {"s1": 30, "s2": 30, "s4": 30}, moved
+    assert moved["cheap"] == {"s4": 30, "s3": 30, "s1": 30}, moved
+
+
+def test_link_cut_moves_traffic_and_back(lab: LabNetwork,
+                                         controller: ControllerProcess) -> None:
+    h2_ip = lab.topology.host("h2").ip
+    cookies = {"fast": intent_cookie(FAST), "to_h2": destination_cookie(h2_ip)}
+    lab.link_down("s2", "s4")
+    try:
+        fast = controller.wait_intent("fast", lambda i: i["state"] in ("degraded",
+                                                                       "infeasible"))
+        assert fast["state"] == "degraded"  # it was installed before
+        assert "3.0" in fast["reason"] and "10.00" in fast["reason"], fast["reason"]
+        # best effort: the intent keeps one flow, at its ingress s1, handing traffic to the
+        # destination table, which now reaches h2 over s3
+        wait_for("the fast intent reduced to its ingress flow",
+                 lambda: set(packets_by_cookie(lab, intent_cookie(FAST))) == {"s1"}, 10,
+                 detail=lambda: str(packets_by_cookie(lab, intent_cookie(FAST))))
+        moved = _traffic(lab, cookies)
+        assert moved["fast"] == {"s1": 30}, moved
+        assert moved["to_h2"] == {"s1": 30, "s3": 30, "s4": 30}, moved
+    finally:
+        lab.link_up("s2", "s4")
+    fast = controller.wait_intent("fast", lambda i: i["state"] == "installed")
+    assert fast["path"] == ["s1", "s2", "s4"]
+    causes = [h["cause"] for h in fast["history"]]
+    assert any("down" in c for c in causes) and any("up" in c for c in causes), causes
+    wait_for("the fast intent's flows back on s1-s2-s4",
+             lambda: set(packets_by_cookie(lab, intent_cookie(FAST))) == {"s1", "s2", "s4"},
+             10)
+    moved = _traffic(lab, cookies)
+    assert moved["fast"] == {"s1": 30, "s2": 30, "s4": 30}, moved
+    assert "s3" not in moved["to_h2"], moved
+
+
+def test_flows_deleted_behind_its_back_are_restored(lab: LabNetwork,
+                                                   controller: ControllerProcess) -> None:
+    want = table_signature(lab, "s2")
+    assert any(c == intent_cookie(FAST) for c, *_ in want)
+    t_del = time.monotonic()
+    res = run_command(["ovs-ofctl", "-O", "OpenFlow13", "del-flows", lab.plan.switch("s2")])
+    assert res.returncode == 0, res.stderr
+    wait_for("s2's flow table restored", lambda: table_signature(lab, "s2") == want, 10,
+             detail=lambda: str(table_signature(lab, "s2")))
+    # they really were deleted and put back: every flow is younger than the del-flows
+    age_s = time.monotonic() - t_del
+    assert all(f.duration_s <= age_s + 0.1 for f in flows_of(lab, "s2"))
+    assert "switch 0x2: " in controller.log_text() and "removed behind our back" in \
+        controller.log_text()
+    moved = _traffic(lab, {"fast": intent_cookie(FAST)})
+    assert moved["fast"] == {"s1": 30, "s2": 30, "s4": 30}, moved
+
+
+def test_switch_restart_is_reconciled(lab: LabNetwork, controller: ControllerProcess) -> None:
+    want = table_signature(lab, "s4")
+    lab.restart_switch("s4", timeout_s=20)  # del-br and re-add: an empty table
+    wait_for("s4's flow table rebuilt", lambda: table_signature(lab, "s4") == want, 15,
+             detail=lambda: str(table_signature(lab, "s4")))
+    lab.wait_until_reachable("h1", "h2", timeout_s=10)
+    last = [ln for ln in controller.log_text().splitlines() if "switch 0x4 reconciled:" in ln]
+    assert last and f"{len(want)} added, 0 deleted" in last[-1], last
+
+
+def test_controller_kill_and_restart_loses_no_ping(lab: LabNetwork,
+                                                   controller: ControllerProcess) -> None:
+    before = {n: table_signature(lab, n) for n in NODES}
+    pipeline = make_cookie(1, 4)
+    assert all(any(c == pipeline for c, *_ in before[n]) for n in NODES)
+    ping = fast_ping(lab, "h1", "h2", count=400)  # 4 s at 10 ms
+    time.sleep(0.5)
+    t_kill = time.monotonic()
+    controller.kill()
+    time.sleep(1.0)
+    # the switches keep forwarding (fail_mode=secure keeps flows) with no controller
+    controller.start()
+    lab.wait_until_connected(timeout_s=20)
+    sent, received, out = ping_result(ping, timeout_s=30)
+    assert sent == 400 and received == 400, out
+    wait_for("every switch reconciled after the restart", lambda: _synced(controller), 15)
+    after = {n: table_signature(lab, n) for n in NODES}
+    assert after == before
+    # no churn: every flow is older than the restart (an ADD would reset its duration)
+    age_s = time.monotonic() - t_kill
+    for n in NODES:
+        young = [f for f in flows_of(lab, n) if f.duration_s < age_s - 0.5]
+        assert not young, (n, young)
+    log = controller.log_text().split("===== start 2 =====")[1]
+    for dpid in (1, 2, 3, 4):
+        assert f"switch {dpid:#x} reconciled: " in log and \
+            f"switch {dpid:#x} reconciled: 0 flows read" not in log
+    reconciled = [ln for ln in log.splitlines() if "reconciled:" in ln]
+    assert len(reconciled) >= len(NODES)
+    assert all("0 added, 0 deleted" in ln for ln in reconciled), reconciled
+
+
+def test_fast_intent_still_installed_after_restart(controller: ControllerProcess) -> None:
+    fast = controller.wait_intent("fast", lambda i: i["state"] == "installed")
+    assert fast["path"] == ["s1", "s2", "s4"]
+
