@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up and run every test: Rust checks (fmt, clippy, cargo test), ruff, then pytest
-# (unit tests, then integration tests on real Open vSwitch + Mininet).
+# (unit tests, API tests against the real HTTP server, then integration tests on real
+# Open vSwitch + Mininet).
 # Exits non-zero when any stage fails; a stage that collects no tests is not a failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,7 @@ stage "cargo clippy (python)" cargo clippy -p pathcore --features python -q -- -
 stage "cargo test" cargo test -q
 stage "ruff" .venv/bin/ruff check controller pathcore tests benchmarks topologies
 stage "pytest unit" .venv/bin/python -m pytest -q tests/unit
+stage "pytest api" .venv/bin/python -m pytest -q tests/api
 stage "pytest integration" .venv/bin/python -m pytest -q tests/integration
 
 printf '\n===== summary =====\n'
