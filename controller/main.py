@@ -64,6 +64,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info",
                    choices=("debug", "info", "warning", "error"))
     p.add_argument("--log-file", metavar="FILE", help="log here instead of stderr")
+    p.add_argument("--api-host", default="127.0.0.1",
+                   help="REST API address (127.0.0.1: reads open on loopback only)")
+    p.add_argument("--api-port", type=int, default=8080, help="REST API port (8080)")
+    p.add_argument("--state-dir", metavar="DIR", default=None,
+                   help="where intents and the API token persist (default "
+                        "$XDG_DATA_HOME/cpn-controller or ~/.local/share/cpn-controller)")
+    p.add_argument("--api-token-file", metavar="FILE", default=None,
+                   help="bearer token for write calls (default: CPN_API_TOKEN, else a token "
+                        "generated into <state-dir>/api-token)")
     p.add_argument("--state-file", metavar="FILE",
                    help="write intents, switches and links as JSON here every second")
     return p
@@ -122,6 +131,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     def _term(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)
 
+    # The API starts before the OpenFlow side: it reloads the stored intents with their ids,
+    # so switches that reconnect are reconciled against the same plan and cookies as before.
+    from controller.api import start_api
+
+    try:
+        api = start_api(service, state_dir=args.state_dir, host=args.api_host,
+                        port=args.api_port, token_file=args.api_token_file)
+    except (CpnError, OSError) as exc:
+        print(f"cpn-controller: error: {exc}", file=sys.stderr)
+        return 2
     signal.signal(signal.SIGTERM, _term)
     try:
         run(service, args.ofp_host, args.ofp_port)
@@ -129,6 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pass
     finally:
         log.info("stopping", extra={"event": "stop"})
+        api.stop()
     return 0
 
 

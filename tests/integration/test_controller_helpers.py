@@ -66,6 +66,8 @@ class ControllerProcess:
         self.port = free_port()
         self.log_path = workdir / "controller.log"
         self.state_path = workdir / "controller-state.json"
+        self.state_dir = workdir / "state"  # the store and API token: never the user's own
+        self.api_port = free_port()
         self.startup_grace_s = startup_grace_s
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -83,6 +85,7 @@ class ControllerProcess:
             [sys.executable, "-m", "controller.main", "--topology", str(self.topology_file),
              "--ofp-port", str(self.port), "--log-file", str(self.log_path),
              "--state-file", str(self.state_path),
+             "--state-dir", str(self.state_dir), "--api-port", str(self.api_port),
              "--startup-grace", str(self.startup_grace_s)],
             cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         log.close()

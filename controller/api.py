@@ -1,0 +1,921 @@
+"""The REST API: FastAPI under ``/api/v1`` (OpenAPI at ``/docs`` and ``/openapi.json``),
+served by uvicorn in a daemon thread of the controller process, beside os-ken.
+
+* Reads (``GET``) are open by default when the API listens on loopback: the operators on the
+  box and a local Prometheus scrape without ceremony, and nothing outside the machine can
+  reach the port. ``read_open=False`` (or binding a non-loopback address through
+  :func:`start_api`) requires the token for reads too.
+* Writes (``POST``/``DELETE``) need ``Authorization: Bearer <token>``, compared in constant
+  time. The token comes from ``--api-token-file``, else ``$CPN_API_TOKEN``, else
+  ``<state-dir>/api-token`` (generated at first start, mode 0600, reused after).
+* Errors have one JSON shape, ``{"error": code, "detail": text}`` (plus ``errors`` for
+  validation failures and ``best_latency_ms`` for infeasible routes), mapped once from
+  :mod:`controller.errors` (``CpnError.http_status`` / ``.code``).
+* Intents added here persist in :class:`~controller.store.Store` with their ids and come back
+  with the same ids (same cookies) after a restart (:class:`IntentManager`).
+
+Most endpoints are sync and run in FastAPI's thread pool (writes wait for barriers);
+``/paths`` is async because its answer is microseconds of work under the service lock.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import math
+import os
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from controller.errors import CpnError, InfeasibleRoute, NotFound
+from controller.metrics import CONTENT_TYPE, Metrics
+from controller.routing import FlowEntry, Intent
+from controller.store import Store, StoreError, default_state_dir
+from controller.topology import IntentSpec, Match
+
+if TYPE_CHECKING:
+    from controller.service import ControllerService
+
+__all__ = ["ApiHandle", "BadRequest", "Conflict", "IntentManager", "Unauthorized",
+           "create_app", "load_token", "query_paths", "serve_in_thread", "start_api"]
+
+log = logging.getLogger("controller.api")
+
+API_PREFIX = "/api/v1"
+TOKEN_ENV = "CPN_API_TOKEN"
+TOKEN_FILE_NAME = "api-token"
+STORE_FILE_NAME = "state.sqlite3"
+DEFAULT_CIRCLE_TIERS_MS = (1.0, 5.0, 20.0)
+_UNBOUNDED_MS = 1e12
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+
+
+class BadRequest(CpnError):
+    http_status = 400
+    code = "bad_request"
+
+
+class Unauthorized(CpnError):
+    http_status = 401
+    code = "unauthorized"
+
+
+class Conflict(CpnError):
+    http_status = 409
+    code = "conflict"
+
+
+# --- bodies and answers -----------------------------------------------------------------------
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+Name = Annotated[str, Field(min_length=1, max_length=64, pattern=_NAME_PATTERN)]
+
+
+class MatchIn(_Body):
+    """Which of the traffic between the two hosts the intent covers (unset: all IPv4)."""
+
+    ip_proto: int | None = Field(default=None, ge=0, le=255, description="6 tcp, 17 udp")
+    src_port: int | None = Field(default=None, ge=0, le=65535)
+    dst_port: int | None = Field(default=None, ge=0, le=65535)
+    dscp: int | None = Field(default=None, ge=0, le=63)
+
+
+class IntentIn(_Body):
+    """A route request between two hosts with a latency bound."""
+
+    name: Name | None = None
+    src: Name
+    dst: Name
+    max_latency_ms: float = Field(gt=0, le=1e6, allow_inf_nan=False)
+    min_bandwidth_mbps: float = Field(default=0.0, ge=0, le=1e9, allow_inf_nan=False)
+    match: MatchIn | None = None
+    priority: int = Field(default=100, ge=0, le=65535)
+    protection: bool = False
+
+    def to_spec(self) -> IntentSpec:
+        m = self.match
+        return IntentSpec(src=self.src, dst=self.dst, max_latency_ms=self.max_latency_ms,
+                          min_bandwidth_mbps=self.min_bandwidth_mbps, name=self.name,
+                          match=Match(m.ip_proto, m.src_port, m.dst_port, m.dscp)
+                          if m is not None else None,
+                          priority=self.priority, protection=self.protection)
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="machine-readable code, e.g. not_found, infeasible")
+    detail: str = Field(description="what went wrong, for people")
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="validation failures: loc, msg, type")
+    best_latency_ms: float | None = Field(
+        default=None, description="infeasible: the best latency any path has")
+
+
+class PathChangeOut(BaseModel):
+    time: float
+    timestamp: str
+    old_path: list[str] | None
+    new_path: list[str] | None
+    cause: str
+
+
+class FlowOut(BaseModel):
+    table_id: int
+    priority: int
+    match: dict[str, Any]
+    instructions: list[dict[str, Any]]
+    cookie: str
+    owner: str | None
+
+
+class IntentFlowOut(FlowOut):
+    dpid: str
+    switch: str
+    installed: bool
+
+
+class IntentOut(BaseModel):
+    id: int
+    name: str
+    source: Literal["file", "api"]
+    src: str
+    dst: str
+    max_latency_ms: float
+    min_bandwidth_mbps: float
+    priority: int
+    protection: bool
+    match: dict[str, int] | None
+    state: Literal["installed", "pending", "infeasible", "degraded"]
+    reason: str
+    path: list[str] | None
+    latency_ms: float | None
+    cost: float | None
+    history: list[PathChangeOut]
+
+
+class IntentDetailOut(IntentOut):
+    flows: list[IntentFlowOut]
+
+
+class IntentDeletedOut(BaseModel):
+    id: int
+    deleted: bool
+    flows_removed: int
+
+
+class PathOut(BaseModel):
+    nodes: list[str]
+    latency_ms: float
+    cost: float
+    hops: int
+    bottleneck_mbps: float | None = Field(description="least residual bandwidth on the path; "
+                                          "null for a path with no link")
+    chosen: bool = Field(description="the path the engine picks (the first)")
+
+
+class PathsOut(BaseModel):
+    src: str
+    dst: str
+    src_node: str
+    dst_node: str
+    max_latency_ms: float | None
+    min_bandwidth_mbps: float | None
+    disjoint: bool
+    compute_ms: float
+    paths: list[PathOut]
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded"]
+    topology: str
+    switches_total: int
+    switches_connected: int
+    switches_synced: int
+    intents: int
+    store_ok: bool
+    uptime_s: float
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody} for status in (400, 401, 404, 409, 422, 500)}
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+def _wall(mono: float) -> str:
+    """A ``time.monotonic()`` value as an ISO 8601 UTC timestamp."""
+    t = time.time() - (time.monotonic() - mono)
+    return datetime.fromtimestamp(t, tz=UTC).isoformat(timespec="milliseconds")
+
+
+def _flow_dict(e: FlowEntry) -> dict[str, Any]:
+    owner = e.owner
+    return {"table_id": e.table_id, "priority": e.priority, "match": dict(e.match),
+            "instructions": [{"type": k, "value": v} for k, v in e.instructions],
+            "cookie": f"{e.cookie:#018x}",
+            "owner": f"{owner[0]}:{owner[1]}" if owner else None}
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def parse_dpid(text: str, service: ControllerService) -> int:
+    """A dpid from a path segment: decimal, ``0x`` hex, ``00:00:..:01`` or a switch name."""
+    t = text.strip().lower()
+    value: int | None = None
+    if re.fullmatch(r"[0-9]{1,20}", t):
+        value = int(t)
+    elif re.fullmatch(r"0x[0-9a-f]{1,16}", t):
+        value = int(t, 16)
+    elif re.fullmatch(r"[0-9a-f]{2}(:[0-9a-f]{2}){7}", t):
+        value = int(t.replace(":", ""), 16)
+    else:
+        for node in service.topology.nodes:
+            if node.name == text:
+                return node.dpid
+    if value is None:
+        raise BadRequest(f"bad dpid {text!r}: give an integer, 0x hex, "
+                         "00:00:00:00:00:00:00:01 or a switch name")
+    if not 1 <= value <= 2**64 - 1:
+        raise BadRequest(f"dpid {text!r} out of range 1 .. 2^64-1")
+    if value not in service.core.state.switches:
+        raise NotFound(f"no switch with dpid {value:#x} in the topology")
+    return value
+
+
+def _node_of(service: ControllerService, name: str) -> str:
+    st = service.core.state
+    if name in st.hosts:
+        return st.hosts[name].node
+    if any(n.name == name for n in service.topology.nodes):
+        return name
+    raise NotFound(f"no host or node {name!r}")
+
+
+def _why_no_path(g: Any, a: str, b: str, max_latency_ms: float | None,
+                 min_bandwidth_mbps: float) -> InfeasibleRoute:
+    """Which bound fails, and the best latency that exists."""
+    best = g.shortest_path(a, b, weight="latency")
+    if best is None:
+        return InfeasibleRoute(f"no path: {a} and {b} are disconnected (links down)")
+    route = "-".join(best.nodes)
+    if max_latency_ms is not None and best.latency_ms > max_latency_ms:
+        return InfeasibleRoute(
+            f"max_latency_ms {max_latency_ms:g} is below the best available latency "
+            f"{best.latency_ms:.3f} ms (path {route})", best_latency_ms=best.latency_ms)
+    bw = min_bandwidth_mbps
+    wide = g.constrained_path(a, b, max_latency_ms=_UNBOUNDED_MS, min_bandwidth_mbps=bw,
+                              weight="latency")
+    msg = (f"min_bandwidth_mbps {bw:g}: no path within "
+           f"{'any latency' if max_latency_ms is None else f'{max_latency_ms:g} ms'} "
+           f"has {bw:g} Mbps residual bandwidth")
+    if wide is not None:
+        msg += f"; with {bw:g} Mbps the best latency is {wide.latency_ms:.3f} ms"
+    else:
+        msg += f"; no path has {bw:g} Mbps residual at any latency"
+    msg += f"; the best latency without the bandwidth bound is {best.latency_ms:.3f} ms " \
+           f"(path {route})"
+    return InfeasibleRoute(msg, best_latency_ms=best.latency_ms)
+
+
+def query_paths(service: ControllerService, src: str, dst: str, *,
+                max_latency_ms: float | None = None, min_bandwidth_mbps: float | None = None,
+                k: int = 1, disjoint: bool = False) -> dict[str, Any]:
+    """What the engine would choose between two hosts or nodes, installing nothing.
+
+    Without bounds: the least-latency path (what best-effort traffic takes), then the next
+    ``k-1`` by latency. With bounds: first the path an intent with those bounds gets (least
+    cost within them, as the router computes), then up to ``k-1`` alternatives meeting the
+    bounds by latency. ``disjoint``: the least-latency pair of link-disjoint paths, both of
+    which must meet the bounds. Raises NotFound / InfeasibleRoute (with the failing bound).
+    """
+    if src == dst:
+        raise BadRequest("src and dst are the same")
+    bw = min_bandwidth_mbps or 0.0
+    t0 = time.perf_counter()
+    with service.lock:
+        a, b = _node_of(service, src), _node_of(service, dst)
+        g = service.core.state.graph
+        bounded = max_latency_ms is not None or bw > 0
+        bound = max_latency_ms if max_latency_ms is not None else _UNBOUNDED_MS
+
+        def meets(p: Any) -> bool:
+            return p.latency_ms <= bound and (p.hops == 0 or p.bottleneck_mbps >= bw)
+
+        if disjoint:
+            pair = g.disjoint_paths(a, b, weight="latency")
+            if pair is None:
+                best = g.shortest_path(a, b, weight="latency")
+                raise InfeasibleRoute(
+                    f"no two link-disjoint paths between {a} and {b}",
+                    best_latency_ms=best.latency_ms if best is not None else None)
+            for which, p in zip(("first", "second"), pair, strict=True):
+                if not meets(p):
+                    why = (f"latency {p.latency_ms:.3f} ms exceeds max_latency_ms "
+                           f"{max_latency_ms:g}" if p.latency_ms > bound else
+                           f"bottleneck {p.bottleneck_mbps:g} Mbps is below "
+                           f"min_bandwidth_mbps {bw:g}")
+                    raise InfeasibleRoute(
+                        f"the {which} of the best link-disjoint pair ({'-'.join(p.nodes)}): "
+                        f"{why}; best single-path latency {pair[0].latency_ms:.3f} ms",
+                        best_latency_ms=pair[0].latency_ms)
+            paths = list(pair)
+        else:
+            if bounded:
+                chosen = g.constrained_path(a, b, max_latency_ms=bound,
+                                            min_bandwidth_mbps=bw, weight="cost")
+            else:
+                chosen = g.shortest_path(a, b, weight="latency")
+            if chosen is None:
+                raise _why_no_path(g, a, b, max_latency_ms, bw)
+            paths = [chosen]
+            if k > 1:
+                for p in g.k_shortest_paths(a, b, k + 1, weight="latency",
+                                            max_latency_ms=max_latency_ms):
+                    if len(paths) >= k:
+                        break
+                    if p != chosen and meets(p):
+                        paths.append(p)
+    compute_ms = (time.perf_counter() - t0) * 1000.0
+    return {"src": src, "dst": dst, "src_node": a, "dst_node": b,
+            "max_latency_ms": max_latency_ms, "min_bandwidth_mbps": min_bandwidth_mbps,
+            "disjoint": disjoint, "compute_ms": compute_ms,
+            "paths": [{"nodes": list(p.nodes), "latency_ms": p.latency_ms, "cost": p.cost,
+                       "hops": p.hops, "bottleneck_mbps": _finite(p.bottleneck_mbps),
+                       "chosen": i == 0} for i, p in enumerate(paths)]}
+
+
+# --- intents: core and store together -----------------------------------------------------------
+
+class IntentManager:
+    """Adds and removes intents in the controller and the store so that they agree.
+
+    Order and argument: the core goes first (it validates: an unknown host or a bad match
+    raises and neither side changes), then the store in one transaction; if the store write
+    fails the intent is removed from the core again and the request fails - so a failing
+    request changes nothing. Only after both does the API answer 201, so a crash in between
+    loses only an unacknowledged intent: on restart it is not in the store, and its flows on
+    the switches are strays the reconciliation deletes by cookie. One lock serialises the
+    writes (rare operator actions), which keeps core, store and id allocation in step.
+
+    Ids are never reused: the next id is above both the store's high-water mark and every
+    id the core holds (the topology file's intents take 1..n).
+    """
+
+    def __init__(self, service: ControllerService, store: Store, *,
+                 timeout_s: float = 10.0) -> None:
+        self.service = service
+        self.store = store
+        self.timeout_s = timeout_s
+        self.lock = threading.Lock()
+        self.api_ids: set[int] = set()
+
+    def _next_id(self) -> int:
+        with self.service.lock:
+            core_top = max((i.id for i in self.service.core.intents()), default=0)
+        return max(core_top, self.store.high_water_intent_id()) + 1
+
+    def reload(self) -> list[Intent]:
+        """Re-add the stored intents with their ids (call once, before the API serves).
+        An id a topology-file intent now holds moves to a fresh id (logged). A stored intent
+        the topology cannot take any more (a host gone) stays stored and is logged."""
+        with self.lock:
+            stored = self.store.intents()
+            if not stored:
+                return []
+            with self.service.lock:
+                taken = {i.id for i in self.service.core.intents()}
+            ids: list[int] = []
+            specs: list[IntentSpec] = []
+            for iid, spec in stored:
+                if iid in taken:
+                    new_id = self._next_id()  # above the store's high-water mark
+                    log.warning(f"stored intent {iid} collides with a topology-file intent; "
+                                f"renumbered to {new_id}", extra={"intent": new_id,
+                                                                  "event": "intent_renumbered"})
+                    self.store.replace_intent_id(iid, new_id)
+                    iid = new_id
+                ids.append(iid)
+                specs.append(spec)
+            try:
+                added = self.service.add_intents(specs, intent_ids=ids, timeout_s=self.timeout_s)
+            except CpnError as exc:
+                log.warning(f"stored intents could not be added together ({exc}); adding one "
+                            "by one", extra={"event": "intent_reload"})
+                added = []
+                for iid, spec in zip(ids, specs, strict=True):
+                    try:
+                        added.append(self.service.add_intent(spec, intent_id=iid,
+                                                             timeout_s=self.timeout_s))
+                    except CpnError as one:
+                        log.error(f"stored intent {iid} not loaded: {one}",
+                                  extra={"intent": iid, "event": "intent_reload_failed"})
+            self.api_ids.update(i.id for i in added)
+            log.info(f"reloaded {len(added)} of {len(stored)} stored intents",
+                     extra={"event": "intent_reload"})
+            return added
+
+    def add(self, spec: IntentSpec) -> Intent:
+        with self.lock:
+            iid = self._next_id()
+            intent = self.service.add_intent(spec, intent_id=iid, timeout_s=self.timeout_s)
+            try:
+                self.store.add_intent(iid, spec)
+            except StoreError:
+                log.error(f"intent {iid} not stored; removing it again",
+                          extra={"intent": iid, "event": "store_failed"})
+                self.service.remove_intent(iid, timeout_s=self.timeout_s)
+                raise
+            self.api_ids.add(iid)
+            log.info(f"intent {intent.name} ({iid}) added over the API: {intent.state}",
+                     extra={"intent": iid, "event": "api_intent_added"})
+            return intent
+
+    def remove(self, intent_id: int) -> int:
+        """Remove an API intent; returns how many of its flows were installed."""
+        with self.lock:
+            self.service.intent(intent_id)  # NotFound first
+            if intent_id not in self.api_ids:
+                raise Conflict(f"intent {intent_id} comes from the topology file; remove it "
+                               "there (it would come back on restart)")
+            with self.service.lock:
+                n_flows = sum(1 for _, e in self.service.core.installed_plan()
+                              if e.owner == ("intent", intent_id))
+            self.store.remove_intent(intent_id)
+            try:
+                self.service.remove_intent(intent_id, timeout_s=self.timeout_s)
+            except Exception:
+                # put it back so store and core still agree
+                self.store.add_intent(intent_id, self.service.intent(intent_id).spec)
+                raise
+            self.api_ids.discard(intent_id)
+            return n_flows
+
+
+def intent_view(intent: Intent, source: str) -> dict[str, Any]:
+    spec = intent.spec
+    m = spec.match
+    return {
+        "id": intent.id, "name": intent.name, "source": source, "src": spec.src,
+        "dst": spec.dst, "max_latency_ms": spec.max_latency_ms,
+        "min_bandwidth_mbps": spec.min_bandwidth_mbps, "priority": spec.priority,
+        "protection": spec.protection,
+        "match": ({k: v for k, v in (("ip_proto", m.ip_proto), ("src_port", m.src_port),
+                                     ("dst_port", m.dst_port), ("dscp", m.dscp))
+                   if v is not None} if m is not None else None),
+        "state": intent.state, "reason": intent.reason,
+        "path": list(intent.path) if intent.path else None,
+        "latency_ms": intent.latency_ms, "cost": intent.cost,
+        "history": [{"time": h.time, "timestamp": _wall(h.time),
+                     "old_path": list(h.old_path) if h.old_path else None,
+                     "new_path": list(h.new_path) if h.new_path else None, "cause": h.cause}
+                    for h in intent.history]}
+
+
+# --- the app ------------------------------------------------------------------------------------
+
+def _error(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"error": code, "detail": detail}
+    body.update({k: v for k, v in extra.items() if v is not None})
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+def create_app(service: ControllerService, store: Store, *, token: str | None,
+               read_open: bool = True, intents: IntentManager | None = None) -> FastAPI:
+    """The API app for ``service``. ``token`` None disables write access altogether (every
+    write answers 401): there is no unauthenticated write mode."""
+    manager = intents if intents is not None else IntentManager(service, store)
+    metrics = Metrics(service)
+    started = time.monotonic()
+    app = FastAPI(title="CPN controller API", version="1",
+                  description="Routes with latency bounds on a computing power network. "
+                              "Writes need `Authorization: Bearer <token>`.")
+    app.state.service = service
+    app.state.store = store
+    app.state.intents = manager
+    app.state.metrics = metrics
+    bearer = HTTPBearer(auto_error=False, description="API token (see docs/api.md)")
+    expected = token.encode() if token else None
+
+    def _check(creds: HTTPAuthorizationCredentials | None) -> None:
+        if creds is None:
+            raise Unauthorized("this call needs 'Authorization: Bearer <token>'")
+        if expected is None or not hmac.compare_digest(creds.credentials.encode(), expected):
+            raise Unauthorized("bad API token")
+
+    auth = Depends(bearer)
+
+    def require_write(creds: HTTPAuthorizationCredentials | None = auth) -> None:
+        _check(creds)
+
+    def require_read(creds: HTTPAuthorizationCredentials | None = auth) -> None:
+        if not read_open:
+            _check(creds)
+
+    @app.exception_handler(CpnError)
+    def _cpn_error(_req: Request, exc: CpnError) -> JSONResponse:
+        best = exc.best_latency_ms if isinstance(exc, InfeasibleRoute) else None
+        return _error(exc.http_status, exc.code, str(exc), best_latency_ms=best)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        errs = [{"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg", "")),
+                 "type": str(e.get("type", ""))} for e in exc.errors()]
+        detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errs) or "invalid"
+        return _error(422, "invalid_request", detail, errors=errs)
+
+    @app.exception_handler(StarletteHTTPException)
+    def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        return _error(exc.status_code, codes.get(exc.status_code, f"http_{exc.status_code}"),
+                      str(exc.detail))
+
+    @app.exception_handler(Exception)
+    def _internal(_req: Request, exc: Exception) -> JSONResponse:
+        log.exception(f"API error: {exc}", extra={"event": "api_error"})
+        return _error(500, "internal", f"{type(exc).__name__}: {exc}")
+
+    # with open reads, the read routes do not declare the bearer scheme, so the OpenAPI
+    # document says truthfully that they need no token
+    read = [] if read_open else [Depends(require_read)]
+    write = [Depends(require_write)]
+    v1 = API_PREFIX
+
+    @app.get(f"{v1}/health", response_model=HealthOut, responses=_ERRORS, dependencies=read,
+             tags=["state"])
+    async def health() -> dict[str, Any]:
+        """Switches connected, store reachable. (async: a few counters under the lock and
+        one SQLite ``SELECT 1``, cheaper than a thread-pool hop; monitoring polls it)"""
+        with service.lock:
+            st = service.core.state
+            sws = [st.switches[d] for d in st.dpids()]
+            connected = sum(1 for s in sws if s.connected)
+            synced = sum(1 for s in sws if service.core.synced(s.dpid))
+            n_intents = len(service.core.router.intents)
+        store_ok = store.ok()
+        return {"status": "ok" if store_ok else "degraded", "topology": service.topology.name,
+                "switches_total": len(sws), "switches_connected": connected,
+                "switches_synced": synced, "intents": n_intents, "store_ok": store_ok,
+                "uptime_s": time.monotonic() - started}
+
+    @app.get(f"{v1}/topology", responses=_ERRORS, dependencies=read, tags=["state"])
+    def topology() -> dict[str, Any]:
+        """Nodes (kind, coordinates, connected), links (latency, bandwidth, reserved
+        bandwidth, state), hosts and compute sites."""
+        topo = service.topology
+        with service.lock:
+            st = service.core.state
+            g = st.graph
+            links = []
+            for i, lk in enumerate(topo.links):
+                residual_mbps = float(g.link(st.link_ids[i])["residual_mbps"] or 0.0)
+                links.append({"index": i, "a": lk.a, "b": lk.b, "latency_ms": lk.latency_ms,
+                              "bandwidth_mbps": lk.bandwidth_mbps, "cost": lk.cost,
+                              "distance_km": lk.distance_km, "up": st.link_usable(i),
+                              "reserved_mbps": lk.bandwidth_mbps - residual_mbps,
+                              "load_mbps": None})
+            nodes = [{"name": n.name, "kind": n.kind, "dpid": n.dpid, "label": n.label,
+                      "lat": n.lat, "lon": n.lon,
+                      "connected": st.switches[n.dpid].connected} for n in topo.nodes]
+        return {"name": topo.name, "description": topo.description, "nodes": nodes,
+                "links": links, "hosts": service.hosts(),
+                "compute_sites": [{"id": c.id, "node": c.node, "kind": c.kind,
+                                   "capacity": c.capacity, "unit": c.unit, "price": c.price,
+                                   "free_capacity": c.free_capacity, "host": c.host}
+                                  for c in topo.compute_sites]}
+
+    @app.get(f"{v1}/switches", responses=_ERRORS, dependencies=read, tags=["state"])
+    def switches() -> list[dict[str, Any]]:
+        out = service.switches()
+        for s in out:
+            s["dpid_hex"] = f"{s['dpid']:#x}"
+            s["ports"] = ({str(k): v for k, v in s["ports"].items()}
+                          if s["ports"] is not None else None)
+        return out
+
+    @app.get(f"{v1}/switches/{{dpid}}/flows", responses=_ERRORS, dependencies=read,
+             tags=["state"])
+    def switch_flows(dpid: str) -> dict[str, Any]:
+        """The flows of one switch. The service cannot read a switch's table on demand yet,
+        so this is the controller's plan: ``installed`` (its confirmed view of the switch,
+        which reconciliation read from the switch at connect) when the switch is synced,
+        else ``wanted``; ``source`` says ``controller``."""
+        d = parse_dpid(dpid, service)
+        reader: Callable[..., Any] | None = getattr(service, "read_flows", None)
+        if reader is not None:
+            flows = reader(d, timeout_s=5.0)
+            return {"dpid": f"{d:#x}", "source": "switch", "plan": None,
+                    "flows": [_flow_dict(e) for e in sorted(flows)]}
+        with service.lock:
+            synced = service.core.synced(d)
+            plan = service.core.installed_plan() if synced else service.core.wanted_plan()
+            entries = sorted(plan.entries(d))
+            name = service.core.state.switches[d].name
+        return {"dpid": f"{d:#x}", "switch": name, "source": "controller",
+                "plan": "installed" if synced else "wanted",
+                "flows": [_flow_dict(e) for e in entries]}
+
+    @app.get(f"{v1}/switches/{{dpid}}/ports", responses=_ERRORS, dependencies=read,
+             tags=["state"])
+    def switch_ports(dpid: str) -> dict[str, Any]:
+        """Ports as the switch reported them (live) and what the topology expects there."""
+        d = parse_dpid(dpid, service)
+        with service.lock:
+            st = service.core.state
+            sw = st.switches[d]
+            wiring = st.wiring
+            names = wiring.dpid_node
+            reported = dict(sw.ports) if sw.ports is not None else {}
+            out = []
+            for p in sorted(set(wiring.ports_of(d)) | set(reported)):
+                peer = wiring.peer(d, p)
+                expected: dict[str, Any] | None = None
+                if peer is not None and len(peer) == 4:
+                    _, link_index, peer_dpid, peer_port_no = peer
+                    expected = {"kind": "link", "link": link_index,
+                                "peer_switch": names.get(peer_dpid),
+                                "peer_port_no": peer_port_no}
+                elif peer is not None:
+                    expected = {"kind": "host", "host": peer[1]}
+                out.append({"port_no": p, "live": reported.get(p), "expected": expected})
+        return {"dpid": f"{d:#x}", "switch": sw.name, "connected": sw.connected, "ports": out}
+
+    @app.get(f"{v1}/links", responses=_ERRORS, dependencies=read, tags=["state"])
+    def links() -> dict[str, Any]:
+        """Each file link with its state, and the LLDP report (missing, unexpected, ...)."""
+        return {"links": service.link_states(), "report": jsonable_encoder(service.links())}
+
+    @app.get(f"{v1}/hosts", responses=_ERRORS, dependencies=read, tags=["state"])
+    def hosts() -> list[dict[str, Any]]:
+        return service.hosts()
+
+    @app.get(f"{v1}/paths", response_model=PathsOut, responses=_ERRORS, dependencies=read,
+             tags=["routes"])
+    async def paths(src: Annotated[str, Query(min_length=1, max_length=64)],
+                    dst: Annotated[str, Query(min_length=1, max_length=64)],
+                    max_latency_ms: Annotated[float | None, Query(gt=0, le=1e6)] = None,
+                    min_bandwidth_mbps: Annotated[float | None, Query(ge=0, le=1e9)] = None,
+                    k: Annotated[int, Query(ge=1, le=16)] = 1,
+                    disjoint: bool = False) -> JSONResponse:
+        """What the engine would choose, installing nothing. 404 for an unknown host or
+        node; 409 with the failing bound and the best latency when nothing meets them."""
+        # async on purpose: the answer takes microseconds under the service lock, far less
+        # than the thread-pool hop a sync endpoint costs (benchmarks/bench_api.py)
+        for name, v in (("max_latency_ms", max_latency_ms),
+                        ("min_bandwidth_mbps", min_bandwidth_mbps)):
+            if v is not None and not math.isfinite(v):
+                raise BadRequest(f"{name} must be a finite number")
+        out = query_paths(service, src, dst, max_latency_ms=max_latency_ms,
+                          min_bandwidth_mbps=min_bandwidth_mbps, k=k, disjoint=disjoint)
+        metrics.observe_query_ms(out["compute_ms"])
+        # plain data built here: skip re-validating it against PathsOut (the schema still
+        # documents it; tests check the shape)
+        return JSONResponse(out)
+
+    def _source(iid: int) -> str:
+        return "api" if iid in manager.api_ids else "file"
+
+    @app.post(f"{v1}/intents", status_code=201, response_model=IntentOut, responses=_ERRORS,
+              dependencies=write, tags=["intents"])
+    def add_intent(body: IntentIn) -> dict[str, Any]:
+        """Add an intent; answers once its flows are confirmed by barriers (bounded wait):
+        ``installed``, ``pending`` (switches not there or not confirmed yet), ``infeasible``
+        (no path meets the bounds: ``reason`` says why)."""
+        intent = manager.add(body.to_spec())
+        return intent_view(intent, "api")
+
+    @app.get(f"{v1}/intents", response_model=list[IntentOut], responses=_ERRORS,
+             dependencies=read, tags=["intents"])
+    def list_intents() -> list[dict[str, Any]]:
+        return [intent_view(i, _source(i.id)) for i in service.intents()]
+
+    @app.get(f"{v1}/intents/{{intent_id}}", response_model=IntentDetailOut, responses=_ERRORS,
+             dependencies=read, tags=["intents"])
+    def show_intent(intent_id: int) -> dict[str, Any]:
+        """State, path, history of reroutes and the intent's flows per switch (from the
+        plan; ``installed`` says whether the switch holds it as far as the controller
+        knows)."""
+        with service.lock:
+            intent = service.intent(intent_id)
+            wanted = service.core.wanted_plan()
+            installed = service.core.installed_plan()
+            names = service.core.state.wiring.dpid_node
+            flows = [{**_flow_dict(e), "dpid": f"{d:#x}", "switch": names.get(d, "?"),
+                      "installed": e in installed.entries(d)}
+                     for d, e in wanted if e.owner == ("intent", intent_id)]
+        return {**intent_view(intent, _source(intent_id)), "flows": flows}
+
+    @app.delete(f"{v1}/intents/{{intent_id}}", response_model=IntentDeletedOut,
+                responses=_ERRORS, dependencies=write, tags=["intents"])
+    def delete_intent(intent_id: int) -> dict[str, Any]:
+        """Remove an intent added over the API; answers once the deletes are confirmed by
+        barriers (bounded wait). 409 for an intent of the topology file."""
+        n = manager.remove(intent_id)
+        return {"id": intent_id, "deleted": True, "flows_removed": n}
+
+    @app.get(f"{v1}/routes", responses=_ERRORS, dependencies=read, tags=["routes"])
+    def routes() -> dict[str, Any]:
+        """What is installed now, per switch (the controller's confirmed view)."""
+        with service.lock:
+            st = service.core.state
+            plan = service.core.installed_plan()
+            out = [{"dpid": f"{d:#x}", "switch": st.switches[d].name,
+                    "connected": st.switches[d].connected, "synced": service.core.synced(d),
+                    "flows": [_flow_dict(e) for e in sorted(plan.entries(d))]}
+                   for d in st.dpids()]
+        return {"switches": out}
+
+    @app.get(f"{v1}/latency-circles", responses=_ERRORS, dependencies=read, tags=["routes"])
+    def latency_circles(
+            center: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+            max_latency_ms: Annotated[float | None, Query(gt=0, le=1e6)] = None,
+    ) -> dict[str, Any]:
+        """Nodes within a latency bound of a node. Default: tiers 1, 5 and 20 ms around
+        each national hub."""
+        if max_latency_ms is not None and not math.isfinite(max_latency_ms):
+            raise BadRequest("max_latency_ms must be a finite number")
+        tiers = [max_latency_ms] if max_latency_ms is not None else list(DEFAULT_CIRCLE_TIERS_MS)
+        with service.lock:
+            centers = ([_node_of(service, center)] if center is not None else
+                       [n.name for n in service.topology.nodes_of_kind("national_hub")])
+            g = service.core.state.graph
+            reach = {c: g.within_latency(c, max(tiers)) for c in centers}
+        return {"tiers_ms": tiers, "circles": [
+            {"center": c, "tiers": [
+                {"max_latency_ms": t,
+                 "nodes": [{"name": n, "latency_ms": lat}
+                           for n, lat in sorted(reach[c].items(), key=lambda x: (x[1], x[0]))
+                           if lat <= t]} for t in tiers]} for c in centers]}
+
+    @app.get(f"{v1}/events", responses=_ERRORS, dependencies=read, tags=["state"])
+    def events(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
+        """Recent topology changes, failures, reroutes (oldest first), with timestamps."""
+        out = []
+        for ev in service.events(limit):
+            ev = jsonable_encoder(ev, custom_encoder={float: lambda x: x
+                                                      if math.isfinite(x) else None})
+            if isinstance(ev.get("time"), float):
+                ev["timestamp"] = _wall(ev["time"])
+            out.append(ev)
+        return out
+
+    def _metrics() -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
+
+    app.get(f"{v1}/metrics", responses={200: {"content": {"text/plain": {}}}, **_ERRORS},
+            dependencies=read, tags=["state"], response_class=Response,
+            summary="Prometheus metrics")(_metrics)
+    app.get("/metrics", include_in_schema=False, dependencies=read)(_metrics)
+    return app
+
+
+# --- serving ------------------------------------------------------------------------------------
+
+@dataclass
+class ApiHandle:
+    """A running API: ``url``, ``port``; :meth:`stop` ends the server thread."""
+
+    host: str
+    port: int
+    server: Any
+    thread: threading.Thread
+    app: FastAPI | None = None
+    store: Store | None = None
+    token_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout_s)
+        if self.store is not None:
+            self.store.close()
+
+
+def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 8080, *,
+                    start_timeout_s: float = 10.0) -> ApiHandle:
+    """Run uvicorn for ``app`` in a daemon thread; returns once it listens (``port`` 0 picks
+    a free port). Raises OSError when it cannot listen."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
+                            access_log=False, timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="cpn-api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + start_timeout_s
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise OSError(f"the API could not listen on {host}:{port} (address in use or "
+                          "not available?)")
+        time.sleep(0.01)
+    bound = port
+    for s in server.servers:
+        for sock in s.sockets:
+            bound = sock.getsockname()[1]
+    return ApiHandle(host, bound, server, thread, app)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_token(state_dir: str | Path, token_file: str | Path | None = None
+               ) -> tuple[str, Path | None]:
+    """The write token and the file it came from (None: the environment).
+
+    ``token_file`` if given; else ``$CPN_API_TOKEN``; else ``<state_dir>/api-token``,
+    generated (32 random bytes, URL-safe) with mode 0600 when missing."""
+    if token_file is not None:
+        path = Path(token_file)
+        try:
+            token = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise CpnError(f"cannot read API token file {path}: {exc}") from exc
+        if not token:
+            raise CpnError(f"API token file {path} is empty")
+        return token, path
+    env = os.environ.get(TOKEN_ENV, "").strip()
+    if env:
+        return env, None
+    path = Path(state_dir) / TOKEN_FILE_NAME
+    if path.exists():
+        token = path.read_text(encoding="utf-8").strip()
+        if token:
+            if path.stat().st_mode & 0o077:
+                log.warning(f"API token file {path} is readable by group/others; chmod 600 it",
+                            extra={"event": "token_mode"})
+            return token, path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    tmp = path.with_name(f".{TOKEN_FILE_NAME}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, f"{token}\n".encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    log.info(f"generated an API token in {path} (mode 0600)", extra={"event": "token_created"})
+    return token, path
+
+
+def start_api(service: ControllerService, *, state_dir: str | Path | None = None,
+              host: str = "127.0.0.1", port: int = 8080,
+              token_file: str | Path | None = None, read_open: bool | None = None,
+              intent_timeout_s: float = 10.0) -> ApiHandle:
+    """Open the store under ``state_dir`` (default: the user's data directory), re-add the
+    stored intents with their ids, load or create the token, and serve the API in a thread.
+
+    ``read_open`` None: reads are open when ``host`` is a loopback address and need the token
+    otherwise. Call it after the service is built, before os-ken runs (re-added intents are
+    then part of the plan the switches are reconciled against)."""
+    state = Path(state_dir) if state_dir is not None else default_state_dir()
+    state.mkdir(parents=True, exist_ok=True)
+    store = Store(state / STORE_FILE_NAME)
+    try:
+        token, token_path = load_token(state, token_file)
+        manager = IntentManager(service, store, timeout_s=intent_timeout_s)
+        manager.reload()
+        reads_open = _is_loopback(host) if read_open is None else read_open
+        app = create_app(service, store, token=token, read_open=reads_open, intents=manager)
+        handle = serve_in_thread(app, host, port)
+    except BaseException:
+        store.close()
+        raise
+    handle.store = store
+    handle.token_path = token_path
+    log.info(f"REST API on {handle.url}{API_PREFIX} (docs {handle.url}/docs); state in "
+             f"{state}; token from {token_path or '$' + TOKEN_ENV}; reads "
+             f"{'open' if reads_open else 'need the token'}", extra={"event": "api_start"})
+    return handle
+

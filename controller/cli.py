@@ -1,0 +1,338 @@
+"""``cpnctl``: the CPN controller's REST API from a shell.
+
+    cpnctl [--url URL] [--token TOKEN] [--json] COMMAND ...
+
+Commands: ``health``, ``topology``, ``switches``, ``links``, ``hosts``, ``paths SRC DST``,
+``intents add|list|show|delete``, ``routes``, ``circles``, ``events``. Tables for people
+(rich); ``--json`` prints the API's JSON for scripts.
+
+``CPN_URL`` (default ``http://127.0.0.1:8080``) and ``CPN_TOKEN`` come from the environment;
+``--url``/``--token`` override them. Without a token, ``cpnctl`` reads the token the
+controller generated in its state directory (``$XDG_DATA_HOME/cpn-controller/api-token``)
+when it can.
+
+Exit codes: 0 ok; 1 the API answered an error (4xx/5xx; its message is printed); 2 bad usage;
+3 the controller is unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+__all__ = ["main"]
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+EXIT_OK, EXIT_API, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        self.status, self.code, self.detail = status, code, detail
+        super().__init__(f"{status} {code}: {detail}")
+
+
+class Unreachable(Exception):
+    pass
+
+
+class Client:
+    def __init__(self, url: str, token: str | None, timeout_s: float) -> None:
+        self.url = url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=f"{self.url}/api/v1", headers=headers,
+                                  timeout=timeout_s)
+
+    def request(self, method: str, path: str, **kw: Any) -> Any:
+        try:
+            r = self._http.request(method, path, **kw)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise Unreachable(f"cannot reach the CPN controller at {self.url}: {exc} "
+                              "(is cpn-controller running with its API on this address? "
+                              "set CPN_URL or --url)") from exc
+        except httpx.HTTPError as exc:
+            raise Unreachable(f"no answer from the CPN controller at {self.url}: {exc}"
+                              ) from exc
+        if r.status_code >= 400:
+            try:
+                body = r.json()
+                code, detail = str(body.get("error")), str(body.get("detail"))
+            except (ValueError, AttributeError):
+                code, detail = f"http_{r.status_code}", r.text[:500]
+            raise ApiError(r.status_code, code, detail)
+        if r.status_code == 204 or not r.content:
+            return None
+        ctype = r.headers.get("content-type", "")
+        return r.json() if "json" in ctype else r.text
+
+
+def _default_token() -> str | None:
+    token = os.environ.get("CPN_TOKEN", "").strip()
+    if token:
+        return token
+    # the controller's default state dir (controller.store.default_state_dir; not imported
+    # to keep cpnctl's start-up light)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    path = Path(base) / "cpn-controller" / "api-token"
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cpnctl", description="Talk to the CPN controller API.")
+    p.add_argument("--url", default=None,
+                   help=f"API base URL (env CPN_URL, default {DEFAULT_URL})")
+    p.add_argument("--token", default=None, help="API token for writes (env CPN_TOKEN)")
+    p.add_argument("--token-file", default=None, help="read the API token from this file")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                   help="HTTP timeout in seconds (30)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("health", help="controller health")
+    sub.add_parser("topology", help="nodes and links")
+    sub.add_parser("switches", help="switches and their connection state")
+    flows = sub.add_parser("flows", help="flows of one switch")
+    flows.add_argument("dpid", help="dpid (int, 0x hex) or switch name")
+    ports = sub.add_parser("ports", help="ports of one switch")
+    ports.add_argument("dpid")
+    sub.add_parser("links", help="links and their state")
+    sub.add_parser("hosts", help="known hosts")
+    paths = sub.add_parser("paths", help="what the engine would choose between two ends")
+    paths.add_argument("src")
+    paths.add_argument("dst")
+    paths.add_argument("--max-latency-ms", type=float)
+    paths.add_argument("--min-bandwidth-mbps", type=float)
+    paths.add_argument("-k", type=int, default=1, help="number of paths (1)")
+    paths.add_argument("--disjoint", action="store_true", help="a link-disjoint pair")
+    intents = sub.add_parser("intents", help="route intents")
+    isub = intents.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = isub.add_parser("add", help="add an intent")
+    add.add_argument("src")
+    add.add_argument("dst")
+    add.add_argument("--max-latency-ms", type=float, required=True)
+    add.add_argument("--min-bandwidth-mbps", type=float)
+    add.add_argument("--name")
+    add.add_argument("--priority", type=int)
+    add.add_argument("--ip-proto", type=int)
+    add.add_argument("--src-port", type=int)
+    add.add_argument("--dst-port", type=int)
+    add.add_argument("--dscp", type=int)
+    isub.add_parser("list", help="list intents")
+    show = isub.add_parser("show", help="one intent with its flows and history")
+    show.add_argument("id", type=int)
+    delete = isub.add_parser("delete", help="delete an intent")
+    delete.add_argument("id", type=int)
+    sub.add_parser("routes", help="installed flows per switch")
+    circles = sub.add_parser("circles", help="latency circles")
+    circles.add_argument("--center")
+    circles.add_argument("--max-latency-ms", type=float)
+    events = sub.add_parser("events", help="recent events")
+    events.add_argument("--limit", type=int, default=50)
+    return p
+
+
+def _call(c: Client, args: argparse.Namespace) -> Any:
+    cmd = args.command
+    if cmd in ("health", "topology", "switches", "links", "hosts", "routes"):
+        return c.request("GET", f"/{cmd}")
+    if cmd == "flows":
+        return c.request("GET", f"/switches/{args.dpid}/flows")
+    if cmd == "ports":
+        return c.request("GET", f"/switches/{args.dpid}/ports")
+    if cmd == "paths":
+        params: dict[str, Any] = {"src": args.src, "dst": args.dst, "k": args.k}
+        if args.max_latency_ms is not None:
+            params["max_latency_ms"] = args.max_latency_ms
+        if args.min_bandwidth_mbps is not None:
+            params["min_bandwidth_mbps"] = args.min_bandwidth_mbps
+        if args.disjoint:
+            params["disjoint"] = "true"
+        return c.request("GET", "/paths", params=params)
+    if cmd == "circles":
+        params = {}
+        if args.center:
+            params["center"] = args.center
+        if args.max_latency_ms is not None:
+            params["max_latency_ms"] = args.max_latency_ms
+        return c.request("GET", "/latency-circles", params=params)
+    if cmd == "events":
+        return c.request("GET", "/events", params={"limit": args.limit})
+    if cmd == "intents":
+        if args.action == "list":
+            return c.request("GET", "/intents")
+        if args.action == "show":
+            return c.request("GET", f"/intents/{args.id}")
+        if args.action == "delete":
+            return c.request("DELETE", f"/intents/{args.id}")
+        body: dict[str, Any] = {"src": args.src, "dst": args.dst,
+                                "max_latency_ms": args.max_latency_ms}
+        for key in ("min_bandwidth_mbps", "name", "priority"):
+            if getattr(args, key) is not None:
+                body[key] = getattr(args, key)
+        match = {k: getattr(args, k) for k in ("ip_proto", "src_port", "dst_port", "dscp")
+                 if getattr(args, k) is not None}
+        if match:
+            body["match"] = match
+        return c.request("POST", "/intents", json=body)
+    raise AssertionError(cmd)
+
+
+# --- tables ---------------------------------------------------------------------------------------
+
+def _path(nodes: Any) -> str:
+    return " → ".join(nodes) if nodes else "-"
+
+
+def _num(x: Any, fmt: str = "{:.3f}") -> str:
+    return "-" if x is None else fmt.format(x)
+
+
+def _render(args: argparse.Namespace, data: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    # piped output is for grep and logs: wide, never cropped; a terminal gets its width and
+    # columns fold rather than hide text behind an ellipsis
+    console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 250)
+
+    def table(title: str, cols: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        t = Table(title=title)
+        for col in cols:
+            t.add_column(col, overflow="fold")
+        for row in rows:
+            t.add_row(*[str(v) for v in row])
+        console.print(t)
+
+    cmd = args.command
+    if cmd == "health":
+        table("health", ["field", "value"], [(k, v) for k, v in data.items()])
+    elif cmd == "topology":
+        table(f"nodes of {data['name']}", ["name", "kind", "dpid", "connected", "label"],
+              [(n["name"], n["kind"], n["dpid"], n["connected"], n["label"] or "")
+               for n in data["nodes"]])
+        table("links", ["#", "a", "b", "latency ms", "bandwidth Mbps", "reserved Mbps", "up"],
+              [(lk["index"], lk["a"], lk["b"], _num(lk["latency_ms"]), lk["bandwidth_mbps"],
+                lk["reserved_mbps"], lk["up"]) for lk in data["links"]])
+    elif cmd == "switches":
+        table("switches", ["name", "dpid", "connected", "synced", "ports"],
+              [(s["name"], s["dpid_hex"], s["connected"], s["synced"],
+                len(s["ports"]) if s["ports"] is not None else "-") for s in data])
+    elif cmd in ("flows",):
+        table(f"flows of {data.get('switch', data['dpid'])} (source {data['source']})",
+              ["table", "priority", "match", "actions", "cookie", "owner"],
+              [(f["table_id"], f["priority"], json.dumps(f["match"]),
+                ", ".join(f"{i['type']}:{i['value']}" for i in f["instructions"]) or "drop",
+                f["cookie"], f["owner"]) for f in data["flows"]])
+    elif cmd == "ports":
+        table(f"ports of {data['switch']}", ["port", "live", "expected"],
+              [(p["port_no"], p["live"], json.dumps(p["expected"])) for p in data["ports"]])
+    elif cmd == "links":
+        table("links", ["#", "a", "b", "latency ms", "bandwidth Mbps", "up"],
+              [(lk["index"], lk["a"], lk["b"], _num(lk["latency_ms"]), lk["bandwidth_mbps"],
+                lk["up"]) for lk in data["links"]])
+        for kind, items in data["report"].items():
+            if items:
+                console.print(f"{kind}: {json.dumps(items)}")
+    elif cmd == "hosts":
+        table("hosts", ["name", "ip", "mac", "node", "port", "source"],
+              [(h["name"], h["ip"], h["mac"], h["node"], h["port_no"], h["source"])
+               for h in data])
+    elif cmd == "paths":
+        table(f"paths {data['src']} → {data['dst']}",
+              ["#", "path", "latency ms", "cost", "hops", "bottleneck Mbps"],
+              [(i + 1 if not p["chosen"] else "1 (chosen)", _path(p["nodes"]),
+                _num(p["latency_ms"]), _num(p["cost"], "{:g}"), p["hops"],
+                _num(p["bottleneck_mbps"], "{:g}")) for i, p in enumerate(data["paths"])])
+    elif cmd == "intents" and args.action == "list":
+        table("intents", ["id", "name", "src", "dst", "max ms", "state", "path", "latency ms",
+                          "reason"],
+              [(i["id"], i["name"], i["src"], i["dst"], i["max_latency_ms"], i["state"],
+                _path(i["path"]), _num(i["latency_ms"]), i["reason"]) for i in data])
+    elif cmd == "intents" and args.action == "delete":
+        console.print(f"intent {data['id']} deleted ({data['flows_removed']} flows removed)")
+    elif cmd == "intents":
+        table(f"intent {data['id']} ({data['name']})", ["field", "value"],
+              [(k, data[k]) for k in ("source", "src", "dst", "max_latency_ms",
+                                      "min_bandwidth_mbps", "priority", "match", "state",
+                                      "reason")]
+              + [("path", _path(data["path"])), ("latency_ms", _num(data["latency_ms"]))])
+        if data.get("history"):
+            table("history", ["time", "old path", "new path", "cause"],
+                  [(h["timestamp"], _path(h["old_path"]), _path(h["new_path"]), h["cause"])
+                   for h in data["history"]])
+        if data.get("flows"):
+            table("flows", ["switch", "table", "priority", "actions", "installed"],
+                  [(f["switch"], f["table_id"], f["priority"],
+                    ", ".join(f"{i['type']}:{i['value']}" for i in f["instructions"]),
+                    f["installed"]) for f in data["flows"]])
+    elif cmd == "routes":
+        rows = [(s["switch"], s["synced"], f["table_id"], f["priority"], json.dumps(f["match"]),
+                 ", ".join(f"{i['type']}:{i['value']}" for i in f["instructions"]) or "drop",
+                 f["owner"]) for s in data["switches"] for f in s["flows"]]
+        table("installed flows", ["switch", "synced", "table", "priority", "match", "actions",
+                                  "owner"], rows)
+        if not rows:
+            console.print("no switch is synced: nothing installed yet")
+    elif cmd == "circles":
+        for c in data["circles"]:
+            table(f"latency circles around {c['center']}", ["within ms", "nodes"],
+                  [(t["max_latency_ms"], ", ".join(n["name"] for n in t["nodes"]))
+                   for t in c["tiers"]])
+        if not data["circles"]:
+            console.print("no centers (the topology has no national_hub; use --center)")
+    elif cmd == "events":
+        table("events", ["time", "kind", "details"],
+              [(e.get("timestamp", e.get("time")), e.get("kind"),
+                json.dumps({k: v for k, v in e.items() if k not in ("time", "timestamp",
+                                                                     "kind")}))
+               for e in data])
+    else:  # pragma: no cover - every command has a table above
+        console.print_json(data=data)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return EXIT_USAGE if exc.code not in (0, None) else EXIT_OK
+    url = args.url or os.environ.get("CPN_URL") or DEFAULT_URL
+    if not url.startswith(("http://", "https://")):
+        print(f"cpnctl: error: bad URL {url!r} (want http://HOST:PORT)", file=sys.stderr)
+        return EXIT_USAGE
+    token = args.token
+    if token is None and args.token_file:
+        try:
+            token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            print(f"cpnctl: error: cannot read token file: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    if token is None:
+        token = _default_token()
+    client = Client(url, token, args.timeout)
+    try:
+        data = _call(client, args)
+    except Unreachable as exc:
+        print(f"cpnctl: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except ApiError as exc:
+        print(f"cpnctl: error {exc.status} {exc.code}: {exc.detail}", file=sys.stderr)
+        return EXIT_API
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        _render(args, data)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Prometheus metrics of the controller (prometheus-client).
+
+Two sources:
+
+* Counters the os-ken app increments as messages pass (:func:`count_openflow_message`,
+  :func:`count_packet_in`). They live in :data:`PROCESS_REGISTRY`, one per process, so the app
+  needs no reference to the API.
+* Everything else is read from the :class:`~controller.service.ControllerService` at scrape
+  time by :class:`ServiceCollector`: intents by state, flows per switch, link utilisation
+  (bandwidth reserved by intents / capacity), switches connected. The service's
+  ``change_records()`` are folded into real histograms on each scrape (each record once, by
+  token): path computation time and restoration time (from the event to the last barrier of a
+  Change caused by a port going down, a switch lost or flows removed behind our back).
+  Nothing in the service had to change for this.
+
+``GET /metrics`` serves :meth:`Metrics.exposition`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from controller.service import ControllerService
+
+__all__ = ["CONTENT_TYPE", "Metrics", "PROCESS_REGISTRY", "ServiceCollector",
+           "count_openflow_message", "count_packet_in", "is_restoration"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+PROCESS_REGISTRY = CollectorRegistry(auto_describe=True)
+"""Counters incremented where messages pass (the os-ken app)."""
+
+OPENFLOW_MESSAGES = Counter(
+    "cpn_openflow_messages", "OpenFlow messages by type and direction (in: from switches, "
+    "out: to switches)", ["type", "direction"], registry=PROCESS_REGISTRY)
+PACKET_INS = Counter("cpn_packet_ins", "Packet-in messages by switch", ["dpid"],
+                     registry=PROCESS_REGISTRY)
+
+_MS_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+
+
+def count_openflow_message(msg_type: str, direction: str = "out", count: int = 1) -> None:
+    """Count ``count`` OpenFlow messages of ``msg_type`` (e.g. ``"OFPFlowMod"``);
+    ``direction`` is ``"in"`` (from a switch) or ``"out"`` (to a switch)."""
+    OPENFLOW_MESSAGES.labels(type=msg_type, direction=direction).inc(count)
+
+
+def count_packet_in(dpid: int) -> None:
+    PACKET_INS.labels(dpid=f"{dpid:#x}").inc()
+
+
+def is_restoration(cause: str) -> bool:
+    """Is a Change with this cause a restoration (the network failed under the routes)?"""
+    return ((cause.startswith("port ") and cause.endswith(" down"))
+            or (cause.startswith("switch ") and cause.endswith(" lost"))
+            or cause.startswith("restore "))
+
+
+class ServiceCollector(Collector):
+    """Reads the service's public state at scrape time (see the module docstring)."""
+
+    def __init__(self, service: ControllerService, registry: CollectorRegistry) -> None:
+        self._service = service
+        self._lock = threading.Lock()
+        self._last_token = 0
+        self.path_compute = Histogram(
+            "cpn_path_computation_ms", "Routing time of a Change (all intents and "
+            "destinations), and of GET /paths queries, in milliseconds", ["source"],
+            buckets=_MS_BUCKETS, registry=registry)
+        self.restoration = Histogram(
+            "cpn_restoration_ms", "From a failure event (port down, switch lost, flows "
+            "removed) to the last barrier reply of the Change that restored the routes, ms",
+            buckets=_MS_BUCKETS, registry=registry)
+        self.changes = Counter("cpn_changes", "Changes sent to switches", registry=registry)
+        self.messages = Counter("cpn_change_messages", "OpenFlow messages sent in Changes "
+                                "(FlowMods and barriers)", registry=registry)
+
+    def ingest(self) -> None:
+        """Fold Change records not seen yet into the histograms (each record once)."""
+        with self._lock:
+            records = self._service.change_records()
+            fresh = [r for r in records if r.token > self._last_token]
+            for r in fresh:
+                self.path_compute.labels(source="change").observe(r.compute_ms)
+                self.changes.inc()
+                self.messages.inc(r.messages)
+                if is_restoration(r.cause) and not r.timed_out:
+                    self.restoration.observe(r.event_to_confirm_ms)
+            if fresh:
+                self._last_token = max(r.token for r in fresh)
+
+    def collect(self) -> Iterator[Metric]:
+        svc = self._service
+        with svc.lock:
+            intents = svc.core.intents()
+            states = {"installed": 0, "pending": 0, "infeasible": 0, "degraded": 0}
+            for intent in intents:
+                states[intent.state] = states.get(intent.state, 0) + 1
+            plan = svc.core.installed_plan()
+            switches = [(s.dpid, s.name, s.connected)
+                        for s in (svc.core.state.switches[d] for d in svc.core.state.dpids())]
+            g = svc.core.state.graph
+            links: list[tuple[str, str, float]] = []
+            for i, lid in svc.core.state.link_ids.items():
+                info: dict[str, Any] = g.link(lid)
+                a, b = svc.topology.links[i].a, svc.topology.links[i].b
+                cap = float(info["bandwidth_mbps"] or 0.0)
+                used = cap - float(info["residual_mbps"] or 0.0)
+                links.append((str(i), f"{a}-{b}", used / cap if cap > 0 else 0.0))
+        g_state = GaugeMetricFamily("cpn_intents", "Intents by state", labels=["state"])
+        for state, n in sorted(states.items()):
+            g_state.add_metric([state], n)
+        yield g_state
+        g_flows = GaugeMetricFamily("cpn_flows", "Flows installed per switch (the controller's "
+                                    "confirmed view)", labels=["dpid", "switch"])
+        g_conn = GaugeMetricFamily("cpn_switch_connected", "1 when the switch is connected",
+                                   labels=["dpid", "switch"])
+        for dpid, name, connected in switches:
+            g_flows.add_metric([f"{dpid:#x}", name], len(plan.entries(dpid)))
+            g_conn.add_metric([f"{dpid:#x}", name], 1.0 if connected else 0.0)
+        yield g_flows
+        yield g_conn
+        g_util = GaugeMetricFamily("cpn_link_utilisation_ratio", "Bandwidth reserved by intents "
+                                   "over link capacity (0..1), forward direction",
+                                   labels=["link", "ends"])
+        for idx, ends, ratio in links:
+            g_util.add_metric([idx, ends], ratio)
+        yield g_util
+
+
+class Metrics:
+    """The metrics of one service: its registry plus the process counters."""
+
+    def __init__(self, service: ControllerService) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.collector = ServiceCollector(service, self.registry)
+        self.registry.register(self.collector)
+
+    def observe_query_ms(self, duration_ms: float) -> None:
+        self.collector.path_compute.labels(source="query").observe(duration_ms)
+
+    def exposition(self) -> bytes:
+        self.collector.ingest()
+        return generate_latest(self.registry) + generate_latest(PROCESS_REGISTRY)

@@ -1,0 +1,226 @@
+"""What an operator said must survive a restart: intents (with their ids), later compute sites
+and placements, and settings, in one SQLite file.
+
+Durability: WAL journal with ``synchronous=FULL`` and one transaction per change, so a change
+is on disk before the API acknowledges it and a crash (even SIGKILL, even mid-write) loses
+nothing that was acknowledged - SQLite rolls an unfinished transaction back on the next open.
+
+Concurrency: one connection shared by all threads behind a lock. Writes are rare operator
+actions, so serialising them costs nothing, and it keeps "read the high-water id, insert"
+atomic without relying on SQLite's busy timeouts. Several processes on one file would also be
+safe (SQLite locks the file), but the controller opens it once.
+
+Switch state is never stored: it is read back from the switches (see docs/controller.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from controller.errors import CpnError
+from controller.topology import IntentSpec, Match
+
+__all__ = ["SCHEMA_VERSION", "Store", "StoreError", "default_state_dir", "spec_from_dict",
+           "spec_to_dict"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA_V1 = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS intents (
+    id INTEGER PRIMARY KEY,
+    spec TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS compute_sites (id TEXT PRIMARY KEY, spec TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS placements (id TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class StoreError(CpnError):
+    """The state store cannot be opened or written."""
+
+    http_status = 500
+    code = "store"
+
+
+def default_state_dir() -> Path:
+    """``$XDG_DATA_HOME/cpn-controller``, else ``~/.local/share/cpn-controller``."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "cpn-controller"
+
+
+def spec_to_dict(spec: IntentSpec) -> dict[str, Any]:
+    """An :class:`IntentSpec` as plain JSON data (``match`` fields left out when unset)."""
+    out: dict[str, Any] = {"src": spec.src, "dst": spec.dst,
+                           "max_latency_ms": spec.max_latency_ms,
+                           "min_bandwidth_mbps": spec.min_bandwidth_mbps,
+                           "priority": spec.priority, "protection": spec.protection}
+    if spec.name is not None:
+        out["name"] = spec.name
+    if spec.match is not None:
+        out["match"] = {k: v for k, v in (("ip_proto", spec.match.ip_proto),
+                                          ("src_port", spec.match.src_port),
+                                          ("dst_port", spec.match.dst_port),
+                                          ("dscp", spec.match.dscp)) if v is not None}
+    return out
+
+
+def spec_from_dict(data: Mapping[str, Any]) -> IntentSpec:
+    match = data.get("match")
+    return IntentSpec(src=data["src"], dst=data["dst"],
+                      max_latency_ms=float(data["max_latency_ms"]),
+                      min_bandwidth_mbps=float(data.get("min_bandwidth_mbps", 0.0)),
+                      name=data.get("name"),
+                      match=Match(**match) if match is not None else None,
+                      priority=int(data.get("priority", 100)),
+                      protection=bool(data.get("protection", False)))
+
+
+class Store:
+    """The SQLite state store at ``path`` (created with its directory if missing)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False,
+                                       isolation_level=None, timeout=10.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._migrate()
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open state store {self.path}: {exc}") from exc
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on any error)."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"state store {self.path}: {exc}") from exc
+            try:
+                yield self._db
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StoreError(f"state store {self.path}: {exc}") from exc
+
+    def _migrate(self) -> None:
+        with self._tx() as db:
+            for statement in _SCHEMA_V1.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                db.execute("INSERT INTO meta VALUES ('schema_version', ?)",
+                           (str(SCHEMA_VERSION),))
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise StoreError(f"state store {self.path} has schema version {row[0]}; this "
+                                 f"controller knows up to {SCHEMA_VERSION}")
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'"
+                                   ).fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def ok(self) -> bool:
+        """The store answers a query (for ``/health``)."""
+        try:
+            with self._lock:
+                self._db.execute("SELECT 1").fetchone()
+            return True
+        except sqlite3.Error:
+            return False
+
+    # -- intents ---------------------------------------------------------------------------------
+    def intents(self) -> list[tuple[int, IntentSpec]]:
+        """Stored intents in id order."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, spec FROM intents ORDER BY id").fetchall()
+        return [(int(i), spec_from_dict(json.loads(s))) for i, s in rows]
+
+    def intent_ids(self) -> set[int]:
+        with self._lock:
+            return {int(r[0]) for r in self._db.execute("SELECT id FROM intents")}
+
+    def high_water_intent_id(self) -> int:
+        """The largest intent id ever stored (ids are never reused, so cookies of a deleted
+        intent never come back as someone else's)."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key='intent_high_water'"
+                                   ).fetchone()
+            top = self._db.execute("SELECT MAX(id) FROM intents").fetchone()[0]
+        return max(int(row[0]) if row else 0, int(top or 0))
+
+    def add_intent(self, intent_id: int, spec: IntentSpec) -> None:
+        """Store one intent (one transaction; raises :class:`StoreError` on failure, leaving
+        the store as it was)."""
+        data = json.dumps(spec_to_dict(spec), sort_keys=True)
+        try:
+            with self._tx() as db:
+                db.execute("INSERT INTO intents (id, spec, created_at) VALUES (?, ?, ?)",
+                           (intent_id, data, time.time()))
+                db.execute("INSERT INTO meta VALUES ('intent_high_water', ?) ON CONFLICT(key) "
+                           "DO UPDATE SET value = MAX(CAST(value AS INTEGER), excluded.value)",
+                           (intent_id,))
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot store intent {intent_id}: {exc}") from exc
+
+    def replace_intent_id(self, old_id: int, new_id: int) -> None:
+        """Move a stored intent to another id (used when a topology file now claims its id)."""
+        try:
+            with self._tx() as db:
+                db.execute("UPDATE intents SET id = ? WHERE id = ?", (new_id, old_id))
+                db.execute("INSERT INTO meta VALUES ('intent_high_water', ?) ON CONFLICT(key) "
+                           "DO UPDATE SET value = MAX(CAST(value AS INTEGER), excluded.value)",
+                           (new_id,))
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot renumber intent {old_id}: {exc}") from exc
+
+    def remove_intent(self, intent_id: int) -> bool:
+        """Delete one intent; False if it was not stored."""
+        try:
+            with self._tx() as db:
+                cur = db.execute("DELETE FROM intents WHERE id = ?", (intent_id,))
+                return cur.rowcount > 0
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot delete intent {intent_id}: {exc}") from exc
+
+    # -- settings --------------------------------------------------------------------------------
+    def setting(self, key: str, default: Any = None) -> Any:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM settings WHERE key = ?", (key,)
+                                   ).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set_setting(self, key: str, value: Any) -> None:
+        try:
+            with self._tx() as db:
+                db.execute("INSERT INTO settings VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
+                           "SET value = excluded.value", (key, json.dumps(value)))
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot store setting {key!r}: {exc}") from exc

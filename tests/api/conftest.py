@@ -1,0 +1,85 @@
+"""A real API server on loopback: a real ControllerService (no switches connected) built from a
+shipped topology, a real SQLite store in tmp_path, uvicorn in a thread on a free port."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from controller.api import ApiHandle, start_api
+from controller.service import ControllerService
+from controller.topology import load_topology
+
+ROOT = Path(__file__).resolve().parents[2]
+TOPOLOGIES = ROOT / "topologies"
+TOKEN = "test-token-0123456789"
+ERROR_KEYS = {"error", "detail", "errors", "best_latency_ms"}
+
+
+@dataclass
+class Api:
+    handle: ApiHandle
+    service: ControllerService
+    state_dir: Path
+    token: str
+
+    @property
+    def url(self) -> str:
+        return self.handle.url
+
+    def client(self, token: str | None = TOKEN) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=f"{self.url}/api/v1", headers=headers, timeout=10.0)
+
+    def stop(self) -> None:
+        self.handle.stop()
+
+
+MakeApi = Callable[..., Api]
+
+
+@pytest.fixture
+def make_api(tmp_path: Path) -> Iterator[MakeApi]:
+    started: list[Api] = []
+    token_file = tmp_path / "token"
+    token_file.write_text(f"{TOKEN}\n")
+
+    def make(topology: str = "diamond", *, state_dir: Path | None = None,
+             read_open: bool | None = None, token_file_: Path | None = token_file) -> Api:
+        service = ControllerService(load_topology(TOPOLOGIES / f"{topology}.yaml"))
+        state = state_dir if state_dir is not None else tmp_path / "state"
+        handle = start_api(service, state_dir=state, host="127.0.0.1", port=0,
+                           token_file=token_file_, read_open=read_open)
+        api = Api(handle, service, state, TOKEN)
+        started.append(api)
+        return api
+
+    yield make
+    for api in started:
+        api.stop()
+
+
+@pytest.fixture
+def diamond(make_api: MakeApi) -> Api:
+    return make_api("diamond")
+
+
+@pytest.fixture
+def national(make_api: MakeApi) -> Api:
+    return make_api("national")
+
+
+def assert_error(r: httpx.Response, status: int, code: str | None = None) -> dict:
+    """The one error shape: {"error": code, "detail": text} (+ errors, best_latency_ms)."""
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    body = r.json()
+    assert set(body) <= ERROR_KEYS and {"error", "detail"} <= set(body), body
+    assert isinstance(body["error"], str) and isinstance(body["detail"], str) and body["detail"]
+    if code is not None:
+        assert body["error"] == code, body
+    return body
