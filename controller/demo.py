@@ -1,17 +1,28 @@
-"""``cpn-demo``: load a topology and print the latency-bounded routes pathcore chooses.
+"""``cpn-demo``: the national backbone in Mininet, programmed by cpn-controller.
 
-This is the offline half of the main demo: no switches, just the engine on the file's data.
-For each intent in the file it prints the least-cost path that meets the latency bound next to
-the least-latency path, then the 1/5/20 ms latency circles around each national hub.
+First the engine's view of the file (for each intent, the least-cost path that meets its
+latency bound next to the least-latency path; the 1/5/20 ms latency circles around each national
+hub), then the live network: cpn-controller starts with its REST API, the lab brings the
+topology up on Open vSwitch, the controller programs every switch, pings run along the
+intents, and ``cpnctl`` shows the installed routes and the latency circles. With a terminal the
+Mininet CLI opens at the end; everything is torn down on exit.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import socket
+import subprocess
 import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
-from controller.errors import CpnError
+from controller.errors import CpnError, LabError
 from controller.topology import Topology, load_topology
 
 DEFAULT_TOPOLOGY = Path(__file__).resolve().parent.parent / "topologies" / "national.yaml"
@@ -61,16 +72,8 @@ def circle_rows(topo: Topology) -> list[list[str]]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cpn-demo", description=__doc__.splitlines()[0])
-    parser.add_argument("topology", nargs="?", default=str(DEFAULT_TOPOLOGY),
-                        help="topology YAML (default: the national backbone)")
-    args = parser.parse_args(argv)
-    try:
-        topo = load_topology(args.topology)
-    except CpnError as exc:
-        print(f"cpn-demo: {exc}", file=sys.stderr)
-        return 2
+def offline(topo: Topology) -> None:
+    """Print the engine's routes and circles for ``topo`` (no switches)."""
     print(f"{topo.name}: {len(topo.nodes)} switches, {len(topo.links)} links, "
           f"{len(topo.hosts)} hosts, {topo.total_bandwidth_mbps / 1e6:.1f} Tbps of links\n")
     if topo.intents:
@@ -82,7 +85,124 @@ def main(argv: list[str] | None = None) -> int:
     if rows:
         print("Latency circles around the national hubs:")
         print(_table(["hub", *(f"<= {t:g} ms" for t in CIRCLE_TIERS_MS)], rows))
-    return 0
+
+
+def _free_port(preferred: int) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise LabError("no free TCP port on 127.0.0.1")
+
+
+def _get_json(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - our own loopback API
+        return json.loads(resp.read())
+
+
+def _wait(what: str, check: Callable[[], bool], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if check():
+                return
+        except OSError:
+            pass  # not listening yet
+        if time.monotonic() > deadline:
+            raise LabError(f"{what} not within {timeout_s:g} s")
+        time.sleep(0.3)
+
+
+def live(topo_path: str, topo: Topology, *, api_port: int, interactive: bool,
+         workdir: Path) -> int:
+    """Controller + Mininet lab: bring the network up, show routes with cpnctl."""
+    from controller.lab import ControllerAddress, LabNetwork, require_root
+
+    require_root()
+    ofp_port = _free_port(6653)
+    api_port = _free_port(api_port)
+    url = f"http://127.0.0.1:{api_port}"
+    log_path = workdir / "controller.log"
+    print(f"starting cpn-controller (OpenFlow 127.0.0.1:{ofp_port}, REST {url}, "
+          f"log {log_path})", flush=True)
+    with open(log_path, "ab") as log:
+        ctl = subprocess.Popen(
+            [sys.executable, "-m", "controller.main", "--topology", topo_path,
+             "--ofp-port", str(ofp_port), "--api-port", str(api_port),
+             "--state-dir", str(workdir / "state"), "--log-file", str(log_path)],
+            stdout=log, stderr=subprocess.STDOUT)
+    env = {**os.environ, "CPN_URL": url}
+    cpnctl = [sys.executable, "-m", "controller.cli"]
+    try:
+        _wait("the controller's REST API", lambda: ctl.poll() is None
+              and bool(_get_json(f"{url}/api/v1/health")), 30)
+        t0 = time.monotonic()
+        with LabNetwork(topo, controllers=[ControllerAddress("127.0.0.1", ofp_port)]) as lab:
+            up = lab.bring_up
+            assert up is not None
+            print(f"Mininet: {len(topo.nodes)} OVS switches, {len(topo.hosts)} hosts up in "
+                  f"{up.total_s:.1f} s", flush=True)
+
+            def all_synced() -> bool:
+                health = _get_json(f"{url}/api/v1/health")
+                assert isinstance(health, dict)
+                return bool(health["switches_synced"] == len(topo.nodes))
+
+            _wait("every switch connected and programmed", all_synced, 60)
+            print(f"controller programmed every switch {time.monotonic() - t0:.1f} s after "
+                  "the lab started\n", flush=True)
+            pairs = [(i.src, i.dst) for i in topo.intents]
+            for src, dst in pairs:
+                lab.wait_until_reachable(src, dst, timeout_s=15)
+            ok = [lab.ping(src, dst, count=3) for src, dst in pairs]
+            print(f"pings along the intents: {sum(r.received for r in ok)}/"
+                  f"{sum(r.sent for r in ok)} answered\n", flush=True)
+            for args in (["intents", "list"],):
+                print(f"$ cpnctl {' '.join(args)}", flush=True)
+                subprocess.run([*cpnctl, *args], env=env, check=False, timeout=30)
+                print(flush=True)
+            if interactive:
+                print(f"Mininet CLI (exit to stop). Elsewhere: CPN_URL={url} cpnctl routes",
+                      flush=True)
+                lab.cli()
+            return 0 if all(r.ok for r in ok) else 1
+    finally:
+        ctl.terminate()
+        try:
+            ctl.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            ctl.kill()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cpn-demo", description=__doc__.splitlines()[0])
+    parser.add_argument("topology", nargs="?", default=str(DEFAULT_TOPOLOGY),
+                        help="topology YAML (default: the national backbone)")
+    parser.add_argument("--offline", action="store_true",
+                        help="only the path engine on the file: no controller, no Mininet")
+    parser.add_argument("--no-cli", action="store_true",
+                        help="do not open the Mininet CLI at the end (default: open it when "
+                             "standard input is a terminal)")
+    parser.add_argument("--api-port", type=int, default=8080,
+                        help="REST API port (8080; another free one if taken)")
+    args = parser.parse_args(argv)
+    try:
+        topo = load_topology(args.topology)
+        offline(topo)
+        if args.offline:
+            return 0
+        print()
+        with tempfile.TemporaryDirectory(prefix="cpn-demo-") as workdir:
+            return live(args.topology, topo, api_port=args.api_port, workdir=Path(workdir),
+                        interactive=sys.stdin.isatty() and not args.no_cli)
+    except CpnError as exc:
+        print(f"cpn-demo: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":
