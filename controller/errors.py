@@ -58,3 +58,36 @@ class LabError(CpnError):
     """The Mininet lab cannot run here (not root, OVS missing, Mininet failed)."""
 
     code = "lab"
+
+
+class ComputeSiteError(CpnError):
+    """A compute site, service or placement request is malformed (bad id, unknown node, negative
+    capacity, unknown kind, state or policy)."""
+
+    http_status = 400
+    code = "bad_compute_request"
+
+
+class ComputeConflict(CpnError):
+    """A compute request clashes with the current state: duplicate site id or service name,
+    capacity below what is reserved, removing a site that still holds reservations."""
+
+    http_status = 409
+    code = "conflict"
+
+
+class NoCapacity(InfeasibleRoute):
+    """No compute site can take a demand within the latency bound.
+
+    ``reasons`` lists, one line each, why the candidates failed (none of the kind in the bound,
+    full, down, draining, no path with the bandwidth); ``candidates`` holds the same per site as
+    dicts (``site``, ``latency_ms``, ``status``, ...) for the API to return verbatim.
+    """
+
+    code = "no_capacity"
+
+    def __init__(self, reasons: list[str], *, candidates: list[dict[str, object]] | None = None,
+                 best_latency_ms: float | None = None) -> None:
+        self.reasons = list(reasons)
+        self.candidates = list(candidates or [])
+        super().__init__("; ".join(self.reasons), best_latency_ms=best_latency_ms)
