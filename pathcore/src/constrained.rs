@@ -99,7 +99,7 @@ impl Ord for Entry {
 }
 
 #[derive(Debug, Default)]
-struct Labels {
+pub(crate) struct Labels {
     arena: Vec<Label>,
     lists: Vec<Vec<u32>>,
     stamp: Vec<u32>,
@@ -133,7 +133,7 @@ impl Labels {
 }
 
 thread_local! {
-    static LABELS: RefCell<Labels> = RefCell::new(Labels::default());
+    pub(crate) static LABELS: RefCell<Labels> = RefCell::new(Labels::default());
 }
 
 /// Exact least-`weight` path src→dst with total latency ≤ `max_latency_ms` (relative slack
@@ -238,8 +238,7 @@ fn search(
         |n, d| d + rev_lat.st.get(n).a <= bound,
         |_| false,
     );
-    let (mut best_w, mut best_lat, mut best_hops) =
-        (p_lat.weight(weight), p_lat.latency_ms, p_lat.hops as u32);
+    let best_w = p_lat.weight(weight);
     // 2. Least weight to dst inside that region, cut at the incumbent (a node farther
     //    than that cannot be on a better path): lb_w. If the least-weight path inside the
     //    region meets the bound it is optimal.
@@ -261,9 +260,46 @@ fn search(
     if p_w.latency_ms <= bound {
         return Some(p_w);
     }
-    let mut best_label: Option<u32> = None;
-
     // 3. Best-first label setting.
+    label_search(
+        g,
+        src,
+        dst,
+        bound,
+        weight,
+        filter,
+        |v| rev_w.st.get(v).a,
+        |v| rev_lat.st.get(v).a,
+        Some(p_lat),
+        labels,
+    )
+}
+
+/// Best-first label setting from src to dst with latency budget `bound` (slack included),
+/// guided by lower bounds `lb_w(x)` and `lb_lat(x)` on the weight and latency from x to
+/// dst (`inf` where dst is out of reach). Returns the lex-least (weight, latency, hops)
+/// feasible path, or `incumbent` if none beats it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn label_search<W: Fn(NodeId) -> f64, L: Fn(NodeId) -> f64>(
+    g: &Graph,
+    src: NodeId,
+    dst: NodeId,
+    bound: f64,
+    weight: Weight,
+    filter: &Filter,
+    lb_w: W,
+    lb_lat: L,
+    incumbent: Option<Path>,
+    labels: &mut Labels,
+) -> Option<Path> {
+    if !filter.node_ok(src) || !filter.node_ok(dst) || !lb_w(src).is_finite() {
+        return incumbent;
+    }
+    let (mut best_w, mut best_lat, mut best_hops) = match &incumbent {
+        Some(p) => (p.weight(weight), p.latency_ms, p.hops as u32),
+        None => (f64::INFINITY, f64::INFINITY, u32::MAX),
+    };
+    let mut best_label: Option<u32> = None;
     labels.reset(g.node_count());
     labels.arena.push(Label {
         node: src,
@@ -276,7 +312,7 @@ fn search(
     });
     labels.list(src).push(0);
     labels.heap.push(Entry {
-        f: rev_w.st.get(src).a,
+        f: lb_w(src),
         lat: 0.0,
         hops: 0,
         idx: 0,
@@ -294,15 +330,15 @@ fn search(
                 continue;
             }
             let v = a.other;
-            let lb_lat = rev_lat.st.get(v).a;
+            let lb_lat = lb_lat(v);
             let nlat = lab.lat + a.latency_ms;
             // Unreached nodes have lb_lat = inf and fail here.
             if nlat + lb_lat > bound {
                 continue;
             }
             let nw = lab.w + weight.of_arc(a);
-            let f = nw + rev_w.st.get(v).a;
-            if f > best_w || (f == best_w && nlat + lb_lat > best_lat) {
+            let f = nw + lb_w(v);
+            if !f.is_finite() || f > best_w || (f == best_w && nlat + lb_lat > best_lat) {
                 continue;
             }
             let nh = lab.hops + 1;
@@ -365,7 +401,7 @@ fn search(
         }
     }
     match best_label {
-        None => Some(p_lat),
+        None => incumbent,
         Some(mut i) => {
             let mut links = Vec::with_capacity(best_hops as usize);
             while labels.arena[i as usize].link != NO_LINK {

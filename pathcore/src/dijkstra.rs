@@ -253,6 +253,77 @@ impl Tree {
         }
     }
 
+    /// A* from `src` to `dst` on `weight` with heuristic `h` (a consistent lower bound on
+    /// the weight to dst, `inf` where dst is unreachable), e.g. exact distances to dst in a
+    /// supergraph. Settles only nodes whose `g + h` is below the answer's weight.
+    pub(crate) fn astar(
+        &mut self,
+        g: &Graph,
+        src: NodeId,
+        dst: NodeId,
+        weight: Weight,
+        filter: &Filter,
+        h: &[f64],
+    ) -> Option<Path> {
+        self.st.reset(g.node_count());
+        self.heap.clear();
+        if !filter.node_ok(src) || !filter.node_ok(dst) || !h[src as usize].is_finite() {
+            return None;
+        }
+        self.st.set(
+            src,
+            NodeState {
+                a: 0.0,
+                b: 0.0,
+                hops: 0,
+                pred: NO_LINK,
+                done: false,
+            },
+        );
+        self.heap.push(Entry::new(h[src as usize], 0.0, 0, src));
+        while let Some(e) = self.heap.pop() {
+            let node = e.node();
+            let mut s = self.st.get(node);
+            if s.done {
+                continue;
+            }
+            s.done = true;
+            self.st.set(node, s);
+            if node == dst {
+                return self.path_from_root(g, src, dst);
+            }
+            for a in &g.out_adj[node as usize] {
+                if !filter.arc_ok(a) {
+                    continue;
+                }
+                let y = a.other;
+                let hy = h[y as usize];
+                if !hy.is_finite() {
+                    continue;
+                }
+                let ys = self.st.get(y);
+                if ys.done {
+                    continue;
+                }
+                let (na, nb, nh) = (s.a + weight.of_arc(a), s.b + a.latency_ms, s.hops + 1);
+                if lex_less(na, nb, nh, &ys) {
+                    self.st.set(
+                        y,
+                        NodeState {
+                            a: na,
+                            b: nb,
+                            hops: nh,
+                            pred: a.lid,
+                            done: false,
+                        },
+                    );
+                    self.heap.push(Entry::new(na + hy, nb, nh, y));
+                }
+            }
+        }
+        None
+    }
+
     /// Whether `n` was reached by the last run.
     #[inline]
     pub(crate) fn reached(&self, n: NodeId) -> bool {

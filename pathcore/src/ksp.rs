@@ -9,7 +9,11 @@
 //! additive, the best feasible path of the part is root + that spur path. So the paths
 //! come out as the k best feasible loopless paths in nondecreasing weight (ties: less
 //! latency, fewer hops, then link ids). Paths over different parallel links are different
-//! paths. Cost: O(k·L) constrained searches for paths of L links.
+//! paths. The spur searches are guided by the exact weight and latency to dst in the whole
+//! graph (reverse Dijkstras, once per call), which stay consistent lower bounds when links
+//! and nodes are excluded: A* without a bound, the constrained label search with one.
+//! Cost: O(k·L) spur searches for paths of L links, each O((n + m) log n) at worst without
+//! a bound (the label search is worst-case exponential, in practice small).
 //!
 //! ```
 //! use pathcore::graph::{Filter, Graph, Weight};
@@ -25,7 +29,8 @@
 
 use std::collections::HashSet;
 
-use crate::constrained::constrained_path_abs;
+use crate::constrained::{constrained_path_abs, label_search, LABELS};
+use crate::dijkstra::{Direction, FWD, REV_A};
 use crate::graph::{slack, Filter, Graph, NodeId, Path, Weight};
 
 /// Up to `k` loopless paths src→dst of least `weight` with latency ≤ `max_latency_ms`
@@ -52,6 +57,34 @@ pub fn k_shortest_paths(
     if src == dst {
         return out;
     }
+    // Spur searches are guided by the exact weight (and latency) to dst in the whole
+    // graph, computed once: excluding links and nodes only lengthens paths, so these stay
+    // consistent lower bounds. Unbounded: A*; bounded: the constrained label search.
+    let to_dst = |w: Weight, cut: f64| -> Vec<f64> {
+        REV_A.with(|t| {
+            let mut t = t.borrow_mut();
+            t.run(
+                g,
+                dst,
+                Direction::Reverse,
+                w,
+                Weight::Latency,
+                filter,
+                cut,
+                |_, _| true,
+                |_| false,
+            );
+            (0..g.node_count() as NodeId)
+                .map(|n| t.st.get(n).a)
+                .collect()
+        })
+    };
+    let lb_w = to_dst(weight, f64::INFINITY);
+    let lb_lat = if bound == f64::INFINITY {
+        Vec::new()
+    } else {
+        to_dst(Weight::Latency, bound)
+    };
     let mut seen: HashSet<Vec<u32>> = HashSet::new();
     seen.insert(out[0].links.clone());
     let mut cands: Vec<Path> = Vec::new();
@@ -70,7 +103,25 @@ pub fn k_shortest_paths(
                     f.exclude_link(p.links[i]);
                 }
             }
-            if let Some(sp) = constrained_path_abs(g, spur, dst, bound - root_lat, weight, &f) {
+            let spur_path = if bound == f64::INFINITY {
+                FWD.with(|t| t.borrow_mut().astar(g, spur, dst, weight, &f, &lb_w))
+            } else {
+                LABELS.with(|l| {
+                    label_search(
+                        g,
+                        spur,
+                        dst,
+                        bound - root_lat,
+                        weight,
+                        &f,
+                        |v| lb_w[v as usize],
+                        |v| lb_lat[v as usize],
+                        None,
+                        &mut l.borrow_mut(),
+                    )
+                })
+            };
+            if let Some(sp) = spur_path {
                 let mut links = root.to_vec();
                 links.extend_from_slice(&sp.links);
                 if !seen.contains(&links) {

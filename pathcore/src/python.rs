@@ -481,8 +481,9 @@ impl PyGraph {
     /// (ties: less latency, fewer hops, link ids); with max_latency_ms, the k best among
     /// paths meeting the bound (exact). Paths over different parallel links are different.
     /// Returns a list (empty if no path). k < 1, negative/NaN bound or bad weight →
-    /// ValueError; unknown node → KeyError. Yen's algorithm: O(k·L) constrained searches
-    /// for paths of L links. The GIL is released.
+    /// ValueError; unknown node → KeyError. Yen's algorithm: two reverse Dijkstras, then
+    /// O(k·L) spur searches for paths of L links (A* guided by the exact distances to dst;
+    /// with a bound, the exact constrained label search). The GIL is released.
     #[pyo3(signature = (src, dst, k, *, weight="latency", max_latency_ms=None))]
     fn k_shortest_paths(
         &self,
