@@ -22,6 +22,7 @@ How the app drives it
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import time
@@ -98,6 +99,10 @@ class PacketInResult:
     change: Change | None = None
 
 
+def _entry_order(e: FlowEntry) -> tuple[Any, ...]:
+    return (e.table_id, e.priority, e.cookie, e.match, e.instructions)
+
+
 class ControllerCore:
     """The whole controller logic for one topology; see the module docstring."""
 
@@ -111,6 +116,9 @@ class ControllerCore:
         self._views: dict[int, set[FlowEntry]] = {}
         """dpid -> the flows the switch holds once every Change returned so far is applied;
         absent for a switch not reconciled since it (re)connected"""
+        self._unsure: set[int] = set()
+        """dpids whose view may differ from the plan of the last change (just read from the
+        switch, or flows lost behind our back): the next change diffs them in full"""
         self._tokens = itertools.count(1)
         self._last_token = 0
         if load_intents:
@@ -144,36 +152,64 @@ class ControllerCore:
 
     # -- the one place plans become messages ----------------------------------------------------
     def _replan(self, now: float, cause: str, *, reroute: bool = True) -> Change:
+        # A big change allocates ~100,000 objects; the cyclic collector would scan the whole
+        # plan several times meanwhile (a full collection of a 1,000-intent plan costs tens of
+        # ms). Nothing here builds reference cycles, so collection waits until the end.
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._replan_now(now, cause, reroute=reroute)
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _replan_now(self, now: float, cause: str, *, reroute: bool) -> Change:
         t0 = time.perf_counter()
         moved = self.router.route_all(now, cause) if reroute else set()
-        wanted = self.router.plan()
+        router = self.router
+        delta = router.take_delta()
         token = next(self._tokens)
         self._last_token = token
         adds: dict[int, tuple[FlowEntry, ...]] = {}
         deletes: dict[int, tuple[FlowEntry, ...]] = {}
         for dpid, view in self._views.items():
-            want = wanted.entries(dpid)
-            d = diff_entries(view, want)
-            if d.adds:
-                adds[dpid] = d.adds
-            if d.deletes:
-                deletes[dpid] = d.deletes
-            if d:
+            if dpid in self._unsure:
+                # the view is what the switch reported (or lost): diff it in full
+                want = router.wanted(dpid)
+                d = diff_entries(view, want)
                 view.clear()
                 view.update(want)
+                add, dele = d.adds, d.deletes
+            else:
+                # the view is the plan as of the last change: only the delta can differ
+                moved_flows = delta.get(dpid)
+                if moved_flows is None:
+                    continue
+                removed, added = moved_flows
+                keys = router.wanted_keys(dpid)
+                add = tuple(sorted(added, key=_entry_order))
+                dele = tuple(sorted((e for e in removed if e.key not in keys),
+                                    key=_entry_order))
+                view.difference_update(removed)
+                view.update(added)
+            if add:
+                adds[dpid] = add
+            if dele:
+                deletes[dpid] = dele
+        self._unsure.clear()
         for iid in moved:
             intent = self.router.intents[iid]
             if intent.state == "pending":
                 intent.pending_since_token = token
         # flows of intents now in fallback are deleted in phase 1 (nothing to make first)
-        fallen = {i.id for i in self.router.intents.values()
-                  if i.state in ("infeasible", "degraded")}
+        intents = self.router.intents
         early: dict[int, list[FlowEntry]] = {}
         late: dict[int, list[FlowEntry]] = {}
         for dpid, entries in deletes.items():
             for e in entries:
                 owner = e.owner
-                is_early = owner is not None and owner[0] == "intent" and owner[1] in fallen
+                fell = None if owner is None or owner[0] != "intent" else intents.get(owner[1])
+                is_early = fell is not None and fell.state in ("infeasible", "degraded")
                 (early if is_early else late).setdefault(dpid, []).append(e)
         phase1, phase2 = openflow.two_phase({k: list(v) for k, v in adds.items()}, late,
                                             early)
@@ -217,6 +253,7 @@ class ControllerCore:
         """A switch finished its handshake; ``ports``: port_no -> live. The switch's flow
         table is unknown until :meth:`reconcile`, so the Change only concerns other switches."""
         self._views.pop(dpid, None)
+        self._unsure.discard(dpid)
         self.state.switch_connected(dpid, ports, now)
         log.info(f"switch {dpid:#x} connected with ports {sorted(ports)}",
                  extra={"dpid": dpid, "event": "switch_connected"})
@@ -224,6 +261,7 @@ class ControllerCore:
 
     def switch_lost(self, dpid: int, now: float) -> Change:
         self._views.pop(dpid, None)
+        self._unsure.discard(dpid)
         self.state.switch_lost(dpid, now)
         log.warning(f"switch {dpid:#x} lost", extra={"dpid": dpid, "event": "switch_lost"})
         return self._replan(now, f"switch {self.state.switches[dpid].name} lost")
@@ -251,12 +289,17 @@ class ControllerCore:
         if dpid not in self.state.switches:
             raise NotFound(f"no switch with dpid {dpid:#x} in the topology")
         have = set(flows)
-        self._views[dpid] = have
+        n_read = len(have)
+        read_keys = {e.key for e in have}
+        self._views[dpid] = have  # becomes the plan in _replan
+        self._unsure.add(dpid)
         change = self._replan(now, f"reconcile {self.state.switches[dpid].name}", reroute=False)
         d_adds, d_dels = len(change.adds.get(dpid, ())), len(change.deletes.get(dpid, ()))
-        self.state.record("reconciled", now, dpid=dpid, kept=len(have) - d_dels, added=d_adds,
-                          deleted=d_dels)
-        log.info(f"switch {dpid:#x} reconciled: {len(have)} flows read, {d_adds} added, "
+        replaced = sum(1 for e in change.adds.get(dpid, ()) if e.key in read_keys)
+        self.state.record("reconciled", now, dpid=dpid, read=n_read,
+                          kept=n_read - d_dels - replaced,
+                          added=d_adds, deleted=d_dels)
+        log.info(f"switch {dpid:#x} reconciled: {n_read} flows read, {d_adds} added, "
                  f"{d_dels} deleted",
                  extra={"dpid": dpid, "event": "reconcile",
                         "duration_ms": round((time.perf_counter() - t0) * 1000, 3)})
@@ -306,6 +349,7 @@ class ControllerCore:
         if not lost:
             return Change(token=self._last_token, cause="flows removed (ours)")
         view.difference_update(lost)
+        self._unsure.add(dpid)
         log.warning(f"switch {dpid:#x}: {len(lost)} flows removed behind our back; restoring",
                     extra={"dpid": dpid, "event": "flows_removed"})
         self.state.record("flows_removed", now, dpid=dpid, count=len(lost))

@@ -82,6 +82,7 @@ COOKIE_KIND_MASK = 0xFF << _OWNER_ID_BITS
 FALLBACKS = ("best_effort", "drop")
 INTENT_STATES = ("installed", "pending", "infeasible", "degraded")
 _UNBOUNDED_MS = 1e12  # "no latency bound" for pathcore, which wants a finite number
+_INTENT_VARIANTS = 3  # flow sets kept per intent (see Router._refresh_intent)
 
 
 def make_cookie(kind: int, owner_id: int) -> int:
@@ -122,6 +123,30 @@ class FlowEntry:
     match: Match
     instructions: Instructions
     cookie: int
+    _hash: int = field(init=False, repr=False, compare=False)
+    """cached: plans are sets of thousands of entries, diffed on every change"""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.table_id, self.priority, self.match,
+                                                self.instructions, self.cookie)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if other.__class__ is not FlowEntry:
+            return NotImplemented
+        o: FlowEntry = other  # type: ignore[assignment]
+        return (self._hash == o._hash and self.match == o.match
+                and self.instructions == o.instructions and self.cookie == o.cookie
+                and self.table_id == o.table_id and self.priority == o.priority)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # string hashes differ between processes: rebuild (and rehash) on unpickling
+        return (FlowEntry, (self.table_id, self.priority, self.match, self.instructions,
+                            self.cookie))
 
     @property
     def key(self) -> tuple[int, int, Match]:
@@ -268,8 +293,23 @@ class Router:
         self.state = state
         self.fallback = fallback
         self.intents: dict[int, Intent] = {}
-        self._dest_cache: tuple[int, dict[int, frozenset[FlowEntry]]] | None = None
-        self._intent_cache: dict[int, tuple[Any, dict[int, list[FlowEntry]]]] = {}
+        # the plan, per owner and per switch (see refresh)
+        self._owners: dict[int, dict[int, frozenset[FlowEntry]]] = {}
+        """owner (cookie; 0 for the pipeline) -> dpid -> its flows there"""
+        self._want: dict[int, set[FlowEntry]] = {}
+        self._want_keys: dict[int, dict[tuple[int, int, Match], int]] = {}
+        self._delta: dict[int, tuple[set[FlowEntry], set[FlowEntry]]] = {}
+        self._trees: dict[str, dict[int, int]] = {}
+        self._trees_version = -1
+        self._dest_version = -1
+        self._dest_sources: dict[int, list[tuple[Any, dict[int, int]]]] = {}
+        self._hosts_version = state.hosts_version
+        self._intent_keys: dict[int, tuple[Any, ...]] = {}
+        self._intent_variants: dict[int, dict[tuple[Any, ...],
+                                              dict[int, frozenset[FlowEntry]]]] = {}
+        self._dirty_intents: set[int] = set()
+        base = pipeline_flows()
+        self._set_owner(0, {dpid: base for dpid in state.dpids()})
 
     # -- intents ----------------------------------------------------------------------------------
     def add(self, spec: IntentSpec, intent_id: int | None = None) -> Intent:
@@ -294,6 +334,7 @@ class Router:
             raise ValueError(f"intent id {intent_id} out of range")
         intent = Intent(id=intent_id, spec=spec)
         self.intents[intent_id] = intent
+        self._dirty_intents.add(intent_id)
         return intent
 
     def remove(self, intent_id: int) -> Intent:
@@ -301,7 +342,7 @@ class Router:
             intent = self.intents.pop(intent_id)
         except KeyError:
             raise NotFound(f"no intent {intent_id}") from None
-        self._intent_cache.pop(intent_id, None)
+        self._dirty_intents.add(intent_id)
         return intent
 
     def route_all(self, now: float, cause: str) -> set[int]:
@@ -356,8 +397,12 @@ class Router:
         changed: set[int] = set()
         for intent in order:
             path, reason = routes[intent.id]
+            before = (intent.links, intent.reason)
             if self._set_route(intent, path, reason, now, cause):
                 changed.add(intent.id)
+                self._dirty_intents.add(intent.id)
+            elif (intent.links, intent.reason) != before:
+                self._dirty_intents.add(intent.id)
         return changed
 
     def _set_route(self, intent: Intent, path: Any, reason: str, now: float,
@@ -411,44 +456,119 @@ class Router:
         return msg
 
     # -- the plan ---------------------------------------------------------------------------------
+    # The plan is kept per owner (the pipeline, each destination host, each intent): a change
+    # rebuilds the flows of the owners it touched and records per switch what left and what
+    # came (``take_delta``), so the core diffs only those. Every owner's flows are a function
+    # of the current state alone (routes are recomputed in full by ``route_all``, destination
+    # trees in full whenever the graph changes), so the plan always equals a fresh one.
+    def refresh(self) -> None:
+        """Bring the per-owner plan up to date with the state and the intents' routes."""
+        st = self.state
+        if self._dest_version != st.version:
+            self._refresh_destinations()
+            self._dest_version = st.version
+        if self._hosts_version != st.hosts_version:
+            self._hosts_version = st.hosts_version
+            self._dirty_intents.update(self.intents)
+        if self._dirty_intents:
+            for iid in sorted(self._dirty_intents):
+                self._refresh_intent(iid)
+            self._dirty_intents.clear()
+
     def plan(self) -> FlowPlan:
         """The full FlowPlan: pipeline + destination + intent flows for every switch."""
-        base = pipeline_flows()
-        per: dict[int, set[FlowEntry]] = {dpid: set(base) for dpid in self.state.dpids()}
-        for dpid, entries in self._destination_flows().items():
-            per[dpid].update(entries)
-        for intent in self.intents.values():
-            for dpid, intent_entries in self._intent_flows(intent).items():
-                per[dpid].update(intent_entries)
-        return FlowPlan({dpid: frozenset(es) for dpid, es in per.items()})
+        self.refresh()
+        return FlowPlan({dpid: frozenset(es) for dpid, es in self._want.items()})
 
-    def _destination_flows(self) -> dict[int, frozenset[FlowEntry]]:
-        st = self.state
-        if self._dest_cache is not None and self._dest_cache[0] == st.version:
-            return self._dest_cache[1]
-        per: dict[int, set[FlowEntry]] = {}
-        hosts_by_node: dict[str, list[Any]] = {}
-        for name in sorted(st.hosts):
-            if st.host_usable(name):
-                h = st.hosts[name]
-                hosts_by_node.setdefault(h.node, []).append(h)
-        for node, hosts in hosts_by_node.items():
-            if not st.node_present(node):
+    def wanted(self, dpid: int) -> set[FlowEntry]:
+        """The flows ``dpid`` should hold (live: do not modify; call :meth:`refresh` first)."""
+        return self._want.get(dpid, set())
+
+    def wanted_keys(self, dpid: int) -> Mapping[tuple[int, int, Match], int]:
+        """Keys of :meth:`wanted` with the number of wanted flows holding each."""
+        return self._want_keys.get(dpid, {})
+
+    def take_delta(self) -> dict[int, tuple[set[FlowEntry], set[FlowEntry]]]:
+        """Refresh, then per dpid ``(removed, added)``: the flows that left and joined the plan
+        since the last call (net: a flow removed and added back is in neither)."""
+        self.refresh()
+        delta, self._delta = self._delta, {}
+        return {dpid: d for dpid, d in delta.items() if d[0] or d[1]}
+
+    def _set_owner(self, owner: int, flows: dict[int, frozenset[FlowEntry]]) -> None:
+        old = self._owners.get(owner, {})
+        if old is flows:
+            return
+        empty: frozenset[FlowEntry] = frozenset()
+        for dpid in old.keys() | flows.keys():
+            was, now = old.get(dpid, empty), flows.get(dpid, empty)
+            if was is now or was == now:
                 continue
-            next_port = self.destination_tree(node)
-            for h in hosts:
-                match = {"eth_type": ETH_TYPE_IPV4, "ipv4_dst": h.ip}
-                cookie = make_cookie(OWNER_DESTINATION, int(ipaddress.IPv4Address(h.ip)))
-                for dpid, port_no in next_port.items():
-                    per.setdefault(dpid, set()).add(
-                        flow(TABLE_DESTINATIONS, PRIORITY_DESTINATION, match,
-                             (("output", port_no),), cookie))
-                per.setdefault(h.dpid, set()).add(
-                    flow(TABLE_DESTINATIONS, PRIORITY_DESTINATION, match,
-                         (("output", h.port_no),), cookie))
-        result = {dpid: frozenset(es) for dpid, es in per.items()}
-        self._dest_cache = (st.version, result)
-        return result
+            want = self._want.setdefault(dpid, set())
+            keys = self._want_keys.setdefault(dpid, {})
+            removed, added = self._delta.setdefault(dpid, (set(), set()))
+            for e in was - now:
+                want.discard(e)
+                k = e.key
+                if keys[k] == 1:
+                    del keys[k]
+                else:
+                    keys[k] -= 1
+                if e in added:
+                    added.discard(e)
+                else:
+                    removed.add(e)
+            for e in now - was:
+                want.add(e)
+                k = e.key
+                keys[k] = keys.get(k, 0) + 1
+                if e in removed:
+                    removed.discard(e)
+                else:
+                    added.add(e)
+        if flows:
+            self._owners[owner] = flows
+        else:
+            self._owners.pop(owner, None)
+
+    def _refresh_destinations(self) -> None:
+        """Destination flows of every host. Trees are recomputed in full when the graph or
+        switch presence changed; only hosts whose tree (or own record) changed get new
+        flows."""
+        st = self.state
+        if self._trees_version != st.graph_version:
+            self._trees = {}
+            self._trees_version = st.graph_version
+        sources: dict[int, list[tuple[Any, dict[int, int]]]] = {}
+        for name in sorted(st.hosts):
+            if not st.host_usable(name):
+                continue
+            h = st.hosts[name]
+            if not st.node_present(h.node):
+                continue
+            tree = self._trees.get(h.node)
+            if tree is None:
+                tree = self._trees[h.node] = self.destination_tree(h.node)
+            cookie = make_cookie(OWNER_DESTINATION, int(ipaddress.IPv4Address(h.ip)))
+            sources.setdefault(cookie, []).append((h, tree))
+        for cookie in [c for c in self._dest_sources if c not in sources]:
+            del self._dest_sources[cookie]
+            self._set_owner(cookie, {})
+        for cookie, src in sources.items():
+            if self._dest_sources.get(cookie) == src:
+                continue
+            self._dest_sources[cookie] = src
+            per: dict[int, set[FlowEntry]] = {}
+            for h, tree in src:
+                match = ((("eth_type", ETH_TYPE_IPV4), ("ipv4_dst", h.ip)))
+                for dpid, port_no in tree.items():
+                    per.setdefault(dpid, set()).add(FlowEntry(
+                        TABLE_DESTINATIONS, PRIORITY_DESTINATION, match,
+                        (("output", port_no),), cookie))
+                per.setdefault(h.dpid, set()).add(FlowEntry(
+                    TABLE_DESTINATIONS, PRIORITY_DESTINATION, match,
+                    (("output", h.port_no),), cookie))
+            self._set_owner(cookie, {dpid: frozenset(es) for dpid, es in per.items()})
 
     def destination_tree(self, node: str) -> dict[int, int]:
         """For every other switch that can reach ``node``: dpid -> out port on a least-latency
@@ -471,33 +591,54 @@ class Router:
                 next_port[u] = st.out_port(u, lid)
         return {st.wiring.node_dpid[u]: p for u, p in next_port.items()}
 
+    def _refresh_intent(self, intent_id: int) -> None:
+        cookie = make_cookie(OWNER_INTENT, intent_id)
+        intent = self.intents.get(intent_id)
+        if intent is None:
+            self._intent_keys.pop(intent_id, None)
+            self._intent_variants.pop(intent_id, None)
+            self._set_owner(cookie, {})
+            return
+        st = self.state
+        key = (intent.path, intent.links, intent.state in ("infeasible", "degraded"),
+               intent.reason.startswith("same traffic"), st.hosts.get(intent.spec.src),
+               st.hosts.get(intent.spec.dst))
+        if self._intent_keys.get(intent_id) == key:
+            return
+        self._intent_keys[intent_id] = key
+        # the last few flow sets of each intent are kept: a flapping link moves intents
+        # back and forth between the same paths
+        variants = self._intent_variants.setdefault(intent_id, {})
+        flows = variants.pop(key, None)
+        if flows is None:
+            flows = {dpid: frozenset(es) for dpid, es in self._intent_flows(intent).items()}
+            if len(variants) >= _INTENT_VARIANTS:
+                del variants[next(iter(variants))]
+        variants[key] = flows
+        self._set_owner(cookie, flows)
+
     def _intent_flows(self, intent: Intent) -> dict[int, list[FlowEntry]]:
-        key = (intent.path, intent.links, intent.state, intent.reason, self.fallback,
-               intent.spec)
-        cached = self._intent_cache.get(intent.id)
-        if cached is not None and cached[0] == key and cached[1] is not None:
-            return cached[1]
         st = self.state
         spec = intent.spec
         out: dict[int, list[FlowEntry]] = {}
         if spec.src in st.hosts and spec.dst in st.hosts:
             src, dst = st.hosts[spec.src], st.hosts[spec.dst]
-            match = intent_match(spec, src.ip, dst.ip)
+            match = tuple(sorted(intent_match(spec, src.ip, dst.ip).items()))
             prio = _priority(spec)
             cookie = make_cookie(OWNER_INTENT, intent.id)
             if intent.path is not None and intent.links is not None:
+                node_dpid = st.wiring.node_dpid
                 for u, lid in zip(intent.path, intent.links, strict=False):
-                    out.setdefault(st.wiring.node_dpid[u], []).append(
-                        flow(TABLE_INTENTS, prio, match, (("output", st.out_port(u, lid)),),
-                             cookie))
+                    out.setdefault(node_dpid[u], []).append(
+                        FlowEntry(TABLE_INTENTS, prio, match,
+                                  (("output", st.out_port(u, lid)),), cookie))
                 out.setdefault(dst.dpid, []).append(
-                    flow(TABLE_INTENTS, prio, match, (("output", dst.port_no),), cookie))
+                    FlowEntry(TABLE_INTENTS, prio, match, (("output", dst.port_no),), cookie))
             elif intent.state in ("infeasible", "degraded") \
                     and not intent.reason.startswith("same traffic"):
                 fallback: Instructions = () if self.fallback == "drop" \
                     else (("goto_table", TABLE_DESTINATIONS),)
-                out[src.dpid] = [flow(TABLE_INTENTS, prio, match, fallback, cookie)]
-        self._intent_cache[intent.id] = (key, out)
+                out[src.dpid] = [FlowEntry(TABLE_INTENTS, prio, match, fallback, cookie)]
         return out
 
 

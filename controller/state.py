@@ -107,6 +107,10 @@ class NetworkState:
         self.events: deque[dict[str, Any]] = deque(maxlen=max_events)
         self.version = 0
         """bumped on every change that can move a route (links, switches, hosts)"""
+        self.graph_version = 0
+        """bumped when the path graph or switch presence changes (destination trees)"""
+        self.hosts_version = 0
+        """bumped when a host is learned, moves or is forgotten"""
         self._refresh(now, cause="start")
 
     # -- lookups ------------------------------------------------------------------------------
@@ -226,12 +230,14 @@ class NetworkState:
                 self.graph.set_link_up(self.link_ids[i], up, both_directions=True)
         if changed:
             self.version += 1
+            self.graph_version += 1
             lk = self.topology.links
             for i in changed:
                 self.record("link_up" if self.link_up[i] else "link_down", now, link=i,
                             a=lk[i].a, b=lk[i].b, cause=cause)
         if presence:
             self.version += 1  # presence changes which switches get destination flows
+            self.graph_version += 1
         return changed
 
     # -- LLDP ------------------------------------------------------------------------------------
@@ -328,6 +334,7 @@ class NetworkState:
         self._host_by_mac[mac] = name
         self._host_by_port[(dpid, port_no)] = name
         self.version += 1
+        self.hosts_version += 1
         what = "moved" if old is not None else "new"
         self.record(f"host_{what}", now, host=name, ip=ip, mac=mac, dpid=dpid, port_no=port_no)
         return what
