@@ -1,0 +1,154 @@
+"""Browser tests of the web map: headless Debian Chromium driven by selenium, against a real
+API server on loopback (a real ControllerService, no switches; switch and port events are fed
+to the service in this process as the os-ken app would).
+
+Chromium is part of the test environment (scripts/setup.sh installs it): when it is missing the
+tests fail with a message naming the Debian packages, they do not skip."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from controller.api import ApiHandle, start_api
+from controller.service import ControllerService
+from controller.topology import Topology, load_topology
+from controller.zoo import import_gml
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+KDL_GML = Path("/work/shared/datasets/topology-zoo/Kdl.gml")
+TOKEN = "browser-token-0123456789"
+WAIT_S = 10.0
+
+
+@dataclass
+class MapServer:
+    handle: ApiHandle
+    service: ControllerService
+    topology: Topology
+
+    @property
+    def url(self) -> str:
+        return self.handle.url
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=f"{self.url}/api/v1", timeout=10.0,
+                            headers={"Authorization": f"Bearer {TOKEN}"})
+
+    def stop(self) -> None:
+        self.handle.app.state.webmap.close()  # type: ignore[union-attr]
+        self.handle.stop()
+
+
+def serve(topology_path: Path, state_dir: Path, *, read_open: bool | None = None
+          ) -> MapServer:
+    """A real API server on a free loopback port (stop it with :meth:`MapServer.stop`)."""
+    topo = load_topology(topology_path)
+    service = ControllerService(topo)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    token_file = state_dir / "token"
+    token_file.write_text(f"{TOKEN}\n")
+    handle = start_api(service, state_dir=state_dir, host="127.0.0.1", port=0,
+                       token_file=token_file, read_open=read_open)
+    return MapServer(handle, service, topo)
+
+
+@pytest.fixture(scope="module")
+def national(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MapServer]:
+    srv = serve(ROOT / "topologies" / "national.yaml", tmp_path_factory.mktemp("national"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def kdl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MapServer]:
+    """The 754-node Kdl carrier map from the Topology Zoo, exported to YAML first."""
+    d = tmp_path_factory.mktemp("kdl")
+    path = d / "kdl.yaml"
+    path.write_text(import_gml(KDL_GML).to_yaml())
+    srv = serve(path, d / "state")
+    yield srv
+    srv.stop()
+
+
+def _require_browser() -> None:
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if missing:
+        pytest.fail(f"browser tests need {', '.join(missing)}: install the Debian packages "
+                    "'chromium' and 'chromium-driver' (apt-get install -y chromium "
+                    "chromium-driver; scripts/setup.sh does)", pytrace=False)
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        pytest.fail("browser tests need selenium (pip install selenium; in the test extras)",
+                    pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    _require_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1400,900", "--hide-scrollbars", "--no-first-run",
+                "--disable-extensions", "--disable-background-networking"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+OpenMap = Callable[[MapServer], Any]
+
+
+@pytest.fixture
+def open_map(browser: Any) -> Iterator[OpenMap]:
+    """Load the map of a server and wait until it is drawn and the live stream is on."""
+
+    def open_(srv: MapServer) -> Any:
+        browser.get(f"{srv.url}/")
+        wait_for(browser, lambda d: d.execute_script(
+            "return document.body.dataset.ready === 'true' && "
+            "document.getElementById('live').classList.contains('on') && "
+            "document.body.dataset.seq !== undefined"), "the map to load and go live")
+        return browser
+
+    yield open_
+    # leave the page so its stream closes before the server stops
+    browser.get("about:blank")
+
+
+def wait_for(driver: Any, cond: Callable[[Any], Any], what: str, timeout_s: float = WAIT_S
+             ) -> Any:
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(driver, timeout_s, poll_frequency=0.05).until(cond)
+    except TimeoutException:
+        logs = driver.get_log("browser")
+        raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}; "
+                             f"browser log: {logs}") from None
+
+
+def screenshot(driver: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    driver.save_screenshot(str(path))
+    return path
+
