@@ -1,0 +1,369 @@
+"""REST endpoints of compute steering (``docs/compute.md``), as an APIRouter that
+:func:`controller.api.create_app` includes with its own read/write dependencies:
+
+* ``/api/v1/compute-sites`` (GET list, POST) and ``/compute-sites/{site_id}`` (GET, PATCH,
+  DELETE): the site registry. Marking a site ``down`` moves its anycast clients (the answer
+  lists the moves).
+* ``/api/v1/placements`` (POST -> 201 with site, path, latency, price; 409 ``no_capacity`` with
+  ``reasons`` and ``candidates``; GET) and ``/placements/{id}`` (GET, DELETE releases).
+* ``/api/v1/services`` (POST, GET), ``/services/{name}`` (GET, DELETE),
+  ``/services/{name}/assignments`` (GET; POST assigns a client), and
+  ``/services/{name}/assignments/{client}`` (DELETE).
+* ``/api/v1/latency-circles/sites``: per hub the cities in each tier, per city the sites it can
+  use in each tier, with live site state.
+
+Errors use the API's one shape (``error``, ``detail``), from :mod:`controller.errors`:
+400 malformed (bad id, unknown node), 404 unknown, 409 conflicts and no capacity, 422 schema.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.params import Depends
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from controller.errors import ComputeSiteError, NoCapacity
+from controller.placement import TIERS_MS, Service, resolve_bound
+
+if TYPE_CHECKING:
+    from controller.steering import Steering
+
+__all__ = ["compute_router"]
+
+Kind = Literal["general", "intelligent", "hpc"]
+State = Literal["up", "draining", "down"]
+Policy = Literal["nearest", "cheapest", "least-loaded"]
+Tier = Literal["local", "regional", "national"]
+_Num = Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)]
+_Positive = Annotated[float, Field(gt=0, le=1e12, allow_inf_nan=False)]
+_Text = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SiteIn(_Body):
+    """A compute site. ``free_capacity``: capacity already used by others is capacity minus
+    this (default: all free)."""
+
+    id: _Text = Field(description="cs:<place>:<name>, e.g. cs:gansu-qingyang:ai-01")
+    node: _Text
+    capacity: _Num
+    kind: Kind = "general"
+    unit: Annotated[str, Field(min_length=1, max_length=32)] = "PFLOPS"
+    price: _Num = Field(default=0.0, description="per unit of capacity (per hour)")
+    host: _Text | None = Field(default=None, description="the host anycast traffic goes to")
+    state: State = "up"
+    free_capacity: _Num | None = None
+
+
+class SitePatch(_Body):
+    """Fields to change; node, kind and unit only while the site holds no reservations."""
+
+    node: _Text | None = None
+    capacity: _Num | None = None
+    kind: Kind | None = None
+    unit: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    price: _Num | None = None
+    host: _Text | None = None
+    state: State | None = None
+
+
+class ReservationOut(BaseModel):
+    id: str
+    site_id: str
+    amount: float
+    amount_micro: int
+    owner: str
+
+
+class MoveOut(BaseModel):
+    service: str
+    client_host: str
+    from_site: str
+    to_site: str | None
+    reason: str
+    latency_ms: float | None
+
+
+class SiteOut(BaseModel):
+    id: str
+    node: str
+    kind: str
+    capacity: float
+    free_capacity: float
+    reserved: float
+    baseline_used: float
+    unit: str
+    price: float
+    host: str | None
+    state: str
+    reservations: int
+
+
+class SiteDetailOut(SiteOut):
+    reservation_list: list[ReservationOut]
+
+
+class SiteUpdatedOut(SiteOut):
+    moves: list[MoveOut] = Field(description="anycast clients moved off the site (down)")
+
+
+class DeletedOut(BaseModel):
+    id: str
+    deleted: bool
+
+
+class PlacementIn(_Body):
+    """A demand to place: exactly one of ``max_latency_ms`` and ``tier`` (local 1 ms,
+    regional 5 ms, national 20 ms). Policy default ``nearest``."""
+
+    source: _Text = Field(description="a node, a host name or a host's IPv4 address")
+    demand: _Positive = Field(description="units of capacity (the site's unit)")
+    kind: Kind
+    max_latency_ms: _Positive | None = None
+    tier: Tier | None = None
+    min_bandwidth_mbps: _Num = 0.0
+    policy: Policy = "nearest"
+
+
+class PlacementOut(BaseModel):
+    id: str
+    source: str
+    source_node: str
+    site_id: str
+    site_node: str
+    kind: str
+    demand: float
+    unit: str
+    policy: str
+    max_latency_ms: float
+    min_bandwidth_mbps: float
+    path: list[str]
+    link_ids: list[int]
+    latency_ms: float
+    price: float
+
+
+class NoCapacityBody(BaseModel):
+    error: str = Field(description="no_capacity")
+    detail: str
+    reasons: list[str] = Field(description="why nothing fits, one line each")
+    candidates: list[dict[str, Any]] = Field(
+        description="per site: site, latency_ms, status (full, down, draining, no_bandwidth, "
+                    "beyond_bound, ...), free_capacity, capacity, unit")
+    best_latency_ms: float | None = None
+
+
+class ErrorOut(BaseModel):
+    error: str
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+    best_latency_ms: float | None = None
+
+
+class ServiceIn(_Body):
+    """An anycast service: exactly one of ``max_latency_ms`` and ``tier``."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+    anycast_ip: Annotated[str, Field(min_length=7, max_length=15)]
+    kind: Kind
+    demand_per_client: _Positive
+    max_latency_ms: _Positive | None = None
+    tier: Tier | None = None
+    policy: Policy = "nearest"
+
+
+class ServiceOut(BaseModel):
+    name: str
+    anycast_ip: str
+    kind: str
+    demand_per_client: float
+    max_latency_ms: float
+    policy: str
+    clients: int
+
+
+class AssignIn(_Body):
+    client: _Text = Field(description="the client host (name or IPv4)")
+
+
+class AssignmentOut(BaseModel):
+    service: str
+    client_host: str
+    client_ip: str
+    client_node: str
+    site_id: str
+    site_node: str
+    reservation_id: str
+    path: list[str]
+    link_ids: list[int]
+    latency_ms: float
+    price: float
+
+
+class ServiceDeletedOut(BaseModel):
+    name: str
+    deleted: bool
+    released: list[AssignmentOut]
+
+
+_E: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut} for status in (400, 401, 404, 409, 422, 500)}
+_E_PLACE: dict[int | str, dict[str, Any]] = {**_E, 409: {"model": NoCapacityBody,
+                        "description": "no site fits (no_capacity: reasons, candidates) or a "
+                                       "conflict"}}
+
+
+def _no_capacity(exc: NoCapacity) -> JSONResponse:
+    return JSONResponse(status_code=409, content={
+        "error": exc.code, "detail": str(exc), "reasons": exc.reasons,
+        "candidates": exc.candidates, "best_latency_ms": exc.best_latency_ms})
+
+
+def _service_view(s: Service, clients: int) -> dict[str, Any]:
+    return {**s.to_dict(), "clients": clients}
+
+
+def compute_router(steering: Steering, *, read: list[Depends],
+                   write: list[Depends]) -> APIRouter:
+    """The compute endpoints; ``read``/``write`` are the app's auth dependencies."""
+    r = APIRouter(prefix="/api/v1", tags=["compute"])
+
+    # -- sites ------------------------------------------------------------------------------
+    @r.get("/compute-sites", response_model=list[SiteOut], responses=_E, dependencies=read)
+    def list_sites(kind: Kind | None = None, state: State | None = None) -> list[dict[str, Any]]:
+        """Registered sites in registration order (optionally of one kind / state)."""
+        return steering.sites(kind=kind, state=state)
+
+    @r.post("/compute-sites", status_code=201, response_model=SiteOut, responses=_E,
+            dependencies=write)
+    def add_site(body: SiteIn) -> dict[str, Any]:
+        """Register a site (persisted). 400 bad id / unknown node or host; 409 duplicate."""
+        return steering.add_site(body.model_dump(exclude_none=True))
+
+    @r.get("/compute-sites/{site_id}", response_model=SiteDetailOut, responses=_E,
+           dependencies=read)
+    def show_site(site_id: str) -> dict[str, Any]:
+        """One site with its reservations (placements and anycast clients)."""
+        return steering.site(site_id)
+
+    @r.patch("/compute-sites/{site_id}", response_model=SiteUpdatedOut, responses=_E,
+             dependencies=write)
+    def update_site(site_id: str, body: SitePatch) -> dict[str, Any]:
+        """Change fields (e.g. ``{"state": "down"}``). 409 when the capacity would fall below
+        what is in use, or node/kind/unit change while reservations exist. A site marked
+        down moves its anycast clients to the next best site (``moves``)."""
+        changes = body.model_dump(exclude_unset=True)
+        for key in ("node", "capacity", "kind", "unit", "price", "state"):
+            if key in changes and changes[key] is None:
+                raise ComputeSiteError(f"{key} cannot be null")
+        site, moves = steering.update_site(site_id, changes)
+        return {**site, "moves": [asdict(m) for m in moves]}
+
+    @r.delete("/compute-sites/{site_id}", response_model=DeletedOut, responses=_E,
+              dependencies=write)
+    def delete_site(site_id: str) -> dict[str, Any]:
+        """Unregister a site; 409 while it holds reservations."""
+        steering.remove_site(site_id)
+        return {"id": site_id, "deleted": True}
+
+    # -- placements -------------------------------------------------------------------------
+    @r.post("/placements", status_code=201, response_model=PlacementOut, responses=_E_PLACE,
+            dependencies=write)
+    def place(body: PlacementIn) -> Any:
+        """Choose a site for the demand by the policy and reserve the capacity. 409
+        ``no_capacity`` with ``reasons`` and per-site ``candidates`` when nothing fits."""
+        try:
+            p = steering.place(body.source, body.demand, body.kind,
+                               max_latency_ms=body.max_latency_ms, tier=body.tier,
+                               min_bandwidth_mbps=body.min_bandwidth_mbps, policy=body.policy)
+        except NoCapacity as exc:
+            return _no_capacity(exc)
+        return p.to_dict()
+
+    @r.get("/placements", response_model=list[PlacementOut], responses=_E, dependencies=read)
+    def list_placements() -> list[dict[str, Any]]:
+        return [p.to_dict() for p in steering.placements()]
+
+    @r.get("/placements/{placement_id}", response_model=PlacementOut, responses=_E,
+           dependencies=read)
+    def show_placement(placement_id: str) -> dict[str, Any]:
+        return steering.placement(placement_id).to_dict()
+
+    @r.delete("/placements/{placement_id}", response_model=PlacementOut, responses=_E,
+              dependencies=write)
+    def release(placement_id: str) -> dict[str, Any]:
+        """Release the placement's capacity; answers the released placement."""
+        return steering.release(placement_id).to_dict()
+
+    # -- services ---------------------------------------------------------------------------
+    @r.post("/services", status_code=201, response_model=ServiceOut, responses=_E,
+            dependencies=write)
+    def add_service(body: ServiceIn) -> dict[str, Any]:
+        """Create an anycast service. 409 when the name or address is taken (or is a
+        host's address)."""
+        bound = resolve_bound(body.max_latency_ms, body.tier)
+        svc = steering.add_service(Service(body.name, body.anycast_ip, body.kind,
+                                           body.demand_per_client, bound, body.policy))
+        return _service_view(svc, 0)
+
+    @r.get("/services", response_model=list[ServiceOut], responses=_E, dependencies=read)
+    def list_services() -> list[dict[str, Any]]:
+        return [_service_view(s, n) for s, n in steering.services()]
+
+    @r.get("/services/{name}", response_model=ServiceOut, responses=_E, dependencies=read)
+    def show_service(name: str) -> dict[str, Any]:
+        return _service_view(*steering.get_service(name))
+
+    @r.delete("/services/{name}", response_model=ServiceDeletedOut, responses=_E,
+              dependencies=write)
+    def delete_service(name: str) -> dict[str, Any]:
+        """Remove the service and release every client's capacity."""
+        return {"name": name, "deleted": True, "released": steering.remove_service(name)}
+
+    @r.get("/services/{name}/assignments", response_model=list[AssignmentOut], responses=_E,
+           dependencies=read)
+    def assignments(name: str) -> list[dict[str, Any]]:
+        """Which site each client of the service is steered to."""
+        return steering.assignments(name)
+
+    @r.post("/services/{name}/assignments", response_model=AssignmentOut,
+            responses=_E_PLACE, dependencies=write)
+    def assign(name: str, body: AssignIn) -> Any:
+        """The client's site: kept while it is up or draining and within the bound (sticky),
+        else a new choice by the service's policy (capacity reserved). 409 ``no_capacity``
+        with reasons when no site can take the client."""
+        try:
+            return steering.assign(name, body.client)
+        except NoCapacity as exc:
+            return _no_capacity(exc)
+
+    @r.delete("/services/{name}/assignments/{client}", response_model=AssignmentOut,
+              responses=_E, dependencies=write)
+    def unassign(name: str, client: str) -> dict[str, Any]:
+        """Forget a client's assignment and release its capacity."""
+        return steering.unassign(name, client)
+
+    # -- latency circles with sites ---------------------------------------------------------
+    @r.get("/latency-circles/sites", responses=_E, dependencies=read)
+    def circles_sites(
+            city: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+            max_latency_ms: Annotated[float | None, Query(gt=0, le=1e6)] = None,
+    ) -> dict[str, Any]:
+        """For each national hub the cities within each tier (1, 5, 20 ms by default), and
+        for each city (or only ``city``) the sites it can use within each tier (kind, state,
+        free capacity, latency), nearest first."""
+        if max_latency_ms is not None and not math.isfinite(max_latency_ms):
+            raise ComputeSiteError("max_latency_ms must be a finite number")
+        tiers = [max_latency_ms] if max_latency_ms is not None else sorted(
+            set(TIERS_MS.values()))
+        return steering.circles(tiers_ms=tiers, cities=[city] if city is not None else None)
+
+    return r
