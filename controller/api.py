@@ -29,7 +29,6 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,11 +42,15 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from controller.compute_api import compute_router
 from controller.errors import CpnError, InfeasibleRoute, NotFound
 from controller.metrics import CONTENT_TYPE, Metrics
 from controller.routing import FlowEntry, Intent
+from controller.service import SwitchUnavailable
+from controller.steering import Steering
 from controller.store import Store, StoreError, default_state_dir
 from controller.topology import IntentSpec, Match
+from controller.webmap import web_router
 
 if TYPE_CHECKING:
     from controller.service import ControllerService
@@ -62,6 +65,8 @@ TOKEN_ENV = "CPN_API_TOKEN"
 TOKEN_FILE_NAME = "api-token"
 STORE_FILE_NAME = "state.sqlite3"
 DEFAULT_CIRCLE_TIERS_MS = (1.0, 5.0, 20.0)
+_PORT_COUNTER_KEYS = ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_dropped",
+                      "tx_dropped", "rx_errors", "tx_errors", "duration_s")
 _UNBOUNDED_MS = 1e12
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 
@@ -110,6 +115,8 @@ class IntentIn(_Body):
     match: MatchIn | None = None
     priority: int = Field(default=100, ge=0, le=65535)
     protection: bool = False
+    police: bool = Field(default=False, description="hold the traffic to min_bandwidth_mbps "
+                         "with an OpenFlow meter at the ingress switch")
 
     def to_spec(self) -> IntentSpec:
         m = self.match
@@ -117,7 +124,8 @@ class IntentIn(_Body):
                           min_bandwidth_mbps=self.min_bandwidth_mbps, name=self.name,
                           match=Match(m.ip_proto, m.src_port, m.dst_port, m.dscp)
                           if m is not None else None,
-                          priority=self.priority, protection=self.protection)
+                          priority=self.priority, protection=self.protection,
+                          police=self.police)
 
 
 class ErrorBody(BaseModel):
@@ -127,6 +135,9 @@ class ErrorBody(BaseModel):
         default=None, description="validation failures: loc, msg, type")
     best_latency_ms: float | None = Field(
         default=None, description="infeasible: the best latency any path has")
+    bottleneck: dict[str, Any] | None = Field(
+        default=None, description="insufficient_bandwidth: the tightest link within the "
+        "bound: link, index, residual_mbps, bandwidth_mbps")
 
 
 class PathChangeOut(BaseModel):
@@ -162,6 +173,9 @@ class IntentOut(BaseModel):
     min_bandwidth_mbps: float
     priority: int
     protection: bool
+    police: bool = False
+    protection_note: str = Field(default="", description="protection: links of the path "
+                                 "without a detour, or with one over the latency bound")
     match: dict[str, int] | None
     state: Literal["installed", "pending", "infeasible", "degraded"]
     reason: str
@@ -216,6 +230,14 @@ class HealthOut(BaseModel):
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody} for status in (400, 401, 404, 409, 422, 500)}
+_LIVE_ERRORS: dict[int | str, dict[str, Any]] = {**_ERRORS, 503: {"model": ErrorBody}}
+"""Reads that ask the switch itself: 503 when it cannot answer (``source=switch``)."""
+LIVE_READ_TIMEOUT_S = 5.0
+ReadSource = Annotated[
+    Literal["auto", "switch", "controller"],
+    Query(description="switch: read it from the switch now (503 when it cannot answer); "
+                      "controller: the controller's view; auto (default): the switch when it "
+                      "answers, else the controller's view with switch_error saying why")]
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -232,6 +254,11 @@ def _flow_dict(e: FlowEntry) -> dict[str, Any]:
             "instructions": [{"type": k, "value": v} for k, v in e.instructions],
             "cookie": f"{e.cookie:#018x}",
             "owner": f"{owner[0]}:{owner[1]}" if owner else None}
+
+
+def _load_mbps(load: dict[str, Any] | None) -> float | None:
+    """Measured load of a link: the busier direction (None before two port-stats polls)."""
+    return None if load is None else max(load["a_to_b_mbps"], load["b_to_a_mbps"])
 
 
 def _finite(x: float | None) -> float | None:
@@ -437,7 +464,9 @@ class IntentManager:
     def add(self, spec: IntentSpec) -> Intent:
         with self.lock:
             iid = self._next_id()
-            intent = self.service.add_intent(spec, intent_id=iid, timeout_s=self.timeout_s)
+            # admission control: a bandwidth that does not fit answers 409 (nothing changes)
+            intent = self.service.add_intent(spec, intent_id=iid, timeout_s=self.timeout_s,
+                                             admit=True)
             try:
                 self.store.add_intent(iid, spec)
             except StoreError:
@@ -478,7 +507,8 @@ def intent_view(intent: Intent, source: str) -> dict[str, Any]:
         "id": intent.id, "name": intent.name, "source": source, "src": spec.src,
         "dst": spec.dst, "max_latency_ms": spec.max_latency_ms,
         "min_bandwidth_mbps": spec.min_bandwidth_mbps, "priority": spec.priority,
-        "protection": spec.protection,
+        "protection": spec.protection, "police": spec.police,
+        "protection_note": intent.protection_note,
         "match": ({k: v for k, v in (("ip_proto", m.ip_proto), ("src_port", m.src_port),
                                      ("dst_port", m.dst_port), ("dscp", m.dscp))
                    if v is not None} if m is not None else None),
@@ -501,7 +531,8 @@ def _error(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
 
 
 def create_app(service: ControllerService, store: Store, *, token: str | None,
-               read_open: bool = True, intents: IntentManager | None = None) -> FastAPI:
+               read_open: bool = True, intents: IntentManager | None = None,
+               steering: Steering | None = None) -> FastAPI:
     """The API app for ``service``. ``token`` None disables write access altogether (every
     write answers 401): there is no unauthenticated write mode."""
     manager = intents if intents is not None else IntentManager(service, store)
@@ -535,7 +566,8 @@ def create_app(service: ControllerService, store: Store, *, token: str | None,
     @app.exception_handler(CpnError)
     def _cpn_error(_req: Request, exc: CpnError) -> JSONResponse:
         best = exc.best_latency_ms if isinstance(exc, InfeasibleRoute) else None
-        return _error(exc.http_status, exc.code, str(exc), best_latency_ms=best)
+        return _error(exc.http_status, exc.code, str(exc), best_latency_ms=best,
+                      bottleneck=getattr(exc, "bottleneck", None))
 
     @app.exception_handler(RequestValidationError)
     def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
@@ -593,7 +625,7 @@ def create_app(service: ControllerService, store: Store, *, token: str | None,
                               "bandwidth_mbps": lk.bandwidth_mbps, "cost": lk.cost,
                               "distance_km": lk.distance_km, "up": st.link_usable(i),
                               "reserved_mbps": lk.bandwidth_mbps - residual_mbps,
-                              "load_mbps": None})
+                              "load_mbps": _load_mbps(st.link_load(i))})
             nodes = [{"name": n.name, "kind": n.kind, "dpid": n.dpid, "label": n.label,
                       "lat": n.lat, "lon": n.lon,
                       "connected": st.switches[n.dpid].connected} for n in topo.nodes]
@@ -613,33 +645,58 @@ def create_app(service: ControllerService, store: Store, *, token: str | None,
                           if s["ports"] is not None else None)
         return out
 
-    @app.get(f"{v1}/switches/{{dpid}}/flows", responses=_ERRORS, dependencies=read,
+    @app.get(f"{v1}/switches/{{dpid}}/flows", responses=_LIVE_ERRORS, dependencies=read,
              tags=["state"])
-    def switch_flows(dpid: str) -> dict[str, Any]:
-        """The flows of one switch. The service cannot read a switch's table on demand yet,
-        so this is the controller's plan: ``installed`` (its confirmed view of the switch,
-        which reconciliation read from the switch at connect) when the switch is synced,
-        else ``wanted``; ``source`` says ``controller``."""
+    def switch_flows(dpid: str, source: ReadSource = "auto") -> dict[str, Any]:
+        """The flows of one switch. ``source: "switch"``: read from the switch now (every
+        part of a flow-stats reply), with packet and byte counters. ``source:
+        "controller"``: the controller's plan, ``installed`` (its confirmed view, read from
+        the switch at reconciliation and kept by barriers) when the switch is synced, else
+        ``wanted``."""
         d = parse_dpid(dpid, service)
-        reader: Callable[..., Any] | None = getattr(service, "read_flows", None)
-        if reader is not None:
-            flows = reader(d, timeout_s=5.0)
-            return {"dpid": f"{d:#x}", "source": "switch", "plan": None,
-                    "flows": [_flow_dict(e) for e in sorted(flows)]}
+        with service.lock:
+            name = service.core.state.switches[d].name
+        switch_error = None
+        if source != "controller":
+            try:
+                stats = service.read_flow_stats(d, timeout_s=LIVE_READ_TIMEOUT_S)
+            except SwitchUnavailable as exc:
+                if source == "switch":
+                    raise
+                switch_error = str(exc)
+            else:
+                return {"dpid": f"{d:#x}", "switch": name, "source": "switch", "plan": None,
+                        "switch_error": None,
+                        "flows": [{**_flow_dict(st.entry), "packets": st.packets,
+                                   "bytes": st.bytes, "duration_s": st.duration_s}
+                                  for st in stats]}
         with service.lock:
             synced = service.core.synced(d)
             plan = service.core.installed_plan() if synced else service.core.wanted_plan()
             entries = sorted(plan.entries(d))
-            name = service.core.state.switches[d].name
         return {"dpid": f"{d:#x}", "switch": name, "source": "controller",
-                "plan": "installed" if synced else "wanted",
+                "plan": "installed" if synced else "wanted", "switch_error": switch_error,
                 "flows": [_flow_dict(e) for e in entries]}
 
-    @app.get(f"{v1}/switches/{{dpid}}/ports", responses=_ERRORS, dependencies=read,
+    @app.get(f"{v1}/switches/{{dpid}}/ports", responses=_LIVE_ERRORS, dependencies=read,
              tags=["state"])
-    def switch_ports(dpid: str) -> dict[str, Any]:
-        """Ports as the switch reported them (live) and what the topology expects there."""
+    def switch_ports(dpid: str, source: ReadSource = "auto") -> dict[str, Any]:
+        """Ports: ``live`` as the controller last heard (port status), what the topology
+        expects there, and, read from the switch now (port descriptions and statistics):
+        name, hw_addr, link_up, admin_up, curr_speed_kbps and ``counters`` (rx/tx packets,
+        bytes, dropped, errors; None without a live read)."""
         d = parse_dpid(dpid, service)
+        switch_error = None
+        reading: dict[int, dict[str, Any]] = {}
+        if source != "controller":
+            try:
+                reading = {p["port_no"]: p for p in
+                           service.read_ports(d, timeout_s=LIVE_READ_TIMEOUT_S)}
+            except SwitchUnavailable as exc:
+                if source == "switch":
+                    raise
+                switch_error = str(exc)
+        live_read = source != "controller" and switch_error is None
         with service.lock:
             st = service.core.state
             sw = st.switches[d]
@@ -647,7 +704,7 @@ def create_app(service: ControllerService, store: Store, *, token: str | None,
             names = wiring.dpid_node
             reported = dict(sw.ports) if sw.ports is not None else {}
             out = []
-            for p in sorted(set(wiring.ports_of(d)) | set(reported)):
+            for p in sorted(set(wiring.ports_of(d)) | set(reported) | set(reading)):
                 peer = wiring.peer(d, p)
                 expected: dict[str, Any] | None = None
                 if peer is not None and len(peer) == 4:
@@ -657,8 +714,17 @@ def create_app(service: ControllerService, store: Store, *, token: str | None,
                                 "peer_port_no": peer_port_no}
                 elif peer is not None:
                     expected = {"kind": "host", "host": peer[1]}
-                out.append({"port_no": p, "live": reported.get(p), "expected": expected})
-        return {"dpid": f"{d:#x}", "switch": sw.name, "connected": sw.connected, "ports": out}
+                row = reading.get(p, {})
+                counters = ({k: row.get(k) for k in _PORT_COUNTER_KEYS}
+                            if row.get("rx_packets") is not None else None)
+                out.append({"port_no": p, "live": reported.get(p), "expected": expected,
+                            "name": row.get("name"), "hw_addr": row.get("hw_addr"),
+                            "link_up": row.get("link_up"), "admin_up": row.get("admin_up"),
+                            "curr_speed_kbps": row.get("curr_speed_kbps"),
+                            "counters": counters})
+        return {"dpid": f"{d:#x}", "switch": sw.name, "connected": sw.connected,
+                "source": "switch" if live_read else "controller",
+                "switch_error": switch_error, "ports": out}
 
     @app.get(f"{v1}/links", responses=_ERRORS, dependencies=read, tags=["state"])
     def links() -> dict[str, Any]:
@@ -786,6 +852,13 @@ def create_app(service: ControllerService, store: Store, *, token: str | None,
             dependencies=read, tags=["state"], response_class=Response,
             summary="Prometheus metrics")(_metrics)
     app.get("/metrics", include_in_schema=False, dependencies=read)(_metrics)
+    # the web map: the page at / and the live stream /api/v1/stream (docs/webmap.md)
+    web = web_router(service, dependencies=read)
+    app.state.webmap = web.broadcaster  # type: ignore[attr-defined]
+    app.include_router(web)
+    # compute steering: sites, placements, anycast services (controller/compute_api.py)
+    app.state.steering = steering if steering is not None else Steering(service, store)
+    app.include_router(compute_router(app.state.steering, read=read, write=write))
     return app
 
 
@@ -809,6 +882,9 @@ class ApiHandle:
         return f"http://{host}:{self.port}"
 
     def stop(self, timeout_s: float = 5.0) -> None:
+        webmap = getattr(self.app.state, "webmap", None) if self.app is not None else None
+        if webmap is not None:
+            webmap.close()  # end the web map's live streams, or uvicorn waits for them
         self.server.should_exit = True
         self.thread.join(timeout_s)
         if self.store is not None:
@@ -907,7 +983,8 @@ def start_api(service: ControllerService, *, state_dir: str | Path | None = None
         manager = IntentManager(service, store, timeout_s=intent_timeout_s)
         manager.reload()
         reads_open = _is_loopback(host) if read_open is None else read_open
-        app = create_app(service, store, token=token, read_open=reads_open, intents=manager)
+        app = create_app(service, store, token=token, read_open=reads_open, intents=manager,
+                         steering=Steering(service, store))
         handle = serve_in_thread(app, host, port)
     except BaseException:
         store.close()

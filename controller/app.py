@@ -9,13 +9,23 @@ replies by xid.
 
 Start it with :func:`controller.main.main` (``cpn-controller``), which builds the service and
 passes it to the app as the ``cpn_service`` keyword.
+
+Multipart requests (flow stats, port stats, port descriptions) go out through
+:meth:`CpnApp.request`; their reply parts are matched by xid and collected here, and whoever
+asked waits on the returned :class:`_Reply` in its own thread (the REST API's, for live reads),
+never in os-ken's event thread.
+
+OpenFlow message counters (:mod:`controller.metrics`): messages out are counted per type
+once per :meth:`CpnApp.send` batch; messages in are counted by the event thread into a plain
+dict (it is the only writer) and added to the Prometheus counters by the periodic thread
+every 50 ms, so a handler pays a dict increment, not the counters' locks.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from os_ken.base import app_manager
@@ -25,6 +35,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as ofp_parser
 
 from controller import openflow
+from controller.metrics import PACKET_INS, count_openflow_message
 from controller.routing import FlowEntry
 from controller.service import ControllerService
 
@@ -48,6 +59,38 @@ class _BarrierWaiter:
 
     def wait(self, timeout: float | None = None) -> bool:
         return self.event.wait(timeout) and self.ok
+
+
+class _Reply:
+    """The parts of one multipart reply, matched by xid. ``wait`` returns True once it is
+    complete: every part came (``error`` None), or the switch answered with an error message
+    or the connection died (``error`` says which). ``on_done`` (if any) runs in the event
+    thread with the parts when the last one came."""
+
+    __slots__ = ("_cancel", "error", "event", "on_done", "parts")
+
+    def __init__(self, on_done: Callable[[list[Any]], None] | None,
+                 cancel: Callable[[], None]) -> None:
+        self.event = threading.Event()
+        self.parts: list[Any] = []
+        self.error: str | None = None
+        self.on_done = on_done
+        self._cancel = cancel
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.event.wait(timeout)
+
+    def cancel(self) -> None:
+        """Forget the request (after a timeout): late parts are dropped. No-op once done."""
+        self._cancel()
+
+    def _finish(self, error: str | None) -> None:
+        self.error = error
+        try:
+            if error is None and self.on_done is not None:
+                self.on_done(self.parts)
+        finally:
+            self.event.set()
 
 
 class _WireCache:
@@ -96,8 +139,14 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]
         self._send_lock = threading.Lock()
         self._waiters: dict[tuple[int, int], _BarrierWaiter] = {}
         """(id(datapath), xid) -> waiter"""
-        self._stats: dict[int, list[Any]] = {}
-        """id(datapath) -> flow-stats entries read so far (multipart)"""
+        self._replies: dict[tuple[int, int], _Reply] = {}
+        """(id(datapath), xid) -> multipart reply being collected"""
+        self._in_counts: dict[str, int] = {}
+        """message type -> messages received so far (written by the event thread only)"""
+        self._in_flushed: dict[str, int] = {}
+        self._packet_ins: dict[int, int] = {}
+        """dpid -> packet-ins so far (event thread only)"""
+        self._packet_ins_flushed: dict[int, int] = {}
         self._removed: dict[int, tuple[Any, list[FlowEntry]]] = {}
         """dpid -> (datapath, flows removed not yet handed to the core)"""
         self._removed_lock = threading.Lock()
@@ -124,6 +173,7 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]
         while not self._stop.wait(FLOW_REMOVED_BATCH_S):
             try:
                 self._flush_removed()
+                self._flush_counts()
                 now = time.monotonic()
                 if now >= next_tick:
                     next_tick = now + TICK_S
@@ -137,6 +187,28 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]
             except Exception:  # noqa: BLE001 - keep ticking whatever one round did
                 self.logger.exception("periodic work failed", extra={"event": "periodic"})
 
+    # -- metrics -------------------------------------------------------------------------------
+    def _count_in(self, msg: Any) -> None:
+        """Count one message received (event thread only)."""
+        name = type(msg).__name__
+        self._in_counts[name] = self._in_counts.get(name, 0) + 1
+
+    def _flush_counts(self) -> None:
+        """Add what the event thread counted since the last flush to the Prometheus counters.
+        The dicts only grow and only the event thread writes them; ``dict.copy`` is atomic
+        under the GIL, so nothing is lost or counted twice."""
+        for name, total in self._in_counts.copy().items():
+            delta = total - self._in_flushed.get(name, 0)
+            if delta:
+                count_openflow_message(name, "in", delta)
+                self._in_flushed[name] = total
+        for dpid, total in self._packet_ins.copy().items():
+            delta = total - self._packet_ins_flushed.get(dpid, 0)
+            if delta:
+                # count_packet_in counts one at a time; a burst is one increment here
+                PACKET_INS.labels(dpid=f"{dpid:#x}").inc(delta)
+                self._packet_ins_flushed[dpid] = total
+
     # -- Transport -----------------------------------------------------------------------------
     def alive(self, handle: Any) -> bool:
         return bool(getattr(handle, "is_active", False))
@@ -146,7 +218,10 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]
         waiter = None
         dp = handle
         bufs = []
+        sent: dict[str, int] = {}
         for msg in msgs:
+            name = type(msg).__name__
+            sent[name] = sent.get(name, 0) + 1
             msg.datapath = dp
             with self._send_lock:  # xids are shared with the event thread's packet-outs
                 xid = dp.set_xid(msg)
@@ -160,17 +235,45 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]
             if waiter is not None:
                 self._fail_waiters(dp)
             return None
+        for name, n in sent.items():
+            count_openflow_message(name, "out", n)
         return waiter
+
+    def request(self, handle: Any, msg: Any,
+                on_done: Callable[[list[Any]], None] | None = None) -> _Reply | None:
+        """Send the multipart request ``msg`` on datapath ``handle``; the returned reply
+        collects every part (matched by xid). None when the connection is gone."""
+        dp = handle
+        msg.datapath = dp
+        with self._send_lock:
+            xid = dp.set_xid(msg)
+            key = (id(dp), xid)
+            reply = _Reply(on_done, lambda: self._drop_reply(key))
+            self._replies[key] = reply
+        if not dp.send(self._wire.serialize(msg)):
+            self._drop_reply(key)
+            return None
+        count_openflow_message(type(msg).__name__, "out")
+        return reply
+
+    def _drop_reply(self, key: tuple[int, int]) -> None:
+        with self._send_lock:
+            self._replies.pop(key, None)
 
     def _fail_waiters(self, dp: Any) -> None:
         with self._send_lock:
             keys = [k for k in self._waiters if k[0] == id(dp)]
             doomed = [self._waiters.pop(k) for k in keys]
+            rkeys = [k for k in self._replies if k[0] == id(dp)]
+            lost = [self._replies.pop(k) for k in rkeys]
         for w in doomed:
             w.event.set()
+        for r in lost:
+            r._finish("the connection to the switch was lost")
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     def _barrier_reply(self, ev: Any) -> None:
+        self._count_in(ev.msg)
         dp = ev.msg.datapath
         with self._send_lock:
             waiter = self._waiters.pop((id(dp), ev.msg.xid), None)
@@ -189,28 +292,52 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]
             ports = {p.port_no: _live(p) for p in dp.ports.values() if p.port_no <= ofp.OFPP_MAX}
             if not self.service.switch_connected(dp.id, ports, dp):
                 return
-            self._stats[id(dp)] = []
-            self.send(dp, [openflow.flow_stats_request()])
+
+            def reconcile(parts: list[Any]) -> None:
+                self.service.reconcile(dp.id, [openflow.flowstats_to_entry(s) for s in parts],
+                                       dp)
+
+            self.request(dp, openflow.flow_stats_request(), on_done=reconcile)
         elif ev.state == DEAD_DISPATCHER:
             self._fail_waiters(dp)
-            self._stats.pop(id(dp), None)
             self.service.switch_lost(dp.id, dp)
 
-    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
-    def _flow_stats(self, ev: Any) -> None:
-        dp = ev.msg.datapath
-        parts = self._stats.get(id(dp))
-        if parts is None:
-            return
-        parts.extend(ev.msg.body)
-        if ev.msg.flags & ofp.OFPMPF_REPLY_MORE:
-            return
-        del self._stats[id(dp)]
-        self.service.reconcile(dp.id, [openflow.flowstats_to_entry(s) for s in parts], dp)
+    @set_ev_cls([ofp_event.EventOFPFlowStatsReply, ofp_event.EventOFPPortStatsReply,
+                 ofp_event.EventOFPPortDescStatsReply], MAIN_DISPATCHER)
+    def _multipart_reply(self, ev: Any) -> None:
+        msg = ev.msg
+        self._count_in(msg)
+        key = (id(msg.datapath), msg.xid)
+        with self._send_lock:
+            reply = self._replies.get(key)
+            if reply is None:
+                return  # not ours (os-ken's handshake) or given up on
+            reply.parts.extend(msg.body)
+            if msg.flags & ofp.OFPMPF_REPLY_MORE:
+                return
+            del self._replies[key]
+        reply._finish(None)
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
+    def _error(self, ev: Any) -> None:
+        msg = ev.msg
+        self._count_in(msg)
+        with self._send_lock:
+            reply = self._replies.pop((id(msg.datapath), msg.xid), None)
+        if reply is not None:
+            reply._finish(f"the switch answered with OpenFlow error type {msg.type} "
+                          f"code {msg.code}")
+
+    @set_ev_cls(ofp_event.EventOFPEchoReply, MAIN_DISPATCHER)
+    def _echo_reply(self, ev: Any) -> None:
+        self._count_in(ev.msg)
+        if ev.msg.datapath.id is not None:
+            self.service.echo_reply(ev.msg.datapath.id, bytes(ev.msg.data or b""))
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     def _port_status(self, ev: Any) -> None:
         msg = ev.msg
+        self._count_in(msg)
         port = msg.desc
         if port.port_no > ofp.OFPP_MAX:
             return
@@ -219,6 +346,7 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]
 
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
     def _flow_removed(self, ev: Any) -> None:
+        self._count_in(ev.msg)
         dp = ev.msg.datapath
         entry = openflow.flowremoved_to_entry(ev.msg)
         with self._removed_lock:
@@ -236,6 +364,9 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def _packet_in(self, ev: Any) -> None:
         msg = ev.msg
+        self._count_in(msg)
+        dpid = msg.datapath.id
+        self._packet_ins[dpid] = self._packet_ins.get(dpid, 0) + 1
         for dp, out in self.service.packet_in(msg.datapath.id, msg.match["in_port"],
                                               bytes(msg.data)):
             self.send(dp, [out])

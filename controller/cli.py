@@ -3,7 +3,9 @@
     cpnctl [--url URL] [--token TOKEN] [--json] COMMAND ...
 
 Commands: ``health``, ``topology``, ``switches``, ``links``, ``hosts``, ``paths SRC DST``,
-``intents add|list|show|delete``, ``routes``, ``circles``, ``events``. Tables for people
+``intents add|list|show|delete``, ``routes``, ``circles``, ``events``, and for compute
+steering ``sites list|add|show|set|delete``, ``place``, ``placements [show|delete ID]``,
+``services list|add|show|delete|assign|assignments``. Tables for people
 (rich); ``--json`` prints the API's JSON for scripts.
 
 ``CPN_URL`` (default ``http://127.0.0.1:8080``) and ``CPN_TOKEN`` come from the environment;
@@ -137,7 +139,171 @@ def _parser() -> argparse.ArgumentParser:
     circles.add_argument("--max-latency-ms", type=float)
     events = sub.add_parser("events", help="recent events")
     events.add_argument("--limit", type=int, default=50)
+    _compute_parsers(sub)
     return p
+
+
+# --- compute steering: sites, placements, services (docs/compute.md) --------------------------
+
+_KINDS = ("general", "intelligent", "hpc")
+_POLICIES = ("nearest", "cheapest", "least-loaded")
+_TIERS = ("local", "regional", "national")
+
+
+def _compute_parsers(sub: Any) -> None:
+    sites = sub.add_parser("sites", help="compute sites")
+    ssub = sites.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ls = ssub.add_parser("list", help="list sites")
+    ls.add_argument("--kind", choices=_KINDS)
+    ls.add_argument("--state", choices=("up", "draining", "down"))
+    add = ssub.add_parser("add", help="register a site")
+    add.add_argument("id", help="cs:<place>:<name>")
+    add.add_argument("--node", required=True)
+    add.add_argument("--capacity", type=float, required=True)
+    add.add_argument("--kind", choices=_KINDS)
+    add.add_argument("--unit")
+    add.add_argument("--price", type=float)
+    add.add_argument("--host")
+    add.add_argument("--free-capacity", type=float)
+    show = ssub.add_parser("show", help="one site with its reservations")
+    show.add_argument("id")
+    setp = ssub.add_parser("set", help="change a site (e.g. --state down)")
+    setp.add_argument("id")
+    setp.add_argument("--state", choices=("up", "draining", "down"))
+    setp.add_argument("--capacity", type=float)
+    setp.add_argument("--price", type=float)
+    delete = ssub.add_parser("delete", help="unregister a site")
+    delete.add_argument("id")
+    place = sub.add_parser("place", help="place a compute demand near a source")
+    place.add_argument("source", help="node, host name or host IP")
+    place.add_argument("--demand", type=float, required=True, help="units of capacity")
+    place.add_argument("--kind", choices=_KINDS, required=True)
+    bound = place.add_mutually_exclusive_group(required=True)
+    bound.add_argument("--max-latency-ms", type=float)
+    bound.add_argument("--tier", choices=_TIERS)
+    place.add_argument("--min-bandwidth-mbps", type=float)
+    place.add_argument("--policy", choices=_POLICIES)
+    pl = sub.add_parser("placements", help="placements (list; show/delete ID)")
+    psub = pl.add_subparsers(dest="action", required=False, metavar="ACTION")
+    psub.add_parser("list", help="list placements")
+    pshow = psub.add_parser("show")
+    pshow.add_argument("id")
+    pdel = psub.add_parser("delete", help="release a placement")
+    pdel.add_argument("id")
+    svcs = sub.add_parser("services", help="anycast services")
+    vsub = svcs.add_subparsers(dest="action", required=True, metavar="ACTION")
+    vsub.add_parser("list", help="list services")
+    vadd = vsub.add_parser("add", help="create a service")
+    vadd.add_argument("name")
+    vadd.add_argument("--anycast-ip", required=True)
+    vadd.add_argument("--kind", choices=_KINDS, required=True)
+    vadd.add_argument("--demand-per-client", type=float, required=True)
+    vb = vadd.add_mutually_exclusive_group(required=True)
+    vb.add_argument("--max-latency-ms", type=float)
+    vb.add_argument("--tier", choices=_TIERS)
+    vadd.add_argument("--policy", choices=_POLICIES)
+    for name, what in (("show", "one service"), ("delete", "remove a service"),
+                       ("assignments", "which site each client uses")):
+        one = vsub.add_parser(name, help=what)
+        one.add_argument("name")
+    assign = vsub.add_parser("assign", help="assign a client to a site")
+    assign.add_argument("name")
+    assign.add_argument("client")
+
+
+def _call_compute(c: Client, args: argparse.Namespace) -> Any:
+    cmd, action = args.command, getattr(args, "action", None)
+
+    def opts(*keys: str) -> dict[str, Any]:
+        return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+
+    if cmd == "sites":
+        if action == "list":
+            return c.request("GET", "/compute-sites", params=opts("kind", "state"))
+        if action == "add":
+            return c.request("POST", "/compute-sites", json={
+                "id": args.id, **opts("node", "capacity", "kind", "unit", "price", "host",
+                                      "free_capacity")})
+        if action == "set":
+            return c.request("PATCH", f"/compute-sites/{args.id}",
+                             json=opts("state", "capacity", "price"))
+        return c.request("GET" if action == "show" else "DELETE", f"/compute-sites/{args.id}")
+    if cmd == "place":
+        return c.request("POST", "/placements", json={
+            "source": args.source, **opts("demand", "kind", "max_latency_ms", "tier",
+                                          "min_bandwidth_mbps", "policy")})
+    if cmd == "placements":
+        if action in (None, "list"):
+            return c.request("GET", "/placements")
+        return c.request("GET" if action == "show" else "DELETE", f"/placements/{args.id}")
+    if action == "list":
+        return c.request("GET", "/services")
+    if action == "add":
+        return c.request("POST", "/services", json={
+            "name": args.name, **opts("anycast_ip", "kind", "demand_per_client",
+                                      "max_latency_ms", "tier", "policy")})
+    if action == "assignments":
+        return c.request("GET", f"/services/{args.name}/assignments")
+    if action == "assign":
+        return c.request("POST", f"/services/{args.name}/assignments",
+                         json={"client": args.client})
+    return c.request("GET" if action == "show" else "DELETE", f"/services/{args.name}")
+
+
+def _render_compute(args: argparse.Namespace, data: Any, table: Any, console: Any) -> None:
+    cmd, action = args.command, getattr(args, "action", None)
+    site_cols = ["id", "kind", "node", "host", "state", "capacity", "free", "unit", "price"]
+
+    def site_row(s: dict[str, Any]) -> list[Any]:
+        return [s["id"], s["kind"], s["node"], s["host"] or "-", s["state"], f"{s['capacity']:g}",
+                f"{s['free_capacity']:g}", s["unit"], f"{s['price']:g}"]
+
+    def placement_rows(ps: list[dict[str, Any]]) -> list[list[Any]]:
+        return [[p["id"], p["source"], p["site_id"], f"{p['demand']:g} {p['unit']}",
+                 p["policy"], _path(p["path"]), _num(p["latency_ms"]), f"{p['price']:g}"]
+                for p in ps]
+
+    pl_cols = ["id", "source", "site", "demand", "policy", "path", "latency ms", "price"]
+    svc_cols = ["name", "anycast ip", "kind", "demand/client", "max ms", "policy", "clients"]
+
+    def svc_row(v: dict[str, Any]) -> list[Any]:
+        return [v["name"], v["anycast_ip"], v["kind"], f"{v['demand_per_client']:g}",
+                f"{v['max_latency_ms']:g}", v["policy"], v["clients"]]
+
+    as_cols = ["client", "client node", "site", "path", "latency ms"]
+
+    def as_row(a: dict[str, Any]) -> list[Any]:
+        return [a["client_host"], a["client_node"], a["site_id"], _path(a["path"]),
+                _num(a["latency_ms"])]
+
+    if cmd == "sites" and action == "list":
+        table("compute sites", site_cols, [site_row(s) for s in data])
+    elif cmd == "sites" and action == "delete":
+        console.print(f"site {data['id']} deleted")
+    elif cmd == "sites":
+        table(f"compute site {data['id']}", site_cols, [site_row(data)])
+        if data.get("reservation_list"):
+            table("reservations", ["id", "owner", "amount"],
+                  [(r["id"], r["owner"], f"{r['amount']:g}") for r in data["reservation_list"]])
+        for m in data.get("moves", []):
+            console.print(f"moved {m['service']} client {m['client_host']}: {m['from_site']} → "
+                          f"{m['to_site'] or 'nowhere'} ({m['reason']})")
+    elif cmd == "place" or (cmd == "placements" and action in ("show", "delete")):
+        title = "released placement" if action == "delete" else "placement"
+        table(title, pl_cols, placement_rows([data]))
+    elif cmd == "placements":
+        table("placements", pl_cols, placement_rows(data))
+    elif cmd == "services" and action == "list":
+        table("services", svc_cols, [svc_row(v) for v in data])
+    elif cmd == "services" and action in ("show", "add"):
+        table(f"service {data['name']}", svc_cols, [svc_row(data)])
+    elif cmd == "services" and action == "delete":
+        console.print(f"service {data['name']} deleted ({len(data['released'])} clients "
+                      "released)")
+    elif cmd == "services" and action == "assign":
+        table(f"assignment in {data['service']}", as_cols, [as_row(data)])
+    else:
+        table(f"assignments of {args.name}", as_cols, [as_row(a) for a in data])
 
 
 def _call(c: Client, args: argparse.Namespace) -> Any:
@@ -163,9 +329,18 @@ def _call(c: Client, args: argparse.Namespace) -> Any:
             params["center"] = args.center
         if args.max_latency_ms is not None:
             params["max_latency_ms"] = args.max_latency_ms
-        return c.request("GET", "/latency-circles", params=params)
+        circles = c.request("GET", "/latency-circles", params=params)
+        if not params:
+            try:  # which sites each city can use per tier (controllers with compute steering)
+                circles["city_sites"] = c.request("GET", "/latency-circles/sites")["cities"]
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+        return circles
     if cmd == "events":
         return c.request("GET", "/events", params={"limit": args.limit})
+    if cmd in ("sites", "place", "placements", "services"):
+        return _call_compute(c, args)
     if cmd == "intents":
         if args.action == "list":
             return c.request("GET", "/intents")
@@ -236,9 +411,13 @@ def _render(args: argparse.Namespace, data: Any) -> None:
         table(f"ports of {data['switch']}", ["port", "live", "expected"],
               [(p["port_no"], p["live"], json.dumps(p["expected"])) for p in data["ports"]])
     elif cmd == "links":
-        table("links", ["#", "a", "b", "latency ms", "bandwidth Mbps", "up"],
-              [(lk["index"], lk["a"], lk["b"], _num(lk["latency_ms"]), lk["bandwidth_mbps"],
-                lk["up"]) for lk in data["links"]])
+        table("links", ["#", "a", "b", "latency ms", "measured ms", "bandwidth Mbps", "up",
+                        "load a>b Mbps", "load b>a Mbps", "util", "drops"],
+              [(lk["index"], lk["a"], lk["b"], _num(lk["latency_ms"]),
+                _num(lk.get("measured_delay_ms")), lk["bandwidth_mbps"],
+                lk["up"], _num(lk.get("load_a_to_b_mbps")), _num(lk.get("load_b_to_a_mbps")),
+                _num(lk.get("utilisation")), lk.get("drops"))
+               for lk in data["links"]])
         for kind, items in data["report"].items():
             if items:
                 console.print(f"{kind}: {json.dumps(items)}")
@@ -289,12 +468,20 @@ def _render(args: argparse.Namespace, data: Any) -> None:
                    for t in c["tiers"]])
         if not data["circles"]:
             console.print("no centers (the topology has no national_hub; use --center)")
+        if data.get("city_sites"):
+            tiers = [t["max_latency_ms"] for t in data["city_sites"][0]["tiers"]]
+            table("compute sites each city can use", ["city", *[f"≤ {t:g} ms" for t in tiers]],
+                  [(c["city"], *[", ".join(f"{s['id']} ({s['latency_ms']:.1f})"
+                                           for s in t["sites"] if s["state"] == "up") or "-"
+                                 for t in c["tiers"]]) for c in data["city_sites"]])
     elif cmd == "events":
         table("events", ["time", "kind", "details"],
               [(e.get("timestamp", e.get("time")), e.get("kind"),
                 json.dumps({k: v for k, v in e.items() if k not in ("time", "timestamp",
                                                                      "kind")}))
                for e in data])
+    elif cmd in ("sites", "place", "placements", "services"):
+        _render_compute(args, data, table, console)
     else:  # pragma: no cover - every command has a table above
         console.print_json(data=data)
 

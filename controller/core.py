@@ -22,6 +22,7 @@ How the app drives it
 
 from __future__ import annotations
 
+import copy
 import gc
 import itertools
 import logging
@@ -31,16 +32,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from controller import openflow
-from controller.errors import NotFound
+from controller.errors import InsufficientBandwidth, NotFound
 from controller.routing import (
     ETH_TYPE_ARP,
     ETH_TYPE_IPV4,
     ETH_TYPE_LLDP,
+    OWNER_ANYCAST,
     FlowEntry,
     FlowPlan,
     Intent,
     Router,
     diff_entries,
+    group_plan,
+    meter_plan,
 )
 from controller.state import NetworkState
 
@@ -116,11 +120,18 @@ class ControllerCore:
         self._views: dict[int, set[FlowEntry]] = {}
         """dpid -> the flows the switch holds once every Change returned so far is applied;
         absent for a switch not reconciled since it (re)connected"""
+        self._group_views: dict[int, dict[int, Any]] = {}
+        """dpid -> {group id: buckets}, like ``_meter_views``"""
+        self._meter_views: dict[int, dict[int, int]] = {}
+        """dpid -> {meter id: rate kbit/s} the switch holds once every Change is applied;
+        absent when unknown (not reconciled since it connected)"""
         self._unsure: set[int] = set()
         """dpids whose view may differ from the plan of the last change (just read from the
         switch, or flows lost behind our back): the next change diffs them in full"""
         self._tokens = itertools.count(1)
         self._last_token = 0
+        self.anycast_arp: dict[str, str] = {}
+        """anycast IPv4 -> the MAC proxy ARP answers with (set by :meth:`set_anycast`)"""
         if load_intents:
             for spec in topology.intents:
                 self.router.add(spec)
@@ -213,6 +224,8 @@ class ControllerCore:
                 (early if is_early else late).setdefault(dpid, []).append(e)
         phase1, phase2 = openflow.two_phase({k: list(v) for k, v in adds.items()}, late,
                                             early)
+        self._meters_into(phase1, phase2)
+        self._groups_into(phase1, phase2)
         pending = tuple(sorted(i.id for i in self.router.intents.values()
                                if i.state == "pending"))
         change = Change(token=token, cause=cause, phase1=phase1, phase2=phase2,
@@ -225,6 +238,64 @@ class ControllerCore:
                      extra={"event": "change", "duration_ms": round(change.compute_ms, 3),
                             "token": token})
         return change
+
+    def _meters_into(self, phase1: dict[int, list[Any]], phase2: dict[int, list[Any]]) -> None:
+        """Meters of policed intents: added (or modified) at the head of phase 1, before the
+        flows that use them; deleted at the end of phase 2, after those flows (deleting a
+        meter deletes the flows that still use it). A switch whose meters are unknown (just
+        reconciled) gets ADD then MODIFY of each: one of the two answers an error (meter
+        exists / unknown meter) and the meter ends with the right rate either way."""
+        ofp = openflow.ofp
+        wanted = meter_plan(self.router)
+        for dpid in self._views:
+            want = wanted.get(dpid, {})
+            have = self._meter_views.get(dpid)
+            first: list[Any] = []
+            last: list[Any] = []
+            for mid, rate in sorted(want.items()):
+                if have is None:
+                    first += [openflow.meter_mod(ofp.OFPMC_ADD, mid, rate),
+                              openflow.meter_mod(ofp.OFPMC_MODIFY, mid, rate)]
+                elif mid not in have:
+                    first.append(openflow.meter_mod(ofp.OFPMC_ADD, mid, rate))
+                elif have[mid] != rate:
+                    first.append(openflow.meter_mod(ofp.OFPMC_MODIFY, mid, rate))
+            for mid in sorted(set(have or ()) - set(want)):
+                last.append(openflow.meter_mod(ofp.OFPMC_DELETE, mid))
+            self._meter_views[dpid] = dict(want)
+            if first:
+                phase1[dpid] = first + phase1.get(dpid, [openflow.barrier_request()])
+            if last:
+                msgs = phase2.get(dpid, [openflow.barrier_request()])
+                phase2[dpid] = msgs[:-1] + last + msgs[-1:]
+
+    def _groups_into(self, phase1: dict[int, list[Any]], phase2: dict[int, list[Any]]) -> None:
+        """Fast-failover groups of protected intents, placed like meters (see
+        :meth:`_meters_into`): added or modified before the flows that use them, deleted
+        after; ADD then MODIFY on a switch whose groups are unknown."""
+        ofp = openflow.ofp
+        wanted = group_plan(self.router)
+        for dpid in self._views:
+            want = wanted.get(dpid, {})
+            have = self._group_views.get(dpid)
+            first: list[Any] = []
+            last: list[Any] = []
+            for gid, buckets in sorted(want.items()):
+                if have is None:
+                    first += [openflow.group_mod_ff(ofp.OFPGC_ADD, gid, buckets),
+                              openflow.group_mod_ff(ofp.OFPGC_MODIFY, gid, buckets)]
+                elif gid not in have:
+                    first.append(openflow.group_mod_ff(ofp.OFPGC_ADD, gid, buckets))
+                elif have[gid] != buckets:
+                    first.append(openflow.group_mod_ff(ofp.OFPGC_MODIFY, gid, buckets))
+            for gid in sorted(set(have or ()) - set(want)):
+                last.append(openflow.group_mod_ff(ofp.OFPGC_DELETE, gid))
+            self._group_views[dpid] = dict(want)
+            if first:
+                phase1[dpid] = first + phase1.get(dpid, [openflow.barrier_request()])
+            if last:
+                msgs = phase2.get(dpid, [openflow.barrier_request()])
+                phase2[dpid] = msgs[:-1] + last + msgs[-1:]
 
     def confirm(self, change: Change, now: float) -> list[Intent]:
         """The app saw every barrier of ``change`` confirmed. Pending intents whose route
@@ -253,6 +324,8 @@ class ControllerCore:
         """A switch finished its handshake; ``ports``: port_no -> live. The switch's flow
         table is unknown until :meth:`reconcile`, so the Change only concerns other switches."""
         self._views.pop(dpid, None)
+        self._meter_views.pop(dpid, None)
+        self._group_views.pop(dpid, None)
         self._unsure.discard(dpid)
         self.state.switch_connected(dpid, ports, now)
         log.info(f"switch {dpid:#x} connected with ports {sorted(ports)}",
@@ -261,6 +334,8 @@ class ControllerCore:
 
     def switch_lost(self, dpid: int, now: float) -> Change:
         self._views.pop(dpid, None)
+        self._meter_views.pop(dpid, None)
+        self._group_views.pop(dpid, None)
         self._unsure.discard(dpid)
         self.state.switch_lost(dpid, now)
         log.warning(f"switch {dpid:#x} lost", extra={"dpid": dpid, "event": "switch_lost"})
@@ -292,6 +367,8 @@ class ControllerCore:
         n_read = len(have)
         read_keys = {e.key for e in have}
         self._views[dpid] = have  # becomes the plan in _replan
+        self._meter_views.pop(dpid, None)
+        self._group_views.pop(dpid, None)  # unknown: re-added idempotently
         self._unsure.add(dpid)
         change = self._replan(now, f"reconcile {self.state.switches[dpid].name}", reroute=False)
         d_adds, d_dels = len(change.adds.get(dpid, ())), len(change.deletes.get(dpid, ()))
@@ -306,12 +383,69 @@ class ControllerCore:
         return change
 
     # -- intents ----------------------------------------------------------------------------------
-    def add_intent(self, spec: IntentSpec, now: float, intent_id: int | None = None
-                   ) -> tuple[Intent, Change]:
-        intent = self.router.add(spec, intent_id)
+    def add_intent(self, spec: IntentSpec, now: float, intent_id: int | None = None, *,
+                   admit: bool = False) -> tuple[Intent, Change]:
+        """Add an intent and route it. With ``admit`` (the REST API), an intent with
+        ``min_bandwidth_mbps`` is admission-controlled: if its bandwidth does not fit beside
+        the reservations of the intents already routed, or routing it would take a path from
+        an intent that has one, :class:`InsufficientBandwidth` is raised and nothing
+        changes."""
+        if not admit or spec.min_bandwidth_mbps <= 0:
+            intent = self.router.add(spec, intent_id)
+            self.state.record("intent_added", now, intent=intent.id, name=intent.name)
+            return intent, self._replan(now, f"intent {intent.name} added")
+        self.router.refresh()
+        self._check_bandwidth(spec)
+        router = self.router
+        saved = {i: copy.deepcopy(x) for i, x in router.intents.items()}
+        intent = router.add(spec, intent_id)
+        router.route_all(now, f"admission of {intent.name}")
+        lost = [i for i, old in saved.items() if old.path is not None
+                and router.intents[i].path is None]
+        if intent.path is None or lost:
+            # the greedy order (higher priority first) could not place all: roll back
+            router.intents = saved
+            router._dirty_intents.add(intent.id)
+            router.route_all(now, "admission rolled back")
+            why = (f"it would displace intents {lost} (their bandwidth, or the same "
+                   "traffic at the same priority)" if lost else intent.reason)
+            raise InsufficientBandwidth(
+                f"{spec.min_bandwidth_mbps:g} Mbps from {spec.src} to {spec.dst} not "
+                f"admitted: {why}")
         self.state.record("intent_added", now, intent=intent.id, name=intent.name)
-        change = self._replan(now, f"intent {intent.name} added")
-        return intent, change
+        return intent, self._replan(now, f"intent {intent.name} added")
+
+    def _check_bandwidth(self, spec: IntentSpec) -> None:
+        """Raise InsufficientBandwidth (naming the bottleneck link and its residual) if no
+        path within the latency bound has ``spec.min_bandwidth_mbps`` residual now."""
+        st = self.state
+        src, dst = st.hosts.get(spec.src), st.hosts.get(spec.dst)
+        if src is None or dst is None:
+            return  # router.add reports the unknown host
+        g = st.graph
+        bw = spec.min_bandwidth_mbps
+        if not st.node_present(src.node) or not st.node_present(dst.node):
+            return  # not an admission question: the intent waits (infeasible)
+        if g.constrained_path(src.node, dst.node, max_latency_ms=spec.max_latency_ms,
+                              min_bandwidth_mbps=bw, weight="cost") is not None:
+            return
+        within = g.constrained_path(src.node, dst.node, max_latency_ms=spec.max_latency_ms,
+                                    min_bandwidth_mbps=0.0, weight="latency")
+        if within is None:
+            return  # the latency bound fails whatever the bandwidth: reported as infeasible
+        links = [g.link(lid) for lid in within.links]
+        tight = min(links, key=lambda lk: float(lk["residual_mbps"]))  # type: ignore[arg-type]
+        index = st.link_index(int(tight["id"]))  # type: ignore[arg-type]
+        bottleneck = {"link": f"{tight['u']}-{tight['v']}", "index": index,
+                      "residual_mbps": float(tight["residual_mbps"]),  # type: ignore[arg-type]
+                      "bandwidth_mbps": float(tight["bandwidth_mbps"])}  # type: ignore[arg-type]
+        raise InsufficientBandwidth(
+            f"{bw:g} Mbps from {spec.src} to {spec.dst} does not fit within "
+            f"{spec.max_latency_ms:g} ms: bottleneck link {bottleneck['link']} (link "
+            f"{index}) has {bottleneck['residual_mbps']:g} of "
+            f"{bottleneck['bandwidth_mbps']:g} Mbps left (path "
+            f"{'-'.join(within.nodes)})", bottleneck=bottleneck,
+            best_latency_ms=within.latency_ms)
 
     def add_intents(self, specs: Iterable[IntentSpec], now: float,
                     intent_ids: Iterable[int | None] | None = None
@@ -350,6 +484,8 @@ class ControllerCore:
             return Change(token=self._last_token, cause="flows removed (ours)")
         view.difference_update(lost)
         self._unsure.add(dpid)
+        self._meter_views.pop(dpid, None)
+        self._group_views.pop(dpid, None)  # a meter deleted behind our back takes its flows
         log.warning(f"switch {dpid:#x}: {len(lost)} flows removed behind our back; restoring",
                     extra={"dpid": dpid, "event": "flows_removed"})
         self.state.record("flows_removed", now, dpid=dpid, count=len(lost))
@@ -359,6 +495,21 @@ class ControllerCore:
         intent = self.router.remove(intent_id)
         self.state.record("intent_removed", now, intent=intent_id, name=intent.name)
         return self._replan(now, f"intent {intent.name} removed")
+
+    def set_anycast(self, flows: Mapping[int, Mapping[int, Iterable[FlowEntry]]],
+                    arp: Mapping[str, str], now: float) -> Change:
+        """Replace every anycast NAT flow (compute steering, ``controller/steering.py``):
+        ``flows`` maps an owner cookie (kind 4, anycast) to its flows per dpid; owners not in
+        it lose theirs. ``arp``: anycast IPv4 -> MAC that proxy ARP answers with."""
+        for cookie in self.router.external_cookies(OWNER_ANYCAST):
+            if cookie not in flows:
+                self.router.set_external(cookie, {})
+        for cookie, per in flows.items():
+            if cookie >> 56 != OWNER_ANYCAST:
+                raise ValueError(f"cookie {cookie:#x} is not an anycast cookie")
+            self.router.set_external(cookie, {d: frozenset(es) for d, es in per.items()})
+        self.anycast_arp = dict(arp)
+        return self._replan(now, "anycast flows", reroute=False)
 
     # -- packets ----------------------------------------------------------------------------------
     def packet_in(self, dpid: int, in_port: int, data: bytes, now: float) -> PacketInResult:
@@ -380,6 +531,11 @@ class ControllerCore:
             if info.opcode == 1 and target is not None and info.dst_ip != info.src_ip:
                 reply = openflow.arp_reply(target_mac=target.mac, target_ip=target.ip,
                                            requester_mac=info.src_mac,
+                                           requester_ip=info.src_ip)
+                result.messages.append((dpid, openflow.packet_out(in_port, reply)))
+            elif info.opcode == 1 and info.dst_ip in self.anycast_arp:
+                reply = openflow.arp_reply(target_mac=self.anycast_arp[info.dst_ip],
+                                           target_ip=info.dst_ip, requester_mac=info.src_mac,
                                            requester_ip=info.src_ip)
                 result.messages.append((dpid, openflow.packet_out(in_port, reply)))
         elif eth_type == ETH_TYPE_IPV4:
@@ -405,6 +561,7 @@ class ControllerCore:
                 continue
             for port_no, live in sorted(sw.ports.items()):
                 if live and port_no < 0xFFFFFF00:
+                    self.state.lldp_sent[(dpid, port_no)] = now
                     out.append((dpid, openflow.packet_out(port_no,
                                                           openflow.lldp_probe(dpid, port_no))))
         return out

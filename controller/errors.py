@@ -91,3 +91,17 @@ class NoCapacity(InfeasibleRoute):
         self.reasons = list(reasons)
         self.candidates = list(candidates or [])
         super().__init__("; ".join(self.reasons), best_latency_ms=best_latency_ms)
+
+
+class InsufficientBandwidth(InfeasibleRoute):
+    """Admission control: an intent's ``min_bandwidth_mbps`` does not fit in what the admitted
+    intents leave of the links within its latency bound (``bottleneck``: the tightest link of
+    the best path within the bound: ``link`` "a-b", ``index``, ``residual_mbps``,
+    ``bandwidth_mbps``)."""
+
+    code = "insufficient_bandwidth"
+
+    def __init__(self, reason: str, *, bottleneck: dict[str, object] | None = None,
+                 best_latency_ms: float | None = None) -> None:
+        self.bottleneck = bottleneck
+        super().__init__(reason, best_latency_ms=best_latency_ms)

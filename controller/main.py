@@ -67,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--api-host", default="127.0.0.1",
                    help="REST API address (127.0.0.1: reads open on loopback only)")
     p.add_argument("--api-port", type=int, default=8080, help="REST API port (8080)")
+    p.add_argument("--port-stats-interval", type=float, default=2.0, metavar="S",
+                   help="poll port statistics for link load every S seconds (2; 0: never)")
     p.add_argument("--state-dir", metavar="DIR", default=None,
                    help="where intents and the API token persist (default "
                         "$XDG_DATA_HOME/cpn-controller or ~/.local/share/cpn-controller)")
@@ -122,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cpn-controller: error: {exc}", file=sys.stderr)
         return 2
     service.state_file = args.state_file
+    service.port_stats_interval_s = args.port_stats_interval
     topo = service.topology
     log.info(f"topology {topo.name}: {len(topo.nodes)} switches, {len(topo.links)} links, "
              f"{len(topo.hosts)} hosts, {len(topo.intents)} intents; listening on "

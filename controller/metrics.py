@@ -133,6 +133,33 @@ class ServiceCollector(Collector):
         for idx, ends, ratio in links:
             g_util.add_metric([idx, ends], ratio)
         yield g_util
+        g_load = GaugeMetricFamily("cpn_link_load_mbps", "Measured link load from port "
+                                   "statistics (tx bytes over the poll interval)",
+                                   labels=["link", "ends", "direction"])
+        g_lutil = GaugeMetricFamily("cpn_link_load_utilisation_ratio", "Measured load of "
+                                    "the busier direction over link capacity",
+                                    labels=["link", "ends"])
+        g_drops = GaugeMetricFamily("cpn_link_drops", "Packets dropped on the link's two "
+                                    "ports during the last poll interval",
+                                    labels=["link", "ends"])
+        for i, load in sorted(svc.link_loads().items()):
+            lk = svc.topology.links[i]
+            ends = f"{lk.a}-{lk.b}"
+            g_load.add_metric([str(i), ends, "a_to_b"], load["a_to_b_mbps"])
+            g_load.add_metric([str(i), ends, "b_to_a"], load["b_to_a_mbps"])
+            g_lutil.add_metric([str(i), ends], load["utilisation"])
+            g_drops.add_metric([str(i), ends], load["drops"])
+        yield g_load
+        yield g_lutil
+        yield g_drops
+        g_delay = GaugeMetricFamily("cpn_link_delay_measured_ms", "Link delay measured from "
+                                    "LLDP transit times minus control-channel RTTs",
+                                    labels=["link", "ends"])
+        for i, lk in enumerate(svc.topology.links):
+            d = svc.core.state.link_delay_ms.get(i)
+            if d is not None:
+                g_delay.add_metric([str(i), f"{lk.a}-{lk.b}"], d)
+        yield g_delay
 
 
 class Metrics:

@@ -104,15 +104,23 @@ def _match(match: tuple[tuple[str, Any], ...]) -> parser.OFPMatch:
 
 
 @functools.lru_cache(maxsize=1 << 12)
-def _instructions(entry_instructions: tuple[tuple[str, int], ...]) -> tuple[Any, ...]:
+def _instructions(entry_instructions: tuple[tuple[str, Any], ...]) -> tuple[Any, ...]:
     """FlowEntry instructions -> os-ken instructions (outputs in one apply-actions, then goto).
     Cached and shared like :func:`_match`."""
-    outputs = [output_port(v) for k, v in entry_instructions if k == "output"]
+    # ("set_field", (oxm field, value)) rewrites (anycast NAT) come first, in order
+    outputs = [parser.OFPActionSetField(**{v[0]: v[1]}) for k, v in entry_instructions
+               if k == "set_field"]
+    outputs += [output_port(v) for k, v in entry_instructions if k == "output"]
+    outputs += [parser.OFPActionGroup(v) for k, v in entry_instructions if k == "group"]
     gotos = [v for k, v in entry_instructions if k == "goto_table"]
-    unknown = [k for k, _ in entry_instructions if k not in ("output", "goto_table")]
-    if unknown or len(gotos) > 1:
+    meters = [v for k, v in entry_instructions if k == "meter"]
+    unknown = [k for k, _ in entry_instructions
+               if k not in ("set_field", "output", "goto_table", "meter", "group")]
+    if unknown or len(gotos) > 1 or len(meters) > 1:
         raise ValueError(f"unsupported instructions {entry_instructions!r}")
     inst: list[Any] = []
+    if meters:  # ("meter", meter_id): the meter instruction comes first (OpenFlow 1.3 order)
+        inst.append(parser.OFPInstructionMeter(meters[0], ofp.OFPIT_METER))
     if outputs:
         inst.append(apply_actions(outputs))
     if gotos:
@@ -180,6 +188,43 @@ def flowmod_delete_cookie(cookie: int, cookie_mask: int = ALL_COOKIE_BITS,
     """OFPFC_DELETE (non-strict) of every flow whose cookie matches under ``cookie_mask``."""
     return flowmod(command=ofp.OFPFC_DELETE, table_id=table_id, priority=0,
                    match=parser.OFPMatch(), cookie=cookie, cookie_mask=cookie_mask)
+
+
+def meter_mod(command: int, meter_id: int, rate_kbps: int = 0) -> parser.OFPMeterMod:
+    """OFPMeterMod: ``OFPMC_ADD``/``OFPMC_MODIFY`` a meter with one DROP band at
+    ``rate_kbps`` and a burst of 100 ms at that rate (at least 10 full-size frames; without
+    ``OFPMF_BURST`` OVS allows a whole second's worth, which let twice the rate through in
+    the first second of a test), or ``OFPMC_DELETE`` it."""
+    bands = [] if command == ofp.OFPMC_DELETE else \
+        [parser.OFPMeterBandDrop(rate=rate_kbps, burst_size=max(rate_kbps // 10, 120))]
+    flags = 0 if command == ofp.OFPMC_DELETE else ofp.OFPMF_KBPS | ofp.OFPMF_BURST
+    return parser.OFPMeterMod(datapath=None, command=command, flags=flags,
+                              meter_id=meter_id, bands=bands)
+
+
+def group_mod_ff(command: int, group_id: int,
+                 buckets: Sequence[tuple[int, int]] = ()) -> parser.OFPGroupMod:
+    """OFPGroupMod of a fast-failover group: ``buckets`` as (watch port, output port) in
+    order of preference; ``OFPGC_DELETE`` takes none."""
+    bks = [parser.OFPBucket(weight=0, watch_port=watch, watch_group=ofp.OFPG_ANY,
+                            actions=[output_port(out)]) for watch, out in buckets]
+    return parser.OFPGroupMod(datapath=None, command=command, type_=ofp.OFPGT_FF,
+                              group_id=group_id, buckets=bks)
+
+
+_ECHO_TAG = b"cpn-echo"
+
+
+def echo_request(sent_s: float) -> parser.OFPEchoRequest:
+    """An echo request carrying the (monotonic) time it was made, for control-channel RTTs."""
+    return parser.OFPEchoRequest(datapath=None, data=_ECHO_TAG + struct.pack("!d", sent_s))
+
+
+def parse_echo(data: bytes | None) -> float | None:
+    """The send time in one of our echo payloads, None for anyone else's."""
+    if not data or len(data) != len(_ECHO_TAG) + 8 or not data.startswith(_ECHO_TAG):
+        return None
+    return float(struct.unpack("!d", data[len(_ECHO_TAG):])[0])
 
 
 def barrier_request() -> parser.OFPBarrierRequest:
@@ -259,14 +304,22 @@ def flowstats_to_entry(stat: Any) -> FlowEntry:
             for act in inst.actions:
                 if isinstance(act, parser.OFPActionOutput):
                     instructions.append(("output", act.port))
+                elif isinstance(act, parser.OFPActionSetField):
+                    instructions.append(("set_field", (act.key, act.value)))
+                elif isinstance(act, parser.OFPActionGroup):
+                    instructions.append(("group", act.group_id))
                 else:
                     instructions.append(("other", repr(act)))
         elif isinstance(inst, parser.OFPInstructionGotoTable):
             instructions.append(("goto_table", inst.table_id))
+        elif isinstance(inst, parser.OFPInstructionMeter):
+            instructions.append(("meter", inst.meter_id))
         else:
             instructions.append(("other", repr(inst)))
-    # outputs first, then goto: the same order FlowEntry uses
-    instructions.sort(key=lambda kv: {"output": 0, "goto_table": 1}.get(kv[0], 2))
+    # set-fields, outputs, then goto: the same order FlowEntry uses (stable sort)
+    instructions.sort(key=lambda kv: {"meter": -1, "set_field": 0, "output": 1, "group": 1,
+                                      "goto_table": 2}.get(
+        kv[0], 3))
     return FlowEntry(table_id=stat.table_id, priority=stat.priority,
                      match=tuple(sorted(stat.match.items())),
                      instructions=tuple(instructions), cookie=stat.cookie)

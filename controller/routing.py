@@ -25,9 +25,10 @@ packet counter shows how much of the intent's traffic runs best effort.
 Cookies name the owner of every flow, so reconciliation and removal are exact and a restarted
 controller computes the very same cookies for the same topology and intents::
 
-    bits 63..56  owner kind: 1 pipeline, 2 destination, 3 intent
+    bits 63..56  owner kind: 1 pipeline, 2 destination, 3 intent, 4 anycast
     bits 55..0   owner id:   pipeline: flow number; destination: the host's IPv4 address as an
-                             integer; intent: the intent id
+                             integer; intent: the intent id; anycast: the client's IPv4
+                             address as an integer (flows set with Router.set_external)
 """
 
 from __future__ import annotations
@@ -73,8 +74,11 @@ PRIORITY_MISS = 0
 OWNER_PIPELINE = 1
 OWNER_DESTINATION = 2
 OWNER_INTENT = 3
+OWNER_ANYCAST = 4
+"""anycast NAT flows of one service client (controller/steering.py); id: the client's IPv4
+address as an integer (one service per client address and anycast address pair)."""
 OWNER_KINDS = {OWNER_PIPELINE: "pipeline", OWNER_DESTINATION: "destination",
-               OWNER_INTENT: "intent"}
+               OWNER_INTENT: "intent", OWNER_ANYCAST: "anycast"}
 _OWNER_ID_BITS = 56
 _OWNER_ID_MASK = (1 << _OWNER_ID_BITS) - 1
 COOKIE_KIND_MASK = 0xFF << _OWNER_ID_BITS
@@ -83,6 +87,12 @@ FALLBACKS = ("best_effort", "drop")
 INTENT_STATES = ("installed", "pending", "infeasible", "degraded")
 _UNBOUNDED_MS = 1e12  # "no latency bound" for pathcore, which wants a finite number
 _INTENT_VARIANTS = 3  # flow sets kept per intent (see Router._refresh_intent)
+PORT_IN_PORT = 0xFFFF_FFF8  # OFPP_IN_PORT: send a packet back where it came from
+Buckets = tuple[tuple[int, int], ...]
+"""fast-failover buckets as (watch port, output port), in order of preference"""
+_Variant = tuple[dict[int, frozenset["FlowEntry"]], dict[int, Buckets], str]
+"""an intent's flows per switch, its fast-failover groups per switch, its protection note"""
+METER_ID_MAX = 0xFFFF  # policed intents use their id as meter id (OVS keeps 2^16 and more)
 
 
 def make_cookie(kind: int, owner_id: int) -> int:
@@ -258,6 +268,9 @@ class Intent:
     history: list[PathChange] = field(default_factory=list)
     ever_installed: bool = False
     pending_since_token: int = 0
+    protection_note: str = ""
+    """for ``protection: true``: "" when every link of the path has a detour within the
+    bound, else which links lack one and why (the intent is then only partly protected)"""
 
     @property
     def name(self) -> str:
@@ -269,6 +282,8 @@ class Intent:
             "max_latency_ms": self.spec.max_latency_ms,
             "min_bandwidth_mbps": self.spec.min_bandwidth_mbps,
             "priority": self.spec.priority, "state": self.state, "reason": self.reason,
+            "protection": self.spec.protection, "protection_note": self.protection_note,
+            "police": self.spec.police,
             "path": list(self.path) if self.path else None, "latency_ms": self.latency_ms,
             "history": [{"time": h.time, "old_path": h.old_path, "new_path": h.new_path,
                          "cause": h.cause} for h in self.history],
@@ -305,9 +320,11 @@ class Router:
         self._dest_sources: dict[int, list[tuple[Any, dict[int, int]]]] = {}
         self._hosts_version = state.hosts_version
         self._intent_keys: dict[int, tuple[Any, ...]] = {}
-        self._intent_variants: dict[int, dict[tuple[Any, ...],
-                                              dict[int, frozenset[FlowEntry]]]] = {}
+        self._intent_variants: dict[int, dict[tuple[Any, ...], _Variant]] = {}
         self._dirty_intents: set[int] = set()
+        self.intent_groups: dict[int, dict[int, Buckets]] = {}
+        """intent id -> dpid -> fast-failover buckets (protected intents; group id = intent
+        id)"""
         base = pipeline_flows()
         self._set_owner(0, {dpid: base for dpid in state.dpids()})
 
@@ -321,6 +338,9 @@ class Router:
                 raise NotFound(f"intent names an unknown host {end!r}")
         if spec.src == spec.dst:
             raise TopologyError(f"intent from {spec.src!r} to itself", field="src")
+        if getattr(spec, "police", False) and spec.min_bandwidth_mbps <= 0:
+            raise TopologyError("police needs min_bandwidth_mbps > 0 (the meter's rate)",
+                                field="police")
         m = spec.match
         if m is not None and (m.src_port is not None or m.dst_port is not None) \
                 and m.ip_proto not in (6, 17):
@@ -332,6 +352,9 @@ class Router:
             raise ValueError(f"intent id {intent_id} is taken")
         if not 1 <= intent_id <= _OWNER_ID_MASK:
             raise ValueError(f"intent id {intent_id} out of range")
+        if getattr(spec, "police", False) and intent_id > METER_ID_MAX:
+            raise TopologyError(f"a policed intent's id is its meter id: {intent_id} is above "
+                                f"{METER_ID_MAX}", field="police")
         intent = Intent(id=intent_id, spec=spec)
         self.intents[intent_id] = intent
         self._dirty_intents.add(intent_id)
@@ -357,8 +380,8 @@ class Router:
         g = st.graph
         order = sorted(self.intents.values(),
                        key=lambda i: (-(i.spec.min_bandwidth_mbps > 0), -i.spec.priority, i.id))
-        if any(i.spec.min_bandwidth_mbps > 0 for i in order):
-            st.reset_residuals()
+        if st.reservations_active or any(i.spec.min_bandwidth_mbps > 0 for i in order):
+            st.reset_residuals()  # also releases the last reservation of a removed intent
         routes: dict[int, tuple[Any, str]] = {}
         traffic_owner: dict[tuple[Any, ...], int] = {}
         batch: list[tuple[Intent, str, str]] = []
@@ -495,6 +518,17 @@ class Router:
         delta, self._delta = self._delta, {}
         return {dpid: d for dpid, d in delta.items() if d[0] or d[1]}
 
+    def set_external(self, cookie: int, flows: Mapping[int, frozenset[FlowEntry]]) -> None:
+        """Flows the router does not compute itself (anycast NAT), owned by ``cookie``:
+        replaces that owner's flows (empty: removes them). They join the plan like any other."""
+        if cookie >> _OWNER_ID_BITS in (OWNER_PIPELINE, OWNER_DESTINATION, OWNER_INTENT):
+            raise ValueError(f"cookie {cookie:#x} belongs to the router's own flows")
+        self._set_owner(cookie, {d: frozenset(es) for d, es in flows.items() if es})
+
+    def external_cookies(self, kind: int) -> list[int]:
+        """Cookies of the external owners of ``kind`` that hold flows."""
+        return [c for c in self._owners if c >> _OWNER_ID_BITS == kind]
+
     def _set_owner(self, owner: int, flows: dict[int, frozenset[FlowEntry]]) -> None:
         old = self._owners.get(owner, {})
         if old is flows:
@@ -597,30 +631,116 @@ class Router:
         if intent is None:
             self._intent_keys.pop(intent_id, None)
             self._intent_variants.pop(intent_id, None)
+            self.intent_groups.pop(intent_id, None)
             self._set_owner(cookie, {})
             return
         st = self.state
         key = (intent.path, intent.links, intent.state in ("infeasible", "degraded"),
                intent.reason.startswith("same traffic"), st.hosts.get(intent.spec.src),
-               st.hosts.get(intent.spec.dst))
+               st.hosts.get(intent.spec.dst),
+               # detours depend on every link's state, not only the path's
+               st.graph_version if intent.spec.protection else None)
         if self._intent_keys.get(intent_id) == key:
             return
         self._intent_keys[intent_id] = key
         # the last few flow sets of each intent are kept: a flapping link moves intents
         # back and forth between the same paths
         variants = self._intent_variants.setdefault(intent_id, {})
-        flows = variants.pop(key, None)
-        if flows is None:
-            flows = {dpid: frozenset(es) for dpid, es in self._intent_flows(intent).items()}
+        entry = variants.pop(key, None)
+        if entry is None:
+            groups: dict[int, Buckets] = {}
+            notes: list[str] = []
+            raw = self._intent_flows(intent, groups, notes)
+            entry = ({dpid: frozenset(es) for dpid, es in raw.items()}, groups,
+                     "; ".join(notes))
             if len(variants) >= _INTENT_VARIANTS:
                 del variants[next(iter(variants))]
-        variants[key] = flows
+        variants[key] = entry
+        flows, groups, note = entry
+        if groups:
+            self.intent_groups[intent_id] = groups
+        else:
+            self.intent_groups.pop(intent_id, None)
+        intent.protection_note = note
         self._set_owner(cookie, flows)
 
-    def _intent_flows(self, intent: Intent) -> dict[int, list[FlowEntry]]:
+    def _detours(self, intent: Intent, ingress_port: int, groups: dict[int, Buckets],
+                 notes: list[str]) -> dict[int, dict[int, int]]:
+        """Local repair for a protected intent (see docs/controller.md, "Protection").
+
+        For each link ``l_i`` of the primary path ``n_0 .. n_k`` the detour ``D_i`` is the
+        least-latency path from ``n_i`` to ``n_k`` without ``l_i``. ``n_i`` gets a
+        fast-failover group: bucket 1 watches and uses ``l_i``, bucket 2 the first link of
+        ``D_i`` (``OFPP_IN_PORT`` when that is the port the traffic came in by). Every later
+        switch of ``D_i`` gets a rule keyed by the port the detour enters it by (one priority
+        above the intent's own flows). Returns dpid -> {in port: out port}; fills ``groups``
+        (dpid -> buckets) and ``notes`` (links without a usable detour, detours over the
+        latency bound)."""
+        st = self.state
+        g = st.graph
+        path, links = intent.path, intent.links
+        assert path is not None and links is not None
+        node_dpid = st.wiring.node_dpid
+        # where the primary traffic enters and leaves each switch of the path
+        prim_in = {path[0]: ingress_port}
+        prim_out = {}
+        for i, lid in enumerate(links):
+            prim_out[path[i]] = st.out_port(path[i], lid)
+            prim_in[path[i + 1]] = st.out_port(path[i + 1], lid)
+        rules: dict[int, dict[int, int]] = {}
+        prefix_ms = 0.0
+        bound = intent.spec.max_latency_ms
+        for i, lid in enumerate(links):
+            u = path[i]
+            name = f"{u}-{path[i + 1]}"
+            was_up = bool(g.link(lid)["up"])
+            g.set_link_up(lid, False, both_directions=True)
+            try:
+                d = g.shortest_path(u, path[-1], weight="latency")
+            finally:
+                g.set_link_up(lid, was_up, both_directions=True)
+            lat_ms = prefix_ms + (d.latency_ms if d is not None else 0.0)
+            prefix_ms += float(g.link(lid)["latency_ms"])  # type: ignore[arg-type]
+            if d is None:
+                notes.append(f"no detour around {name}")
+                continue
+            want: list[tuple[int, int, int]] = []  # (dpid, in port, out port)
+            clash = ""
+            for j in range(1, len(d.nodes) - 1):
+                x = d.nodes[j]
+                pin, pout = st.out_port(x, d.links[j - 1]), st.out_port(x, d.links[j])
+                dpid = node_dpid[x]
+                if prim_in.get(x) == pin and prim_out.get(x) != pout:
+                    clash = f"the detour around {name} enters {x} where the path does"
+                    break
+                have = rules.get(dpid, {}).get(pin)
+                if have is not None and have != pout:
+                    clash = f"the detour around {name} crosses another detour at {x}"
+                    break
+                if prim_in.get(x) != pin:
+                    want.append((dpid, pin, pout))
+            if clash:
+                notes.append(f"no detour around {name}: {clash}")
+                continue
+            for dpid, pin, pout in want:
+                rules.setdefault(dpid, {})[pin] = pout
+            first = st.out_port(u, d.links[0])
+            backup = PORT_IN_PORT if first == prim_in[u] else first
+            groups[node_dpid[u]] = ((prim_out[u], prim_out[u]), (first, backup))
+            if lat_ms > bound + 1e-9:
+                notes.append(f"the detour around {name} takes {lat_ms:.2f} ms, over the "
+                             f"bound {bound:g} ms")
+        return rules
+
+    def _intent_flows(self, intent: Intent, groups: dict[int, Buckets] | None = None,
+                      notes: list[str] | None = None) -> dict[int, list[FlowEntry]]:
         st = self.state
         spec = intent.spec
         out: dict[int, list[FlowEntry]] = {}
+        if groups is None:
+            groups = {}
+        if notes is None:
+            notes = []
         if spec.src in st.hosts and spec.dst in st.hosts:
             src, dst = st.hosts[spec.src], st.hosts[spec.dst]
             match = tuple(sorted(intent_match(spec, src.ip, dst.ip).items()))
@@ -628,10 +748,21 @@ class Router:
             cookie = make_cookie(OWNER_INTENT, intent.id)
             if intent.path is not None and intent.links is not None:
                 node_dpid = st.wiring.node_dpid
+                first: Instructions = (("meter", intent.id),) if _policed(spec) else ()
+                if spec.protection and len(intent.path) > 1:
+                    detours = self._detours(intent, src.port_no, groups, notes)
+                    for dpid, rules in detours.items():
+                        for in_port, out_port in sorted(rules.items()):
+                            out.setdefault(dpid, []).append(FlowEntry(
+                                TABLE_INTENTS, min(prio + 1, 0xFFFF),
+                                tuple(sorted(match + (("in_port", in_port),))),
+                                (("output", out_port),), cookie))
                 for u, lid in zip(intent.path, intent.links, strict=False):
+                    act = ("group", intent.id) if node_dpid[u] in groups \
+                        else ("output", st.out_port(u, lid))
                     out.setdefault(node_dpid[u], []).append(
-                        FlowEntry(TABLE_INTENTS, prio, match,
-                                  (("output", st.out_port(u, lid)),), cookie))
+                        FlowEntry(TABLE_INTENTS, prio, match, first + (act,), cookie))
+                    first = ()  # the meter polices at the ingress only
                 out.setdefault(dst.dpid, []).append(
                     FlowEntry(TABLE_INTENTS, prio, match, (("output", dst.port_no),), cookie))
             elif intent.state in ("infeasible", "degraded") \
@@ -640,6 +771,33 @@ class Router:
                     else (("goto_table", TABLE_DESTINATIONS),)
                 out[src.dpid] = [FlowEntry(TABLE_INTENTS, prio, match, fallback, cookie)]
         return out
+
+
+def _policed(spec: IntentSpec) -> bool:
+    return bool(getattr(spec, "police", False)) and spec.min_bandwidth_mbps > 0
+
+
+def meter_plan(router: Router) -> dict[int, dict[int, int]]:
+    """dpid -> {meter id: rate in kbit/s}: one meter per policed intent that has a path, at
+    its ingress switch, with the intent's id as meter id and its reservation as rate."""
+    st = router.state
+    out: dict[int, dict[int, int]] = {}
+    for intent in router.intents.values():
+        if intent.path is None or not _policed(intent.spec):
+            continue
+        dpid = st.wiring.node_dpid[intent.path[0]]
+        out.setdefault(dpid, {})[intent.id] = max(1, round(intent.spec.min_bandwidth_mbps
+                                                           * 1000))
+    return out
+
+
+def group_plan(router: Router) -> dict[int, dict[int, Buckets]]:
+    """dpid -> {group id: fast-failover buckets} of every protected intent."""
+    out: dict[int, dict[int, Buckets]] = {}
+    for iid, per in router.intent_groups.items():
+        for dpid, buckets in per.items():
+            out.setdefault(dpid, {})[iid] = buckets
+    return out
 
 
 def _priority(spec: IntentSpec) -> int:

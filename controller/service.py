@@ -10,6 +10,10 @@ The sender applies each Change make-before-break: phase 1 on every switch, wait 
 phase-1 barrier replies (bounded), phase 2, wait for its barriers, then ``core.confirm``.
 Nothing here imports os-ken's app machinery: switches are reached through a
 :class:`Transport` (the app implements it; tests can fake it).
+
+Live reads (:meth:`ControllerService.read_flow_stats`, :meth:`~ControllerService.read_flows`,
+:meth:`~ControllerService.read_ports`) send multipart requests through the transport and wait
+for every part in the calling thread (bounded); the app only matches the parts by xid.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import collections
 import copy
 import json
 import logging
+import math
 import os
 import queue
 import threading
@@ -26,21 +31,62 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from os_ken.ofproto import ofproto_v1_3 as ofp
+from os_ken.ofproto import ofproto_v1_3_parser as ofp_parser
+
+from controller import openflow
 from controller.core import Change, ControllerCore
-from controller.errors import NotFound
+from controller.errors import CpnError, NotFound
 from controller.routing import FlowEntry, Intent
 from controller.topology import IntentSpec, Topology
 
-__all__ = ["ChangeRecord", "ChangeSender", "ControllerService", "Transport"]
+__all__ = ["ChangeRecord", "ChangeSender", "ControllerService", "FlowStat", "SwitchUnavailable",
+           "Transport"]
 
 log = logging.getLogger("controller.service")
 
 BARRIER_TIMEOUT_S = 5.0
 """How long the sender waits for the barrier replies of one phase before giving up on it."""
+READ_TIMEOUT_S = 5.0
+"""Default bound of a live read (every part of a multipart reply)."""
+
+
+PORT_STATS_INTERVAL_S = 2.0
+"""default port-statistics poll (link load); ``cpn-controller --port-stats-interval``"""
+
+class SwitchUnavailable(CpnError):
+    """A live read could not be answered: the switch is not connected, the connection was lost,
+    it answered with an OpenFlow error, or not within the time bound."""
+
+    http_status = 503
+    code = "switch_unavailable"
 
 
 class Barrier(Protocol):
     def wait(self, timeout: float | None = None) -> bool: ...
+
+
+class Reply(Protocol):
+    """A multipart reply being collected. ``wait`` is True once complete: every part is in
+    ``parts`` (``error`` None), or the request failed (``error`` says why)."""
+
+    parts: list[Any]
+    error: str | None
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+    def cancel(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FlowStat:
+    """One flow as the switch reported it: the entry (compares equal to the plan's) and its
+    counters."""
+
+    entry: FlowEntry
+    packets: int
+    bytes: int
+    duration_s: float
 
 
 class Transport(Protocol):
@@ -52,6 +98,10 @@ class Transport(Protocol):
         them (None when the list has no barrier or the connection is gone)."""
 
     def alive(self, handle: Any) -> bool: ...
+
+    def request(self, handle: Any, msg: Any) -> Reply | None:
+        """Send the multipart request ``msg``; the reply collects every part (matched by
+        xid). None when the connection is gone."""
 
 
 @dataclass
@@ -209,19 +259,55 @@ class ControllerService:
                                    lldp_timeout_s=lldp_timeout_s)
         self._handles: dict[int, Any] = {}
         self._barrier_timeout_s = barrier_timeout_s
+        self._transport: Transport | None = None
         self.sender: ChangeSender | None = None
         self.state_file: str | None = None
         """where the app writes :meth:`snapshot` every second (None: nowhere)"""
+        self.port_stats_interval_s = PORT_STATS_INTERVAL_S
+        """how often :meth:`start` polls every switch's port statistics (0: never)"""
+        self._poll_stop = threading.Event()
+        self._poller: threading.Thread | None = None
 
     # -- wiring to the app ----------------------------------------------------------------------
     def start(self, transport: Transport) -> None:
         """Start the sender thread (the app calls this once it can send)."""
         if self.sender is None:
+            self._transport = transport
             self.sender = ChangeSender(self, transport, self._barrier_timeout_s)
+        if self._poller is None and self.port_stats_interval_s > 0:
+            self._poller = threading.Thread(target=self._poll_ports, name="cpn-port-stats",
+                                            daemon=True)
+            self._poller.start()
 
     def stop(self) -> None:
+        self._poll_stop.set()
         if self.sender is not None:
             self.sender.stop()
+
+    def _poll_ports(self) -> None:
+        """Every ``port_stats_interval_s``: read every connected switch's port statistics
+        (:meth:`read_ports`) and hand them to the state (per-link load and drops)."""
+        interval = self.port_stats_interval_s
+        while not self._poll_stop.wait(interval):
+            with self.lock:
+                dpids = [d for d in self.core.state.dpids()
+                         if self.core.state.switches[d].connected]
+            for dpid in dpids:
+                try:
+                    rows = self.read_ports(dpid, timeout_s=min(interval, READ_TIMEOUT_S))
+                except CpnError as exc:
+                    log.debug(f"port stats of {dpid:#x}: {exc}",
+                              extra={"event": "port_stats", "dpid": dpid})
+                    continue
+                with self.lock:
+                    self.core.state.port_counters(dpid, rows, time.monotonic())
+
+    def link_loads(self) -> dict[int, dict[str, Any]]:
+        """link index -> latest measured load (``a_to_b_mbps``, ``b_to_a_mbps``, ``drops``,
+        ``utilisation``, ``time``); links not measured yet are absent."""
+        with self.lock:
+            st = self.core.state
+            return {i: dict(h[-1]) for i, h in st.link_load_history.items() if h}
 
     def _submit(self, change: Change | None, t_event: float) -> _Ticket | None:
         """Queue ``change`` (call with the lock held, right after the core returned it)."""
@@ -296,8 +382,19 @@ class ControllerService:
             self._submit(self.core.tick(now), t)
             if not probes:
                 return []
-            return [(self._handles[d], m) for d, m in self.core.lldp_probes(now)
-                    if d in self._handles]
+            # echo requests first: their round trips (control channel) are subtracted from the
+            # LLDP probes' transit times to give link delays (NetworkState._measure_delay)
+            echoes = [(h, openflow.echo_request(time.monotonic()))
+                      for d, h in sorted(self._handles.items())]
+            return echoes + [(self._handles[d], m) for d, m in self.core.lldp_probes(now)
+                             if d in self._handles]
+
+    def echo_reply(self, dpid: int, data: bytes) -> None:
+        """An echo reply from ``dpid`` (the app): one of ours gives a control-channel RTT."""
+        sent = openflow.parse_echo(data)
+        if sent is not None:
+            with self.lock:
+                self.core.state.echo_rtt(dpid, time.monotonic() - sent)
 
     # -- intents (for the REST layer) ----------------------------------------------------------
     def _wait(self, ticket: _Ticket | None, timeout_s: float) -> None:
@@ -306,13 +403,14 @@ class ControllerService:
                         extra={"event": "confirm_timeout", "token": ticket.change.token})
 
     def add_intent(self, spec: IntentSpec, *, intent_id: int | None = None,
-                   timeout_s: float = 10.0) -> Intent:
+                   timeout_s: float = 10.0, admit: bool = False) -> Intent:
         """Add an intent, send its flows and wait (at most ``timeout_s``) for the barriers.
         Returns a snapshot: ``state`` is ``installed`` once confirmed, ``infeasible`` with a
         ``reason`` when no path meets its bounds, ``pending`` on timeout."""
         t = time.perf_counter()
         with self.lock:
-            intent, change = self.core.add_intent(spec, time.monotonic(), intent_id)
+            intent, change = self.core.add_intent(spec, time.monotonic(), intent_id,
+                                                  admit=admit)
             ticket = self._submit(change, t)
         self._wait(ticket, timeout_s)
         return self.intent(intent.id)
@@ -359,9 +457,17 @@ class ControllerService:
     def link_states(self) -> list[dict[str, Any]]:
         with self.lock:
             st = self.core.state
-            return [{"index": i, "a": lk.a, "b": lk.b, "latency_ms": lk.latency_ms,
-                     "bandwidth_mbps": lk.bandwidth_mbps, "up": st.link_usable(i)}
-                    for i, lk in enumerate(self.topology.links)]
+            out = []
+            for i, lk in enumerate(self.topology.links):
+                load = st.link_load(i)
+                out.append({"index": i, "a": lk.a, "b": lk.b, "latency_ms": lk.latency_ms,
+                            "bandwidth_mbps": lk.bandwidth_mbps, "up": st.link_usable(i),
+                            "load_a_to_b_mbps": load["a_to_b_mbps"] if load else None,
+                            "load_b_to_a_mbps": load["b_to_a_mbps"] if load else None,
+                            "utilisation": load["utilisation"] if load else None,
+                            "drops": load["drops"] if load else None,
+                            "measured_delay_ms": st.link_delay_ms.get(i)})
+            return out
 
     def hosts(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -410,6 +516,91 @@ class ControllerService:
             f.write(data)
         os.replace(tmp, path)
 
+    # -- live reads from the switches -------------------------------------------------------------
+    def _read(self, dpid: int, requests: Sequence[tuple[str, Any]], timeout_s: float
+              ) -> list[list[Any]]:
+        """Send ``requests`` (what, message) to switch ``dpid`` together and wait, in this
+        thread, for every part of every reply; one deadline for all."""
+        if not (timeout_s > 0 and math.isfinite(timeout_s)):
+            raise ValueError(f"timeout_s must be a positive number, not {timeout_s!r}")
+        with self.lock:
+            sw = self.core.state.switches.get(dpid)
+            if sw is None:
+                raise NotFound(f"no switch with dpid {dpid:#x} in the topology")
+            handle = self._handles.get(dpid)
+        label = f"switch {sw.name} ({dpid:#x})"
+        transport = self._transport
+        if handle is None or transport is None or not transport.alive(handle):
+            raise SwitchUnavailable(f"{label} is not connected")
+        replies: list[tuple[str, Reply]] = []
+        try:
+            for what, msg in requests:
+                reply = transport.request(handle, msg)
+                if reply is None:
+                    raise SwitchUnavailable(f"{label}: the connection was lost")
+                replies.append((what, reply))
+            deadline = time.monotonic() + timeout_s
+            for what, reply in replies:
+                if not reply.wait(max(0.0, deadline - time.monotonic())):
+                    raise SwitchUnavailable(f"{label} did not answer the {what} request "
+                                            f"within {timeout_s:g} s")
+                if reply.error is not None:
+                    raise SwitchUnavailable(f"{label}, {what}: {reply.error}")
+        finally:
+            for _, reply in replies:
+                reply.cancel()
+        return [reply.parts for _, reply in replies]
+
+    def read_flow_stats(self, dpid: int, *, timeout_s: float = READ_TIMEOUT_S
+                        ) -> list[FlowStat]:
+        """Every flow of switch ``dpid`` (all tables, any cookie), read from the switch now
+        (all parts of the multipart reply), with its counters; sorted by entry.
+        :class:`NotFound` for a dpid the topology lacks, :class:`SwitchUnavailable` when the
+        switch is not connected or does not answer within ``timeout_s``."""
+        (parts,) = self._read(dpid, [("flow stats", openflow.flow_stats_request())],
+                              timeout_s)
+        stats = [FlowStat(openflow.flowstats_to_entry(s), int(s.packet_count),
+                          int(s.byte_count), s.duration_sec + s.duration_nsec / 1e9)
+                 for s in parts]
+        stats.sort(key=lambda st: st.entry)
+        return stats
+
+    def read_flows(self, dpid: int, *, timeout_s: float = READ_TIMEOUT_S) -> list[FlowEntry]:
+        """Every flow of switch ``dpid`` as the switch holds it now (see
+        :meth:`read_flow_stats`)."""
+        return [st.entry for st in self.read_flow_stats(dpid, timeout_s=timeout_s)]
+
+    def read_ports(self, dpid: int, *, timeout_s: float = READ_TIMEOUT_S
+                   ) -> list[dict[str, Any]]:
+        """The switch's ports read now (port descriptions and port statistics, requested
+        together): ``port_no``, ``name``, ``hw_addr``, ``link_up``, ``admin_up``,
+        ``curr_speed_kbps``, ``rx_packets``, ``tx_packets``, ``rx_bytes``, ``tx_bytes``,
+        ``rx_dropped``, ``tx_dropped``, ``rx_errors``, ``tx_errors``, ``duration_s``
+        (counters None for a port the statistics lack). Physical ports only (not LOCAL),
+        sorted by ``port_no``. Errors as :meth:`read_flow_stats`."""
+        descs, stats = self._read(dpid, [("port description", openflow.port_desc_request()),
+                                         ("port stats", _port_stats_request())], timeout_s)
+        by_port: dict[int, dict[str, Any]] = {}
+        for d in descs:
+            if d.port_no > ofp.OFPP_MAX:
+                continue
+            name = d.name.decode(errors="replace") if isinstance(d.name, bytes) else d.name
+            by_port[d.port_no] = {
+                "port_no": d.port_no, "name": name.rstrip("\x00"), "hw_addr": d.hw_addr,
+                "link_up": not d.state & ofp.OFPPS_LINK_DOWN,
+                "admin_up": not d.config & ofp.OFPPC_PORT_DOWN,
+                "curr_speed_kbps": d.curr_speed, **dict.fromkeys(_PORT_COUNTERS),
+                "duration_s": None}
+        for st in stats:
+            if st.port_no > ofp.OFPP_MAX:
+                continue
+            row = by_port.setdefault(st.port_no, {
+                "port_no": st.port_no, "name": None, "hw_addr": None, "link_up": None,
+                "admin_up": None, "curr_speed_kbps": None})
+            row.update({k: int(getattr(st, k)) for k in _PORT_COUNTERS})
+            row["duration_s"] = st.duration_sec + st.duration_nsec / 1e9
+        return [by_port[p] for p in sorted(by_port)]
+
     def change_records(self) -> list[ChangeRecord]:
         """Timings of the Changes sent so far (the most recent 10,000)."""
         return list(self.sender.records) if self.sender is not None else []
@@ -417,3 +608,13 @@ class ControllerService:
     def wait_idle(self, timeout_s: float = 10.0) -> bool:
         """Wait until every queued Change is sent and confirmed; False on timeout."""
         return self.sender.idle(timeout_s) if self.sender is not None else True
+
+
+_PORT_COUNTERS = ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_dropped",
+                  "tx_dropped", "rx_errors", "tx_errors")
+
+
+def _port_stats_request() -> Any:
+    """Statistics of every port. (Its place is with the other builders in
+    ``controller.openflow``; kept here until that module is free to change.)"""
+    return ofp_parser.OFPPortStatsRequest(None, 0, ofp.OFPP_ANY)

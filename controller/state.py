@@ -42,6 +42,13 @@ __all__ = ["HostRecord", "NetworkState", "SwitchRecord"]
 log = logging.getLogger("controller.state")
 
 
+DELAY_MARGIN_RATIO = 1.5
+DELAY_MARGIN_MS = 0.5
+"""a link whose measured delay exceeds configured x 1.5 + 0.5 ms raises ``link_delay_high``"""
+LOAD_HISTORY = 30
+"""measured load samples kept per link (at the default 2 s poll: a minute)"""
+
+
 @dataclass
 class SwitchRecord:
     name: str
@@ -111,6 +118,20 @@ class NetworkState:
         """bumped when the path graph or switch presence changes (destination trees)"""
         self.hosts_version = 0
         """bumped when a host is learned, moves or is forgotten"""
+        self.lldp_sent: dict[tuple[int, int], float] = {}
+        """(dpid, port_no) -> when the latest LLDP probe left by it (controller clock)"""
+        self.echo_rtt_s: dict[int, float] = {}
+        """dpid -> latest control-channel round trip (echo request/reply)"""
+        self._lldp_transit: dict[tuple[int, int], float] = {}
+        """(link index, sending dpid) -> controller -> switch -> link -> switch -> controller"""
+        self.link_delay_ms: dict[int, float] = {}
+        """link index -> measured one-way delay (see :meth:`lldp_observed`)"""
+        self._delay_high: set[int] = set()
+        self._port_prev: dict[tuple[int, int], tuple[float, int, int]] = {}
+        """(dpid, port_no) -> (switch-side seconds, tx_bytes, drops) of the last poll"""
+        self._link_now: dict[int, dict[str, Any]] = {}
+        self.link_load_history: dict[int, deque[dict[str, Any]]] = {}
+        """link index -> the latest LOAD_HISTORY samples (see :meth:`port_counters`)"""
         self._refresh(now, cause="start")
 
     # -- lookups ------------------------------------------------------------------------------
@@ -250,6 +271,9 @@ class NetworkState:
         expected = self.wiring.peer(dpid, port_no)
         link = self.wiring.link_peer(dpid, port_no)
         ok = link is not None and (link[1], link[2]) == (src_dpid, src_port)
+        sent = self.lldp_sent.get((src_dpid, src_port))
+        if ok and link is not None and sent is not None and now >= sent:
+            self._measure_delay(int(link[0]), src_dpid, dpid, now - sent, now)
         if not ok and (prev is None or (prev.src_dpid, prev.src_port) != (src_dpid, src_port)):
             self.record("lldp_unexpected", now, dpid=dpid, port_no=port_no,
                         src_dpid=src_dpid, src_port=src_port, expected=expected)
@@ -257,6 +281,37 @@ class NetworkState:
                         f"topology file (expected {expected})",
                         extra={"dpid": dpid, "event": "lldp_unexpected"})
         return self._refresh(now, cause=f"lldp at {dpid:#x}:{port_no}")
+
+    def echo_rtt(self, dpid: int, rtt_s: float) -> None:
+        """A control-channel round trip to ``dpid`` (echo request -> reply)."""
+        if dpid in self.switches and rtt_s >= 0:
+            self.echo_rtt_s[dpid] = rtt_s
+
+    def _measure_delay(self, index: int, src_dpid: int, dpid: int, transit_s: float,
+                       now: float) -> None:
+        """Link delay from LLDP: ``T_ab`` (probe out of a, in at b, up to the controller) and
+        ``T_ba`` the other way each hold the link once and both control channels half a
+        round trip each, so delay = (T_ab + T_ba - rtt_a - rtt_b) / 2 (at least 0)."""
+        self._lldp_transit[(index, src_dpid)] = transit_s
+        back = self._lldp_transit.get((index, dpid))
+        rtt_a, rtt_b = self.echo_rtt_s.get(src_dpid), self.echo_rtt_s.get(dpid)
+        if back is None or rtt_a is None or rtt_b is None:
+            return
+        delay_ms = max(0.0, (transit_s + back - rtt_a - rtt_b) / 2) * 1000.0
+        self.link_delay_ms[index] = delay_ms
+        lk = self.topology.links[index]
+        high = delay_ms > lk.latency_ms * DELAY_MARGIN_RATIO + DELAY_MARGIN_MS
+        if high and index not in self._delay_high:
+            self._delay_high.add(index)
+            self.record("link_delay_high", now, link=index, a=lk.a, b=lk.b,
+                        measured_ms=round(delay_ms, 3), configured_ms=lk.latency_ms)
+            log.warning(f"link {lk.a}-{lk.b}: measured delay {delay_ms:.2f} ms exceeds the "
+                        f"configured {lk.latency_ms:g} ms",
+                        extra={"event": "link_delay_high"})
+        elif not high and index in self._delay_high:
+            self._delay_high.discard(index)
+            self.record("link_delay_normal", now, link=index, a=lk.a, b=lk.b,
+                        measured_ms=round(delay_ms, 3), configured_ms=lk.latency_ms)
 
     def link_report(self, now: float) -> dict[str, list[dict[str, Any]]]:
         """LLDP against the file: ``verified`` (seen both ways within ``lldp_timeout_s``),
@@ -354,14 +409,64 @@ class NetworkState:
         name = self._host_by_ip.get(ip)
         return self.hosts[name] if name is not None and self.host_usable(name) else None
 
+    # -- measured load (port statistics) ----------------------------------------------------------
+    def port_counters(self, dpid: int, rows: Iterable[Mapping[str, Any]], now: float) -> int:
+        """Take one poll of ``dpid``'s port statistics (``ControllerService.read_ports`` rows:
+        ``port_no``, ``tx_bytes``, ``tx_dropped``, ``rx_dropped``, ``duration_s``). For each
+        link port the rate is the tx-bytes delta over the switch's own clock (the port's
+        ``duration_s``) since the previous poll: the load of the link in the direction leaving
+        ``dpid``. A counter that went backwards (port or switch restarted) starts over.
+        Appends a sample per link touched to :attr:`link_load_history`; returns how many."""
+        wiring = self.wiring
+        n = 0
+        for row in rows:
+            port_no, tx = row.get("port_no"), row.get("tx_bytes")
+            if port_no is None or tx is None:
+                continue
+            peer = wiring.peer(dpid, int(port_no))
+            if peer is None or peer[0] != "link":
+                continue
+            index = int(peer[1])  # type: ignore[misc]
+            t = float(row["duration_s"]) if row.get("duration_s") is not None else now
+            drops = int(row.get("tx_dropped") or 0) + int(row.get("rx_dropped") or 0)
+            prev = self._port_prev.get((dpid, int(port_no)))
+            self._port_prev[(dpid, int(port_no))] = (t, int(tx), drops)
+            if prev is None or t <= prev[0] or tx < prev[1] or drops < prev[2]:
+                continue
+            mbps = (int(tx) - prev[1]) * 8 / (t - prev[0]) / 1e6
+            lk = self.topology.links[index]
+            forward = wiring.node_dpid[lk.a] == dpid and wiring.link_port(index, lk.a) \
+                == port_no
+            cur = self._link_now.setdefault(index, {"a_to_b_mbps": 0.0, "b_to_a_mbps": 0.0,
+                                                    "drops": 0})
+            cur["a_to_b_mbps" if forward else "b_to_a_mbps"] = mbps
+            cur["drops"] = drops - prev[2]
+            cap = lk.bandwidth_mbps
+            sample = {"time": now, **cur,
+                      "utilisation": max(cur["a_to_b_mbps"], cur["b_to_a_mbps"]) / cap
+                      if cap > 0 else 0.0}
+            self.link_load_history.setdefault(index, deque(maxlen=LOAD_HISTORY)).append(sample)
+            n += 1
+        return n
+
+    def link_load(self, index: int) -> dict[str, Any] | None:
+        """The latest measured load of link ``index`` (None before two polls)."""
+        hist = self.link_load_history.get(index)
+        return dict(hist[-1]) if hist else None
+
     # -- bandwidth reservations -----------------------------------------------------------------
+    reservations_active = False
+    """some residual is below its capacity (reset before routing, or a release is lost)"""
+
     def reset_residuals(self) -> None:
         for i, lk in enumerate(self.topology.links):
             self.graph.set_residual_bandwidth(self.link_ids[i], lk.bandwidth_mbps,
                                               both_directions=True)
+        self.reservations_active = False
 
     def reserve(self, link_ids: Iterable[int], bandwidth_mbps: float) -> None:
         """Take ``bandwidth_mbps`` from the residual of each directed link."""
+        self.reservations_active = True
         for lid in link_ids:
             residual_mbps = float(self.graph.link(lid)["residual_mbps"])  # type: ignore[arg-type]
             self.graph.set_residual_bandwidth(lid, max(0.0, residual_mbps - bandwidth_mbps))

@@ -31,7 +31,7 @@ from controller.topology import IntentSpec, Match
 __all__ = ["SCHEMA_VERSION", "Store", "StoreError", "default_state_dir", "spec_from_dict",
            "spec_to_dict"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -44,6 +44,21 @@ CREATE TABLE IF NOT EXISTS compute_sites (id TEXT PRIMARY KEY, spec TEXT NOT NUL
 CREATE TABLE IF NOT EXISTS placements (id TEXT PRIMARY KEY, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+# v2: anycast services and their per-client assignments (compute steering, docs/compute.md)
+_SCHEMA_V2 = """
+CREATE TABLE IF NOT EXISTS compute_services (name TEXT PRIMARY KEY, spec TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS service_assignments (
+    service TEXT NOT NULL,
+    client TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (service, client)
+);
+"""
+_MIGRATIONS = ((1, _SCHEMA_V1), (2, _SCHEMA_V2))
+"""(version, script): a store at version n gets every script above n, in order."""
+
+COMPUTE_TABLES = ("compute_sites", "placements", "compute_services", "service_assignments")
 
 
 class StoreError(CpnError):
@@ -64,7 +79,8 @@ def spec_to_dict(spec: IntentSpec) -> dict[str, Any]:
     out: dict[str, Any] = {"src": spec.src, "dst": spec.dst,
                            "max_latency_ms": spec.max_latency_ms,
                            "min_bandwidth_mbps": spec.min_bandwidth_mbps,
-                           "priority": spec.priority, "protection": spec.protection}
+                           "priority": spec.priority, "protection": spec.protection,
+                           "police": spec.police}
     if spec.name is not None:
         out["name"] = spec.name
     if spec.match is not None:
@@ -83,7 +99,8 @@ def spec_from_dict(data: Mapping[str, Any]) -> IntentSpec:
                       name=data.get("name"),
                       match=Match(**match) if match is not None else None,
                       priority=int(data.get("priority", 100)),
-                      protection=bool(data.get("protection", False)))
+                      protection=bool(data.get("protection", False)),
+                      police=bool(data.get("police", False)))
 
 
 class Store:
@@ -125,16 +142,20 @@ class Store:
 
     def _migrate(self) -> None:
         with self._tx() as db:
-            for statement in _SCHEMA_V1.split(";"):
-                if statement.strip():
-                    db.execute(statement)
+            db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, "
+                       "value TEXT NOT NULL)")
             row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                db.execute("INSERT INTO meta VALUES ('schema_version', ?)",
-                           (str(SCHEMA_VERSION),))
-            elif int(row[0]) > SCHEMA_VERSION:
+            current = 0 if row is None else int(row[0])
+            if current > SCHEMA_VERSION:
                 raise StoreError(f"state store {self.path} has schema version {row[0]}; this "
                                  f"controller knows up to {SCHEMA_VERSION}")
+            for version, script in _MIGRATIONS:
+                if version > current:
+                    for statement in script.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+            db.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT(key) "
+                       "DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),))
 
     @property
     def schema_version(self) -> int:
@@ -224,3 +245,60 @@ class Store:
                            "SET value = excluded.value", (key, json.dumps(value)))
         except sqlite3.Error as exc:
             raise StoreError(f"cannot store setting {key!r}: {exc}") from exc
+
+    # -- compute steering (sites, placements, services, assignments) -----------------------------
+    def compute_state(self) -> dict[str, list[Any]]:
+        """Everything stored for compute steering: ``sites`` (site dicts), ``placements`` and
+        ``assignments`` (dicts as written), ``services`` (service dicts), in the order written
+        (assignments by service and client)."""
+        with self._lock:
+            sites = self._db.execute("SELECT spec FROM compute_sites ORDER BY rowid").fetchall()
+            placements = self._db.execute("SELECT data FROM placements ORDER BY rowid").fetchall()
+            services = self._db.execute("SELECT spec FROM compute_services ORDER BY rowid"
+                                        ).fetchall()
+            assignments = self._db.execute("SELECT data FROM service_assignments "
+                                           "ORDER BY service, client").fetchall()
+        return {"sites": [json.loads(r[0]) for r in sites],
+                "placements": [json.loads(r[0]) for r in placements],
+                "services": [json.loads(r[0]) for r in services],
+                "assignments": [json.loads(r[0]) for r in assignments]}
+
+    def write_compute(self, *, sites: Mapping[str, Any] | None = None,
+                      placements: Mapping[str, Any] | None = None,
+                      services: Mapping[str, Any] | None = None,
+                      assignments: Mapping[tuple[str, str], Any] | None = None) -> None:
+        """Apply a change to the compute tables in ONE transaction: in each mapping a key maps
+        to the new record (inserted or replaced; JSON data) or to None (deleted). Site rows keep
+        their position (registration order) when replaced. Raises :class:`StoreError` and
+        leaves the store as it was."""
+        try:
+            with self._tx() as db:
+                for key, value in (sites or {}).items():
+                    if value is None:
+                        db.execute("DELETE FROM compute_sites WHERE id = ?", (key,))
+                    else:
+                        db.execute("INSERT INTO compute_sites (id, spec) VALUES (?, ?) "
+                                   "ON CONFLICT(id) DO UPDATE SET spec = excluded.spec",
+                                   (key, json.dumps(value, sort_keys=True)))
+                for key, value in (placements or {}).items():
+                    if value is None:
+                        db.execute("DELETE FROM placements WHERE id = ?", (key,))
+                    else:
+                        db.execute("INSERT OR REPLACE INTO placements (id, data) VALUES (?, ?)",
+                                   (key, json.dumps(value, sort_keys=True)))
+                for key, value in (services or {}).items():
+                    if value is None:
+                        db.execute("DELETE FROM compute_services WHERE name = ?", (key,))
+                    else:
+                        db.execute("INSERT OR REPLACE INTO compute_services (name, spec) "
+                                   "VALUES (?, ?)", (key, json.dumps(value, sort_keys=True)))
+                for (service, client), value in (assignments or {}).items():
+                    if value is None:
+                        db.execute("DELETE FROM service_assignments WHERE service = ? AND "
+                                   "client = ?", (service, client))
+                    else:
+                        db.execute("INSERT OR REPLACE INTO service_assignments (service, "
+                                   "client, data) VALUES (?, ?, ?)",
+                                   (service, client, json.dumps(value, sort_keys=True)))
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot store the compute change: {exc}") from exc

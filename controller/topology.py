@@ -204,6 +204,8 @@ class IntentEntry(_Entry):
     match: MatchEntry | None = None
     priority: Annotated[int, Field(ge=0, le=65535)] = DEFAULT_INTENT_PRIORITY
     protection: bool = False
+    police: bool = False
+    """hold the intent's traffic to ``min_bandwidth_mbps`` with a meter at its ingress"""
 
 
 class TopologyDocument(_Entry):
@@ -302,6 +304,7 @@ class IntentSpec:
     match: Match | None = None
     priority: int = DEFAULT_INTENT_PRIORITY
     protection: bool = False
+    police: bool = False
 
 
 @dataclass(frozen=True)
@@ -457,6 +460,8 @@ def _intent_dict(i: IntentSpec) -> dict[str, Any]:
         d["priority"] = i.priority
     if i.protection:
         d["protection"] = True
+    if i.police:
+        d["police"] = True
     return d
 
 
@@ -806,7 +811,8 @@ def _build(doc: TopologyDocument, ctx: _Ctx) -> Topology:
                           dscp=m.dscp)
         intents.append(IntentSpec(src=it.src, dst=it.dst, max_latency_ms=it.max_latency_ms,
                                   min_bandwidth_mbps=it.min_bandwidth_mbps, name=it.name,
-                                  match=match, priority=it.priority, protection=it.protection))
+                                  match=match, priority=it.priority, protection=it.protection,
+                                  police=it.police))
 
     if not math.isfinite(doc.route_factor):  # pragma: no cover - pydantic already refuses
         raise ctx.error("route_factor must be finite", ("route_factor",))

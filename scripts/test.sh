@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up and run every test: Rust checks (fmt, clippy, cargo test), ruff, then pytest
-# (unit tests, API tests against the real HTTP server, then integration tests on real
-# Open vSwitch + Mininet).
+# (unit tests, API tests against the real HTTP server, web map tests in headless Chromium,
+# then integration tests on real Open vSwitch + Mininet).
 # Exits non-zero when any stage fails; a stage that collects no tests is not a failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +27,7 @@ stage "cargo test" cargo test -q
 stage "ruff" .venv/bin/ruff check controller pathcore tests benchmarks topologies
 stage "pytest unit" .venv/bin/python -m pytest -q tests/unit
 stage "pytest api" .venv/bin/python -m pytest -q tests/api
+stage "pytest browser" .venv/bin/python -m pytest -q tests/browser
 stage "pytest integration" .venv/bin/python -m pytest -q tests/integration
 
 printf '\n===== summary =====\n'

@@ -17,7 +17,7 @@ from controller.topology import load_topology
 ROOT = Path(__file__).resolve().parents[2]
 TOPOLOGIES = ROOT / "topologies"
 TOKEN = "test-token-0123456789"
-ERROR_KEYS = {"error", "detail", "errors", "best_latency_ms"}
+ERROR_KEYS = {"error", "detail", "errors", "best_latency_ms", "bottleneck"}
 
 
 @dataclass

@@ -225,7 +225,7 @@ def test_token_from_environment(make_api: MakeApi, tmp_path: Path,
 def test_store_is_wal_versioned_and_atomic(tmp_path: Path) -> None:
     store = Store(tmp_path / STORE_FILE_NAME)
     from controller.topology import IntentSpec
-    assert store.schema_version == 1
+    assert store.schema_version == 2  # v2 added the compute service tables
     mode = store._db.execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
     store.add_intent(7, IntentSpec("h1", "h2", 5.0))

@@ -12,6 +12,7 @@ model, so the tests check the messages, not the controller's idea of them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 from controller.wiring import Wiring
 
 CONTROLLER = ofp.OFPP_CONTROLLER
+IN_PORT = ofp.OFPP_IN_PORT
 
 
 class FakeOFError(AssertionError):
@@ -54,6 +56,12 @@ class FakeSwitch:
         self.tables: dict[int, list[FakeFlow]] = {t: [] for t in range(n_tables)}
         self.barriers = 0
         self.packet_outs: list[parser.OFPPacketOut] = []
+        self.groups: dict[int, list[tuple[int, int]]] = {}
+        """fast-failover group id -> buckets as (watch port, output port)"""
+        self.meters: dict[int, int] = {}
+        """meter id -> DROP band rate (kbit/s)"""
+        self.errors: list[str] = []
+        """OpenFlow errors the switch would answer (meter exists, unknown meter)"""
 
     def apply(self, msg: Any) -> None:
         if isinstance(msg, parser.OFPBarrierRequest):
@@ -62,14 +70,71 @@ class FakeSwitch:
             self.packet_outs.append(msg)
         elif isinstance(msg, parser.OFPFlowMod):
             self._flowmod(msg)
+        elif isinstance(msg, parser.OFPMeterMod):
+            self._metermod(msg)
+        elif isinstance(msg, parser.OFPGroupMod):
+            self._groupmod(msg)
         else:
             raise FakeOFError(f"unexpected message {type(msg).__name__}")
+
+    def _groupmod(self, gm: parser.OFPGroupMod) -> None:
+        """Fast-failover groups only; ADD of an existing group and MODIFY of a missing one
+        are recorded errors; DELETE also deletes the flows that use the group."""
+        if gm.command == ofp.OFPGC_DELETE:
+            self.groups.pop(gm.group_id, None)
+            for t, table in self.tables.items():
+                self.tables[t] = [f for f in table if gm.group_id not in _groups_of(f)]
+            return
+        if gm.type != ofp.OFPGT_FF:
+            raise FakeOFError("only fast-failover groups are modelled")
+        buckets = []
+        for b in gm.buckets:
+            outs = [a.port for a in b.actions if isinstance(a, parser.OFPActionOutput)]
+            if len(outs) != 1 or len(b.actions) != 1:
+                raise FakeOFError("a bucket must hold exactly one output")
+            buckets.append((b.watch_port, outs[0]))
+        exists = gm.group_id in self.groups
+        if gm.command == ofp.OFPGC_ADD and exists:
+            self.errors.append(f"group {gm.group_id} exists")
+        elif gm.command == ofp.OFPGC_MODIFY and not exists:
+            self.errors.append(f"group {gm.group_id} unknown")
+        else:
+            self.groups[gm.group_id] = buckets
+
+    def _metermod(self, mm: parser.OFPMeterMod) -> None:
+        """OpenFlow 1.3 meter semantics: ADD of an existing meter and MODIFY of a missing
+        one are errors (recorded, as the switch would answer them); DELETE also deletes
+        every flow that uses the meter."""
+        if mm.command == ofp.OFPMC_DELETE:
+            self.meters.pop(mm.meter_id, None)
+            for t, table in self.tables.items():
+                self.tables[t] = [f for f in table if not any(
+                    isinstance(i, parser.OFPInstructionMeter) and i.meter_id == mm.meter_id
+                    for i in f.instructions)]
+            return
+        if len(mm.bands) != 1 or not isinstance(mm.bands[0], parser.OFPMeterBandDrop) \
+                or not mm.flags & ofp.OFPMF_KBPS:
+            raise FakeOFError("only one DROP band in kbit/s is modelled")
+        exists = mm.meter_id in self.meters
+        if mm.command == ofp.OFPMC_ADD and exists:
+            self.errors.append(f"meter {mm.meter_id} exists")
+        elif mm.command == ofp.OFPMC_MODIFY and not exists:
+            self.errors.append(f"meter {mm.meter_id} unknown")
+        else:
+            self.meters[mm.meter_id] = mm.bands[0].rate
 
     def _flowmod(self, fm: parser.OFPFlowMod) -> None:
         match = _match_dict(fm.match)
         if fm.command == ofp.OFPFC_ADD:
             if fm.table_id not in self.tables:
                 raise FakeOFError(f"bad table {fm.table_id}")
+            for inst in fm.instructions:
+                if isinstance(inst, parser.OFPInstructionMeter) \
+                        and inst.meter_id not in self.meters:
+                    raise FakeOFError(f"flow uses meter {inst.meter_id}, not on the switch")
+            for gid in _groups_of(FakeFlow(0, 0, {}, list(fm.instructions), 0)):
+                if gid not in self.groups:
+                    raise FakeOFError(f"flow uses group {gid}, not on the switch")
             for inst in fm.instructions:
                 if (
                     isinstance(inst, parser.OFPInstructionGotoTable)
@@ -105,8 +170,11 @@ class FakeSwitch:
     def flows(self) -> list[FakeFlow]:
         return [f for t in sorted(self.tables) for f in self.tables[t]]
 
-    def lookup(self, fields: dict[str, Any]) -> list[int]:
-        """Output ports for a packet with ``fields`` (``in_port`` included); [] = dropped."""
+    def lookup(self, fields: dict[str, Any],
+               live: Callable[[int], bool] | None = None) -> list[int]:
+        """Output ports for a packet with ``fields`` (``in_port`` included); [] = dropped.
+        A fast-failover group outputs by its first bucket whose watch port is ``live``
+        (every port is live when ``live`` is None); none live: the group drops."""
         table_id: int | None = 0
         outputs: list[int] = []
         hops = 0
@@ -136,14 +204,31 @@ class FakeSwitch:
                     if inst.type != ofp.OFPIT_APPLY_ACTIONS:
                         raise FakeOFError("only apply-actions is modelled")
                     for act in inst.actions:
+                        if isinstance(act, parser.OFPActionGroup):
+                            buckets = self.groups.get(act.group_id)
+                            if buckets is None:
+                                raise FakeOFError(f"group {act.group_id} is gone")
+                            for watch, out in buckets:
+                                if live is None or live(watch):
+                                    outputs.append(out)
+                                    break
+                            continue
                         if not isinstance(act, parser.OFPActionOutput):
                             raise FakeOFError(f"action {act} is not modelled")
                         outputs.append(act.port)
                 elif isinstance(inst, parser.OFPInstructionGotoTable):
                     table_id = inst.table_id
+                elif isinstance(inst, parser.OFPInstructionMeter):
+                    if inst.meter_id not in self.meters:
+                        raise FakeOFError(f"meter {inst.meter_id} is gone")
                 else:
                     raise FakeOFError(f"instruction {inst} is not modelled")
         return outputs
+
+
+def _groups_of(f: FakeFlow) -> list[int]:
+    return [a.group_id for i in f.instructions if isinstance(i, parser.OFPInstructionActions)
+            for a in i.actions if isinstance(a, parser.OFPActionGroup)]
 
 
 @dataclass
@@ -195,6 +280,13 @@ class FakeNetwork:
     def flows(self, dpid: int) -> list[FakeFlow]:
         return self.switches[dpid].flows()
 
+    def port_live(self, dpid: int, port_no: int) -> bool:
+        """A link port is live while its link is up; host ports always are."""
+        peer = self.wiring.peer(dpid, port_no)
+        if peer is None or peer[0] == "host":
+            return peer is not None
+        return self.link_up[peer[1]]
+
     def flow_stats(self, dpid: int) -> list[parser.OFPFlowStats]:
         """The switch's flows as the OFPFlowStats objects a flow-stats reply would carry."""
         return [
@@ -235,10 +327,16 @@ class FakeNetwork:
                 tr.loop = True
                 break
             seen.add((dpid, in_port))
-            outs = self.switches[dpid].lookup({**fields, "in_port": in_port})
+            outs = self.switches[dpid].lookup({**fields, "in_port": in_port},
+                                              live=lambda p, d=dpid: self.port_live(d, p))
             if not outs:
                 tr.dropped.append(dpid)
             for out in outs:
+                if out == IN_PORT:
+                    out = in_port
+                elif out == in_port:  # OpenFlow never sends a packet back without IN_PORT
+                    tr.dropped.append(dpid)
+                    continue
                 tr.hops.append((dpid, out))
                 if out == CONTROLLER:
                     tr.to_controller.append(dpid)
