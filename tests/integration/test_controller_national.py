@@ -129,8 +129,15 @@ def test_file_intents_take_their_paths(lab: LabNetwork, topology: Topology,
         assert intent["latency_ms"] <= spec.max_latency_ms
     before = settled_counters(lab)
     for iid, path in expected.items():
-        # the intent's flows are on its path and nowhere else
-        assert set(by_cookie(before, intent_cookie(iid))) == set(path), iid
+        have = set(by_cookie(before, intent_cookie(iid)))
+        if topology.intents[iid - 1].protection:
+            # fast-failover detours put the intent's flows on switches beside the path too;
+            # that traffic moves only on the path is checked by the counters below
+            assert set(path) <= have, (iid, have, path)
+            assert all(any(n in topology.neighbors(p) for p in path) for n in have - set(path))
+        else:
+            # the intent's flows are on its path and nowhere else
+            assert have == set(path), (iid, have, path)
     # each intent's match is specific to its traffic, so all can run before one reading
     pings = {}
     for iid, spec in enumerate(topology.intents, start=1):
