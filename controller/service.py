@@ -27,7 +27,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -267,6 +267,13 @@ class ControllerService:
         """how often :meth:`start` polls every switch's port statistics (0: never)"""
         self._poll_stop = threading.Event()
         self._poller: threading.Thread | None = None
+        self.packet_listeners: list[Callable[[int, int, bytes], None]] = []
+        """called with ``(dpid, in_port, data)`` after the core handled a packet-in, outside
+        the lock, in the app's event thread: must not block (compute steering queues work)"""
+        self.topology_listeners: list[Callable[[str, float], None]] = []
+        """called with ``(cause, t_event)`` (``time.perf_counter``) after the core handled a
+        switch connect/loss or a port status, outside the lock, in the event thread: must
+        not block"""
 
     # -- wiring to the app ----------------------------------------------------------------------
     def start(self, transport: Transport) -> None:
@@ -334,7 +341,8 @@ class ControllerService:
                 return False
             self._handles[dpid] = handle
             self._submit(self.core.switch_connected(dpid, ports, time.monotonic()), t)
-            return True
+        self._notify_topology(f"switch {dpid:#x} connected", t)
+        return True
 
     def reconcile(self, dpid: int, flows: Iterable[FlowEntry], handle: Any) -> None:
         t = time.perf_counter()
@@ -350,6 +358,7 @@ class ControllerService:
                 return  # an old connection of a switch that has already reconnected
             del self._handles[dpid]
             self._submit(self.core.switch_lost(dpid, time.monotonic()), t)
+        self._notify_topology(f"switch {dpid:#x} lost", t)
 
     def port_status(self, dpid: int, port_no: int, up: bool, handle: Any) -> None:
         t = time.perf_counter()
@@ -357,6 +366,7 @@ class ControllerService:
             if self._handles.get(dpid) is not handle:
                 return
             self._submit(self.core.port_status(dpid, port_no, up, time.monotonic()), t)
+        self._notify_topology(f"port {dpid:#x}:{port_no} {'up' if up else 'down'}", t)
 
     def flows_removed(self, dpid: int, flows: Sequence[FlowEntry], handle: Any) -> None:
         t = time.perf_counter()
@@ -372,14 +382,46 @@ class ControllerService:
         with self.lock:
             result = self.core.packet_in(dpid, in_port, data, time.monotonic())
             self._submit(result.change, t)
-            return [(self._handles[d], m) for d, m in result.messages if d in self._handles]
+            out = [(self._handles[d], m) for d, m in result.messages if d in self._handles]
+            cause = result.change.cause if result.change is not None else None
+        for listener in self.packet_listeners:
+            try:
+                listener(dpid, in_port, data)
+            except Exception:  # noqa: BLE001 - a listener must not break packet handling
+                log.exception("packet-in listener failed", extra={"event": "listener_failed"})
+        if cause is not None and cause.startswith("lldp"):
+            self._notify_topology(cause, t)
+        return out
+
+    def _notify_topology(self, cause: str, t_event: float) -> None:
+        """Tell the topology listeners (outside the lock) that the core saw ``cause``."""
+        for listener in self.topology_listeners:
+            try:
+                listener(cause, t_event)
+            except Exception:  # noqa: BLE001 - a listener must not break event handling
+                log.exception("topology listener failed", extra={"event": "listener_failed"})
+
+    def send_packet(self, dpid: int, msg: Any) -> bool:
+        """Send one message (a packet-out) to switch ``dpid`` now; False when it is not
+        connected or the service has no transport."""
+        with self.lock:
+            handle = self._handles.get(dpid)
+        transport = self._transport
+        if handle is None or transport is None or not transport.alive(handle):
+            return False
+        transport.send(handle, [msg])
+        return True
 
     def periodic(self, probes: bool) -> list[tuple[Any, Any]]:
         """``core.tick``; with ``probes``, the LLDP probes to send as ``(handle, msg)``."""
         t = time.perf_counter()
         with self.lock:
             now = time.monotonic()
-            self._submit(self.core.tick(now), t)
+            change = self.core.tick(now)
+            self._submit(change, t)
+        if change.cause != "tick":  # the startup grace ended: unseen switches are absent
+            self._notify_topology(change.cause, t)
+        with self.lock:
             if not probes:
                 return []
             # echo requests first: their round trips (control channel) are subtracted from the

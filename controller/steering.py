@@ -14,6 +14,14 @@ change and the request fails, so a failed request changes nothing. The store kee
 placements (with their reservations), services and assignments (with theirs); on start they
 are loaded back. Sites of the topology file are registered once, at the first start that sees
 them; after that the store is authoritative (a site deleted over the API stays deleted).
+
+Automatic steering (``docs/compute.md``, "The anycast data plane"): the service calls
+:meth:`Steering._on_packet` and :meth:`Steering._on_topology` after the core has handled a
+packet-in or a topology change, outside its lock and in the app's event thread. They only
+queue work; one worker thread assigns a client on its first packet to an anycast address
+(:meth:`Steering.assign_on_packet`, re-injecting that packet) and moves clients off sites
+that became unreachable (:meth:`Steering.reassign_on_change`), through the same write path
+as the REST calls (persisted, NAT flows pushed, barriers awaited).
 """
 
 from __future__ import annotations
@@ -21,12 +29,15 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from controller import openflow
 from controller.compute import ComputeRegistry, Site
 from controller.errors import CpnError
 from controller.placement import (
@@ -68,6 +79,18 @@ ANYCAST_MAC = "02:cb:00:00:00:01"
 """The (locally administered) MAC proxy ARP answers for every anycast address; the ingress
 switch rewrites the destination MAC to the site host's."""
 PUSH_TIMEOUT_S = 5.0
+RETRY_HOLDOFF_S = 2.0
+"""after a first packet could not be assigned (no capacity), that client's packets to the
+service are ignored this long (they all reach the controller while it has no NAT flows)"""
+WORK_QUEUE_SIZE = 1024
+"""first packets and topology changes waiting for the steering worker; more are dropped"""
+
+
+def _ipv4_dst(data: bytes) -> tuple[str, str] | None:
+    """``(source, destination)`` IPv4 addresses of an untagged IPv4 frame, or None."""
+    if len(data) < 34 or data[12:14] != b"\x08\x00":
+        return None
+    return (str(ipaddress.IPv4Address(data[26:30])), str(ipaddress.IPv4Address(data[30:34])))
 
 
 def anycast_flows(state: NetworkState,
@@ -124,9 +147,36 @@ class Steering:
         self.store = store
         self.topology = service.topology
         self._write = threading.Lock()
+        self._anycast_by_ip: dict[str, str] = {}
+        """anycast IPv4 -> service name, replaced whole on every push (read lock-free by
+        the packet-in listener)"""
+        self._work: queue.Queue[tuple[Any, ...] | None] = queue.Queue(WORK_QUEUE_SIZE)
+        self._busy = threading.Condition()
+        self._pending = 0
+        self._inflight: set[tuple[str, str]] = set()
+        self._holdoff: dict[tuple[str, str], float] = {}
+        self._reassign_queued = False
+        self.moves_log: list[dict[str, Any]] = []
+        """automatic reassignments (cause, moves, duration_ms), most recent last (<= 100)"""
         with service.lock:
             self._build(self._initial_state())
         self._push()
+        self._worker = threading.Thread(target=self._run, name="cpn-steering", daemon=True)
+        self._worker.start()
+        service.packet_listeners.append(self._on_packet)
+        service.topology_listeners.append(self._on_topology)
+
+    def close(self) -> None:
+        """Stop listening to the service and end the worker thread."""
+        for listeners, fn in ((self.service.packet_listeners, self._on_packet),
+                              (self.service.topology_listeners, self._on_topology)):
+            if fn in listeners:
+                listeners.remove(fn)
+        try:
+            self._work.put_nowait(None)
+        except queue.Full:
+            pass
+        self._worker.join(timeout=5)
 
     # -- construction and persistence -----------------------------------------------------------
     def _node_up(self, node: str) -> bool:
@@ -271,6 +321,7 @@ class Steering:
         with self._locked():
             flows = anycast_flows(service.core.state, self._steered())
             arp = {s.anycast_ip: ANYCAST_MAC for s in self.anycast.services()}
+            self._anycast_by_ip = {s.anycast_ip: s.name for s in self.anycast.services()}
             change = service.core.set_anycast(flows, arp, time.monotonic())
             ticket = service._submit(change, t)
         service._wait(ticket, timeout_s)
@@ -351,6 +402,139 @@ class Steering:
     def reassign(self, site_id: str | None = None) -> list[Move]:
         """Move clients off down or unreachable sites (after a site or network change)."""
         return self._change(lambda: self.anycast.reassign_after(site_id))
+
+    # -- automatic steering: first packets and topology changes -------------------------------
+    def _enqueue(self, job: tuple[Any, ...]) -> bool:
+        with self._busy:
+            self._pending += 1
+        try:
+            self._work.put_nowait(job)
+        except queue.Full:
+            with self._busy:
+                self._pending -= 1
+                self._busy.notify_all()
+            log.warning(f"steering work queue full; dropped {job[0]}",
+                        extra={"event": "steering_queue_full"})
+            return False
+        return True
+
+    def _on_packet(self, dpid: int, in_port: int, data: bytes) -> None:
+        """Packet-in listener (the app's event thread, no lock held; must not block): an
+        IPv4 packet to a service's anycast address reached the controller, so its sender has
+        no NAT flows yet. Queue its assignment for the worker."""
+        addrs = _ipv4_dst(data)
+        if addrs is None:
+            return
+        src_ip, dst_ip = addrs
+        name = self._anycast_by_ip.get(dst_ip)
+        if name is None:
+            return
+        key = (name, src_ip)
+        with self._busy:
+            if key in self._inflight or self._holdoff.get(key, 0.0) > time.monotonic():
+                return
+            self._inflight.add(key)
+        if not self._enqueue(("packet", name, src_ip, dpid, in_port, bytes(data))):
+            with self._busy:
+                self._inflight.discard(key)
+
+    def _on_topology(self, cause: str, t_event: float) -> None:
+        """Topology listener (event thread, no lock held): queue one re-examination of every
+        assignment (coalesced while one is queued)."""
+        with self._busy:
+            if self._reassign_queued:
+                return
+            self._reassign_queued = True
+        if not self._enqueue(("topology", cause, t_event)):
+            with self._busy:
+                self._reassign_queued = False
+
+    def _run(self) -> None:
+        while True:
+            job = self._work.get()
+            if job is None:
+                return
+            try:
+                if job[0] == "packet":
+                    _, name, src_ip, dpid, in_port, data = job
+                    try:
+                        self.assign_on_packet(name, src_ip, dpid, in_port, data)
+                    finally:
+                        with self._busy:
+                            self._inflight.discard((name, src_ip))
+                else:
+                    with self._busy:
+                        self._reassign_queued = False
+                    self.reassign_on_change(job[1], job[2])
+            except Exception:  # noqa: BLE001 - the worker must survive one bad job
+                log.exception(f"steering job {job[0]} failed",
+                              extra={"event": "steering_job_failed"})
+            finally:
+                with self._busy:
+                    self._pending -= 1
+                    self._busy.notify_all()
+
+    def idle(self, timeout_s: float = 10.0) -> bool:
+        """Wait until the worker has handled everything queued; False on timeout."""
+        with self._busy:
+            return self._busy.wait_for(lambda: self._pending == 0, timeout=timeout_s)
+
+    def assign_on_packet(self, name: str, src_ip: str, dpid: int, in_port: int,
+                         data: bytes | None = None) -> dict[str, Any] | None:
+        """Assign the sender of a packet to service ``name``'s anycast address (seen at
+        ``dpid``:``in_port``) by the service's policy, install its NAT flows (persisted, as
+        ``POST .../assignments``) and re-inject ``data`` into the switch's pipeline
+        (``OFPP_TABLE``, from the client's port) so the first packet is not lost.
+
+        Only packets from a known host, at that host's own switch port, count; anything
+        else (or a client that cannot be assigned: no capacity, the service gone) returns
+        None and changes nothing; a client that cannot be assigned is ignored for
+        :data:`RETRY_HOLDOFF_S`. The packet is re-injected only when the assignment is new
+        or changed (else its flows are already on the switch or on their way, and the
+        client's retry goes through)."""
+        with self._locked():
+            host = self.service.core.state.host_by_ip(src_ip)
+            if host is None or host.dpid != dpid or host.port_no != in_port:
+                return None
+            try:
+                before = self.anycast.assignment(name, host.name)
+            except CpnError:
+                return None  # the service is gone
+            was = None if before is None else (before.site_id, before.path)
+        t = time.perf_counter()
+        try:
+            a = self.assign(name, host.name)
+        except CpnError as exc:
+            with self._busy:
+                self._holdoff[(name, src_ip)] = time.monotonic() + RETRY_HOLDOFF_S
+            log.warning(f"first packet of {host.name} to service {name!r}: not assigned: "
+                        f"{exc}", extra={"event": "anycast_unassigned"})
+            return None
+        changed = was != (a["site_id"], tuple(a["path"]))
+        if changed:
+            log.info(f"{host.name} assigned to {a['site_id']} for service {name!r} on its "
+                     f"first packet ({(time.perf_counter() - t) * 1000:.1f} ms)",
+                     extra={"event": "anycast_first_packet"})
+            if data is not None:
+                self.service.send_packet(dpid, openflow.packet_out(
+                    openflow.ofp.OFPP_TABLE, data, in_port=in_port))
+        return a
+
+    def reassign_on_change(self, cause: str, t_event: float | None = None) -> list[Move]:
+        """After a topology change the core has processed: move clients whose site is now
+        absent or beyond the bound, refresh the paths of the others (their NAT flows follow)."""
+        moves = self.reassign()
+        if moves:
+            ms = (time.perf_counter() - t_event) * 1000.0 if t_event is not None else None
+            log.info(f"{cause}: {len(moves)} anycast client(s) moved"
+                     + (f" in {ms:.1f} ms" if ms is not None else "") + ": "
+                     + ", ".join(f"{m.client_host} {m.from_site} -> {m.to_site}"
+                                 for m in moves),
+                     extra={"event": "anycast_moved"})
+            self.moves_log.append({"cause": cause, "moves": [asdict(m) for m in moves],
+                                   "duration_ms": ms})
+            del self.moves_log[:-100]
+        return moves
 
     # -- latency circles ------------------------------------------------------------------------
     def circles(self, *, tiers_ms: tuple[float, ...] | list[float] | None = None,

@@ -4,6 +4,10 @@ A client in a demand city pings the service's anycast address and gets answers f
 site host that receives the echo requests (its own ICMP counters, in its namespace) is the one
 the policy chose, and the anycast flows on the client's switch count the packets. Marking that
 site down moves the client: the next pings are answered by the next site, within the bound.
+
+A second client, never assigned over REST, is assigned on its first packet to the anycast
+address (the controller sees it as a table-2 miss) and answered by the policy's site; stopping
+that site's switch moves it to the next site automatically (no API call).
 """
 
 from __future__ import annotations
@@ -34,6 +38,11 @@ LAB_WAIT_S = 240.0
 ANYCAST_IP = "10.255.0.1"
 CLIENT = "h-city-lanzhou"
 FIRST, NEXT = "cs:gansu-qingyang:ai-01", "cs:sichuan-tianfu:ai-01"
+AUTO_CLIENT = "h-dcp-chengdu"
+# nearest intelligent sites of dcp-chengdu: sichuan-tianfu 0.13 ms, then chongqing 2.04 ms
+AUTO_FIRST, AUTO_NEXT = "cs:sichuan-tianfu:ai-01", "cs:chongqing:ai-01"
+SERVICE = {"name": "infer", "anycast_ip": ANYCAST_IP, "kind": "intelligent",
+           "demand_per_client": 0.01, "max_latency_ms": 5.0, "policy": "nearest"}
 
 
 @dataclass
@@ -95,8 +104,8 @@ def in_echos(env: Env, host: str) -> int:
     return int(values[header.index("InEchos")])
 
 
-def ping_anycast(env: Env, count: int) -> tuple[int, str]:
-    out = env.lab.host(CLIENT).cmd(f"ping -n -c {count} -i 0.2 -W 1 {ANYCAST_IP}")
+def ping_anycast(env: Env, count: int, client: str = CLIENT) -> tuple[int, str]:
+    out = env.lab.host(client).cmd(f"ping -n -c {count} -i 0.2 -W 1 {ANYCAST_IP}")
     m = re.search(r"(\d+) packets transmitted, (\d+) (?:packets )?received", out)
     assert m is not None, out
     return int(m.group(2)), out
@@ -107,9 +116,7 @@ def site_host(env: Env, site_id: str) -> str:
 
 
 def test_anycast_ping_reaches_the_chosen_site_and_moves_when_it_goes_down(env: Env) -> None:
-    r = env.api("POST", "/services", json={"name": "infer", "anycast_ip": ANYCAST_IP,
-                                           "kind": "intelligent", "demand_per_client": 0.01,
-                                           "max_latency_ms": 5.0, "policy": "nearest"})
+    r = env.api("POST", "/services", json=SERVICE)
     assert r.status_code == 201, r.text
     r = env.api("POST", "/services/infer/assignments", json={"client": CLIENT})
     assert r.status_code == 200, r.text
@@ -172,3 +179,55 @@ def test_anycast_ping_reaches_the_chosen_site_and_moves_when_it_goes_down(env: E
     assert b3 - b2 >= 5 and a3 == a2, (a2, a3, b2, b3)
     assigned = env.api("GET", "/services/infer/assignments").json()
     assert [x["site_id"] for x in assigned] == [NEXT]
+
+
+def test_first_packet_assigns_a_client_and_a_stopped_site_switch_moves_it(env: Env) -> None:
+    if env.api("GET", "/services/infer").status_code == 404:  # this test run alone
+        assert env.api("POST", "/services", json=SERVICE).status_code == 201
+    clients = [x["client_host"] for x in env.api("GET", "/services/infer/assignments").json()]
+    assert AUTO_CLIENT not in clients
+    a_host, b_host = site_host(env, AUTO_FIRST), site_host(env, AUTO_NEXT)
+    a0, b0 = in_echos(env, a_host), in_echos(env, b_host)
+    # the first echo request misses table 2 and reaches the controller, which assigns the
+    # client, installs its NAT flows and re-injects that packet: all five are answered
+    received, out = ping_anycast(env, 5, AUTO_CLIENT)
+    assert received == 5, out
+    assert f"from {ANYCAST_IP}" in out
+    a1, b1 = in_echos(env, a_host), in_echos(env, b_host)
+    assert a1 - a0 >= 5 and b1 == b0, (a0, a1, b0, b1)
+    mine = [x for x in env.api("GET", "/services/infer/assignments").json()
+            if x["client_host"] == AUTO_CLIENT]
+    assert [x["site_id"] for x in mine] == [AUTO_FIRST], mine
+    site_node = mine[0]["site_node"]
+
+    t0 = time.time()  # wall clock: ping -D stamps each reply with it
+    env.lab.stop_switch(site_node)
+    stopped_s = time.time() - t0
+    try:
+        # a ping every 20 ms for 3 s; the first reply's own timestamp times the move
+        out = env.lab.host(AUTO_CLIENT).cmd(f"ping -D -n -c 150 -i 0.02 -W 1 {ANYCAST_IP}")
+        replies = [(float(t), int(seq)) for t, seq in
+                   re.findall(r"\[(\d+\.\d+)\] \d+ bytes from .* icmp_seq=(\d+)", out)]
+        assert replies, out
+        answered = [seq for _, seq in replies]
+        moved_ms = (replies[0][0] - t0) * 1000.0
+        moved_log = [ln for ln in env.ctl.log_tail(400).splitlines()
+                     if "anycast client(s) moved" in ln]
+        print(f"\nswitch {site_node} stopped at {t0:.3f} -> {AUTO_CLIENT} answered by "
+              f"{AUTO_NEXT} after {moved_ms:.0f} ms (stopping the bridge took "
+              f"{stopped_s * 1000:.0f} ms); controller: {moved_log[-1:]}")
+        # once answered, answered for good (the later sequence numbers all came back)
+        assert len(answered) >= 150 - min(answered) - 1, out
+        mine = [x for x in env.api("GET", "/services/infer/assignments").json()
+                if x["client_host"] == AUTO_CLIENT]
+        assert [x["site_id"] for x in mine] == [AUTO_NEXT], mine
+        assert site_node not in mine[0]["path"] and mine[0]["latency_ms"] <= 5.0
+        b2 = in_echos(env, b_host)
+        received, out = ping_anycast(env, 5, AUTO_CLIENT)
+        assert received == 5, out
+        assert in_echos(env, b_host) - b2 >= 5
+    finally:
+        try:
+            env.lab.start_switch(site_node, timeout_s=20)
+        except LabError as exc:  # the lab is torn down after the module anyway
+            print(f"restarting {site_node}: {exc}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from os_ken.lib.packet import arp, ethernet, packet
+from os_ken.lib.packet import arp, ethernet, icmp, ipv4, packet
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
@@ -142,3 +142,126 @@ def test_steering_installs_moves_and_removes_nat_flows_and_proxy_arp() -> None:
     assert anycast_entries(service) == {}
     res = core.packet_in(dpid, port, arp_request(client.mac, client.ip, ANYCAST_IP), 6.0)
     assert res.messages == []
+
+
+# -- automatic steering: first packet, topology changes -------------------------------------------
+
+class FakeTransport:
+    """Records what the service sends (packet-outs); every handle is alive."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[object, object]] = []
+
+    def send(self, handle: object, msgs: list[object]) -> None:
+        self.sent.extend((handle, m) for m in msgs)
+
+    def alive(self, handle: object) -> bool:
+        return True
+
+    def request(self, handle: object, msg: object) -> None:
+        return None
+
+
+def ping_frame(src_mac: str, src_ip: str, dst_ip: str) -> bytes:
+    pkt = packet.Packet()
+    pkt.add_protocol(ethernet.ethernet(dst=ANYCAST_MAC, src=src_mac, ethertype=0x0800))
+    pkt.add_protocol(ipv4.ipv4(src=src_ip, dst=dst_ip, proto=1))
+    pkt.add_protocol(icmp.icmp(type_=icmp.ICMP_ECHO_REQUEST,
+                               data=icmp.echo(id_=7, seq=1, data=b"x" * 16)))
+    pkt.serialize()
+    return bytes(pkt.data)
+
+
+def wired(topo_path: Path = NATIONAL) -> tuple[ControllerService, Steering, FakeTransport]:
+    service = ControllerService(load_topology(topo_path))
+    transport = FakeTransport()
+    service._transport = transport  # packet-outs only: no sender, Changes stay in the core
+    return service, Steering(service), transport
+
+
+def connect(service: ControllerService, node: str) -> tuple[int, str]:
+    """Connect ``node``'s switch (every port live) with a fake handle: (dpid, handle)."""
+    dpid = service.core.wiring.node_dpid[node]
+    ports = {p: True for p in service.core.wiring.ports_of(dpid)}
+    handle = f"dp-{node}"
+    assert service.switch_connected(dpid, ports, handle)
+    return dpid, handle
+
+
+def test_first_packet_to_the_anycast_address_assigns_the_client_and_reinjects_it() -> None:
+    service, steering, transport = wired()
+    steering.add_service(Service("infer", ANYCAST_IP, "intelligent", 0.01, 5.0))
+    client = service.topology.host("h-dcp-chengdu")
+    node, port = service.core.wiring.host_port[client.name]
+    dpid, handle = connect(service, node)
+    # the policy's choice, made by the pure layer on a copy of the same state
+    with service.lock:
+        expected = steering.scheduler.select(client.node, 10_000, "intelligent", 5.0,
+                                             need_host=True).site.id
+    frame = ping_frame(client.mac, client.ip, ANYCAST_IP)
+    service.packet_in(dpid, port, frame)
+    assert steering.idle(10)
+    (a,) = steering.assignments("infer")
+    assert (a["client_host"], a["site_id"]) == (client.name, expected)
+    assert set(anycast_entries(service)) == set(a["path"])
+    (sent_to, out), = transport.sent
+    assert sent_to is handle and out.data == frame and out.in_port == port
+    assert [x.port for x in out.actions] == [ofp.OFPP_TABLE]
+    # the next packet of the same client (flows on their way): nothing new, no re-injection
+    service.packet_in(dpid, port, frame)
+    assert steering.idle(10)
+    assert len(transport.sent) == 1 and steering.assignments("infer") == [a]
+
+
+def test_packets_that_are_not_a_clients_first_packet_change_nothing() -> None:
+    service, steering, transport = wired()
+    steering.add_service(Service("infer", ANYCAST_IP, "intelligent", 0.01, 5.0))
+    client = service.topology.host("h-dcp-chengdu")
+    node, port = service.core.wiring.host_port[client.name]
+    dpid, _ = connect(service, node)
+    other = service.topology.host("h-dc-tianfu")
+    # to a host's address (not anycast); from the wrong port; from an unknown address
+    service.packet_in(dpid, port, ping_frame(client.mac, client.ip, other.ip))
+    service.packet_in(dpid, port + 100, ping_frame(client.mac, client.ip, ANYCAST_IP))
+    service.packet_in(dpid, port, ping_frame("02:99:00:00:00:01", "10.9.9.9", ANYCAST_IP))
+    assert steering.idle(10)
+    assert steering.assignments("infer") == [] and transport.sent == []
+    assert anycast_entries(service) == {}
+
+
+def test_a_lost_site_switch_moves_its_clients_automatically() -> None:
+    service, steering, _ = wired()
+    steering.add_service(Service("infer", ANYCAST_IP, "intelligent", 0.01, 5.0))
+    client = service.topology.host("h-dcp-chengdu")
+    a = steering.assign("infer", client.name)
+    site_node = a["site_node"]
+    dpid, handle = connect(service, site_node)
+    with service.lock:
+        expected = steering.scheduler.select(client.node, 10_000, "intelligent", 5.0,
+                                             need_host=True, exclude=(a["site_id"],))
+    service.switch_lost(dpid, handle)
+    assert steering.idle(10)
+    (b,) = steering.assignments("infer")
+    assert b["site_id"] == expected.site.id != a["site_id"]
+    assert site_node not in b["path"] and b["latency_ms"] <= 5.0
+    assert set(anycast_entries(service)) == set(b["path"])
+    (log_entry,) = steering.moves_log
+    assert log_entry["moves"][0]["to_site"] == b["site_id"]
+
+
+def test_a_link_cut_isolating_the_site_moves_its_clients_automatically() -> None:
+    service, steering, _ = wired()
+    steering.add_service(Service("infer", ANYCAST_IP, "intelligent", 0.01, 5.0))
+    client = service.topology.host("h-dcp-chengdu")
+    a = steering.assign("infer", client.name)
+    site_node = a["site_node"]
+    dpid, handle = connect(service, site_node)
+    wiring = service.core.wiring
+    link_ports = [p for p in wiring.ports_of(dpid) if wiring.is_link_port(dpid, p)]
+    assert link_ports
+    for p in link_ports:  # every link of the site's switch: the site is cut off
+        service.port_status(dpid, p, False, handle)
+    assert steering.idle(10)
+    (b,) = steering.assignments("infer")
+    assert b["site_id"] != a["site_id"] and site_node not in b["path"]
+    assert set(anycast_entries(service)) == set(b["path"])
