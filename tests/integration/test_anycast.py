@@ -12,7 +12,10 @@ that site's switch moves it to the next site automatically (no API call).
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -231,3 +234,81 @@ def test_first_packet_assigns_a_client_and_a_stopped_site_switch_moves_it(env: E
             env.lab.start_switch(site_node, timeout_s=20)
         except LabError as exc:  # the lab is torn down after the module anyway
             print(f"restarting {site_node}: {exc}")
+
+
+TCP_CLIENT = "h-city-yinchuan"
+TCP_PORT = 8000
+# answers the site id it was started with (argv[1]) to whoever connects, then closes
+TCP_SERVER = (
+    "import socketserver, sys\n"
+    "class H(socketserver.BaseRequestHandler):\n"
+    "    def handle(self):\n"
+    "        self.request.sendall(sys.argv[1].encode())\n"
+    "socketserver.TCPServer.allow_reuse_address = True\n"
+    "socketserver.TCPServer(('0.0.0.0', int(sys.argv[2])), H).serve_forever()\n"
+)
+# connects to argv[1]:argv[2] (bounded), prints the peer address it sees and what it received
+TCP_CLIENT_CODE = (
+    "import json, socket, sys\n"
+    "s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)\n"
+    "s.settimeout(3)\n"
+    "peer = s.getpeername()[0]\n"
+    "data = b''\n"
+    "while True:\n"
+    "    chunk = s.recv(256)\n"
+    "    if not chunk:\n"
+    "        break\n"
+    "    data += chunk\n"
+    "s.close()\n"
+    "print(json.dumps({'peer': peer, 'data': data.decode()}))\n"
+)
+
+
+def tx_offload_off(env: Env, host: str) -> None:
+    """TCP across userspace OVS needs the hosts' tx checksum offload off (see
+    test_te_meters.no_tx_offload): the userspace datapath leaves offloaded checksums unset."""
+    h = env.lab.host(host)
+    out = h.cmd(f"ethtool -K {h.defaultIntf()} tx off 2>&1; echo rc=$?")
+    assert out.strip().endswith("rc=0"), out
+
+
+def test_tcp_to_the_anycast_address_reaches_the_assigned_site(env: Env) -> None:
+    """Runs in whatever state the tests above left (a site down, a switch restarted): the
+    client is new and the expected site is the one the controller reports for it."""
+    if env.api("GET", "/services/infer").status_code == 404:  # this test run alone
+        assert env.api("POST", "/services", json=SERVICE).status_code == 201
+    site_of_host = {s.host: s.id for s in env.topo.compute_sites
+                    if s.kind == SERVICE["kind"]}
+    for host in [*site_of_host, TCP_CLIENT]:
+        tx_offload_off(env, host)
+    servers = [env.lab.host(host).popen(["python3", "-c", TCP_SERVER, site_id, str(TCP_PORT)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+               for host, site_id in site_of_host.items()]
+    try:
+        def listening() -> bool:
+            return all(f":{TCP_PORT} " in env.lab.host(h).cmd(f"ss -ltnH sport = :{TCP_PORT}")
+                       for h in site_of_host)
+
+        wait_for("every site's TCP server listening", listening, 10, poll_s=0.2,
+                 detail=lambda: str([p.poll() for p in servers]))
+        r = env.api("POST", "/services/infer/assignments", json={"client": TCP_CLIENT})
+        assert r.status_code == 200, r.text
+        mine = [x for x in env.api("GET", "/services/infer/assignments").json()
+                if x["client_host"] == TCP_CLIENT]
+        assert len(mine) == 1, mine
+        expected = mine[0]["site_id"]
+        assert expected == r.json()["site_id"] and expected in site_of_host.values(), mine
+
+        code = shlex.quote(TCP_CLIENT_CODE)
+        out = env.lab.host(TCP_CLIENT).cmd(
+            f"timeout 8 python3 -c {code} {ANYCAST_IP} {TCP_PORT} 2>&1")
+        m = re.search(r"\{\"peer\".*\}", out)  # the shell echoes continuation prompts first
+        assert m is not None, out
+        got = json.loads(m.group(0))
+        print(f"\n{TCP_CLIENT} -> {ANYCAST_IP}:{TCP_PORT} answered by {got['data']} "
+              f"(controller: {expected}, {mine[0]['latency_ms']} ms)")
+        assert got == {"peer": ANYCAST_IP, "data": expected}, (got, mine)
+    finally:
+        for p in servers:
+            p.kill()
+            p.wait(timeout=5)
