@@ -39,7 +39,7 @@ import ipaddress
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from controller.compute import (
     KINDS,
@@ -139,9 +139,33 @@ class Choice:
         return self.path.latency_ms
 
 
+class _PathRecord:
+    """Plain-dict round trip for the records below (the store keeps them as JSON): ``path``
+    and ``link_ids`` are tuples in memory and lists in the dict."""
+
+    __slots__ = ()
+    record_name = "record"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)  # type: ignore[call-overload]
+        d["path"], d["link_ids"] = list(d["path"]), list(d["link_ids"])
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        try:
+            d = {f: data[f] for f in cls.__dataclass_fields__}  # type: ignore[attr-defined]
+        except KeyError as exc:
+            raise ComputeSiteError(f"{cls.record_name} record lacks {exc.args[0]!r}") from None
+        d["path"], d["link_ids"] = tuple(d["path"]), tuple(d["link_ids"])
+        return cls(**d)
+
+
 @dataclass(slots=True)
-class Placement:
+class Placement(_PathRecord):
     """A demand placed on a site. ``id`` is also the id of its capacity reservation."""
+
+    record_name = "placement"
 
     id: str
     source: str
@@ -159,20 +183,6 @@ class Placement:
     latency_ms: float
     price: float
     """price per unit x demand."""
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["path"], d["link_ids"] = list(self.path), list(self.link_ids)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Placement:
-        try:
-            d = {f: data[f] for f in cls.__dataclass_fields__}
-        except KeyError as exc:
-            raise ComputeSiteError(f"placement record lacks {exc.args[0]!r}") from None
-        d["path"], d["link_ids"] = tuple(d["path"]), tuple(d["link_ids"])
-        return cls(**d)
 
 
 class Scheduler:
@@ -430,8 +440,10 @@ class FlowTuple:
 
 
 @dataclass(slots=True)
-class Assignment:
+class Assignment(_PathRecord):
     """One client of one service, steered to one site, holding ``demand_per_client``."""
+
+    record_name = "assignment"
 
     service: str
     client_host: str
@@ -444,20 +456,6 @@ class Assignment:
     link_ids: tuple[int, ...]
     latency_ms: float
     price: float
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["path"], d["link_ids"] = list(self.path), list(self.link_ids)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Assignment:
-        try:
-            d = {f: data[f] for f in cls.__dataclass_fields__}
-        except KeyError as exc:
-            raise ComputeSiteError(f"assignment record lacks {exc.args[0]!r}") from None
-        d["path"], d["link_ids"] = tuple(d["path"]), tuple(d["link_ids"])
-        return cls(**d)
 
 
 @dataclass(frozen=True, slots=True)

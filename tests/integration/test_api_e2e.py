@@ -17,7 +17,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,6 @@ from test_controller_helpers import (
     counter_delta,
     fast_ping,
     flows_of,
-    free_port,
     intent_cookie,
     ping_result,
     settled_counters,
@@ -52,8 +50,6 @@ class ApiControllerProcess(ControllerProcess):
     def __init__(self, topology_file: Path, workdir: Path, startup_grace_s: float = 10.0
                  ) -> None:
         super().__init__(topology_file, workdir, startup_grace_s)
-        self.api_port = free_port()
-        self.state_dir = workdir / "state"
         self.token_file = workdir / "token"
         self.token_file.write_text(f"{TOKEN}\n")
 
@@ -61,38 +57,19 @@ class ApiControllerProcess(ControllerProcess):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
+    readiness = "answering on its REST API"
+
+    def command(self) -> list[str]:
+        return [*super().command(), "--api-token-file", str(self.token_file)]
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/api/v1/health", timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
     def start(self, timeout_s: float = 30.0) -> None:
-        self.starts += 1
-        with open(self.log_path, "a") as f:
-            f.write(f"===== start {self.starts} =====\n")
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "controller.main", "--topology", str(self.topology_file),
-             "--ofp-port", str(self.port), "--log-file", str(self.log_path),
-             "--startup-grace", str(self.startup_grace_s),
-             "--api-port", str(self.api_port), "--state-dir", str(self.state_dir),
-             "--api-token-file", str(self.token_file)],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        deadline = time.monotonic() + timeout_s
-        while True:
-            code = self.proc.poll()
-            if code is not None:
-                hint = ""
-                if code == 2 and "--api-port" in self.log_text():
-                    hint = ("\ncontroller/main.py does not accept --api-port/--state-dir/"
-                            "--api-token-file yet: wire controller.api.start_api into it")
-                pytest.fail(f"controller exited with {code} before its API answered{hint}\n"
-                            f"{self.log_tail()}", pytrace=False)
-            try:
-                if httpx.get(f"{self.url}/api/v1/health", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"controller API did not answer on {self.url} within "
-                            f"{timeout_s} s:\n{self.log_tail()}", pytrace=False)
-            time.sleep(0.2)
+        super().start(timeout_s)
 
     def api(self, method: str, path: str, **kw: Any) -> httpx.Response:
         return httpx.request(method, f"{self.url}/api/v1{path}", timeout=30.0,

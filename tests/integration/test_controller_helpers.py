@@ -76,27 +76,35 @@ class ControllerProcess:
     def address(self) -> ControllerAddress:
         return ControllerAddress("127.0.0.1", self.port)
 
+    def command(self) -> list[str]:
+        """The controller's command line (subclasses add options)."""
+        return [sys.executable, "-m", "controller.main", "--topology", str(self.topology_file),
+                "--ofp-port", str(self.port), "--log-file", str(self.log_path),
+                "--state-file", str(self.state_path),
+                "--state-dir", str(self.state_dir), "--api-port", str(self.api_port),
+                "--startup-grace", str(self.startup_grace_s)]
+
+    readiness = "listening for OpenFlow"
+
+    def ready(self) -> bool:
+        """True once the started controller is usable (here: its OpenFlow port accepts)."""
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
     def start(self, timeout_s: float = 20.0) -> None:
         self.starts += 1
         with open(self.log_path, "a") as f:
             f.write(f"===== start {self.starts} =====\n")
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "controller.main", "--topology", str(self.topology_file),
-             "--ofp-port", str(self.port), "--log-file", str(self.log_path),
-             "--state-file", str(self.state_path),
-             "--state-dir", str(self.state_dir), "--api-port", str(self.api_port),
-             "--startup-grace", str(self.startup_grace_s)],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.command(), cwd=REPO, stdout=log,
+                                     stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + timeout_s
-        while True:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
+        while not self.ready():
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"controller did not listen on {self.port} within {timeout_s} s "
-                            f"(exit {self.proc.poll()}):\n{self.log_tail()}", pytrace=False)
+                pytest.fail(f"controller not {self.readiness} (port {self.port}) within "
+                            f"{timeout_s} s (exit {self.proc.poll()}):\n{self.log_tail()}",
+                            pytrace=False)
             time.sleep(0.1)
 
     def kill(self) -> None:
