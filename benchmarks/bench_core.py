@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
-import random
 import statistics
 import sys
 import time
@@ -28,76 +27,15 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from intent_specs import Specs  # noqa: E402
+
 from controller.core import Change, ControllerCore  # noqa: E402
-from controller.topology import IntentSpec, Match, Topology, load_topology  # noqa: E402
+from controller.topology import load_topology  # noqa: E402
 
 ONOS_1_INTENT_MS = 15.5
 ONOS_1000_INTENTS_MS = 48.0
 RESTORE_TARGET_MS = 100.0
 TOPOLOGY = REPO / "topologies" / "national.yaml"
-
-
-class Specs:
-    """Random city/cluster intents with a bound the network meets (best latency x 1.3..2.5
-    + 1 ms), all crossing ``via_link`` and with a detour within the bound without it (as in
-    ``bench_controller.py``)."""
-
-    def __init__(self, topology: Topology, seed: int) -> None:
-        self.rng = random.Random(seed)
-        self.graph, self.link_ids = topology.to_graph()
-        self.cities = [h for h in topology.hosts if h.name.startswith("h-city-")]
-        self.clusters = [h for h in topology.hosts if h.name.startswith("h-dc-")]
-        self.used: set[tuple[str, str]] = {(i.src, i.dst) for i in topology.intents}
-        self.port = 20000
-        self.via_link = self.busiest_link()
-        lid = self.link_ids[self.via_link]
-        rev = self.graph.reverse_link(lid)
-        self.cut = [lid] + ([rev] if rev is not None else [])
-
-    def busiest_link(self) -> int:
-        use: Counter[int] = Counter()
-        index_of = {lid: i for i, lid in self.link_ids.items()}
-        for i, lid in self.link_ids.items():
-            rev = self.graph.reverse_link(lid)
-            if rev is not None:
-                index_of[rev] = i
-        for a in self.cities:
-            for b in self.clusters:
-                path = self.graph.shortest_path(a.node, b.node)
-                for lid in path.links if path is not None else ():
-                    use[index_of[lid]] += 1
-        return use.most_common(1)[0][0]
-
-    def _ok(self, a: str, b: str, bound: float) -> bool:
-        path = self.graph.constrained_path(a, b, max_latency_ms=bound, weight="cost")
-        if path is None or not set(path.links) & set(self.cut):
-            return False
-        return self.graph.constrained_path(a, b, max_latency_ms=bound,
-                                           exclude_links=self.cut) is not None
-
-    def make(self, n: int) -> list[IntentSpec]:
-        out: list[IntentSpec] = []
-        for _ in range(200 * n + 10_000):
-            if len(out) == n:
-                break
-            a, b = self.rng.choice(self.cities), self.rng.choice(self.clusters)
-            if self.rng.random() < 0.5:
-                a, b = b, a
-            best = self.graph.shortest_path(a.node, b.node)
-            assert best is not None
-            bound = round(best.latency_ms * self.rng.uniform(1.3, 2.5) + 1.0, 2)
-            if not self._ok(a.node, b.node, bound):
-                continue
-            match, priority = None, 100
-            if (a.name, b.name) in self.used:
-                self.port += 1
-                match, priority = Match(ip_proto=6, dst_port=self.port), 200
-            self.used.add((a.name, b.name))
-            out.append(IntentSpec(src=a.name, dst=b.name, max_latency_ms=bound,
-                                  match=match, priority=priority))
-        if len(out) < n:
-            raise SystemExit(f"found only {len(out)} of {n} intents crossing the link")
-        return out
 
 
 def bring_up(core: ControllerCore, now: float) -> None:
@@ -118,7 +56,8 @@ def timed(fn: Any) -> tuple[Any, float]:
 def run(seed: int, repeats: int, cuts: int, profile: cProfile.Profile | None
         ) -> dict[str, Any]:
     topology = load_topology(TOPOLOGY)
-    specs = Specs(topology, seed)
+    # every intent crosses the busiest link and has a detour within its bound without it
+    specs = Specs(topology, seed, via_link=Specs(topology, seed).busiest_link())
     now = 1.0
     core, start_ms = timed(lambda: ControllerCore(topology, now=0.0, startup_grace_s=0.0))
     _, up_ms = timed(lambda: bring_up(core, now))

@@ -1,0 +1,83 @@
+"""Random city/cluster intents for the controller benchmarks (bench_controller.py, bench_core.py),
+so both measure the same workload."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+from controller.topology import IntentSpec, Match, Topology
+
+__all__ = ["Specs"]
+
+
+class Specs:
+    """Random intents between city and cluster hosts, each with a bound the network meets
+    (best latency x 1.3..2.5 + 1 ms). With ``via_link`` only intents whose path (least cost
+    within the bound, as the controller routes) crosses that link and that have a detour
+    within the bound without it: the worst case for restoration. Each (src, dst) gets one
+    intent for all its traffic; more intents for the same pair match a TCP port of their
+    own, at a higher priority."""
+
+    def __init__(self, topology: Topology, seed: int, via_link: int | None = None) -> None:
+        self.topology = topology
+        self.rng = random.Random(seed)
+        self.graph, self.link_ids = topology.to_graph()
+        self.cities = [h for h in topology.hosts if h.name.startswith("h-city-")]
+        self.clusters = [h for h in topology.hosts if h.name.startswith("h-dc-")]
+        self.used: set[tuple[str, str]] = {(i.src, i.dst) for i in topology.intents}
+        self.port = 20000
+        self.via_link = via_link
+        self.cut: list[int] = []
+        if via_link is not None:
+            lid = self.link_ids[via_link]
+            rev = self.graph.reverse_link(lid)
+            self.cut = [lid] + ([rev] if rev is not None else [])
+
+    def busiest_link(self) -> int:
+        """The link most city/cluster least-latency paths cross."""
+        use: Counter[int] = Counter()
+        index_of = {lid: i for i, lid in self.link_ids.items()}
+        for a in self.cities:
+            for b in self.clusters:
+                path = self.graph.shortest_path(a.node, b.node)
+                for lid in path.links if path is not None else ():
+                    rev = self.graph.reverse_link(lid)
+                    i = index_of.get(lid, index_of.get(rev)) if rev is not None else \
+                        index_of.get(lid)
+                    if i is not None:
+                        use[i] += 1
+        return use.most_common(1)[0][0]
+
+    def _ok(self, a: str, b: str, bound: float) -> bool:
+        if self.via_link is None:
+            return True
+        path = self.graph.constrained_path(a, b, max_latency_ms=bound, weight="cost")
+        if path is None or not set(path.links) & set(self.cut):
+            return False
+        return self.graph.constrained_path(a, b, max_latency_ms=bound,
+                                           exclude_links=self.cut) is not None
+
+    def make(self, n: int) -> list[IntentSpec]:
+        out: list[IntentSpec] = []
+        attempts = 0
+        while len(out) < n:
+            attempts += 1
+            if attempts > 200 * n + 10_000:
+                raise SystemExit(f"found only {len(out)} of {n} intents crossing the link")
+            a, b = self.rng.choice(self.cities), self.rng.choice(self.clusters)
+            if self.rng.random() < 0.5:
+                a, b = b, a
+            best = self.graph.shortest_path(a.node, b.node)
+            assert best is not None
+            bound = round(best.latency_ms * self.rng.uniform(1.3, 2.5) + 1.0, 2)
+            if not self._ok(a.node, b.node, bound):
+                continue
+            match, priority = None, 100
+            if (a.name, b.name) in self.used:
+                self.port += 1
+                match, priority = Match(ip_proto=6, dst_port=self.port), 200
+            self.used.add((a.name, b.name))
+            out.append(IntentSpec(src=a.name, dst=b.name, max_latency_ms=bound,
+                                  match=match, priority=priority))
+        return out
