@@ -352,6 +352,65 @@ def bench_dijkstra(data: GraphData, n_pairs: int, n_sources: int, repeat: int) -
     return rows
 
 
+def bench_tree(data: GraphData, n_targets: int, repeat: int) -> list[Row]:
+    """Least-latency next-hop tree toward a target: one reverse Dijkstra in pathcore vs
+    networkx single_source_dijkstra on the reversed graph (predecessors give the next hops),
+    and, on maps of up to 1,000 nodes, vs one pathcore shortest_path per source (what a
+    per-source controller loop does)."""
+    pc, ng = to_pathcore(data), to_networkx(data).reverse(copy=True)
+    names = data.names
+    targets = [t for t, _ in pick_pairs(data.n, n_targets, seed=9)]
+    ids = {name: i for i, name in enumerate(names)}
+    links = {rec["id"]: (ids[rec["u"]], ids[rec["v"]], rec["latency_ms"]) for rec in pc.links()}
+
+    def pc_tree() -> list[dict[str, int]]:
+        return [pc.shortest_path_tree(names[t]) for t in targets]
+
+    def nx_tree() -> list[tuple[dict[int, float], dict[int, list[int]]]]:
+        # paths from t in the reversed graph: the node before v on t's path is v's next hop
+        return [nx.single_source_dijkstra(ng, t, weight="latency") for t in targets]
+
+    def pc_loop() -> list[dict[str, int]]:
+        out = []
+        for t in targets:
+            hops: dict[str, int] = {}
+            for s in names:
+                if s != names[t]:
+                    p = pc.shortest_path(s, names[t])
+                    if p is not None:
+                        hops[s] = p.links[0]
+            out.append(hops)
+        return out
+
+    t_pc, trees = timed(pc_tree, repeat)
+    t_nx, nx_trees = timed(nx_tree, repeat)
+    # n shortest_path calls per target: only on the controller-sized maps
+    peers = {"networkx": t_nx / n_targets}
+    if data.n <= 1000:
+        peers["pathcore shortest_path per source"] = timed(pc_loop, 1)[0] / n_targets
+    for t, tree, (dist, _) in zip(targets, trees, nx_trees, strict=True):
+        assert len(tree) == len(dist) - 1, (len(tree), len(dist))
+        for s, d in dist.items():
+            cur, total = s, 0.0
+            while cur != t:
+                u, v, lat = links[tree[names[cur]]]
+                assert u == cur
+                cur, total = v, total + lat
+            assert math.isclose(total, d, rel_tol=1e-9, abs_tol=1e-12), (s, t, total, d)
+    return [
+        Row(
+            "Least-latency next-hop tree toward one target (per target)",
+            data.name,
+            t_pc / n_targets,
+            peers,
+            note=(
+                f"{n_targets} targets, best of {repeat}; pathcore = shortest_path_tree(t); "
+                "networkx = single_source_dijkstra on the reversed graph"
+            ),
+        )
+    ]
+
+
 def nx_method(
     g_cost: nx.DiGraph, s: int, t: int, bound: float, max_paths: int, max_s: float
 ) -> tuple[float | None, bool, int]:
@@ -590,6 +649,12 @@ def main() -> None:
     ]:
         step(f"dijkstra {data.name}")
         rows += bench_dijkstra(data, pairs, sources, repeat)
+    for data, (targets, repeat) in [
+        (kdl, (20, 5) if not quick else (10, 3)),
+        (geo[10_000], (5, 3) if not quick else (2, 1)),
+    ]:
+        step(f"tree {data.name}")
+        rows += bench_tree(data, targets, repeat)
     for data, (pairs, cap_paths, cap_s) in [
         (kdl, (20, 2000, 10.0) if not quick else (6, 500, 1.5)),
         (geo[5_000], (10, 2000, 10.0) if not quick else (3, 300, 1.5)),

@@ -23,6 +23,7 @@ every 50 ms, so a handler pays a dict increment, not the counters' locks.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -48,6 +49,17 @@ LLDP_INTERVAL_S = 2.0
 FLOW_REMOVED_BATCH_S = 0.05
 """Flow-removed messages are gathered this long and handed to the core in one call per
 switch (``ovs-ofctl del-flows`` sends one message per flow)."""
+
+
+BUNDLE_MIN = 2
+"""FlowMods in a row that are sent as one bundle rather than one by one."""
+
+
+def _next_xid(dp: Any) -> int:
+    """The next xid of datapath ``dp``, as ``Datapath.set_xid`` allocates them (for the bundle
+    control messages, which are packed here without an os-ken message object)."""
+    dp.xid = (dp.xid + 1) & ofp.MAX_XID
+    return int(dp.xid)
 
 
 class _BarrierWaiter:
@@ -93,35 +105,24 @@ class _Reply:
             self.event.set()
 
 
-class _WireCache:
-    """FlowMod bytes by content, so a FlowMod sent again (the same flow on a reroute back,
-    a reconcile, a delete after its add) is not serialised again: os-ken's serialiser costs
-    ~45 us a FlowMod, most of phase 1 for thousands of them. The key holds the identities of
-    the match and instruction objects, which ``controller.openflow`` caches and shares; the
-    entry keeps references to them, so an identity cannot be reused while it is cached."""
+class _Bundle:
+    """FlowMods sent to one switch as one ONF bundle (atomic, ordered), kept until the
+    barrier after it is answered: if the switch refuses the bundle (an error with an xid of
+    it), :meth:`CpnApp._error` sends the FlowMods again one by one, as they were sent before
+    bundles (each that fails then fails alone), and moves the barrier waiter behind them."""
 
-    def __init__(self, max_entries: int = 1 << 18) -> None:
-        self._max_entries = max_entries
-        self._bytes: dict[tuple[Any, ...], tuple[Any, tuple[Any, ...], bytes]] = {}
+    __slots__ = ("barrier_xid", "first_xid", "last_xid", "plain", "retried")
 
-    def serialize(self, msg: Any) -> bytes:
-        """The wire bytes of ``msg`` with its xid (set it first)."""
-        if not isinstance(msg, ofp_parser.OFPFlowMod):
-            msg.serialize()
-            return bytes(msg.buf)
-        inst = tuple(msg.instructions)
-        key = (msg.command, msg.table_id, msg.priority, msg.cookie, msg.cookie_mask,
-               msg.flags, msg.idle_timeout, msg.hard_timeout, msg.buffer_id, msg.out_port,
-               msg.out_group, id(msg.match), tuple(id(i) for i in inst))
-        hit = self._bytes.get(key)
-        if hit is None:
-            msg.serialize()
-            if len(self._bytes) >= self._max_entries:
-                self._bytes.clear()
-            self._bytes[key] = (msg.match, inst, bytes(msg.buf))
-            return bytes(msg.buf)
-        wire = hit[2]
-        return wire[:4] + (msg.xid & 0xFFFFFFFF).to_bytes(4, "big") + wire[8:]
+    def __init__(self, first_xid: int, last_xid: int, plain: list[bytes]) -> None:
+        self.first_xid = first_xid
+        self.last_xid = last_xid
+        self.plain = plain
+        self.barrier_xid: int | None = None
+        self.retried = False
+
+    def holds(self, xid: int) -> bool:
+        mask = ofp.MAX_XID
+        return (xid - self.first_xid) & mask <= (self.last_xid - self.first_xid) & mask
 
 
 class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]
@@ -152,7 +153,9 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]
         self._removed_lock = threading.Lock()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
-        self._wire = _WireCache()
+        self._bundles: dict[int, list[_Bundle]] = {}
+        """id(datapath) -> bundles whose barrier is not answered yet (under ``_send_lock``)"""
+        self._bundle_ids = itertools.count(1)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> Any:
@@ -214,21 +217,45 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]
         return bool(getattr(handle, "is_active", False))
 
     def send(self, handle: Any, msgs: Sequence[Any]) -> _BarrierWaiter | None:
-        """Send ``msgs`` on datapath ``handle`` in order; a waiter for the last barrier."""
+        """Send ``msgs`` on datapath ``handle`` in order; a waiter for the last barrier.
+
+        Consecutive FlowMods (at least :data:`BUNDLE_MIN`) in a list that ends with a barrier
+        go out as one ONF bundle (open, add each, commit): Open vSwitch applies a bundle with
+        one flow-table version change instead of one per FlowMod (2-3x less of its time
+        for a change of thousands of flows) and all or nothing, so a switch never holds half
+        of a phase. Meter and group mods stay outside (before the FlowMods that use them)."""
         waiter = None
         dp = handle
-        bufs = []
+        bufs: list[bytes] = []
         sent: dict[str, int] = {}
-        for msg in msgs:
-            name = type(msg).__name__
-            sent[name] = sent.get(name, 0) + 1
-            msg.datapath = dp
-            with self._send_lock:  # xids are shared with the event thread's packet-outs
+        bundle = len(msgs) > BUNDLE_MIN and isinstance(msgs[-1], ofp_parser.OFPBarrierRequest)
+        run: list[bytes] = []
+        new: list[_Bundle] = []
+        with self._send_lock:  # xids are shared with the event thread's packet-outs
+            for msg in msgs:
+                name = type(msg).__name__
+                msg.datapath = dp
                 xid = dp.set_xid(msg)
-                if isinstance(msg, dp.ofproto_parser.OFPBarrierRequest):
+                msg.serialize()
+                wire = bytes(msg.buf)
+                if isinstance(msg, ofp_parser.OFPFlowMod):
+                    sent["OFPFlowMod"] = sent.get("OFPFlowMod", 0) + 1
+                    if bundle:
+                        run.append(wire)
+                        continue
+                elif run:
+                    self._bundle_run(dp, run, bufs, new, sent)
+                    run = []
+                sent[name] = sent.get(name, 0) + 1
+                if isinstance(msg, ofp_parser.OFPBarrierRequest):
                     waiter = _BarrierWaiter()
                     self._waiters[(id(dp), xid)] = waiter
-            bufs.append(self._wire.serialize(msg))
+                    for b in new:
+                        if b.barrier_xid is None:
+                            b.barrier_xid = xid
+                bufs.append(wire)
+            if new:
+                self._bundles.setdefault(id(dp), []).extend(new)
         # one write for the lot: os-ken's per-datapath send queue holds 16 items, and a
         # thread hand-off per FlowMod costs more than serialising it
         if bufs and not dp.send(b"".join(bufs)):
@@ -238,6 +265,22 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]
         for name, n in sent.items():
             count_openflow_message(name, "out", n)
         return waiter
+
+    def _bundle_run(self, dp: Any, run: list[bytes], bufs: list[bytes], new: list[_Bundle],
+                    sent: dict[str, int]) -> None:
+        """Append ``run`` (FlowMod wire bytes, in order) to ``bufs``: as one bundle when it
+        is long enough, else as they are. Call with ``_send_lock`` held."""
+        if len(run) < BUNDLE_MIN:
+            bufs.extend(run)
+            return
+        bundle_id = next(self._bundle_ids) & 0xFFFF_FFFF
+        open_xid = _next_xid(dp)
+        bufs.append(openflow.bundle_control(bundle_id, ofp.ONF_BCT_OPEN_REQUEST, open_xid))
+        bufs.extend(openflow.bundle_add(bundle_id, w) for w in run)
+        commit_xid = _next_xid(dp)
+        bufs.append(openflow.bundle_control(bundle_id, ofp.ONF_BCT_COMMIT_REQUEST, commit_xid))
+        sent["ONFBundleCtrlMsg"] = sent.get("ONFBundleCtrlMsg", 0) + 2
+        new.append(_Bundle(open_xid, commit_xid, run))
 
     def request(self, handle: Any, msg: Any,
                 on_done: Callable[[list[Any]], None] | None = None) -> _Reply | None:
@@ -250,7 +293,8 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]
             key = (id(dp), xid)
             reply = _Reply(on_done, lambda: self._drop_reply(key))
             self._replies[key] = reply
-        if not dp.send(self._wire.serialize(msg)):
+        msg.serialize()
+        if not dp.send(bytes(msg.buf)):
             self._drop_reply(key)
             return None
         count_openflow_message(type(msg).__name__, "out")
@@ -264,6 +308,7 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]
         with self._send_lock:
             keys = [k for k in self._waiters if k[0] == id(dp)]
             doomed = [self._waiters.pop(k) for k in keys]
+            self._bundles.pop(id(dp), None)
             rkeys = [k for k in self._replies if k[0] == id(dp)]
             lost = [self._replies.pop(k) for k in rkeys]
         for w in doomed:
@@ -277,6 +322,9 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]
         dp = ev.msg.datapath
         with self._send_lock:
             waiter = self._waiters.pop((id(dp), ev.msg.xid), None)
+            held = self._bundles.get(id(dp))
+            if held:
+                held[:] = [b for b in held if b.barrier_xid != ev.msg.xid]
         if waiter is not None:
             waiter.ok = True
             waiter.event.set()
@@ -322,11 +370,42 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]
     def _error(self, ev: Any) -> None:
         msg = ev.msg
         self._count_in(msg)
+        dp = msg.datapath
         with self._send_lock:
-            reply = self._replies.pop((id(msg.datapath), msg.xid), None)
+            reply = self._replies.pop((id(dp), msg.xid), None)
+            bundle = next((b for b in self._bundles.get(id(dp), ()) if b.holds(msg.xid)), None)
+            retry = bundle is not None and not bundle.retried
+            if retry:
+                assert bundle is not None
+                bundle.retried = True
+                barrier = openflow.barrier_request()
+                barrier.datapath = dp
+                xid = dp.set_xid(barrier)
+                barrier.serialize()
+                waiter = self._waiters.pop((id(dp), bundle.barrier_xid), None) \
+                    if bundle.barrier_xid is not None else None
+                if waiter is not None:
+                    self._waiters[(id(dp), xid)] = waiter
+                bundle.barrier_xid = xid
         if reply is not None:
             reply._finish(f"the switch answered with OpenFlow error type {msg.type} "
                           f"code {msg.code}")
+            return
+        failed = msg.data[1] if msg.data and len(msg.data) > 1 else None
+        if retry:
+            assert bundle is not None
+            self.logger.warning(
+                f"switch {dp.id:#x} refused a bundle of {len(bundle.plain)} FlowMods (error "
+                f"type {msg.type} code {msg.code}); sending them one by one",
+                extra={"dpid": dp.id, "event": "bundle_failed"})
+            dp.send(b"".join(bundle.plain) + bytes(barrier.buf))
+            count_openflow_message("OFPBarrierRequest", "out")
+        elif bundle is None and failed not in (ofp.OFPT_METER_MOD, ofp.OFPT_GROUP_MOD):
+            # meter and group mods are sent as ADD then MODIFY to a switch whose table is
+            # unknown: one of the two fails by design
+            self.logger.warning(f"switch {dp.id:#x} answered xid {msg.xid} with OpenFlow "
+                                f"error type {msg.type} code {msg.code}",
+                                extra={"dpid": dp.id, "event": "openflow_error"})
 
     @set_ev_cls(ofp_event.EventOFPEchoReply, MAIN_DISPATCHER)
     def _echo_reply(self, ev: Any) -> None:

@@ -606,24 +606,15 @@ class Router:
 
     def destination_tree(self, node: str) -> dict[int, int]:
         """For every other switch that can reach ``node``: dpid -> out port on a least-latency
-        path toward it. Built from pathcore shortest paths so that the next hops form a tree
-        (no loops even with equal-latency alternatives or zero-latency links): walking a new
-        source's path stops at the first switch that already has a next hop, whose own route
-        is least-latency too, so the joined route is still least-latency."""
+        path toward it. One reverse shortest-path tree from pathcore
+        (``Graph.shortest_path_tree``): each switch's next hop leads to a switch settled
+        before it, so the next hops form a tree (no loops even with equal-latency
+        alternatives or zero-latency links)."""
         st = self.state
-        g = st.graph
-        next_port: dict[str, int] = {}
-        for src in st.node_names():
-            if src == node or src in next_port or not st.node_present(src):
-                continue
-            path = g.shortest_path(src, node, weight="latency")
-            if path is None:
-                continue
-            for u, lid in zip(path.nodes, path.links, strict=False):
-                if u in next_port:
-                    break
-                next_port[u] = st.out_port(u, lid)
-        return {st.wiring.node_dpid[u]: p for u, p in next_port.items()}
+        node_dpid = st.wiring.node_dpid
+        return {node_dpid[u]: st.out_port(u, lid)
+                for u, lid in st.graph.shortest_path_tree(node, "latency").items()
+                if st.node_present(u)}
 
     def _refresh_intent(self, intent_id: int) -> None:
         cookie = make_cookie(OWNER_INTENT, intent_id)

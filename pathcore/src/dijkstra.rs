@@ -593,6 +593,60 @@ pub fn distances(
     })
 }
 
+/// Next hops toward `target`: for every other node that can reach it over links allowed
+/// by `filter`, the first link of a least-`weight` path from that node to `target` (ties:
+/// less latency, then fewer hops, as [`shortest_path`]), as `(node, link)` in order of
+/// settling (nondecreasing distance to `target`). One reverse Dijkstra from `target`:
+/// O((n + m) log n).
+///
+/// The next hops form a tree rooted at `target`, also with zero-weight links and ties: a
+/// node's link leads to a node settled before it, so following next hops from any node
+/// reaches `target` in fewer than n steps.
+///
+/// ```
+/// use pathcore::graph::{Filter, Graph, Weight};
+/// use pathcore::dijkstra::shortest_path_tree;
+/// let mut g = Graph::new();
+/// g.add_nodes(&["a", "b", "c"]).unwrap();
+/// let ab = g.add_link(0, 1, 1.0, 10.0, 1.0, false).unwrap();
+/// let bc = g.add_link(1, 2, 1.0, 10.0, 1.0, false).unwrap();
+/// let ac = g.add_link(0, 2, 3.0, 10.0, 1.0, false).unwrap();
+/// let t = shortest_path_tree(&g, 2, Weight::Latency, &Filter::new());
+/// assert_eq!(t, vec![(1, bc), (0, ab)]);
+/// let t = shortest_path_tree(&g, 2, Weight::Cost, &Filter::new());
+/// assert_eq!(t, vec![(1, bc), (0, ac)]);
+/// ```
+pub fn shortest_path_tree(
+    g: &Graph,
+    target: NodeId,
+    weight: Weight,
+    filter: &Filter,
+) -> Vec<(NodeId, LinkId)> {
+    FWD.with(|t| {
+        let mut t = t.borrow_mut();
+        let mut order = Vec::new();
+        t.run(
+            g,
+            target,
+            Direction::Reverse,
+            weight,
+            Weight::Latency,
+            filter,
+            f64::INFINITY,
+            |_, _| true,
+            |n| {
+                if n != target {
+                    order.push(n);
+                }
+                false
+            },
+        );
+        // Every settled node other than the root was labelled from a settled neighbour, so
+        // its pred is set (reachability as in shortest_path, even if a sum overflows).
+        order.into_iter().map(|n| (n, t.st.get(n).pred)).collect()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -667,6 +721,89 @@ mod tests {
             for (s, dist) in rev {
                 let p = shortest_path(&g, s, d, Weight::Cost, &Filter::new()).unwrap();
                 assert!((p.cost - dist).abs() < 1e-9);
+            }
+        }
+    }
+
+    /// Follow next hops from `n` to `target`; panics on a loop or a dead end.
+    fn walk(
+        g: &Graph,
+        next: &std::collections::HashMap<NodeId, LinkId>,
+        n: NodeId,
+        target: NodeId,
+    ) -> Vec<LinkId> {
+        let mut links = Vec::new();
+        let mut cur = n;
+        while cur != target {
+            assert!(links.len() < g.node_count(), "next hops loop from {n}");
+            let l = next[&cur];
+            let link = &g.links[l as usize];
+            assert_eq!(link.u, cur);
+            assert!(link.up);
+            links.push(l);
+            cur = link.v;
+        }
+        links
+    }
+
+    #[test]
+    fn tree_matches_shortest_paths() {
+        let mut rng = Rng(23);
+        for _ in 0..300 {
+            let n = 2 + rng.below(30) as u32;
+            let m = rng.below(4 * n as u64) as u32;
+            let g = random_graph(&mut rng, n, m);
+            let d = rng.below(n as u64) as u32;
+            for w in [Weight::Latency, Weight::Cost, Weight::Hops] {
+                let tree = shortest_path_tree(&g, d, w, &Filter::new());
+                let next: std::collections::HashMap<_, _> = tree.iter().copied().collect();
+                assert_eq!(next.len(), tree.len(), "a node listed twice");
+                assert!(!next.contains_key(&d));
+                let mut last = 0.0;
+                for &(s, _) in &tree {
+                    let p = shortest_path(&g, s, d, w, &Filter::new()).unwrap();
+                    let walked = Path::from_links(&g, s, walk(&g, &next, s, d));
+                    assert!((walked.weight(w) - p.weight(w)).abs() < 1e-9);
+                    assert!(walked.weight(w) >= last, "not in order of distance");
+                    last = walked.weight(w);
+                }
+                for s in 0..n {
+                    let reaches = shortest_path(&g, s, d, w, &Filter::new()).is_some();
+                    assert_eq!(next.contains_key(&s), reaches && s != d);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tree_without_loops_on_zero_weights_and_ties() {
+        // A zero-cost bidirectional ring a-b-c-d around the target's neighbours, parallel
+        // zero-cost links, and a link that is down: every cost tie is possible.
+        let mut g = Graph::new();
+        g.add_nodes(&["t", "a", "b", "c", "d", "e"]).unwrap();
+        for (u, v) in [(1, 2), (2, 3), (3, 4), (4, 1), (1, 2)] {
+            g.add_link(u, v, 0.0, 1.0, 0.0, true).unwrap();
+        }
+        g.add_link(1, 0, 0.0, 1.0, 0.0, false).unwrap();
+        g.add_link(3, 0, 0.0, 1.0, 0.0, false).unwrap();
+        let down = g.add_link(5, 0, 1.0, 1.0, 0.0, false).unwrap();
+        g.set_link_up(down, false, false).unwrap();
+        for w in [Weight::Latency, Weight::Cost, Weight::Hops] {
+            let tree = shortest_path_tree(&g, 0, w, &Filter::new());
+            let next: std::collections::HashMap<_, _> = tree.iter().copied().collect();
+            let mut keys: Vec<_> = next.keys().copied().collect();
+            keys.sort();
+            assert_eq!(keys, vec![1, 2, 3, 4], "e reaches t only over a down link");
+            for s in 1..5 {
+                let walked = Path::from_links(&g, s, walk(&g, &next, s, 0));
+                assert_eq!(
+                    walked.weight(w),
+                    match (w, s % 2) {
+                        (Weight::Hops, 0) => 2.0, // b and d: one ring link, then t
+                        (Weight::Hops, _) => 1.0,
+                        _ => 0.0,
+                    }
+                );
             }
         }
     }

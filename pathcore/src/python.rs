@@ -434,6 +434,32 @@ impl PyGraph {
         ))
     }
 
+    /// Next hops toward `target` over up links: {node name: link id} for every node other
+    /// than target that can reach it, the id (as in Path.links) of the first link of a
+    /// least-`weight` path from that node to target ("latency" | "cost" | "hops"; ties:
+    /// less latency, then fewer hops, as shortest_path). The next hops form a tree:
+    /// following them from any node reaches target without a loop, also with zero-weight
+    /// links and ties. Nodes are listed nearest to target first. Unknown node → KeyError;
+    /// bad weight → ValueError. One reverse Dijkstra from target: O((n + m) log n). The
+    /// GIL is released.
+    #[pyo3(signature = (target, weight="latency"))]
+    fn shortest_path_tree<'py>(
+        &self,
+        py: Python<'py>,
+        target: &str,
+        weight: &str,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let w = self::weight(weight)?;
+        let t = self.node(target)?;
+        let g = &self.g;
+        let tree = py.detach(|| dijkstra::shortest_path_tree(g, t, w, &Filter::new()));
+        let d = PyDict::new(py);
+        for (n, lid) in tree {
+            d.set_item(self.name(py, n), lid)?;
+        }
+        Ok(d)
+    }
+
     /// EXACT least-`weight` path whose total latency is <= max_latency_ms (relative slack
     /// 1e-9; inf = unbounded) and whose every link is up with residual >=
     /// min_bandwidth_mbps, avoiding exclude_nodes (names) and exclude_links (ids).

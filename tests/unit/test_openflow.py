@@ -77,10 +77,11 @@ def test_two_phase_puts_adds_first_and_ends_each_batch_with_a_barrier() -> None:
     p1, p2 = openflow.two_phase({5: [ENTRY, other]}, {5: [other], 6: [ENTRY]})
     assert list(p1) == [5] and sorted(p2) == [5, 6]
     assert [type(m) for m in p1[5]] == [
-        parser.OFPFlowMod,
-        parser.OFPFlowMod,
+        openflow.EntryFlowMod,
+        openflow.EntryFlowMod,
         parser.OFPBarrierRequest,
     ]
+    assert all(isinstance(m, parser.OFPFlowMod) for m in p1[5][:-1])
     assert all(m.command == ofp.OFPFC_ADD for m in p1[5][:-1])
     assert p1[5][0].table_id == 2  # destination table before the intent table
     for msgs in p2.values():
