@@ -177,6 +177,10 @@ class IntentOut(BaseModel):
     protection_note: str = Field(default="", description="protection: links of the path "
                                  "without a detour, or with one over the latency bound")
     match: dict[str, int] | None
+    mpls_label: int | None = Field(default=None, description="label of the tunnel the "
+                                   "intent's traffic rides from its second switch on (None: "
+                                   "flows on every switch of the path, as for protected "
+                                   "intents, or no path)")
     state: Literal["installed", "pending", "infeasible", "degraded"]
     reason: str
     path: list[str] | None
@@ -512,6 +516,7 @@ def intent_view(intent: Intent, source: str) -> dict[str, Any]:
         "match": ({k: v for k, v in (("ip_proto", m.ip_proto), ("src_port", m.src_port),
                                      ("dst_port", m.dst_port), ("dscp", m.dscp))
                    if v is not None} if m is not None else None),
+        "mpls_label": intent.mpls_label,
         "state": intent.state, "reason": intent.reason,
         "path": list(intent.path) if intent.path else None,
         "latency_ms": intent.latency_ms, "cost": intent.cost,
@@ -780,15 +785,18 @@ def create_app(service: ControllerService, store: Store, *, token: str | None,
     def show_intent(intent_id: int) -> dict[str, Any]:
         """State, path, history of reroutes and the intent's flows per switch (from the
         plan; ``installed`` says whether the switch holds it as far as the controller
-        knows)."""
+        knows): its own flows and those of the tunnel it rides."""
         with service.lock:
             intent = service.intent(intent_id)
             wanted = service.core.wanted_plan()
             installed = service.core.installed_plan()
             names = service.core.state.wiring.dpid_node
+            owners = {("intent", intent_id)}
+            if intent.mpls_label is not None:
+                owners.add(("tunnel", intent.mpls_label))
             flows = [{**_flow_dict(e), "dpid": f"{d:#x}", "switch": names.get(d, "?"),
                       "installed": e in installed.entries(d)}
-                     for d, e in wanted if e.owner == ("intent", intent_id)]
+                     for d, e in wanted if e.owner in owners]
         return {**intent_view(intent, _source(intent_id)), "flows": flows}
 
     @app.delete(f"{v1}/intents/{{intent_id}}", response_model=IntentDeletedOut,

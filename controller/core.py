@@ -38,6 +38,7 @@ from controller.routing import (
     ETH_TYPE_IPV4,
     ETH_TYPE_LLDP,
     OWNER_ANYCAST,
+    OWNER_TUNNEL,
     FlowEntry,
     FlowPlan,
     Intent,
@@ -61,6 +62,9 @@ log = logging.getLogger("controller.core")
 class Change:
     """Messages that move the switches from the installed plan to the wanted one.
 
+    ``phase0[dpid]``: the flows of new tunnels (label-switched paths), ending with a barrier;
+    sent and confirmed before phase 1, whose ingress flows push the new labels, so no packet
+    carries a label a switch on its way does not know yet (empty when no tunnel is new).
     ``phase1[dpid]``: FlowMod ADDs (new and modified flows), ending with a barrier; it also
     holds the DELETE_STRICTs of intents that fell back to best effort or drop (their path is
     gone; left in place their flows would capture the fallback traffic).
@@ -74,23 +78,53 @@ class Change:
     cause: str
     phase1: dict[int, list[Any]] = field(default_factory=dict)
     phase2: dict[int, list[Any]] = field(default_factory=dict)
+    phase0: dict[int, list[Any]] = field(default_factory=dict)
     intents: tuple[int, ...] = ()
     adds: dict[int, tuple[FlowEntry, ...]] = field(default_factory=dict)
     deletes: dict[int, tuple[FlowEntry, ...]] = field(default_factory=dict)
     compute_ms: float = 0.0
+    log_records: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    """log lines of this change (reroutes; intents installed by :meth:`ControllerCore.confirm`)
+    not logged yet: :meth:`emit_logs` logs them"""
+
+    def emit_logs(self) -> None:
+        """Log the reroutes and installs of this change (the sender calls it after phase 1
+        and after the confirmation, outside the lock: a log line costs ~70 us, and logging a
+        thousand in the computing thread delayed the change itself by as much)."""
+        records, self.log_records = self.log_records, []
+        if len(records) <= LOG_EACH_MAX:
+            for message, extra in records:
+                log.info(message, extra=extra)
+            return
+        # a big change: one summary line per kind at INFO, each intent at DEBUG
+        by_event: dict[str, list[int]] = {}
+        for _, extra in records:
+            by_event.setdefault(extra["event"], []).append(extra["intent"])
+        for event, ids in by_event.items():
+            what = {"reroute": "rerouted", "installed": "installed"}.get(event, event)
+            log.info(f"change {self.token} ({self.cause}): {len(ids)} intents {what} "
+                     f"(ids {_id_ranges(ids)}; each at DEBUG)",
+                     extra={"event": f"{event}_batch", "token": self.token})
+        if log.isEnabledFor(logging.DEBUG):
+            for message, extra in records:
+                log.debug(message, extra=extra)
 
     @property
     def empty(self) -> bool:
         """Nothing to send (there may still be intents to confirm)."""
-        return not self.phase1 and not self.phase2
+        return not self.phase0 and not self.phase1 and not self.phase2
 
     @property
     def dpids(self) -> list[int]:
-        return sorted(set(self.phase1) | set(self.phase2))
+        return sorted(set(self.phase0) | set(self.phase1) | set(self.phase2))
+
+    def phases(self) -> list[tuple[str, dict[int, list[Any]]]]:
+        """The phases to send, in order, each after the previous one is confirmed."""
+        return [(name, ph) for name, ph in (("phase0", self.phase0), ("phase1", self.phase1),
+                                            ("phase2", self.phase2)) if ph]
 
     def message_count(self) -> int:
-        return sum(len(v) for v in self.phase1.values()) + \
-            sum(len(v) for v in self.phase2.values())
+        return sum(len(msgs) for _, ph in self.phases() for msgs in ph.values())
 
 
 @dataclass
@@ -101,6 +135,22 @@ class PacketInResult:
 
     messages: list[tuple[int, Any]] = field(default_factory=list)
     change: Change | None = None
+
+
+LOG_EACH_MAX = 50
+"""A change that reroutes or installs more intents than this logs one summary line per kind
+at INFO and each intent at DEBUG (a log line costs ~70 us)."""
+
+
+def _id_ranges(ids: list[int]) -> str:
+    """``[1, 2, 3, 7]`` -> ``"1-3, 7"``."""
+    out: list[str] = []
+    for i in sorted(set(ids)):
+        if out and out[-1].split("-")[-1] == str(i - 1):
+            out[-1] = f"{out[-1].split('-')[0]}-{i}"
+        else:
+            out.append(str(i))
+    return ", ".join(out)
 
 
 def _entry_order(e: FlowEntry) -> tuple[Any, ...]:
@@ -222,14 +272,21 @@ class ControllerCore:
                 fell = None if owner is None or owner[0] != "intent" else intents.get(owner[1])
                 is_early = fell is not None and fell.state in ("infeasible", "degraded")
                 (early if is_early else late).setdefault(dpid, []).append(e)
-        phase1, phase2 = openflow.two_phase({k: list(v) for k, v in adds.items()}, late,
-                                            early)
+        # the flows of new tunnels go first, in a phase of their own (see Change.phase0)
+        make: dict[int, list[FlowEntry]] = {}
+        rest: dict[int, list[FlowEntry]] = {}
+        for dpid, entries in adds.items():
+            for e in entries:
+                (make if e.cookie >> 56 == OWNER_TUNNEL else rest).setdefault(dpid, []).append(e)
+        phase0 = {dpid: openflow.flowentry_to_msgs(adds=es) for dpid, es in make.items()}
+        phase1, phase2 = openflow.two_phase(rest, late, early)
         self._meters_into(phase1, phase2)
         self._groups_into(phase1, phase2)
         pending = tuple(sorted(i.id for i in self.router.intents.values()
                                if i.state == "pending"))
-        change = Change(token=token, cause=cause, phase1=phase1, phase2=phase2,
+        change = Change(token=token, cause=cause, phase0=phase0, phase1=phase1, phase2=phase2,
                         intents=pending, adds=adds, deletes=deletes,
+                        log_records=self.router.take_log_records(),
                         compute_ms=(time.perf_counter() - t0) * 1000.0)
         if not change.empty or moved:
             log.info(f"{cause}: {sum(len(v) for v in adds.values())} adds, "
@@ -315,8 +372,9 @@ class ControllerCore:
             intent.ever_installed = True
             done.append(intent)
             self.state.record("intent_installed", now, intent=iid, path=list(intent.path))
-            log.info(f"intent {intent.name} ({iid}) installed on {'-'.join(intent.path)}",
-                     extra={"intent": iid, "event": "installed"})
+            change.log_records.append((
+                f"intent {intent.name} ({iid}) installed on {'-'.join(intent.path)}",
+                {"intent": iid, "event": "installed"}))
         return done
 
     # -- switch events --------------------------------------------------------------------------

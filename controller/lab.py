@@ -83,6 +83,9 @@ ALL_PAIRS_MAX_HOSTS = 16
 SAMPLE_PAIRS = 200
 """Size of the sampled ping matrix for big networks."""
 RSTP_DEFAULT_MAX_AGE = 20
+BACKBONE_MTU = 1600
+"""MTU of the switch-to-switch interfaces: room for the controller's MPLS label (4 bytes)
+on a full 1500-byte host packet, with headroom, as MPLS backbones are configured"""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -672,6 +675,7 @@ class LabNetwork:
             self._write_record()
             self.net.build()
             self._write_record()
+            self._set_backbone_mtu()
             t1 = time.monotonic()
             self.net.start()
             t2 = time.monotonic()
@@ -708,6 +712,22 @@ class LabNetwork:
                         log.info("removed leftovers: %s", ", ".join(left))
                 finally:
                     self._record_path.unlink(missing_ok=True)
+
+    def _set_backbone_mtu(self) -> None:
+        """Give every switch-to-switch interface an MTU of :data:`BACKBONE_MTU` (one
+        ``ip -batch`` call), so a full-size host frame still fits once the controller's
+        tunnels push an MPLS label onto it (host-facing interfaces keep 1500; the label is
+        popped before the host)."""
+        ifaces = [i for k in range(len(self.topology.links))
+                  for i in self.plan.link_interfaces(k)]
+        if not ifaces:
+            return
+        r = subprocess.run(["ip", "-batch", "-"], text=True, capture_output=True,
+                           input="".join(f"link set dev {i} mtu {BACKBONE_MTU}\n"
+                                         for i in ifaces), timeout=120, check=False)
+        if r.returncode != 0:
+            raise LabError(f"could not set the backbone MTU to {BACKBONE_MTU}: "
+                           f"{r.stderr.strip()}")
 
     def _remove_bridges_and_links(self) -> None:
         """Delete all bridges in one ovs-vsctl call and all veths in one ``ip -batch``.

@@ -25,7 +25,7 @@ from controller.topology import load_topology
 __all__ = ["StructuredFormatter", "build_service", "main", "run"]
 
 FIELDS = ("event", "dpid", "intent", "token", "port_no", "duration_ms", "compute_ms",
-          "phase1_ms", "phase2_ms", "queued_ms", "messages", "switches")
+          "phase0_ms", "phase1_ms", "phase2_ms", "queued_ms", "messages", "switches")
 """``extra`` fields printed as ``key=value`` after the message, in this order."""
 
 

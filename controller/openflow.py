@@ -108,19 +108,30 @@ def _match(match: tuple[tuple[str, Any], ...]) -> parser.OFPMatch:
     return parser.OFPMatch(_ordered_fields=sorted(match, key=lambda kv: _oxm_number(kv[0])))
 
 
+_INSTRUCTION_ORDER = {"meter": 0, "push_mpls": 1, "pop_mpls": 1, "set_field": 2, "output": 3,
+                      "group": 3, "goto_table": 4}
+"""The order of a FlowEntry's instructions (stable within a rank): how :func:`_instructions`
+puts them on the wire and how :func:`flowstats_to_entry` reads them back."""
+_INSTRUCTION_KINDS = frozenset(_INSTRUCTION_ORDER)
+
+
 @functools.lru_cache(maxsize=1 << 12)
 def _instructions(entry_instructions: tuple[tuple[str, Any], ...]) -> tuple[Any, ...]:
     """FlowEntry instructions -> os-ken instructions (outputs in one apply-actions, then goto).
     Cached and shared like :func:`_match`."""
-    # ("set_field", (oxm field, value)) rewrites (anycast NAT) come first, in order
-    outputs = [parser.OFPActionSetField(**{v[0]: v[1]}) for k, v in entry_instructions
-               if k == "set_field"]
+    # MPLS push/pop first (a pushed label is then set by a set-field), then the
+    # ("set_field", (oxm field, value)) rewrites (MPLS label, anycast NAT), in order
+    outputs: list[Any] = [parser.OFPActionPushMpls(v) if k == "push_mpls"
+                          else parser.OFPActionPopMpls(v)
+                          for k, v in entry_instructions if k in ("push_mpls", "pop_mpls")]
+    outputs += [parser.OFPActionSetField(**{v[0]: v[1]}) for k, v in entry_instructions
+                if k == "set_field"]
     outputs += [output_port(v) for k, v in entry_instructions if k == "output"]
     outputs += [parser.OFPActionGroup(v) for k, v in entry_instructions if k == "group"]
     gotos = [v for k, v in entry_instructions if k == "goto_table"]
     meters = [v for k, v in entry_instructions if k == "meter"]
     unknown = [k for k, _ in entry_instructions
-               if k not in ("set_field", "output", "goto_table", "meter", "group")]
+               if k not in _INSTRUCTION_KINDS]
     if unknown or len(gotos) > 1 or len(meters) > 1:
         raise ValueError(f"unsupported instructions {entry_instructions!r}")
     inst: list[Any] = []
@@ -325,11 +336,14 @@ def _wire_of_instructions(insts: Instructions) -> bytes | None:
     """The instructions of a FlowEntry as :func:`_instructions` builds them: meter, then one
     apply-actions (set-fields, outputs, groups), then goto-table."""
     actions = b""
-    for kind in ("set_field", "output", "group"):
+    for kinds in (("push_mpls", "pop_mpls"), ("set_field",), ("output",), ("group",)):
         for k, v in insts:
-            if k != kind:
+            if k not in kinds:
                 continue
-            if k == "set_field":
+            if k in ("push_mpls", "pop_mpls"):
+                actions += struct.pack("!HHH2x", ofp.OFPAT_PUSH_MPLS if k == "push_mpls"
+                                       else ofp.OFPAT_POP_MPLS, 8, v)
+            elif k == "set_field":
                 tlv = _oxm(v[0], v[1])
                 if tlv is None:
                     return None
@@ -541,6 +555,10 @@ def flowstats_to_entry(stat: Any) -> FlowEntry:
                     instructions.append(("set_field", (act.key, act.value)))
                 elif isinstance(act, parser.OFPActionGroup):
                     instructions.append(("group", act.group_id))
+                elif isinstance(act, parser.OFPActionPushMpls):
+                    instructions.append(("push_mpls", act.ethertype))
+                elif isinstance(act, parser.OFPActionPopMpls):
+                    instructions.append(("pop_mpls", act.ethertype))
                 else:
                     instructions.append(("other", repr(act)))
         elif isinstance(inst, parser.OFPInstructionGotoTable):
@@ -549,10 +567,8 @@ def flowstats_to_entry(stat: Any) -> FlowEntry:
             instructions.append(("meter", inst.meter_id))
         else:
             instructions.append(("other", repr(inst)))
-    # set-fields, outputs, then goto: the same order FlowEntry uses (stable sort)
-    instructions.sort(key=lambda kv: {"meter": -1, "set_field": 0, "output": 1, "group": 1,
-                                      "goto_table": 2}.get(
-        kv[0], 3))
+    # the same order FlowEntry uses (stable sort)
+    instructions.sort(key=lambda kv: _INSTRUCTION_ORDER.get(kv[0], 5))
     return FlowEntry(table_id=stat.table_id, priority=stat.priority,
                      match=tuple(sorted(stat.match.items())),
                      instructions=tuple(instructions), cookie=stat.cookie)

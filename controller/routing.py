@@ -33,8 +33,10 @@ controller computes the very same cookies for the same topology and intents::
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import logging
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -67,9 +69,14 @@ TABLE_DESTINATIONS = 2
 ETH_TYPE_IPV4 = 0x0800
 ETH_TYPE_ARP = 0x0806
 ETH_TYPE_LLDP = 0x88CC
+ETH_TYPE_MPLS = 0x8847
 PRIORITY_CLASSIFIER = 100
 PRIORITY_DESTINATION = 100
 PRIORITY_MISS = 0
+PRIORITY_TUNNEL = 100
+MPLS_LABEL_MIN = 16
+"""labels 0-15 are reserved (RFC 3032)"""
+MPLS_LABEL_SPACE = (1 << 20) - MPLS_LABEL_MIN
 
 OWNER_PIPELINE = 1
 OWNER_DESTINATION = 2
@@ -77,8 +84,10 @@ OWNER_INTENT = 3
 OWNER_ANYCAST = 4
 """anycast NAT flows of one service client (controller/steering.py); id: the client's IPv4
 address as an integer (one service per client address and anycast address pair)."""
+OWNER_TUNNEL = 5
+"""the label-switched path of unprotected intents (see Router, "Tunnels"); id: the label"""
 OWNER_KINDS = {OWNER_PIPELINE: "pipeline", OWNER_DESTINATION: "destination",
-               OWNER_INTENT: "intent", OWNER_ANYCAST: "anycast"}
+               OWNER_INTENT: "intent", OWNER_ANYCAST: "anycast", OWNER_TUNNEL: "tunnel"}
 _OWNER_ID_BITS = 56
 _OWNER_ID_MASK = (1 << _OWNER_ID_BITS) - 1
 COOKIE_KIND_MASK = 0xFF << _OWNER_ID_BITS
@@ -89,6 +98,9 @@ _UNBOUNDED_MS = 1e12  # "no latency bound" for pathcore, which wants a finite nu
 _INTENT_VARIANTS = 3  # flow sets kept per intent (see Router._refresh_intent)
 PORT_IN_PORT = 0xFFFF_FFF8  # OFPP_IN_PORT: send a packet back where it came from
 Buckets = tuple[tuple[int, int], ...]
+TunnelKey = tuple[str, tuple[int, ...], int]
+"""a tunnel: (its first node after the ingress, the links after the ingress's, egress host
+port)"""
 """fast-failover buckets as (watch port, output port), in order of preference"""
 _Variant = tuple[dict[int, frozenset["FlowEntry"]], dict[int, Buckets], str]
 """an intent's flows per switch, its fast-failover groups per switch, its protection note"""
@@ -135,10 +147,13 @@ class FlowEntry:
     cookie: int
     _hash: int = field(init=False, repr=False, compare=False)
     """cached: plans are sets of thousands of entries, diffed on every change"""
+    key: tuple[int, int, Match] = field(init=False, repr=False, compare=False)
+    """What identifies a flow on a switch: an ADD with the same key replaces it."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_hash", hash((self.table_id, self.priority, self.match,
                                                 self.instructions, self.cookie)))
+        object.__setattr__(self, "key", (self.table_id, self.priority, self.match))
 
     def __hash__(self) -> int:
         return self._hash
@@ -157,11 +172,6 @@ class FlowEntry:
         # string hashes differ between processes: rebuild (and rehash) on unpickling
         return (FlowEntry, (self.table_id, self.priority, self.match, self.instructions,
                             self.cookie))
-
-    @property
-    def key(self) -> tuple[int, int, Match]:
-        """What identifies a flow on a switch: an ADD with the same key replaces it."""
-        return (self.table_id, self.priority, self.match)
 
     @property
     def owner(self) -> tuple[str, int] | None:
@@ -236,6 +246,8 @@ def pipeline_flows() -> frozenset[FlowEntry]:
         flow(TABLE_CLASSIFIER, PRIORITY_CLASSIFIER, {"eth_type": ETH_TYPE_ARP}, to_ctl, ck(2)),
         flow(TABLE_CLASSIFIER, PRIORITY_CLASSIFIER, {"eth_type": ETH_TYPE_IPV4},
              (("goto_table", TABLE_INTENTS),), ck(3)),
+        flow(TABLE_CLASSIFIER, PRIORITY_CLASSIFIER, {"eth_type": ETH_TYPE_MPLS},
+             (("goto_table", TABLE_INTENTS),), ck(7)),
         flow(TABLE_CLASSIFIER, PRIORITY_MISS, {}, (), ck(4)),
         flow(TABLE_INTENTS, PRIORITY_MISS, {}, (("goto_table", TABLE_DESTINATIONS),), ck(5)),
         flow(TABLE_DESTINATIONS, PRIORITY_MISS, {}, to_ctl, ck(6)),
@@ -268,6 +280,9 @@ class Intent:
     history: list[PathChange] = field(default_factory=list)
     ever_installed: bool = False
     pending_since_token: int = 0
+    mpls_label: int | None = None
+    """the label of the tunnel the intent's traffic rides (None: no tunnel - protected,
+    single-switch, fallen back or not routed)"""
     protection_note: str = ""
     """for ``protection: true``: "" when every link of the path has a detour within the
     bound, else which links lack one and why (the intent is then only partly protected)"""
@@ -276,6 +291,14 @@ class Intent:
     def name(self) -> str:
         return self.spec.name or f"intent-{self.id}"
 
+    def snapshot(self) -> Intent:
+        """A copy that later changes of this intent do not touch (every field but the
+        history is immutable or replaced, never mutated: a shallow copy with its own
+        history list is enough, at a fraction of ``copy.deepcopy``'s cost)."""
+        c = copy.copy(self)
+        c.history = list(self.history)
+        return c
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "id": self.id, "name": self.name, "src": self.spec.src, "dst": self.spec.dst,
@@ -283,7 +306,7 @@ class Intent:
             "min_bandwidth_mbps": self.spec.min_bandwidth_mbps,
             "priority": self.spec.priority, "state": self.state, "reason": self.reason,
             "protection": self.spec.protection, "protection_note": self.protection_note,
-            "police": self.spec.police,
+            "police": self.spec.police, "mpls_label": self.mpls_label,
             "path": list(self.path) if self.path else None, "latency_ms": self.latency_ms,
             "history": [{"time": h.time, "old_path": h.old_path, "new_path": h.new_path,
                          "cause": h.cause} for h in self.history],
@@ -322,6 +345,16 @@ class Router:
         self._intent_keys: dict[int, tuple[Any, ...]] = {}
         self._intent_variants: dict[int, dict[tuple[Any, ...], _Variant]] = {}
         self._dirty_intents: set[int] = set()
+        self.log_records: list[tuple[str, dict[str, Any]]] = []
+        """reroute log lines (message, extra) not logged yet: see :meth:`take_log_records`"""
+        self._tunnel_labels: dict[TunnelKey, int] = {}
+        """tunnel -> its label"""
+        self._tunnel_users: dict[int, set[int]] = {}
+        """label -> ids of the intents riding it"""
+        self._intent_tunnel: dict[int, int] = {}
+        """intent id -> label"""
+        self._idle_tunnels: set[int] = set()
+        """labels that lost their last rider in this refresh (removed at its end)"""
         self.intent_groups: dict[int, dict[int, Buckets]] = {}
         """intent id -> dpid -> fast-failover buckets (protected intents; group id = intent
         id)"""
@@ -447,12 +480,21 @@ class Router:
         intent.path = new_path
         if new_path != old_path:
             intent.history.append(PathChange(now, old_path, new_path, cause))
-            log.info(f"intent {intent.name} ({intent.id}): "
-                     f"{_fmt_path(old_path) if old_path else 'none'} -> "
-                     f"{_fmt_path(new_path) if new_path else 'none'} ({cause})"
-                     + (f": {reason}" if reason else ""),
-                     extra={"intent": intent.id, "event": "reroute"})
+            # logged by whoever sends the change, once it is sent (a log line costs ~70 us:
+            # for a cut moving 1,000 intents, more than routing them)
+            self.log_records.append((
+                f"intent {intent.name} ({intent.id}): "
+                f"{_fmt_path(old_path) if old_path else 'none'} -> "
+                f"{_fmt_path(new_path) if new_path else 'none'} ({cause})"
+                + (f": {reason}" if reason else ""),
+                {"intent": intent.id, "event": "reroute"}))
         return new_path != old_path or intent.state != old_state
+
+    def take_log_records(self) -> list[tuple[str, dict[str, Any]]]:
+        """The reroute log lines gathered since the last call (for ``logging.getLogger(
+        "controller.routing").info(message, extra=extra)``)."""
+        out, self.log_records = self.log_records, []
+        return out
 
     def _why_infeasible(self, src: str, dst: str, spec: IntentSpec) -> str:
         g = self.state.graph
@@ -497,6 +539,8 @@ class Router:
             for iid in sorted(self._dirty_intents):
                 self._refresh_intent(iid)
             self._dirty_intents.clear()
+        if self._idle_tunnels:
+            self._drop_idle_tunnels()
 
     def plan(self) -> FlowPlan:
         """The full FlowPlan: pipeline + destination + intent flows for every switch."""
@@ -538,9 +582,15 @@ class Router:
             was, now = old.get(dpid, empty), flows.get(dpid, empty)
             if was is now or was == now:
                 continue
-            want = self._want.setdefault(dpid, set())
-            keys = self._want_keys.setdefault(dpid, {})
-            removed, added = self._delta.setdefault(dpid, (set(), set()))
+            want = self._want.get(dpid)
+            if want is None:
+                want = self._want[dpid] = set()
+                self._want_keys[dpid] = {}
+            keys = self._want_keys[dpid]
+            d = self._delta.get(dpid)
+            if d is None:
+                d = self._delta[dpid] = (set(), set())
+            removed, added = d
             for e in was - now:
                 want.discard(e)
                 k = e.key
@@ -589,9 +639,13 @@ class Router:
             del self._dest_sources[cookie]
             self._set_owner(cookie, {})
         for cookie, src in sources.items():
-            if self._dest_sources.get(cookie) == src:
+            prev = self._dest_sources.get(cookie)
+            if prev == src:
                 continue
             self._dest_sources[cookie] = src
+            if prev is not None and len(src) == 1 and len(prev) == 1 and prev[0][0] == src[0][0]:
+                self._move_destination(cookie, src[0][0], prev[0][1], src[0][1])
+                continue
             per: dict[int, set[FlowEntry]] = {}
             for h, tree in src:
                 match = ((("eth_type", ETH_TYPE_IPV4), ("ipv4_dst", h.ip)))
@@ -602,7 +656,26 @@ class Router:
                 per.setdefault(h.dpid, set()).add(FlowEntry(
                     TABLE_DESTINATIONS, PRIORITY_DESTINATION, match,
                     (("output", h.port_no),), cookie))
-            self._set_owner(cookie, {dpid: frozenset(es) for dpid, es in per.items()})
+            # keep the old set object where a switch's flows did not change: a cut changes
+            # the next hop of a few switches per tree, and _set_owner skips an identical set
+            old = self._owners.get(cookie, {})
+            self._set_owner(cookie, {dpid: old[dpid] if dpid in old and old[dpid] == es
+                                     else frozenset(es) for dpid, es in per.items()})
+
+    def _move_destination(self, cookie: int, h: Any, before: dict[int, int],
+                          after: dict[int, int]) -> None:
+        """The destination flows of host ``h`` (the only host of ``cookie``) when its tree
+        changed from ``before`` to ``after``: new flows only where the next hop changed (a cut
+        moves a few switches of each tree)."""
+        flows = dict(self._owners.get(cookie, {}))
+        for dpid in before.keys() - after.keys():
+            flows.pop(dpid, None)
+        match = (("eth_type", ETH_TYPE_IPV4), ("ipv4_dst", h.ip))
+        for dpid, port_no in after.items():
+            if before.get(dpid) != port_no or dpid not in flows:
+                flows[dpid] = frozenset({FlowEntry(TABLE_DESTINATIONS, PRIORITY_DESTINATION,
+                                                   match, (("output", port_no),), cookie)})
+        self._set_owner(cookie, flows)
 
     def destination_tree(self, node: str) -> dict[int, int]:
         """For every other switch that can reach ``node``: dpid -> out port on a least-latency
@@ -616,6 +689,90 @@ class Router:
                 for u, lid in st.graph.shortest_path_tree(node, "latency").items()
                 if st.node_present(u)}
 
+    # -- tunnels ----------------------------------------------------------------------------------
+    # An unprotected intent whose path crosses switches rides a tunnel: its ingress flow
+    # pushes an MPLS label and every later switch forwards by the label alone (the last one
+    # pops it and delivers to the host). A tunnel is (second node, links after the first,
+    # egress host port); every intent whose path shares that tail shares the tunnel, so a
+    # reroute sends one ingress FlowMod per moved intent plus the flows of the tunnels that
+    # are new, instead of a FlowMod on every switch of every moved path.
+    def _tunnel_of(self, intent: Intent) -> tuple[TunnelKey, tuple[str, ...],
+                                                  tuple[int, ...], int] | None:
+        """(key, path, links, egress dpid) of the tunnel ``intent`` should ride, or None."""
+        path, links = intent.path, intent.links
+        if path is None or links is None or len(path) < 2 or intent.spec.protection:
+            return None
+        dst = self.state.hosts.get(intent.spec.dst)
+        if dst is None or intent.spec.src not in self.state.hosts:
+            return None
+        return (path[1], links[1:], dst.port_no), path, links, dst.dpid
+
+    def _set_tunnel(self, intent: Intent) -> int | None:
+        """Put ``intent`` on the tunnel it should ride (made if new), off the one it rode; the
+        label, or None. A tunnel left without riders is removed at the end of the refresh,
+        so an intent refreshed later in the same refresh can still take it over."""
+        want = self._tunnel_of(intent) if intent.id in self.intents else None
+        old = self._intent_tunnel.pop(intent.id, None)
+        label = None
+        if want is not None:
+            tkey, path, links, egress = want
+            label = self._tunnel_labels.get(tkey)
+            if label is None:
+                label = self._new_label(tkey)
+                self._tunnel_labels[tkey] = label
+                self._tunnel_users[label] = set()
+                self._set_owner(make_cookie(OWNER_TUNNEL, label),
+                                self._tunnel_flows(label, path, links, tkey[2], egress))
+            self._tunnel_users[label].add(intent.id)
+            self._intent_tunnel[intent.id] = label
+        if old is not None and old != label:
+            riders = self._tunnel_users[old]
+            riders.discard(intent.id)
+            if not riders:
+                self._idle_tunnels.add(old)
+        intent.mpls_label = label
+        return label
+
+    def _new_label(self, tkey: TunnelKey) -> int:
+        """A free label for a new tunnel: a stable hash of the tunnel (so a restarted
+        controller picks the same labels and adopts the switches' flows unchanged), moved on
+        to the next free one in the rare case of a collision."""
+        taken = self._tunnel_users
+        label = MPLS_LABEL_MIN + zlib.crc32(repr(tkey).encode()) % MPLS_LABEL_SPACE
+        for _ in range(MPLS_LABEL_SPACE):
+            if label not in taken:
+                return label
+            label = MPLS_LABEL_MIN + (label - MPLS_LABEL_MIN + 1) % MPLS_LABEL_SPACE
+        raise RuntimeError("every MPLS label is in use")
+
+    def _tunnel_flows(self, label: int, path: tuple[str, ...], links: tuple[int, ...],
+                      egress_port: int, egress_dpid: int) -> dict[int, frozenset[FlowEntry]]:
+        st = self.state
+        node_dpid = st.wiring.node_dpid
+        cookie = make_cookie(OWNER_TUNNEL, label)
+        match = (("eth_type", ETH_TYPE_MPLS), ("mpls_label", label))
+        flows = {node_dpid[u]: frozenset({FlowEntry(
+            TABLE_INTENTS, PRIORITY_TUNNEL, match, (("output", st.out_port(u, lid)),), cookie)})
+            for u, lid in zip(path[1:], links[1:], strict=False)}
+        flows[egress_dpid] = frozenset({FlowEntry(
+            TABLE_INTENTS, PRIORITY_TUNNEL, match,
+            (("pop_mpls", ETH_TYPE_IPV4), ("output", egress_port)), cookie)})
+        return flows
+
+    def _drop_idle_tunnels(self) -> None:
+        for label in sorted(self._idle_tunnels):
+            if self._tunnel_users.get(label):
+                continue  # taken over by an intent refreshed later
+            del self._tunnel_users[label]
+            tkey = next(k for k, v in self._tunnel_labels.items() if v == label)
+            del self._tunnel_labels[tkey]
+            self._set_owner(make_cookie(OWNER_TUNNEL, label), {})
+        self._idle_tunnels.clear()
+
+    def tunnels(self) -> dict[int, list[int]]:
+        """label -> ids of the intents riding that tunnel."""
+        return {label: sorted(riders) for label, riders in sorted(self._tunnel_users.items())}
+
     def _refresh_intent(self, intent_id: int) -> None:
         cookie = make_cookie(OWNER_INTENT, intent_id)
         intent = self.intents.get(intent_id)
@@ -623,12 +780,18 @@ class Router:
             self._intent_keys.pop(intent_id, None)
             self._intent_variants.pop(intent_id, None)
             self.intent_groups.pop(intent_id, None)
+            old = self._intent_tunnel.pop(intent_id, None)
+            if old is not None:
+                self._tunnel_users[old].discard(intent_id)
+                if not self._tunnel_users[old]:
+                    self._idle_tunnels.add(old)
             self._set_owner(cookie, {})
             return
         st = self.state
+        label = self._set_tunnel(intent)
         key = (intent.path, intent.links, intent.state in ("infeasible", "degraded"),
                intent.reason.startswith("same traffic"), st.hosts.get(intent.spec.src),
-               st.hosts.get(intent.spec.dst),
+               st.hosts.get(intent.spec.dst), label,
                # detours depend on every link's state, not only the path's
                st.graph_version if intent.spec.protection else None)
         if self._intent_keys.get(intent_id) == key:
@@ -748,6 +911,15 @@ class Router:
                                 TABLE_INTENTS, min(prio + 1, 0xFFFF),
                                 tuple(sorted(match + (("in_port", in_port),))),
                                 (("output", out_port),), cookie))
+                label = self._intent_tunnel.get(intent.id)
+                if label is not None:
+                    # the ingress pushes the tunnel's label; the tunnel does the rest
+                    u = intent.path[0]
+                    out[node_dpid[u]] = [FlowEntry(
+                        TABLE_INTENTS, prio, match,
+                        first + (("push_mpls", ETH_TYPE_MPLS), ("set_field", ("mpls_label", label)),
+                                 ("output", st.out_port(u, intent.links[0]))), cookie)]
+                    return out
                 for u, lid in zip(intent.path, intent.links, strict=False):
                     act = ("group", intent.id) if node_dpid[u] in groups \
                         else ("output", st.out_port(u, lid))

@@ -114,11 +114,13 @@ class ChangeRecord:
     switches: int
     compute_ms: float
     queued_ms: float = 0.0
+    phase0_ms: float = 0.0
+    """new tunnels' flows (sent and confirmed before phase 1; 0 when none)"""
     phase1_ms: float = 0.0
     phase2_ms: float = 0.0
     event_to_phase1_ms: float = 0.0
     """from the event that caused it (port status, API call) to every phase-1 barrier
-    reply: the new flows are in place and traffic runs on them"""
+    reply (phase 0 included): the new flows are in place and traffic runs on them"""
     event_to_confirm_ms: float = 0.0
     """from the event that caused it to confirm (old flows removed too)"""
     confirmed: tuple[int, ...] = ()
@@ -179,6 +181,7 @@ class ChangeSender:
                               extra={"event": "change_failed"})
             finally:
                 ticket.done.set()
+                ticket.change.emit_logs()  # the intents confirmed: after the waiters woke
                 with self._busy_lock:
                     self._busy -= 1
                     self._busy_lock.notify_all()
@@ -218,10 +221,15 @@ class ChangeSender:
                            messages=change.message_count(), switches=len(change.dpids),
                            compute_ms=change.compute_ms,
                            queued_ms=(t_start - ticket.t_queued) * 1000.0)
+        late: set[int] = set()
+        if change.phase0:
+            rec.phase0_ms, late0 = self._phase(ticket, change.phase0, "phase0")
+            late.update(late0)
         rec.phase1_ms, late1 = self._phase(ticket, change.phase1, "phase1")
         rec.event_to_phase1_ms = (time.perf_counter() - ticket.t_event) * 1000.0
+        change.emit_logs()
         rec.phase2_ms, late2 = self._phase(ticket, change.phase2, "phase2")
-        rec.timed_out = tuple(sorted(set(late1) | set(late2)))
+        rec.timed_out = tuple(sorted(late | set(late1) | set(late2)))
         confirmed = self._service._confirm(change) if not rec.timed_out else []
         rec.confirmed = tuple(i.id for i in confirmed)
         rec.event_to_confirm_ms = (time.perf_counter() - ticket.t_event) * 1000.0
@@ -229,12 +237,15 @@ class ChangeSender:
         self.records.append(rec)
         if not change.empty or rec.confirmed:
             log.info(f"change {change.token} ({change.cause}): {rec.messages} messages to "
-                     f"{rec.switches} switches, compute {rec.compute_ms:.1f} ms, phase1 "
+                     f"{rec.switches} switches, compute {rec.compute_ms:.1f} ms, "
+                     + (f"phase0 {rec.phase0_ms:.1f} ms, " if change.phase0 else "")
+                     + "phase1 "
                      f"{rec.phase1_ms:.1f} ms, phase2 {rec.phase2_ms:.1f} ms, "
                      f"{len(rec.confirmed)} intents confirmed",
                      extra={"event": "change", "token": change.token,
                             "duration_ms": round(rec.event_to_confirm_ms, 3),
                             "compute_ms": round(rec.compute_ms, 3),
+                            "phase0_ms": round(rec.phase0_ms, 3),
                             "phase1_ms": round(rec.phase1_ms, 3),
                             "phase2_ms": round(rec.phase2_ms, 3),
                             "queued_ms": round(rec.queued_ms, 3),
@@ -318,9 +329,10 @@ class ControllerService:
 
     def _submit(self, change: Change | None, t_event: float) -> _Ticket | None:
         """Queue ``change`` (call with the lock held, right after the core returned it)."""
-        if change is None or self.sender is None:
+        if change is None:
             return None
-        if change.empty and not change.intents:
+        if self.sender is None or (change.empty and not change.intents):
+            change.emit_logs()  # nothing to send: its reroutes (if any) are news now
             return None
         handles = {d: self._handles[d] for d in change.dpids if d in self._handles}
         return self.sender.submit(change, handles, t_event)
@@ -467,7 +479,7 @@ class ControllerService:
             ticket = self._submit(change, t)
         self._wait(ticket, timeout_s)
         with self.lock:
-            return [copy.deepcopy(self.core.intent(i.id)) for i in added]
+            return [self.core.intent(i.id).snapshot() for i in added]
 
     def remove_intent(self, intent_id: int, *, timeout_s: float = 10.0) -> None:
         t = time.perf_counter()
@@ -477,11 +489,11 @@ class ControllerService:
 
     def intents(self) -> list[Intent]:
         with self.lock:
-            return copy.deepcopy(self.core.intents())
+            return [i.snapshot() for i in self.core.intents()]
 
     def intent(self, intent_id: int) -> Intent:
         with self.lock:
-            return copy.deepcopy(self.core.intent(intent_id))
+            return self.core.intent(intent_id).snapshot()
 
     # -- read-only views -------------------------------------------------------------------------
     def switches(self) -> list[dict[str, Any]]:

@@ -56,8 +56,16 @@ def test_add_show_delete(diamond: Api) -> None:
         assert show["history"][0]["new_path"] == ["s1", "s3", "s4"]
         flows = show["flows"]
         assert {f["switch"] for f in flows} == {"s1", "s3", "s4"}
-        assert all(f["owner"] == "intent:3" and not f["installed"] for f in flows)
-        assert all(f["match"].get("tcp_dst") == 443 for f in flows)
+        assert not any(f["installed"] for f in flows)
+        # its own ingress flow at s1 pushes the label of the tunnel it rides on s3 and s4
+        label = body["mpls_label"]
+        assert isinstance(label, int) and 16 <= label < 1 << 20
+        (ingress,) = [f for f in flows if f["owner"] == "intent:3"]
+        assert ingress["switch"] == "s1" and ingress["match"].get("tcp_dst") == 443
+        assert {"type": "set_field", "value": ["mpls_label", label]} in ingress["instructions"]
+        tunnel = [f for f in flows if f["owner"] == f"tunnel:{label}"]
+        assert {f["switch"] for f in tunnel} == {"s3", "s4"}
+        assert all(f["match"] == {"eth_type": 0x8847, "mpls_label": label} for f in tunnel)
         assert [i["id"] for i in c.get("/intents").json()] == [1, 2, 3]
         d = c.delete("/intents/3")
         assert d.status_code == 200 and d.json() == {"id": 3, "deleted": True,

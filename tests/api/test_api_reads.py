@@ -56,8 +56,10 @@ def test_switch_ports_follow_the_wiring_and_flows_come_from_the_plan(diamond: Ap
         body = c.get("/switches/s1/flows").json()
         assert body["source"] == "controller" and body["plan"] == "wanted"
         owners = {f["owner"] for f in body["flows"]}
-        # s1 is the ingress of intent 1 (h1 -> h2 over s1-s2-s4) and a hop of intent 2
-        assert "intent:1" in owners and "intent:2" in owners
+        # s1 is the ingress of intent 1 (h1 -> h2 over s1-s2-s4) and the egress of intent 2's
+        # tunnel (h2 -> h1 over s4-s3-s1)
+        label = c.get("/intents/2").json()["mpls_label"]
+        assert "intent:1" in owners and f"tunnel:{label}" in owners and "intent:2" not in owners
         assert any(o.startswith("pipeline:") for o in owners)
         assert_error(c.get("/switches/zz-not-a-switch!/flows"), 400, "bad_request")
         assert_error(c.get("/switches/0x12345678901234567/flows"), 400, "bad_request")

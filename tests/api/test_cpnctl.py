@@ -45,7 +45,7 @@ def test_reads_as_tables_and_json(diamond: Api) -> None:
                          (("links",), "s2"), (("health",), "diamond"),
                          (("paths", "h1", "h2", "-k", "2"), "s1 → s3 → s4"),
                          (("circles", "--center", "s1"), "s2"), (("routes",), "synced"),
-                         (("events",), "events"), (("flows", "s2"), "intent:1"),
+                         (("events",), "events"), (("flows", "s1"), "intent:1"),
                          (("ports", "s4"), "h2")):
         r = cpnctl(diamond.url, *args)
         assert r.returncode == 0 and needle in r.stdout, (args, r.stdout, r.stderr)

@@ -32,6 +32,7 @@ from test_controller_helpers import (
     flows_of,
     intent_cookie,
     ping_result,
+    route_cookies,
     settled_counters,
     start_lab,
     table_signature,
@@ -121,12 +122,18 @@ def test_sigkill_keeps_api_intents_and_flows(lab_env: object,
         iid = r.json()["id"]
         assert iid == 3  # after the file's two intents
         ctl.wait_api_intent(iid, "installed")
-        cookie = intent_cookie(iid)
-        path = ctl.api("GET", f"/intents/{iid}").json()["path"]
+        shown = ctl.api("GET", f"/intents/{iid}").json()
+        path = shown["path"]
         assert path == ["s1", "s3", "s4"]  # least cost within 12 ms
-        holders = {n for n in ("s1", "s2", "s3", "s4")
-                   if any(f.cookie == cookie for f in flows_of(lab, n))}
-        assert holders == set(path)
+        own, tunnel = route_cookies(shown)
+        assert own == intent_cookie(iid)
+
+        def holders(cookie: int) -> set[str]:
+            return {n for n in ("s1", "s2", "s3", "s4")
+                    if any(f.cookie == cookie for f in flows_of(lab, n))}
+
+        # its ingress flow at s1 pushes the label; the tunnel's flows are on s3 and s4
+        assert holders(own) == {"s1"} and holders(tunnel) == {"s3", "s4"}
         before = {n: table_signature(lab, n) for n in ("s1", "s2", "s3", "s4")}
 
         ctl.kill()
@@ -135,9 +142,10 @@ def test_sigkill_keeps_api_intents_and_flows(lab_env: object,
         assert (got["id"], got["name"], got["source"]) == (iid, "api-web", "api")
         wait_for("switches reconnected and reconciled after SIGKILL",
                  lambda: _all_synced(ctl, 4), 40)
-        ctl.wait_api_intent(iid, "installed")
+        again = ctl.wait_api_intent(iid, "installed")
         after = {n: table_signature(lab, n) for n in ("s1", "s2", "s3", "s4")}
-        assert after == before  # flows adopted: same cookies, nothing rewritten
+        # flows adopted: same cookies and the same labels, nothing rewritten
+        assert after == before and again["mpls_label"] == shown["mpls_label"]
     finally:
         lab.stop()
 
@@ -172,7 +180,7 @@ def test_cpnctl_intent_carries_traffic_on_the_reported_path(
         assert path, added
         shown = ctl.wait_api_intent(iid, "installed")
         assert shown["path"] == path
-        cookie = intent_cookie(iid)
+        cookie = route_cookies(shown)  # its ingress flow and its tunnel
         base = by_cookie(settled_counters(lab), cookie)
         sent, received, out = ping_result(fast_ping(lab, src, dst, 50), 30)
         assert received > 0, out

@@ -3,7 +3,8 @@
 s1 reaches s4 over s2 (2 ms, expensive) or s3 (10 ms, cheap). The file's intents: ``fast``
 h1 -> h2 within 3 ms (only s1-s2-s4 qualifies) and ``cheap`` h2 -> h1 within 15 ms (the
 least-cost path s4-s3-s1). Where traffic goes is read from the flow packet counters of the
-intent's cookie on every switch. The controller runs as a subprocess so it can be killed.
+intent's cookie (its ingress flow) and its tunnel's cookie (the label-switched rest of its
+path) on every switch. The controller runs as a subprocess so it can be killed.
 
 One network for the whole module (bring-up is the slow part); the tests run in file order and
 each leaves the network as it found it (links up, controller running).
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from test_controller_helpers import (
@@ -27,6 +29,7 @@ from test_controller_helpers import (
     intent_cookie,
     packets_by_cookie,
     ping_result,
+    route_cookies,
     settled_counters,
     start_lab,
     table_signature,
@@ -74,7 +77,11 @@ def _synced(controller: ControllerProcess) -> bool:
     return len(sws) == len(NODES) and all(s["synced"] for s in sws)
 
 
-def _traffic(lab: LabNetwork, cookies: dict[str, int], count: int = 30
+def _installed(intent: dict[str, Any]) -> bool:
+    return bool(intent["state"] == "installed")
+
+
+def _traffic(lab: LabNetwork, cookies: dict[str, int | tuple[int, ...]], count: int = 30
              ) -> dict[str, dict[str, int]]:
     """Ping h1 -> h2 ``count`` times (10 ms apart); per cookie name, the switches whose flows
     with that cookie counted packets, and how many."""
@@ -97,12 +104,19 @@ def test_hosts_reach_each_other_and_intents_install(lab: LabNetwork,
     assert fast["path"] == ["s1", "s2", "s4"] and fast["latency_ms"] == pytest.approx(2.0)
     assert cheap["path"] == ["s4", "s3", "s1"] and cheap["latency_ms"] == pytest.approx(10.0)
     # every flow on the switches carries one of our cookies, and the intents' flows sit on
-    # exactly their paths
+    # exactly their paths: their own at the ingress, their tunnel's on the rest
     for node in NODES:
         flows = flows_of(lab, node)
-        assert flows and all(f.cookie >> 56 in (1, 2, 3) for f in flows), flows
-    assert set(packets_by_cookie(lab, intent_cookie(FAST))) == {"s1", "s2", "s4"}
-    assert set(packets_by_cookie(lab, intent_cookie(CHEAP))) == {"s4", "s3", "s1"}
+        assert flows and all(f.cookie >> 56 in (1, 2, 3, 5) for f in flows), flows
+    assert set(packets_by_cookie(lab, intent_cookie(FAST))) == {"s1"}
+    assert set(packets_by_cookie(lab, route_cookies(fast))) == {"s1", "s2", "s4"}
+    assert set(packets_by_cookie(lab, intent_cookie(CHEAP))) == {"s4"}
+    assert set(packets_by_cookie(lab, route_cookies(cheap))) == {"s4", "s3", "s1"}
+    # the tunnels forward by label and the last switch pops it
+    s2 = [f for f in flows_of(lab, "s2") if f.cookie == route_cookies(fast)[1]]
+    assert len(s2) == 1 and f"mpls_label={fast['mpls_label']}" in s2[0].match, s2
+    s4 = [f for f in flows_of(lab, "s4") if f.cookie == route_cookies(fast)[1]]
+    assert len(s4) == 1 and "pop_mpls:0x0800" in s4[0].actions, s4
 
 
 def test_lldp_confirms_every_link_of_the_file(controller: ControllerProcess) -> None:
@@ -115,8 +129,9 @@ def test_lldp_confirms_every_link_of_the_file(controller: ControllerProcess) -> 
         ("s1", "s2"), ("s1", "s3"), ("s2", "s4"), ("s3", "s4")]
 
 
-def test_traffic_follows_the_intents(lab: LabNetwork) -> None:
-    moved = _traffic(lab, {"fast": intent_cookie(FAST), "cheap": intent_cookie(CHEAP)})
+def test_traffic_follows_the_intents(lab: LabNetwork, controller: ControllerProcess) -> None:
+    moved = _traffic(lab, {"fast": route_cookies(controller.wait_intent("fast", _installed)),
+                           "cheap": route_cookies(controller.wait_intent("cheap", _installed))})
     # requests h1 -> h2 on the fast path, replies h2 -> h1 on the cheap one; 30 each
     assert moved["fast"] == {"s1": 30, "s2": 30, "s4": 30}, moved
     assert moved["cheap"] == {"s4": 30, "s3": 30, "s1": 30}, moved
@@ -146,10 +161,10 @@ def test_link_cut_moves_traffic_and_back(lab: LabNetwork,
     assert fast["path"] == ["s1", "s2", "s4"]
     causes = [h["cause"] for h in fast["history"]]
     assert any("down" in c for c in causes) and any("up" in c for c in causes), causes
+    route = route_cookies(fast)
     wait_for("the fast intent's flows back on s1-s2-s4",
-             lambda: set(packets_by_cookie(lab, intent_cookie(FAST))) == {"s1", "s2", "s4"},
-             10)
-    moved = _traffic(lab, cookies)
+             lambda: set(packets_by_cookie(lab, route)) == {"s1", "s2", "s4"}, 10)
+    moved = _traffic(lab, {**cookies, "fast": route})
     assert moved["fast"] == {"s1": 30, "s2": 30, "s4": 30}, moved
     assert "s3" not in moved["to_h2"], moved
 
@@ -157,7 +172,8 @@ def test_link_cut_moves_traffic_and_back(lab: LabNetwork,
 def test_flows_deleted_behind_its_back_are_restored(lab: LabNetwork,
                                                    controller: ControllerProcess) -> None:
     want = table_signature(lab, "s2")
-    assert any(c == intent_cookie(FAST) for c, *_ in want)
+    route = route_cookies(controller.wait_intent("fast", _installed))
+    assert any(c == route[1] for c, *_ in want)  # s2 forwards the fast intent's tunnel
     t_del = time.monotonic()
     res = run_command(["ovs-ofctl", "-O", "OpenFlow13", "del-flows", lab.plan.switch("s2")])
     assert res.returncode == 0, res.stderr
@@ -168,7 +184,7 @@ def test_flows_deleted_behind_its_back_are_restored(lab: LabNetwork,
     assert all(f.duration_s <= age_s + 0.1 for f in flows_of(lab, "s2"))
     assert "switch 0x2: " in controller.log_text() and "removed behind our back" in \
         controller.log_text()
-    moved = _traffic(lab, {"fast": intent_cookie(FAST)})
+    moved = _traffic(lab, {"fast": route})
     assert moved["fast"] == {"s1": 30, "s2": 30, "s4": 30}, moved
 
 

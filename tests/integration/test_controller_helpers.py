@@ -27,10 +27,20 @@ from controller.wiring import port_plan
 REPO = Path(__file__).resolve().parents[2]
 KIND_DESTINATION = 2
 KIND_INTENT = 3
+KIND_TUNNEL = 5
 
 
 def intent_cookie(intent_id: int) -> int:
     return make_cookie(KIND_INTENT, intent_id)
+
+
+def route_cookies(intent: dict[str, Any]) -> tuple[int, ...]:
+    """The cookies of the flows that carry an intent's traffic (``intent`` as the state file
+    or the REST API shows it): its own (the ingress; every switch for a protected intent)
+    and those of the tunnel it rides (``mpls_label``), if any."""
+    label = intent.get("mpls_label")
+    own = intent_cookie(int(intent["id"]))
+    return (own,) if label is None else (own, make_cookie(KIND_TUNNEL, int(label)))
 
 
 def destination_cookie(ip: str) -> int:
@@ -225,13 +235,18 @@ def settled_counters(lab: LabNetwork, timeout_s: float = 6.0, gap_s: float = 1.2
         last = now
 
 
-def by_cookie(table: dict[str, dict[int, int]], cookie: int) -> dict[str, int]:
-    """node -> packets of ``cookie`` (nodes without such a flow left out)."""
-    return {n: per[cookie] for n, per in table.items() if cookie in per}
+def by_cookie(table: dict[str, dict[int, int]], cookie: int | tuple[int, ...]
+              ) -> dict[str, int]:
+    """node -> packets of ``cookie``, summed over the cookies when given several (nodes
+    without such a flow left out)."""
+    cookies = (cookie,) if isinstance(cookie, int) else cookie
+    return {n: sum(per[c] for c in cookies if c in per) for n, per in table.items()
+            if any(c in per for c in cookies)}
 
 
-def packets_by_cookie(lab: LabNetwork, cookie: int) -> dict[str, int]:
-    """node -> packets counted by the flows carrying ``cookie`` (absent: no such flow)."""
+def packets_by_cookie(lab: LabNetwork, cookie: int | tuple[int, ...]) -> dict[str, int]:
+    """node -> packets counted by the flows carrying ``cookie`` (or any of several),
+    absent: no such flow."""
     return by_cookie(counters(lab), cookie)
 
 
@@ -315,42 +330,3 @@ def test_parse_flows_reads_ovs_ofctl_lines() -> None:
 def test_cookies_follow_the_core_layout() -> None:
     assert intent_cookie(7) == (3 << 56) | 7
     assert destination_cookie("10.0.0.2") == (2 << 56) | 0x0A000002
-
-
-def test_app_wire_cache_gives_os_kens_bytes() -> None:
-    """The app's FlowMod byte cache (controller.app._WireCache) must produce exactly what
-    os-ken's serialiser does, with each message's own xid, for first and repeated sends and
-    for messages rebuilt from the same flows."""
-    from os_ken.ofproto import ofproto_v1_3 as ofp
-    from os_ken.ofproto import ofproto_v1_3_parser as parser
-
-    from controller import openflow
-    from controller.app import _WireCache
-    from controller.core import ControllerCore
-    from controller.topology import load_topology
-
-    class FakeDatapath:
-        ofproto, ofproto_parser = ofp, parser
-
-    topo = load_topology(REPO / "topologies" / "diamond.yaml")
-    core = ControllerCore(topo, startup_grace_s=0)
-    for node in topo.nodes:
-        core.switch_connected(node.dpid, dict.fromkeys(core.wiring.ports_of(node.dpid), True),
-                              0.0)
-    changes = [core.reconcile(node.dpid, [], 0.0) for node in topo.nodes]
-    msgs = [m for ch in changes for ms in ch.phase1.values() for m in ms]
-    entries = [e for ch in changes for es in ch.adds.values() for e in es]
-    msgs += [openflow.flowmod_add(e) for e in entries]  # same flows, new objects
-    msgs += [openflow.flowmod_delete_strict(e) for e in entries]
-    assert len(msgs) > 40
-    cache = _WireCache()
-    for xid, msg in enumerate(msgs, start=11):
-        msg.datapath = FakeDatapath()
-        msg.set_xid(xid)
-        got = cache.serialize(msg)
-        msg.serialize()
-        assert got == bytes(msg.buf), msg
-        assert int.from_bytes(got[4:8], "big") == xid
-    # one entry per distinct FlowMod: same flows (on other switches, or rebuilt) were hits
-    distinct = len(set(entries)) + len({(e.key, e.cookie) for e in entries})
-    assert len(cache._bytes) == distinct < len(msgs)

@@ -23,6 +23,7 @@ from test_controller_helpers import (
     fast_ping,
     intent_cookie,
     ping_result,
+    route_cookies,
     settled_counters,
     start_lab,
     wait_for,
@@ -121,12 +122,18 @@ def test_file_intents_take_their_paths(lab: LabNetwork, topology: Topology,
                                        controller: ControllerProcess) -> None:
     assert len(topology.intents) >= 5
     expected: dict[int, list[str]] = {}
+    routes: dict[int, tuple[int, ...]] = {}
+    riders: dict[int, list[int]] = {}  # tunnel cookie -> intents riding it
     for iid, spec in enumerate(topology.intents, start=1):
         name = spec.name or f"intent-{iid}"
         intent = controller.wait_intent(name, lambda i: i["state"] == "installed", 20)
         expected[iid] = _expected_path(topology, spec)
         assert intent["path"] == expected[iid], (name, intent)
         assert intent["latency_ms"] <= spec.max_latency_ms
+        routes[iid] = route_cookies(intent)
+        assert (len(routes[iid]) == 1) == spec.protection, (name, intent)  # no tunnel: protected
+        for c in routes[iid][1:]:
+            riders.setdefault(c, []).append(iid)
     before = settled_counters(lab)
     for iid, path in expected.items():
         have = set(by_cookie(before, intent_cookie(iid)))
@@ -136,8 +143,11 @@ def test_file_intents_take_their_paths(lab: LabNetwork, topology: Topology,
             assert set(path) <= have, (iid, have, path)
             assert all(any(n in topology.neighbors(p) for p in path) for n in have - set(path))
         else:
-            # the intent's flows are on its path and nowhere else
-            assert have == set(path), (iid, have, path)
+            # its own flow is at the ingress, its tunnel's on the rest of its path, and
+            # neither anywhere else
+            assert have == {path[0]}, (iid, have, path)
+            tunnel = set(by_cookie(before, routes[iid][1]))
+            assert tunnel == set(path[1:]), (iid, tunnel, path)
     # each intent's match is specific to its traffic, so all can run before one reading
     pings = {}
     for iid, spec in enumerate(topology.intents, start=1):
@@ -151,8 +161,13 @@ def test_file_intents_take_their_paths(lab: LabNetwork, topology: Topology,
         assert received == sent == 10, (iid, out)
     after = settled_counters(lab)
     for iid, spec in enumerate(topology.intents, start=1):
-        cookie = intent_cookie(iid)
-        moved = counter_delta(by_cookie(before, cookie), by_cookie(after, cookie))
+        moved = counter_delta(by_cookie(before, routes[iid]), by_cookie(after, routes[iid]))
         assert set(moved) == set(expected[iid]), (spec.name, moved, expected[iid])
         if spec.match is None:
-            assert set(moved.values()) == {10}, (spec.name, moved)
+            own = counter_delta(by_cookie(before, routes[iid][0]),
+                                by_cookie(after, routes[iid][0]))
+            assert set(own.values()) == {10}, (spec.name, own)
+            shared = any(len(riders[c]) > 1 for c in routes[iid][1:])
+            # a tunnel of its own counts exactly its 10 pings; a shared one at least those
+            assert all(v == 10 or (shared and v > 10) for v in moved.values()), \
+                (spec.name, moved, riders)

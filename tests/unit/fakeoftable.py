@@ -175,8 +175,17 @@ class FakeSwitch:
         """Output ports for a packet with ``fields`` (``in_port`` included); [] = dropped.
         A fast-failover group outputs by its first bucket whose watch port is ``live``
         (every port is live when ``live`` is None); none live: the group drops."""
+        return [port for port, _ in self.forward(fields, live)]
+
+    def forward(self, fields: dict[str, Any], live: Callable[[int], bool] | None = None
+                ) -> list[tuple[int, dict[str, Any]]]:
+        """As :meth:`lookup`, with the packet's fields as each output sends it (after the
+        set-field and MPLS push/pop actions before that output). MPLS: a push makes the
+        packet ``eth_type`` 0x8847 with ``mpls_label`` 0 (one label is modelled) and hides
+        its IP fields until the pop, which restores them under the pop's ethertype."""
+        fields = dict(fields)
         table_id: int | None = 0
-        outputs: list[int] = []
+        outputs: list[tuple[int, dict[str, Any]]] = []
         hops = 0
         while table_id is not None:
             hops += 1
@@ -210,12 +219,32 @@ class FakeSwitch:
                                 raise FakeOFError(f"group {act.group_id} is gone")
                             for watch, out in buckets:
                                 if live is None or live(watch):
-                                    outputs.append(out)
+                                    outputs.append((out, dict(fields)))
                                     break
+                            continue
+                        if isinstance(act, parser.OFPActionPushMpls):
+                            if fields.get("eth_type") == act.ethertype:
+                                raise FakeOFError("a second MPLS label is not modelled")
+                            hidden = {k: fields.pop(k) for k in list(fields)
+                                      if k not in ("in_port", "eth_type")}
+                            fields.update(eth_type=act.ethertype, mpls_label=0,
+                                          _inner=(fields["eth_type"], hidden))
+                            continue
+                        if isinstance(act, parser.OFPActionPopMpls):
+                            if "_inner" not in fields:
+                                raise FakeOFError("pop_mpls on a packet without a label")
+                            _, hidden = fields.pop("_inner")
+                            fields.pop("mpls_label")
+                            fields.update(hidden, eth_type=act.ethertype)
+                            continue
+                        if isinstance(act, parser.OFPActionSetField):
+                            if act.key == "mpls_label" and "_inner" not in fields:
+                                raise FakeOFError("set mpls_label on a packet without a label")
+                            fields[act.key] = act.value
                             continue
                         if not isinstance(act, parser.OFPActionOutput):
                             raise FakeOFError(f"action {act} is not modelled")
-                        outputs.append(act.port)
+                        outputs.append((act.port, dict(fields)))
                 elif isinstance(inst, parser.OFPInstructionGotoTable):
                     table_id = inst.table_id
                 elif isinstance(inst, parser.OFPInstructionMeter):
@@ -271,6 +300,7 @@ class FakeNetwork:
             self.apply(dpid, msgs)
 
     def apply_change(self, change: Any) -> None:
+        self.apply_phase(change.phase0)
         self.apply_phase(change.phase1)
         self.apply_phase(change.phase2)
 
@@ -317,21 +347,22 @@ class FakeNetwork:
         node, port_no = self.wiring.host_port[src_host]
         start = (self.wiring.node_dpid[node], port_no)
         tr = Trace()
-        queue = [start]
+        queue = [(*start, dict(fields))]
         seen: set[tuple[int, int]] = set()
         steps = 0
         while queue:
-            dpid, in_port = queue.pop(0)
+            dpid, in_port, pkt = queue.pop(0)
             steps += 1
             if (dpid, in_port) in seen or steps > max_hops:
                 tr.loop = True
                 break
             seen.add((dpid, in_port))
-            outs = self.switches[dpid].lookup({**fields, "in_port": in_port},
-                                              live=lambda p, d=dpid: self.port_live(d, p))
+            outs = self.switches[dpid].forward({**pkt, "in_port": in_port},
+                                               live=lambda p, d=dpid: self.port_live(d, p))
             if not outs:
                 tr.dropped.append(dpid)
-            for out in outs:
+            for out, sent in outs:
+                sent.pop("in_port", None)
                 if out == IN_PORT:
                     out = in_port
                 elif out == in_port:  # OpenFlow never sends a packet back without IN_PORT
@@ -345,13 +376,16 @@ class FakeNetwork:
                 if peer is None:
                     tr.dropped.append(dpid)
                 elif peer[0] == "host":
-                    tr.delivered.append(peer[1])
+                    if "_inner" in sent:
+                        tr.dropped.append(dpid)  # a host does not take a labelled packet
+                    else:
+                        tr.delivered.append(peer[1])
                 else:
                     _, link_index, other_dpid, other_port = peer  # type: ignore[misc]
                     if not self.link_up[link_index]:
                         tr.dead_links.append(link_index)
                     else:
-                        queue.append((other_dpid, other_port))
+                        queue.append((other_dpid, other_port, sent))
         return tr
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -137,6 +138,14 @@ def test_make_before_break_phases(diamond: Topology) -> None:
         assert isinstance(msgs[-1], parser.OFPBarrierRequest)
         assert all(m.command == ofp.OFPFC_DELETE_STRICT for m in msgs[:-1])
     assert change.phase2, "the old path's flows must be removed in phase 2"
+    # phase 0 makes the new tunnel (s2 forwards its label, s1 pops it) and nothing else:
+    # until phase 1 moves the ingress flow, the traffic keeps its old path
+    assert change.phase0, "the detour's tunnel must be made before the ingress moves to it"
+    for msgs in change.phase0.values():
+        assert isinstance(msgs[-1], parser.OFPBarrierRequest)
+        assert {cookie_owner(m.cookie)[0] for m in msgs[:-1]} == {"tunnel"}
+    net.apply_phase(change.phase0)
+    assert names(core, net.trace("h2", fields).dpids()) == ["s4", "s3", "s1"]
     net.apply_phase(change.phase1)
     tr = net.trace("h2", fields)
     assert tr.delivered == ["h1"] and names(core, tr.dpids()) == ["s4", "s2", "s1"]
@@ -332,15 +341,22 @@ def test_intent_ids_are_stable_and_bad_input_changes_nothing(diamond: Topology) 
     assert intent.id == 17
     apply_and_confirm(core, net, change, 3.0)
     assert intent.state == "installed"
-    s1 = dp(core, "s1")
-    assert [f for f in net.flows(s1) if f.cookie == make_cookie(3, 17)]
+    s4 = dp(core, "s4")
+    assert [f for f in net.flows(s4) if f.cookie == make_cookie(3, 17)]  # its ingress flow
+    label = intent.mpls_label
+    assert label is not None and core.router.tunnels()[label] == [17]
+    assert [f for f in net.flows(dp(core, "s1")) if f.cookie == make_cookie(5, label)]
     apply_and_confirm(core, net, core.remove_intent(17, 4.0), 4.0)
-    assert not [f for d in net.switches for f in net.flows(d) if f.cookie == make_cookie(3, 17)]
+    # its flows and its tunnel (it was the only rider) are gone from every switch
+    assert not [f for d in net.switches for f in net.flows(d)
+                if f.cookie in (make_cookie(3, 17), make_cookie(5, label))]
+    assert label not in core.router.tunnels()
 
 
 def test_every_planned_flow_names_its_owner(diamond: Topology) -> None:
     core, _ = running(diamond)
-    kinds = {0: {"pipeline"}, 1: {"intent", "pipeline"}, 2: {"destination", "pipeline"}}
+    kinds = {0: {"pipeline"}, 1: {"intent", "tunnel", "pipeline"},
+             2: {"destination", "pipeline"}}
     for _, entry in core.wanted_plan():
         owner = cookie_owner(entry.cookie)
         assert owner is not None and owner[0] in kinds[entry.table_id]
@@ -414,3 +430,36 @@ def test_add_intents_is_one_pass_and_all_or_nothing(diamond: Topology) -> None:
     h1, h2 = diamond.host("h1"), diamond.host("h2")
     tr = net.trace("h1", ipv4(h1.ip, h2.ip, ip_proto=6, tcp_dst=1005))
     assert names(core, tr.dpids()) == ["s1", "s2", "s4"] and tr.delivered == ["h2"]
+
+
+def test_reroute_and_install_lines_are_logged_once_sent(caplog: pytest.LogCaptureFixture
+                                                         ) -> None:
+    """The core does not log in the computing thread: a Change carries its reroute and
+    install lines until ``emit_logs`` (the sender calls it); a big change logs one summary
+    per kind at INFO and each intent at DEBUG."""
+    from controller.core import LOG_EACH_MAX, Change
+
+    small = Change(token=1, cause="port s1:1 down",
+                   log_records=[("intent a (1): s1-s2 -> s1-s3-s2 (port s1:1 down)",
+                                 {"intent": 1, "event": "reroute"})])
+    with caplog.at_level(logging.INFO, logger="controller.core"):
+        small.emit_logs()
+        small.emit_logs()  # once only
+    assert [r.getMessage() for r in caplog.records] == [
+        "intent a (1): s1-s2 -> s1-s3-s2 (port s1:1 down)"]
+    caplog.clear()
+    n = LOG_EACH_MAX + 1
+    big = Change(token=2, cause="port s1:1 up", log_records=[
+        (f"intent i{k} ({k}): ...", {"intent": k, "event": ev})
+        for ev in ("reroute", "installed") for k in range(1, n + 1)])
+    with caplog.at_level(logging.INFO, logger="controller.core"):
+        big.emit_logs()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"change 2 (port s1:1 up): {n} intents rerouted (ids 1-{n}; each at DEBUG)",
+        f"change 2 (port s1:1 up): {n} intents installed (ids 1-{n}; each at DEBUG)"]
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="controller.core"):
+        Change(token=3, cause="x", log_records=[
+            (f"intent i{k} ({k}): ...", {"intent": k, "event": "reroute"})
+            for k in range(1, n + 1)]).emit_logs()
+    assert len([r for r in caplog.records if r.levelno == logging.DEBUG]) == n

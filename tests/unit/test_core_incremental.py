@@ -375,9 +375,10 @@ def test_intent_to_a_learned_host_follows_it_to_another_port() -> None:
     s1 = core.wiring.node_dpid["s1"]
     outs = {e.instructions for e in core.installed_plan().entries(s1)
             if e.table_id == 1 and e.priority > 0}
-    assert outs == {(("output", 40),)}
+    assert outs == {(("pop_mpls", 0x0800), ("output", 40))}  # the tunnel's egress
     run_op(core, net, t, ("learn", 1, 0, 1), NOW + 1)
     check_exact(core, net)
     outs = {e.instructions for e in core.installed_plan().entries(s1)
             if e.table_id == 1 and e.priority > 0}
-    assert outs == {(("output", 41),)} and core.intent(intent.id).path == ("s0", "s1")
+    assert outs == {(("pop_mpls", 0x0800), ("output", 41))}
+    assert core.intent(intent.id).path == ("s0", "s1")

@@ -36,6 +36,7 @@ FIELDS: dict[str, Any] = {
 matches = st.dictionaries(st.sampled_from(sorted(FIELDS)), st.none(), max_size=7).flatmap(
     lambda d: st.fixed_dictionaries({k: FIELDS[k] for k in d}))
 set_fields = st.one_of(
+    st.tuples(st.just("mpls_label"), st.integers(16, (1 << 20) - 1)),
     st.tuples(st.just("ipv4_dst"), ipv4), st.tuples(st.just("ipv4_src"), ipv4),
     st.tuples(st.just("eth_dst"), mac), st.tuples(st.just("eth_src"), mac))
 ports = st.one_of(st.integers(1, 0xFF00), st.sampled_from([ofp.OFPP_CONTROLLER,
@@ -47,6 +48,9 @@ def instruction_lists(draw: Any) -> tuple[tuple[str, Any], ...]:
     out: list[tuple[str, Any]] = []
     if draw(st.booleans()):
         out.append(("meter", draw(st.integers(1, 0xFFFF))))
+    mpls = draw(st.sampled_from([None, ("push_mpls", 0x8847), ("pop_mpls", 0x0800)]))
+    if mpls is not None:
+        out.append(mpls)
     out += [("set_field", sf) for sf in draw(st.lists(set_fields, max_size=2))]
     out += [("output", p) for p in draw(st.lists(ports, max_size=2))]
     if draw(st.booleans()):
@@ -98,7 +102,8 @@ def test_the_packer_takes_every_field_the_controller_uses() -> None:
     entry = FlowEntry(1, 100, (("eth_type", 0x0800), ("in_port", 3), ("ip_dscp", 46),
                                ("ip_proto", 17), ("ipv4_dst", "10.0.0.2"),
                                ("ipv4_src", "10.0.0.1"), ("udp_dst", 53)),
-                      (("meter", 4), ("set_field", ("ipv4_dst", "10.9.0.1")),
+                      (("meter", 4), ("push_mpls", 0x8847), ("set_field", ("mpls_label", 99)),
+                       ("set_field", ("ipv4_dst", "10.9.0.1")),
                        ("set_field", ("eth_dst", "02:00:00:00:00:01")), ("output", 2),
                        ("goto_table", 2)), 7)
     for msg in (openflow.flowmod_add(entry), openflow.flowmod_delete_strict(entry)):
