@@ -98,14 +98,28 @@ def timed_add(service: ControllerService, specs: list[IntentSpec]) -> dict[str, 
     wall_ms = (time.perf_counter() - t0) * 1000.0
     recs = service.change_records()[n_before:]
     states = Counter(i.state for i in intents)
-    rec = max(recs, key=lambda r: r.messages) if recs else None
+    rec, tunnels_ms, tunnel_msgs = main_record(recs)
     return {"n": len(specs), "wall_ms": wall_ms, "states": dict(states),
             "compute_ms": rec.compute_ms if rec else 0.0,
             "queued_ms": rec.queued_ms if rec else 0.0,
-            "phase0_ms": rec.phase0_ms if rec else 0.0,
+            "phase0_ms": tunnels_ms,
             "phase1_ms": rec.phase1_ms if rec else 0.0,
             "phase2_ms": rec.phase2_ms if rec else 0.0,
-            "messages": rec.messages if rec else 0, "switches": rec.switches if rec else 0}
+            "messages": (rec.messages if rec else 0) + tunnel_msgs,
+            "switches": rec.switches if rec else 0}
+
+
+def main_record(recs: list[ChangeRecord]) -> tuple[ChangeRecord | None, float, int]:
+    """The Change that moved the intents (most messages, not counting the early changes
+    that make new tunnels first), and the phase time and messages of those early changes
+    (their flows are made while the main Change is computed; its "queued" time includes
+    waiting for them)."""
+    early = [r for r in recs if r.cause.endswith(": new tunnels")]
+    rest = [r for r in recs if r not in early]
+    main = max(rest, key=lambda r: r.messages) if rest else None
+    return (main, sum(r.phase0_ms + r.phase1_ms for r in early) + (main.phase0_ms if main
+                                                                     else 0.0),
+            sum(r.messages for r in early))
 
 
 def busiest_link(service: ControllerService, topology: Topology) -> tuple[int, int]:
@@ -169,7 +183,8 @@ def cut_and_measure(lab: LabNetwork, service: ControllerService, topology: Topol
     wall_ms = (time.perf_counter() - t0) * 1000.0
     recs: list[ChangeRecord] = [r for r in service.change_records()[n_before:]
                                 if "down" in r.cause]
-    main = max(recs, key=lambda r: r.messages)
+    main, tunnels_ms, tunnel_msgs = main_record(recs)
+    assert main is not None
     lost = None
     if proc is not None:
         out, _ = proc.communicate(timeout=30)
@@ -186,9 +201,9 @@ def cut_and_measure(lab: LabNetwork, service: ControllerService, topology: Topol
     return {"link": f"{lk.a}-{lk.b}", "crossing": len(crossing), "after": dict(states),
             "restore_ms": main.event_to_phase1_ms, "confirm_ms": main.event_to_confirm_ms,
             "compute_ms": main.compute_ms, "queued_ms": main.queued_ms,
-            "phase0_ms": main.phase0_ms,
+            "phase0_ms": tunnels_ms,
             "phase1_ms": main.phase1_ms, "phase2_ms": main.phase2_ms,
-            "messages": main.messages, "switches": main.switches,
+            "messages": main.messages + tunnel_msgs, "switches": main.switches,
             "all_changes_ms": max(r.event_to_confirm_ms for r in recs),
             "cut_to_idle_ms": wall_ms, "ping_pair": ping_pair, "pings_lost": lost}
 
@@ -254,8 +269,8 @@ def report(res: dict[str, Any]) -> str:
              "datapath, Mininet; os-ken in-process)", "",
              f"Lab up and every switch reconciled: {res['bring_up_s']:.1f} s "
              f"(lab start {res['lab_start_s']:.1f} s).", "",
-             "| intents | install, median (ms) | compute | queued | phase 0 | phase 1 | phase 2 | "
-             "messages | switches | states | ONOS 1.0 (ms) | ONOS / ours |",
+             "| intents | install, median (ms) | compute | queued | new tunnels | phase 1 | "
+             "phase 2 | messages | switches | states | ONOS 1.0 (ms) | ONOS / ours |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
     for n, runs in res["install"].items():
         med = statistics.median(r["wall_ms"] for r in runs)
@@ -268,7 +283,7 @@ def report(res: dict[str, Any]) -> str:
             f"{last['switches']} | {last['states']} | {anchor if anchor else '-'} | "
             f"{(anchor / med) if anchor else float('nan'):.2f} |")
     lines += ["", "| link cut | intents crossing | after | port-status to new flows "
-              "confirmed (ms) | to old flows removed (ms) | compute | queued | phase 0 | "
+              "confirmed (ms) | to old flows removed (ms) | compute | queued | new tunnels | "
               "phase 1 | phase 2 | messages | target (ms) | pings lost at 10 ms |",
               "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in res["restore"]:

@@ -105,3 +105,11 @@ class InsufficientBandwidth(InfeasibleRoute):
                  best_latency_ms: float | None = None) -> None:
         self.bottleneck = bottleneck
         super().__init__(reason, best_latency_ms=best_latency_ms)
+
+
+class SwitchUnavailable(CpnError):
+    """A live read could not be answered: the switch is not connected, the connection was lost,
+    it answered with an OpenFlow error, or not within the time bound."""
+
+    http_status = 503
+    code = "switch_unavailable"

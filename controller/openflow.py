@@ -47,6 +47,7 @@ __all__ = [
     "parse_arp",
     "parse_lldp",
     "port_desc_request",
+    "port_stats_request",
     "two_phase",
 ]
 
@@ -486,6 +487,11 @@ def flow_stats_request(table_id: int = ofp.OFPTT_ALL) -> parser.OFPFlowStatsRequ
 
 def port_desc_request() -> parser.OFPPortDescStatsRequest:
     return parser.OFPPortDescStatsRequest(None, 0)
+
+
+def port_stats_request() -> parser.OFPPortStatsRequest:
+    """Statistics of every port (link load, drops)."""
+    return parser.OFPPortStatsRequest(None, 0, ofp.OFPP_ANY)
 
 
 def packet_out(port_no: int, data: bytes, in_port: int = ofp.OFPP_CONTROLLER

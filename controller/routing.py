@@ -37,7 +37,7 @@ import copy
 import ipaddress
 import logging
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -331,6 +331,7 @@ class Router:
         self.state = state
         self.fallback = fallback
         self.intents: dict[int, Intent] = {}
+        self._max_id: tuple[dict[int, Intent], int] | None = None
         # the plan, per owner and per switch (see refresh)
         self._owners: dict[int, dict[int, frozenset[FlowEntry]]] = {}
         """owner (cookie; 0 for the pipeline) -> dpid -> its flows there"""
@@ -380,7 +381,7 @@ class Router:
             raise TopologyError("an intent matching ports needs ip_proto tcp (6) or udp (17)",
                                 field="match")
         if intent_id is None:
-            intent_id = max(self.intents, default=0) + 1
+            intent_id = self._highest_id() + 1
         if intent_id in self.intents:
             raise ValueError(f"intent id {intent_id} is taken")
         if not 1 <= intent_id <= _OWNER_ID_MASK:
@@ -390,14 +391,24 @@ class Router:
                                 f"{METER_ID_MAX}", field="police")
         intent = Intent(id=intent_id, spec=spec)
         self.intents[intent_id] = intent
+        if self._max_id is not None and self._max_id[0] is self.intents:
+            self._max_id = (self.intents, max(self._max_id[1], intent_id))
         self._dirty_intents.add(intent_id)
         return intent
+
+    def _highest_id(self) -> int:
+        """The highest intent id in use (0: none), cached (a batch of 1,000 adds scanned the
+        whole table for each; the cache belongs to the current ``intents`` dict)."""
+        if self._max_id is None or self._max_id[0] is not self.intents:
+            self._max_id = (self.intents, max(self.intents, default=0))
+        return self._max_id[1]
 
     def remove(self, intent_id: int) -> Intent:
         try:
             intent = self.intents.pop(intent_id)
         except KeyError:
             raise NotFound(f"no intent {intent_id}") from None
+        self._max_id = None
         self._dirty_intents.add(intent_id)
         return intent
 
@@ -555,11 +566,26 @@ class Router:
         """Keys of :meth:`wanted` with the number of wanted flows holding each."""
         return self._want_keys.get(dpid, {})
 
-    def take_delta(self) -> dict[int, tuple[set[FlowEntry], set[FlowEntry]]]:
-        """Refresh, then per dpid ``(removed, added)``: the flows that left and joined the plan
-        since the last call (net: a flow removed and added back is in neither)."""
-        self.refresh()
+    def take_delta(self, *, refresh: bool = True,
+                   keep: Callable[[FlowEntry], bool] | None = None
+                   ) -> dict[int, tuple[set[FlowEntry], set[FlowEntry]]]:
+        """Refresh (unless told not to), then per dpid ``(removed, added)``: the flows that left
+        and joined the plan since the last call (net: a flow removed and added back is in
+        neither). With ``keep``: the entries it is true for stay for the next call, the
+        others are returned (only added ones: a removal is never split off)."""
+        if refresh:
+            self.refresh()
         delta, self._delta = self._delta, {}
+        if keep is not None:
+            taken: dict[int, tuple[set[FlowEntry], set[FlowEntry]]] = {}
+            for dpid, (removed, added) in delta.items():
+                out = {e for e in added if not keep(e)}
+                if out:
+                    taken[dpid] = (set(), out)
+                    added -= out
+                if removed or added:
+                    self._delta[dpid] = (removed, added)
+            return taken
         return {dpid: d for dpid, d in delta.items() if d[0] or d[1]}
 
     def set_external(self, cookie: int, flows: Mapping[int, frozenset[FlowEntry]]) -> None:
@@ -732,6 +758,15 @@ class Router:
                 self._idle_tunnels.add(old)
         intent.mpls_label = label
         return label
+
+    def prepare_tunnels(self) -> None:
+        """Put every intent whose route changed on the tunnel it should ride now (new tunnels'
+        flows join the plan; tunnels left without riders still go at the end of the next
+        refresh), so the new tunnels can be sent before the rest of the refresh is done."""
+        for iid in sorted(self._dirty_intents):
+            intent = self.intents.get(iid)
+            if intent is not None:
+                self._set_tunnel(intent)
 
     def _new_label(self, tkey: TunnelKey) -> int:
         """A free label for a new tunnel: a stable hash of the tunnel (so a restarted

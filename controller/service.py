@@ -32,11 +32,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
-from os_ken.ofproto import ofproto_v1_3_parser as ofp_parser
 
 from controller import openflow
 from controller.core import Change, ControllerCore
-from controller.errors import CpnError, NotFound
+from controller.errors import CpnError, NotFound, SwitchUnavailable
 from controller.routing import FlowEntry, Intent
 from controller.topology import IntentSpec, Topology
 
@@ -53,13 +52,6 @@ READ_TIMEOUT_S = 5.0
 
 PORT_STATS_INTERVAL_S = 2.0
 """default port-statistics poll (link load); ``cpn-controller --port-stats-interval``"""
-
-class SwitchUnavailable(CpnError):
-    """A live read could not be answered: the switch is not connected, the connection was lost,
-    it answered with an OpenFlow error, or not within the time bound."""
-
-    http_status = 503
-    code = "switch_unavailable"
 
 
 class Barrier(Protocol):
@@ -268,6 +260,7 @@ class ControllerService:
         self.core = ControllerCore(topology, fallback=fallback, now=time.monotonic(),
                                    startup_grace_s=startup_grace_s,
                                    lldp_timeout_s=lldp_timeout_s)
+        self.core.early_changes = self._submit_early
         self._handles: dict[int, Any] = {}
         self._barrier_timeout_s = barrier_timeout_s
         self._transport: Transport | None = None
@@ -327,8 +320,11 @@ class ControllerService:
             st = self.core.state
             return {i: dict(h[-1]) for i, h in st.link_load_history.items() if h}
 
-    def _submit(self, change: Change | None, t_event: float) -> _Ticket | None:
-        """Queue ``change`` (call with the lock held, right after the core returned it)."""
+    def submit(self, change: Change | None, t_event: float) -> _Ticket | None:
+        """Queue ``change`` for the sender; call with :attr:`lock` held, right after the core
+        returned it (``t_event``: ``time.perf_counter()`` of the event that caused it). Wait
+        for it with :meth:`wait_change` after releasing the lock (the sender takes the lock to
+        confirm). None when there is nothing to send."""
         if change is None:
             return None
         if self.sender is None or (change.empty and not change.intents):
@@ -336,6 +332,11 @@ class ControllerService:
             return None
         handles = {d: self._handles[d] for d in change.dpids if d in self._handles}
         return self.sender.submit(change, handles, t_event)
+
+    def _submit_early(self, change: Change) -> None:
+        """The core's early Change (new tunnels, while it computes the rest), queued at once;
+        called with the lock held. Its times count from now."""
+        self.submit(change, time.perf_counter())
 
     def _confirm(self, change: Change) -> list[Intent]:
         with self.lock:
@@ -352,7 +353,7 @@ class ControllerService:
                             "ignoring it", extra={"dpid": dpid, "event": "unknown_switch"})
                 return False
             self._handles[dpid] = handle
-            self._submit(self.core.switch_connected(dpid, ports, time.monotonic()), t)
+            self.submit(self.core.switch_connected(dpid, ports, time.monotonic()), t)
         self._notify_topology(f"switch {dpid:#x} connected", t)
         return True
 
@@ -361,7 +362,7 @@ class ControllerService:
         with self.lock:
             if self._handles.get(dpid) is not handle:
                 return  # a newer connection of this switch will reconcile
-            self._submit(self.core.reconcile(dpid, flows, time.monotonic()), t)
+            self.submit(self.core.reconcile(dpid, flows, time.monotonic()), t)
 
     def switch_lost(self, dpid: int, handle: Any) -> None:
         t = time.perf_counter()
@@ -369,7 +370,7 @@ class ControllerService:
             if self._handles.get(dpid) is not handle:
                 return  # an old connection of a switch that has already reconnected
             del self._handles[dpid]
-            self._submit(self.core.switch_lost(dpid, time.monotonic()), t)
+            self.submit(self.core.switch_lost(dpid, time.monotonic()), t)
         self._notify_topology(f"switch {dpid:#x} lost", t)
 
     def port_status(self, dpid: int, port_no: int, up: bool, handle: Any) -> None:
@@ -377,7 +378,7 @@ class ControllerService:
         with self.lock:
             if self._handles.get(dpid) is not handle:
                 return
-            self._submit(self.core.port_status(dpid, port_no, up, time.monotonic()), t)
+            self.submit(self.core.port_status(dpid, port_no, up, time.monotonic()), t)
         self._notify_topology(f"port {dpid:#x}:{port_no} {'up' if up else 'down'}", t)
 
     def flows_removed(self, dpid: int, flows: Sequence[FlowEntry], handle: Any) -> None:
@@ -385,7 +386,7 @@ class ControllerService:
         with self.lock:
             if self._handles.get(dpid) is not handle:
                 return
-            self._submit(self.core.flows_removed(dpid, flows, time.monotonic()), t)
+            self.submit(self.core.flows_removed(dpid, flows, time.monotonic()), t)
 
     def packet_in(self, dpid: int, in_port: int, data: bytes
                   ) -> list[tuple[Any, Any]]:
@@ -393,7 +394,7 @@ class ControllerService:
         t = time.perf_counter()
         with self.lock:
             result = self.core.packet_in(dpid, in_port, data, time.monotonic())
-            self._submit(result.change, t)
+            self.submit(result.change, t)
             out = [(self._handles[d], m) for d, m in result.messages if d in self._handles]
             cause = result.change.cause if result.change is not None else None
         for listener in self.packet_listeners:
@@ -430,7 +431,7 @@ class ControllerService:
         with self.lock:
             now = time.monotonic()
             change = self.core.tick(now)
-            self._submit(change, t)
+            self.submit(change, t)
         if change.cause != "tick":  # the startup grace ended: unseen switches are absent
             self._notify_topology(change.cause, t)
         with self.lock:
@@ -451,7 +452,9 @@ class ControllerService:
                 self.core.state.echo_rtt(dpid, time.monotonic() - sent)
 
     # -- intents (for the REST layer) ----------------------------------------------------------
-    def _wait(self, ticket: _Ticket | None, timeout_s: float) -> None:
+    def wait_change(self, ticket: _Ticket | None, timeout_s: float) -> None:
+        """Wait (at most ``timeout_s``) until the Change of ``ticket`` (from :meth:`submit`)
+        is sent and confirmed; a timeout is logged, not raised."""
         if ticket is not None and not ticket.done.wait(timeout_s):
             log.warning(f"change {ticket.change.token} not confirmed within {timeout_s:g} s",
                         extra={"event": "confirm_timeout", "token": ticket.change.token})
@@ -465,8 +468,8 @@ class ControllerService:
         with self.lock:
             intent, change = self.core.add_intent(spec, time.monotonic(), intent_id,
                                                   admit=admit)
-            ticket = self._submit(change, t)
-        self._wait(ticket, timeout_s)
+            ticket = self.submit(change, t)
+        self.wait_change(ticket, timeout_s)
         return self.intent(intent.id)
 
     def add_intents(self, specs: Sequence[IntentSpec], *,
@@ -476,16 +479,16 @@ class ControllerService:
         t = time.perf_counter()
         with self.lock:
             added, change = self.core.add_intents(specs, time.monotonic(), intent_ids)
-            ticket = self._submit(change, t)
-        self._wait(ticket, timeout_s)
+            ticket = self.submit(change, t)
+        self.wait_change(ticket, timeout_s)
         with self.lock:
             return [self.core.intent(i.id).snapshot() for i in added]
 
     def remove_intent(self, intent_id: int, *, timeout_s: float = 10.0) -> None:
         t = time.perf_counter()
         with self.lock:
-            ticket = self._submit(self.core.remove_intent(intent_id, time.monotonic()), t)
-        self._wait(ticket, timeout_s)
+            ticket = self.submit(self.core.remove_intent(intent_id, time.monotonic()), t)
+        self.wait_change(ticket, timeout_s)
 
     def intents(self) -> list[Intent]:
         with self.lock:
@@ -633,7 +636,8 @@ class ControllerService:
         (counters None for a port the statistics lack). Physical ports only (not LOCAL),
         sorted by ``port_no``. Errors as :meth:`read_flow_stats`."""
         descs, stats = self._read(dpid, [("port description", openflow.port_desc_request()),
-                                         ("port stats", _port_stats_request())], timeout_s)
+                                         ("port stats", openflow.port_stats_request())],
+                                  timeout_s)
         by_port: dict[int, dict[str, Any]] = {}
         for d in descs:
             if d.port_no > ofp.OFPP_MAX:
@@ -666,9 +670,3 @@ class ControllerService:
 
 _PORT_COUNTERS = ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_dropped",
                   "tx_dropped", "rx_errors", "tx_errors")
-
-
-def _port_stats_request() -> Any:
-    """Statistics of every port. (Its place is with the other builders in
-    ``controller.openflow``; kept here until that module is free to change.)"""
-    return ofp_parser.OFPPortStatsRequest(None, 0, ofp.OFPP_ANY)

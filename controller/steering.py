@@ -323,8 +323,8 @@ class Steering:
             arp = {s.anycast_ip: ANYCAST_MAC for s in self.anycast.services()}
             self._anycast_by_ip = {s.anycast_ip: s.name for s in self.anycast.services()}
             change = service.core.set_anycast(flows, arp, time.monotonic())
-            ticket = service._submit(change, t)
-        service._wait(ticket, timeout_s)
+            ticket = service.submit(change, t)
+        service.wait_change(ticket, timeout_s)
 
     # -- compute sites --------------------------------------------------------------------------
     def sites(self, kind: str | None = None, state: str | None = None) -> list[dict[str, Any]]:
