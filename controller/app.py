@@ -111,18 +111,17 @@ class _Bundle:
     it), :meth:`CpnApp._error` sends the FlowMods again one by one, as they were sent before
     bundles (each that fails then fails alone), and moves the barrier waiter behind them."""
 
-    __slots__ = ("barrier_xid", "first_xid", "last_xid", "plain", "retried")
+    __slots__ = ("barrier_xid", "plain", "retried", "xids")
 
-    def __init__(self, first_xid: int, last_xid: int, plain: list[bytes]) -> None:
-        self.first_xid = first_xid
-        self.last_xid = last_xid
+    def __init__(self, xids: frozenset[int], plain: list[bytes]) -> None:
+        self.xids = xids
+        """the xids of the bundle's messages: open, each FlowMod (its bundle-add's too), commit"""
         self.plain = plain
         self.barrier_xid: int | None = None
         self.retried = False
 
     def holds(self, xid: int) -> bool:
-        mask = ofp.MAX_XID
-        return (xid - self.first_xid) & mask <= (self.last_xid - self.first_xid) & mask
+        return xid in self.xids
 
 
 class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]
@@ -229,7 +228,7 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]
         bufs: list[bytes] = []
         sent: dict[str, int] = {}
         bundle = len(msgs) > BUNDLE_MIN and isinstance(msgs[-1], ofp_parser.OFPBarrierRequest)
-        run: list[bytes] = []
+        run: list[tuple[int, bytes]] = []
         new: list[_Bundle] = []
         with self._send_lock:  # xids are shared with the event thread's packet-outs
             for msg in msgs:
@@ -241,7 +240,7 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]
                 if isinstance(msg, ofp_parser.OFPFlowMod):
                     sent["OFPFlowMod"] = sent.get("OFPFlowMod", 0) + 1
                     if bundle:
-                        run.append(wire)
+                        run.append((xid, wire))
                         continue
                 elif run:
                     self._bundle_run(dp, run, bufs, new, sent)
@@ -266,21 +265,22 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]
             count_openflow_message(name, "out", n)
         return waiter
 
-    def _bundle_run(self, dp: Any, run: list[bytes], bufs: list[bytes], new: list[_Bundle],
-                    sent: dict[str, int]) -> None:
-        """Append ``run`` (FlowMod wire bytes, in order) to ``bufs``: as one bundle when it
-        is long enough, else as they are. Call with ``_send_lock`` held."""
+    def _bundle_run(self, dp: Any, run: list[tuple[int, bytes]], bufs: list[bytes],
+                    new: list[_Bundle], sent: dict[str, int]) -> None:
+        """Append ``run`` ((xid, wire bytes) of FlowMods, in order) to ``bufs``: as one bundle
+        when it is long enough, else as they are. Call with ``_send_lock`` held."""
+        wires = [w for _, w in run]
         if len(run) < BUNDLE_MIN:
-            bufs.extend(run)
+            bufs.extend(wires)
             return
         bundle_id = next(self._bundle_ids) & 0xFFFF_FFFF
         open_xid = _next_xid(dp)
         bufs.append(openflow.bundle_control(bundle_id, ofp.ONF_BCT_OPEN_REQUEST, open_xid))
-        bufs.extend(openflow.bundle_add(bundle_id, w) for w in run)
+        bufs.extend(openflow.bundle_add(bundle_id, w) for w in wires)
         commit_xid = _next_xid(dp)
         bufs.append(openflow.bundle_control(bundle_id, ofp.ONF_BCT_COMMIT_REQUEST, commit_xid))
         sent["ONFBundleCtrlMsg"] = sent.get("ONFBundleCtrlMsg", 0) + 2
-        new.append(_Bundle(open_xid, commit_xid, run))
+        new.append(_Bundle(frozenset([open_xid, commit_xid, *(x for x, _ in run)]), wires))
 
     def request(self, handle: Any, msg: Any,
                 on_done: Callable[[list[Any]], None] | None = None) -> _Reply | None:
@@ -399,8 +399,9 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]
                 f"type {msg.type} code {msg.code}); sending them one by one",
                 extra={"dpid": dp.id, "event": "bundle_failed"})
             dp.send(b"".join(bundle.plain) + bytes(barrier.buf))
+            count_openflow_message("OFPFlowMod", "out", len(bundle.plain))
             count_openflow_message("OFPBarrierRequest", "out")
-        elif bundle is None and failed not in (ofp.OFPT_METER_MOD, ofp.OFPT_GROUP_MOD):
+        elif failed not in (ofp.OFPT_METER_MOD, ofp.OFPT_GROUP_MOD):
             # meter and group mods are sent as ADD then MODIFY to a switch whose table is
             # unknown: one of the two fails by design
             self.logger.warning(f"switch {dp.id:#x} answered xid {msg.xid} with OpenFlow "

@@ -124,6 +124,77 @@ def test_app_collects_every_part_of_a_multipart_reply_by_xid() -> None:
     assert app._in_counts == {"OFPFlowStatsReply": 3}
 
 
+def test_app_sends_flowmods_as_one_bundle_and_falls_back_when_refused() -> None:
+    """A list of FlowMods ending with a barrier goes out as open, one bundle-add per FlowMod
+    (carrying exactly its bytes), commit, barrier. When the switch refuses the bundle, the
+    FlowMods are sent again one by one with a new barrier, and the waiter completes only on
+    that barrier's reply. One FlowMod alone is not bundled."""
+    import struct
+
+    from os_ken.ofproto import ofproto_v1_3 as ofp
+    from os_ken.ofproto import ofproto_v1_3_parser as parser
+
+    from controller import openflow
+    from controller.app import CpnApp
+    from controller.routing import FlowEntry
+
+    def entry(n: int) -> FlowEntry:
+        return FlowEntry(1, 10, (("eth_type", 0x0800), ("ipv4_dst", f"10.0.0.{n}")),
+                         (("output", n),), n)
+
+    def split(buf: bytes) -> list[tuple[int, int, bytes]]:
+        """(type, xid, whole message) of each OpenFlow message in ``buf``."""
+        out, i = [], 0
+        while i < len(buf):
+            _, typ, length, xid = struct.unpack_from("!BBHI", buf, i)
+            out.append((typ, xid, buf[i:i + length]))
+            i += length
+        return out
+
+    service = ControllerService(load_topology(DIAMOND))
+    app = CpnApp(cpn_service=service)
+    dp = _FakeDatapath()
+    mods = [openflow.flowmod_add(entry(n)) for n in (1, 2, 3)]
+    waiter = app.send(dp, [*mods, openflow.barrier_request()])
+    assert waiter is not None and len(dp.sent) == 1
+    msgs = split(dp.sent[0])
+    assert [t for t, _, _ in msgs] == [ofp.OFPT_EXPERIMENTER] * 5 + [ofp.OFPT_BARRIER_REQUEST]
+    (bundle_id,) = struct.unpack_from("!I", msgs[0][2], 16)
+    assert struct.unpack_from("!IHH", msgs[0][2], 16) == (bundle_id, ofp.ONF_BCT_OPEN_REQUEST,
+                                                         openflow.BUNDLE_FLAGS)
+    assert struct.unpack_from("!IHH", msgs[4][2], 16) == (
+        bundle_id, ofp.ONF_BCT_COMMIT_REQUEST, openflow.BUNDLE_FLAGS)
+    inner = [m[24:] for _, _, m in msgs[1:4]]
+    assert inner == [bytes(m.buf) for m in mods]  # each FlowMod's own bytes, in order
+    barrier_xid = msgs[5][1]
+
+    # the switch refuses the second FlowMod, so the whole bundle
+    err = parser.OFPErrorMsg(dp, type_=ofp.OFPET_BAD_ACTION, code=ofp.OFPBAC_BAD_OUT_PORT,
+                             data=inner[1][:64])
+    err.datapath, err.xid = dp, msgs[2][1]
+    app._error(_Ev(err))
+    assert len(dp.sent) == 2
+    again = split(dp.sent[1])
+    assert [m for _, _, m in again[:3]] == inner and again[3][0] == ofp.OFPT_BARRIER_REQUEST
+    reply = parser.OFPBarrierReply(dp)
+    reply.datapath, reply.xid = dp, barrier_xid
+    app._barrier_reply(_Ev(reply))
+    assert not waiter.wait(0)  # the old barrier only ended the refused bundle
+    reply = parser.OFPBarrierReply(dp)
+    reply.datapath, reply.xid = dp, again[3][1]
+    app._barrier_reply(_Ev(reply))
+    assert waiter.wait(0)
+    # the commit's own error afterwards does not resend anything again
+    err2 = parser.OFPErrorMsg(dp, type_=ofp.OFPET_EXPERIMENTER, code=0, data=b"")
+    err2.datapath, err2.xid = dp, msgs[4][1]
+    app._error(_Ev(err2))
+    assert len(dp.sent) == 2
+
+    # one FlowMod and its barrier: no bundle
+    app.send(dp, [openflow.flowmod_add(entry(4)), openflow.barrier_request()])
+    assert [t for t, _, _ in split(dp.sent[2])] == [ofp.OFPT_FLOW_MOD, ofp.OFPT_BARRIER_REQUEST]
+
+
 class _FakeReply:
     def __init__(self) -> None:
         self.parts: list[Any] = []
