@@ -98,28 +98,20 @@ def timed_add(service: ControllerService, specs: list[IntentSpec]) -> dict[str, 
     wall_ms = (time.perf_counter() - t0) * 1000.0
     recs = service.change_records()[n_before:]
     states = Counter(i.state for i in intents)
-    rec, tunnels_ms, tunnel_msgs = main_record(recs)
+    rec = main_record(recs)
     return {"n": len(specs), "wall_ms": wall_ms, "states": dict(states),
             "compute_ms": rec.compute_ms if rec else 0.0,
             "queued_ms": rec.queued_ms if rec else 0.0,
-            "phase0_ms": tunnels_ms,
+            "phase0_ms": rec.phase0_ms if rec else 0.0,
             "phase1_ms": rec.phase1_ms if rec else 0.0,
             "phase2_ms": rec.phase2_ms if rec else 0.0,
-            "messages": (rec.messages if rec else 0) + tunnel_msgs,
+            "messages": rec.messages if rec else 0,
             "switches": rec.switches if rec else 0}
 
 
-def main_record(recs: list[ChangeRecord]) -> tuple[ChangeRecord | None, float, int]:
-    """The Change that moved the intents (most messages, not counting the early changes
-    that make new tunnels first), and the phase time and messages of those early changes
-    (their flows are made while the main Change is computed; its "queued" time includes
-    waiting for them)."""
-    early = [r for r in recs if r.cause.endswith(": new tunnels")]
-    rest = [r for r in recs if r not in early]
-    main = max(rest, key=lambda r: r.messages) if rest else None
-    return (main, sum(r.phase0_ms + r.phase1_ms for r in early) + (main.phase0_ms if main
-                                                                     else 0.0),
-            sum(r.messages for r in early))
+def main_record(recs: list[ChangeRecord]) -> ChangeRecord | None:
+    """The Change that moved the intents: the one with the most messages."""
+    return max(recs, key=lambda r: r.messages) if recs else None
 
 
 def busiest_link(service: ControllerService, topology: Topology) -> tuple[int, int]:
@@ -183,7 +175,7 @@ def cut_and_measure(lab: LabNetwork, service: ControllerService, topology: Topol
     wall_ms = (time.perf_counter() - t0) * 1000.0
     recs: list[ChangeRecord] = [r for r in service.change_records()[n_before:]
                                 if "down" in r.cause]
-    main, tunnels_ms, tunnel_msgs = main_record(recs)
+    main = main_record(recs)
     assert main is not None
     lost = None
     if proc is not None:
@@ -201,9 +193,9 @@ def cut_and_measure(lab: LabNetwork, service: ControllerService, topology: Topol
     return {"link": f"{lk.a}-{lk.b}", "crossing": len(crossing), "after": dict(states),
             "restore_ms": main.event_to_phase1_ms, "confirm_ms": main.event_to_confirm_ms,
             "compute_ms": main.compute_ms, "queued_ms": main.queued_ms,
-            "phase0_ms": tunnels_ms,
+            "phase0_ms": main.phase0_ms,
             "phase1_ms": main.phase1_ms, "phase2_ms": main.phase2_ms,
-            "messages": main.messages + tunnel_msgs, "switches": main.switches,
+            "messages": main.messages, "switches": main.switches,
             "all_changes_ms": max(r.event_to_confirm_ms for r in recs),
             "cut_to_idle_ms": wall_ms, "ping_pair": ping_pair, "pings_lost": lost}
 

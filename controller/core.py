@@ -27,7 +27,7 @@ import gc
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -180,10 +180,6 @@ class ControllerCore:
         switch, or flows lost behind our back): the next change diffs them in full"""
         self._tokens = itertools.count(1)
         self._last_token = 0
-        self.early_changes: Callable[[Change], None] | None = None
-        """Set by whoever sends Changes (the service): re-routes then hand over the flows of
-        new tunnels as an early Change, before the Change that moves the ingress flows
-        (which is returned as usual); None: they go in that Change's ``phase0``."""
         self.anycast_arp: dict[str, str] = {}
         """anycast IPv4 -> the MAC proxy ARP answers with (set by :meth:`set_anycast`)"""
         if load_intents:
@@ -228,19 +224,17 @@ class ControllerCore:
             if enabled:
                 gc.enable()
 
-    def _apply_delta(self, delta: Mapping[int, tuple[set[FlowEntry], set[FlowEntry]]], *,
-                     unsure: bool) -> tuple[dict[int, tuple[FlowEntry, ...]],
-                                            dict[int, tuple[FlowEntry, ...]]]:
+    def _apply_delta(self, delta: Mapping[int, tuple[set[FlowEntry], set[FlowEntry]]]
+                     ) -> tuple[dict[int, tuple[FlowEntry, ...]],
+                                dict[int, tuple[FlowEntry, ...]]]:
         """Per switch, the adds and deletes that move its view to the plan, and the views
-        moved. A switch whose view may differ from the plan (``_unsure``) is diffed in full
-        when ``unsure`` is True and left alone otherwise."""
+        moved. A switch whose view may differ from the plan (``_unsure``) is diffed in
+        full."""
         router = self.router
         adds: dict[int, tuple[FlowEntry, ...]] = {}
         deletes: dict[int, tuple[FlowEntry, ...]] = {}
         for dpid, view in self._views.items():
             if dpid in self._unsure:
-                if not unsure:
-                    continue
                 # the view is what the switch reported (or lost): diff it in full
                 want = router.wanted(dpid)
                 d = diff_entries(view, want)
@@ -265,33 +259,14 @@ class ControllerCore:
                 deletes[dpid] = dele
         return adds, deletes
 
-    def _send_new_tunnels_first(self, cause: str) -> None:
-        """Put the re-routed intents on their tunnels and hand the flows of the new tunnels
-        to :attr:`early_changes` as a Change of their own, before the rest is computed: the
-        sender makes them on the switches while the ingress flows are being computed (they
-        change where no packet goes until the ingress flows push their labels)."""
-        router = self.router
-        router.prepare_tunnels()
-        made = router.take_delta(refresh=False, keep=lambda e: e.cookie >> 56 != OWNER_TUNNEL)
-        adds, _ = self._apply_delta(made, unsure=False)
-        if not adds or self.early_changes is None:
-            return
-        token = next(self._tokens)
-        self._last_token = token
-        phase1 = {dpid: openflow.flowentry_to_msgs(adds=es) for dpid, es in adds.items()}
-        self.early_changes(Change(token=token, cause=f"{cause}: new tunnels", phase1=phase1,
-                                  adds=adds))
-
     def _replan_now(self, now: float, cause: str, *, reroute: bool) -> Change:
         t0 = time.perf_counter()
         moved = self.router.route_all(now, cause) if reroute else set()
         router = self.router
-        if moved and self.early_changes is not None:
-            self._send_new_tunnels_first(cause)
         delta = router.take_delta()
         token = next(self._tokens)
         self._last_token = token
-        adds, deletes = self._apply_delta(delta, unsure=True)
+        adds, deletes = self._apply_delta(delta)
         self._unsure.clear()
         for iid in moved:
             intent = self.router.intents[iid]

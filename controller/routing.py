@@ -37,7 +37,7 @@ import copy
 import ipaddress
 import logging
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -566,26 +566,11 @@ class Router:
         """Keys of :meth:`wanted` with the number of wanted flows holding each."""
         return self._want_keys.get(dpid, {})
 
-    def take_delta(self, *, refresh: bool = True,
-                   keep: Callable[[FlowEntry], bool] | None = None
-                   ) -> dict[int, tuple[set[FlowEntry], set[FlowEntry]]]:
-        """Refresh (unless told not to), then per dpid ``(removed, added)``: the flows that left
-        and joined the plan since the last call (net: a flow removed and added back is in
-        neither). With ``keep``: the entries it is true for stay for the next call, the
-        others are returned (only added ones: a removal is never split off)."""
-        if refresh:
-            self.refresh()
+    def take_delta(self) -> dict[int, tuple[set[FlowEntry], set[FlowEntry]]]:
+        """Refresh, then per dpid ``(removed, added)``: the flows that left and joined the plan
+        since the last call (net: a flow removed and added back is in neither)."""
+        self.refresh()
         delta, self._delta = self._delta, {}
-        if keep is not None:
-            taken: dict[int, tuple[set[FlowEntry], set[FlowEntry]]] = {}
-            for dpid, (removed, added) in delta.items():
-                out = {e for e in added if not keep(e)}
-                if out:
-                    taken[dpid] = (set(), out)
-                    added -= out
-                if removed or added:
-                    self._delta[dpid] = (removed, added)
-            return taken
         return {dpid: d for dpid, d in delta.items() if d[0] or d[1]}
 
     def set_external(self, cookie: int, flows: Mapping[int, frozenset[FlowEntry]]) -> None:
@@ -758,15 +743,6 @@ class Router:
                 self._idle_tunnels.add(old)
         intent.mpls_label = label
         return label
-
-    def prepare_tunnels(self) -> None:
-        """Put every intent whose route changed on the tunnel it should ride now (new tunnels'
-        flows join the plan; tunnels left without riders still go at the end of the next
-        refresh), so the new tunnels can be sent before the rest of the refresh is done."""
-        for iid in sorted(self._dirty_intents):
-            intent = self.intents.get(iid)
-            if intent is not None:
-                self._set_tunnel(intent)
 
     def _new_label(self, tkey: TunnelKey) -> int:
         """A free label for a new tunnel: a stable hash of the tunnel (so a restarted

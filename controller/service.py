@@ -260,7 +260,6 @@ class ControllerService:
         self.core = ControllerCore(topology, fallback=fallback, now=time.monotonic(),
                                    startup_grace_s=startup_grace_s,
                                    lldp_timeout_s=lldp_timeout_s)
-        self.core.early_changes = self._submit_early
         self._handles: dict[int, Any] = {}
         self._barrier_timeout_s = barrier_timeout_s
         self._transport: Transport | None = None
@@ -332,11 +331,6 @@ class ControllerService:
             return None
         handles = {d: self._handles[d] for d in change.dpids if d in self._handles}
         return self.sender.submit(change, handles, t_event)
-
-    def _submit_early(self, change: Change) -> None:
-        """The core's early Change (new tunnels, while it computes the rest), queued at once;
-        called with the lock held. Its times count from now."""
-        self.submit(change, time.perf_counter())
 
     def _confirm(self, change: Change) -> list[Intent]:
         with self.lock:

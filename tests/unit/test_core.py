@@ -12,7 +12,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from controller import openflow
-from controller.core import Change, ControllerCore
+from controller.core import ControllerCore
 from controller.errors import NotFound
 from controller.routing import (
     TABLE_DESTINATIONS,
@@ -432,38 +432,12 @@ def test_add_intents_is_one_pass_and_all_or_nothing(diamond: Topology) -> None:
     assert names(core, tr.dpids()) == ["s1", "s2", "s4"] and tr.delivered == ["h2"]
 
 
-def test_new_tunnels_go_out_first_as_their_own_change(diamond: Topology) -> None:
-    """With a sender attached (``early_changes``), a re-route hands over the new tunnels'
-    flows before the rest is computed: that early Change moves no packet, the Change that
-    follows moves the ingress flows onto them, and the switches end with exactly the plan."""
-    core, net = running(diamond)
-    early: list[Change] = []
-    core.early_changes = early.append
-    h2, h1 = diamond.host("h2"), diamond.host("h1")
-    fields = ipv4(h2.ip, h1.ip)  # the "cheap" intent: s4-s3-s1
-    i = next(i for i, lk in enumerate(diamond.links) if {lk.a, lk.b} == {"s1", "s3"})
-    change = core.port_status(dp(core, "s3"), core.wiring.link_port(i, "s3"), False, 5.0)
-    (first,) = early
-    assert first.token < change.token and not first.intents and not first.phase2
-    assert {cookie_owner(e.cookie)[0] for es in first.adds.values() for e in es} == {"tunnel"}
-    assert not change.phase0  # made by the early change already
-    assert all(cookie_owner(e.cookie)[0] != "tunnel" for es in change.adds.values() for e in es)
-    net.apply_change(first)
-    core.confirm(first, 5.0)
-    assert names(core, net.trace("h2", fields).dpids()) == ["s4", "s3", "s1"]  # not yet moved
-    net.apply_change(change)
-    assert [x.name for x in core.confirm(change, 5.1)] == ["cheap"]
-    assert names(core, net.trace("h2", fields).dpids()) == ["s4", "s2", "s1"]
-    for d in net.switches:
-        assert set(flow_entries(net, d)) == set(core.wanted_plan().entries(d)), d
-
-
 def test_reroute_and_install_lines_are_logged_once_sent(caplog: pytest.LogCaptureFixture
                                                          ) -> None:
     """The core does not log in the computing thread: a Change carries its reroute and
     install lines until ``emit_logs`` (the sender calls it); a big change logs one summary
     per kind at INFO and each intent at DEBUG."""
-    from controller.core import LOG_EACH_MAX
+    from controller.core import LOG_EACH_MAX, Change
 
     small = Change(token=1, cause="port s1:1 down",
                    log_records=[("intent a (1): s1-s2 -> s1-s3-s2 (port s1:1 down)",

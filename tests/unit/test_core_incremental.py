@@ -152,13 +152,9 @@ def _spec(op: tuple[Any, ...]) -> IntentSpec:
 
 
 def run_op(core: ControllerCore, net: FakeNetwork, t: Topology, op: tuple[Any, ...],
-           now: float, early: bool = False) -> None:
-    """Apply one operation and every Change it makes, in order. With ``early`` the core
-    hands over new tunnels as early Changes (as it does for the service's sender), queued
-    in the order a sender would get them: before the Change of the call that made them."""
+           now: float) -> None:
     kind = op[0]
     changes: list[Any] = []
-    core.early_changes = changes.append if early else None
     if kind == "add":
         if op[1] != op[2]:
             changes.append(core.add_intent(_spec(op), now)[1])
@@ -227,10 +223,10 @@ def run_op(core: ControllerCore, net: FakeNetwork, t: Topology, op: tuple[Any, .
         apply_and_confirm(core, net, c, now)
 
 
-@given(scenarios(), st.booleans())
+@given(scenarios())
 @examples(150)
-def test_incremental_plan_equals_a_fresh_plan(case: tuple[Topology, list[tuple[Any, ...]]],
-                                              early: bool) -> None:
+def test_incremental_plan_equals_a_fresh_plan(case: tuple[Topology, list[tuple[Any, ...]]]
+                                              ) -> None:
     t, ops = case
     core = ControllerCore(t, load_intents=False)
     net = FakeNetwork(core.wiring)
@@ -238,7 +234,7 @@ def test_incremental_plan_equals_a_fresh_plan(case: tuple[Topology, list[tuple[A
     check_exact(core, net)
     now = NOW
     for op in ops:
-        run_op(core, net, t, op, now, early)
+        run_op(core, net, t, op, now)
         check_exact(core, net)
         check_traffic(core, net, t)
         now += 1.0
