@@ -293,15 +293,6 @@ def parse_dpid(text: str, service: ControllerService) -> int:
     return value
 
 
-def _node_of(service: ControllerService, name: str) -> str:
-    st = service.core.state
-    if name in st.hosts:
-        return st.hosts[name].node
-    if any(n.name == name for n in service.topology.nodes):
-        return name
-    raise NotFound(f"no host or node {name!r}")
-
-
 def _why_no_path(g: Any, a: str, b: str, max_latency_ms: float | None,
                  min_bandwidth_mbps: float) -> InfeasibleRoute:
     """Which bound fails, and the best latency that exists."""
@@ -344,7 +335,7 @@ def query_paths(service: ControllerService, src: str, dst: str, *,
     bw = min_bandwidth_mbps or 0.0
     t0 = time.perf_counter()
     with service.lock:
-        a, b = _node_of(service, src), _node_of(service, dst)
+        a, b = service.node_of(src), service.node_of(dst)
         g = service.core.state.graph
         bounded = max_latency_ms is not None or bw > 0
         bound = max_latency_ms if max_latency_ms is not None else _UNBOUNDED_MS
@@ -830,7 +821,7 @@ def create_app(service: ControllerService, store: Store, *, token: str | None,
             raise BadRequest("max_latency_ms must be a finite number")
         tiers = [max_latency_ms] if max_latency_ms is not None else list(DEFAULT_CIRCLE_TIERS_MS)
         with service.lock:
-            centers = ([_node_of(service, center)] if center is not None else
+            centers = ([service.node_of(center)] if center is not None else
                        [n.name for n in service.topology.nodes_of_kind("national_hub")])
             g = service.core.state.graph
             reach = {c: g.within_latency(c, max(tiers)) for c in centers}

@@ -27,7 +27,7 @@ import gc
 import itertools
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -307,57 +307,44 @@ class ControllerCore:
         return change
 
     def _meters_into(self, phase1: dict[int, list[Any]], phase2: dict[int, list[Any]]) -> None:
-        """Meters of policed intents: added (or modified) at the head of phase 1, before the
-        flows that use them; deleted at the end of phase 2, after those flows (deleting a
-        meter deletes the flows that still use it). A switch whose meters are unknown (just
-        reconciled) gets ADD then MODIFY of each: one of the two answers an error (meter
-        exists / unknown meter) and the meter ends with the right rate either way."""
+        """Meters of policed intents (see :meth:`_side_table_into`)."""
         ofp = openflow.ofp
-        wanted = meter_plan(self.router)
-        for dpid in self._views:
-            want = wanted.get(dpid, {})
-            have = self._meter_views.get(dpid)
-            first: list[Any] = []
-            last: list[Any] = []
-            for mid, rate in sorted(want.items()):
-                if have is None:
-                    first += [openflow.meter_mod(ofp.OFPMC_ADD, mid, rate),
-                              openflow.meter_mod(ofp.OFPMC_MODIFY, mid, rate)]
-                elif mid not in have:
-                    first.append(openflow.meter_mod(ofp.OFPMC_ADD, mid, rate))
-                elif have[mid] != rate:
-                    first.append(openflow.meter_mod(ofp.OFPMC_MODIFY, mid, rate))
-            for mid in sorted(set(have or ()) - set(want)):
-                last.append(openflow.meter_mod(ofp.OFPMC_DELETE, mid))
-            self._meter_views[dpid] = dict(want)
-            if first:
-                phase1[dpid] = first + phase1.get(dpid, [openflow.barrier_request()])
-            if last:
-                msgs = phase2.get(dpid, [openflow.barrier_request()])
-                phase2[dpid] = msgs[:-1] + last + msgs[-1:]
+        commands = {"add": ofp.OFPMC_ADD, "modify": ofp.OFPMC_MODIFY, "delete": ofp.OFPMC_DELETE}
+        self._side_table_into(phase1, phase2, meter_plan(self.router), self._meter_views,
+                              lambda cmd, mid, rate=0: openflow.meter_mod(commands[cmd], mid,
+                                                                          rate))
 
     def _groups_into(self, phase1: dict[int, list[Any]], phase2: dict[int, list[Any]]) -> None:
-        """Fast-failover groups of protected intents, placed like meters (see
-        :meth:`_meters_into`): added or modified before the flows that use them, deleted
-        after; ADD then MODIFY on a switch whose groups are unknown."""
+        """Fast-failover groups of protected intents (see :meth:`_side_table_into`)."""
         ofp = openflow.ofp
-        wanted = group_plan(self.router)
+        commands = {"add": ofp.OFPGC_ADD, "modify": ofp.OFPGC_MODIFY, "delete": ofp.OFPGC_DELETE}
+        self._side_table_into(phase1, phase2, group_plan(self.router), self._group_views,
+                              lambda cmd, gid, buckets=(): openflow.group_mod_ff(
+                                  commands[cmd], gid, buckets))
+
+    def _side_table_into(self, phase1: dict[int, list[Any]], phase2: dict[int, list[Any]],
+                         wanted: Mapping[int, Mapping[int, Any]],
+                         views: dict[int, dict[int, Any]],
+                         mod: Callable[..., Any]) -> None:
+        """Meters or groups (id -> rate or buckets per switch): added (or modified) at the
+        head of phase 1, before the flows that use them; deleted at the end of phase 2, after
+        those flows (deleting a meter or group deletes the flows that still use it). A switch
+        whose table is unknown (just reconciled, no entry in ``views``) gets ADD then MODIFY
+        of each: one of the two answers an error (exists / unknown) and the entry ends right
+        either way. ``mod(command, id[, value])`` builds one message; ``views`` is updated."""
         for dpid in self._views:
             want = wanted.get(dpid, {})
-            have = self._group_views.get(dpid)
+            have = views.get(dpid)
             first: list[Any] = []
-            last: list[Any] = []
-            for gid, buckets in sorted(want.items()):
+            for key, value in sorted(want.items()):
                 if have is None:
-                    first += [openflow.group_mod_ff(ofp.OFPGC_ADD, gid, buckets),
-                              openflow.group_mod_ff(ofp.OFPGC_MODIFY, gid, buckets)]
-                elif gid not in have:
-                    first.append(openflow.group_mod_ff(ofp.OFPGC_ADD, gid, buckets))
-                elif have[gid] != buckets:
-                    first.append(openflow.group_mod_ff(ofp.OFPGC_MODIFY, gid, buckets))
-            for gid in sorted(set(have or ()) - set(want)):
-                last.append(openflow.group_mod_ff(ofp.OFPGC_DELETE, gid))
-            self._group_views[dpid] = dict(want)
+                    first += [mod("add", key, value), mod("modify", key, value)]
+                elif key not in have:
+                    first.append(mod("add", key, value))
+                elif have[key] != value:
+                    first.append(mod("modify", key, value))
+            last = [mod("delete", key) for key in sorted(set(have or ()) - set(want))]
+            views[dpid] = dict(want)
             if first:
                 phase1[dpid] = first + phase1.get(dpid, [openflow.barrier_request()])
             if last:

@@ -350,6 +350,8 @@ class Router:
         """reroute log lines (message, extra) not logged yet: see :meth:`take_log_records`"""
         self._tunnel_labels: dict[TunnelKey, int] = {}
         """tunnel -> its label"""
+        self._tunnel_keys: dict[int, TunnelKey] = {}
+        """label -> its tunnel (the reverse of ``_tunnel_labels``)"""
         self._tunnel_users: dict[int, set[int]] = {}
         """label -> ids of the intents riding it"""
         self._intent_tunnel: dict[int, int] = {}
@@ -722,7 +724,7 @@ class Router:
         """Put ``intent`` on the tunnel it should ride (made if new), off the one it rode; the
         label, or None. A tunnel left without riders is removed at the end of the refresh,
         so an intent refreshed later in the same refresh can still take it over."""
-        want = self._tunnel_of(intent) if intent.id in self.intents else None
+        want = self._tunnel_of(intent)
         old = self._intent_tunnel.pop(intent.id, None)
         label = None
         if want is not None:
@@ -731,16 +733,14 @@ class Router:
             if label is None:
                 label = self._new_label(tkey)
                 self._tunnel_labels[tkey] = label
+                self._tunnel_keys[label] = tkey
                 self._tunnel_users[label] = set()
                 self._set_owner(make_cookie(OWNER_TUNNEL, label),
                                 self._tunnel_flows(label, path, links, tkey[2], egress))
             self._tunnel_users[label].add(intent.id)
             self._intent_tunnel[intent.id] = label
         if old is not None and old != label:
-            riders = self._tunnel_users[old]
-            riders.discard(intent.id)
-            if not riders:
-                self._idle_tunnels.add(old)
+            self._leave_tunnel(old, intent.id)
         intent.mpls_label = label
         return label
 
@@ -770,13 +770,19 @@ class Router:
             (("pop_mpls", ETH_TYPE_IPV4), ("output", egress_port)), cookie)})
         return flows
 
+    def _leave_tunnel(self, label: int, intent_id: int) -> None:
+        """``intent_id`` rides tunnel ``label`` no more; the last rider leaves it idle."""
+        riders = self._tunnel_users[label]
+        riders.discard(intent_id)
+        if not riders:
+            self._idle_tunnels.add(label)
+
     def _drop_idle_tunnels(self) -> None:
         for label in sorted(self._idle_tunnels):
             if self._tunnel_users.get(label):
                 continue  # taken over by an intent refreshed later
             del self._tunnel_users[label]
-            tkey = next(k for k, v in self._tunnel_labels.items() if v == label)
-            del self._tunnel_labels[tkey]
+            del self._tunnel_labels[self._tunnel_keys.pop(label)]
             self._set_owner(make_cookie(OWNER_TUNNEL, label), {})
         self._idle_tunnels.clear()
 
@@ -793,9 +799,7 @@ class Router:
             self.intent_groups.pop(intent_id, None)
             old = self._intent_tunnel.pop(intent_id, None)
             if old is not None:
-                self._tunnel_users[old].discard(intent_id)
-                if not self._tunnel_users[old]:
-                    self._idle_tunnels.add(old)
+                self._leave_tunnel(old, intent_id)
             self._set_owner(cookie, {})
             return
         st = self.state

@@ -536,13 +536,14 @@ class ControllerService:
         """Up to ``k`` least-latency paths between two nodes or hosts on the network as it
         is now (links down are not used). Read-only."""
         with self.lock:
-            a, b = self._node_of(src), self._node_of(dst)
+            a, b = self.node_of(src), self.node_of(dst)
             found = self.core.state.graph.k_shortest_paths(a, b, k, weight="latency",
                                                            max_latency_ms=max_latency_ms)
             return [{"nodes": list(p.nodes), "latency_ms": p.latency_ms, "cost": p.cost,
                      "hops": p.hops} for p in found]
 
-    def _node_of(self, name: str) -> str:
+    def node_of(self, name: str) -> str:
+        """The node a host hangs off, or ``name`` itself when it is a node; NotFound else."""
         st = self.core.state
         if name in st.hosts:
             return st.hosts[name].node
