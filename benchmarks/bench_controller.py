@@ -37,17 +37,18 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from intent_specs import Specs  # noqa: E402
+from intent_specs import (  # noqa: E402
+    ONOS_1_INTENT_MS,
+    ONOS_1000_INTENTS_MS,
+    RESTORE_TARGET_MS,
+    TOPOLOGY,
+    Specs,
+)
 
 from controller.lab import ControllerAddress, LabNetwork  # noqa: E402
 from controller.main import StructuredFormatter, run  # noqa: E402
 from controller.service import ChangeRecord, ControllerService  # noqa: E402
 from controller.topology import IntentSpec, Topology, load_topology  # noqa: E402
-
-ONOS_1_INTENT_MS = 15.5
-ONOS_1000_INTENTS_MS = 48.0
-RESTORE_TARGET_MS = 100.0
-TOPOLOGY = REPO / "topologies" / "national.yaml"
 
 
 def say(text: str) -> None:

@@ -27,15 +27,16 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from intent_specs import Specs  # noqa: E402
+from intent_specs import (  # noqa: E402
+    ONOS_1_INTENT_MS,
+    ONOS_1000_INTENTS_MS,
+    RESTORE_TARGET_MS,
+    TOPOLOGY,
+    Specs,
+)
 
 from controller.core import Change, ControllerCore  # noqa: E402
 from controller.topology import load_topology  # noqa: E402
-
-ONOS_1_INTENT_MS = 15.5
-ONOS_1000_INTENTS_MS = 48.0
-RESTORE_TARGET_MS = 100.0
-TOPOLOGY = REPO / "topologies" / "national.yaml"
 
 
 def bring_up(core: ControllerCore, now: float) -> None:

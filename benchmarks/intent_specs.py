@@ -1,14 +1,23 @@
 """Random city/cluster intents for the controller benchmarks (bench_controller.py, bench_core.py),
-so both measure the same workload."""
+so both measure the same workload, and the anchors both compare with."""
 
 from __future__ import annotations
 
 import random
 from collections import Counter
+from pathlib import Path
 
 from controller.topology import IntentSpec, Match, Topology
 
-__all__ = ["Specs"]
+__all__ = ["ONOS_1000_INTENTS_MS", "ONOS_1_INTENT_MS", "RESTORE_TARGET_MS", "Specs", "TOPOLOGY"]
+
+ONOS_1_INTENT_MS = 15.5
+"""ONOS 1.0 on one node, one intent installed (as published by ON.Lab)"""
+ONOS_1000_INTENTS_MS = 48.0
+"""ONOS 1.0 on one node, 1,000 intents installed"""
+RESTORE_TARGET_MS = 100.0
+"""issue 4's restoration target: port-status to the new flows confirmed"""
+TOPOLOGY = Path(__file__).resolve().parents[1] / "topologies" / "national.yaml"
 
 
 class Specs:
