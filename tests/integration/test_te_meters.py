@@ -152,6 +152,14 @@ def test_link_load_rises_on_the_links_the_flow_crosses(lab: LabNetwork,
 
     no_tx_offload(lab)
     base = f"http://127.0.0.1:{controller.api_port}/api/v1"
+
+    def quiet() -> bool:
+        """The earlier tests' flows (60 Mbit/s over s1-s2-s4) are out of the last poll."""
+        links = httpx.get(f"{base}/links", timeout=5).json()["links"]
+        return all((lk["load_a_to_b_mbps"] or 0.0) < 2 and (lk["load_b_to_a_mbps"] or 0.0) < 2
+                   for lk in links)
+
+    wait_for("every link quiet before the flow starts", quiet, 15, poll_s=0.5)
     port = 5303
     server = lab.host("h2").popen(["iperf3", "-s", "-1", "-p", str(port)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
