@@ -11,9 +11,10 @@ How the app drives it
   switch is reconciled the core sends it nothing: its flow table is unknown.
 * port status -> :meth:`port_status`; datapath gone -> :meth:`switch_lost`;
   packet-in -> :meth:`packet_in`; every few seconds -> :meth:`lldp_probes` and :meth:`tick`.
-* A :class:`Change` is sent in two phases (make-before-break): ``phase1`` (adds and in-place
-  modifies, each switch's list ends with a barrier) on all switches; when every phase-1 barrier
-  is confirmed, ``phase2`` (deletes, again ending with barriers); when those are confirmed,
+* A :class:`Change` is sent in up to three phases (make-before-break): ``phase0`` (adds and
+  in-place modifies, each switch's list ends with a barrier) on all switches; when every
+  phase-0 barrier is confirmed, ``phase1`` (ingress flows onto the tunnels phase 0 made);
+  then ``phase2`` (deletes, again ending with barriers); when those are confirmed,
   :meth:`confirm`. Changes must be sent one after the other, in the order they were returned
   (a FIFO): the core diffs each new plan against the flows it expects once all earlier
   Changes have been applied, so a later change's phase 1 must not overtake an earlier one's
@@ -38,7 +39,11 @@ from controller.routing import (
     ETH_TYPE_IPV4,
     ETH_TYPE_LLDP,
     OWNER_ANYCAST,
+    OWNER_ID_BITS,
+    OWNER_ID_MASK,
+    OWNER_INTENT,
     OWNER_TUNNEL,
+    DeferredMessage,
     FlowEntry,
     FlowPlan,
     Intent,
@@ -62,15 +67,21 @@ log = logging.getLogger("controller.core")
 class Change:
     """Messages that move the switches from the installed plan to the wanted one.
 
-    ``phase0[dpid]``: the flows of new tunnels (label-switched paths), ending with a barrier;
-    sent and confirmed before phase 1, whose ingress flows push the new labels, so no packet
-    carries a label a switch on its way does not know yet (empty when no tunnel is new).
-    ``phase1[dpid]``: FlowMod ADDs (new and modified flows), ending with a barrier; it also
-    holds the DELETE_STRICTs of intents that fell back to best effort or drop (their path is
-    gone; left in place their flows would capture the fallback traffic).
-    ``phase2[dpid]``: FlowMod DELETE_STRICTs, ending with a barrier; send only after every
-    phase-1 barrier is confirmed. ``intents``: ids of the intents waiting for this change to
-    be confirmed (they become ``installed`` in :meth:`ControllerCore.confirm`).
+    ``phase0[dpid]``: meter and group mods, then FlowMod ADDs (new and modified flows), ending
+    with a barrier: every make that depends on nothing else in this change (new tunnels,
+    destination flows, intents on tunnels already there, intents whose old path broke). It
+    also holds the DELETE_STRICTs of intents that fell back to best effort or drop (their path
+    is gone; left in place their flows would capture the fallback traffic).
+    ``phase1[dpid]``: the ingress flows that move live traffic (an intent whose old path is
+    still up) onto a tunnel made in this change, ending with a barrier; sent once every
+    phase-0 barrier is confirmed, so no packet carries a label a switch on its way does not
+    know yet (empty when no such intent moves). An intent whose old path has a link that is
+    down moves in phase 0 with its new tunnel: its traffic is lost until then anyway, and a
+    cut's restoration takes one round trip instead of two.
+    ``phase2[dpid]``: FlowMod DELETE_STRICTs, then meter and group deletes, ending with a
+    barrier; send only after every phase-1 barrier is confirmed. ``intents``: ids of the
+    intents waiting for this change to be confirmed (they become ``installed`` in
+    :meth:`ControllerCore.confirm`).
     ``adds``/``deletes`` hold the same flows as data, for logs and tests.
     """
 
@@ -83,7 +94,7 @@ class Change:
     adds: dict[int, tuple[FlowEntry, ...]] = field(default_factory=dict)
     deletes: dict[int, tuple[FlowEntry, ...]] = field(default_factory=dict)
     compute_ms: float = 0.0
-    log_records: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    log_records: list[tuple[object, dict[str, Any]]] = field(default_factory=list)
     """log lines of this change (reroutes; intents installed by :meth:`ControllerCore.confirm`)
     not logged yet: :meth:`emit_logs` logs them"""
 
@@ -145,12 +156,18 @@ at INFO and each intent at DEBUG (a log line costs ~70 us)."""
 def _id_ranges(ids: list[int]) -> str:
     """``[1, 2, 3, 7]`` -> ``"1-3, 7"``."""
     out: list[str] = []
-    for i in sorted(set(ids)):
-        if out and out[-1].split("-")[-1] == str(i - 1):
-            out[-1] = f"{out[-1].split('-')[0]}-{i}"
-        else:
-            out.append(str(i))
+    ordered = sorted(set(ids))
+    start = 0
+    for k in range(1, len(ordered) + 1):
+        if k == len(ordered) or ordered[k] != ordered[k - 1] + 1:
+            lo, hi = ordered[start], ordered[k - 1]
+            out.append(str(lo) if lo == hi else f"{lo}-{hi}")
+            start = k
     return ", ".join(out)
+
+
+def _installed_text(name: str, intent_id: int, path: tuple[str, ...]) -> str:
+    return f"intent {name} ({intent_id}) installed on {'-'.join(path)}"
 
 
 def _entry_order(e: FlowEntry) -> tuple[Any, ...]:
@@ -272,7 +289,7 @@ class ControllerCore:
             intent = self.router.intents[iid]
             if intent.state == "pending":
                 intent.pending_since_token = token
-        # flows of intents now in fallback are deleted in phase 1 (nothing to make first)
+        # flows of intents now in fallback are deleted in phase 0 (nothing to make first)
         intents = self.router.intents
         early: dict[int, list[FlowEntry]] = {}
         late: dict[int, list[FlowEntry]] = {}
@@ -282,16 +299,26 @@ class ControllerCore:
                 fell = None if owner is None or owner[0] != "intent" else intents.get(owner[1])
                 is_early = fell is not None and fell.state in ("infeasible", "degraded")
                 (early if is_early else late).setdefault(dpid, []).append(e)
-        # the flows of new tunnels go first, in a phase of their own (see Change.phase0)
-        make: dict[int, list[FlowEntry]] = {}
-        rest: dict[int, list[FlowEntry]] = {}
+        # everything goes in phase 0 but the ingress flows that move live traffic onto a
+        # tunnel made in this change: those wait in phase 1 until the tunnel is confirmed
+        # (see Change.phase0)
+        new_labels = {e.cookie & OWNER_ID_MASK for es in adds.values() for e in es
+                      if e.cookie >> OWNER_ID_BITS == OWNER_TUNNEL}
+        broken = router.take_broken()
+        first: dict[int, list[FlowEntry]] = {}
+        then: dict[int, list[FlowEntry]] = {}
         for dpid, entries in adds.items():
             for e in entries:
-                (make if e.cookie >> 56 == OWNER_TUNNEL else rest).setdefault(dpid, []).append(e)
-        phase0 = {dpid: openflow.flowentry_to_msgs(adds=es) for dpid, es in make.items()}
-        phase1, phase2 = openflow.two_phase(rest, late, early)
-        self._meters_into(phase1, phase2)
-        self._groups_into(phase1, phase2)
+                waits = False
+                if new_labels and e.cookie >> OWNER_ID_BITS == OWNER_INTENT:
+                    intent = intents.get(e.cookie & OWNER_ID_MASK)
+                    waits = (intent is not None and intent.mpls_label in new_labels
+                             and intent.id not in broken)
+                (then if waits else first).setdefault(dpid, []).append(e)
+        phase0, phase2 = openflow.two_phase(first, late, early)
+        phase1 = {dpid: openflow.flowentry_to_msgs(adds=es) for dpid, es in then.items()}
+        self._meters_into(phase0, phase2)
+        self._groups_into(phase0, phase2)
         pending = tuple(sorted(i.id for i in self.router.intents.values()
                                if i.state == "pending"))
         change = Change(token=token, cause=cause, phase0=phase0, phase1=phase1, phase2=phase2,
@@ -306,28 +333,28 @@ class ControllerCore:
                             "token": token})
         return change
 
-    def _meters_into(self, phase1: dict[int, list[Any]], phase2: dict[int, list[Any]]) -> None:
+    def _meters_into(self, phase0: dict[int, list[Any]], phase2: dict[int, list[Any]]) -> None:
         """Meters of policed intents (see :meth:`_side_table_into`)."""
         ofp = openflow.ofp
         commands = {"add": ofp.OFPMC_ADD, "modify": ofp.OFPMC_MODIFY, "delete": ofp.OFPMC_DELETE}
-        self._side_table_into(phase1, phase2, meter_plan(self.router), self._meter_views,
+        self._side_table_into(phase0, phase2, meter_plan(self.router), self._meter_views,
                               lambda cmd, mid, rate=0: openflow.meter_mod(commands[cmd], mid,
                                                                           rate))
 
-    def _groups_into(self, phase1: dict[int, list[Any]], phase2: dict[int, list[Any]]) -> None:
+    def _groups_into(self, phase0: dict[int, list[Any]], phase2: dict[int, list[Any]]) -> None:
         """Fast-failover groups of protected intents (see :meth:`_side_table_into`)."""
         ofp = openflow.ofp
         commands = {"add": ofp.OFPGC_ADD, "modify": ofp.OFPGC_MODIFY, "delete": ofp.OFPGC_DELETE}
-        self._side_table_into(phase1, phase2, group_plan(self.router), self._group_views,
+        self._side_table_into(phase0, phase2, group_plan(self.router), self._group_views,
                               lambda cmd, gid, buckets=(): openflow.group_mod_ff(
                                   commands[cmd], gid, buckets))
 
-    def _side_table_into(self, phase1: dict[int, list[Any]], phase2: dict[int, list[Any]],
+    def _side_table_into(self, phase0: dict[int, list[Any]], phase2: dict[int, list[Any]],
                          wanted: Mapping[int, Mapping[int, Any]],
                          views: dict[int, dict[int, Any]],
                          mod: Callable[..., Any]) -> None:
         """Meters or groups (id -> rate or buckets per switch): added (or modified) at the
-        head of phase 1, before the flows that use them; deleted at the end of phase 2, after
+        head of phase 0, before the flows that use them; deleted at the end of phase 2, after
         those flows (deleting a meter or group deletes the flows that still use it). A switch
         whose table is unknown (just reconciled, no entry in ``views``) gets ADD then MODIFY
         of each: one of the two answers an error (exists / unknown) and the entry ends right
@@ -335,18 +362,18 @@ class ControllerCore:
         for dpid in self._views:
             want = wanted.get(dpid, {})
             have = views.get(dpid)
-            first: list[Any] = []
+            head: list[Any] = []
             for key, value in sorted(want.items()):
                 if have is None:
-                    first += [mod("add", key, value), mod("modify", key, value)]
+                    head += [mod("add", key, value), mod("modify", key, value)]
                 elif key not in have:
-                    first.append(mod("add", key, value))
+                    head.append(mod("add", key, value))
                 elif have[key] != value:
-                    first.append(mod("modify", key, value))
+                    head.append(mod("modify", key, value))
             last = [mod("delete", key) for key in sorted(set(have or ()) - set(want))]
             views[dpid] = dict(want)
-            if first:
-                phase1[dpid] = first + phase1.get(dpid, [openflow.barrier_request()])
+            if head:
+                phase0[dpid] = head + phase0.get(dpid, [openflow.barrier_request()])
             if last:
                 msgs = phase2.get(dpid, [openflow.barrier_request()])
                 phase2[dpid] = msgs[:-1] + last + msgs[-1:]
@@ -356,22 +383,31 @@ class ControllerCore:
         was computed by this change or an earlier one, and whose switches are all reconciled,
         become ``installed``; returns them."""
         done = []
+        intents, views = self.router.intents, self._views
+        unsynced = {n for n, d in self.wiring.node_dpid.items() if d not in views}
+        records = change.log_records
         for iid in change.intents:
-            intent = self.router.intents.get(iid)
+            intent = intents.get(iid)
             if intent is None or intent.state != "pending" or intent.path is None:
                 continue
             if intent.pending_since_token > change.token:
                 continue
-            dpids = {self.wiring.node_dpid[n] for n in intent.path}
-            if not all(d in self._views for d in dpids):
+            if unsynced and not unsynced.isdisjoint(intent.path):
                 continue
             intent.state = "installed"
             intent.ever_installed = True
             done.append(intent)
-            self.state.record("intent_installed", now, intent=iid, path=list(intent.path))
-            change.log_records.append((
-                f"intent {intent.name} ({iid}) installed on {'-'.join(intent.path)}",
-                {"intent": iid, "event": "installed"}))
+            records.append((DeferredMessage(_installed_text, intent.name, iid, intent.path),
+                            {"intent": iid, "event": "installed"}))
+        # the event log keeps the last 1,000 events: a big change is one event, not one per
+        # intent that would push every link and switch event out of it
+        if len(done) <= LOG_EACH_MAX:
+            for intent in done:
+                self.state.record("intent_installed", now, intent=intent.id,
+                                  path=list(intent.path or ()))
+        else:
+            self.state.record("intents_installed", now, count=len(done), token=change.token,
+                              intents=_id_ranges([i.id for i in done]))
         return done
 
     # -- switch events --------------------------------------------------------------------------
@@ -560,7 +596,7 @@ class ControllerCore:
             if cookie not in flows:
                 self.router.set_external(cookie, {})
         for cookie, per in flows.items():
-            if cookie >> 56 != OWNER_ANYCAST:
+            if cookie >> OWNER_ID_BITS != OWNER_ANYCAST:
                 raise ValueError(f"cookie {cookie:#x} is not an anycast cookie")
             self.router.set_external(cookie, {d: frozenset(es) for d, es in per.items()})
         self.anycast_arp = dict(arp)

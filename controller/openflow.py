@@ -241,7 +241,8 @@ def _quick_flowmod(entry: FlowEntry, command: int, cookie_mask: int, flags: int,
     match and instruction objects until someone reads them (a change moving 1,000 intents
     builds thousands of FlowMods). ``tests/unit/test_core_incremental.py`` and
     ``tests/unit/test_openflow_wire.py`` check the result against os-ken's constructor."""
-    if with_instructions:
+    if with_instructions and _cached(_instructions_wire, entry.instructions,
+                                     _wire_of_instructions) is None:
         _instructions(entry.instructions)  # unsupported instructions raise here, not later
     msg = EntryFlowMod.__new__(EntryFlowMod)
     d = msg.__dict__
@@ -279,9 +280,28 @@ _match_wire: dict[Match, bytes | None] = {}
 _instructions_wire: dict[Instructions, bytes | None] = {}
 
 
+_oxm_wire: dict[tuple[str, Any, type], tuple[int, bytes] | None] = {}
+
+
 def _oxm(name: str, value: Any) -> tuple[int, bytes] | None:
     """(field number, OXM TLV) of one unmasked field, None for what the packer leaves to
-    os-ken (masks, fields it does not know, values not in canonical form)."""
+    os-ken (masks, fields it does not know, values not in canonical form). Cached: the same
+    hosts, ports and labels recur in thousands of matches."""
+    key = (name, value, type(value))
+    try:
+        return _oxm_wire[key]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable value: os-ken's business
+        return None
+    tlv = _make_oxm(name, value)
+    if len(_oxm_wire) >= _WIRE_CACHE_MAX:
+        _oxm_wire.clear()
+    _oxm_wire[key] = tlv
+    return tlv
+
+
+def _make_oxm(name: str, value: Any) -> tuple[int, bytes] | None:
     if name in _OXM_INT_FIELDS:
         if type(value) is not int:
             return None
@@ -336,6 +356,10 @@ def _wire_of_match(match: Match) -> bytes | None:
 def _wire_of_instructions(insts: Instructions) -> bytes | None:
     """The instructions of a FlowEntry as :func:`_instructions` builds them: meter, then one
     apply-actions (set-fields, outputs, groups), then goto-table."""
+    if any(k not in _INSTRUCTION_KINDS for k, _ in insts) \
+            or sum(k == "meter" for k, _ in insts) > 1 \
+            or sum(k == "goto_table" for k, _ in insts) > 1:
+        return None  # _instructions says why
     actions = b""
     for kinds in (("push_mpls", "pop_mpls"), ("set_field",), ("output",), ("group",)):
         for k, v in insts:
@@ -523,18 +547,18 @@ def _delete_order(e: FlowEntry) -> tuple[int, int, int, tuple[Any, ...]]:
 def two_phase(adds: dict[int, list[FlowEntry]], deletes: dict[int, list[FlowEntry]],
               early_deletes: dict[int, list[FlowEntry]] | None = None
               ) -> tuple[dict[int, list[Any]], dict[int, list[Any]]]:
-    """The reorder step for make-before-break: phase 1 holds every switch's adds (ending with a
-    barrier), phase 2 every switch's deletes (ending with a barrier). Phase 2 must only be sent
-    once all phase-1 barriers are confirmed.
+    """The reorder step for make-before-break: the first phase holds every switch's adds
+    (ending with a barrier), the second every switch's deletes (ending with a barrier). The
+    second must only be sent once all barriers of the first are confirmed.
 
-    ``early_deletes`` go into phase 1, after the adds: flows with nothing to make before
+    ``early_deletes`` go into the first phase, after the adds: flows with nothing to make before
     breaking them (an intent fallen back to best effort: its old path is dead and its
     leftover flows would capture the traffic that now follows table 2)."""
     early = early_deletes or {}
-    phase1 = {dpid: flowentry_to_msgs(adds=adds.get(dpid, ()), deletes=early.get(dpid, ()))
-              for dpid in sorted(set(adds) | set(early)) if adds.get(dpid) or early.get(dpid)}
-    phase2 = {dpid: flowentry_to_msgs(deletes=es) for dpid, es in sorted(deletes.items()) if es}
-    return phase1, phase2
+    make = {dpid: flowentry_to_msgs(adds=adds.get(dpid, ()), deletes=early.get(dpid, ()))
+            for dpid in sorted(set(adds) | set(early)) if adds.get(dpid) or early.get(dpid)}
+    brk = {dpid: flowentry_to_msgs(deletes=es) for dpid, es in sorted(deletes.items()) if es}
+    return make, brk
 
 
 # --- reading flows back ------------------------------------------------------------------------

@@ -33,11 +33,10 @@ controller computes the very same cookies for the same topology and intents::
 
 from __future__ import annotations
 
-import copy
 import ipaddress
 import logging
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -88,9 +87,9 @@ OWNER_TUNNEL = 5
 """the label-switched path of unprotected intents (see Router, "Tunnels"); id: the label"""
 OWNER_KINDS = {OWNER_PIPELINE: "pipeline", OWNER_DESTINATION: "destination",
                OWNER_INTENT: "intent", OWNER_ANYCAST: "anycast", OWNER_TUNNEL: "tunnel"}
-_OWNER_ID_BITS = 56
-_OWNER_ID_MASK = (1 << _OWNER_ID_BITS) - 1
-COOKIE_KIND_MASK = 0xFF << _OWNER_ID_BITS
+OWNER_ID_BITS = 56
+OWNER_ID_MASK = (1 << OWNER_ID_BITS) - 1
+COOKIE_KIND_MASK = 0xFF << OWNER_ID_BITS
 
 FALLBACKS = ("best_effort", "drop")
 INTENT_STATES = ("installed", "pending", "infeasible", "degraded")
@@ -111,17 +110,17 @@ def make_cookie(kind: int, owner_id: int) -> int:
     """The cookie of a flow owned by ``(kind, owner_id)`` (layout in the module docstring)."""
     if kind not in OWNER_KINDS:
         raise ValueError(f"unknown owner kind {kind}")
-    if not 0 <= owner_id <= _OWNER_ID_MASK:
+    if not 0 <= owner_id <= OWNER_ID_MASK:
         raise ValueError(f"owner id {owner_id} does not fit in 56 bits")
-    return (kind << _OWNER_ID_BITS) | owner_id
+    return (kind << OWNER_ID_BITS) | owner_id
 
 
 def cookie_owner(cookie: int) -> tuple[str, int] | None:
     """``(kind name, owner id)`` of one of our cookies, None for a cookie we never make."""
-    kind = cookie >> _OWNER_ID_BITS
+    kind = cookie >> OWNER_ID_BITS
     if kind not in OWNER_KINDS:
         return None
-    return OWNER_KINDS[kind], cookie & _OWNER_ID_MASK
+    return OWNER_KINDS[kind], cookie & OWNER_ID_MASK
 
 
 # --- flows and plans ---------------------------------------------------------------------------
@@ -286,6 +285,12 @@ class Intent:
     protection_note: str = ""
     """for ``protection: true``: "" when every link of the path has a detour within the
     bound, else which links lack one and why (the intent is then only partly protected)"""
+    traffic: tuple[Any, ...] = field(init=False, repr=False, compare=False)
+    """what the intent's flows match besides the hosts' addresses, and their priority: two
+    intents with the same hosts and ``traffic`` cannot both hold flows"""
+
+    def __post_init__(self) -> None:
+        self.traffic = (_match_items(self.spec), _priority(self.spec))
 
     @property
     def name(self) -> str:
@@ -295,7 +300,8 @@ class Intent:
         """A copy that later changes of this intent do not touch (every field but the
         history is immutable or replaced, never mutated: a shallow copy with its own
         history list is enough, at a fraction of ``copy.deepcopy``'s cost)."""
-        c = copy.copy(self)
+        c = object.__new__(Intent)
+        c.__dict__.update(self.__dict__)
         c.history = list(self.history)
         return c
 
@@ -317,6 +323,28 @@ def _fmt_path(nodes: Iterable[str]) -> str:
     return "-".join(nodes)
 
 
+class DeferredMessage:
+    """A log message formatted when (and only if) it is logged: ``str()`` calls
+    ``fn(*args)``. A big change logs one summary line and each intent at DEBUG only, so its
+    thousand reroute lines are usually never formatted."""
+
+    __slots__ = ("fn", "args")
+
+    def __init__(self, fn: Callable[..., str], *args: Any) -> None:
+        self.fn = fn
+        self.args = args
+
+    def __str__(self) -> str:
+        return self.fn(*self.args)
+
+
+def _reroute_text(name: str, intent_id: int, old_path: tuple[str, ...] | None,
+                  new_path: tuple[str, ...] | None, cause: str, reason: str) -> str:
+    return (f"intent {name} ({intent_id}): {_fmt_path(old_path) if old_path else 'none'} -> "
+            f"{_fmt_path(new_path) if new_path else 'none'} ({cause})"
+            + (f": {reason}" if reason else ""))
+
+
 class Router:
     """Routes intents and destinations over a :class:`NetworkState` and builds the FlowPlan.
 
@@ -332,6 +360,7 @@ class Router:
         self.fallback = fallback
         self.intents: dict[int, Intent] = {}
         self._max_id: tuple[dict[int, Intent], int] | None = None
+        self._order: tuple[dict[int, Intent], int, list[Intent]] | None = None
         # the plan, per owner and per switch (see refresh)
         self._owners: dict[int, dict[int, frozenset[FlowEntry]]] = {}
         """owner (cookie; 0 for the pipeline) -> dpid -> its flows there"""
@@ -346,7 +375,9 @@ class Router:
         self._intent_keys: dict[int, tuple[Any, ...]] = {}
         self._intent_variants: dict[int, dict[tuple[Any, ...], _Variant]] = {}
         self._dirty_intents: set[int] = set()
-        self.log_records: list[tuple[str, dict[str, Any]]] = []
+        self._broken: set[int] = set()
+        """ids of intents moved off a path that was broken (see :meth:`take_broken`)"""
+        self.log_records: list[tuple[object, dict[str, Any]]] = []
         """reroute log lines (message, extra) not logged yet: see :meth:`take_log_records`"""
         self._tunnel_labels: dict[TunnelKey, int] = {}
         """tunnel -> its label"""
@@ -386,13 +417,14 @@ class Router:
             intent_id = self._highest_id() + 1
         if intent_id in self.intents:
             raise ValueError(f"intent id {intent_id} is taken")
-        if not 1 <= intent_id <= _OWNER_ID_MASK:
+        if not 1 <= intent_id <= OWNER_ID_MASK:
             raise ValueError(f"intent id {intent_id} out of range")
         if getattr(spec, "police", False) and intent_id > METER_ID_MAX:
             raise TopologyError(f"a policed intent's id is its meter id: {intent_id} is above "
                                 f"{METER_ID_MAX}", field="police")
         intent = Intent(id=intent_id, spec=spec)
         self.intents[intent_id] = intent
+        self._order = None
         if self._max_id is not None and self._max_id[0] is self.intents:
             self._max_id = (self.intents, max(self._max_id[1], intent_id))
         self._dirty_intents.add(intent_id)
@@ -411,6 +443,7 @@ class Router:
         except KeyError:
             raise NotFound(f"no intent {intent_id}") from None
         self._max_id = None
+        self._order = None
         self._dirty_intents.add(intent_id)
         return intent
 
@@ -424,39 +457,46 @@ class Router:
         """
         st = self.state
         g = st.graph
-        order = sorted(self.intents.values(),
-                       key=lambda i: (-(i.spec.min_bandwidth_mbps > 0), -i.spec.priority, i.id))
-        if st.reservations_active or any(i.spec.min_bandwidth_mbps > 0 for i in order):
+        order = self._route_order()
+        if st.reservations_active or (order and order[0].spec.min_bandwidth_mbps > 0):
             st.reset_residuals()  # also releases the last reservation of a removed intent
+        hosts = st.hosts
+        present: dict[str, bool] = {}
         routes: dict[int, tuple[Any, str]] = {}
         traffic_owner: dict[tuple[Any, ...], int] = {}
         batch: list[tuple[Intent, str, str]] = []
         for intent in order:
             spec = intent.spec
-            src, dst = st.hosts.get(spec.src), st.hosts.get(spec.dst)
+            src, dst = hosts.get(spec.src), hosts.get(spec.dst)
             if src is None or dst is None:
                 gone = spec.src if src is None else spec.dst
                 routes[intent.id] = (None, f"host {gone} is not known any more")
                 continue
-            tkey = (src.ip, dst.ip, _match_items(spec), _priority(spec))
+            tkey = (src.ip, dst.ip, intent.traffic)
             other = traffic_owner.setdefault(tkey, intent.id)
             if other != intent.id:
                 routes[intent.id] = (None, f"same traffic match and priority as intent {other}")
-            elif not st.node_present(src.node) or not st.node_present(dst.node):
-                down = src.node if not st.node_present(src.node) else dst.node
-                routes[intent.id] = (None, f"no path: switch {down} is down")
+                continue
+            a, b = src.node, dst.node
+            a_up = present.get(a)
+            if a_up is None:
+                a_up = present[a] = st.node_present(a)
+            b_up = present.get(b)
+            if b_up is None:
+                b_up = present[b] = st.node_present(b)
+            if not a_up or not b_up:
+                routes[intent.id] = (None, f"no path: switch {a if not a_up else b} is down")
             elif spec.min_bandwidth_mbps > 0:
-                path = g.constrained_path(src.node, dst.node,
-                                          max_latency_ms=spec.max_latency_ms,
+                path = g.constrained_path(a, b, max_latency_ms=spec.max_latency_ms,
                                           min_bandwidth_mbps=spec.min_bandwidth_mbps,
                                           weight="cost")
                 if path is not None:
                     st.reserve(path.links, spec.min_bandwidth_mbps)
-                routes[intent.id] = (path, "")
-                if path is None:
-                    routes[intent.id] = (None, self._why_infeasible(src.node, dst.node, spec))
+                    routes[intent.id] = (path, "")
+                else:
+                    routes[intent.id] = (None, self._why_infeasible(a, b, spec))
             else:
-                batch.append((intent, src.node, dst.node))
+                batch.append((intent, a, b))
         if batch:
             paths = g.batch_constrained_paths(
                 [(a, b, i.spec.max_latency_ms, 0.0) for i, a, b in batch], weight="cost")
@@ -464,15 +504,37 @@ class Router:
                 reason = "" if path is not None else self._why_infeasible(a, b, intent.spec)
                 routes[intent.id] = (path, reason)
         changed: set[int] = set()
+        down = st.down_link_ids()
         for intent in order:
             path, reason = routes[intent.id]
+            if path is not None and not intent.reason \
+                    and intent.state not in ("infeasible", "degraded"):
+                links = tuple(path.links)
+                if links == intent.links:
+                    # the same route (the common case): only its figures may have moved
+                    intent.latency_ms, intent.cost = path.latency_ms, path.cost
+                    continue
             before = (intent.links, intent.reason)
             if self._set_route(intent, path, reason, now, cause):
                 changed.add(intent.id)
                 self._dirty_intents.add(intent.id)
             elif (intent.links, intent.reason) != before:
-                self._dirty_intents.add(intent.id)
+                self._dirty_intents.add(intent.id)  # a parallel link of the same path
+            else:
+                continue
+            if before[0] and not down.isdisjoint(before[0]):
+                self._broken.add(intent.id)
         return changed
+
+    def _route_order(self) -> list[Intent]:
+        """The intents in routing order: bandwidth reservations first, by priority, then id
+        (cached until an intent is added or removed, or the table is replaced)."""
+        cached = self._order
+        if cached is None or cached[0] is not self.intents or cached[1] != len(self.intents):
+            order = sorted(self.intents.values(), key=lambda i: (
+                -(i.spec.min_bandwidth_mbps > 0), -i.spec.priority, i.id))
+            cached = self._order = (self.intents, len(self.intents), order)
+        return cached[2]
 
     def _set_route(self, intent: Intent, path: Any, reason: str, now: float,
                    cause: str) -> bool:
@@ -494,16 +556,22 @@ class Router:
         if new_path != old_path:
             intent.history.append(PathChange(now, old_path, new_path, cause))
             # logged by whoever sends the change, once it is sent (a log line costs ~70 us:
-            # for a cut moving 1,000 intents, more than routing them)
+            # for a cut moving 1,000 intents, more than routing them); formatted only when
+            # logged (a big change logs one summary line, each intent at DEBUG only)
             self.log_records.append((
-                f"intent {intent.name} ({intent.id}): "
-                f"{_fmt_path(old_path) if old_path else 'none'} -> "
-                f"{_fmt_path(new_path) if new_path else 'none'} ({cause})"
-                + (f": {reason}" if reason else ""),
+                DeferredMessage(_reroute_text, intent.name, intent.id, old_path, new_path,
+                                cause, reason),
                 {"intent": intent.id, "event": "reroute"}))
         return new_path != old_path or intent.state != old_state
 
-    def take_log_records(self) -> list[tuple[str, dict[str, Any]]]:
+    def take_broken(self) -> set[int]:
+        """Ids of the intents moved since the last call off a path with a link that is down
+        (or a switch that is gone): their traffic is lost already, so their new flows need
+        not wait for anything (see ``Change.phase0``)."""
+        out, self._broken = self._broken, set()
+        return {i for i in out if i in self.intents}
+
+    def take_log_records(self) -> list[tuple[object, dict[str, Any]]]:
         """The reroute log lines gathered since the last call (for ``logging.getLogger(
         "controller.routing").info(message, extra=extra)``)."""
         out, self.log_records = self.log_records, []
@@ -578,44 +646,47 @@ class Router:
     def set_external(self, cookie: int, flows: Mapping[int, frozenset[FlowEntry]]) -> None:
         """Flows the router does not compute itself (anycast NAT), owned by ``cookie``:
         replaces that owner's flows (empty: removes them). They join the plan like any other."""
-        if cookie >> _OWNER_ID_BITS in (OWNER_PIPELINE, OWNER_DESTINATION, OWNER_INTENT):
+        if cookie >> OWNER_ID_BITS in (OWNER_PIPELINE, OWNER_DESTINATION, OWNER_INTENT):
             raise ValueError(f"cookie {cookie:#x} belongs to the router's own flows")
         self._set_owner(cookie, {d: frozenset(es) for d, es in flows.items() if es})
 
     def external_cookies(self, kind: int) -> list[int]:
         """Cookies of the external owners of ``kind`` that hold flows."""
-        return [c for c in self._owners if c >> _OWNER_ID_BITS == kind]
+        return [c for c in self._owners if c >> OWNER_ID_BITS == kind]
 
     def _set_owner(self, owner: int, flows: dict[int, frozenset[FlowEntry]]) -> None:
-        old = self._owners.get(owner, {})
+        old = self._owners.get(owner)
         if old is flows:
             return
         empty: frozenset[FlowEntry] = frozenset()
-        for dpid in old.keys() | flows.keys():
-            was, now = old.get(dpid, empty), flows.get(dpid, empty)
+        want_of, keys_of, delta_of = self._want, self._want_keys, self._delta
+        for dpid in (old.keys() | flows.keys()) if old else flows:
+            was = old.get(dpid, empty) if old else empty
+            now = flows.get(dpid, empty)
             if was is now or was == now:
                 continue
-            want = self._want.get(dpid)
+            want = want_of.get(dpid)
             if want is None:
-                want = self._want[dpid] = set()
-                self._want_keys[dpid] = {}
-            keys = self._want_keys[dpid]
-            d = self._delta.get(dpid)
+                want = want_of[dpid] = set()
+                keys_of[dpid] = {}
+            keys = keys_of[dpid]
+            d = delta_of.get(dpid)
             if d is None:
-                d = self._delta[dpid] = (set(), set())
+                d = delta_of[dpid] = (set(), set())
             removed, added = d
-            for e in was - now:
+            for e in (was - now) if now else was:
                 want.discard(e)
                 k = e.key
-                if keys[k] == 1:
+                n = keys[k]
+                if n == 1:
                     del keys[k]
                 else:
-                    keys[k] -= 1
+                    keys[k] = n - 1
                 if e in added:
                     added.discard(e)
                 else:
                     removed.add(e)
-            for e in now - was:
+            for e in (now - was) if was else now:
                 want.add(e)
                 k = e.key
                 keys[k] = keys.get(k, 0) + 1
@@ -709,38 +780,34 @@ class Router:
     # egress host port); every intent whose path shares that tail shares the tunnel, so a
     # reroute sends one ingress FlowMod per moved intent plus the flows of the tunnels that
     # are new, instead of a FlowMod on every switch of every moved path.
-    def _tunnel_of(self, intent: Intent) -> tuple[TunnelKey, tuple[str, ...],
-                                                  tuple[int, ...], int] | None:
-        """(key, path, links, egress dpid) of the tunnel ``intent`` should ride, or None."""
-        path, links = intent.path, intent.links
-        if path is None or links is None or len(path) < 2 or intent.spec.protection:
-            return None
-        dst = self.state.hosts.get(intent.spec.dst)
-        if dst is None or intent.spec.src not in self.state.hosts:
-            return None
-        return (path[1], links[1:], dst.port_no), path, links, dst.dpid
-
     def _set_tunnel(self, intent: Intent) -> int | None:
         """Put ``intent`` on the tunnel it should ride (made if new), off the one it rode; the
-        label, or None. A tunnel left without riders is removed at the end of the refresh,
-        so an intent refreshed later in the same refresh can still take it over."""
-        want = self._tunnel_of(intent)
-        old = self._intent_tunnel.pop(intent.id, None)
+        label, or None (protected, single-switch or unrouted intents ride none). A tunnel left
+        without riders is removed at the end of the refresh, so an intent refreshed later in
+        the same refresh can still take it over."""
+        iid = intent.id
+        path, links = intent.path, intent.links
+        old = self._intent_tunnel.pop(iid, None)
         label = None
-        if want is not None:
-            tkey, path, links, egress = want
-            label = self._tunnel_labels.get(tkey)
-            if label is None:
-                label = self._new_label(tkey)
-                self._tunnel_labels[tkey] = label
-                self._tunnel_keys[label] = tkey
-                self._tunnel_users[label] = set()
-                self._set_owner(make_cookie(OWNER_TUNNEL, label),
-                                self._tunnel_flows(label, path, links, tkey[2], egress))
-            self._tunnel_users[label].add(intent.id)
-            self._intent_tunnel[intent.id] = label
+        if path is not None and links is not None and len(path) > 1 \
+                and not intent.spec.protection:
+            hosts = self.state.hosts
+            dst = hosts.get(intent.spec.dst)
+            if dst is not None and intent.spec.src in hosts:
+                tkey = (path[1], links[1:], dst.port_no)
+                label = self._tunnel_labels.get(tkey)
+                if label is None:
+                    label = self._new_label(tkey)
+                    self._tunnel_labels[tkey] = label
+                    self._tunnel_keys[label] = tkey
+                    self._tunnel_users[label] = set()
+                    self._set_owner(make_cookie(OWNER_TUNNEL, label),
+                                    self._tunnel_flows(label, path, links, dst.port_no,
+                                                       dst.dpid))
+                self._tunnel_users[label].add(iid)
+                self._intent_tunnel[iid] = label
         if old is not None and old != label:
-            self._leave_tunnel(old, intent.id)
+            self._leave_tunnel(old, iid)
         intent.mpls_label = label
         return label
 
@@ -791,7 +858,7 @@ class Router:
         return {label: sorted(riders) for label, riders in sorted(self._tunnel_users.items())}
 
     def _refresh_intent(self, intent_id: int) -> None:
-        cookie = make_cookie(OWNER_INTENT, intent_id)
+        cookie = (OWNER_INTENT << OWNER_ID_BITS) | intent_id  # make_cookie, inlined: hot
         intent = self.intents.get(intent_id)
         if intent is None:
             self._intent_keys.pop(intent_id, None)
@@ -804,9 +871,10 @@ class Router:
             return
         st = self.state
         label = self._set_tunnel(intent)
+        # what the flows are a function of (the hosts' records by their version: hashing two
+        # records for every moved intent cost more than building its flows)
         key = (intent.path, intent.links, intent.state in ("infeasible", "degraded"),
-               intent.reason.startswith("same traffic"), st.hosts.get(intent.spec.src),
-               st.hosts.get(intent.spec.dst), label,
+               intent.reason.startswith("same traffic"), st.hosts_version, label,
                # detours depend on every link's state, not only the path's
                st.graph_version if intent.spec.protection else None)
         if self._intent_keys.get(intent_id) == key:

@@ -6,8 +6,9 @@ calls the intent and read-only methods. Both go through one lock around the
 returns is handed, still under that lock, to one :class:`ChangeSender` thread, so Changes
 leave in exactly the order the core produced them.
 
-The sender applies each Change make-before-break: phase 1 on every switch, wait for all
-phase-1 barrier replies (bounded), phase 2, wait for its barriers, then ``core.confirm``.
+The sender applies each Change make-before-break: phase 0 on every switch, wait for all
+phase-0 barrier replies (bounded), then phase 1 (the ingress flows onto tunnels phase 0 made,
+when there are any) likewise, phase 2, wait for its barriers, then ``core.confirm``.
 Nothing here imports os-ken's app machinery: switches are reached through a
 :class:`Transport` (the app implements it; tests can fake it).
 
@@ -107,8 +108,10 @@ class ChangeRecord:
     compute_ms: float
     queued_ms: float = 0.0
     phase0_ms: float = 0.0
-    """new tunnels' flows (sent and confirmed before phase 1; 0 when none)"""
+    """the makes that depend on nothing else in the change (new tunnels, destinations,
+    intents whose old path broke, intents on tunnels already there)"""
     phase1_ms: float = 0.0
+    """ingress flows moving live traffic onto tunnels made in phase 0 (0 when none)"""
     phase2_ms: float = 0.0
     event_to_phase1_ms: float = 0.0
     """from the event that caused it (port status, API call) to every phase-1 barrier
@@ -213,15 +216,14 @@ class ChangeSender:
                            messages=change.message_count(), switches=len(change.dpids),
                            compute_ms=change.compute_ms,
                            queued_ms=(t_start - ticket.t_queued) * 1000.0)
-        late: set[int] = set()
-        if change.phase0:
-            rec.phase0_ms, late0 = self._phase(ticket, change.phase0, "phase0")
-            late.update(late0)
-        rec.phase1_ms, late1 = self._phase(ticket, change.phase1, "phase1")
+        rec.phase0_ms, late0 = self._phase(ticket, change.phase0, "phase0")
+        late1: list[int] = []
+        if change.phase1:
+            rec.phase1_ms, late1 = self._phase(ticket, change.phase1, "phase1")
         rec.event_to_phase1_ms = (time.perf_counter() - ticket.t_event) * 1000.0
         change.emit_logs()
         rec.phase2_ms, late2 = self._phase(ticket, change.phase2, "phase2")
-        rec.timed_out = tuple(sorted(late | set(late1) | set(late2)))
+        rec.timed_out = tuple(sorted(set(late0) | set(late1) | set(late2)))
         confirmed = self._service._confirm(change) if not rec.timed_out else []
         rec.confirmed = tuple(i.id for i in confirmed)
         rec.event_to_confirm_ms = (time.perf_counter() - ticket.t_event) * 1000.0
@@ -230,9 +232,9 @@ class ChangeSender:
         if not change.empty or rec.confirmed:
             log.info(f"change {change.token} ({change.cause}): {rec.messages} messages to "
                      f"{rec.switches} switches, compute {rec.compute_ms:.1f} ms, "
-                     + (f"phase0 {rec.phase0_ms:.1f} ms, " if change.phase0 else "")
-                     + "phase1 "
-                     f"{rec.phase1_ms:.1f} ms, phase2 {rec.phase2_ms:.1f} ms, "
+                     f"phase0 {rec.phase0_ms:.1f} ms, "
+                     + (f"phase1 {rec.phase1_ms:.1f} ms, " if change.phase1 else "")
+                     + f"phase2 {rec.phase2_ms:.1f} ms, "
                      f"{len(rec.confirmed)} intents confirmed",
                      extra={"event": "change", "token": change.token,
                             "duration_ms": round(rec.event_to_confirm_ms, 3),

@@ -93,6 +93,7 @@ class NetworkState:
             rev = self.graph.reverse_link(lid)
             if rev is not None:
                 self._link_of_id[rev] = (i, False)
+        self._down_ids: tuple[int, frozenset[int]] | None = None
         self.started = now
         self.startup_grace_s = startup_grace_s
         self.lldp_timeout_s = lldp_timeout_s
@@ -159,6 +160,15 @@ class NetworkState:
     def link_index(self, link_id: int) -> int:
         """Topology link index of a pathcore link id (either direction)."""
         return self._link_of_id[link_id][0]
+
+    def down_link_ids(self) -> frozenset[int]:
+        """Pathcore link ids (both directions) of the links that are not usable now."""
+        cached = self._down_ids
+        if cached is None or cached[0] != self.graph_version:
+            ids = frozenset(lid for lid, (i, _) in self._link_of_id.items()
+                            if not self.link_up[i])
+            cached = self._down_ids = (self.graph_version, ids)
+        return cached[1]
 
     def out_port(self, node: str, link_id: int) -> int:
         """The port of ``node`` that pathcore link ``link_id`` (leaving ``node``) uses."""

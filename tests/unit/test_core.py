@@ -80,7 +80,7 @@ def test_reconcile_deletes_strays_adds_missing_keeps_identical(diamond: Topology
     change = core.reconcile(s2, flow_entries(net, s2), 6.0)
     assert change.adds == {s2: (victim,)}
     assert change.deletes == {s2: (stray,)}
-    assert list(change.phase1) == [s2] and list(change.phase2) == [s2]
+    assert list(change.phase0) == [s2] and list(change.phase2) == [s2]
     apply_and_confirm(core, net, change, 6.0)
     assert sorted(flow_entries(net, s2)) == sorted(before)
     assert core.reconcile(s2, flow_entries(net, s2), 7.0).empty
@@ -122,45 +122,93 @@ def test_first_switch_alone_does_not_tear_down_routes_during_grace(diamond: Topo
 # --- make-before-break ---------------------------------------------------------------------
 
 
-def test_make_before_break_phases(diamond: Topology) -> None:
+def _check_phase_shapes(change: object) -> None:
+    for name in ("phase0", "phase1"):
+        for msgs in getattr(change, name).values():
+            assert isinstance(msgs[-1], parser.OFPBarrierRequest)
+            assert all(m.command == ofp.OFPFC_ADD for m in msgs[:-1]), name
+    for msgs in change.phase2.values():  # type: ignore[attr-defined]
+        assert isinstance(msgs[-1], parser.OFPBarrierRequest)
+        assert all(m.command == ofp.OFPFC_DELETE_STRICT for m in msgs[:-1])
+
+
+def _all_pairs_delivered(diamond: Topology, net: FakeNetwork) -> None:
+    for a in diamond.hosts:
+        for b in diamond.hosts:
+            if a != b:
+                assert net.trace(a.name, ipv4(a.ip, b.ip)).delivered == [b.name], (a, b)
+
+
+def test_a_cut_moves_the_broken_intent_with_its_new_tunnel_in_one_round(
+        diamond: Topology) -> None:
     core, net = running(diamond)
     h2, h1 = diamond.host("h2"), diamond.host("h1")
     fields = ipv4(h2.ip, h1.ip)  # the "cheap" intent: s4-s3-s1
     assert names(core, net.trace("h2", fields).dpids()) == ["s4", "s3", "s1"]
-    # s3's port toward s1 reports down, but the wire still works (as at the start of a cut)
     i = next(i for i, lk in enumerate(diamond.links) if {lk.a, lk.b} == {"s1", "s3"})
+    net.set_link(i, False)
     change = core.port_status(dp(core, "s3"), core.wiring.link_port(i, "s3"), False, 5.0)
     assert change.intents  # the moved intent waits for this change
-    for msgs in change.phase1.values():
-        assert isinstance(msgs[-1], parser.OFPBarrierRequest)
-        assert all(m.command == ofp.OFPFC_ADD for m in msgs[:-1])
-    for msgs in change.phase2.values():
-        assert isinstance(msgs[-1], parser.OFPBarrierRequest)
-        assert all(m.command == ofp.OFPFC_DELETE_STRICT for m in msgs[:-1])
+    _check_phase_shapes(change)
+    # its old path is dead: nothing to keep it on, so its ingress flow goes in phase 0 with
+    # the new tunnel (s2 forwards the label, s1 pops it) and phase 1 has nothing to wait for
+    assert not change.phase1
+    owners = {cookie_owner(m.cookie) for msgs in change.phase0.values() for m in msgs[:-1]}
+    cheap = next(x for x in core.intents() if x.name == "cheap")
+    assert ("intent", cheap.id) in owners and ("tunnel", cheap.mpls_label) in owners
     assert change.phase2, "the old path's flows must be removed in phase 2"
-    # phase 0 makes the new tunnel (s2 forwards its label, s1 pops it) and nothing else:
-    # until phase 1 moves the ingress flow, the traffic keeps its old path
-    assert change.phase0, "the detour's tunnel must be made before the ingress moves to it"
-    for msgs in change.phase0.values():
-        assert isinstance(msgs[-1], parser.OFPBarrierRequest)
-        assert {cookie_owner(m.cookie)[0] for m in msgs[:-1]} == {"tunnel"}
     net.apply_phase(change.phase0)
-    assert names(core, net.trace("h2", fields).dpids()) == ["s4", "s3", "s1"]
-    net.apply_phase(change.phase1)
     tr = net.trace("h2", fields)
     assert tr.delivered == ["h1"] and names(core, tr.dpids()) == ["s4", "s2", "s1"]
-    # every pair still delivered after phase 1 alone: no blackhole anywhere
-    for a in diamond.hosts:
-        for b in diamond.hosts:
-            if a != b:
-                assert net.trace(a.name, ipv4(a.ip, b.ip)).delivered == [b.name]
-    cheap = next(x for x in core.intents() if x.name == "cheap")
+    _all_pairs_delivered(diamond, net)
     assert cheap.state == "pending"
     net.apply_phase(change.phase2)
     assert core.confirm(change, 5.1) == [cheap] and cheap.state == "installed"
+    assert not [f for f in net.flows(dp(core, "s3"))
+                if cookie_owner(f.cookie) == ("intent", cheap.id)]
+
+
+def test_live_traffic_moves_only_onto_a_confirmed_tunnel(diamond: Topology) -> None:
+    """The link comes back: the cheap intent returns to s4-s3-s1 from a detour that works, so
+    the new tunnel is made (phase 0) before the ingress pushes its label (phase 1), and the
+    detour's flows go only after that (phase 2)."""
+    core, net = running(diamond)
+    h2, h1 = diamond.host("h2"), diamond.host("h1")
+    fields = ipv4(h2.ip, h1.ip)
+    i = next(i for i, lk in enumerate(diamond.links) if {lk.a, lk.b} == {"s1", "s3"})
+    net.set_link(i, False)
+    for node in ("s1", "s3"):
+        apply_and_confirm(core, net, core.port_status(
+            dp(core, node), core.wiring.link_port(i, node), False, 5.0), 5.0)
     assert names(core, net.trace("h2", fields).dpids()) == ["s4", "s2", "s1"]
-    s3 = dp(core, "s3")
-    assert not [f for f in net.flows(s3) if cookie_owner(f.cookie) == ("intent", cheap.id)]
+    cheap = next(x for x in core.intents() if x.name == "cheap")
+    detour_label = cheap.mpls_label
+    net.set_link(i, True)
+    apply_and_confirm(core, net, core.port_status(
+        dp(core, "s1"), core.wiring.link_port(i, "s1"), True, 6.0), 6.0)
+    change = core.port_status(dp(core, "s3"), core.wiring.link_port(i, "s3"), True, 6.1)
+    _check_phase_shapes(change)
+    assert cheap.path == ("s4", "s3", "s1") and cheap.state == "pending"
+    # phase 1 is the ingress flow alone, pushing the label of the tunnel phase 0 makes
+    assert list(change.phase1) == [dp(core, "s4")]
+    (ingress,) = change.phase1[dp(core, "s4")][:-1]
+    assert cookie_owner(ingress.cookie) == ("intent", cheap.id)
+    tunnel_owners = {cookie_owner(m.cookie) for msgs in change.phase0.values()
+                     for m in msgs[:-1]}
+    assert ("tunnel", cheap.mpls_label) in tunnel_owners
+    assert ("intent", cheap.id) not in tunnel_owners
+    net.apply_phase(change.phase0)
+    # until phase 1 moves the ingress flow, the traffic keeps the detour
+    assert names(core, net.trace("h2", fields).dpids()) == ["s4", "s2", "s1"]
+    net.apply_phase(change.phase1)
+    tr = net.trace("h2", fields)
+    assert tr.delivered == ["h1"] and names(core, tr.dpids()) == ["s4", "s3", "s1"]
+    _all_pairs_delivered(diamond, net)
+    net.apply_phase(change.phase2)
+    assert core.confirm(change, 6.2) == [cheap] and cheap.state == "installed"
+    assert detour_label is not None and detour_label != cheap.mpls_label
+    assert not [f for f in net.flows(dp(core, "s2"))
+                if cookie_owner(f.cookie) == ("tunnel", detour_label)]
 
 
 def test_confirm_of_an_older_change_does_not_install_a_newer_route(diamond: Topology) -> None:
@@ -183,7 +231,7 @@ def test_switch_loss_and_return(diamond: Topology) -> None:
     fast = next(x for x in core.intents() if x.name == "fast")
     s2 = dp(core, "s2")
     change = core.switch_lost(s2, 5.0)
-    assert s2 not in change.phase1 and s2 not in change.phase2
+    assert s2 not in change.dpids
     apply_and_confirm(core, net, change, 5.0)
     assert fast.state == "degraded"
     # s2 restarts empty
@@ -463,3 +511,41 @@ def test_reroute_and_install_lines_are_logged_once_sent(caplog: pytest.LogCaptur
             (f"intent i{k} ({k}): ...", {"intent": k, "event": "reroute"})
             for k in range(1, n + 1)]).emit_logs()
     assert len([r for r in caplog.records if r.levelno == logging.DEBUG]) == n
+
+
+def test_id_ranges_fold_runs() -> None:
+    from controller.core import _id_ranges
+
+    assert _id_ranges([]) == ""
+    assert _id_ranges([5]) == "5"
+    assert _id_ranges([1, 2, 3, 7]) == "1-3, 7"
+    assert _id_ranges([10, 3, 1, 2, 2, 9, 12]) == "1-3, 9-10, 12"
+
+
+def test_a_big_install_is_one_event_and_its_lines_are_formatted_only_when_logged(
+        diamond: Topology, caplog: pytest.LogCaptureFixture) -> None:
+    """The event log keeps the last 1,000 events: a change installing more intents than
+    LOG_EACH_MAX records one ``intents_installed`` event (a small one, one event each), so a
+    big batch does not push the link and switch events out."""
+    from controller.core import LOG_EACH_MAX
+
+    core, net = running(diamond, load_intents=False)
+    _, change = core.add_intent(IntentSpec("h1", "h2", max_latency_ms=15.0), 2.0)
+    apply_and_confirm(core, net, change, 2.0)
+    assert [e["kind"] for e in core.state.events][-1] == "intent_installed"
+    n = LOG_EACH_MAX + 1
+    specs = [IntentSpec("h1", "h2", max_latency_ms=15.0, priority=200,
+                        match=Match(ip_proto=6, dst_port=1000 + k)) for k in range(n)]
+    added, change = core.add_intents(specs, 3.0)
+    link_events = sum(1 for e in core.state.events if e["kind"].startswith("link"))
+    apply_and_confirm(core, net, change, 3.0)
+    assert all(i.state == "installed" for i in added)
+    last = list(core.state.events)[-1]
+    assert last["kind"] == "intents_installed" and last["count"] == n
+    assert last["intents"] == f"{added[0].id}-{added[-1].id}"
+    assert sum(1 for e in core.state.events if e["kind"] == "intent_installed") == 1
+    assert sum(1 for e in core.state.events if e["kind"].startswith("link")) == link_events
+    # the per-intent install lines exist, formatted on demand (DEBUG)
+    lines = [(str(m), x) for m, x in change.log_records]
+    assert (f"intent {added[0].name} ({added[0].id}) installed on s1-s3-s4",
+            {"intent": added[0].id, "event": "installed"}) in lines

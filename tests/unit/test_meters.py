@@ -36,7 +36,7 @@ def test_policed_intent_meters_at_the_ingress_only_and_traffic_still_flows() -> 
     core, net = running()
     intent, change = core.add_intent(POLICED, 2.0, admit=True)
     s1 = core.wiring.node_dpid["s1"]
-    msgs = change.phase1[s1]
+    msgs = change.phase0[s1]
     # the meter precedes the flow that uses it (the fake switch raises otherwise)
     assert isinstance(msgs[0], parser.OFPMeterMod) and msgs[0].command == ofp.OFPMC_ADD
     assert msgs[0].bands[0].rate == 20_000 and msgs[0].meter_id == intent.id
@@ -63,7 +63,7 @@ def test_meter_is_deleted_after_its_flows_and_reconnect_re_adds_it() -> None:
     apply_and_confirm(core, net, core.switch_connected(
         s1, dict.fromkeys(core.wiring.ports_of(s1), True), 3.0), 3.0)
     change = core.reconcile(s1, flow_entries(net, s1), 3.0)
-    mods = [m for m in change.phase1[s1] if isinstance(m, parser.OFPMeterMod)]
+    mods = [m for m in change.phase0[s1] if isinstance(m, parser.OFPMeterMod)]
     assert [m.command for m in mods] == [ofp.OFPMC_ADD, ofp.OFPMC_MODIFY]
     assert not change.adds.get(s1) and not change.deletes.get(s1)  # flows untouched
     apply_and_confirm(core, net, change, 3.0)

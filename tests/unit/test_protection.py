@@ -111,7 +111,7 @@ def test_groups_come_before_flows_and_go_after_them() -> None:
     intent, change = core.add_intent(IntentSpec("h1", "h2", max_latency_ms=50,
                                                 protection=True), 2.0)
     s1 = core.wiring.node_dpid["s1"]
-    assert isinstance(change.phase1[s1][0], parser.OFPGroupMod)
+    assert isinstance(change.phase0[s1][0], parser.OFPGroupMod)
     apply_and_confirm(core, net, change, 2.0)  # the fake raises on a flow without its group
     change = core.remove_intent(intent.id, 3.0)
     assert isinstance(change.phase2[s1][-2], parser.OFPGroupMod)
