@@ -33,12 +33,13 @@ controller computes the very same cookies for the same topology and intents::
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from controller.errors import NotFound, TopologyError
 
@@ -255,12 +256,18 @@ def pipeline_flows() -> frozenset[FlowEntry]:
 
 # --- intents -------------------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class PathChange:
+class PathChange(NamedTuple):
+    """One entry of an intent's history (a named tuple: a cut makes a thousand of them)."""
+
     time: float
     old_path: tuple[str, ...] | None
     new_path: tuple[str, ...] | None
     cause: str
+
+
+HISTORY_MAX = 100
+"""path changes kept per intent (the oldest go first): a flapping link must not grow an
+intent's history without bound"""
 
 
 @dataclass
@@ -338,10 +345,11 @@ class DeferredMessage:
         return self.fn(*self.args)
 
 
-def _reroute_text(name: str, intent_id: int, old_path: tuple[str, ...] | None,
+def _reroute_text(name: str | None, intent_id: int, old_path: tuple[str, ...] | None,
                   new_path: tuple[str, ...] | None, cause: str, reason: str) -> str:
-    return (f"intent {name} ({intent_id}): {_fmt_path(old_path) if old_path else 'none'} -> "
-            f"{_fmt_path(new_path) if new_path else 'none'} ({cause})"
+    old = _fmt_path(old_path) if old_path else "none"
+    new = _fmt_path(new_path) if new_path else "none"
+    return (f"intent {name or f'intent-{intent_id}'} ({intent_id}): {old} -> {new} ({cause})"
             + (f": {reason}" if reason else ""))
 
 
@@ -369,6 +377,8 @@ class Router:
         self._delta: dict[int, tuple[set[FlowEntry], set[FlowEntry]]] = {}
         self._trees: dict[str, dict[int, int]] = {}
         self._trees_version = -1
+        self._present: dict[str, bool] | None = None
+        """switch presence during one destination refresh (None outside it)"""
         self._dest_version = -1
         self._dest_sources: dict[int, list[tuple[Any, dict[int, int]]]] = {}
         self._hosts_version = state.hosts_version
@@ -507,15 +517,16 @@ class Router:
         down = st.down_link_ids()
         for intent in order:
             path, reason = routes[intent.id]
-            if path is not None and not intent.reason \
-                    and intent.state not in ("infeasible", "degraded"):
+            links = None
+            if path is not None:
                 links = tuple(path.links)
-                if links == intent.links:
+                if links == intent.links and not intent.reason \
+                        and intent.state not in ("infeasible", "degraded"):
                     # the same route (the common case): only its figures may have moved
                     intent.latency_ms, intent.cost = path.latency_ms, path.cost
                     continue
             before = (intent.links, intent.reason)
-            if self._set_route(intent, path, reason, now, cause):
+            if self._set_route(intent, path, reason, now, cause, links):
                 changed.add(intent.id)
                 self._dirty_intents.add(intent.id)
             elif (intent.links, intent.reason) != before:
@@ -537,11 +548,14 @@ class Router:
         return cached[2]
 
     def _set_route(self, intent: Intent, path: Any, reason: str, now: float,
-                   cause: str) -> bool:
+                   cause: str, links: tuple[int, ...] | None = None) -> bool:
+        """Give ``intent`` the route ``path`` (None: no path, for ``reason``); ``links``:
+        ``tuple(path.links)`` when the caller has it already. True when its path or state
+        changed."""
         old_path, old_state = intent.path, intent.state
         if path is not None:
             new_path = tuple(path.nodes)
-            intent.links = tuple(path.links)
+            intent.links = links if links is not None else tuple(path.links)
             intent.latency_ms, intent.cost = path.latency_ms, path.cost
             intent.reason = ""
             if new_path != old_path or old_state in ("infeasible", "degraded"):
@@ -554,15 +568,19 @@ class Router:
             intent.state = "degraded" if intent.ever_installed else "infeasible"
         intent.path = new_path
         if new_path != old_path:
-            intent.history.append(PathChange(now, old_path, new_path, cause))
+            history = intent.history
+            history.append(PathChange(now, old_path, new_path, cause))
+            if len(history) > HISTORY_MAX:
+                del history[0]
             # logged by whoever sends the change, once it is sent (a log line costs ~70 us:
             # for a cut moving 1,000 intents, more than routing them); formatted only when
             # logged (a big change logs one summary line, each intent at DEBUG only)
             self.log_records.append((
-                DeferredMessage(_reroute_text, intent.name, intent.id, old_path, new_path,
-                                cause, reason),
+                DeferredMessage(_reroute_text, intent.spec.name, intent.id, old_path,
+                                new_path, cause, reason),
                 {"intent": intent.id, "event": "reroute"}))
-        return new_path != old_path or intent.state != old_state
+            return True
+        return intent.state != old_state
 
     def take_broken(self) -> set[int]:
         """Ids of the intents moved since the last call off a path with a link that is down
@@ -658,8 +676,8 @@ class Router:
         old = self._owners.get(owner)
         if old is flows:
             return
-        empty: frozenset[FlowEntry] = frozenset()
         want_of, keys_of, delta_of = self._want, self._want_keys, self._delta
+        empty: frozenset[FlowEntry] = frozenset()
         for dpid in (old.keys() | flows.keys()) if old else flows:
             was = old.get(dpid, empty) if old else empty
             now = flows.get(dpid, empty)
@@ -707,6 +725,15 @@ class Router:
         if self._trees_version != st.graph_version:
             self._trees = {}
             self._trees_version = st.graph_version
+        # switch presence, asked once per switch for the 52 trees below
+        self._present = {n: st.node_present(n) for n in st.wiring.node_dpid}
+        try:
+            self._refresh_destination_flows()
+        finally:
+            self._present = None
+
+    def _refresh_destination_flows(self) -> None:
+        st = self.state
         sources: dict[int, list[tuple[Any, dict[int, int]]]] = {}
         for name in sorted(st.hosts):
             if not st.host_usable(name):
@@ -717,8 +744,7 @@ class Router:
             tree = self._trees.get(h.node)
             if tree is None:
                 tree = self._trees[h.node] = self.destination_tree(h.node)
-            cookie = make_cookie(OWNER_DESTINATION, int(ipaddress.IPv4Address(h.ip)))
-            sources.setdefault(cookie, []).append((h, tree))
+            sources.setdefault(_destination_cookie(h.ip), []).append((h, tree))
         for cookie in [c for c in self._dest_sources if c not in sources]:
             del self._dest_sources[cookie]
             self._set_owner(cookie, {})
@@ -769,9 +795,15 @@ class Router:
         alternatives or zero-latency links)."""
         st = self.state
         node_dpid = st.wiring.node_dpid
-        return {node_dpid[u]: st.out_port(u, lid)
-                for u, lid in st.graph.shortest_path_tree(node, "latency").items()
-                if st.node_present(u)}
+        present = self._present if self._present is not None else {}
+        out: dict[int, int] = {}
+        for u, lid in st.graph.shortest_path_tree(node, "latency").items():
+            up = present.get(u)
+            if up is None:
+                up = st.node_present(u)
+            if up:
+                out[node_dpid[u]] = st.out_port(u, lid)
+        return out
 
     # -- tunnels ----------------------------------------------------------------------------------
     # An unprotected intent whose path crosses switches rides a tunnel: its ingress flow
@@ -1017,6 +1049,12 @@ class Router:
                     else (("goto_table", TABLE_DESTINATIONS),)
                 out[src.dpid] = [FlowEntry(TABLE_INTENTS, prio, match, fallback, cookie)]
         return out
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _destination_cookie(ip: str) -> int:
+    """The cookie of the destination flows toward host address ``ip``."""
+    return make_cookie(OWNER_DESTINATION, int(ipaddress.IPv4Address(ip)))
 
 
 def _policed(spec: IntentSpec) -> bool:

@@ -94,6 +94,7 @@ class NetworkState:
             if rev is not None:
                 self._link_of_id[rev] = (i, False)
         self._down_ids: tuple[int, frozenset[int]] | None = None
+        self._out_ports: dict[tuple[str, int], int] = {}
         self.started = now
         self.startup_grace_s = startup_grace_s
         self.lldp_timeout_s = lldp_timeout_s
@@ -171,8 +172,14 @@ class NetworkState:
         return cached[1]
 
     def out_port(self, node: str, link_id: int) -> int:
-        """The port of ``node`` that pathcore link ``link_id`` (leaving ``node``) uses."""
-        return self.wiring.link_port(self._link_of_id[link_id][0], node)
+        """The port of ``node`` that pathcore link ``link_id`` (leaving ``node``) uses
+        (memoised: the wiring never changes, and every plan asks thousands of times)."""
+        key = (node, link_id)
+        port = self._out_ports.get(key)
+        if port is None:
+            port = self._out_ports[key] = self.wiring.link_port(self._link_of_id[link_id][0],
+                                                                node)
+        return port
 
     def record(self, kind: str, now: float, **details: Any) -> dict[str, Any]:
         event = {"time": now, "kind": kind, **details}

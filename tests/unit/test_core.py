@@ -549,3 +549,22 @@ def test_a_big_install_is_one_event_and_its_lines_are_formatted_only_when_logged
     lines = [(str(m), x) for m, x in change.log_records]
     assert (f"intent {added[0].name} ({added[0].id}) installed on s1-s3-s4",
             {"intent": added[0].id, "event": "installed"}) in lines
+
+
+def test_an_intents_history_is_bounded_and_keeps_the_newest(diamond: Topology) -> None:
+    from controller.routing import HISTORY_MAX
+
+    core, net = running(diamond)
+    cheap = next(x for x in core.intents() if x.name == "cheap")
+    i = next(i for i, lk in enumerate(diamond.links) if {lk.a, lk.b} == {"s1", "s3"})
+    port = core.wiring.link_port(i, "s3")
+    now = 5.0
+    for _ in range(HISTORY_MAX // 2 + 5):  # every flap moves the intent twice
+        for up in (False, True):
+            apply_and_confirm(core, net, core.port_status(dp(core, "s3"), port, up, now), now)
+            now += 1.0
+    assert len(cheap.history) == HISTORY_MAX
+    last = cheap.history[-1]
+    assert last.new_path == ("s4", "s3", "s1") and last.cause == f"port s3:{port} up"
+    assert last.time == now - 1.0
+    assert [h.time for h in cheap.history] == sorted(h.time for h in cheap.history)
