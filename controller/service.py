@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import gc
 import json
 import logging
 import math
@@ -52,6 +53,9 @@ READ_TIMEOUT_S = 5.0
 
 
 PORT_STATS_INTERVAL_S = 2.0
+GC_RECLAIM_INTERVAL_S = 600.0
+"""How often the service hands the frozen plan objects back to the cyclic collector (see
+:meth:`ControllerService.reclaim_garbage`)."""
 """default port-statistics poll (link load); ``cpn-controller --port-stats-interval``"""
 
 
@@ -262,6 +266,10 @@ class ControllerService:
         self.core = ControllerCore(topology, fallback=fallback, now=time.monotonic(),
                                    startup_grace_s=startup_grace_s,
                                    lldp_timeout_s=lldp_timeout_s)
+        self.core.freeze_gc = True
+        self.gc_reclaim_interval_s = GC_RECLAIM_INTERVAL_S
+        """how often :meth:`start`'s collector thread unfreezes and collects (0: never)"""
+        self._gc_thread: threading.Thread | None = None
         self._handles: dict[int, Any] = {}
         self._barrier_timeout_s = barrier_timeout_s
         self._transport: Transport | None = None
@@ -290,6 +298,31 @@ class ControllerService:
             self._poller = threading.Thread(target=self._poll_ports, name="cpn-port-stats",
                                             daemon=True)
             self._poller.start()
+        if self._gc_thread is None and self.gc_reclaim_interval_s > 0:
+            self._gc_thread = threading.Thread(target=self._reclaim_loop, name="cpn-gc",
+                                               daemon=True)
+            self._gc_thread.start()
+
+    def _reclaim_loop(self) -> None:
+        interval = self.gc_reclaim_interval_s
+        while not self._poll_stop.wait(interval):
+            self.reclaim_garbage()
+
+    def reclaim_garbage(self, idle_timeout_s: float = 0.0) -> float | None:
+        """Give the objects the core froze after its changes (``ControllerCore.freeze_gc``)
+        back to the cyclic collector and run a full collection, so reference cycles among
+        them are freed. Only when no Change is in flight (within ``idle_timeout_s``); returns
+        the pause in ms, None when it was not idle."""
+        if self.sender is not None and not self.sender.idle(idle_timeout_s):
+            return None
+        with self.lock:  # no change is computed meanwhile (its plan would be thawed half-made)
+            t0 = time.perf_counter()
+            gc.unfreeze()
+            freed = gc.collect()
+            ms = (time.perf_counter() - t0) * 1000.0
+        log.debug(f"garbage collection: {freed} objects freed in {ms:.1f} ms",
+                  extra={"event": "gc", "duration_ms": round(ms, 3)})
+        return ms
 
     def stop(self) -> None:
         self._poll_stop.set()
