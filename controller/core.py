@@ -17,7 +17,7 @@ How the app drives it
   then ``phase2`` (deletes, again ending with barriers); when those are confirmed,
   :meth:`confirm`. Changes must be sent one after the other, in the order they were returned
   (a FIFO): the core diffs each new plan against the flows it expects once all earlier
-  Changes have been applied, so a later change's phase 1 must not overtake an earlier one's
+  Changes have been applied, so a later change's phase 0 must not overtake an earlier one's
   phase 2 on a switch.
 """
 
@@ -99,9 +99,10 @@ class Change:
     not logged yet: :meth:`emit_logs` logs them"""
 
     def emit_logs(self) -> None:
-        """Log the reroutes and installs of this change (the sender calls it after phase 1
-        and after the confirmation, outside the lock: a log line costs ~70 us, and logging a
-        thousand in the computing thread delayed the change itself by as much)."""
+        """Log the reroutes and installs of this change (the sender calls it once the new
+        flows are in and after the confirmation, outside the lock: a log line costs ~70 us,
+        and logging a thousand in the computing thread delayed the change itself by as
+        much)."""
         records, self.log_records = self.log_records, []
         if len(records) <= LOG_EACH_MAX:
             for message, extra in records:

@@ -19,7 +19,7 @@ added) or ``degraded`` (it was installed and lost its path). Its traffic then fa
 sends its traffic to table 2, i.e. along the least-latency destination flows) or, with
 ``fallback="drop"``, to a drop flow at the ingress switch. Keeping an ingress flow rather than
 deleting all the intent's flows serves make-before-break: the ingress flow is modified in place
-in phase 1, so traffic leaves a dead path at once instead of after the phase-2 deletes, and its
+in phase 0, so traffic leaves a dead path at once instead of after the phase-2 deletes, and its
 packet counter shows how much of the intent's traffic runs best effort.
 
 Cookies name the owner of every flow, so reconciliation and removal are exact and a restarted
