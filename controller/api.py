@@ -177,10 +177,14 @@ class IntentOut(BaseModel):
     protection_note: str = Field(default="", description="protection: links of the path "
                                  "without a detour, or with one over the latency bound")
     match: dict[str, int] | None
-    mpls_label: int | None = Field(default=None, description="label of the tunnel the "
-                                   "intent's traffic rides from its second switch on (None: "
-                                   "flows on every switch of the path, as for protected "
-                                   "intents, or no path)")
+    mpls_label: int | None = Field(default=None, description="label the intent's ingress "
+                                   "pushes: the first segment of the tunnel its traffic rides "
+                                   "from its second switch on (None: flows on every switch of "
+                                   "the path, as for protected intents, or no path)")
+    mpls_labels: list[int] = Field(default_factory=list, description="the labels its traffic "
+                                   "carries, one per switch after the ingress (each switch "
+                                   "swaps to the next; the last pops); segments are shared "
+                                   "by every intent with the same path tail from there on")
     state: Literal["installed", "pending", "infeasible", "degraded"]
     reason: str
     path: list[str] | None
@@ -507,7 +511,7 @@ def intent_view(intent: Intent, source: str) -> dict[str, Any]:
         "match": ({k: v for k, v in (("ip_proto", m.ip_proto), ("src_port", m.src_port),
                                      ("dst_port", m.dst_port), ("dscp", m.dscp))
                    if v is not None} if m is not None else None),
-        "mpls_label": intent.mpls_label,
+        "mpls_label": intent.mpls_label, "mpls_labels": list(intent.mpls_labels),
         "state": intent.state, "reason": intent.reason,
         "path": list(intent.path) if intent.path else None,
         "latency_ms": intent.latency_ms, "cost": intent.cost,
@@ -783,8 +787,7 @@ def create_app(service: ControllerService, store: Store, *, token: str | None,
             installed = service.core.installed_plan()
             names = service.core.state.wiring.dpid_node
             owners = {("intent", intent_id)}
-            if intent.mpls_label is not None:
-                owners.add(("tunnel", intent.mpls_label))
+            owners.update(("tunnel", label) for label in intent.mpls_labels)
             flows = [{**_flow_dict(e), "dpid": f"{d:#x}", "switch": names.get(d, "?"),
                       "installed": e in installed.entries(d)}
                      for d, e in wanted if e.owner in owners]

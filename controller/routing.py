@@ -99,8 +99,7 @@ _INTENT_VARIANTS = 3  # flow sets kept per intent (see Router._refresh_intent)
 PORT_IN_PORT = 0xFFFF_FFF8  # OFPP_IN_PORT: send a packet back where it came from
 Buckets = tuple[tuple[int, int], ...]
 TunnelKey = tuple[str, tuple[int, ...], int]
-"""a tunnel: (its first node after the ingress, the links after the ingress's, egress host
-port)"""
+"""a tunnel segment: (its switch, the links from it to the egress switch, egress host port)"""
 """fast-failover buckets as (watch port, output port), in order of preference"""
 _Variant = tuple[dict[int, frozenset["FlowEntry"]], dict[int, Buckets], str]
 """an intent's flows per switch, its fast-failover groups per switch, its protection note"""
@@ -287,8 +286,11 @@ class Intent:
     ever_installed: bool = False
     pending_since_token: int = 0
     mpls_label: int | None = None
-    """the label of the tunnel the intent's traffic rides (None: no tunnel - protected,
-    single-switch, fallen back or not routed)"""
+    """the label the intent's ingress pushes, that of the first segment of the tunnel its
+    traffic rides (None: no tunnel - protected, single-switch, fallen back or not routed)"""
+    mpls_labels: tuple[int, ...] = ()
+    """the labels its traffic carries, one per switch after the ingress (each swaps to the
+    next; the last pops)"""
     protection_note: str = ""
     """for ``protection: true``: "" when every link of the path has a detour within the
     bound, else which links lack one and why (the intent is then only partly protected)"""
@@ -320,6 +322,7 @@ class Intent:
             "priority": self.spec.priority, "state": self.state, "reason": self.reason,
             "protection": self.spec.protection, "protection_note": self.protection_note,
             "police": self.spec.police, "mpls_label": self.mpls_label,
+            "mpls_labels": list(self.mpls_labels),
             "path": list(self.path) if self.path else None, "latency_ms": self.latency_ms,
             "history": [{"time": h.time, "old_path": h.old_path, "new_path": h.new_path,
                          "cause": h.cause} for h in self.history],
@@ -390,15 +393,19 @@ class Router:
         self.log_records: list[tuple[object, dict[str, Any]]] = []
         """reroute log lines (message, extra) not logged yet: see :meth:`take_log_records`"""
         self._tunnel_labels: dict[TunnelKey, int] = {}
-        """tunnel -> its label"""
+        """tunnel segment -> its label"""
         self._tunnel_keys: dict[int, TunnelKey] = {}
-        """label -> its tunnel (the reverse of ``_tunnel_labels``)"""
-        self._tunnel_users: dict[int, set[int]] = {}
-        """label -> ids of the intents riding it"""
+        """label -> its segment (the reverse of ``_tunnel_labels``)"""
+        self._tunnel_next: dict[int, int | None] = {}
+        """label -> the label its switch swaps to (None: the last segment, which pops)"""
+        self._tunnel_refs: dict[int, int] = {}
+        """label -> intents entering the tunnel at this segment + segments swapping to it"""
+        self._tunnel_heads: dict[int, set[int]] = {}
+        """label -> ids of the intents whose ingress pushes it"""
         self._intent_tunnel: dict[int, int] = {}
-        """intent id -> label"""
+        """intent id -> the label its ingress pushes"""
         self._idle_tunnels: set[int] = set()
-        """labels that lost their last rider in this refresh (removed at its end)"""
+        """labels whose references dropped to 0 in this refresh (removed at its end)"""
         self.intent_groups: dict[int, dict[int, Buckets]] = {}
         """intent id -> dpid -> fast-failover buckets (protected intents; group id = intent
         id)"""
@@ -808,46 +815,88 @@ class Router:
     # -- tunnels ----------------------------------------------------------------------------------
     # An unprotected intent whose path crosses switches rides a tunnel: its ingress flow
     # pushes an MPLS label and every later switch forwards by the label alone (the last one
-    # pops it and delivers to the host). A tunnel is (second node, links after the first,
-    # egress host port); every intent whose path shares that tail shares the tunnel, so a
-    # reroute sends one ingress FlowMod per moved intent plus the flows of the tunnels that
-    # are new, instead of a FlowMod on every switch of every moved path.
+    # pops it and delivers to the host). A tunnel is a chain of segments, one per switch
+    # after the ingress: segment (switch, links from it to the egress, egress host port) has
+    # one flow at its switch that matches its label, swaps it for the next segment's label
+    # and outputs toward the next switch (the last segment pops the label and outputs to the
+    # host). Every intent whose path has the same tail from some switch on shares the
+    # segments from there, so a reroute sends one ingress FlowMod per moved intent plus the
+    # flows of the segments that are new: a detour that rejoins the old path needs new
+    # segments only up to where it rejoins. Labels are a stable hash of the segment, so a
+    # restarted controller computes the same ones.
     def _set_tunnel(self, intent: Intent) -> int | None:
-        """Put ``intent`` on the tunnel it should ride (made if new), off the one it rode; the
-        label, or None (protected, single-switch or unrouted intents ride none). A tunnel left
-        without riders is removed at the end of the refresh, so an intent refreshed later in
-        the same refresh can still take it over."""
+        """Put ``intent`` on the tunnel it should ride (its segments made if new), off the one
+        it rode; the label its ingress pushes, or None (protected, single-switch or unrouted
+        intents ride none). Segments left without references are removed at the end of the
+        refresh, so an intent refreshed later in the same refresh can still take them over."""
         iid = intent.id
         path, links = intent.path, intent.links
         old = self._intent_tunnel.pop(iid, None)
+        if old is not None:  # let go first: the same tunnel again must keep the intent
+            self._tunnel_heads[old].discard(iid)
+            self._unref_tunnel(old)
         label = None
+        chain: tuple[int, ...] = ()
         if path is not None and links is not None and len(path) > 1 \
                 and not intent.spec.protection:
             hosts = self.state.hosts
             dst = hosts.get(intent.spec.dst)
             if dst is not None and intent.spec.src in hosts:
-                tkey = (path[1], links[1:], dst.port_no)
-                label = self._tunnel_labels.get(tkey)
+                label = self._tunnel_labels.get((path[1], links[1:], dst.port_no))
                 if label is None:
-                    label = self._new_label(tkey)
-                    self._tunnel_labels[tkey] = label
-                    self._tunnel_keys[label] = tkey
-                    self._tunnel_users[label] = set()
-                    self._set_owner(make_cookie(OWNER_TUNNEL, label),
-                                    self._tunnel_flows(label, path, links, dst.port_no,
-                                                       dst.dpid))
-                self._tunnel_users[label].add(iid)
+                    label = self._segment(path, links, 1, dst.port_no)
+                self._tunnel_refs[label] += 1
+                heads = self._tunnel_heads.get(label)
+                if heads is None:
+                    heads = self._tunnel_heads[label] = set()
+                heads.add(iid)
                 self._intent_tunnel[iid] = label
-        if old is not None and old != label:
-            self._leave_tunnel(old, iid)
+                chain = self._chain(label)
         intent.mpls_label = label
+        intent.mpls_labels = chain
         return label
 
+    def _segment(self, path: tuple[str, ...], links: tuple[int, ...], k: int,
+                 egress_port: int) -> int:
+        """The label of segment ``k`` of ``path`` (its switch ``path[k]``), made with the
+        segments after it if new."""
+        skey = (path[k], links[k:], egress_port)
+        label = self._tunnel_labels.get(skey)
+        if label is not None:
+            return label
+        st = self.state
+        last = k == len(path) - 1
+        nxt = None if last else self._segment(path, links, k + 1, egress_port)
+        label = self._new_label(skey)
+        self._tunnel_labels[skey] = label
+        self._tunnel_keys[label] = skey
+        self._tunnel_refs[label] = 0
+        self._tunnel_next[label] = nxt
+        if nxt is None:
+            inst: Instructions = (("pop_mpls", ETH_TYPE_IPV4), ("output", egress_port))
+        else:
+            self._tunnel_refs[nxt] += 1
+            inst = (("set_field", ("mpls_label", nxt)), ("output", st.out_port(path[k], links[k])))
+        cookie = make_cookie(OWNER_TUNNEL, label)
+        self._set_owner(cookie, {st.wiring.node_dpid[path[k]]: frozenset({FlowEntry(
+            TABLE_INTENTS, PRIORITY_TUNNEL, (("eth_type", ETH_TYPE_MPLS), ("mpls_label", label)),
+            inst, cookie)})})
+        return label
+
+    def _chain(self, label: int) -> tuple[int, ...]:
+        """The labels a packet pushed with ``label`` carries, switch by switch."""
+        out = [label]
+        nxt = self._tunnel_next[label]
+        while nxt is not None:
+            out.append(nxt)
+            nxt = self._tunnel_next[nxt]
+        return tuple(out)
+
     def _new_label(self, tkey: TunnelKey) -> int:
-        """A free label for a new tunnel: a stable hash of the tunnel (so a restarted
+        """A free label for a new segment: a stable hash of the segment (so a restarted
         controller picks the same labels and adopts the switches' flows unchanged), moved on
         to the next free one in the rare case of a collision."""
-        taken = self._tunnel_users
+        taken = self._tunnel_refs
         label = MPLS_LABEL_MIN + zlib.crc32(repr(tkey).encode()) % MPLS_LABEL_SPACE
         for _ in range(MPLS_LABEL_SPACE):
             if label not in taken:
@@ -855,39 +904,36 @@ class Router:
             label = MPLS_LABEL_MIN + (label - MPLS_LABEL_MIN + 1) % MPLS_LABEL_SPACE
         raise RuntimeError("every MPLS label is in use")
 
-    def _tunnel_flows(self, label: int, path: tuple[str, ...], links: tuple[int, ...],
-                      egress_port: int, egress_dpid: int) -> dict[int, frozenset[FlowEntry]]:
-        st = self.state
-        node_dpid = st.wiring.node_dpid
-        cookie = make_cookie(OWNER_TUNNEL, label)
-        match = (("eth_type", ETH_TYPE_MPLS), ("mpls_label", label))
-        flows = {node_dpid[u]: frozenset({FlowEntry(
-            TABLE_INTENTS, PRIORITY_TUNNEL, match, (("output", st.out_port(u, lid)),), cookie)})
-            for u, lid in zip(path[1:], links[1:], strict=False)}
-        flows[egress_dpid] = frozenset({FlowEntry(
-            TABLE_INTENTS, PRIORITY_TUNNEL, match,
-            (("pop_mpls", ETH_TYPE_IPV4), ("output", egress_port)), cookie)})
-        return flows
-
-    def _leave_tunnel(self, label: int, intent_id: int) -> None:
-        """``intent_id`` rides tunnel ``label`` no more; the last rider leaves it idle."""
-        riders = self._tunnel_users[label]
-        riders.discard(intent_id)
-        if not riders:
+    def _unref_tunnel(self, label: int) -> None:
+        n = self._tunnel_refs[label] - 1
+        self._tunnel_refs[label] = n
+        if n == 0:
             self._idle_tunnels.add(label)
 
     def _drop_idle_tunnels(self) -> None:
-        for label in sorted(self._idle_tunnels):
-            if self._tunnel_users.get(label):
-                continue  # taken over by an intent refreshed later
-            del self._tunnel_users[label]
-            del self._tunnel_labels[self._tunnel_keys.pop(label)]
-            self._set_owner(make_cookie(OWNER_TUNNEL, label), {})
-        self._idle_tunnels.clear()
+        """Remove the segments nothing refers to any more; a removed segment lets go of the
+        next one, which may go too."""
+        while self._idle_tunnels:
+            idle, self._idle_tunnels = self._idle_tunnels, set()
+            for label in sorted(idle):
+                if self._tunnel_refs.get(label, 1) > 0:
+                    continue  # taken over by an intent refreshed later
+                del self._tunnel_refs[label]
+                self._tunnel_heads.pop(label, None)
+                del self._tunnel_labels[self._tunnel_keys.pop(label)]
+                self._set_owner(make_cookie(OWNER_TUNNEL, label), {})
+                nxt = self._tunnel_next.pop(label)
+                if nxt is not None:
+                    self._unref_tunnel(nxt)
 
     def tunnels(self) -> dict[int, list[int]]:
-        """label -> ids of the intents riding that tunnel."""
-        return {label: sorted(riders) for label, riders in sorted(self._tunnel_users.items())}
+        """label -> ids of the intents whose traffic carries it (the intents whose ingress
+        pushes it and those of every segment that swaps to it)."""
+        riders: dict[int, set[int]] = {label: set() for label in self._tunnel_refs}
+        for head, ids in self._tunnel_heads.items():
+            for label in self._chain(head):
+                riders[label] |= ids
+        return {label: sorted(ids) for label, ids in sorted(riders.items())}
 
     def _refresh_intent(self, intent_id: int) -> None:
         cookie = (OWNER_INTENT << OWNER_ID_BITS) | intent_id  # make_cookie, inlined: hot
@@ -898,7 +944,8 @@ class Router:
             self.intent_groups.pop(intent_id, None)
             old = self._intent_tunnel.pop(intent_id, None)
             if old is not None:
-                self._leave_tunnel(old, intent_id)
+                self._tunnel_heads[old].discard(intent_id)
+                self._unref_tunnel(old)
             self._set_owner(cookie, {})
             return
         st = self.state

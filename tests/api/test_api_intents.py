@@ -57,15 +57,21 @@ def test_add_show_delete(diamond: Api) -> None:
         flows = show["flows"]
         assert {f["switch"] for f in flows} == {"s1", "s3", "s4"}
         assert not any(f["installed"] for f in flows)
-        # its own ingress flow at s1 pushes the label of the tunnel it rides on s3 and s4
+        # its own ingress flow at s1 pushes the label of its tunnel's segment at s3, which
+        # swaps it for the label of the segment at s4, which pops it
         label = body["mpls_label"]
         assert isinstance(label, int) and 16 <= label < 1 << 20
+        at_s3, at_s4 = body["mpls_labels"]
+        assert at_s3 == label and 16 <= at_s4 < 1 << 20 and at_s4 != label
         (ingress,) = [f for f in flows if f["owner"] == "intent:3"]
         assert ingress["switch"] == "s1" and ingress["match"].get("tcp_dst") == 443
         assert {"type": "set_field", "value": ["mpls_label", label]} in ingress["instructions"]
-        tunnel = [f for f in flows if f["owner"] == f"tunnel:{label}"]
-        assert {f["switch"] for f in tunnel} == {"s3", "s4"}
-        assert all(f["match"] == {"eth_type": 0x8847, "mpls_label": label} for f in tunnel)
+        (seg3,) = [f for f in flows if f["owner"] == f"tunnel:{at_s3}"]
+        (seg4,) = [f for f in flows if f["owner"] == f"tunnel:{at_s4}"]
+        assert (seg3["switch"], seg4["switch"]) == ("s3", "s4")
+        assert seg3["match"] == {"eth_type": 0x8847, "mpls_label": at_s3}
+        assert {"type": "set_field", "value": ["mpls_label", at_s4]} in seg3["instructions"]
+        assert seg4["match"] == {"eth_type": 0x8847, "mpls_label": at_s4}
         assert [i["id"] for i in c.get("/intents").json()] == [1, 2, 3]
         d = c.delete("/intents/3")
         assert d.status_code == 200 and d.json() == {"id": 3, "deleted": True,

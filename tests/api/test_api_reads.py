@@ -58,7 +58,7 @@ def test_switch_ports_follow_the_wiring_and_flows_come_from_the_plan(diamond: Ap
         owners = {f["owner"] for f in body["flows"]}
         # s1 is the ingress of intent 1 (h1 -> h2 over s1-s2-s4) and the egress of intent 2's
         # tunnel (h2 -> h1 over s4-s3-s1)
-        label = c.get("/intents/2").json()["mpls_label"]
+        label = c.get("/intents/2").json()["mpls_labels"][-1]  # the segment that pops
         assert "intent:1" in owners and f"tunnel:{label}" in owners and "intent:2" not in owners
         assert any(o.startswith("pipeline:") for o in owners)
         assert_error(c.get("/switches/zz-not-a-switch!/flows"), 400, "bad_request")

@@ -125,15 +125,15 @@ def test_sigkill_keeps_api_intents_and_flows(lab_env: object,
         shown = ctl.api("GET", f"/intents/{iid}").json()
         path = shown["path"]
         assert path == ["s1", "s3", "s4"]  # least cost within 12 ms
-        own, tunnel = route_cookies(shown)
+        own, at_s3, at_s4 = route_cookies(shown)
         assert own == intent_cookie(iid)
 
         def holders(cookie: int) -> set[str]:
             return {n for n in ("s1", "s2", "s3", "s4")
                     if any(f.cookie == cookie for f in flows_of(lab, n))}
 
-        # its ingress flow at s1 pushes the label; the tunnel's flows are on s3 and s4
-        assert holders(own) == {"s1"} and holders(tunnel) == {"s3", "s4"}
+        # its ingress flow at s1 pushes the label; its tunnel's segments are on s3 and s4
+        assert holders(own) == {"s1"} and holders(at_s3) == {"s3"} and holders(at_s4) == {"s4"}
         before = {n: table_signature(lab, n) for n in ("s1", "s2", "s3", "s4")}
 
         ctl.kill()
@@ -145,7 +145,7 @@ def test_sigkill_keeps_api_intents_and_flows(lab_env: object,
         again = ctl.wait_api_intent(iid, "installed")
         after = {n: table_signature(lab, n) for n in ("s1", "s2", "s3", "s4")}
         # flows adopted: same cookies and the same labels, nothing rewritten
-        assert after == before and again["mpls_label"] == shown["mpls_label"]
+        assert after == before and again["mpls_labels"] == shown["mpls_labels"]
     finally:
         lab.stop()
 

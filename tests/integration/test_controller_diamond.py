@@ -12,6 +12,7 @@ each leaves the network as it found it (links up, controller running).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -112,11 +113,17 @@ def test_hosts_reach_each_other_and_intents_install(lab: LabNetwork,
     assert set(packets_by_cookie(lab, route_cookies(fast))) == {"s1", "s2", "s4"}
     assert set(packets_by_cookie(lab, intent_cookie(CHEAP))) == {"s4"}
     assert set(packets_by_cookie(lab, route_cookies(cheap))) == {"s4", "s3", "s1"}
-    # the tunnels forward by label and the last switch pops it
-    s2 = [f for f in flows_of(lab, "s2") if f.cookie == route_cookies(fast)[1]]
-    assert len(s2) == 1 and f"mpls_label={fast['mpls_label']}" in s2[0].match, s2
-    s4 = [f for f in flows_of(lab, "s4") if f.cookie == route_cookies(fast)[1]]
-    assert len(s4) == 1 and "pop_mpls:0x0800" in s4[0].actions, s4
+    # the tunnels forward by label, swapping it at each switch, and the last switch pops it
+    _, seg2, seg4 = route_cookies(fast)
+    at_s2, at_s4 = fast["mpls_labels"]
+    s2 = [f for f in flows_of(lab, "s2") if f.cookie == seg2]
+    assert len(s2) == 1 and f"mpls_label={at_s2}" in s2[0].match, s2
+    # (ovs-ofctl shows the swap as a set-field; older versions as set_mpls_label)
+    assert re.search(rf"set_field:{at_s4}->mpls_label|set_mpls_label\({at_s4}\)",
+                     s2[0].actions), s2
+    s4 = [f for f in flows_of(lab, "s4") if f.cookie == seg4]
+    assert len(s4) == 1 and f"mpls_label={at_s4}" in s4[0].match, s4
+    assert "pop_mpls:0x0800" in s4[0].actions, s4
 
 
 def test_lldp_confirms_every_link_of_the_file(controller: ControllerProcess) -> None:

@@ -36,11 +36,12 @@ def intent_cookie(intent_id: int) -> int:
 
 def route_cookies(intent: dict[str, Any]) -> tuple[int, ...]:
     """The cookies of the flows that carry an intent's traffic (``intent`` as the state file
-    or the REST API shows it): its own (the ingress; every switch for a protected intent)
-    and those of the tunnel it rides (``mpls_label``), if any."""
-    label = intent.get("mpls_label")
+    or the REST API shows it): its own (the ingress; every switch for a protected intent),
+    then those of its tunnel's segments (``mpls_labels``, one per switch after the
+    ingress), if any."""
     own = intent_cookie(int(intent["id"]))
-    return (own,) if label is None else (own, make_cookie(KIND_TUNNEL, int(label)))
+    return (own, *(make_cookie(KIND_TUNNEL, int(label))
+                   for label in intent.get("mpls_labels") or ()))
 
 
 def destination_cookie(ip: str) -> int:

@@ -391,14 +391,22 @@ def test_intent_ids_are_stable_and_bad_input_changes_nothing(diamond: Topology) 
     assert intent.state == "installed"
     s4 = dp(core, "s4")
     assert [f for f in net.flows(s4) if f.cookie == make_cookie(3, 17)]  # its ingress flow
-    label = intent.mpls_label
-    assert label is not None and core.router.tunnels()[label] == [17]
-    assert [f for f in net.flows(dp(core, "s1")) if f.cookie == make_cookie(5, label)]
+    # its tunnel: a segment at s2 (its own) that swaps to the segment at s1, which it shares
+    # with "cheap" (id 2, s4-s3-s1): both end at h1's port
+    assert intent.path == ("s4", "s2", "s1")
+    own, shared = intent.mpls_labels
+    assert intent.mpls_label == own
+    assert core.router.tunnels()[own] == [17] and core.router.tunnels()[shared] == [2, 17]
+    cheap = core.intent(2)
+    assert cheap.mpls_labels[-1] == shared
+    assert [f for f in net.flows(dp(core, "s2")) if f.cookie == make_cookie(5, own)]
+    assert [f for f in net.flows(dp(core, "s1")) if f.cookie == make_cookie(5, shared)]
     apply_and_confirm(core, net, core.remove_intent(17, 4.0), 4.0)
-    # its flows and its tunnel (it was the only rider) are gone from every switch
+    # its flows and its own segment are gone from every switch; the shared one stays
     assert not [f for d in net.switches for f in net.flows(d)
-                if f.cookie in (make_cookie(3, 17), make_cookie(5, label))]
-    assert label not in core.router.tunnels()
+                if f.cookie in (make_cookie(3, 17), make_cookie(5, own))]
+    assert own not in core.router.tunnels() and core.router.tunnels()[shared] == [2]
+    assert [f for f in net.flows(dp(core, "s1")) if f.cookie == make_cookie(5, shared)]
 
 
 def test_every_planned_flow_names_its_owner(diamond: Topology) -> None:
