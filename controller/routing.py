@@ -380,8 +380,6 @@ class Router:
         self._delta: dict[int, tuple[set[FlowEntry], set[FlowEntry]]] = {}
         self._trees: dict[str, dict[int, int]] = {}
         self._trees_version = -1
-        self._present: dict[str, bool] | None = None
-        """switch presence during one destination refresh (None outside it)"""
         self._dest_version = -1
         self._dest_sources: dict[int, list[tuple[Any, dict[int, int]]]] = {}
         self._hosts_version = state.hosts_version
@@ -732,25 +730,18 @@ class Router:
         if self._trees_version != st.graph_version:
             self._trees = {}
             self._trees_version = st.graph_version
-        # switch presence, asked once per switch for the 52 trees below
-        self._present = {n: st.node_present(n) for n in st.wiring.node_dpid}
-        try:
-            self._refresh_destination_flows()
-        finally:
-            self._present = None
-
-    def _refresh_destination_flows(self) -> None:
-        st = self.state
+        # switch presence, asked once per switch for all the trees below
+        present = {n: st.node_present(n) for n in st.wiring.node_dpid}
         sources: dict[int, list[tuple[Any, dict[int, int]]]] = {}
         for name in sorted(st.hosts):
             if not st.host_usable(name):
                 continue
             h = st.hosts[name]
-            if not st.node_present(h.node):
+            if not present[h.node]:
                 continue
             tree = self._trees.get(h.node)
             if tree is None:
-                tree = self._trees[h.node] = self.destination_tree(h.node)
+                tree = self._trees[h.node] = self.destination_tree(h.node, present)
             sources.setdefault(_destination_cookie(h.ip), []).append((h, tree))
         for cookie in [c for c in self._dest_sources if c not in sources]:
             del self._dest_sources[cookie]
@@ -794,23 +785,19 @@ class Router:
                                                    match, (("output", port_no),), cookie)})
         self._set_owner(cookie, flows)
 
-    def destination_tree(self, node: str) -> dict[int, int]:
+    def destination_tree(self, node: str,
+                         present: Mapping[str, bool] | None = None) -> dict[int, int]:
         """For every other switch that can reach ``node``: dpid -> out port on a least-latency
         path toward it. One reverse shortest-path tree from pathcore
         (``Graph.shortest_path_tree``): each switch's next hop leads to a switch settled
         before it, so the next hops form a tree (no loops even with equal-latency
-        alternatives or zero-latency links)."""
+        alternatives or zero-latency links). ``present``: node -> switch present, when the
+        caller has it for every node already."""
         st = self.state
         node_dpid = st.wiring.node_dpid
-        present = self._present if self._present is not None else {}
-        out: dict[int, int] = {}
-        for u, lid in st.graph.shortest_path_tree(node, "latency").items():
-            up = present.get(u)
-            if up is None:
-                up = st.node_present(u)
-            if up:
-                out[node_dpid[u]] = st.out_port(u, lid)
-        return out
+        return {node_dpid[u]: st.out_port(u, lid)
+                for u, lid in st.graph.shortest_path_tree(node, "latency").items()
+                if (present[u] if present is not None else st.node_present(u))}
 
     # -- tunnels ----------------------------------------------------------------------------------
     # An unprotected intent whose path crosses switches rides a tunnel: its ingress flow
