@@ -116,6 +116,13 @@ puts them on the wire and how :func:`flowstats_to_entry` reads them back."""
 _INSTRUCTION_KINDS = frozenset(_INSTRUCTION_ORDER)
 
 
+def _supported(insts: Instructions) -> bool:
+    """Instructions of kinds we build, at most one meter and one goto."""
+    return (all(k in _INSTRUCTION_KINDS for k, _ in insts)
+            and sum(k == "meter" for k, _ in insts) <= 1
+            and sum(k == "goto_table" for k, _ in insts) <= 1)
+
+
 @functools.lru_cache(maxsize=1 << 12)
 def _instructions(entry_instructions: tuple[tuple[str, Any], ...]) -> tuple[Any, ...]:
     """FlowEntry instructions -> os-ken instructions (outputs in one apply-actions, then goto).
@@ -131,9 +138,7 @@ def _instructions(entry_instructions: tuple[tuple[str, Any], ...]) -> tuple[Any,
     outputs += [parser.OFPActionGroup(v) for k, v in entry_instructions if k == "group"]
     gotos = [v for k, v in entry_instructions if k == "goto_table"]
     meters = [v for k, v in entry_instructions if k == "meter"]
-    unknown = [k for k, _ in entry_instructions
-               if k not in _INSTRUCTION_KINDS]
-    if unknown or len(gotos) > 1 or len(meters) > 1:
+    if not _supported(entry_instructions):
         raise ValueError(f"unsupported instructions {entry_instructions!r}")
     inst: list[Any] = []
     if meters:  # ("meter", meter_id): the meter instruction comes first (OpenFlow 1.3 order)
@@ -287,21 +292,11 @@ def _oxm(name: str, value: Any) -> tuple[int, bytes] | None:
     """(field number, OXM TLV) of one unmasked field, None for what the packer leaves to
     os-ken (masks, fields it does not know, values not in canonical form). Cached: the same
     hosts, ports and labels recur in thousands of matches."""
-    key = (name, value, type(value))
-    try:
-        return _oxm_wire[key]
-    except KeyError:
-        pass
-    except TypeError:  # an unhashable value: os-ken's business
-        return None
-    tlv = _make_oxm(name, value)
-    if len(_oxm_wire) >= _WIRE_CACHE_MAX:
-        _oxm_wire.clear()
-    _oxm_wire[key] = tlv
-    return tlv
+    return _cached(_oxm_wire, (name, value, type(value)), _make_oxm)
 
 
-def _make_oxm(name: str, value: Any) -> tuple[int, bytes] | None:
+def _make_oxm(key: tuple[str, Any, type]) -> tuple[int, bytes] | None:
+    name, value, _ = key
     if name in _OXM_INT_FIELDS:
         if type(value) is not int:
             return None
@@ -356,9 +351,7 @@ def _wire_of_match(match: Match) -> bytes | None:
 def _wire_of_instructions(insts: Instructions) -> bytes | None:
     """The instructions of a FlowEntry as :func:`_instructions` builds them: meter, then one
     apply-actions (set-fields, outputs, groups), then goto-table."""
-    if any(k not in _INSTRUCTION_KINDS for k, _ in insts) \
-            or sum(k == "meter" for k, _ in insts) > 1 \
-            or sum(k == "goto_table" for k, _ in insts) > 1:
+    if not _supported(insts):
         return None  # _instructions says why
     actions = b""
     for kinds in (("push_mpls", "pop_mpls"), ("set_field",), ("output",), ("group",)):
@@ -392,11 +385,15 @@ def _wire_of_instructions(insts: Instructions) -> bytes | None:
     return out
 
 
-def _cached(cache: dict[Any, bytes | None], key: Any, make: Any) -> bytes | None:
+def _cached(cache: dict[Any, Any], key: Any, make: Any) -> Any:
+    """``cache[key]``, made by ``make(key)`` the first time (None when the packer cannot:
+    os-ken's serialiser does it then); an unhashable key is never cached."""
     try:
         return cache[key]
     except KeyError:
         pass
+    except TypeError:
+        return None
     try:
         value = make(key)
     except (struct.error, TypeError, ValueError, IndexError):

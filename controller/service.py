@@ -53,10 +53,10 @@ READ_TIMEOUT_S = 5.0
 
 
 PORT_STATS_INTERVAL_S = 2.0
+"""default port-statistics poll (link load); ``cpn-controller --port-stats-interval``"""
 GC_RECLAIM_INTERVAL_S = 600.0
 """How often the service hands the frozen plan objects back to the cyclic collector (see
 :meth:`ControllerService.reclaim_garbage`)."""
-"""default port-statistics poll (link load); ``cpn-controller --port-stats-interval``"""
 
 
 class Barrier(Protocol):
