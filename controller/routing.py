@@ -820,8 +820,7 @@ class Router:
         path, links = intent.path, intent.links
         old = self._intent_tunnel.pop(iid, None)
         if old is not None:  # let go first: the same tunnel again must keep the intent
-            self._tunnel_heads[old].discard(iid)
-            self._unref_tunnel(old)
+            self._leave_tunnel(old, iid)
         label = None
         chain: tuple[int, ...] = ()
         if path is not None and links is not None and len(path) > 1 \
@@ -891,6 +890,11 @@ class Router:
             label = MPLS_LABEL_MIN + (label - MPLS_LABEL_MIN + 1) % MPLS_LABEL_SPACE
         raise RuntimeError("every MPLS label is in use")
 
+    def _leave_tunnel(self, label: int, intent_id: int) -> None:
+        """``intent_id``'s ingress pushes ``label`` no more."""
+        self._tunnel_heads[label].discard(intent_id)
+        self._unref_tunnel(label)
+
     def _unref_tunnel(self, label: int) -> None:
         n = self._tunnel_refs[label] - 1
         self._tunnel_refs[label] = n
@@ -931,8 +935,7 @@ class Router:
             self.intent_groups.pop(intent_id, None)
             old = self._intent_tunnel.pop(intent_id, None)
             if old is not None:
-                self._tunnel_heads[old].discard(intent_id)
-                self._unref_tunnel(old)
+                self._leave_tunnel(old, intent_id)
             self._set_owner(cookie, {})
             return
         st = self.state
