@@ -128,6 +128,13 @@ def busiest_link(service: ControllerService, topology: Topology) -> tuple[int, i
     return index, count
 
 
+def crosses(intent: Any, lk: Any) -> bool:
+    """Whether ``intent``'s path uses link ``lk`` (either direction)."""
+    hop = frozenset((lk.a, lk.b))
+    return bool(intent.path) and any(frozenset(h) == hop
+                                     for h in zip(intent.path, intent.path[1:], strict=False))
+
+
 def ping_pair_across(service: ControllerService, topology: Topology, link_index: int
                      ) -> tuple[str, str] | None:
     """An installed intent without a match (so ICMP follows it) that crosses the link and
@@ -141,8 +148,7 @@ def ping_pair_across(service: ControllerService, topology: Topology, link_index:
     for i in service.intents():
         if i.state != "installed" or i.spec.match is not None or not i.path:
             continue
-        hops = {frozenset(h) for h in zip(i.path, i.path[1:], strict=False)}
-        if frozenset((lk.a, lk.b)) not in hops:
+        if not crosses(i, lk):
             continue
         a, b = topology.host(i.spec.src).node, topology.host(i.spec.dst).node
         if graph.constrained_path(a, b, max_latency_ms=i.spec.max_latency_ms,
@@ -157,9 +163,7 @@ _TX = re.compile(r"(\d+) packets transmitted, (\d+) (?:packets )?received")
 def cut_and_measure(lab: LabNetwork, service: ControllerService, topology: Topology,
                     link_index: int, ping_pair: tuple[str, str] | None) -> dict[str, Any]:
     lk = topology.links[link_index]
-    crossing = [i.id for i in service.intents() if i.state == "installed" and i.path and
-                frozenset((lk.a, lk.b)) in {frozenset(h) for h in zip(i.path, i.path[1:],
-                                                                      strict=False)}]
+    crossing = [i.id for i in service.intents() if i.state == "installed" and crosses(i, lk)]
     proc = None
     if ping_pair is not None:
         ip = topology.host(ping_pair[1]).ip
@@ -248,8 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         link_index, crossing = busiest_link(service, topology)
         if args.crossing and crossing > args.crossing:
             lk = topology.links[link_index]
-            extra = [i.id for i in service.intents() if i.path and frozenset((lk.a, lk.b)) in
-                     {frozenset(h) for h in zip(i.path, i.path[1:], strict=False)}]
+            extra = [i.id for i in service.intents() if crosses(i, lk)]
             for iid in sorted(extra)[:crossing - args.crossing]:
                 service.remove_intent(iid, timeout_s=10)
             service.wait_idle(30)
