@@ -12,7 +12,7 @@ falls behind is charged for the queueing it causes (no coordinated omission); th
 (due time to actual send) is reported apart.
 
 Peers measured in the same run, for ratios:
-* ``engine``: the same queries through ``controller.api.query_paths`` in-process (what the
+* ``engine``: the same queries through ``controller.api.rest.query_paths`` in-process (what the
   answer costs without HTTP);
 * ``GET /health`` at the same rate: the HTTP floor of this server on this machine.
 
@@ -44,9 +44,9 @@ def serve(port: int, state_dir: str) -> None:
     """The server process: the service and the API, until stdin closes."""
     import logging
 
-    from controller.api import start_api
-    from controller.service import ControllerService
-    from controller.topology import load_topology
+    from controller.api.rest import start_api
+    from controller.network.service import ControllerService
+    from controller.topology.model import load_topology
 
     logging.basicConfig(level=logging.WARNING)
     service = ControllerService(load_topology(TOPOLOGY))
@@ -63,7 +63,7 @@ def _free_port() -> int:
 
 
 def _queries(n: int, seed: int = 7) -> list[dict[str, Any]]:
-    from controller.topology import load_topology
+    from controller.topology.model import load_topology
 
     topo = load_topology(TOPOLOGY)
     hosts = [h.name for h in topo.hosts]
@@ -167,10 +167,10 @@ def load(url: str, path: str, params: list[dict[str, Any]], rate: float, duratio
 
 def engine(params: list[dict[str, Any]], reps: int = 3) -> dict[str, Any]:
     """The same queries in-process through query_paths (least of ``reps`` runs per query)."""
-    from controller.api import query_paths
+    from controller.api.rest import query_paths
     from controller.errors import CpnError
-    from controller.service import ControllerService
-    from controller.topology import load_topology
+    from controller.network.service import ControllerService
+    from controller.topology.model import load_topology
 
     service = ControllerService(load_topology(TOPOLOGY))
     times = []

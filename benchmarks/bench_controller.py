@@ -46,10 +46,10 @@ from intent_specs import (  # noqa: E402
     Specs,
 )
 
-from controller.lab import ControllerAddress, LabNetwork  # noqa: E402
+from controller.lab.cli import ControllerAddress, LabNetwork  # noqa: E402
 from controller.main import StructuredFormatter, run  # noqa: E402
-from controller.service import ChangeRecord, ControllerService  # noqa: E402
-from controller.topology import IntentSpec, Topology, load_topology  # noqa: E402
+from controller.network.service import ChangeRecord, ControllerService  # noqa: E402
+from controller.topology.model import IntentSpec, Topology, load_topology  # noqa: E402
 
 
 def say(text: str) -> None:

@@ -8,7 +8,7 @@ same (no site of the kind within 1 ms of most cities), and a refusal is part of 
 
 Two implementations handle the same request stream in the same process:
 
-* ``controller.placement.Scheduler.place`` / ``release``: one pathcore ``within_latency`` call,
+* ``placement.Scheduler.place`` / ``release``: one pathcore ``within_latency`` call,
   the policy, then ``constrained_path(..., weight="cost")`` for the path the controller would
   install; reserves capacity in the registry; a refusal builds the per-site reasons;
 * plain networkx: ``single_source_dijkstra_path_length(cutoff=bound)``, the same selection in
@@ -38,10 +38,10 @@ sys.path.insert(0, str(REPO))
 
 import networkx as nx  # noqa: E402
 
-from controller.compute import ComputeRegistry  # noqa: E402
+from controller.compute.placement import POLICIES, TIERS_MS, Scheduler  # noqa: E402
+from controller.compute.sites import ComputeRegistry  # noqa: E402
 from controller.errors import NoCapacity  # noqa: E402
-from controller.placement import POLICIES, TIERS_MS, Scheduler  # noqa: E402
-from controller.topology import Topology, load_topology  # noqa: E402
+from controller.topology.model import Topology, load_topology  # noqa: E402
 
 TARGET_S = 1.0
 

@@ -7,7 +7,7 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from controller.topology import IntentSpec, Match, Topology
+from controller.topology.model import IntentSpec, Match, Topology
 
 __all__ = ["ONOS_1000_INTENTS_MS", "ONOS_1_INTENT_MS", "RESTORE_TARGET_MS", "Specs", "TOPOLOGY"]
 

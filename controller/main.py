@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from controller.errors import CpnError
-from controller.service import ControllerService
-from controller.topology import load_topology
+from controller.network.service import ControllerService
+from controller.topology.model import load_topology
 
 __all__ = ["StructuredFormatter", "build_service", "main", "run"]
 
@@ -99,7 +99,7 @@ def run(service: ControllerService, ofp_host: str, ofp_port: int) -> None:
     cfg.CONF(args=["--ofp-listen-host", ofp_host, "--ofp-tcp-listen-port", str(ofp_port)],
              project="os_ken")
     manager = AppManager.get_instance()
-    manager.load_apps(["controller.app"])
+    manager.load_apps(["controller.network.app"])
     contexts: dict[str, Any] = dict(manager.create_contexts())
     threads = manager.instantiate_apps(cpn_service=service, **contexts)
     try:
@@ -136,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # The API starts before the OpenFlow side: it reloads the stored intents with their ids,
     # so switches that reconnect are reconciled against the same plan and cookies as before.
-    from controller.api import start_api
+    from controller.api.rest import start_api
 
     try:
         api = start_api(service, state_dir=args.state_dir, host=args.api_host,

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.errors import CpnError
-from controller.topology import IntentSpec, Match
+from controller.topology.model import IntentSpec, Match
 
 __all__ = ["SCHEMA_VERSION", "Store", "StoreError", "default_state_dir", "spec_from_dict",
            "spec_to_dict"]

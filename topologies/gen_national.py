@@ -39,8 +39,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
-from controller.geo import great_circle_km  # noqa: E402
-from controller.topology import Topology, load_topology, topology_from_dict  # noqa: E402
+from controller.topology.geo import great_circle_km  # noqa: E402
+from controller.topology.model import Topology, load_topology, topology_from_dict  # noqa: E402
 
 DEFAULT_CSV = REPO.parent / "shared" / "datasets" / "east-data-west" / "sites.csv"
 DEFAULT_OUT = REPO / "topologies" / "national.yaml"

@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controller.api import ApiHandle, start_api
-from controller.service import ControllerService
-from controller.topology import load_topology
+from controller.api.rest import ApiHandle, start_api
+from controller.network.service import ControllerService
+from controller.topology.model import load_topology
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPOLOGIES = ROOT / "topologies"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.api import STORE_FILE_NAME
+from controller.api.rest import STORE_FILE_NAME
 from controller.store import Store, StoreError
 
 from .conftest import TOKEN, Api, MakeApi, assert_error
@@ -170,7 +170,7 @@ def test_intents_survive_a_restart_with_their_ids(make_api: MakeApi, tmp_path: P
 
 
 def test_stored_id_taken_by_the_file_is_renumbered(make_api: MakeApi, tmp_path: Path) -> None:
-    from controller.topology import IntentSpec
+    from controller.topology.model import IntentSpec
     state = tmp_path / "renumber"
     state.mkdir()
     store = Store(state / STORE_FILE_NAME)
@@ -238,7 +238,7 @@ def test_token_from_environment(make_api: MakeApi, tmp_path: Path,
 
 def test_store_is_wal_versioned_and_atomic(tmp_path: Path) -> None:
     store = Store(tmp_path / STORE_FILE_NAME)
-    from controller.topology import IntentSpec
+    from controller.topology.model import IntentSpec
     assert store.schema_version == 2  # v2 added the compute service tables
     mode = store._db.execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"

@@ -15,7 +15,7 @@ import networkx as nx
 import pytest
 
 from controller.store import SCHEMA_VERSION, Store, StoreError
-from controller.topology import Topology
+from controller.topology.model import Topology
 
 from .conftest import Api, MakeApi, assert_error
 from .test_cpnctl import cpnctl

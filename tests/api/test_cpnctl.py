@@ -17,7 +17,7 @@ def cpnctl(api_url: str, *args: str, token: str | None = None) -> subprocess.Com
     env["XDG_DATA_HOME"] = "/nonexistent-cpnctl-test"  # no default token file
     if token is not None:
         env["CPN_TOKEN"] = token
-    return subprocess.run([sys.executable, "-m", "controller.cli", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "controller.api.cli", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import collections
 import re
 
-from controller.metrics import Metrics, count_openflow_message, count_packet_in, is_restoration
-from controller.service import ChangeRecord, ControllerService
-from controller.topology import load_topology
+from controller.api.metrics import Metrics, count_openflow_message, count_packet_in, is_restoration
+from controller.network.service import ChangeRecord, ControllerService
+from controller.topology.model import load_topology
 
 from .conftest import TOPOLOGIES
 

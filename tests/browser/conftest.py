@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from controller.api import ApiHandle, start_api
-from controller.service import ControllerService
-from controller.topology import Topology, load_topology
-from controller.zoo import import_gml
+from controller.api.rest import ApiHandle, start_api
+from controller.network.service import ControllerService
+from controller.topology.model import Topology, load_topology
+from controller.topology.zoo import import_gml
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"

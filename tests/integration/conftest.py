@@ -3,7 +3,7 @@
 In this project's CI root, OVS and Mininet are present, so a missing one FAILS the test with a
 message saying what is missing; nothing here skips.
 
-Cleanup before and after: ``controller.lab.cleanup_stale`` plays the part of ``mn -c`` for the
+Cleanup before and after: ``controller.lab.cli.cleanup_stale`` plays the part of ``mn -c`` for the
 lab. It removes exactly what cpn-lab created (bridges it marked, veths and host shells it
 recorded) for labs whose process is gone. ``mn -c`` itself is not run: it kills processes by
 name (``killall ping controller ...``, ``pkill -f mininet:``), deletes every OVS bridge and
@@ -19,10 +19,9 @@ from typing import Any
 
 import pytest
 
-from controller import ovs
 from controller.errors import LabError
-from controller.lab import OWNER_KEY, STATE_DIR, LabNetwork, cleanup_stale, ovsdb_list
-from controller.topology import Topology
+from controller.lab.cli import OWNER_KEY, STATE_DIR, LabNetwork, cleanup_stale, ovs, ovsdb_list
+from controller.topology.model import Topology
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -40,7 +39,7 @@ def _lab_bridges() -> list[str]:
 
 @pytest.fixture(scope="session")
 def lab_env() -> ovs.LabEnvironment:
-    """Root, the binaries, OVS running (started via controller.ovs if not): else FAIL."""
+    """Root, the binaries, OVS running (started via controller.lab.ovs if not): else FAIL."""
     if os.geteuid() != 0:
         pytest.fail("the Mininet integration tests need root (euid is "
                     f"{os.geteuid()}); run them as root, as CI does", pytrace=False)

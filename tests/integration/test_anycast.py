@@ -32,9 +32,9 @@ from test_controller_helpers import (
 )
 
 from controller.errors import LabError
-from controller.lab import LabNetwork
-from controller.routing import OWNER_ANYCAST, make_cookie
-from controller.topology import Topology, load_topology
+from controller.lab.cli import LabNetwork
+from controller.network.routing import OWNER_ANYCAST, make_cookie
+from controller.topology.model import Topology, load_topology
 
 TOPOLOGY = REPO / "topologies" / "national.yaml"
 LAB_WAIT_S = 240.0

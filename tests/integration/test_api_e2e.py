@@ -7,7 +7,7 @@ with ``--api-port``/``--state-dir``), on real OVS in Mininet.
 * End to end: ``cpnctl intents add`` between two national lab hosts, and the traffic runs on
   exactly the switches of the path it reported (flow counters of the intent's cookie).
 
-These need controller/main.py to start the API (``controller.api.start_api``); when it does
+These need controller/main.py to start the API (``controller.api.rest.start_api``); when it does
 not, they FAIL saying so.
 """
 
@@ -39,8 +39,8 @@ from test_controller_helpers import (
     wait_for,
 )
 
-from controller.lab import LabNetwork
-from controller.topology import load_topology
+from controller.lab.cli import LabNetwork
+from controller.topology.model import load_topology
 
 TOKEN = "e2e-token-5f0c1d"
 
@@ -78,7 +78,7 @@ class ApiControllerProcess(ControllerProcess):
 
     def cpnctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "CPN_URL": self.url, "CPN_TOKEN": TOKEN}
-        return subprocess.run([sys.executable, "-m", "controller.cli", *args], cwd=REPO,
+        return subprocess.run([sys.executable, "-m", "controller.api.cli", *args], cwd=REPO,
                               env=env, capture_output=True, text=True, timeout=60)
 
     def wait_api_intent(self, intent_id: int, state: str, timeout_s: float = 20.0

@@ -38,11 +38,11 @@ from test_controller_helpers import (
 )
 
 from controller.errors import LabError, NotFound
-from controller.lab import LabNetwork, run_command
-from controller.routing import make_cookie
-from controller.service import ControllerService, SwitchUnavailable
-from controller.topology import load_topology
-from controller.wiring import port_plan
+from controller.lab.cli import LabNetwork, run_command
+from controller.network.routing import make_cookie
+from controller.network.service import ControllerService, SwitchUnavailable
+from controller.topology.model import load_topology
+from controller.topology.wiring import port_plan
 
 DIAMOND = REPO / "topologies" / "diamond.yaml"
 NODES = ("s1", "s2", "s3", "s4")
@@ -93,8 +93,8 @@ def test_app_collects_every_part_of_a_multipart_reply_by_xid() -> None:
     from os_ken.ofproto import ofproto_v1_3 as ofp
     from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-    from controller import openflow
-    from controller.app import CpnApp
+    from controller.network import openflow
+    from controller.network.app import CpnApp
 
     service = ControllerService(load_topology(DIAMOND))
     app = CpnApp(cpn_service=service)
@@ -134,9 +134,9 @@ def test_app_sends_flowmods_as_one_bundle_and_falls_back_when_refused() -> None:
     from os_ken.ofproto import ofproto_v1_3 as ofp
     from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-    from controller import openflow
-    from controller.app import CpnApp
-    from controller.routing import FlowEntry
+    from controller.network import openflow
+    from controller.network.app import CpnApp
+    from controller.network.routing import FlowEntry
 
     def entry(n: int) -> FlowEntry:
         return FlowEntry(1, 10, (("eth_type", 0x0800), ("ipv4_dst", f"10.0.0.{n}")),

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from controller.lab import ControllerAddress, LabNetwork, LabPlan, cleanup_stale
-from controller.routing import make_cookie
-from controller.topology import Topology
-from controller.wiring import port_plan
+from controller.lab.cli import ControllerAddress, LabNetwork, LabPlan, cleanup_stale
+from controller.network.routing import make_cookie
+from controller.topology.model import Topology
+from controller.topology.wiring import port_plan
 
 REPO = Path(__file__).resolve().parents[2]
 KIND_DESTINATION = 2
@@ -162,7 +162,7 @@ class ControllerProcess:
 
 
 def assert_lab_ports_match_wiring(topology: Topology) -> None:
-    """The lab must number ports as the controller expects (``controller.wiring``)."""
+    """The lab must number ports as the controller expects (``controller.topology.wiring``)."""
     lab_plan = LabPlan.from_topology(topology)
     w = port_plan(topology)
     assert list(lab_plan.link_ports) == [tuple(p) for p in w.link_ports]

@@ -12,14 +12,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from controller.topology import load_topology
+from controller.topology.model import load_topology
 
 REPO = Path(__file__).resolve().parents[2]
 NATIONAL = REPO / "topologies" / "national.yaml"
 
 
 def test_demo_brings_up_national_backbone_with_routes_shown_by_cpnctl(lab_env) -> None:
-    proc = subprocess.run([sys.executable, "-m", "controller.demo", "--no-cli", str(NATIONAL)],
+    proc = subprocess.run([sys.executable, "-m", "controller.lab.demo", "--no-cli", str(NATIONAL)],
                           cwd=REPO, capture_output=True, text=True, timeout=240,
                           stdin=subprocess.DEVNULL)
     out = proc.stdout

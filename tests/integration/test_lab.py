@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 
 from controller.errors import LabError
-from controller.lab import (
+from controller.lab.cli import (
     OWNER_KEY,
     ControllerAddress,
     cleanup_stale,
     ovsdb_list,
     run_command,
 )
-from controller.topology import Topology, load_topology, topology_from_dict
+from controller.topology.model import Topology, load_topology, topology_from_dict
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -86,7 +86,7 @@ def test_file_built_network_has_dpids_ports_and_addresses(make_lab, tmp_path: Pa
         assert lab.bridge_dpid(node.name) == expected[node.name]
         show = run_command(["ovs-ofctl", "-O", "OpenFlow13", "show", lab.plan.switch(node.name)])
         assert f"dpid:{expected[node.name]:016x}" in show.stdout
-    # ports on the planned numbers (controller.wiring): links in file order, then hosts
+    # ports on the planned numbers (controller.topology.wiring): links in file order, then hosts
     for iface_list in lab.plan.switch_interfaces().values():
         for iface, port in iface_list:
             got = run_command(["ovs-vsctl", "get", "Interface", iface, "ofport"]).stdout.strip()
@@ -172,8 +172,8 @@ def test_cleanup_stale_removes_what_a_killed_lab_left(lab_env, tmp_path: Path) -
     cleanup_stale()
     script = textwrap.dedent("""\
         import sys, time
-        from controller.lab import LabNetwork
-        from controller.topology import topology_from_dict
+        from controller.lab.cli import LabNetwork
+        from controller.topology.model import topology_from_dict
         topo = topology_from_dict({"name": "killed", "nodes": [{"name": "a"}, {"name": "b"}],
                                    "links": [{"a": "a", "b": "b", "latency_ms": 1}]})
         LabNetwork(topo).start()

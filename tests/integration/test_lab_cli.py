@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from controller import lab as lab_module
 from controller.errors import LabError
-from controller.lab import main, require_root
+from controller.lab import cli as lab_module
+from controller.lab.cli import main, require_root
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 
@@ -38,7 +38,7 @@ def test_cli_reports_a_bad_file_without_building(lab_env, tmp_path: Path, capsys
 @pytest.mark.parametrize("name, pairs", [("triangle", 6), ("diamond", 2)])
 def test_check_on_looped_file_uses_rstp_and_passes(lab_env, capsys, caplog, name: str,
                                                    pairs: int) -> None:
-    with caplog.at_level(logging.INFO, logger="controller.lab"):
+    with caplog.at_level(logging.INFO, logger="controller.lab.cli"):
         assert main(["check", str(TOPOLOGIES / f"{name}.yaml")]) == 0
     assert "with RSTP (the topology has a loop)" in caplog.text
     out = capsys.readouterr().out

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.lab import ControllerAddress
-from controller.topology import topology_from_dict
+from controller.lab.cli import ControllerAddress
+from controller.topology.model import topology_from_dict
 
 APP = textwrap.dedent('''\
     from os_ken.base import app_manager

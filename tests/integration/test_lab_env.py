@@ -1,4 +1,4 @@
-"""controller.ovs on the real machine: binaries, starting OVS, datapath and netem detection."""
+"""controller.lab.ovs on the real machine: binaries, starting OVS, datapath and netem detection."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from controller import ovs
 from controller.errors import LabError
+from controller.lab.cli import ovs
 
 
 def test_missing_binaries_are_named_with_their_package(monkeypatch, tmp_path: Path) -> None:

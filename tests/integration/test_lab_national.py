@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from controller.lab import ovsdb_list
-from controller.topology import load_topology
+from controller.lab.cli import ovsdb_list
+from controller.topology.model import load_topology
 
 NATIONAL = Path(__file__).resolve().parents[2] / "topologies" / "national.yaml"
 

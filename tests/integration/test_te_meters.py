@@ -23,9 +23,9 @@ from test_controller_helpers import (
     wait_for,
 )
 
-from controller.lab import LabNetwork
-from controller.ovs import run_command
-from controller.topology import load_topology
+from controller.lab.cli import LabNetwork
+from controller.lab.ovs import run_command
+from controller.topology.model import load_topology
 
 RESERVED_MBPS = 20.0
 OFFERED_MBPS = 3 * RESERVED_MBPS
@@ -177,7 +177,7 @@ def test_link_load_rises_on_the_links_the_flow_crosses(lab: LabNetwork,
         links = wait_for("load on s1-s2 above 25 Mbit/s", loaded, 12, poll_s=0.5)
         topo = httpx.get(f"{base}/topology", timeout=5).json()
         metrics = httpx.get(f"http://127.0.0.1:{controller.api_port}/metrics", timeout=5).text
-        cli = subprocess.run([sys.executable, "-m", "controller.cli", "--url",
+        cli = subprocess.run([sys.executable, "-m", "controller.api.cli", "--url",
                               f"http://127.0.0.1:{controller.api_port}", "links"],
                              capture_output=True, text=True, timeout=20, check=False)
     finally:

@@ -19,9 +19,9 @@ from test_controller_helpers import (
     start_lab,
 )
 
-from controller.lab import LabNetwork
-from controller.ovs import run_command
-from controller.topology import load_topology
+from controller.lab.cli import LabNetwork
+from controller.lab.ovs import run_command
+from controller.topology.model import load_topology
 
 PINGS = 400  # 4 s at 10 ms
 CUT_AFTER_S = 1.5

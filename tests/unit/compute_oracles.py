@@ -7,7 +7,7 @@ from typing import Any
 
 import networkx as nx
 
-from controller.topology import Topology, load_topology, parse_topology
+from controller.topology.model import Topology, load_topology, parse_topology
 
 REPO = Path(__file__).resolve().parents[2]
 NATIONAL = REPO / "topologies" / "national.yaml"

@@ -19,7 +19,7 @@ from typing import Any
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from controller.wiring import Wiring
+from controller.topology.wiring import Wiring
 
 CONTROLLER = ofp.OFPP_CONTROLLER
 IN_PORT = ofp.OFPP_IN_PORT
@@ -394,7 +394,7 @@ class FakeNetwork:
 
 def flow_entries(net: FakeNetwork, dpid: int) -> list[Any]:
     """The switch's flows read back as the app would (flow stats -> FlowEntry)."""
-    from controller.openflow import flowstats_to_entry
+    from controller.network.openflow import flowstats_to_entry
 
     return [flowstats_to_entry(s) for s in net.flow_stats(dpid)]
 

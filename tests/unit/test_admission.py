@@ -12,9 +12,9 @@ from fakeoftable import FakeNetwork, apply_and_confirm, bring_up
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.core import ControllerCore
 from controller.errors import InsufficientBandwidth
-from controller.topology import IntentSpec, Topology, load_topology, topology_from_dict
+from controller.network.core import ControllerCore
+from controller.topology.model import IntentSpec, Topology, load_topology, topology_from_dict
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 EPS = 1e-6

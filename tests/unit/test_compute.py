@@ -10,9 +10,9 @@ from compute_oracles import national, nx_graph, nx_latencies, oracle_feasible, s
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.compute import MICRO, ComputeRegistry
+from controller.compute.placement import TIERS_MS, Scheduler
+from controller.compute.sites import MICRO, ComputeRegistry
 from controller.errors import ComputeConflict, ComputeSiteError, CpnError, NoCapacity, NotFound
-from controller.placement import TIERS_MS, Scheduler
 
 
 def reg_small() -> ComputeRegistry:

@@ -11,16 +11,16 @@ from os_ken.lib.packet import arp, ethernet, packet
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from controller import openflow
-from controller.core import ControllerCore
 from controller.errors import NotFound
-from controller.routing import (
+from controller.network import openflow
+from controller.network.core import ControllerCore
+from controller.network.routing import (
     TABLE_DESTINATIONS,
     cookie_owner,
     flow,
     make_cookie,
 )
-from controller.topology import IntentSpec, Match, Topology, load_topology
+from controller.topology.model import IntentSpec, Match, Topology, load_topology
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 
@@ -493,12 +493,12 @@ def test_reroute_and_install_lines_are_logged_once_sent(caplog: pytest.LogCaptur
     """The core does not log in the computing thread: a Change carries its reroute and
     install lines until ``emit_logs`` (the sender calls it); a big change logs one summary
     per kind at INFO and each intent at DEBUG."""
-    from controller.core import LOG_EACH_MAX, Change
+    from controller.network.core import LOG_EACH_MAX, Change
 
     small = Change(token=1, cause="port s1:1 down",
                    log_records=[("intent a (1): s1-s2 -> s1-s3-s2 (port s1:1 down)",
                                  {"intent": 1, "event": "reroute"})])
-    with caplog.at_level(logging.INFO, logger="controller.core"):
+    with caplog.at_level(logging.INFO, logger="controller.network.core"):
         small.emit_logs()
         small.emit_logs()  # once only
     assert [r.getMessage() for r in caplog.records] == [
@@ -508,13 +508,13 @@ def test_reroute_and_install_lines_are_logged_once_sent(caplog: pytest.LogCaptur
     big = Change(token=2, cause="port s1:1 up", log_records=[
         (f"intent i{k} ({k}): ...", {"intent": k, "event": ev})
         for ev in ("reroute", "installed") for k in range(1, n + 1)])
-    with caplog.at_level(logging.INFO, logger="controller.core"):
+    with caplog.at_level(logging.INFO, logger="controller.network.core"):
         big.emit_logs()
     assert [r.getMessage() for r in caplog.records] == [
         f"change 2 (port s1:1 up): {n} intents rerouted (ids 1-{n}; each at DEBUG)",
         f"change 2 (port s1:1 up): {n} intents installed (ids 1-{n}; each at DEBUG)"]
     caplog.clear()
-    with caplog.at_level(logging.DEBUG, logger="controller.core"):
+    with caplog.at_level(logging.DEBUG, logger="controller.network.core"):
         Change(token=3, cause="x", log_records=[
             (f"intent i{k} ({k}): ...", {"intent": k, "event": "reroute"})
             for k in range(1, n + 1)]).emit_logs()
@@ -522,7 +522,7 @@ def test_reroute_and_install_lines_are_logged_once_sent(caplog: pytest.LogCaptur
 
 
 def test_id_ranges_fold_runs() -> None:
-    from controller.core import _id_ranges
+    from controller.network.core import _id_ranges
 
     assert _id_ranges([]) == ""
     assert _id_ranges([5]) == "5"
@@ -535,7 +535,7 @@ def test_a_big_install_is_one_event_and_its_lines_are_formatted_only_when_logged
     """The event log keeps the last 1,000 events: a change installing more intents than
     LOG_EACH_MAX records one ``intents_installed`` event (a small one, one event each), so a
     big batch does not push the link and switch events out."""
-    from controller.core import LOG_EACH_MAX
+    from controller.network.core import LOG_EACH_MAX
 
     core, net = running(diamond, load_intents=False)
     _, change = core.add_intent(IntentSpec("h1", "h2", max_latency_ms=15.0), 2.0)
@@ -560,7 +560,7 @@ def test_a_big_install_is_one_event_and_its_lines_are_formatted_only_when_logged
 
 
 def test_an_intents_history_is_bounded_and_keeps_the_newest(diamond: Topology) -> None:
-    from controller.routing import HISTORY_MAX
+    from controller.network.routing import HISTORY_MAX
 
     core, net = running(diamond)
     cheap = next(x for x in core.intents() if x.name == "cheap")
@@ -585,7 +585,7 @@ def test_frozen_plans_are_handed_back_to_the_collector(diamond: Topology) -> Non
     import gc
     import weakref
 
-    from controller.service import ControllerService
+    from controller.network.service import ControllerService
 
     class Node:
         other: object = None

@@ -22,10 +22,10 @@ from os_ken.lib.packet import arp, ethernet, packet
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from controller import openflow
-from controller.core import ControllerCore
-from controller.routing import FlowEntry, FlowPlan
-from controller.topology import IntentSpec, Match, Topology, load_topology, topology_from_dict
+from controller.network import openflow
+from controller.network.core import ControllerCore
+from controller.network.routing import FlowEntry, FlowPlan
+from controller.topology.model import IntentSpec, Match, Topology, load_topology, topology_from_dict
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 NOW = 2.0
@@ -348,7 +348,7 @@ def test_reconcile_reports_the_flows_read(caplog: pytest.LogCaptureFixture) -> N
     read = [e for e in have if e != changed][1:] + strays + [moved]
     apply_and_confirm(core, net, core.switch_connected(
         dpid, dict.fromkeys(core.wiring.ports_of(dpid), True), NOW), NOW)
-    with caplog.at_level(logging.INFO, logger="controller.core"):
+    with caplog.at_level(logging.INFO, logger="controller.network.core"):
         change = core.reconcile(dpid, read, NOW)
     rec = [e for e in core.state.events if e["kind"] == "reconciled"][-1]
     assert rec["read"] == len(read) == wanted + 1

@@ -12,7 +12,7 @@ import networkx as nx
 import pytest
 
 from controller.errors import LabError, NotFound
-from controller.lab import (
+from controller.lab.cli import (
     ControllerAddress,
     LabPlan,
     PingMatrix,
@@ -22,7 +22,7 @@ from controller.lab import (
     plan_ping_pairs,
     require_root,
 )
-from controller.topology import load_topology, topology_from_dict
+from controller.topology.model import load_topology, topology_from_dict
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 

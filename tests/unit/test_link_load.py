@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.state import LOAD_HISTORY, NetworkState
-from controller.topology import load_topology
+from controller.network.state import LOAD_HISTORY, NetworkState
+from controller.topology.model import load_topology
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 
@@ -57,7 +57,7 @@ def test_counter_reset_starts_over_and_history_is_bounded() -> None:
 
 
 def test_link_delay_from_lldp_transit_minus_control_rtts_and_the_high_delay_event() -> None:
-    from controller import openflow
+    from controller.network import openflow
 
     t = load_topology(TOPOLOGIES / "diamond.yaml")  # link 0 s1-s2: configured 1 ms
     st = NetworkState(t, startup_grace_s=0.0)

@@ -10,10 +10,10 @@ from fakeoftable import FakeNetwork, apply_and_confirm, bring_up, flow_entries, 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from controller import openflow
-from controller.core import ControllerCore
 from controller.errors import TopologyError
-from controller.topology import IntentSpec, load_topology
+from controller.network import openflow
+from controller.network.core import ControllerCore
+from controller.topology.model import IntentSpec, load_topology
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 POLICED = IntentSpec("h1", "h2", max_latency_ms=3, min_bandwidth_mbps=20, police=True,
@@ -109,7 +109,7 @@ def test_police_without_bandwidth_is_refused() -> None:
 
 
 def test_meter_instruction_round_trips_through_flow_stats() -> None:
-    from controller.routing import FlowEntry
+    from controller.network.routing import FlowEntry
     e = FlowEntry(1, 200, (("eth_type", 0x0800),), (("meter", 7), ("output", 2)), 3 << 56 | 7)
     fm = openflow.flowmod_add(e)
     assert isinstance(fm.instructions[0], parser.OFPInstructionMeter)

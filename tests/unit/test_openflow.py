@@ -6,8 +6,8 @@ from os_ken.lib.packet import arp, ethernet, packet
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from controller import openflow
-from controller.routing import (
+from controller.network import openflow
+from controller.network.routing import (
     FlowEntry,
     cookie_owner,
     flow,

@@ -1,4 +1,4 @@
-"""The FlowMod and bundle bytes ``controller.openflow`` packs itself, checked against os-ken's
+"""The FlowMod and bundle bytes ``openflow`` packs itself, checked against os-ken's
 own serialiser (the oracle) on generated flows: every supported match field and action, plus
 values and fields the packer must hand back to os-ken."""
 
@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from controller import openflow
-from controller.routing import FlowEntry
+from controller.network import openflow
+from controller.network.routing import FlowEntry
 
 DP = SimpleNamespace(ofproto=ofp, ofproto_parser=parser)
 

@@ -19,15 +19,7 @@ from compute_oracles import (
     small,
 )
 
-from controller.compute import ComputeRegistry
-from controller.errors import (
-    ComputeConflict,
-    ComputeSiteError,
-    InfeasibleRoute,
-    NoCapacity,
-    NotFound,
-)
-from controller.placement import (
+from controller.compute.placement import (
     DEFAULT_POLICY,
     POLICIES,
     TIERS_MS,
@@ -37,7 +29,15 @@ from controller.placement import (
     latency_circles,
     resolve_bound,
 )
-from controller.topology import Topology
+from controller.compute.sites import ComputeRegistry
+from controller.errors import (
+    ComputeConflict,
+    ComputeSiteError,
+    InfeasibleRoute,
+    NoCapacity,
+    NotFound,
+)
+from controller.topology.model import Topology
 
 
 def scheduler(topo: Topology) -> Scheduler:

@@ -10,12 +10,12 @@ from os_ken.lib.packet import arp, ethernet, icmp, ipv4, packet
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from controller import openflow
-from controller.placement import Service
-from controller.routing import OWNER_ANYCAST, TABLE_INTENTS, flow, make_cookie
-from controller.service import ControllerService
-from controller.steering import ANYCAST_MAC, ANYCAST_PRIORITY, Steering, anycast_flows
-from controller.topology import load_topology
+from controller.compute.placement import Service
+from controller.compute.steering import ANYCAST_MAC, ANYCAST_PRIORITY, Steering, anycast_flows
+from controller.network import openflow
+from controller.network.routing import OWNER_ANYCAST, TABLE_INTENTS, flow, make_cookie
+from controller.network.service import ControllerService
+from controller.topology.model import load_topology
 
 NATIONAL = Path(__file__).resolve().parents[2] / "topologies" / "national.yaml"
 ANYCAST_IP = "10.255.0.1"

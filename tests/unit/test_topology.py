@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.errors import NotFound, TopologyError
-from controller.topology import (
+from controller.topology.model import (
     MAX_DPID,
     Topology,
     TopologyDocument,

@@ -9,8 +9,8 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
-from controller.topology import Topology, load_topology
-from controller.zoo import import_gml
+from controller.topology.model import Topology, load_topology
+from controller.topology.zoo import import_gml
 
 REPO = Path(__file__).resolve().parents[2]
 ZOO = Path("/work/shared/datasets/topology-zoo")

@@ -12,7 +12,7 @@ from types import ModuleType
 import networkx as nx
 import pytest
 
-from controller.topology import Topology, load_topology
+from controller.topology.model import Topology, load_topology
 
 REPO = Path(__file__).resolve().parents[2]
 NATIONAL = REPO / "topologies" / "national.yaml"

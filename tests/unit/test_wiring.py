@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.topology import load_topology, topology_from_dict
-from controller.wiring import port_plan
+from controller.topology.model import load_topology, topology_from_dict
+from controller.topology.wiring import port_plan
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 

@@ -1,4 +1,4 @@
-"""Internet Topology Zoo GML and GraphML import (controller.zoo)."""
+"""Internet Topology Zoo GML and GraphML import (controller.topology.zoo)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from controller.errors import TopologyError
-from controller.geo import great_circle_km
-from controller.topology import load_topology, parse_topology
-from controller.zoo import (
+from controller.topology.geo import great_circle_km
+from controller.topology.model import load_topology, parse_topology
+from controller.topology.zoo import (
     DEFAULT_LATENCY_MS,
     import_file,
     import_gml,

@@ -1,6 +1,6 @@
 """Open vSwitch on the lab machine: binaries, daemons, datapath and netem detection.
 
-The lab (``controller.lab``) calls :func:`probe_environment` before building a network. It
+The lab (``controller.lab.cli``) calls :func:`probe_environment` before building a network. It
 checks the binaries Mininet and OVS need, starts OVS with its own ``ovs-ctl`` script when the
 daemons are not running, and finds out two facts about the kernel:
 

@@ -5,7 +5,7 @@ Two sources:
 * Counters the os-ken app increments as messages pass (:func:`count_openflow_message`,
   :func:`count_packet_in`). They live in :data:`PROCESS_REGISTRY`, one per process, so the app
   needs no reference to the API.
-* Everything else is read from the :class:`~controller.service.ControllerService` at scrape
+* Everything else is read from the :class:`~controller.network.service.ControllerService` at scrape
   time by :class:`ServiceCollector`: intents by state, flows per switch, link utilisation
   (bandwidth reserved by intents / capacity), switches connected. The service's
   ``change_records()`` are folded into real histograms on each scrape (each record once, by
@@ -27,7 +27,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from controller.service import ControllerService
+    from controller.network.service import ControllerService
 
 __all__ = ["CONTENT_TYPE", "Metrics", "PROCESS_REGISTRY", "ServiceCollector",
            "count_openflow_message", "count_packet_in", "is_restoration"]

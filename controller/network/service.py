@@ -1,8 +1,8 @@
 """ControllerService: the thread-safe face of a running controller.
 
-The os-ken app (``controller/app.py``) feeds switch events in; the REST layer (a later issue)
+The os-ken app (``app.py``) feeds switch events in; the REST layer
 calls the intent and read-only methods. Both go through one lock around the
-:class:`~controller.core.ControllerCore`, and every :class:`~controller.core.Change` the core
+:class:`~.core.ControllerCore`, and every :class:`~.core.Change` the core
 returns is handed, still under that lock, to one :class:`ChangeSender` thread, so Changes
 leave in exactly the order the core produced them.
 
@@ -35,16 +35,16 @@ from typing import Any, Protocol
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
-from controller import openflow
-from controller.core import Change, ControllerCore
 from controller.errors import CpnError, NotFound, SwitchUnavailable
-from controller.routing import FlowEntry, Intent
-from controller.topology import IntentSpec, Topology
+from controller.network import openflow
+from controller.network.core import Change, ControllerCore
+from controller.network.routing import FlowEntry, Intent
+from controller.topology.model import IntentSpec, Topology
 
 __all__ = ["ChangeRecord", "ChangeSender", "ControllerService", "FlowStat", "SwitchUnavailable",
            "Transport"]
 
-log = logging.getLogger("controller.service")
+log = logging.getLogger("controller.network.service")
 
 BARRIER_TIMEOUT_S = 5.0
 """How long the sender waits for the barrier replies of one phase before giving up on it."""

@@ -37,7 +37,7 @@ from pydantic import (
 )
 
 from controller.errors import NotFound, TopologyError
-from controller.geo import DEFAULT_ROUTE_FACTOR, FIBER_MS_PER_KM, great_circle_km
+from controller.topology.geo import DEFAULT_ROUTE_FACTOR, FIBER_MS_PER_KM, great_circle_km
 
 if TYPE_CHECKING:
     import pathcore

@@ -11,7 +11,7 @@ so Mininet nodes get short names (``s1``..``sN`` for switches in file order, ``h
 hosts) and :class:`LabPlan` keeps the mapping. Every public method takes the topology's names.
 
 Ports: fixed by :class:`LabPlan`, not by Mininet's order of creation, with the numbering of
-``controller.wiring.port_plan`` that the controller also uses: on each switch its links in file
+``wiring.port_plan`` that the controller also uses: on each switch its links in file
 order (port 1, 2, ...), then the hosts attached to it. Host interfaces are ``<host>-eth0``.
 
 Switch modes: with controllers, ``fail_mode=secure`` (nothing forwards until a controller
@@ -55,9 +55,9 @@ from mininet.node import OVSSwitch, RemoteController
 from mininet.topo import Topo
 
 from controller.errors import CpnError, LabError, NotFound
-from controller.ovs import LabEnvironment, probe_environment, run_command
-from controller.topology import Topology, load_topology
-from controller.wiring import port_plan
+from controller.lab.ovs import LabEnvironment, probe_environment, run_command
+from controller.topology.model import Topology, load_topology
+from controller.topology.wiring import port_plan
 
 __all__ = [
     "ControllerAddress",
@@ -74,7 +74,7 @@ __all__ = [
     "require_root",
 ]
 
-log = logging.getLogger("controller.lab")
+log = logging.getLogger("controller.lab.cli")
 
 STATE_DIR = Path("/run/cpn-lab")
 OWNER_KEY = "cpn-lab-owner"
@@ -155,7 +155,7 @@ class LabPlan:
         switch_names = {n.name: f"s{i}" for i, n in enumerate(topology.nodes, start=1)}
         host_names = {h.name: f"h{i}" for i, h in enumerate(topology.hosts, start=1)}
         # One numbering for lab and controller: the controller knows every port from the file
-        # (controller.wiring) and checks it by LLDP, so the lab must wire exactly that.
+        # (controller.topology.wiring) and checks it by LLDP, so the lab must wire exactly that.
         wiring = port_plan(topology)
         link_ports = [tuple(p) for p in wiring.link_ports]
         host_ports = {h: port for h, (_node, port) in wiring.host_port.items()}

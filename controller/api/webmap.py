@@ -35,7 +35,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 if TYPE_CHECKING:
     from fastapi.params import Depends
 
-    from controller.service import ControllerService
+    from controller.network.service import ControllerService
 
 __all__ = ["KEEPALIVE_S", "MAX_SUBSCRIBERS", "POLL_INTERVAL_S", "WEB_DIR", "Broadcaster",
            "live_state", "web_router"]

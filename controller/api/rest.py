@@ -42,23 +42,23 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from controller.compute_api import compute_router
+from controller.api.compute import compute_router
+from controller.api.metrics import CONTENT_TYPE, Metrics
+from controller.api.webmap import web_router
+from controller.compute.steering import Steering
 from controller.errors import CpnError, InfeasibleRoute, NotFound
-from controller.metrics import CONTENT_TYPE, Metrics
-from controller.routing import FlowEntry, Intent
-from controller.service import SwitchUnavailable
-from controller.steering import Steering
+from controller.network.routing import FlowEntry, Intent
+from controller.network.service import SwitchUnavailable
 from controller.store import Store, StoreError, default_state_dir
-from controller.topology import IntentSpec, Match
-from controller.webmap import web_router
+from controller.topology.model import IntentSpec, Match
 
 if TYPE_CHECKING:
-    from controller.service import ControllerService
+    from controller.network.service import ControllerService
 
 __all__ = ["ApiHandle", "BadRequest", "Conflict", "IntentManager", "Unauthorized",
            "create_app", "load_token", "query_paths", "serve_in_thread", "start_api"]
 
-log = logging.getLogger("controller.api")
+log = logging.getLogger("controller.api.rest")
 
 API_PREFIX = "/api/v1"
 TOKEN_ENV = "CPN_API_TOKEN"
@@ -858,7 +858,7 @@ def create_app(service: ControllerService, store: Store, *, token: str | None,
     web = web_router(service, dependencies=read)
     app.state.webmap = web.broadcaster  # type: ignore[attr-defined]
     app.include_router(web)
-    # compute steering: sites, placements, anycast services (controller/compute_api.py)
+    # compute steering: sites, placements, anycast services (controller/api/compute.py)
     app.state.steering = steering if steering is not None else Steering(service, store)
     app.include_router(compute_router(app.state.steering, read=read, write=write))
     return app

@@ -2,7 +2,7 @@
 
 Pure and deliberately not thread-safe: the controller service wraps every call in its lock, as
 it does for intents. Nothing here touches the network; placement (choosing a site for a demand)
-lives in :mod:`controller.placement` and uses :meth:`ComputeRegistry.reserve` /
+lives in :mod:`controller.compute.placement` and uses :meth:`ComputeRegistry.reserve` /
 :meth:`ComputeRegistry.release`.
 
 Capacity accounting is exact. Every quantity of capacity is held as an integer number of
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from controller.errors import ComputeConflict, ComputeSiteError, NotFound
 
 if TYPE_CHECKING:
-    from controller.topology import ComputeSite, Host, Topology
+    from controller.topology.model import ComputeSite, Host, Topology
 
 __all__ = [
     "KINDS",

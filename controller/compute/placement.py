@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Self
 
-from controller.compute import (
+from controller.compute.sites import (
     KINDS,
     ComputeRegistry,
     Site,
@@ -53,7 +53,7 @@ from controller.errors import ComputeConflict, ComputeSiteError, NoCapacity, Not
 
 if TYPE_CHECKING:
     import pathcore
-    from controller.topology import Host, Topology
+    from controller.topology.model import Host, Topology
 
 __all__ = [
     "CIRCLE_TIERS_MS",

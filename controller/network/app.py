@@ -1,10 +1,10 @@
 """The os-ken application: the only module that touches os-ken events and datapaths.
 
 Thin, like Faucet's ``faucet.py``: each handler turns an OpenFlow event into one call on the
-:class:`~controller.service.ControllerService` (which holds the
-:class:`~controller.core.ControllerCore` under one lock and sends the resulting Changes in
+:class:`~controller.network.service.ControllerService` (which holds the
+:class:`~controller.network.core.ControllerCore` under one lock and sends the resulting Changes in
 order, make-before-break, from one sender thread). This module also implements the service's
-:class:`~controller.service.Transport`: attach a datapath to messages, send, and match barrier
+:class:`~.service.Transport`: attach a datapath to messages, send, and match barrier
 replies by xid.
 
 Start it with :func:`controller.main.main` (``cpn-controller``), which builds the service and
@@ -15,7 +15,7 @@ Multipart requests (flow stats, port stats, port descriptions) go out through
 asked waits on the returned :class:`_Reply` in its own thread (the REST API's, for live reads),
 never in os-ken's event thread.
 
-OpenFlow message counters (:mod:`controller.metrics`): messages out are counted per type
+OpenFlow message counters (:mod:`controller.api.metrics`): messages out are counted per type
 once per :meth:`CpnApp.send` batch; messages in are counted by the event thread into a plain
 dict (it is the only writer) and added to the Prometheus counters by the periodic thread
 every 50 ms, so a handler pays a dict increment, not the counters' locks.
@@ -35,10 +35,10 @@ from os_ken.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_c
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as ofp_parser
 
-from controller import openflow
-from controller.metrics import PACKET_INS, count_openflow_message
-from controller.routing import FlowEntry
-from controller.service import ControllerService
+from controller.api.metrics import PACKET_INS, count_openflow_message
+from controller.network import openflow
+from controller.network.routing import FlowEntry
+from controller.network.service import ControllerService
 
 __all__ = ["CpnApp"]
 
@@ -133,7 +133,7 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]
         service = kwargs.pop("cpn_service", None)
         super().__init__(*args, **kwargs)
         if not isinstance(service, ControllerService):
-            raise RuntimeError("controller.app needs a ControllerService as the cpn_service "
+            raise RuntimeError(f"{__name__} needs a ControllerService as the cpn_service "
                                "keyword; start it with cpn-controller (controller.main)")
         self.service = service
         self._send_lock = threading.Lock()

@@ -1,7 +1,7 @@
 """Compute steering inside a running controller: the stateful owner of the compute site
 registry, the placement scheduler and the anycast services of one :class:`ControllerService`.
 
-The pure layer (:mod:`controller.compute`, :mod:`controller.placement`) is not thread-safe;
+The pure layer (:mod:`.sites`, :mod:`.placement`) is not thread-safe;
 every call into it here holds ``service.lock`` (the lock the controller core runs under), and
 reads the controller's live graph (``service.core.state.graph``: links down, residual
 bandwidth) and switch presence (``state.node_present``: sites behind an absent switch are out
@@ -37,10 +37,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from controller import openflow
-from controller.compute import ComputeRegistry, Site
-from controller.errors import CpnError
-from controller.placement import (
+from controller.compute.placement import (
     AnycastServices,
     Move,
     Placement,
@@ -48,7 +45,10 @@ from controller.placement import (
     Service,
     latency_circles,
 )
-from controller.routing import (
+from controller.compute.sites import ComputeRegistry, Site
+from controller.errors import CpnError
+from controller.network import openflow
+from controller.network.routing import (
     ETH_TYPE_IPV4,
     OWNER_ANYCAST,
     TABLE_INTENTS,
@@ -58,13 +58,13 @@ from controller.routing import (
 )
 
 if TYPE_CHECKING:
-    from controller.service import ControllerService
-    from controller.state import NetworkState
+    from controller.network.service import ControllerService
+    from controller.network.state import NetworkState
     from controller.store import Store
 
 __all__ = ["ANYCAST_MAC", "ANYCAST_PRIORITY", "FILE_SITES_SEEDED", "Steering", "anycast_flows"]
 
-log = logging.getLogger("controller.steering")
+log = logging.getLogger("controller.compute.steering")
 
 FILE_SITES_SEEDED = "compute.file_sites_seeded"
 """Store setting: ids of topology-file sites already registered (never re-added)."""

@@ -44,8 +44,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from controller.errors import NotFound, TopologyError
 
 if TYPE_CHECKING:
-    from controller.state import NetworkState
-    from controller.topology import IntentSpec
+    from controller.network.state import NetworkState
+    from controller.topology.model import IntentSpec
 
 __all__ = [
     "FALLBACKS",
@@ -60,7 +60,7 @@ __all__ = [
     "make_cookie",
 ]
 
-log = logging.getLogger("controller.routing")
+log = logging.getLogger("controller.network.routing")
 
 PORT_CONTROLLER = 0xFFFF_FFFD  # OFPP_CONTROLLER
 TABLE_CLASSIFIER = 0
@@ -82,7 +82,7 @@ OWNER_PIPELINE = 1
 OWNER_DESTINATION = 2
 OWNER_INTENT = 3
 OWNER_ANYCAST = 4
-"""anycast NAT flows of one service client (controller/steering.py); id: the client's IPv4
+"""anycast NAT flows of one service client (controller/compute/steering.py); id: the client's IPv4
 address as an integer (one service per client address and anycast address pair)."""
 OWNER_TUNNEL = 5
 """the label-switched path of unprotected intents (see Router, "Tunnels"); id: the label"""
@@ -596,7 +596,7 @@ class Router:
 
     def take_log_records(self) -> list[tuple[object, dict[str, Any]]]:
         """The reroute log lines gathered since the last call (for ``logging.getLogger(
-        "controller.routing").info(message, extra=extra)``)."""
+        "controller.network.routing").info(message, extra=extra)``)."""
         out, self.log_records = self.log_records, []
         return out
 

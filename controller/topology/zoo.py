@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from controller.errors import TopologyError
-from controller.geo import DEFAULT_ROUTE_FACTOR, FIBER_MS_PER_KM, great_circle_km
-from controller.topology import Topology, topology_from_dict
+from controller.topology.geo import DEFAULT_ROUTE_FACTOR, FIBER_MS_PER_KM, great_circle_km
+from controller.topology.model import Topology, topology_from_dict
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -212,7 +212,7 @@ def _description(graph: nx.Graph, path: Path, *, zoo: bool) -> str:
     if meta.get("NetworkDate") or meta.get("DateYear"):
         parts.append(f"{meta.get('NetworkDate') or meta.get('DateYear')}")
     credit = " (Internet Topology Zoo, Knight et al., IEEE JSAC 2011, CC BY 4.0)" if zoo else ""
-    return " ".join(parts) + f"; imported from {path.name}{credit} by controller.zoo"
+    return " ".join(parts) + f"; imported from {path.name}{credit} by controller.topology.zoo"
 
 
 def import_gml(path: str | Path, *, name: str | None = None,

@@ -1,6 +1,7 @@
 """NetworkState: what the controller knows of the network (pure: no os-ken, no sockets).
 
-Built from a :class:`~controller.topology.Topology` and its :class:`~controller.wiring.Wiring`;
+Built from a :class:`~controller.topology.model.Topology` and its
+:class:`~controller.topology.wiring.Wiring`;
 owns the ``pathcore.Graph`` of the topology and keeps it in step: a link is usable (up in the
 graph, both directions) when
 
@@ -32,14 +33,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from controller.errors import NotFound
-from controller.wiring import Wiring, port_plan
+from controller.topology.wiring import Wiring, port_plan
 
 if TYPE_CHECKING:
-    from controller.topology import Topology
+    from controller.topology.model import Topology
 
 __all__ = ["HostRecord", "NetworkState", "SwitchRecord"]
 
-log = logging.getLogger("controller.state")
+log = logging.getLogger("controller.network.state")
 
 
 DELAY_MARGIN_RATIO = 1.5

@@ -23,9 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from controller.errors import CpnError, LabError
-from controller.topology import Topology, load_topology
+from controller.topology.model import Topology, load_topology
 
-DEFAULT_TOPOLOGY = Path(__file__).resolve().parent.parent / "topologies" / "national.yaml"
+DEFAULT_TOPOLOGY = Path(__file__).resolve().parents[2] / "topologies" / "national.yaml"
 CIRCLE_TIERS_MS = (1.0, 5.0, 20.0)
 
 
@@ -119,7 +119,7 @@ def _wait(what: str, check: Callable[[], bool], timeout_s: float) -> None:
 def live(topo_path: str, topo: Topology, *, api_port: int, interactive: bool,
          workdir: Path) -> int:
     """Controller + Mininet lab: bring the network up, show routes with cpnctl."""
-    from controller.lab import ControllerAddress, LabNetwork, require_root
+    from controller.lab.cli import ControllerAddress, LabNetwork, require_root
 
     require_root()
     ofp_port = _free_port(6653)
@@ -135,7 +135,7 @@ def live(topo_path: str, topo: Topology, *, api_port: int, interactive: bool,
              "--state-dir", str(workdir / "state"), "--log-file", str(log_path)],
             stdout=log, stderr=subprocess.STDOUT)
     env = {**os.environ, "CPN_URL": url}
-    cpnctl = [sys.executable, "-m", "controller.cli"]
+    cpnctl = [sys.executable, "-m", "controller.api.cli"]
     try:
         _wait("the controller's REST API", lambda: ctl.poll() is None
               and bool(_get_json(f"{url}/api/v1/health")), 30)

@@ -1,5 +1,5 @@
 """REST endpoints of compute steering (``docs/compute.md``), as an APIRouter that
-:func:`controller.api.create_app` includes with its own read/write dependencies:
+:func:`controller.api.rest.create_app` includes with its own read/write dependencies:
 
 * ``/api/v1/compute-sites`` (GET list, POST) and ``/compute-sites/{site_id}`` (GET, PATCH,
   DELETE): the site registry. Marking a site ``down`` moves its anycast clients (the answer
@@ -27,11 +27,11 @@ from fastapi.params import Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from controller.compute.placement import TIERS_MS, Service, resolve_bound
 from controller.errors import ComputeSiteError, NoCapacity
-from controller.placement import TIERS_MS, Service, resolve_bound
 
 if TYPE_CHECKING:
-    from controller.steering import Steering
+    from controller.compute.steering import Steering
 
 __all__ = ["compute_router"]
 

@@ -32,9 +32,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from controller import openflow
 from controller.errors import InsufficientBandwidth, NotFound
-from controller.routing import (
+from controller.network import openflow
+from controller.network.routing import (
     ETH_TYPE_ARP,
     ETH_TYPE_IPV4,
     ETH_TYPE_LLDP,
@@ -52,15 +52,15 @@ from controller.routing import (
     group_plan,
     meter_plan,
 )
-from controller.state import NetworkState
+from controller.network.state import NetworkState
 
 if TYPE_CHECKING:
-    from controller.topology import IntentSpec, Topology
-    from controller.wiring import Wiring
+    from controller.topology.model import IntentSpec, Topology
+    from controller.topology.wiring import Wiring
 
 __all__ = ["Change", "ControllerCore", "PacketInResult"]
 
-log = logging.getLogger("controller.core")
+log = logging.getLogger("controller.network.core")
 
 
 @dataclass
@@ -602,7 +602,7 @@ class ControllerCore:
 
     def set_anycast(self, flows: Mapping[int, Mapping[int, Iterable[FlowEntry]]],
                     arp: Mapping[str, str], now: float) -> Change:
-        """Replace every anycast NAT flow (compute steering, ``controller/steering.py``):
+        """Replace every anycast NAT flow (compute steering, ``controller/compute/steering.py``):
         ``flows`` maps an owner cookie (kind 4, anycast) to its flows per dpid; owners not in
         it lose theirs. ``arp``: anycast IPv4 -> MAC that proxy ARP answers with."""
         for cookie in self.router.external_cookies(OWNER_ANYCAST):

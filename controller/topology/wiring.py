@@ -1,7 +1,7 @@
 """The expected wiring of a topology: which OpenFlow port of which switch each link and host uses.
 
 The lab creates its Mininet links with exactly these port numbers and the controller knows every
-port from the file, then checks the real wiring by LLDP (see :mod:`controller.state`).
+port from the file, then checks the real wiring by LLDP (see :mod:`controller.network.state`).
 
 The rule, deterministic for a given file:
 
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from controller.errors import NotFound
 
 if TYPE_CHECKING:
-    from controller.topology import Topology
+    from controller.topology.model import Topology
 
 __all__ = ["LinkPeer", "HostPeer", "Peer", "Wiring", "port_plan"]
 
