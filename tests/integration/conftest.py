@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from controller.errors import LabError
-from controller.lab.cli import OWNER_KEY, STATE_DIR, LabNetwork, cleanup_stale, ovs, ovsdb_list
+from controller.lab import ovs
+from controller.lab.cli import OWNER_KEY, STATE_DIR, LabNetwork, cleanup_stale, ovsdb_list
 from controller.topology.model import Topology
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from controller.errors import LabError
-from controller.lab.cli import ovs
+from controller.lab import ovs
 
 
 def test_missing_binaries_are_named_with_their_package(monkeypatch, tmp_path: Path) -> None:
