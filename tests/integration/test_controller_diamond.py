@@ -74,7 +74,7 @@ def _controller_log(controller: ControllerProcess) -> Iterator[None]:
 
 
 def _synced(controller: ControllerProcess) -> bool:
-    sws = controller.network.state().get("switches", [])
+    sws = controller.state().get("switches", [])
     return len(sws) == len(NODES) and all(s["synced"] for s in sws)
 
 
@@ -96,7 +96,7 @@ def _traffic(lab: LabNetwork, cookies: dict[str, int | tuple[int, ...]], count: 
 def test_hosts_reach_each_other_and_intents_install(lab: LabNetwork,
                                                     controller: ControllerProcess) -> None:
     wait_for("every switch reconciled", lambda: _synced(controller), 15,
-             detail=lambda: str(controller.network.state().get("switches")))
+             detail=lambda: str(controller.state().get("switches")))
     lab.wait_until_reachable("h1", "h2", timeout_s=15)
     matrix = lab.ping_matrix(count=3)
     assert matrix.failed == [], matrix.summary_table(lab.plan)
@@ -129,8 +129,8 @@ def test_hosts_reach_each_other_and_intents_install(lab: LabNetwork,
 def test_lldp_confirms_every_link_of_the_file(controller: ControllerProcess) -> None:
     report = wait_for("LLDP to verify all 4 links", lambda: (
         lambda r: r if r and len(r["verified"]) == 4 else None)(
-        controller.network.state().get("link_report")), 15,
-        detail=lambda: str(controller.network.state().get("link_report")))
+        controller.state().get("link_report")), 15,
+        detail=lambda: str(controller.state().get("link_report")))
     assert report["missing"] == [] and report["unexpected"] == []
     assert sorted((v["a"], v["b"]) for v in report["verified"]) == [
         ("s1", "s2"), ("s1", "s3"), ("s2", "s4"), ("s3", "s4")]

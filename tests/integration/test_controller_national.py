@@ -58,7 +58,7 @@ def lab(lab_env: object, topology: Topology, controller: ControllerProcess
     try:
         wait_for("every switch reconciled by the controller",
                  lambda: (lambda s: len(s) == len(topology.nodes) and all(
-                     x["synced"] for x in s))(controller.network.state().get("switches", [])),
+                     x["synced"] for x in s))(controller.state().get("switches", [])),
                  60, poll_s=0.5)
         synced_s = time.monotonic() - t0
         print(f"\nnational lab: network up in {took_s:.1f} s, every switch reconciled "
@@ -92,8 +92,8 @@ def test_lldp_confirms_the_backbone(topology: Topology, controller: ControllerPr
     n = len(topology.links)
     report = wait_for(f"LLDP to verify all {n} links", lambda: (
         lambda r: r if r and len(r["verified"]) == n else None)(
-        controller.network.state().get("link_report")), 20,
-        detail=lambda: str(controller.network.state().get("link_report"))[:2000])
+        controller.state().get("link_report")), 20,
+        detail=lambda: str(controller.state().get("link_report"))[:2000])
     assert report["missing"] == [] and report["unexpected"] == []
 
 
