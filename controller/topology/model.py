@@ -54,6 +54,7 @@ __all__ = [
     "load_topology",
     "parse_topology",
     "topology_from_dict",
+    "yaml_with_lines",
 ]
 
 NodeKind = Literal[
@@ -508,7 +509,7 @@ def load_topology(path: str | Path) -> Topology:
 
 def parse_topology(text: str, source: str = "<string>") -> Topology:
     """Parse and validate topology YAML text. Raises :class:`TopologyError`."""
-    data, lines = _yaml_with_lines(text, source)
+    data, lines = yaml_with_lines(text, source)
     return _resolve(data, lines, source)
 
 
@@ -517,8 +518,10 @@ def topology_from_dict(doc: Mapping[str, Any], source: str = "<dict>") -> Topolo
     return _resolve(doc, {}, source)
 
 
-def _yaml_with_lines(text: str, source: str) -> tuple[Any, dict[Path_, int]]:
-    """Parse YAML into plain Python values plus a map from field path to 1-based line."""
+def yaml_with_lines(text: str, source: str) -> tuple[Any, dict[Path_, int]]:
+    """Parse YAML into plain Python values plus a map from field path to 1-based line (of
+    the key, for mapping entries). Raises :class:`TopologyError` naming ``source`` and the
+    line for a syntax error, an empty document, a duplicate key or a merge key."""
     loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         root = yaml.compose(text, Loader=loader_cls)
