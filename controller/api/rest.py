@@ -47,7 +47,8 @@ from controller.api.metrics import CONTENT_TYPE, Metrics
 from controller.api.webmap import web_router
 from controller.compute.steering import Steering
 from controller.errors import CpnError, InfeasibleRoute, NotFound
-from controller.network.routing import FlowEntry, Intent
+from controller.network.flows import FlowEntry
+from controller.network.intents import Intent
 from controller.network.service import SwitchUnavailable
 from controller.store import Store, StoreError, default_state_dir
 from controller.topology.model import IntentSpec, Match

@@ -48,7 +48,7 @@ from controller.compute.placement import (
 from controller.compute.sites import ComputeRegistry, Site
 from controller.errors import CpnError
 from controller.network import openflow
-from controller.network.routing import (
+from controller.network.flows import (
     ETH_TYPE_IPV4,
     OWNER_ANYCAST,
     TABLE_INTENTS,

@@ -37,7 +37,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as ofp_parser
 
 from controller.api.metrics import PACKET_INS, count_openflow_message
 from controller.network import openflow
-from controller.network.routing import FlowEntry
+from controller.network.flows import FlowEntry
 from controller.network.service import ControllerService
 
 __all__ = ["CpnApp"]

@@ -23,18 +23,18 @@ How the app drives it
 
 from __future__ import annotations
 
-import copy
 import gc
 import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from controller.errors import InsufficientBandwidth, NotFound
 from controller.network import openflow
-from controller.network.routing import (
+from controller.network.flows import (
     ETH_TYPE_ARP,
     ETH_TYPE_IPV4,
     ETH_TYPE_LLDP,
@@ -43,24 +43,43 @@ from controller.network.routing import (
     OWNER_ID_MASK,
     OWNER_INTENT,
     OWNER_TUNNEL,
-    DeferredMessage,
     FlowEntry,
     FlowPlan,
-    Intent,
-    Router,
     diff_entries,
-    group_plan,
-    meter_plan,
 )
+from controller.network.intents import DeferredMessage, Intent, IntentState
+from controller.network.router import Router
 from controller.network.state import NetworkState
 
 if TYPE_CHECKING:
     from controller.topology.model import IntentSpec, Topology
     from controller.topology.wiring import Wiring
 
-__all__ = ["Change", "ControllerCore", "PacketInResult"]
+__all__ = ["Change", "ChangeKind", "ControllerCore", "PacketInResult"]
 
 log = logging.getLogger("controller.network.core")
+
+
+class ChangeKind(StrEnum):
+    """What set a :class:`Change` off (its ``cause`` says it in words)."""
+
+    SWITCH = "switch"
+    """a switch connected or was lost"""
+    PORT = "port"
+    LLDP = "lldp"
+    """discovery confirmed or refuted a link"""
+    HOST = "host"
+    """a host was learned or moved"""
+    GRACE_OVER = "grace_over"
+    """the startup grace period ended: switches not seen by then are absent"""
+    TICK = "tick"
+    """a periodic call that changed nothing"""
+    RECONCILE = "reconcile"
+    RESTORE = "restore"
+    """flows removed behind the controller's back are put back (or it was told of its own)"""
+    INTENTS = "intents"
+    """intents added or removed by an operator"""
+    ANYCAST = "anycast"
 
 
 @dataclass
@@ -87,6 +106,7 @@ class Change:
 
     token: int
     cause: str
+    kind: ChangeKind = ChangeKind.TICK
     phase1: dict[int, list[Any]] = field(default_factory=dict)
     phase2: dict[int, list[Any]] = field(default_factory=dict)
     phase0: dict[int, list[Any]] = field(default_factory=dict)
@@ -226,23 +246,21 @@ class ControllerCore:
         return [self.router.intents[i] for i in sorted(self.router.intents)]
 
     def intent(self, intent_id: int) -> Intent:
-        try:
-            return self.router.intents[intent_id]
-        except KeyError:
-            raise NotFound(f"no intent {intent_id}") from None
+        return self.router.table[intent_id]
 
     def synced(self, dpid: int) -> bool:
         return dpid in self._views
 
     # -- the one place plans become messages ----------------------------------------------------
-    def _replan(self, now: float, cause: str, *, reroute: bool = True) -> Change:
+    def _replan(self, now: float, kind: ChangeKind, cause: str, *,
+                reroute: bool = True) -> Change:
         # A big change allocates ~100,000 objects; the cyclic collector would scan the whole
         # plan several times meanwhile (a full collection of a 1,000-intent plan costs tens of
         # ms). Nothing here builds reference cycles, so collection waits until the end.
         enabled = gc.isenabled()
         gc.disable()
         try:
-            return self._replan_now(now, cause, reroute=reroute)
+            return self._replan_now(now, kind, cause, reroute=reroute)
         finally:
             if enabled:
                 if self.freeze_gc:
@@ -289,7 +307,8 @@ class ControllerCore:
                 deletes[dpid] = dele
         return adds, deletes
 
-    def _replan_now(self, now: float, cause: str, *, reroute: bool) -> Change:
+    def _replan_now(self, now: float, kind: ChangeKind, cause: str, *,
+                    reroute: bool) -> Change:
         t0 = time.perf_counter()
         moved = self.router.route_all(now, cause) if reroute else set()
         router = self.router
@@ -300,7 +319,7 @@ class ControllerCore:
         self._unsure.clear()
         for iid in moved:
             intent = self.router.intents[iid]
-            if intent.state == "pending":
+            if intent.state is IntentState.PENDING:
                 intent.pending_since_token = token
         # flows of intents now in fallback are deleted in phase 0 (nothing to make first)
         intents = self.router.intents
@@ -310,7 +329,7 @@ class ControllerCore:
             for e in entries:
                 owner = e.owner
                 fell = None if owner is None or owner[0] != "intent" else intents.get(owner[1])
-                is_early = fell is not None and fell.state in ("infeasible", "degraded")
+                is_early = fell is not None and fell.state.without_path
                 (early if is_early else late).setdefault(dpid, []).append(e)
         # everything goes in phase 0 but the ingress flows that move live traffic onto a
         # tunnel made in this change: those wait in phase 1 until the tunnel is confirmed
@@ -333,8 +352,9 @@ class ControllerCore:
         self._meters_into(phase0, phase2)
         self._groups_into(phase0, phase2)
         pending = tuple(sorted(i.id for i in self.router.intents.values()
-                               if i.state == "pending"))
-        change = Change(token=token, cause=cause, phase0=phase0, phase1=phase1, phase2=phase2,
+                               if i.state is IntentState.PENDING))
+        change = Change(token=token, cause=cause, kind=kind,
+                        phase0=phase0, phase1=phase1, phase2=phase2,
                         intents=pending, adds=adds, deletes=deletes,
                         log_records=self.router.take_log_records(),
                         compute_ms=(time.perf_counter() - t0) * 1000.0)
@@ -350,7 +370,7 @@ class ControllerCore:
         """Meters of policed intents (see :meth:`_side_table_into`)."""
         ofp = openflow.ofp
         commands = {"add": ofp.OFPMC_ADD, "modify": ofp.OFPMC_MODIFY, "delete": ofp.OFPMC_DELETE}
-        self._side_table_into(phase0, phase2, meter_plan(self.router), self._meter_views,
+        self._side_table_into(phase0, phase2, self.router.meter_plan(), self._meter_views,
                               lambda cmd, mid, rate=0: openflow.meter_mod(commands[cmd], mid,
                                                                           rate))
 
@@ -358,7 +378,7 @@ class ControllerCore:
         """Fast-failover groups of protected intents (see :meth:`_side_table_into`)."""
         ofp = openflow.ofp
         commands = {"add": ofp.OFPGC_ADD, "modify": ofp.OFPGC_MODIFY, "delete": ofp.OFPGC_DELETE}
-        self._side_table_into(phase0, phase2, group_plan(self.router), self._group_views,
+        self._side_table_into(phase0, phase2, self.router.group_plan(), self._group_views,
                               lambda cmd, gid, buckets=(): openflow.group_mod_ff(
                                   commands[cmd], gid, buckets))
 
@@ -401,13 +421,13 @@ class ControllerCore:
         records = change.log_records
         for iid in change.intents:
             intent = intents.get(iid)
-            if intent is None or intent.state != "pending" or intent.path is None:
+            if intent is None or intent.state is not IntentState.PENDING or intent.path is None:
                 continue
             if intent.pending_since_token > change.token:
                 continue
             if unsynced and not unsynced.isdisjoint(intent.path):
                 continue
-            intent.state = "installed"
+            intent.state = IntentState.INSTALLED
             intent.ever_installed = True
             done.append(intent)
             records.append((DeferredMessage(_installed_text, intent.name, iid, intent.path),
@@ -434,7 +454,8 @@ class ControllerCore:
         self.state.switch_connected(dpid, ports, now)
         log.info(f"switch {dpid:#x} connected with ports {sorted(ports)}",
                  extra={"dpid": dpid, "event": "switch_connected"})
-        return self._replan(now, f"switch {self.state.switches[dpid].name} connected")
+        return self._replan(now, ChangeKind.SWITCH,
+                            f"switch {self.state.switches[dpid].name} connected")
 
     def switch_lost(self, dpid: int, now: float) -> Change:
         self._views.pop(dpid, None)
@@ -443,7 +464,7 @@ class ControllerCore:
         self._unsure.discard(dpid)
         self.state.switch_lost(dpid, now)
         log.warning(f"switch {dpid:#x} lost", extra={"dpid": dpid, "event": "switch_lost"})
-        return self._replan(now, f"switch {self.state.switches[dpid].name} lost")
+        return self._replan(now, ChangeKind.SWITCH, f"switch {self.state.switches[dpid].name} lost")
 
     def port_status(self, dpid: int, port_no: int, up: bool, now: float) -> Change:
         changed = self.state.port_status(dpid, port_no, up, now)
@@ -451,13 +472,14 @@ class ControllerCore:
         log.info(f"port {name}:{port_no} {'up' if up else 'down'}",
                  extra={"dpid": dpid, "event": "port_status", "port_no": port_no})
         if not changed:
-            return Change(token=self._last_token, cause=f"port {name}:{port_no}")
-        return self._replan(now, f"port {name}:{port_no} {'up' if up else 'down'}")
+            return Change(token=self._last_token, cause=f"port {name}:{port_no}",
+                          kind=ChangeKind.PORT)
+        return self._replan(now, ChangeKind.PORT, f"port {name}:{port_no} {'up' if up else 'down'}")
 
     def tick(self, now: float) -> Change:
         """Call every few seconds: ends the startup grace period when it is due."""
         if self.state.tick(now):
-            return self._replan(now, "startup grace over")
+            return self._replan(now, ChangeKind.GRACE_OVER, "startup grace over")
         return Change(token=self._last_token, cause="tick")
 
     def reconcile(self, dpid: int, flows: Iterable[FlowEntry], now: float) -> Change:
@@ -474,7 +496,8 @@ class ControllerCore:
         self._meter_views.pop(dpid, None)
         self._group_views.pop(dpid, None)  # unknown: re-added idempotently
         self._unsure.add(dpid)
-        change = self._replan(now, f"reconcile {self.state.switches[dpid].name}", reroute=False)
+        change = self._replan(now, ChangeKind.RECONCILE,
+                              f"reconcile {self.state.switches[dpid].name}", reroute=False)
         d_adds, d_dels = len(change.adds.get(dpid, ())), len(change.deletes.get(dpid, ()))
         replaced = sum(1 for e in change.adds.get(dpid, ()) if e.key in read_keys)
         self.state.record("reconciled", now, dpid=dpid, read=n_read,
@@ -497,27 +520,26 @@ class ControllerCore:
         if not admit or spec.min_bandwidth_mbps <= 0:
             intent = self.router.add(spec, intent_id)
             self.state.record("intent_added", now, intent=intent.id, name=intent.name)
-            return intent, self._replan(now, f"intent {intent.name} added")
+            return intent, self._replan(now, ChangeKind.INTENTS, f"intent {intent.name} added")
         self.router.refresh()
         self._check_bandwidth(spec)
         router = self.router
-        saved = {i: copy.deepcopy(x) for i, x in router.intents.items()}
-        intent = router.add(spec, intent_id)
-        router.route_all(now, f"admission of {intent.name}")
-        lost = [i for i, old in saved.items() if old.path is not None
-                and router.intents[i].path is None]
-        if intent.path is None or lost:
-            # the greedy order (higher priority first) could not place all: roll back
-            router.intents = saved
-            router._dirty_intents.add(intent.id)
-            router.route_all(now, "admission rolled back")
-            why = (f"it would displace intents {lost} (their bandwidth, or the same "
-                   "traffic at the same priority)" if lost else intent.reason)
-            raise InsufficientBandwidth(
-                f"{spec.min_bandwidth_mbps:g} Mbps from {spec.src} to {spec.dst} not "
-                f"admitted: {why}")
+        with router.trial() as rollback:
+            had_path = {i for i, x in router.intents.items() if x.path is not None}
+            intent = router.add(spec, intent_id)
+            router.route_all(now, f"admission of {intent.name}")
+            lost = sorted(i for i in had_path if router.intents[i].path is None)
+            if intent.path is None or lost:
+                # the greedy order (higher priority first) could not place all: roll back
+                why = (f"it would displace intents {lost} (their bandwidth, or the same "
+                       "traffic at the same priority)" if lost else intent.reason)
+                rollback()
+                router.route_all(now, "admission rolled back")
+                raise InsufficientBandwidth(
+                    f"{spec.min_bandwidth_mbps:g} Mbps from {spec.src} to {spec.dst} not "
+                    f"admitted: {why}")
         self.state.record("intent_added", now, intent=intent.id, name=intent.name)
-        return intent, self._replan(now, f"intent {intent.name} added")
+        return intent, self._replan(now, ChangeKind.INTENTS, f"intent {intent.name} added")
 
     def _check_bandwidth(self, spec: IntentSpec) -> None:
         """Raise InsufficientBandwidth (naming the bottleneck link and its residual) if no
@@ -570,7 +592,7 @@ class ControllerCore:
                 self.router.remove(intent.id)
             raise
         self.state.record("intents_added", now, intents=[i.id for i in added])
-        return added, self._replan(now, f"{len(added)} intents added")
+        return added, self._replan(now, ChangeKind.INTENTS, f"{len(added)} intents added")
 
     def flows_removed(self, dpid: int, flows: Iterable[FlowEntry], now: float) -> Change:
         """The switch reported flows removed (OFPFlowRemoved; our flows carry
@@ -581,11 +603,13 @@ class ControllerCore:
         flow-removed message has no instructions)."""
         view = self._views.get(dpid)
         if view is None:
-            return Change(token=self._last_token, cause="flows removed (switch not synced)")
+            return Change(token=self._last_token, cause="flows removed (switch not synced)",
+                          kind=ChangeKind.RESTORE)
         gone = {(e.key, e.cookie) for e in flows}
         lost = [e for e in view if (e.key, e.cookie) in gone]
         if not lost:
-            return Change(token=self._last_token, cause="flows removed (ours)")
+            return Change(token=self._last_token, cause="flows removed (ours)",
+                          kind=ChangeKind.RESTORE)
         view.difference_update(lost)
         self._unsure.add(dpid)
         self._meter_views.pop(dpid, None)
@@ -593,12 +617,13 @@ class ControllerCore:
         log.warning(f"switch {dpid:#x}: {len(lost)} flows removed behind our back; restoring",
                     extra={"dpid": dpid, "event": "flows_removed"})
         self.state.record("flows_removed", now, dpid=dpid, count=len(lost))
-        return self._replan(now, f"restore {len(lost)} flows on {dpid:#x}", reroute=False)
+        return self._replan(now, ChangeKind.RESTORE,
+                            f"restore {len(lost)} flows on {dpid:#x}", reroute=False)
 
     def remove_intent(self, intent_id: int, now: float) -> Change:
         intent = self.router.remove(intent_id)
         self.state.record("intent_removed", now, intent=intent_id, name=intent.name)
-        return self._replan(now, f"intent {intent.name} removed")
+        return self._replan(now, ChangeKind.INTENTS, f"intent {intent.name} removed")
 
     def set_anycast(self, flows: Mapping[int, Mapping[int, Iterable[FlowEntry]]],
                     arp: Mapping[str, str], now: float) -> Change:
@@ -613,7 +638,7 @@ class ControllerCore:
                 raise ValueError(f"cookie {cookie:#x} is not an anycast cookie")
             self.router.set_external(cookie, {d: frozenset(es) for d, es in per.items()})
         self.anycast_arp = dict(arp)
-        return self._replan(now, "anycast flows", reroute=False)
+        return self._replan(now, ChangeKind.ANYCAST, "anycast flows", reroute=False)
 
     # -- packets ----------------------------------------------------------------------------------
     def packet_in(self, dpid: int, in_port: int, data: bytes, now: float) -> PacketInResult:
@@ -625,7 +650,8 @@ class ControllerCore:
             probe = openflow.parse_lldp(data)
             if probe is not None and probe.dpid in self.state.switches:
                 if self.state.lldp_observed(probe.dpid, probe.port_no, dpid, in_port, now):
-                    result.change = self._replan(now, f"lldp at {dpid:#x}:{in_port}")
+                    result.change = self._replan(now, ChangeKind.LLDP,
+                                                 f"lldp at {dpid:#x}:{in_port}")
         elif eth_type == ETH_TYPE_ARP:
             info = openflow.parse_arp(data)
             if info is None or self.wiring.is_link_port(dpid, in_port):
@@ -654,7 +680,7 @@ class ControllerCore:
         if what in ("new", "moved"):
             log.info(f"host {ip} ({mac}) {what} at {dpid:#x}:{port_no}",
                      extra={"dpid": dpid, "event": f"host_{what}"})
-            result.change = self._replan(now, f"host {ip} {what}")
+            result.change = self._replan(now, ChangeKind.HOST, f"host {ip} {what}")
 
     def lldp_probes(self, now: float) -> list[tuple[int, Any]]:
         """One LLDP probe out of every live port of every connected switch."""

@@ -3,7 +3,7 @@
 Messages are os-ken parser objects built with ``datapath=None``; the app sets ``msg.datapath``
 (and lets os-ken assign the xid) before sending. Nothing here talks to a socket, so tests read
 the messages directly. Also here: the proxy-ARP reply and LLDP probe packets, and the conversion
-of a switch's flow-stats entries back into :class:`controller.network.routing.FlowEntry` for
+of a switch's flow-stats entries back into :class:`~controller.network.flows.FlowEntry` for
 reconciliation.
 """
 
@@ -22,7 +22,7 @@ from os_ken.ofproto import ether, ofproto_common
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from controller.network.routing import PORT_CONTROLLER, FlowEntry, Instructions, Match
+from controller.network.flows import PORT_CONTROLLER, FlowEntry, Instructions, Match
 
 __all__ = [
     "BUNDLE_FLAGS",

@@ -37,8 +37,9 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from controller.errors import CpnError, NotFound, SwitchUnavailable
 from controller.network import openflow
-from controller.network.core import Change, ControllerCore
-from controller.network.routing import FlowEntry, Intent
+from controller.network.core import Change, ChangeKind, ControllerCore
+from controller.network.flows import FlowEntry
+from controller.network.intents import Intent
 from controller.topology.model import IntentSpec, Topology
 
 __all__ = ["ChangeRecord", "ChangeSender", "ControllerService", "FlowStat", "SwitchUnavailable",
@@ -425,14 +426,15 @@ class ControllerService:
             result = self.core.packet_in(dpid, in_port, data, time.monotonic())
             self.submit(result.change, t)
             out = [(self._handles[d], m) for d, m in result.messages if d in self._handles]
-            cause = result.change.cause if result.change is not None else None
+            learned = result.change if result.change is not None \
+                and result.change.kind is ChangeKind.LLDP else None
         for listener in self.packet_listeners:
             try:
                 listener(dpid, in_port, data)
             except Exception:  # noqa: BLE001 - a listener must not break packet handling
                 log.exception("packet-in listener failed", extra={"event": "listener_failed"})
-        if cause is not None and cause.startswith("lldp"):
-            self._notify_topology(cause, t)
+        if learned is not None:
+            self._notify_topology(learned.cause, t)
         return out
 
     def _notify_topology(self, cause: str, t_event: float) -> None:
@@ -461,7 +463,7 @@ class ControllerService:
             now = time.monotonic()
             change = self.core.tick(now)
             self.submit(change, t)
-        if change.cause != "tick":  # the startup grace ended: unseen switches are absent
+        if change.kind is ChangeKind.GRACE_OVER:  # unseen switches are absent from now on
             self._notify_topology(change.cause, t)
         with self.lock:
             if not probes:

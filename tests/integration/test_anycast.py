@@ -33,7 +33,7 @@ from test_controller_helpers import (
 
 from controller.errors import LabError
 from controller.lab.cli import LabNetwork
-from controller.network.routing import OWNER_ANYCAST, make_cookie
+from controller.network.flows import OWNER_ANYCAST, make_cookie
 from controller.topology.model import Topology, load_topology
 
 TOPOLOGY = REPO / "topologies" / "national.yaml"

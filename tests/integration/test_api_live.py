@@ -39,7 +39,7 @@ from test_controller_helpers import (
 
 from controller.errors import LabError, NotFound
 from controller.lab.cli import LabNetwork, run_command
-from controller.network.routing import make_cookie
+from controller.network.flows import make_cookie
 from controller.network.service import ControllerService, SwitchUnavailable
 from controller.topology.model import load_topology
 from controller.topology.wiring import port_plan
@@ -136,7 +136,7 @@ def test_app_sends_flowmods_as_one_bundle_and_falls_back_when_refused() -> None:
 
     from controller.network import openflow
     from controller.network.app import CpnApp
-    from controller.network.routing import FlowEntry
+    from controller.network.flows import FlowEntry
 
     def entry(n: int) -> FlowEntry:
         return FlowEntry(1, 10, (("eth_type", 0x0800), ("ipv4_dst", f"10.0.0.{n}")),

@@ -39,7 +39,7 @@ from test_controller_helpers import (
 
 from controller.lab.cli import LabNetwork
 from controller.lab.ovs import run_command
-from controller.network.routing import make_cookie
+from controller.network.flows import make_cookie
 from controller.topology.model import load_topology
 
 TOPOLOGY = REPO / "topologies" / "diamond.yaml"

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from controller.lab.cli import ControllerAddress, LabNetwork, LabPlan, cleanup_stale
-from controller.network.routing import make_cookie
+from controller.network.flows import make_cookie
 from controller.topology.model import Topology
 from controller.topology.wiring import port_plan
 

@@ -14,12 +14,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 from controller.errors import NotFound
 from controller.network import openflow
 from controller.network.core import ControllerCore
-from controller.network.routing import (
-    TABLE_DESTINATIONS,
-    cookie_owner,
-    flow,
-    make_cookie,
-)
+from controller.network.flows import TABLE_DESTINATIONS, cookie_owner, flow, make_cookie
 from controller.topology.model import IntentSpec, Match, Topology, load_topology
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
@@ -560,7 +555,7 @@ def test_a_big_install_is_one_event_and_its_lines_are_formatted_only_when_logged
 
 
 def test_an_intents_history_is_bounded_and_keeps_the_newest(diamond: Topology) -> None:
-    from controller.network.routing import HISTORY_MAX
+    from controller.network.intents import HISTORY_MAX
 
     core, net = running(diamond)
     cheap = next(x for x in core.intents() if x.name == "cheap")

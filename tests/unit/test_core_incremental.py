@@ -24,7 +24,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from controller.network import openflow
 from controller.network.core import ControllerCore
-from controller.network.routing import FlowEntry, FlowPlan
+from controller.network.flows import FlowEntry, FlowPlan
 from controller.topology.model import IntentSpec, Match, Topology, load_topology, topology_from_dict
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"

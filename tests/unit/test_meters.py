@@ -109,7 +109,7 @@ def test_police_without_bandwidth_is_refused() -> None:
 
 
 def test_meter_instruction_round_trips_through_flow_stats() -> None:
-    from controller.network.routing import FlowEntry
+    from controller.network.flows import FlowEntry
     e = FlowEntry(1, 200, (("eth_type", 0x0800),), (("meter", 7), ("output", 2)), 3 << 56 | 7)
     fm = openflow.flowmod_add(e)
     assert isinstance(fm.instructions[0], parser.OFPInstructionMeter)

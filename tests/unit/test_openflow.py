@@ -7,13 +7,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from controller.network import openflow
-from controller.network.routing import (
-    FlowEntry,
-    cookie_owner,
-    flow,
-    make_cookie,
-    pipeline_flows,
-)
+from controller.network.flows import FlowEntry, cookie_owner, flow, make_cookie, pipeline_flows
 
 ENTRY = flow(
     1,

@@ -14,7 +14,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from controller.network import openflow
-from controller.network.routing import FlowEntry
+from controller.network.flows import FlowEntry
 
 DP = SimpleNamespace(ofproto=ofp, ofproto_parser=parser)
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from controller.network.core import ControllerCore
-from controller.network.routing import PORT_IN_PORT
+from controller.network.flows import PORT_IN_PORT
 from controller.topology.model import IntentSpec, Topology, load_topology, topology_from_dict
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from oracles import examples
 
 from controller.network.core import ControllerCore
-from controller.network.routing import TABLE_INTENTS, cookie_owner
+from controller.network.flows import TABLE_INTENTS, cookie_owner
 from controller.topology.model import IntentSpec, Match, Topology, load_topology, topology_from_dict
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"

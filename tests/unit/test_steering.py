@@ -13,7 +13,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 from controller.compute.placement import Service
 from controller.compute.steering import ANYCAST_MAC, ANYCAST_PRIORITY, Steering, anycast_flows
 from controller.network import openflow
-from controller.network.routing import OWNER_ANYCAST, TABLE_INTENTS, flow, make_cookie
+from controller.network.flows import OWNER_ANYCAST, TABLE_INTENTS, flow, make_cookie
 from controller.network.service import ControllerService
 from controller.topology.model import load_topology
 

@@ -1,0 +1,443 @@
+"""Intents: the record of a route request, its state, and routing every intent at once.
+
+An intent is a route from one host to another with ``max_latency_ms`` (and optionally
+``min_bandwidth_mbps``, a traffic match, a priority, protection, policing). Intents are
+one-directional (src host -> dst host for their match); the return traffic follows the
+destination flows of table 2, unless another intent covers it.
+
+:class:`IntentTable` routes every intent on the network as it is (:meth:`IntentTable.route_all`)
+so an intent always sits on its optimal feasible path: it moves away when a link fails and
+back when the link returns. When no path meets an intent's bounds the intent is
+``infeasible`` (never installed since it was added) or ``degraded`` (it was installed and
+lost its path); its traffic then falls back to best effort or is dropped (see
+:mod:`.router`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from controller.errors import NotFound, TopologyError
+from controller.network.explain import fmt_path, why_no_path
+from controller.network.flows import ETH_TYPE_IPV4, METER_ID_MAX, OWNER_ID_MASK
+
+if TYPE_CHECKING:
+    from controller.network.state import NetworkState
+    from controller.topology.model import IntentSpec
+
+__all__ = [
+    "HISTORY_MAX",
+    "DeferredMessage",
+    "Intent",
+    "IntentState",
+    "IntentTable",
+    "PathChange",
+    "intent_match",
+    "intent_priority",
+    "policed",
+]
+
+
+class IntentState(StrEnum):
+    """Where an intent stands (a ``str``: compares equal to its value, serialises as it)."""
+
+    PENDING = "pending"
+    """routed; its flows are on their way (installed once every barrier is confirmed)"""
+    INSTALLED = "installed"
+    """its flows are on every switch of its path"""
+    INFEASIBLE = "infeasible"
+    """no path meets its bounds, and none ever did since it was added"""
+    DEGRADED = "degraded"
+    """it was installed and lost its path (its traffic falls back)"""
+
+    @property
+    def without_path(self) -> bool:
+        return self in (IntentState.INFEASIBLE, IntentState.DEGRADED)
+
+
+class PathChange(NamedTuple):
+    """One entry of an intent's history (a named tuple: a cut makes a thousand of them)."""
+
+    time: float
+    old_path: tuple[str, ...] | None
+    new_path: tuple[str, ...] | None
+    cause: str
+
+
+HISTORY_MAX = 100
+"""path changes kept per intent (the oldest go first): a flapping link must not grow an
+intent's history without bound"""
+
+
+@dataclass
+class Intent:
+    """A route request and what became of it."""
+
+    id: int
+    spec: IntentSpec
+    state: IntentState = IntentState.PENDING
+    reason: str = ""
+    conflict_with: int | None = None
+    """the id of the intent that holds the same traffic (hosts, match and priority): this one
+    then holds no flows at all, not even a fallback"""
+    path: tuple[str, ...] | None = None
+    links: tuple[int, ...] | None = None
+    """pathcore link ids of ``path`` (they tell parallel links apart)"""
+    latency_ms: float | None = None
+    cost: float | None = None
+    history: list[PathChange] = field(default_factory=list)
+    ever_installed: bool = False
+    pending_since_token: int = 0
+    mpls_label: int | None = None
+    """the label the intent's ingress pushes, that of the first segment of the tunnel its
+    traffic rides (None: no tunnel - protected, single-switch, fallen back or not routed)"""
+    mpls_labels: tuple[int, ...] = ()
+    """the labels its traffic carries, one per switch after the ingress (each swaps to the
+    next; the last pops)"""
+    protection_note: str = ""
+    """for ``protection: true``: "" when every link of the path has a detour within the
+    bound, else which links lack one and why (the intent is then only partly protected)"""
+    traffic: tuple[Any, ...] = field(init=False, repr=False, compare=False)
+    """what the intent's flows match besides the hosts' addresses, and their priority: two
+    intents with the same hosts and ``traffic`` cannot both hold flows"""
+
+    def __post_init__(self) -> None:
+        self.traffic = (_match_items(self.spec), intent_priority(self.spec))
+
+    @property
+    def name(self) -> str:
+        return self.spec.name or f"intent-{self.id}"
+
+    def snapshot(self) -> Intent:
+        """A copy that later changes of this intent do not touch (every field but the
+        history is immutable or replaced, never mutated: a shallow copy with its own
+        history list is enough, at a fraction of ``copy.deepcopy``'s cost)."""
+        c = object.__new__(Intent)
+        c.__dict__.update(self.__dict__)
+        c.history = list(self.history)
+        return c
+
+    def as_dict(self, wall: Callable[[float], str] | None = None) -> dict[str, Any]:
+        """The intent as JSON-ready data (the REST API's view and the state file's).
+        ``wall``: turns a history entry's monotonic time into a timestamp (added as
+        ``timestamp`` when given)."""
+        spec = self.spec
+        m = spec.match
+        history = []
+        for h in self.history:
+            entry: dict[str, Any] = {"time": h.time}
+            if wall is not None:
+                entry["timestamp"] = wall(h.time)
+            entry.update(old_path=list(h.old_path) if h.old_path else None,
+                         new_path=list(h.new_path) if h.new_path else None, cause=h.cause)
+            history.append(entry)
+        return {
+            "id": self.id, "name": self.name, "src": spec.src, "dst": spec.dst,
+            "max_latency_ms": spec.max_latency_ms,
+            "min_bandwidth_mbps": spec.min_bandwidth_mbps, "priority": spec.priority,
+            "protection": spec.protection, "police": spec.police,
+            "protection_note": self.protection_note,
+            "match": ({k: v for k, v in (("ip_proto", m.ip_proto), ("src_port", m.src_port),
+                                         ("dst_port", m.dst_port), ("dscp", m.dscp))
+                       if v is not None} if m is not None else None),
+            "mpls_label": self.mpls_label, "mpls_labels": list(self.mpls_labels),
+            "state": str(self.state), "reason": self.reason,
+            "path": list(self.path) if self.path else None,
+            "latency_ms": self.latency_ms, "cost": self.cost, "history": history,
+        }
+
+
+def intent_priority(spec: IntentSpec) -> int:
+    """Table-1 priority of an intent: its own, but at least 1 (0 is the table miss)."""
+    return max(1, min(spec.priority, 0xFFFF))
+
+
+def _match_items(spec: IntentSpec) -> tuple[Any, ...]:
+    m = spec.match
+    return () if m is None else (m.ip_proto, m.src_port, m.dst_port, m.dscp)
+
+
+def policed(spec: IntentSpec) -> bool:
+    """The intent's traffic is policed to its reservation by a meter at its ingress."""
+    return bool(getattr(spec, "police", False)) and spec.min_bandwidth_mbps > 0
+
+
+def intent_match(spec: IntentSpec, src_ip: str, dst_ip: str) -> dict[str, Any]:
+    """The OXM match of an intent's traffic (OpenFlow 1.3 prerequisites included)."""
+    match: dict[str, Any] = {"eth_type": ETH_TYPE_IPV4, "ipv4_src": src_ip, "ipv4_dst": dst_ip}
+    m = spec.match
+    if m is not None:
+        if m.ip_proto is not None:
+            match["ip_proto"] = m.ip_proto
+        proto = {6: "tcp", 17: "udp"}.get(m.ip_proto or -1)
+        if m.src_port is not None and proto:
+            match[f"{proto}_src"] = m.src_port
+        if m.dst_port is not None and proto:
+            match[f"{proto}_dst"] = m.dst_port
+        if m.dscp is not None:
+            match["ip_dscp"] = m.dscp
+    return match
+
+
+class DeferredMessage:
+    """A log message formatted when (and only if) it is logged: ``str()`` calls
+    ``fn(*args)``. A big change logs one summary line and each intent at DEBUG only, so its
+    thousand reroute lines are usually never formatted."""
+
+    __slots__ = ("fn", "args")
+
+    def __init__(self, fn: Callable[..., str], *args: Any) -> None:
+        self.fn = fn
+        self.args = args
+
+    def __str__(self) -> str:
+        return self.fn(*self.args)
+
+
+def _reroute_text(name: str | None, intent_id: int, old_path: tuple[str, ...] | None,
+                  new_path: tuple[str, ...] | None, cause: str, reason: str) -> str:
+    old = fmt_path(old_path) if old_path else "none"
+    new = fmt_path(new_path) if new_path else "none"
+    return (f"intent {name or f'intent-{intent_id}'} ({intent_id}): {old} -> {new} ({cause})"
+            + (f": {reason}" if reason else ""))
+
+
+_Route = tuple[Any, str, "int | None"]
+"""(pathcore path or None, why not, the id of the intent holding the same traffic)"""
+
+
+class IntentTable:
+    """The intents by id, and their routes over a :class:`NetworkState`.
+
+    ``dirty``: ids whose flows must be rebuilt (the router takes them on its next refresh).
+    """
+
+    def __init__(self, state: NetworkState) -> None:
+        self.state = state
+        self.intents: dict[int, Intent] = {}
+        self.dirty: set[int] = set()
+        self._max_id: int | None = 0
+        """the highest id in use (None: to be recomputed after a removal)"""
+        self._order: list[Intent] | None = None
+        self._broken: set[int] = set()
+        """ids of intents moved off a path that was broken (see :meth:`take_broken`)"""
+        self.log_records: list[tuple[object, dict[str, Any]]] = []
+        """reroute log lines (message, extra) not logged yet: see :meth:`take_log_records`"""
+
+    def __getitem__(self, intent_id: int) -> Intent:
+        try:
+            return self.intents[intent_id]
+        except KeyError:
+            raise NotFound(f"no intent {intent_id}") from None
+
+    def add(self, spec: IntentSpec, intent_id: int | None = None) -> Intent:
+        """Register an intent (not routed yet: call :meth:`route_all`). Bad input raises and
+        changes nothing."""
+        hosts = self.state.hosts
+        for end in (spec.src, spec.dst):
+            if end not in hosts:
+                raise NotFound(f"intent names an unknown host {end!r}")
+        if spec.src == spec.dst:
+            raise TopologyError(f"intent from {spec.src!r} to itself", field="src")
+        if getattr(spec, "police", False) and spec.min_bandwidth_mbps <= 0:
+            raise TopologyError("police needs min_bandwidth_mbps > 0 (the meter's rate)",
+                                field="police")
+        m = spec.match
+        if m is not None and (m.src_port is not None or m.dst_port is not None) \
+                and m.ip_proto not in (6, 17):
+            raise TopologyError("an intent matching ports needs ip_proto tcp (6) or udp (17)",
+                                field="match")
+        if self._max_id is None:
+            self._max_id = max(self.intents, default=0)
+        if intent_id is None:
+            intent_id = self._max_id + 1
+        if intent_id in self.intents:
+            raise ValueError(f"intent id {intent_id} is taken")
+        if not 1 <= intent_id <= OWNER_ID_MASK:
+            raise ValueError(f"intent id {intent_id} out of range")
+        if getattr(spec, "police", False) and intent_id > METER_ID_MAX:
+            raise TopologyError(f"a policed intent's id is its meter id: {intent_id} is above "
+                                f"{METER_ID_MAX}", field="police")
+        intent = Intent(id=intent_id, spec=spec)
+        self.intents[intent_id] = intent
+        self._order = None
+        self._max_id = max(self._max_id, intent_id)
+        self.dirty.add(intent_id)
+        return intent
+
+    def remove(self, intent_id: int) -> Intent:
+        try:
+            intent = self.intents.pop(intent_id)
+        except KeyError:
+            raise NotFound(f"no intent {intent_id}") from None
+        self._max_id = None
+        self._order = None
+        self.dirty.add(intent_id)
+        return intent
+
+    @contextmanager
+    def trial(self) -> Iterator[Callable[[], None]]:
+        """Try changes to the intents and their routes; call the yielded ``rollback()`` to
+        put every intent back as it was when the trial began (routes, states, histories,
+        log lines and broken marks included). Intents added in the trial are forgotten;
+        their ids are marked dirty so their flows (none yet) are settled by the router."""
+        saved = {i: x.snapshot() for i, x in self.intents.items()}
+        n_records, broken = len(self.log_records), set(self._broken)
+
+        def rollback() -> None:
+            added = self.intents.keys() - saved.keys()
+            self.intents = saved
+            self._max_id = None
+            self._order = None
+            del self.log_records[n_records:]
+            self._broken = broken
+            self.dirty.update(added)
+
+        yield rollback
+
+    def route_all(self, now: float, cause: str) -> set[int]:
+        """Route every intent on the network as it is; return the ids whose flows change.
+
+        Intents with a bandwidth reservation are routed one by one (each takes its bandwidth
+        from the residual before the next is routed: higher priority first, then lower id);
+        the others in one parallel pathcore batch. Two intents for the same traffic at the same
+        priority cannot both hold flows: the first in that order wins, the other is reported.
+        """
+        st = self.state
+        g = st.graph
+        order = self._route_order()
+        if st.reservations_active or (order and order[0].spec.min_bandwidth_mbps > 0):
+            st.reset_residuals()  # also releases the last reservation of a removed intent
+        hosts = st.hosts
+        present: dict[str, bool] = {}
+        routes: dict[int, _Route] = {}
+        traffic_owner: dict[tuple[Any, ...], int] = {}
+        batch: list[tuple[Intent, str, str]] = []
+        for intent in order:
+            spec = intent.spec
+            src, dst = hosts.get(spec.src), hosts.get(spec.dst)
+            if src is None or dst is None:
+                gone = spec.src if src is None else spec.dst
+                routes[intent.id] = (None, f"host {gone} is not known any more", None)
+                continue
+            tkey = (src.ip, dst.ip, intent.traffic)
+            other = traffic_owner.setdefault(tkey, intent.id)
+            if other != intent.id:
+                routes[intent.id] = (None, f"same traffic match and priority as intent {other}",
+                                     other)
+                continue
+            a, b = src.node, dst.node
+            a_up = present.get(a)
+            if a_up is None:
+                a_up = present[a] = st.node_present(a)
+            b_up = present.get(b)
+            if b_up is None:
+                b_up = present[b] = st.node_present(b)
+            if not a_up or not b_up:
+                routes[intent.id] = (None, f"no path: switch {a if not a_up else b} is down",
+                                     None)
+            elif spec.min_bandwidth_mbps > 0:
+                path = g.constrained_path(a, b, max_latency_ms=spec.max_latency_ms,
+                                          min_bandwidth_mbps=spec.min_bandwidth_mbps,
+                                          weight="cost")
+                if path is not None:
+                    st.reserve(path.links, spec.min_bandwidth_mbps)
+                    routes[intent.id] = (path, "", None)
+                else:
+                    routes[intent.id] = (None, self._why(a, b, spec), None)
+            else:
+                batch.append((intent, a, b))
+        if batch:
+            paths = g.batch_constrained_paths(
+                [(a, b, i.spec.max_latency_ms, 0.0) for i, a, b in batch], weight="cost")
+            for (intent, a, b), path in zip(batch, paths, strict=True):
+                reason = "" if path is not None else self._why(a, b, intent.spec)
+                routes[intent.id] = (path, reason, None)
+        changed: set[int] = set()
+        down = st.down_link_ids()
+        for intent in order:
+            path, reason, conflict = routes[intent.id]
+            links = None
+            if path is not None:
+                links = tuple(path.links)
+                if links == intent.links and not intent.reason \
+                        and not intent.state.without_path:
+                    # the same route (the common case): only its figures may have moved
+                    intent.latency_ms, intent.cost = path.latency_ms, path.cost
+                    continue
+            before = (intent.links, intent.reason, intent.conflict_with)
+            intent.conflict_with = conflict
+            if self._set_route(intent, path, reason, now, cause, links):
+                changed.add(intent.id)
+                self.dirty.add(intent.id)
+            elif (intent.links, intent.reason, intent.conflict_with) != before:
+                self.dirty.add(intent.id)  # a parallel link of the same path
+            else:
+                continue
+            if before[0] and not down.isdisjoint(before[0]):
+                self._broken.add(intent.id)
+        return changed
+
+    def _why(self, src: str, dst: str, spec: IntentSpec) -> str:
+        return why_no_path(self.state.graph, src, dst, max_latency_ms=spec.max_latency_ms,
+                           min_bandwidth_mbps=spec.min_bandwidth_mbps).text
+
+    def _route_order(self) -> list[Intent]:
+        """The intents in routing order: bandwidth reservations first, by priority, then id
+        (cached until an intent is added or removed, or the table is replaced)."""
+        if self._order is None:
+            self._order = sorted(self.intents.values(), key=lambda i: (
+                -(i.spec.min_bandwidth_mbps > 0), -i.spec.priority, i.id))
+        return self._order
+
+    def _set_route(self, intent: Intent, path: Any, reason: str, now: float,
+                   cause: str, links: tuple[int, ...] | None = None) -> bool:
+        """Give ``intent`` the route ``path`` (None: no path, for ``reason``); ``links``:
+        ``tuple(path.links)`` when the caller has it already. True when its path or state
+        changed."""
+        old_path, old_state = intent.path, intent.state
+        if path is not None:
+            new_path = tuple(path.nodes)
+            intent.links = links if links is not None else tuple(path.links)
+            intent.latency_ms, intent.cost = path.latency_ms, path.cost
+            intent.reason = ""
+            if new_path != old_path or old_state.without_path:
+                intent.state = IntentState.PENDING
+        else:
+            new_path = None
+            intent.links = None
+            intent.latency_ms = intent.cost = None
+            intent.reason = reason
+            intent.state = (IntentState.DEGRADED if intent.ever_installed
+                            else IntentState.INFEASIBLE)
+        intent.path = new_path
+        if new_path != old_path:
+            history = intent.history
+            history.append(PathChange(now, old_path, new_path, cause))
+            if len(history) > HISTORY_MAX:
+                del history[0]
+            # logged by whoever sends the change, once it is sent (a log line costs ~70 us:
+            # for a cut moving 1,000 intents, more than routing them); formatted only when
+            # logged (a big change logs one summary line, each intent at DEBUG only)
+            self.log_records.append((
+                DeferredMessage(_reroute_text, intent.spec.name, intent.id, old_path,
+                                new_path, cause, reason),
+                {"intent": intent.id, "event": "reroute"}))
+            return True
+        return intent.state != old_state
+
+    def take_broken(self) -> set[int]:
+        """Ids of the intents moved since the last call off a path with a link that is down
+        (or a switch that is gone): their traffic is lost already, so their new flows need
+        not wait for anything (see ``Change.phase0``)."""
+        out, self._broken = self._broken, set()
+        return {i for i in out if i in self.intents}
+
+    def take_log_records(self) -> list[tuple[object, dict[str, Any]]]:
+        """The reroute log lines gathered since the last call."""
+        out, self.log_records = self.log_records, []
+        return out

@@ -1,0 +1,285 @@
+"""The Router: intents, destinations, tunnels, protection and external flows -> one plan.
+
+Each concern is a contributor that owns its flows under cookies and writes them into one
+:class:`~.plan.OwnerPlan` (Faucet's ``Valve`` handing work to its managers):
+
+* :class:`~.intents.IntentTable` routes the intents (``route_all``);
+* :class:`~.destinations.Destinations` keeps table 2, the least-latency flows to every host;
+* :class:`~.tunnels.Tunnels` keeps the MPLS segments unprotected intents ride;
+* :func:`~.protection.detours` gives protected intents a local detour around every link;
+* external owners (anycast NAT flows of compute steering) are set with :meth:`set_external`.
+
+The router builds each intent's own flows (its ingress flow onto its tunnel, or its flows
+along a protected path, or its fallback) and its meters and fast-failover groups. Every
+owner's flows are a function of the current state alone (routes are recomputed in full by
+``route_all``, destination trees whenever the graph changes), so the plan always equals a
+fresh one; a change rebuilds only the owners it touched, and the plan records per switch what
+left and what came, so the core diffs only those.
+
+When no path meets an intent's bounds its traffic falls back to ``best_effort`` (the default:
+its flows are replaced by one flow at the ingress switch that sends its traffic to table 2,
+i.e. along the least-latency destination flows) or, with ``fallback="drop"``, to a drop flow
+at the ingress switch. Keeping an ingress flow rather than deleting all the intent's flows
+serves make-before-break: the ingress flow is modified in place in phase 0, so traffic leaves
+a dead path at once instead of after the phase-2 deletes, and its packet counter shows how
+much of the intent's traffic runs best effort.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from controller.network.destinations import Destinations
+from controller.network.flows import (
+    ETH_TYPE_MPLS,
+    OWNER_DESTINATION,
+    OWNER_ID_BITS,
+    OWNER_INTENT,
+    OWNER_PIPELINE,
+    TABLE_DESTINATIONS,
+    TABLE_INTENTS,
+    Buckets,
+    FlowEntry,
+    FlowPlan,
+    Instructions,
+    Match,
+    make_cookie,
+    pipeline_flows,
+)
+from controller.network.intents import (
+    Intent,
+    IntentTable,
+    intent_match,
+    intent_priority,
+    policed,
+)
+from controller.network.plan import OwnerPlan
+from controller.network.protection import detours
+from controller.network.tunnels import Tunnels
+
+if TYPE_CHECKING:
+    from controller.network.state import NetworkState
+    from controller.topology.model import IntentSpec
+
+__all__ = ["FALLBACKS", "Router"]
+
+FALLBACKS = ("best_effort", "drop")
+_INTENT_VARIANTS = 3  # flow sets kept per intent (see Router._refresh_intent)
+_Variant = tuple[dict[int, frozenset[FlowEntry]], dict[int, Buckets], str]
+"""an intent's flows per switch, its fast-failover groups per switch, its protection note"""
+
+
+class Router:
+    """Routes intents and destinations over a :class:`NetworkState` and builds the plan."""
+
+    def __init__(self, state: NetworkState, *, fallback: str = "best_effort") -> None:
+        if fallback not in FALLBACKS:
+            raise ValueError(f"fallback must be one of {FALLBACKS}, not {fallback!r}")
+        self.state = state
+        self.fallback = fallback
+        self.owner_plan = OwnerPlan()
+        self.table = IntentTable(state)
+        self.destinations = Destinations(state, self.owner_plan)
+        self._tunnels = Tunnels(state, self.owner_plan)
+        self._hosts_version = state.hosts_version
+        self._intent_keys: dict[int, tuple[Any, ...]] = {}
+        self._intent_variants: dict[int, dict[tuple[Any, ...], _Variant]] = {}
+        self.intent_groups: dict[int, dict[int, Buckets]] = {}
+        """intent id -> dpid -> fast-failover buckets (protected intents; group id = intent
+        id)"""
+        base = pipeline_flows()
+        # owner 0: the pipeline (its flows carry cookies of kind OWNER_PIPELINE)
+        self.owner_plan.set_owner(0, {dpid: base for dpid in state.dpids()})
+
+    # -- intents ----------------------------------------------------------------------------------
+    @property
+    def intents(self) -> dict[int, Intent]:
+        """The intents by id (live: change them through the router only)."""
+        return self.table.intents
+
+    def add(self, spec: IntentSpec, intent_id: int | None = None) -> Intent:
+        """Register an intent (not routed yet: call :meth:`route_all`). Bad input raises and
+        changes nothing."""
+        return self.table.add(spec, intent_id)
+
+    def remove(self, intent_id: int) -> Intent:
+        return self.table.remove(intent_id)
+
+    def route_all(self, now: float, cause: str) -> set[int]:
+        """Route every intent on the network as it is; the ids whose flows change."""
+        return self.table.route_all(now, cause)
+
+    @contextmanager
+    def trial(self) -> Iterator[Callable[[], None]]:
+        """See :meth:`IntentTable.trial`: try adding and routing intents, roll back on
+        demand. Call :meth:`refresh` before the trial so the plan is settled."""
+        with self.table.trial() as rollback:
+            yield rollback
+
+    def take_broken(self) -> set[int]:
+        return self.table.take_broken()
+
+    def take_log_records(self) -> list[tuple[object, dict[str, Any]]]:
+        """The reroute log lines gathered since the last call (message, extra)."""
+        return self.table.take_log_records()
+
+    # -- the plan ---------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Bring the per-owner plan up to date with the state and the intents' routes."""
+        st = self.state
+        self.destinations.refresh()
+        dirty = self.table.dirty
+        if self._hosts_version != st.hosts_version:
+            self._hosts_version = st.hosts_version
+            dirty.update(self.intents)
+        if dirty:
+            for iid in sorted(dirty):
+                self._refresh_intent(iid)
+            dirty.clear()
+        self._tunnels.drop_idle()
+
+    def plan(self) -> FlowPlan:
+        """The full FlowPlan: pipeline + destination + intent flows for every switch."""
+        self.refresh()
+        return self.owner_plan.snapshot()
+
+    def wanted(self, dpid: int) -> set[FlowEntry]:
+        """The flows ``dpid`` should hold (live: do not modify; call :meth:`refresh` first)."""
+        return self.owner_plan.wanted(dpid)
+
+    def wanted_keys(self, dpid: int) -> Mapping[tuple[int, int, Match], int]:
+        """Keys of :meth:`wanted` with the number of wanted flows holding each."""
+        return self.owner_plan.wanted_keys(dpid)
+
+    def take_delta(self) -> dict[int, tuple[set[FlowEntry], set[FlowEntry]]]:
+        """Refresh, then per dpid ``(removed, added)``: the flows that left and joined the plan
+        since the last call (net: a flow removed and added back is in neither)."""
+        self.refresh()
+        return self.owner_plan.take_delta()
+
+    def set_external(self, cookie: int, flows: Mapping[int, frozenset[FlowEntry]]) -> None:
+        """Flows the router does not compute itself (anycast NAT), owned by ``cookie``:
+        replaces that owner's flows (empty: removes them). They join the plan like any other."""
+        if cookie >> OWNER_ID_BITS in (OWNER_PIPELINE, OWNER_DESTINATION, OWNER_INTENT):
+            raise ValueError(f"cookie {cookie:#x} belongs to the router's own flows")
+        self.owner_plan.set_owner(cookie, {d: frozenset(es) for d, es in flows.items() if es})
+
+    def external_cookies(self, kind: int) -> list[int]:
+        """Cookies of the external owners of ``kind`` that hold flows."""
+        return [c for c in self.owner_plan.owners() if c >> OWNER_ID_BITS == kind]
+
+    def tunnels(self) -> dict[int, list[int]]:
+        """label -> ids of the intents whose traffic carries it."""
+        return self._tunnels.riders()
+
+    def meter_plan(self) -> dict[int, dict[int, int]]:
+        """dpid -> {meter id: rate in kbit/s}: one meter per policed intent that has a path,
+        at its ingress switch, with the intent's id as meter id and its reservation as
+        rate."""
+        node_dpid = self.state.wiring.node_dpid
+        out: dict[int, dict[int, int]] = {}
+        for intent in self.intents.values():
+            if intent.path is None or not policed(intent.spec):
+                continue
+            out.setdefault(node_dpid[intent.path[0]], {})[intent.id] = max(
+                1, round(intent.spec.min_bandwidth_mbps * 1000))
+        return out
+
+    def group_plan(self) -> dict[int, dict[int, Buckets]]:
+        """dpid -> {group id: fast-failover buckets} of every protected intent."""
+        out: dict[int, dict[int, Buckets]] = {}
+        for iid, per in self.intent_groups.items():
+            for dpid, buckets in per.items():
+                out.setdefault(dpid, {})[iid] = buckets
+        return out
+
+    # -- each intent's own flows --------------------------------------------------------------
+    def _refresh_intent(self, intent_id: int) -> None:
+        cookie = (OWNER_INTENT << OWNER_ID_BITS) | intent_id  # make_cookie, inlined: hot
+        intent = self.intents.get(intent_id)
+        if intent is None:
+            self._intent_keys.pop(intent_id, None)
+            self._intent_variants.pop(intent_id, None)
+            self.intent_groups.pop(intent_id, None)
+            self._tunnels.detach(intent_id)
+            self.owner_plan.set_owner(cookie, {})
+            return
+        st = self.state
+        label = self._tunnels.attach(intent)
+        # what the flows are a function of (the hosts' records by their version: hashing two
+        # records for every moved intent cost more than building its flows)
+        key = (intent.path, intent.links, intent.state.without_path,
+               intent.conflict_with is not None, st.hosts_version, label,
+               # detours depend on every link's state, not only the path's
+               st.graph_version if intent.spec.protection else None)
+        if self._intent_keys.get(intent_id) == key:
+            return
+        self._intent_keys[intent_id] = key
+        # the last few flow sets of each intent are kept: a flapping link moves intents
+        # back and forth between the same paths
+        variants = self._intent_variants.setdefault(intent_id, {})
+        entry = variants.pop(key, None)
+        if entry is None:
+            groups: dict[int, Buckets] = {}
+            notes: list[str] = []
+            raw = self._intent_flows(intent, label, groups, notes)
+            entry = ({dpid: frozenset(es) for dpid, es in raw.items()}, groups,
+                     "; ".join(notes))
+            if len(variants) >= _INTENT_VARIANTS:
+                del variants[next(iter(variants))]
+        variants[key] = entry
+        flows, groups, note = entry
+        if groups:
+            self.intent_groups[intent_id] = groups
+        else:
+            self.intent_groups.pop(intent_id, None)
+        intent.protection_note = note
+        self.owner_plan.set_owner(cookie, flows)
+
+    def _intent_flows(self, intent: Intent, label: int | None, groups: dict[int, Buckets],
+                      notes: list[str]) -> dict[int, list[FlowEntry]]:
+        """The flows of ``intent`` per dpid (``label``: the tunnel its ingress pushes onto);
+        fills ``groups`` and ``notes`` for a protected intent."""
+        st = self.state
+        spec = intent.spec
+        out: dict[int, list[FlowEntry]] = {}
+        if spec.src not in st.hosts or spec.dst not in st.hosts:
+            return out
+        src, dst = st.hosts[spec.src], st.hosts[spec.dst]
+        match = tuple(sorted(intent_match(spec, src.ip, dst.ip).items()))
+        prio = intent_priority(spec)
+        cookie = make_cookie(OWNER_INTENT, intent.id)
+        if intent.path is not None and intent.links is not None:
+            node_dpid = st.wiring.node_dpid
+            first: Instructions = (("meter", intent.id),) if policed(spec) else ()
+            if spec.protection and len(intent.path) > 1:
+                rules = detours(st, intent, src.port_no, groups, notes)
+                for dpid, per_port in rules.items():
+                    for in_port, out_port in sorted(per_port.items()):
+                        out.setdefault(dpid, []).append(FlowEntry(
+                            TABLE_INTENTS, min(prio + 1, 0xFFFF),
+                            tuple(sorted(match + (("in_port", in_port),))),
+                            (("output", out_port),), cookie))
+            if label is not None:
+                # the ingress pushes the tunnel's label; the tunnel does the rest
+                u = intent.path[0]
+                out[node_dpid[u]] = [FlowEntry(
+                    TABLE_INTENTS, prio, match,
+                    first + (("push_mpls", ETH_TYPE_MPLS), ("set_field", ("mpls_label", label)),
+                             ("output", st.out_port(u, intent.links[0]))), cookie)]
+                return out
+            for u, lid in zip(intent.path, intent.links, strict=False):
+                act = ("group", intent.id) if node_dpid[u] in groups \
+                    else ("output", st.out_port(u, lid))
+                out.setdefault(node_dpid[u], []).append(
+                    FlowEntry(TABLE_INTENTS, prio, match, first + (act,), cookie))
+                first = ()  # the meter polices at the ingress only
+            out.setdefault(dst.dpid, []).append(
+                FlowEntry(TABLE_INTENTS, prio, match, (("output", dst.port_no),), cookie))
+        elif intent.state.without_path and intent.conflict_with is None:
+            fallback: Instructions = () if self.fallback == "drop" \
+                else (("goto_table", TABLE_DESTINATIONS),)
+            out[src.dpid] = [FlowEntry(TABLE_INTENTS, prio, match, fallback, cookie)]
+        return out
