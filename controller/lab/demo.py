@@ -23,9 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from controller.errors import CpnError, LabError
-from controller.topology.model import Topology, load_topology
+from controller.topology.files import ZOO_PREFIX, load_topology_argument, topology_file
+from controller.topology.model import Topology
 
-DEFAULT_TOPOLOGY = Path(__file__).resolve().parents[2] / "topologies" / "national.yaml"
+DEFAULT_TOPOLOGY = topology_file("national")
 CIRCLE_TIERS_MS = (1.0, 5.0, 20.0)
 
 
@@ -180,7 +181,7 @@ def live(topo_path: str, topo: Topology, *, api_port: int, interactive: bool,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cpn-demo", description=__doc__.splitlines()[0])
     parser.add_argument("topology", nargs="?", default=str(DEFAULT_TOPOLOGY),
-                        help="topology YAML (default: the national backbone)")
+                        help=f"topology YAML or {ZOO_PREFIX}NAME (default: the national backbone)")
     parser.add_argument("--offline", action="store_true",
                         help="only the path engine on the file: no controller, no Mininet")
     parser.add_argument("--no-cli", action="store_true",
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="REST API port (8080; another free one if taken)")
     args = parser.parse_args(argv)
     try:
-        topo = load_topology(args.topology)
+        topo = load_topology_argument(args.topology)
         offline(topo)
         if args.offline:
             return 0
