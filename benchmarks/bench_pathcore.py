@@ -37,9 +37,9 @@ import networkx as nx
 import rustworkx as rx
 
 import pathcore
+from controller.topology.files import zoo_file
 
 REPO = Path(__file__).resolve().parents[1]
-ZOO_DIR = REPO.parent / "shared" / "datasets" / "topology-zoo"
 RESULTS_DIR = REPO / "benchmarks" / "results"
 EARTH_RADIUS_KM = 6371.0
 ROUTE_FACTOR = 1.5
@@ -77,10 +77,7 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 
 def load_zoo(name: str) -> GraphData:
-    path = ZOO_DIR / f"{name}.gml"
-    if not path.exists():
-        sys.exit(f"missing {path}: a copy of shared/ must sit beside the repository")
-    text = path.read_text(encoding="utf-8")
+    text = zoo_file(name).read_text(encoding="utf-8")
     if not re.search(r"^\s*multigraph\s+1\s*$", text, re.MULTILINE):
         text = re.sub(r"graph\s*\[", "graph [\n  multigraph 1", text, count=1)
     zg = nx.parse_gml(text, label="id")

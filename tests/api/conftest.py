@@ -12,10 +12,11 @@ import pytest
 
 from controller.api.rest import ApiHandle, start_api
 from controller.network.service import ControllerService
+from controller.topology.files import topologies_dir, topology_file
 from controller.topology.model import load_topology
 
 ROOT = Path(__file__).resolve().parents[2]
-TOPOLOGIES = ROOT / "topologies"
+TOPOLOGIES = topologies_dir()
 TOKEN = "test-token-0123456789"
 ERROR_KEYS = {"error", "detail", "errors", "best_latency_ms", "bottleneck"}
 
@@ -50,7 +51,7 @@ def make_api(tmp_path: Path) -> Iterator[MakeApi]:
 
     def make(topology: str = "diamond", *, state_dir: Path | None = None,
              read_open: bool | None = None, token_file_: Path | None = token_file) -> Api:
-        service = ControllerService(load_topology(TOPOLOGIES / f"{topology}.yaml"))
+        service = ControllerService(load_topology(topology_file(topology)))
         state = state_dir if state_dir is not None else tmp_path / "state"
         handle = start_api(service, state_dir=state, host="127.0.0.1", port=0,
                            token_file=token_file_, read_open=read_open)

@@ -17,6 +17,7 @@ import pytest
 
 from controller.api.rest import ApiHandle, start_api
 from controller.network.service import ControllerService
+from controller.topology.files import topology_file, zoo_file
 from controller.topology.model import Topology, load_topology
 from controller.topology.zoo import import_gml
 
@@ -24,7 +25,6 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-KDL_GML = Path("/work/shared/datasets/topology-zoo/Kdl.gml")
 TOKEN = "browser-token-0123456789"
 WAIT_S = 10.0
 
@@ -63,7 +63,7 @@ def serve(topology_path: Path, state_dir: Path, *, read_open: bool | None = None
 
 @pytest.fixture(scope="module")
 def national(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MapServer]:
-    srv = serve(ROOT / "topologies" / "national.yaml", tmp_path_factory.mktemp("national"))
+    srv = serve(topology_file("national"), tmp_path_factory.mktemp("national"))
     yield srv
     srv.stop()
 
@@ -73,7 +73,7 @@ def kdl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MapServer]:
     """The 754-node Kdl carrier map from the Topology Zoo, exported to YAML first."""
     d = tmp_path_factory.mktemp("kdl")
     path = d / "kdl.yaml"
-    path.write_text(import_gml(KDL_GML).to_yaml())
+    path.write_text(import_gml(zoo_file("Kdl")).to_yaml())
     srv = serve(path, d / "state")
     yield srv
     srv.stop()

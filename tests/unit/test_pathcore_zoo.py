@@ -1,6 +1,6 @@
 """pathcore on the 15 real carrier maps of the Internet Topology Zoo.
 
-Data: ``<repo>/../shared/datasets/topology-zoo/*.gml`` (see its SOURCE.md). Files are parsed
+Data: ``topologies/zoo/*.gml`` (see its README.md and SOURCE.md). Files are parsed
 with networkx with ``multigraph 1`` forced (six files repeat an edge without declaring it).
 Every GML edge becomes one bidirectional pathcore link.
 
@@ -32,9 +32,9 @@ from oracles import TOL, Model, check_path, read_links
 from test_pathcore_shortest import matrix_entries
 
 import pathcore
+from controller.topology.files import zoo_dir
 
-REPO = Path(__file__).resolve().parents[2]
-ZOO_DIR = REPO.parent / "shared" / "datasets" / "topology-zoo"
+ZOO_DIR = zoo_dir()
 EARTH_RADIUS_KM = 6371.0
 ROUTE_FACTOR = 1.5
 MS_PER_KM = 0.0049
@@ -47,8 +47,7 @@ def zoo_files() -> list[Path]:
     files = sorted(ZOO_DIR.glob("*.gml"))
     if len(files) != 15:
         pytest.fail(
-            f"expected the 15 Topology Zoo GML files in {ZOO_DIR} (a copy of shared/ beside the "
-            f"repository clone), found {len(files)}",
+            f"expected the 15 Topology Zoo GML files in {ZOO_DIR}, found {len(files)}",
             pytrace=False,
         )
     return files

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import math
 import random
-from pathlib import Path
 
 import networkx as nx
 import pytest
 
+from controller.topology.files import topology_file, zoo_file
 from controller.topology.model import Topology, load_topology
 from controller.topology.zoo import import_gml
-
-REPO = Path(__file__).resolve().parents[2]
-ZOO = Path("/work/shared/datasets/topology-zoo")
-if not ZOO.exists():
-    ZOO = REPO.parent / "shared" / "datasets" / "topology-zoo"
 
 
 def _reference(topo: Topology, weight: str) -> nx.Graph:
@@ -31,8 +26,8 @@ def _reference(topo: Topology, weight: str) -> nx.Graph:
 
 def _load(name: str) -> Topology:
     if name[0].isupper():
-        return import_gml(ZOO / f"{name}.gml")
-    return load_topology(REPO / "topologies" / f"{name}.yaml")
+        return import_gml(zoo_file(name))
+    return load_topology(topology_file(name))
 
 
 @pytest.mark.parametrize("name", ["national", "diamond", "ring", "Cogentco", "Colt", "Internet2"])
@@ -69,7 +64,7 @@ def test_to_graph_matches_networkx(name: str) -> None:
 
 
 def test_diamond_intents_through_pathcore() -> None:
-    topo = load_topology(REPO / "topologies" / "diamond.yaml")
+    topo = load_topology(topology_file("diamond"))
     graph, _ = topo.to_graph()
     chosen = []
     for intent in topo.intents:

@@ -12,13 +12,12 @@ from types import ModuleType
 import networkx as nx
 import pytest
 
+from controller.topology.files import sites_csv, topologies_dir, topology_file
 from controller.topology.model import Topology, load_topology
 
 REPO = Path(__file__).resolve().parents[2]
-NATIONAL = REPO / "topologies" / "national.yaml"
-SITES_CSV = Path("/work/shared/datasets/east-data-west/sites.csv")
-if not SITES_CSV.exists():  # the repository's sibling, wherever it is checked out
-    SITES_CSV = REPO.parent / "shared" / "datasets" / "east-data-west" / "sites.csv"
+NATIONAL = topology_file("national")
+SITES_CSV = sites_csv()
 DOC = REPO / "docs" / "topology.md"
 
 
@@ -35,8 +34,8 @@ def sites() -> list[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def gen() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gen_national", REPO / "topologies" /
-                                                  "gen_national.py")
+    spec = importlib.util.spec_from_file_location("gen_national",
+                                                  topologies_dir() / "gen_national.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["gen_national"] = module

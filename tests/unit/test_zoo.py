@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from controller.errors import TopologyError
+from controller.topology.files import zoo_dir
 from controller.topology.geo import great_circle_km
 from controller.topology.model import load_topology, parse_topology
 from controller.topology.zoo import (
@@ -23,9 +24,7 @@ from controller.topology.zoo import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-ZOO = Path("/work/shared/datasets/topology-zoo")
-if not ZOO.exists():
-    ZOO = REPO.parent / "shared" / "datasets" / "topology-zoo"
+ZOO = zoo_dir()
 SMALL_GRAPHML = REPO / "tests" / "data" / "small.graphml"
 
 
