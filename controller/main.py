@@ -20,7 +20,7 @@ from typing import Any
 
 from controller.errors import CpnError
 from controller.network.service import ControllerService
-from controller.topology.model import load_topology
+from controller.topology.files import load_topology_argument
 
 __all__ = ["StructuredFormatter", "build_service", "main", "run"]
 
@@ -83,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
 def build_service(topology_file: str, fallback: str = "best_effort",
                   startup_grace_s: float = 10.0) -> ControllerService:
     """Load the topology and build the service (raises :class:`CpnError` on a bad file)."""
-    return ControllerService(load_topology(topology_file), fallback=fallback,
+    return ControllerService(load_topology_argument(topology_file), fallback=fallback,
                              startup_grace_s=startup_grace_s)
 
 
