@@ -44,8 +44,6 @@ __all__ = ["CpnApp"]
 
 TICK_S = 1.0
 """How often ``core.tick`` runs (ends the startup grace period)."""
-LLDP_INTERVAL_S = 2.0
-"""How often every live port sends an LLDP probe (the core's LLDP timeout is 10 s)."""
 FLOW_REMOVED_BATCH_S = 0.05
 """Flow-removed messages are gathered this long and handed to the core in one call per
 switch (``ovs-ofctl del-flows`` sends one message per flow)."""
@@ -181,7 +179,7 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]
                     next_tick = now + TICK_S
                     probes = now >= next_probe
                     if probes:
-                        next_probe = now + LLDP_INTERVAL_S
+                        next_probe = now + self.service.lldp_interval_s
                     for dp, msg in self.service.periodic(probes):
                         self.send(dp, [msg])
                     if self.service.state_file:

@@ -54,7 +54,9 @@ READ_TIMEOUT_S = 5.0
 
 
 PORT_STATS_INTERVAL_S = 2.0
-"""default port-statistics poll (link load); ``cpn-controller --port-stats-interval``"""
+"""default port-statistics poll (link load); setting ``network.port_stats_interval_s``"""
+LLDP_INTERVAL_S = 2.0
+"""default LLDP probe interval of every live port; setting ``network.lldp_interval_s``"""
 GC_RECLAIM_INTERVAL_S = 600.0
 """How often the service hands the frozen plan objects back to the cyclic collector (see
 :meth:`ControllerService.reclaim_garbage`)."""
@@ -261,23 +263,29 @@ class ControllerService:
 
     def __init__(self, topology: Topology, *, fallback: str = "best_effort",
                  startup_grace_s: float = 10.0, lldp_timeout_s: float = 10.0,
-                 barrier_timeout_s: float = BARRIER_TIMEOUT_S) -> None:
+                 lldp_interval_s: float = LLDP_INTERVAL_S,
+                 barrier_timeout_s: float = BARRIER_TIMEOUT_S,
+                 port_stats_interval_s: float = PORT_STATS_INTERVAL_S,
+                 gc_reclaim_interval_s: float = GC_RECLAIM_INTERVAL_S,
+                 state_file: str | None = None) -> None:
         self.topology = topology
         self.lock = threading.RLock()
         self.core = ControllerCore(topology, fallback=fallback, now=time.monotonic(),
                                    startup_grace_s=startup_grace_s,
                                    lldp_timeout_s=lldp_timeout_s)
         self.core.freeze_gc = True
-        self.gc_reclaim_interval_s = GC_RECLAIM_INTERVAL_S
+        self.gc_reclaim_interval_s = gc_reclaim_interval_s
         """how often :meth:`start`'s collector thread unfreezes and collects (0: never)"""
+        self.lldp_interval_s = lldp_interval_s
+        """how often the app sends an LLDP probe out of every live port"""
         self._gc_thread: threading.Thread | None = None
         self._handles: dict[int, Any] = {}
         self._barrier_timeout_s = barrier_timeout_s
         self._transport: Transport | None = None
         self.sender: ChangeSender | None = None
-        self.state_file: str | None = None
+        self.state_file = state_file
         """where the app writes :meth:`snapshot` every second (None: nowhere)"""
-        self.port_stats_interval_s = PORT_STATS_INTERVAL_S
+        self.port_stats_interval_s = port_stats_interval_s
         """how often :meth:`start` polls every switch's port statistics (0: never)"""
         self._poll_stop = threading.Event()
         self._poller: threading.Thread | None = None
