@@ -3,6 +3,11 @@
     cpn-controller --topology topologies/national.yaml [--ofp-port 6653]
                    [--ofp-host 127.0.0.1] [--fallback best_effort|drop] [--log-level info]
                    [--log-file FILE]
+    cpn-controller --config controller.yaml [--print-config]
+
+Settings come from :mod:`controller.settings`: defaults < ``--config FILE`` (YAML) <
+``CPN_<SECTION>_<KEY>`` environment variables < flags; ``--print-config`` prints the effective
+settings with the source of each and exits.
 
 Logs are one line per event with structured fields (``event=``, ``dpid=``, ``intent=``,
 ``duration_ms=``; a sent Change also has ``compute_ms``, ``phase1_ms``, ``phase2_ms``).
@@ -20,9 +25,10 @@ from typing import Any
 
 from controller.errors import CpnError
 from controller.network.service import ControllerService
+from controller.settings import FLAGS, LoggingSettings, Settings, SettingsError, load_settings
 from controller.topology.files import load_topology_argument
 
-__all__ = ["StructuredFormatter", "build_service", "main", "run"]
+__all__ = ["StructuredFormatter", "build_service", "configure_logging", "main", "run"]
 
 FIELDS = ("event", "dpid", "intent", "token", "port_no", "duration_ms", "compute_ms",
           "phase0_ms", "phase1_ms", "phase2_ms", "queued_ms", "messages", "switches")
@@ -50,41 +56,64 @@ class StructuredFormatter(logging.Formatter):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cpn-controller",
-                                description="Run the CPN OpenFlow 1.3 controller (os-ken).")
-    p.add_argument("--topology", required=True, metavar="FILE", help="topology file (YAML)")
-    p.add_argument("--ofp-port", type=int, default=6653, help="OpenFlow TCP port (6653)")
-    p.add_argument("--ofp-host", default="127.0.0.1",
-                   help="address to listen on (127.0.0.1; 0.0.0.0 for every interface)")
-    p.add_argument("--fallback", choices=("best_effort", "drop"), default="best_effort",
-                   help="what an intent's traffic does while no path meets its bounds "
-                        "(default best_effort: least-latency forwarding)")
-    p.add_argument("--startup-grace", type=float, default=10.0, metavar="S",
-                   help="seconds during which switches not yet connected count as present")
-    p.add_argument("--log-level", default="info",
-                   choices=("debug", "info", "warning", "error"))
-    p.add_argument("--log-file", metavar="FILE", help="log here instead of stderr")
-    p.add_argument("--api-host", default="127.0.0.1",
-                   help="REST API address (127.0.0.1: reads open on loopback only)")
-    p.add_argument("--api-port", type=int, default=8080, help="REST API port (8080)")
-    p.add_argument("--port-stats-interval", type=float, default=2.0, metavar="S",
-                   help="poll port statistics for link load every S seconds (2; 0: never)")
-    p.add_argument("--state-dir", metavar="DIR", default=None,
-                   help="where intents and the API token persist (default "
-                        "$XDG_DATA_HOME/cpn-controller or ~/.local/share/cpn-controller)")
-    p.add_argument("--api-token-file", metavar="FILE", default=None,
-                   help="bearer token for write calls (default: CPN_API_TOKEN, else a token "
-                        "generated into <state-dir>/api-token)")
-    p.add_argument("--state-file", metavar="FILE",
-                   help="write intents, switches and links as JSON here every second")
+    p = argparse.ArgumentParser(
+        prog="cpn-controller", description="Run the CPN OpenFlow 1.3 controller (os-ken).",
+        epilog="Every setting can also come from the config file (section.key) or the "
+               "environment (CPN_<SECTION>_<KEY>); flags win over both. See --print-config.")
+    p.add_argument("--config", metavar="FILE",
+                   help="YAML config file: settings by section, as --print-config shows them")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the effective settings and where each came from, then exit")
+
+    def flag(path: str, **kwargs: Any) -> None:
+        default = Settings.default(path)
+        shown = "" if default is None else f" (default {default})"
+        p.add_argument(FLAGS[path], dest=path, default=argparse.SUPPRESS,
+                       help=f"{Settings.describe(path)}{shown}", **kwargs)
+
+    flag("topology.file", metavar="FILE")
+    flag("openflow.port", type=int, metavar="PORT")
+    flag("openflow.host", metavar="ADDR")
+    flag("network.fallback", choices=("best_effort", "drop"))
+    flag("network.startup_grace_s", type=float, metavar="S")
+    flag("logging.level", choices=("debug", "info", "warning", "error"))
+    flag("logging.file", metavar="FILE")
+    flag("api.host", metavar="ADDR")
+    flag("api.port", type=int, metavar="PORT")
+    flag("network.port_stats_interval_s", type=float, metavar="S")
+    flag("state.dir", metavar="DIR")
+    flag("api.token_file", metavar="FILE")
+    flag("state.snapshot_file", metavar="FILE")
     return p
 
 
-def build_service(topology_file: str, fallback: str = "best_effort",
-                  startup_grace_s: float = 10.0) -> ControllerService:
-    """Load the topology and build the service (raises :class:`CpnError` on a bad file)."""
-    return ControllerService(load_topology_argument(topology_file), fallback=fallback,
-                             startup_grace_s=startup_grace_s)
+def configure_logging(settings: LoggingSettings) -> None:
+    """One handler on the root logger (``settings.file``, else stderr) with the
+    :class:`StructuredFormatter`, at ``settings.level``."""
+    handler: logging.Handler = (logging.FileHandler(settings.file) if settings.file
+                                else logging.StreamHandler())
+    handler.setFormatter(StructuredFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.level.upper())
+
+
+def build_service(settings: Settings) -> ControllerService:
+    """Load ``settings.topology.file`` and build the service with the settings' values
+    (raises :class:`CpnError` on a bad file)."""
+    if settings.topology.file is None:
+        raise CpnError("no topology file: give --topology FILE, topology.file in the "
+                       "--config file, or CPN_TOPOLOGY_FILE")
+    net = settings.network
+    return ControllerService(load_topology_argument(settings.topology.file),
+                             fallback=net.fallback,
+                             startup_grace_s=net.startup_grace_s,
+                             lldp_timeout_s=net.lldp_timeout_s,
+                             lldp_interval_s=net.lldp_interval_s,
+                             barrier_timeout_s=settings.openflow.barrier_timeout_s,
+                             port_stats_interval_s=net.port_stats_interval_s,
+                             gc_reclaim_interval_s=net.gc_reclaim_interval_s,
+                             state_file=settings.state.snapshot_file)
 
 
 def run(service: ControllerService, ofp_host: str, ofp_port: int) -> None:
@@ -108,27 +137,35 @@ def run(service: ControllerService, ofp_host: str, ofp_port: int) -> None:
         manager.close()
 
 
+def _error(message: object) -> int:
+    for line in str(message).splitlines():
+        print(f"cpn-controller: error: {line}", file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """The ``cpn-controller`` command; returns the exit status (2 on a bad topology)."""
+    """The ``cpn-controller`` command; returns the exit status (2 on bad settings or a bad
+    topology, with nothing started)."""
     args = _parser().parse_args(argv)
-    handler: logging.Handler = (logging.FileHandler(args.log_file) if args.log_file
-                                else logging.StreamHandler())
-    handler.setFormatter(StructuredFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(args.log_level.upper())
+    flags = {path: value for path, value in vars(args).items() if path in FLAGS}
+    try:
+        settings = load_settings(args.config, flags=flags)
+    except SettingsError as exc:
+        return _error(exc)
+    if args.print_config:
+        sys.stdout.write(settings.to_yaml())
+        return 0
+    configure_logging(settings.logging)
     log = logging.getLogger("controller.main")
     try:
-        service = build_service(args.topology, args.fallback, args.startup_grace)
+        service = build_service(settings)
     except (CpnError, OSError) as exc:
-        print(f"cpn-controller: error: {exc}", file=sys.stderr)
-        return 2
-    service.state_file = args.state_file
-    service.port_stats_interval_s = args.port_stats_interval
+        return _error(exc)
     topo = service.topology
+    ofp = settings.openflow
     log.info(f"topology {topo.name}: {len(topo.nodes)} switches, {len(topo.links)} links, "
              f"{len(topo.hosts)} hosts, {len(topo.intents)} intents; listening on "
-             f"{args.ofp_host}:{args.ofp_port}, fallback {args.fallback}",
+             f"{ofp.host}:{ofp.port}, fallback {settings.network.fallback}",
              extra={"event": "start"})
 
     def _term(signum: int, _frame: object) -> None:
@@ -139,14 +176,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from controller.api.rest import start_api
 
     try:
-        api = start_api(service, state_dir=args.state_dir, host=args.api_host,
-                        port=args.api_port, token_file=args.api_token_file)
+        api = start_api(service, state_dir=settings.state.dir, host=settings.api.host,
+                        port=settings.api.port, token_file=settings.api.token_file,
+                        intent_timeout_s=settings.api.intent_timeout_s)
     except (CpnError, OSError) as exc:
-        print(f"cpn-controller: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(exc)
     signal.signal(signal.SIGTERM, _term)
     try:
-        run(service, args.ofp_host, args.ofp_port)
+        run(service, ofp.host, ofp.port)
     except KeyboardInterrupt:
         pass
     finally:

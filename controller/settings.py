@@ -1,0 +1,422 @@
+"""The controller's runtime settings: one typed object, built from four sources.
+
+Lowest to highest: the defaults below < a YAML config file (``cpn-controller --config FILE``)
+< environment variables < command-line flags. Every setting is ``<section>.<key>``
+(``openflow.port``); its environment variable is ``CPN_<SECTION>_<KEY>`` in upper case
+(``CPN_OPENFLOW_PORT``); some have a flag (:data:`FLAGS`, e.g. ``--ofp-port``).
+
+A config file has the same shape as ``cpn-controller --print-config``'s output::
+
+    topology:
+      file: topologies/national.yaml   # relative paths: from the config file's directory
+    openflow:
+      port: 6653
+    network:
+      fallback: drop
+
+Values are YAML scalars and must have the setting's type (``port: "6653"`` or ``port: true``
+is an error, not a conversion). An environment variable's value is read as a YAML scalar too
+(``CPN_OPENFLOW_PORT=6653`` is a number), except for text settings, which take it as it is;
+an empty variable counts as unset. ``CPN_API_TOKEN`` is not a setting: it is the API's write
+token itself (see :func:`controller.api.rest.load_token`), kept out of files and of
+``--print-config``.
+
+Any problem raises :class:`SettingsError` naming where the value came from: the file and
+line, the environment variable, or the flag, and the setting.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+from controller.errors import CpnError, TopologyError
+from controller.topology.files import ZOO_PREFIX
+from controller.topology.model import yaml_with_lines
+
+__all__ = ["ENV_PREFIX", "FLAGS", "RESERVED_ENV", "Settings", "SettingsError", "load_settings"]
+
+ENV_PREFIX = "CPN_"
+RESERVED_ENV = frozenset({"CPN_API_TOKEN"})
+"""``CPN_``-prefixed variables of a settings section that are not settings."""
+
+DEFAULT_SOURCE = "default"
+
+
+class SettingsError(CpnError):
+    """Settings that cannot be used: each problem is ``(where, setting, message)``, where
+    ``where`` is ``FILE:LINE``, ``FILE``, ``environment variable CPN_...``, ``flag --...`` or
+    ``default``. ``source``/``line``/``field`` are the first problem's."""
+
+    code = "bad_settings"
+
+    def __init__(self, problems: list[tuple[str, str, str]], *, source: str | None = None,
+                 line: int | None = None) -> None:
+        self.problems = problems
+        self.source = source
+        self.line = line
+        self.field = problems[0][1] if problems else None
+        super().__init__("\n".join(f"{where}: {setting + ': ' if setting else ''}{message}"
+                                   for where, setting, message in problems))
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False,
+                              use_attribute_docstrings=True)
+
+
+class TopologySettings(_Section):
+    file: str | None = None
+    """the topology the controller runs: a YAML file or zoo:NAME (a shipped Topology Zoo
+    map); required to start"""
+
+
+class OpenflowSettings(_Section):
+    host: str = "127.0.0.1"
+    """address the OpenFlow listener binds (0.0.0.0: every interface)"""
+    port: int = Field(6653, ge=0, le=65535)
+    """OpenFlow TCP port"""
+    barrier_timeout_s: float = Field(5.0, gt=0)
+    """how long one phase of a change waits for its barrier replies before it is given up"""
+
+
+class NetworkSettings(_Section):
+    fallback: Literal["best_effort", "drop"] = "best_effort"
+    """what an intent's traffic does while no path meets its bounds (best_effort:
+    least-latency forwarding)"""
+    startup_grace_s: float = Field(10.0, ge=0)
+    """after start, switches not yet connected count as present this long"""
+    lldp_interval_s: float = Field(2.0, gt=0)
+    """every live port sends an LLDP probe this often (on the controller's 1 s tick; less
+    than lldp_timeout_s)"""
+    lldp_timeout_s: float = Field(10.0, gt=0)
+    """a link LLDP has not confirmed for this long is reported missing"""
+    port_stats_interval_s: float = Field(2.0, ge=0)
+    """port statistics (link load) are polled this often (0: never)"""
+    gc_reclaim_interval_s: float = Field(600.0, ge=0)
+    """the plan objects frozen after each change go back to Python's cyclic garbage
+    collector this often, when no change is in flight (0: never)"""
+
+    @model_validator(mode="after")
+    def _probes_within_timeout(self) -> NetworkSettings:
+        if self.lldp_interval_s >= self.lldp_timeout_s:
+            raise ValueError(f"lldp_interval_s ({self.lldp_interval_s:g}) must be less than "
+                             f"lldp_timeout_s ({self.lldp_timeout_s:g}), or every link times "
+                             "out between two probes")
+        return self
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    """REST API address (on a loopback address reads need no token)"""
+    port: int = Field(8080, ge=0, le=65535)
+    """REST API port"""
+    token_file: str | None = None
+    """file holding the bearer token for write calls (null: $CPN_API_TOKEN, else a token
+    generated into <state.dir>/api-token)"""
+    intent_timeout_s: float = Field(10.0, gt=0)
+    """an intent call waits this long for its flows to be confirmed before it answers
+    pending"""
+
+
+class StateSettings(_Section):
+    dir: str | None = None
+    """where intents, compute sites and the API token persist (null:
+    $XDG_DATA_HOME/cpn-controller or ~/.local/share/cpn-controller)"""
+    snapshot_file: str | None = None
+    """intents, switches and links are written here as JSON every second (null: nowhere)"""
+
+
+class LoggingSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    """lowest level logged"""
+    file: str | None = None
+    """log here instead of stderr"""
+
+
+_PATH_SETTINGS = frozenset({"topology.file", "api.token_file", "state.dir",
+                            "state.snapshot_file", "logging.file"})
+"""Settings naming a file or directory: relative values in a config file are taken from the
+config file's directory."""
+
+FLAGS: dict[str, str] = {
+    "topology.file": "--topology",
+    "openflow.host": "--ofp-host",
+    "openflow.port": "--ofp-port",
+    "network.fallback": "--fallback",
+    "network.startup_grace_s": "--startup-grace",
+    "network.port_stats_interval_s": "--port-stats-interval",
+    "api.host": "--api-host",
+    "api.port": "--api-port",
+    "api.token_file": "--api-token-file",
+    "state.dir": "--state-dir",
+    "state.snapshot_file": "--state-file",
+    "logging.level": "--log-level",
+    "logging.file": "--log-file",
+}
+"""setting -> the ``cpn-controller`` flag that sets it"""
+
+
+class Settings(BaseModel):
+    """Everything an operator tunes in a running controller, by section. Build it with
+    :func:`load_settings`; :meth:`source` says where each value came from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    topology: TopologySettings = TopologySettings()
+    openflow: OpenflowSettings = OpenflowSettings()
+    network: NetworkSettings = NetworkSettings()
+    api: ApiSettings = ApiSettings()
+    state: StateSettings = StateSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def sections(cls) -> dict[str, type[_Section]]:
+        """section name -> its model, in order."""
+        return {name: field.annotation for name, field in cls.model_fields.items()
+                if isinstance(field.annotation, type)}
+
+    @classmethod
+    def paths(cls) -> Iterator[str]:
+        """Every setting as ``section.key``, in order."""
+        for section, model in cls.sections().items():
+            for key in model.model_fields:
+                yield f"{section}.{key}"
+
+    @classmethod
+    def describe(cls, path: str) -> str:
+        """The setting's one-line description."""
+        section, key = path.split(".")
+        doc = cls.sections()[section].model_fields[key].description or ""
+        return " ".join(doc.split())
+
+    @classmethod
+    def default(cls, path: str) -> Any:
+        section, key = path.split(".")
+        return cls.sections()[section].model_fields[key].default
+
+    @staticmethod
+    def env_var(path: str) -> str:
+        """``network.startup_grace_s`` -> ``CPN_NETWORK_STARTUP_GRACE_S``."""
+        return ENV_PREFIX + path.replace(".", "_").upper()
+
+    def get(self, path: str) -> Any:
+        section, key = path.split(".")
+        return getattr(getattr(self, section), key)
+
+    def source(self, path: str) -> str:
+        """Where ``section.key`` came from: ``default``, ``FILE:LINE``,
+        ``environment variable CPN_...`` or ``flag --...``."""
+        return self._sources.get(path, DEFAULT_SOURCE)
+
+    def to_yaml(self) -> str:
+        """The effective settings as a config file, each value followed by its source as a
+        comment (loading the text back gives the same settings)."""
+        rows: list[tuple[str, str]] = []
+        for section, model in self.sections().items():
+            rows.append((f"{section}:", ""))
+            for key in model.model_fields:
+                path = f"{section}.{key}"
+                rows.append((f"  {key}: {_scalar(self.get(path))}", self.source(path)))
+        width = max(len(text) for text, _ in rows) + 2
+        lines = ["# cpn-controller settings: value, then where it came from"]
+        lines += [f"{text:<{width}}# {src}" if src else text for text, src in rows]
+        return "\n".join(lines) + "\n"
+
+
+def _scalar(value: Any) -> str:
+    """``value`` as a YAML scalar that reads back as the same value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    text = str(value)
+    plain_ok = text and "#" not in text and text == text.strip()
+    try:
+        if plain_ok and yaml.safe_load(f"k: {text}") == {"k": text}:
+            return text
+    except yaml.YAMLError:
+        pass
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _text_setting(path: str) -> bool:
+    """True when the setting holds text (an environment value is then taken as it is)."""
+    section, key = path.split(".")
+    annotation = Settings.sections()[section].model_fields[key].annotation
+    return annotation is not int and annotation is not float
+
+
+def _from_file(config_file: str | Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """(setting -> value, setting -> ``FILE:LINE``) of a config file."""
+    source = str(config_file)
+    try:
+        text = Path(config_file).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SettingsError([(source, "", "config file not found")], source=source) from None
+    except UnicodeDecodeError as exc:
+        raise SettingsError([(source, "", f"config file is not UTF-8: {exc.reason}")],
+                            source=source) from None
+    except OSError as exc:
+        raise SettingsError([(source, "", f"cannot read config file: {exc.strerror}")],
+                            source=source) from None
+    try:
+        data, lines = yaml_with_lines(text, source)
+    except TopologyError as exc:
+        where = source if exc.line is None else f"{source}:{exc.line}"
+        raise SettingsError([(where, exc.field or "", exc.message)], source=source,
+                            line=exc.line) from None
+
+    def where(*path: str) -> str:
+        line = lines.get(path)
+        return source if line is None else f"{source}:{line}"
+
+    sections = Settings.sections()
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    problems: list[tuple[str, str, str]] = []
+    if not isinstance(data, dict):
+        problems.append((where(), "", "the top level must be a mapping of sections "
+                         f"({', '.join(sections)})"))
+        data = {}
+    for section, body in data.items():
+        if section not in sections:
+            problems.append((where(section), section,
+                             f"unknown section{_did_you_mean(section, sections)}"))
+            continue
+        if not isinstance(body, dict):
+            problems.append((where(section), section,
+                             "must be a mapping of keys (e.g. "
+                             f"{next(iter(sections[section].model_fields))}: ...)"))
+            continue
+        known = sections[section].model_fields
+        for key, value in body.items():
+            path = f"{section}.{key}"
+            if key not in known:
+                problems.append((where(section, key), path,
+                                 f"unknown key{_did_you_mean(key, known)}"))
+                continue
+            if path in _PATH_SETTINGS and isinstance(value, str) and value \
+                    and not value.startswith(ZOO_PREFIX):
+                value = str(Path(config_file).parent / Path(value).expanduser())
+            values[path] = value
+            sources[path] = where(section, key)
+    if problems:
+        line = lines.get(tuple(problems[0][1].split("."))) if problems[0][1] else None
+        raise SettingsError(problems, source=source, line=line)
+    return values, sources
+
+
+def _did_you_mean(name: str, known: Mapping[str, Any]) -> str:
+    close = difflib.get_close_matches(str(name), list(known), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f" {name!r} (known: {', '.join(known)}){hint}"
+
+
+def _from_env(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """(setting -> value, setting -> ``environment variable X``) of ``CPN_*`` variables.
+    A ``CPN_<SECTION>_...`` variable that names no setting is an error (a typo would be
+    ignored otherwise); other ``CPN_*`` variables (``CPN_URL`` of cpnctl) are not ours."""
+    by_var = {Settings.env_var(path): path for path in Settings.paths()}
+    prefixes = tuple(f"{ENV_PREFIX}{section.upper()}_" for section in Settings.sections())
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    problems: list[tuple[str, str, str]] = []
+    for var in sorted(environ):
+        raw = environ[var]
+        path = by_var.get(var)
+        if path is None:
+            if var.startswith(prefixes) and var not in RESERVED_ENV:
+                close = difflib.get_close_matches(var, list(by_var), n=1)
+                hint = f"; did you mean {close[0]}?" if close else ""
+                problems.append((f"environment variable {var}", "",
+                                 f"names no setting{hint}"))
+            continue
+        if raw == "":
+            continue
+        value: Any = raw
+        if not _text_setting(path):
+            try:
+                value = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                value = raw
+        elif path in _PATH_SETTINGS:
+            value = os.path.expanduser(raw)
+        values[path] = value
+        sources[path] = f"environment variable {var}"
+    if problems:
+        raise SettingsError(problems)
+    return values, sources
+
+
+def load_settings(config_file: str | Path | None = None, *,
+                  environ: Mapping[str, str] | None = None,
+                  flags: Mapping[str, Any] | None = None) -> Settings:
+    """Settings from the defaults, then ``config_file`` (YAML), then ``environ`` (default:
+    the process environment), then ``flags`` (setting -> value of each flag given, see
+    :data:`FLAGS`). Raises :class:`SettingsError` naming file and line, variable or flag,
+    and the setting, for a missing or unreadable file, an unknown key or a value of the
+    wrong type or range."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    if config_file is not None:
+        file_values, file_sources = _from_file(config_file)
+        values.update(file_values)
+        sources.update(file_sources)
+    env_values, env_sources = _from_env(os.environ if environ is None else environ)
+    values.update(env_values)
+    sources.update(env_sources)
+    for path, value in (flags or {}).items():
+        if path not in FLAGS:
+            raise ValueError(f"{path!r} has no flag")
+        values[path] = value
+        sources[path] = f"flag {FLAGS[path]}"
+    nested: dict[str, dict[str, Any]] = {}
+    for path, value in values.items():
+        section, key = path.split(".")
+        nested.setdefault(section, {})[key] = value
+    try:
+        settings = Settings.model_validate(nested, strict=True)
+    except ValidationError as exc:
+        raise _explain(exc, sources) from None
+    settings._sources.update(sources)
+    return settings
+
+
+def _explain(exc: ValidationError, sources: Mapping[str, str]) -> SettingsError:
+    """The validation errors as problems, each at the source of the value it is about."""
+    problems: list[tuple[str, str, str]] = []
+    first_line: int | None = None
+    first_source: str | None = None
+    for err in exc.errors(include_url=False):
+        loc = [str(part) for part in err["loc"]]
+        if len(loc) >= 2:
+            path = f"{loc[0]}.{loc[1]}"
+            involved = [path]
+            message = f"{err['msg']} (got {err['input']!r})"
+        else:  # a check across keys of one section: at each key it names that was given
+            path = loc[0] if loc else ""
+            message = str(err.get("ctx", {}).get("error", err["msg"]))
+            involved = [p for p in Settings.paths()
+                        if p.startswith(f"{path}.") and p.split(".")[1] in message
+                        and p in sources] or [path]
+        where = ", ".join(sources.get(p, DEFAULT_SOURCE) for p in involved)
+        problems.append((where, path, message))
+        if first_source is None:
+            head = where.split(", ")[0]
+            file_part, _, line_part = head.rpartition(":")
+            if line_part.isdigit():
+                first_source, first_line = file_part, int(line_part)
+            else:
+                first_source = head
+    return SettingsError(problems, source=first_source, line=first_line)
