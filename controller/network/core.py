@@ -343,9 +343,9 @@ class ControllerCore:
             for e in entries:
                 waits = False
                 if new_labels and e.cookie >> OWNER_ID_BITS == OWNER_INTENT:
-                    intent = intents.get(e.cookie & OWNER_ID_MASK)
-                    waits = (intent is not None and intent.mpls_label in new_labels
-                             and intent.id not in broken)
+                    rider = intents.get(e.cookie & OWNER_ID_MASK)
+                    waits = (rider is not None and rider.mpls_label in new_labels
+                             and rider.id not in broken)
                 (then if waits else first).setdefault(dpid, []).append(e)
         phase0, phase2 = openflow.two_phase(first, late, early)
         phase1 = {dpid: openflow.flowentry_to_msgs(adds=es) for dpid, es in then.items()}
@@ -560,11 +560,11 @@ class ControllerCore:
         if within is None:
             return  # the latency bound fails whatever the bandwidth: reported as infeasible
         links = [g.link(lid) for lid in within.links]
-        tight = min(links, key=lambda lk: float(lk["residual_mbps"]))  # type: ignore[arg-type]
-        index = st.link_index(int(tight["id"]))  # type: ignore[arg-type]
-        bottleneck = {"link": f"{tight['u']}-{tight['v']}", "index": index,
-                      "residual_mbps": float(tight["residual_mbps"]),  # type: ignore[arg-type]
-                      "bandwidth_mbps": float(tight["bandwidth_mbps"])}  # type: ignore[arg-type]
+        tight = min(links, key=lambda lk: lk.residual_mbps)
+        index = st.link_index(tight.id)
+        bottleneck = {"link": f"{tight.u}-{tight.v}", "index": index,
+                      "residual_mbps": tight.residual_mbps,
+                      "bandwidth_mbps": tight.bandwidth_mbps}
         raise InsufficientBandwidth(
             f"{bw:g} Mbps from {spec.src} to {spec.dst} does not fit within "
             f"{spec.max_latency_ms:g} ms: bottleneck link {bottleneck['link']} (link "
