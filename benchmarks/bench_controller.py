@@ -46,7 +46,8 @@ from intent_specs import (  # noqa: E402
     Specs,
 )
 
-from controller.lab.cli import ControllerAddress, LabNetwork  # noqa: E402
+from controller.lab.build import ControllerAddress  # noqa: E402
+from controller.lab.network import LabNetwork  # noqa: E402
 from controller.main import StructuredFormatter, run  # noqa: E402
 from controller.network.service import ChangeRecord, ControllerService  # noqa: E402
 from controller.topology.model import IntentSpec, Topology, load_topology  # noqa: E402

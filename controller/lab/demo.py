@@ -120,7 +120,9 @@ def _wait(what: str, check: Callable[[], bool], timeout_s: float) -> None:
 def live(topo_path: str, topo: Topology, *, api_port: int, interactive: bool,
          workdir: Path) -> int:
     """Controller + Mininet lab: bring the network up, show routes with cpnctl."""
-    from controller.lab.cli import ControllerAddress, LabNetwork, require_root
+    from controller.lab.build import ControllerAddress
+    from controller.lab.network import LabNetwork
+    from controller.lab.ovs import require_root
 
     require_root()
     ofp_port = _free_port(6653)

@@ -1,6 +1,8 @@
-"""Open vSwitch on the lab machine: binaries, daemons, datapath and netem detection.
+"""Open vSwitch on the lab machine: root, binaries, daemons, datapath and netem detection,
+and reading OVSDB.
 
-The lab (``controller.lab.cli``) calls :func:`probe_environment` before building a network. It
+The lab (``controller.lab.network``) calls :func:`require_root` and :func:`probe_environment`
+before building a network. It
 checks the binaries Mininet and OVS need, starts OVS with its own ``ovs-ctl`` script when the
 daemons are not running, and finds out two facts about the kernel:
 
@@ -10,16 +12,22 @@ daemons are not running, and finds out two facts about the kernel:
 * whether the kernel has the ``netem`` qdisc, which Mininet needs to give links a delay. Where it
   does not, link latency stays configured data (used by the controller) and is not applied.
 
-Every external command runs with a timeout, and every wait is bounded.
+Every external command runs with a timeout, and every wait is bounded. :func:`ovsdb_list`
+reads a whole OVSDB table in one ``ovs-vsctl`` call (the lab's readiness polls use it for all
+switches at once).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from controller.errors import LabError
 
@@ -31,9 +39,11 @@ __all__ = [
     "missing_binaries",
     "netem_available",
     "ovs_running",
+    "ovsdb_list",
     "ovs_version",
     "probe_environment",
     "require_binaries",
+    "require_root",
     "run_command",
 ]
 
@@ -199,3 +209,35 @@ def probe_environment(start_ovs: bool = True) -> LabEnvironment:
         ovs_version=ovs_version(),
         ovs_started=started,
     )
+
+
+def require_root(euid: int | None = None) -> None:
+    """Raise :class:`LabError` unless running as root (``euid`` injectable for tests)."""
+    uid = os.geteuid() if euid is None else euid
+    if uid != 0:
+        raise LabError(f"the Mininet lab must run as root (effective uid is {uid}): Mininet "
+                       "creates network namespaces and veth links, and OVS bridges; "
+                       "run it with sudo")
+
+
+def _ovsdb_value(v: Any) -> Any:
+    if isinstance(v, list) and len(v) == 2 and isinstance(v[0], str):
+        kind, body = v
+        if kind == "set":
+            return [_ovsdb_value(x) for x in body]
+        if kind == "map":
+            return {_ovsdb_value(k): _ovsdb_value(x) for k, x in body}
+        if kind in ("uuid", "named-uuid"):
+            return body
+    return v
+
+
+def ovsdb_list(table: str, columns: Sequence[str]) -> list[dict[str, Any]]:
+    """Rows of an OVSDB table as dicts (sets -> lists, maps -> dicts, uuids -> str)."""
+    res = run_command(["ovs-vsctl", "--timeout=5", "--format=json",
+                       f"--columns={','.join(columns)}", "list", table], timeout_s=10)
+    if res.returncode != 0:
+        raise LabError(f"ovs-vsctl list {table} failed: {res.stderr.strip()}")
+    doc = json.loads(res.stdout)
+    return [{h: _ovsdb_value(v) for h, v in zip(doc["headings"], row, strict=True)}
+            for row in doc["data"]]

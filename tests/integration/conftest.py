@@ -21,7 +21,9 @@ import pytest
 
 from controller.errors import LabError
 from controller.lab import ovs
-from controller.lab.cli import OWNER_KEY, STATE_DIR, LabNetwork, cleanup_stale, ovsdb_list
+from controller.lab.cleanup import OWNER_KEY, STATE_DIR, cleanup_stale
+from controller.lab.network import LabNetwork
+from controller.lab.ovs import ovsdb_list
 from controller.topology.model import Topology
 
 

@@ -32,7 +32,7 @@ from test_controller_helpers import (
 )
 
 from controller.errors import LabError
-from controller.lab.cli import LabNetwork
+from controller.lab.network import LabNetwork
 from controller.network.flows import OWNER_ANYCAST, make_cookie
 from controller.topology.model import Topology, load_topology
 

@@ -39,7 +39,7 @@ from test_controller_helpers import (
     wait_for,
 )
 
-from controller.lab.cli import LabNetwork
+from controller.lab.network import LabNetwork
 from controller.topology.model import load_topology
 
 TOKEN = "e2e-token-5f0c1d"

@@ -38,7 +38,8 @@ from test_controller_helpers import (
 )
 
 from controller.errors import LabError, NotFound
-from controller.lab.cli import LabNetwork, run_command
+from controller.lab.network import LabNetwork
+from controller.lab.ovs import run_command
 from controller.network.flows import make_cookie
 from controller.network.service import ControllerService, SwitchUnavailable
 from controller.topology.model import load_topology

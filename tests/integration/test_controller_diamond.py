@@ -37,7 +37,7 @@ from test_controller_helpers import (
     wait_for,
 )
 
-from controller.lab.cli import LabNetwork
+from controller.lab.network import LabNetwork
 from controller.lab.ovs import run_command
 from controller.network.flows import make_cookie
 from controller.topology.model import load_topology

@@ -19,7 +19,10 @@ from typing import Any
 
 import pytest
 
-from controller.lab.cli import ControllerAddress, LabNetwork, LabPlan, cleanup_stale
+from controller.lab.build import ControllerAddress
+from controller.lab.cleanup import cleanup_stale
+from controller.lab.network import LabNetwork
+from controller.lab.plan import LabPlan
 from controller.network.flows import make_cookie
 from controller.topology.model import Topology
 from controller.topology.wiring import port_plan

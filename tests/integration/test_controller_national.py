@@ -29,7 +29,7 @@ from test_controller_helpers import (
     wait_for,
 )
 
-from controller.lab.cli import LabNetwork
+from controller.lab.network import LabNetwork
 from controller.topology.model import Topology, load_topology
 
 TOPOLOGY = REPO / "topologies" / "national.yaml"

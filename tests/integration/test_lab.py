@@ -18,13 +18,9 @@ from pathlib import Path
 import pytest
 
 from controller.errors import LabError
-from controller.lab.cli import (
-    OWNER_KEY,
-    ControllerAddress,
-    cleanup_stale,
-    ovsdb_list,
-    run_command,
-)
+from controller.lab.build import ControllerAddress
+from controller.lab.cleanup import OWNER_KEY, cleanup_stale
+from controller.lab.ovs import ovsdb_list, run_command
 from controller.topology.model import Topology, load_topology, topology_from_dict
 
 REPO = Path(__file__).resolve().parents[2]
@@ -172,7 +168,7 @@ def test_cleanup_stale_removes_what_a_killed_lab_left(lab_env, tmp_path: Path) -
     cleanup_stale()
     script = textwrap.dedent("""\
         import sys, time
-        from controller.lab.cli import LabNetwork
+        from controller.lab.network import LabNetwork
         from controller.topology.model import topology_from_dict
         topo = topology_from_dict({"name": "killed", "nodes": [{"name": "a"}, {"name": "b"}],
                                    "links": [{"a": "a", "b": "b", "latency_ms": 1}]})

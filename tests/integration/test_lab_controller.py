@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.lab.cli import ControllerAddress
+from controller.lab.build import ControllerAddress
 from controller.topology.model import topology_from_dict
 
 APP = textwrap.dedent('''\

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from controller.lab.cli import ovsdb_list
+from controller.lab.ovs import ovsdb_list
 from controller.topology.model import load_topology
 
 NATIONAL = Path(__file__).resolve().parents[2] / "topologies" / "national.yaml"

@@ -19,7 +19,7 @@ from test_controller_helpers import (
     start_lab,
 )
 
-from controller.lab.cli import LabNetwork
+from controller.lab.network import LabNetwork
 from controller.lab.ovs import run_command
 from controller.topology.model import load_topology
 

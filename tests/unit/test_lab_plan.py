@@ -12,16 +12,10 @@ import networkx as nx
 import pytest
 
 from controller.errors import LabError, NotFound
-from controller.lab.cli import (
-    ControllerAddress,
-    LabPlan,
-    PingMatrix,
-    PingResult,
-    _parse_ping_lines,
-    parse_controller,
-    plan_ping_pairs,
-    require_root,
-)
+from controller.lab.build import ControllerAddress, parse_controller
+from controller.lab.ovs import require_root
+from controller.lab.ping import PingMatrix, PingResult, parse_ping_lines, plan_ping_pairs
+from controller.lab.plan import LabPlan
 from controller.topology.model import load_topology, topology_from_dict
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
@@ -117,7 +111,7 @@ def test_parse_ping_output() -> None:
         "@@ 10.0.0.3 1 2 packets transmitted, 0 received, 100% packet loss, time 1001ms \n"
         "noise\n"
     )
-    assert _parse_ping_lines(out) == {"10.0.0.2": (1, 1, 0.25), "10.0.0.3": (2, 0, None)}
+    assert parse_ping_lines(out) == {"10.0.0.2": (1, 1, 0.25), "10.0.0.3": (2, 0, None)}
 
 
 def test_ping_matrix_summary_counts_loss() -> None:
