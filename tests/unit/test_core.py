@@ -488,7 +488,7 @@ def test_reroute_and_install_lines_are_logged_once_sent(caplog: pytest.LogCaptur
     """The core does not log in the computing thread: a Change carries its reroute and
     install lines until ``emit_logs`` (the sender calls it); a big change logs one summary
     per kind at INFO and each intent at DEBUG."""
-    from controller.network.core import LOG_EACH_MAX, Change
+    from controller.network.change import LOG_EACH_MAX, Change
 
     small = Change(token=1, cause="port s1:1 down",
                    log_records=[("intent a (1): s1-s2 -> s1-s3-s2 (port s1:1 down)",
@@ -517,7 +517,7 @@ def test_reroute_and_install_lines_are_logged_once_sent(caplog: pytest.LogCaptur
 
 
 def test_id_ranges_fold_runs() -> None:
-    from controller.network.core import _id_ranges
+    from controller.network.change import id_ranges as _id_ranges
 
     assert _id_ranges([]) == ""
     assert _id_ranges([5]) == "5"
@@ -530,7 +530,7 @@ def test_a_big_install_is_one_event_and_its_lines_are_formatted_only_when_logged
     """The event log keeps the last 1,000 events: a change installing more intents than
     LOG_EACH_MAX records one ``intents_installed`` event (a small one, one event each), so a
     big batch does not push the link and switch events out."""
-    from controller.network.core import LOG_EACH_MAX
+    from controller.network.change import LOG_EACH_MAX
 
     core, net = running(diamond, load_intents=False)
     _, change = core.add_intent(IntentSpec("h1", "h2", max_latency_ms=15.0), 2.0)
