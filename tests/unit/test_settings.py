@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controller.main import _parser, build_service, main
+from controller.main import _parser, build_service
 from controller.settings import FLAGS, Settings, SettingsError, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -268,7 +268,10 @@ def test_print_config_needs_no_topology_and_the_command_exits_2_on_bad_settings(
     done = cli("--config", str(tmp_path / "missing.yaml"), "--print-config")
     assert (done.returncode, done.stderr) == (
         2, f"cpn-controller: error: {tmp_path / 'missing.yaml'}: config file not found\n")
-    assert main([]) == 2  # no topology anywhere: an error, nothing started
+    done = cli()
+    assert (done.returncode, done.stderr) == (  # no topology anywhere: nothing started
+        2, "cpn-controller: error: no topology file: give --topology FILE, topology.file in "
+           "the --config file, or CPN_TOPOLOGY_FILE\n")
 
 
 def test_the_service_is_built_with_the_settings(tmp_path: Path) -> None:
