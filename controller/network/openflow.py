@@ -452,13 +452,6 @@ def bundle_add(bundle_id: int, inner: bytes, flags: int = BUNDLE_FLAGS) -> bytes
         _BUNDLE_ADD.pack(bundle_id, flags) + inner
 
 
-def flowmod_delete_cookie(cookie: int, cookie_mask: int = ALL_COOKIE_BITS,
-                          table_id: int = ofp.OFPTT_ALL) -> parser.OFPFlowMod:
-    """OFPFC_DELETE (non-strict) of every flow whose cookie matches under ``cookie_mask``."""
-    return flowmod(command=ofp.OFPFC_DELETE, table_id=table_id, priority=0,
-                   match=parser.OFPMatch(), cookie=cookie, cookie_mask=cookie_mask)
-
-
 def meter_mod(command: int, meter_id: int, rate_kbps: int = 0) -> parser.OFPMeterMod:
     """OFPMeterMod: ``OFPMC_ADD``/``OFPMC_MODIFY`` a meter with one DROP band at
     ``rate_kbps`` and a burst of 100 ms at that rate (at least 10 full-size frames; without

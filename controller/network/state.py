@@ -141,9 +141,6 @@ class NetworkState:
     def dpids(self) -> list[int]:
         return sorted(self.switches)
 
-    def node_names(self) -> list[str]:
-        return [n.name for n in self.topology.nodes]
-
     def switch(self, dpid: int) -> SwitchRecord:
         try:
             return self.switches[dpid]

@@ -65,10 +65,6 @@ class Tunnels:
         self._idle: set[int] = set()
         """labels whose references dropped to 0 (removed by :meth:`drop_idle`)"""
 
-    def label_of(self, intent_id: int) -> int | None:
-        """The label the ingress of ``intent_id`` pushes (None: it rides no tunnel)."""
-        return self._intent_label.get(intent_id)
-
     def attach(self, intent: Intent) -> int | None:
         """Put ``intent`` on the tunnel it should ride (its segments made if new), off the one
         it rode; the label its ingress pushes, or None (protected, single-switch or unrouted

@@ -438,7 +438,10 @@ def test_flows_removed_behind_our_back_are_restored(diamond: Topology) -> None:
         )
         for f in net.flows(s2)
     ]
-    net.apply(s2, [openflow.flowmod_delete_cookie(0, 0)])
+    # what `ovs-ofctl del-flows` sends: a non-strict delete of every flow in every table
+    net.apply(s2, [openflow.flowmod(command=ofp.OFPFC_DELETE, table_id=ofp.OFPTT_ALL,
+                                    priority=0, match=parser.OFPMatch(), cookie=0,
+                                    cookie_mask=0)])
     assert net.flows(s2) == []
     change = core.flows_removed(s2, removed, 5.0)
     assert not change.phase2 and len(change.adds[s2]) == len(before)
