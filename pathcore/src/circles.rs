@@ -1,7 +1,8 @@
-//! Latency circles, the all-pairs latency matrix and batch constrained queries.
+//! Latency circles (every node within a latency of one node) and the all-pairs latency
+//! matrix.
 //!
-//! The matrix and the batch run one independent search per source or request on the
-//! rayon pool; each worker thread reuses its own search scratch.
+//! The matrix runs one independent search per source on the rayon pool; each worker
+//! thread reuses its own search scratch.
 //!
 //! ```
 //! use pathcore::graph::Graph;
@@ -17,9 +18,9 @@
 
 use rayon::prelude::*;
 
-use crate::constrained::constrained_path;
-use crate::dijkstra::{distances, Direction, FWD};
-use crate::graph::{slack, Filter, Graph, NodeId, Path, Weight};
+use crate::graph::{slack, Filter, Graph, NodeId, Weight};
+use crate::search::{Direction, FWD};
+use crate::shortest_path::distances;
 
 /// Every node whose least latency from `src` over up links is ≤ `max_latency_ms`
 /// (relative slack 1e-9), with that latency, nearest first (in the order Dijkstra settles
@@ -78,35 +79,11 @@ pub fn latency_matrix(g: &Graph, nodes: &[NodeId]) -> Vec<Vec<f64>> {
         .collect()
 }
 
-/// One constrained request: `(src, dst, max_latency_ms, min_bandwidth_mbps)`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Request {
-    pub src: NodeId,
-    pub dst: NodeId,
-    pub max_latency_ms: f64,
-    pub min_bandwidth_mbps: f64,
-}
-
-/// [`constrained_path`] for each request, in parallel; results in request order.
-pub fn batch_constrained_paths(
-    g: &Graph,
-    requests: &[Request],
-    weight: Weight,
-) -> Vec<Option<Path>> {
-    requests
-        .par_iter()
-        .map(|r| {
-            let f = Filter::new().with_min_bandwidth(r.min_bandwidth_mbps);
-            constrained_path(g, r.src, r.dst, r.max_latency_ms, weight, &f)
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dijkstra::shortest_path;
     use crate::graph::tests::{random_graph, Rng};
+    use crate::shortest_path::shortest_path;
 
     #[test]
     fn matrix_and_circles_agree_with_dijkstra() {
@@ -132,24 +109,37 @@ mod tests {
     }
 
     #[test]
-    fn batch_equals_single() {
-        let mut rng = Rng(4);
-        let g = random_graph(&mut rng, 30, 100);
-        let reqs: Vec<Request> = (0..200)
-            .map(|_| Request {
-                src: rng.below(30) as u32,
-                dst: rng.below(30) as u32,
-                max_latency_ms: rng.below(20) as f64,
-                min_bandwidth_mbps: (rng.below(3) * 10) as f64,
-            })
-            .collect();
-        let got = batch_constrained_paths(&g, &reqs, Weight::Cost);
-        for (r, p) in reqs.iter().zip(got) {
-            let f = Filter::new().with_min_bandwidth(r.min_bandwidth_mbps);
-            assert_eq!(
-                p,
-                constrained_path(&g, r.src, r.dst, r.max_latency_ms, Weight::Cost, &f)
-            );
-        }
+    fn circles_and_matrix_on_a_line() {
+        // a–b 1 ms, b–c 2 ms (both ways), c→d 3 ms (one way).
+        let mut g = Graph::new();
+        g.add_nodes(&["a", "b", "c", "d"]).unwrap();
+        g.add_link(0, 1, 1.0, 10.0, 1.0, true).unwrap();
+        let bc = g.add_link(1, 2, 2.0, 10.0, 1.0, true).unwrap();
+        g.add_link(2, 3, 3.0, 10.0, 1.0, false).unwrap();
+        assert_eq!(within_latency(&g, 0, 0.0), vec![(0, 0.0)]);
+        assert_eq!(
+            within_latency(&g, 0, 3.0),
+            vec![(0, 0.0), (1, 1.0), (2, 3.0)]
+        );
+        let all = vec![(0, 0.0), (1, 1.0), (2, 3.0), (3, 6.0)];
+        assert_eq!(within_latency(&g, 0, f64::INFINITY), all);
+        assert_eq!(within_latency(&g, 3, f64::INFINITY), vec![(3, 0.0)]);
+        let inf = f64::INFINITY;
+        let m = latency_matrix(&g, &[0, 3, 2]);
+        assert_eq!(
+            m,
+            vec![
+                vec![0.0, 6.0, 3.0],
+                vec![inf, 0.0, inf],
+                vec![3.0, 3.0, 0.0]
+            ]
+        );
+        // A down link cuts the circle and the matrix.
+        g.set_link_up(bc, false, true).unwrap();
+        assert_eq!(within_latency(&g, 0, inf), vec![(0, 0.0), (1, 1.0)]);
+        assert_eq!(
+            latency_matrix(&g, &[0, 2]),
+            vec![vec![0.0, inf], vec![inf, 0.0]]
+        );
     }
 }

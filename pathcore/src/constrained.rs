@@ -53,11 +53,12 @@
 //! ```
 
 use std::cell::RefCell;
-use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use crate::dijkstra::{bounded_shortest_path, shortest_path, Direction, FWD, REV_A, REV_B};
 use crate::graph::{slack, Filter, Graph, LinkId, NodeId, Path, Weight, NO_LINK};
+use crate::min_scored::{Dist, MinScored};
+use crate::search::{walk_back, Direction, Tree, FWD, REV_A, REV_B};
+use crate::shortest_path::{bounded_shortest_path, shortest_path};
 
 #[derive(Debug, Clone, Copy)]
 struct Label {
@@ -70,32 +71,12 @@ struct Label {
     dead: bool,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    f: f64,
-    lat: f64,
-    hops: u32,
-    idx: u32,
-}
+/// Heap entry of a label: `(f, latency, hops)` then the label's index in the arena.
+type Entry = MinScored<(Dist, Dist, u32), u32>;
 
-impl PartialEq for Entry {
-    fn eq(&self, o: &Self) -> bool {
-        self.cmp(o) == Ordering::Equal
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Entry {
-    fn cmp(&self, o: &Self) -> Ordering {
-        o.f.total_cmp(&self.f)
-            .then(o.lat.total_cmp(&self.lat))
-            .then(o.hops.cmp(&self.hops))
-            .then(o.idx.cmp(&self.idx))
-    }
+#[inline(always)]
+fn entry(f: f64, lat: f64, hops: u32, idx: u32) -> Entry {
+    MinScored((Dist::new(f), Dist::new(lat), hops), idx)
 }
 
 #[derive(Debug, Default)]
@@ -204,9 +185,9 @@ fn search(
     bound: f64,
     weight: Weight,
     filter: &Filter,
-    fwd: &mut crate::dijkstra::Tree,
-    rev_w: &mut crate::dijkstra::Tree,
-    rev_lat: &mut crate::dijkstra::Tree,
+    fwd: &mut Tree,
+    rev_w: &mut Tree,
+    rev_lat: &mut Tree,
     labels: &mut Labels,
 ) -> Option<Path> {
     // 0. (done by the caller) the least-weight path is infeasible.
@@ -311,17 +292,12 @@ pub(crate) fn label_search<W: Fn(NodeId) -> f64, L: Fn(NodeId) -> f64>(
         dead: false,
     });
     labels.list(src).push(0);
-    labels.heap.push(Entry {
-        f: lb_w(src),
-        lat: 0.0,
-        hops: 0,
-        idx: 0,
-    });
-    while let Some(e) = labels.heap.pop() {
-        if e.f > best_w {
+    labels.heap.push(entry(lb_w(src), 0.0, 0, 0));
+    while let Some(MinScored((least_f, _, _), cur)) = labels.heap.pop() {
+        if least_f.get() > best_w {
             break;
         }
-        let lab = labels.arena[e.idx as usize];
+        let lab = labels.arena[cur as usize];
         if lab.dead {
             continue;
         }
@@ -344,7 +320,7 @@ pub(crate) fn label_search<W: Fn(NodeId) -> f64, L: Fn(NodeId) -> f64>(
             let nh = lab.hops + 1;
             let new = Label {
                 node: v,
-                parent: e.idx,
+                parent: cur,
                 link: a.lid,
                 w: nw,
                 lat: nlat,
@@ -392,22 +368,16 @@ pub(crate) fn label_search<W: Fn(NodeId) -> f64, L: Fn(NodeId) -> f64>(
             });
             list.push(idx);
             arena.push(new);
-            heap.push(Entry {
-                f,
-                lat: nlat,
-                hops: nh,
-                idx,
-            });
+            heap.push(entry(f, nlat, nh, idx));
         }
     }
     match best_label {
         None => incumbent,
-        Some(mut i) => {
-            let mut links = Vec::with_capacity(best_hops as usize);
-            while labels.arena[i as usize].link != NO_LINK {
-                links.push(labels.arena[i as usize].link);
-                i = labels.arena[i as usize].parent;
-            }
+        Some(i) => {
+            let mut links = walk_back(i, |j| {
+                let lab = &labels.arena[j as usize];
+                (lab.link != NO_LINK).then_some((lab.link, lab.parent))
+            });
             links.reverse();
             Some(Path::from_links(g, src, links))
         }
@@ -491,5 +461,43 @@ mod tests {
         g.add_link(0, 2, 1.0, 1.0, 1.0, true).unwrap();
         let p = constrained_path(&g, 0, 2, 0.1 + 0.2, Weight::Cost, &Filter::new()).unwrap();
         assert_eq!(p.nodes, vec![0, 1, 2]);
+    }
+
+    /// Three routes a→d: over b (cost 1, 10 ms), over c (cost 4, 4 ms, 10 Mbit/s),
+    /// direct (cost 9, 1 ms).
+    fn three_routes() -> (Graph, [LinkId; 5]) {
+        let mut g = Graph::new();
+        g.add_nodes(&["a", "b", "c", "d"]).unwrap();
+        let ab = g.add_link(0, 1, 5.0, 100.0, 0.5, true).unwrap();
+        let bd = g.add_link(1, 3, 5.0, 100.0, 0.5, true).unwrap();
+        let ac = g.add_link(0, 2, 2.0, 10.0, 2.0, true).unwrap();
+        let cd = g.add_link(2, 3, 2.0, 100.0, 2.0, true).unwrap();
+        let ad = g.add_link(0, 3, 1.0, 100.0, 9.0, true).unwrap();
+        (g, [ab, bd, ac, cd, ad])
+    }
+
+    #[test]
+    fn the_bound_picks_the_cheapest_route_that_meets_it() {
+        let (g, [ab, bd, ac, cd, ad]) = three_routes();
+        let f = Filter::new();
+        let route = |bound: f64, f: &Filter| {
+            constrained_path(&g, 0, 3, bound, Weight::Cost, f).map(|p| (p.links, p.cost))
+        };
+        assert_eq!(route(f64::INFINITY, &f), Some((vec![ab, bd], 1.0)));
+        assert_eq!(route(10.0, &f), Some((vec![ab, bd], 1.0)));
+        assert_eq!(route(9.99, &f), Some((vec![ac, cd], 4.0)));
+        assert_eq!(route(3.0, &f), Some((vec![ad], 9.0)));
+        assert_eq!(route(0.5, &f), None);
+        // 20 Mbit/s does not fit a→c (10 Mbit/s): the direct link is next.
+        assert_eq!(
+            route(9.0, &f.clone().with_min_bandwidth(20.0)),
+            Some((vec![ad], 9.0))
+        );
+        let mut ex = Filter::new();
+        ex.exclude_node(2);
+        assert_eq!(route(9.0, &ex), Some((vec![ad], 9.0)));
+        ex.exclude_link(ad);
+        assert_eq!(route(9.0, &ex), None);
+        assert_eq!(route(f64::INFINITY, &ex), Some((vec![ab, bd], 1.0)));
     }
 }

@@ -32,6 +32,8 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 
 use crate::graph::{Filter, Graph, LinkId, NodeId, Path, Weight, NO_LINK};
+use crate::min_scored::{Dist, MinScored};
+use crate::search::walk_back;
 
 #[derive(Debug, Clone, Copy)]
 struct Arc {
@@ -39,20 +41,6 @@ struct Arc {
     cap: u8,
     cost: f64,
     link: LinkId,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Entry(f64, u32);
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Entry {
-    fn cmp(&self, o: &Self) -> Ordering {
-        o.0.total_cmp(&self.0).then(o.1.cmp(&self.1))
-    }
 }
 
 /// The least-total-`weight` pair of disjoint src→dst paths over links allowed by `filter`
@@ -121,8 +109,9 @@ pub fn disjoint_paths(
         pred.iter_mut().for_each(|p| *p = u32::MAX);
         dist[s as usize] = 0.0;
         heap.clear();
-        heap.push(Entry(0.0, s));
-        while let Some(Entry(d, x)) = heap.pop() {
+        heap.push(MinScored(Dist::new(0.0), s));
+        while let Some(MinScored(d, x)) = heap.pop() {
+            let d = d.get();
             if d > dist[x as usize] {
                 continue;
             }
@@ -136,19 +125,24 @@ pub fn disjoint_paths(
                 if nd < dist[a.to as usize] {
                     dist[a.to as usize] = nd;
                     pred[a.to as usize] = ai;
-                    heap.push(Entry(nd, a.to));
+                    heap.push(MinScored(Dist::new(nd), a.to));
                 }
             }
         }
         if !dist[t as usize].is_finite() {
             return None;
         }
-        let mut x = t;
-        while x != s {
-            let ai = pred[x as usize] as usize;
+        // The augmenting path, by the arc that reached each node; arc i ^ 1 is the
+        // residual twin of arc i and leads back to the node the arc starts from.
+        let path = walk_back(t, |x| {
+            (x != s).then(|| {
+                let ai = pred[x as usize] as usize;
+                (ai, arcs[ai ^ 1].to)
+            })
+        });
+        for ai in path {
             arcs[ai].cap -= 1;
             arcs[ai ^ 1].cap += 1;
-            x = arcs[ai ^ 1].to;
         }
         for (p, d) in pot.iter_mut().zip(&dist) {
             if d.is_finite() {
@@ -286,5 +280,51 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Suurballe's trap: the shortest path s→a→b→t blocks every disjoint partner; the
+    /// best pair is s→a→t and s→b→t, and the link a–b (one fiber, both directions) is in
+    /// neither.
+    #[test]
+    fn the_trap_is_resolved_and_one_fiber_is_used_once() {
+        let mut g = Graph::new();
+        g.add_nodes(&["s", "a", "b", "t"]).unwrap();
+        let sa = g.add_link(0, 1, 1.0, 10.0, 1.0, true).unwrap();
+        let ab = g.add_link(1, 2, 1.0, 10.0, 1.0, true).unwrap();
+        let bt = g.add_link(2, 3, 1.0, 10.0, 1.0, true).unwrap();
+        let at = g.add_link(1, 3, 3.0, 10.0, 1.0, true).unwrap();
+        let sb = g.add_link(0, 2, 3.0, 10.0, 1.0, true).unwrap();
+        let (p, q) = disjoint_paths(&g, 0, 3, Weight::Latency, false, &Filter::new()).unwrap();
+        assert_eq!((&p.links, &q.links), (&vec![sa, at], &vec![sb, bt]));
+        assert_eq!((p.latency_ms, q.latency_ms), (4.0, 4.0));
+        let uses_ab = |x: &Path| x.links.contains(&ab) || x.links.contains(&(ab + 1));
+        assert!(!uses_ab(&p) && !uses_ab(&q));
+        // Without s→b, s→a is the only way out of s: no pair.
+        let mut f = Filter::new();
+        f.exclude_link(sb);
+        assert!(disjoint_paths(&g, 0, 3, Weight::Latency, false, &f).is_none());
+        assert!(disjoint_paths(&g, 0, 0, Weight::Latency, false, &Filter::new()).is_none());
+    }
+
+    /// s⇉m⇉t over parallel links: link-disjoint pairs exist, node-disjoint ones do not
+    /// (both paths cross m), until s→t gives a second route.
+    #[test]
+    fn node_disjoint_forbids_a_shared_node() {
+        let mut g = Graph::new();
+        g.add_nodes(&["s", "m", "t"]).unwrap();
+        let sm1 = g.add_link(0, 1, 1.0, 10.0, 1.0, true).unwrap();
+        let sm2 = g.add_link(0, 1, 2.0, 10.0, 1.0, true).unwrap();
+        let mt1 = g.add_link(1, 2, 1.0, 10.0, 1.0, true).unwrap();
+        let mt2 = g.add_link(1, 2, 2.0, 10.0, 1.0, true).unwrap();
+        let f = Filter::new();
+        let (p, q) = disjoint_paths(&g, 0, 2, Weight::Latency, false, &f).unwrap();
+        assert_eq!(p.latency_ms + q.latency_ms, 6.0);
+        let mut used = [p.links, q.links].concat();
+        used.sort_unstable();
+        assert_eq!(used, vec![sm1, sm2, mt1, mt2]);
+        assert!(disjoint_paths(&g, 0, 2, Weight::Latency, true, &f).is_none());
+        let st = g.add_link(0, 2, 5.0, 10.0, 1.0, true).unwrap();
+        let (p, q) = disjoint_paths(&g, 0, 2, Weight::Latency, true, &f).unwrap();
+        assert_eq!((p.links, q.links), (vec![sm1, mt1], vec![st]));
     }
 }

@@ -838,4 +838,41 @@ pub(crate) mod tests {
         assert_eq!(g.add_links(&[ok, ok], true).unwrap(), vec![0, 2]);
         assert_eq!(g.link(3).unwrap().reverse, Some(2));
     }
+
+    #[test]
+    fn latency_bounds_accept_infinity_and_reject_nan() {
+        assert_eq!(check_bound("b", f64::INFINITY), Ok(f64::INFINITY));
+        assert_eq!(slack(f64::INFINITY), f64::INFINITY);
+        assert_eq!(check_bound("b", -0.0).unwrap().to_bits(), 0.0f64.to_bits());
+        assert!(check_bound("b", f64::NAN).is_err());
+        assert!(check_bound("b", -1.0).is_err());
+        // Quantities stored on links must be finite.
+        assert!(check_quantity("q", f64::INFINITY).is_err());
+        assert_eq!(check_quantity("q", 2.5), Ok(2.5));
+    }
+
+    #[test]
+    fn filters_see_down_links_bandwidth_and_exclusions() {
+        let mut g = Graph::new();
+        g.add_nodes(&["a", "b", "c"]).unwrap();
+        let ab = g.add_link(0, 1, 1.0, 10.0, 1.0, true).unwrap();
+        let bc = g.add_link(1, 2, 1.0, 50.0, 1.0, false).unwrap();
+        let link = |id| g.link(id).unwrap().clone();
+        assert!(Filter::new().link_ok(ab, &link(ab)));
+        assert!(!Filter::new()
+            .with_min_bandwidth(20.0)
+            .link_ok(ab, &link(ab)));
+        assert!(Filter::new()
+            .with_min_bandwidth(20.0)
+            .link_ok(bc, &link(bc)));
+        let mut f = Filter::new();
+        f.exclude_node(2);
+        assert!(f.link_ok(ab, &link(ab)) && !f.link_ok(bc, &link(bc)));
+        f.exclude_link(ab + 1);
+        assert!(f.link_ok(ab, &link(ab)) && !f.link_ok(ab + 1, &link(ab + 1)));
+        g.set_link_up(ab, false, false).unwrap();
+        assert!(!Filter::new().link_ok(ab, &g.link(ab).unwrap().clone()));
+        assert!(Filter::new().arc_ok(&g.out_arcs(1)[0]), "b→a is still up");
+        assert!(!Filter::new().arc_ok(&g.out_arcs(0)[0]), "a→b is down");
+    }
 }

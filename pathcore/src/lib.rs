@@ -1,19 +1,26 @@
 //! pathcore: the path-computation engine of the CPN controller.
 //!
 //! Plain-Rust algorithm modules (no Python types) over a compact directed multigraph with
-//! per-link latency, bandwidth, residual bandwidth, cost and up/down state:
-//! [`graph`] (the graph, paths, filters), [`dijkstra`] (shortest paths),
-//! [`constrained`] (exact latency-constrained least-cost path), [`ksp`] (k shortest loopless
-//! paths with a latency bound), [`disjoint`] (Suurballe link- and node-disjoint pairs),
-//! [`circles`] (latency circles, all-pairs latency matrix, batch queries in parallel).
+//! per-link latency, bandwidth, residual bandwidth, cost and up/down state, one module per
+//! algorithm family:
+//! [`graph`] (the graph and its updates, paths, filters), [`shortest_path`] (least-weight
+//! paths, distances, next-hop trees), [`constrained`] (exact latency-constrained
+//! least-cost path), [`k_shortest`] (k shortest loopless paths with a latency bound),
+//! [`disjoint`] (Suurballe link- and node-disjoint pairs), [`circles`] (latency circles,
+//! all-pairs latency matrix), [`batch`] (constrained queries in parallel).
+//! The searches share one heap key ([`min_scored::MinScored`]) and one search machinery
+//! with one predecessor walk ([`search`]).
 //! The optional `python` feature adds the PyO3 bindings (module `pathcore._pathcore`).
 
+pub mod batch;
 pub mod circles;
 pub mod constrained;
-pub mod dijkstra;
 pub mod disjoint;
 pub mod graph;
-pub mod ksp;
+pub mod k_shortest;
+pub mod min_scored;
+pub mod search;
+pub mod shortest_path;
 
 #[cfg(feature = "python")]
 mod python;

@@ -8,11 +8,11 @@ use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
-use crate::circles::{self, Request};
+use crate::batch::{self, Request};
 use crate::graph::{
     check_bound, check_quantity, Error, Filter, Graph, LinkId, LinkSpec, NodeId, Path, Weight,
 };
-use crate::{constrained, dijkstra, disjoint, ksp};
+use crate::{circles, constrained, disjoint, k_shortest, shortest_path};
 
 fn to_py(e: Error) -> PyErr {
     match e {
@@ -430,7 +430,7 @@ impl PyGraph {
         let (s, d) = (self.node(src)?, self.node(dst)?);
         Ok(self.path(
             py,
-            dijkstra::shortest_path(&self.g, s, d, w, &Filter::new()),
+            shortest_path::shortest_path(&self.g, s, d, w, &Filter::new()),
         ))
     }
 
@@ -452,7 +452,7 @@ impl PyGraph {
         let w = self::weight(weight)?;
         let t = self.node(target)?;
         let g = &self.g;
-        let tree = py.detach(|| dijkstra::shortest_path_tree(g, t, w, &Filter::new()));
+        let tree = py.detach(|| shortest_path::shortest_path_tree(g, t, w, &Filter::new()));
         let d = PyDict::new(py);
         for (n, lid) in tree {
             d.set_item(self.name(py, n), lid)?;
@@ -528,7 +528,8 @@ impl PyGraph {
         let bound = max_latency_ms.unwrap_or(f64::INFINITY);
         check_bound("max_latency_ms", bound).map_err(to_py)?;
         let g = &self.g;
-        let ps = py.detach(|| ksp::k_shortest_paths(g, s, d, k as usize, w, bound, &Filter::new()));
+        let ps = py
+            .detach(|| k_shortest::k_shortest_paths(g, s, d, k as usize, w, bound, &Filter::new()));
         Ok(ps
             .into_iter()
             .map(|p| PyPath::new(py, &self.names, p))
@@ -660,7 +661,7 @@ impl PyGraph {
             });
         }
         let g = &self.g;
-        let out = py.detach(|| circles::batch_constrained_paths(g, &reqs, w));
+        let out = py.detach(|| batch::batch_constrained_paths(g, &reqs, w));
         Ok(out.into_iter().map(|p| self.path(py, p)).collect())
     }
 

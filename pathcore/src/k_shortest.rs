@@ -17,7 +17,7 @@
 //!
 //! ```
 //! use pathcore::graph::{Filter, Graph, Weight};
-//! use pathcore::ksp::k_shortest_paths;
+//! use pathcore::k_shortest::k_shortest_paths;
 //! let mut g = Graph::new();
 //! g.add_nodes(&["a", "b"]).unwrap();
 //! g.add_link(0, 1, 1.0, 10.0, 1.0, true).unwrap();
@@ -30,8 +30,8 @@
 use std::collections::HashSet;
 
 use crate::constrained::{constrained_path_abs, label_search, LABELS};
-use crate::dijkstra::{Direction, FWD, REV_A};
 use crate::graph::{slack, Filter, Graph, NodeId, Path, Weight};
+use crate::search::{Direction, FWD, REV_A};
 
 /// Up to `k` loopless paths src→dst of least `weight` with latency ≤ `max_latency_ms`
 /// (relative slack 1e-9; `+inf` = unbounded), over links allowed by `filter`, in
@@ -149,6 +149,7 @@ pub fn k_shortest_paths(
 mod tests {
     use super::*;
     use crate::graph::tests::{all_simple_paths, random_graph, Rng};
+    use crate::graph::LinkId;
 
     #[test]
     fn matches_brute_force() {
@@ -182,5 +183,37 @@ mod tests {
                 assert_eq!(distinct.len(), got.len());
             }
         }
+    }
+
+    #[test]
+    fn paths_come_in_order_and_meet_the_bound() {
+        // a→d over b (2 ms), over c (3 ms), direct (6 ms), and over b then c (4 ms).
+        let mut g = Graph::new();
+        g.add_nodes(&["a", "b", "c", "d"]).unwrap();
+        let ab = g.add_link(0, 1, 1.0, 10.0, 1.0, false).unwrap();
+        let bd = g.add_link(1, 3, 1.0, 10.0, 1.0, false).unwrap();
+        let ac = g.add_link(0, 2, 1.5, 10.0, 1.0, false).unwrap();
+        let cd = g.add_link(2, 3, 1.5, 10.0, 1.0, false).unwrap();
+        let ad = g.add_link(0, 3, 6.0, 10.0, 1.0, false).unwrap();
+        let bc = g.add_link(1, 2, 1.5, 10.0, 1.0, false).unwrap();
+        let f = Filter::new();
+        let links = |k, w, bound| -> Vec<Vec<LinkId>> {
+            k_shortest_paths(&g, 0, 3, k, w, bound, &f)
+                .into_iter()
+                .map(|p| p.links)
+                .collect()
+        };
+        let all = vec![vec![ab, bd], vec![ac, cd], vec![ab, bc, cd], vec![ad]];
+        assert_eq!(links(10, Weight::Latency, f64::INFINITY), all);
+        assert_eq!(links(2, Weight::Latency, f64::INFINITY), all[..2].to_vec());
+        assert_eq!(links(10, Weight::Latency, 4.0), all[..3].to_vec());
+        assert_eq!(links(10, Weight::Latency, 1.0), Vec::<Vec<LinkId>>::new());
+        assert_eq!(
+            links(0, Weight::Latency, f64::INFINITY),
+            Vec::<Vec<LinkId>>::new()
+        );
+        // By hops the direct link is first; ties of two hops go to less latency.
+        let by_hops = links(3, Weight::Hops, f64::INFINITY);
+        assert_eq!(by_hops, vec![vec![ad], vec![ab, bd], vec![ac, cd]]);
     }
 }

@@ -1,15 +1,14 @@
-//! Binary-heap Dijkstra, forward or reverse, with reusable generation-stamped scratch.
+//! Shortest paths: least-weight path between two nodes (bidirectional Dijkstra), distances
+//! from or to one node, and the next-hop tree toward one node.
 //!
-//! Labels are compared lexicographically on `(weight, secondary, hops)` (secondary is
-//! latency unless stated), which is an exact, monotone order for non-negative link
-//! values; so among equally short paths the one with less latency, then fewer hops, wins,
-//! and the result is deterministic. Per-thread scratch (distance array with generation
-//! stamps, heap) is reused between queries, so a query allocates only its result:
-//! O((n + m) log n) time, no O(n) clearing.
+//! Every search here runs on the shared machinery of [`crate::search`]: labels ordered by
+//! `(weight, latency, hops)`, so among equally short paths the one with less latency, then
+//! fewer hops, wins and the answer is deterministic; per-thread scratch reused between
+//! queries, so a query allocates only its result.
 //!
 //! ```
 //! use pathcore::graph::{Filter, Graph, Weight};
-//! use pathcore::dijkstra::shortest_path;
+//! use pathcore::shortest_path::shortest_path;
 //! let mut g = Graph::new();
 //! g.add_nodes(&["a", "b", "c"]).unwrap();
 //! g.add_link(0, 1, 1.0, 10.0, 5.0, true).unwrap();
@@ -21,346 +20,9 @@
 //! assert_eq!(p.nodes, vec![0, 2]);
 //! ```
 
-use std::cell::RefCell;
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
-
 use crate::graph::{Filter, Graph, LinkId, NodeId, Path, Weight, NO_LINK};
-
-/// An array whose entries reset in O(1) by bumping a generation counter. The stamp sits
-/// next to the value, so a lookup touches one cache line.
-#[derive(Debug)]
-pub(crate) struct Stamped<T: Copy> {
-    slots: Vec<(T, u32)>,
-    gen: u32,
-    default: T,
-}
-
-impl<T: Copy> Stamped<T> {
-    pub(crate) fn new(default: T) -> Stamped<T> {
-        Stamped {
-            slots: Vec::new(),
-            gen: 0,
-            default,
-        }
-    }
-
-    pub(crate) fn reset(&mut self, n: usize) {
-        if self.slots.len() < n {
-            self.slots.resize(n, (self.default, 0));
-        }
-        self.gen = self.gen.wrapping_add(1);
-        if self.gen == 0 {
-            self.slots.iter_mut().for_each(|s| s.1 = 0);
-            self.gen = 1;
-        }
-    }
-
-    #[inline(always)]
-    pub(crate) fn get(&self, i: u32) -> T {
-        let s = &self.slots[i as usize];
-        if s.1 == self.gen {
-            s.0
-        } else {
-            self.default
-        }
-    }
-
-    #[inline(always)]
-    pub(crate) fn set(&mut self, i: u32, v: T) {
-        self.slots[i as usize] = (v, self.gen);
-    }
-}
-
-/// Search state of one node.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct NodeState {
-    /// Primary distance (the weight).
-    pub a: f64,
-    /// Secondary distance (latency, or the weight for latency searches in constrained).
-    pub b: f64,
-    pub hops: u32,
-    /// Last link on the best path (toward the root for reverse searches).
-    pub pred: LinkId,
-    pub done: bool,
-}
-
-pub(crate) const UNSEEN: NodeState = NodeState {
-    a: f64::INFINITY,
-    b: f64::INFINITY,
-    hops: u32::MAX,
-    pred: NO_LINK,
-    done: false,
-};
-
-/// Heap entry. Distances are non-negative (and never -0.0: inputs are normalised), so
-/// their IEEE bit patterns order like the numbers and compare as plain integers.
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    a: u64,
-    b: u64,
-    /// hops << 32 | node
-    hn: u64,
-}
-
-impl Entry {
-    #[inline(always)]
-    fn new(a: f64, b: f64, hops: u32, node: NodeId) -> Entry {
-        Entry {
-            a: a.to_bits(),
-            b: b.to_bits(),
-            hn: (u64::from(hops) << 32) | u64::from(node),
-        }
-    }
-
-    #[inline(always)]
-    fn node(&self) -> NodeId {
-        self.hn as u32
-    }
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, o: &Self) -> bool {
-        (self.a, self.b, self.hn) == (o.a, o.b, o.hn)
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Entry {
-    // Reversed: BinaryHeap is a max-heap, we want the least key first.
-    #[inline(always)]
-    fn cmp(&self, o: &Self) -> Ordering {
-        (o.a, o.b, o.hn).cmp(&(self.a, self.b, self.hn))
-    }
-}
-
-#[inline(always)]
-fn lex_less(a: f64, b: f64, h: u32, s: &NodeState) -> bool {
-    a < s.a || (a == s.a && (b < s.b || (b == s.b && h < s.hops)))
-}
-
-/// Direction of a search: along links, or against them (distances *to* the root).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    Forward,
-    Reverse,
-}
-
-/// Reusable per-thread search scratch.
-#[derive(Debug)]
-pub(crate) struct Tree {
-    pub(crate) st: Stamped<NodeState>,
-    heap: BinaryHeap<Entry>,
-}
-
-impl Default for Tree {
-    fn default() -> Tree {
-        Tree {
-            st: Stamped::new(UNSEEN),
-            heap: BinaryHeap::new(),
-        }
-    }
-}
-
-thread_local! {
-    pub(crate) static FWD: RefCell<Tree> = RefCell::new(Tree::default());
-    pub(crate) static REV_A: RefCell<Tree> = RefCell::new(Tree::default());
-    pub(crate) static REV_B: RefCell<Tree> = RefCell::new(Tree::default());
-    static BIDI_R: RefCell<Tree> = RefCell::new(Tree::default());
-}
-
-impl Tree {
-    /// Run Dijkstra from `root`. Nodes whose primary distance would exceed `bound` are not
-    /// labelled, nor nodes for which `allow(node, primary distance)` is false. `settle(node)` is called as each
-    /// node is settled; returning `true` stops.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn run<A: Fn(NodeId, f64) -> bool, S: FnMut(NodeId) -> bool>(
-        &mut self,
-        g: &Graph,
-        root: NodeId,
-        dir: Direction,
-        primary: Weight,
-        secondary: Weight,
-        filter: &Filter,
-        bound: f64,
-        allow: A,
-        mut settle: S,
-    ) {
-        self.st.reset(g.node_count());
-        self.heap.clear();
-        if !filter.node_ok(root) {
-            return;
-        }
-        self.st.set(
-            root,
-            NodeState {
-                a: 0.0,
-                b: 0.0,
-                hops: 0,
-                pred: NO_LINK,
-                done: false,
-            },
-        );
-        self.heap.push(Entry::new(0.0, 0.0, 0, root));
-        let adj = match dir {
-            Direction::Forward => &g.out_adj,
-            Direction::Reverse => &g.in_adj,
-        };
-        while let Some(e) = self.heap.pop() {
-            let node = e.node();
-            let mut s = self.st.get(node);
-            if s.done {
-                continue;
-            }
-            s.done = true;
-            self.st.set(node, s);
-            if settle(node) {
-                break;
-            }
-            for a in &adj[node as usize] {
-                if !filter.arc_ok(a) {
-                    continue;
-                }
-                let other = a.other;
-                let na = s.a + primary.of_arc(a);
-                if na > bound {
-                    continue;
-                }
-                let os = self.st.get(other);
-                if os.done || !allow(other, na) {
-                    continue;
-                }
-                let nb = s.b + secondary.of_arc(a);
-                let nh = s.hops + 1;
-                if lex_less(na, nb, nh, &os) {
-                    self.st.set(
-                        other,
-                        NodeState {
-                            a: na,
-                            b: nb,
-                            hops: nh,
-                            pred: a.lid,
-                            done: false,
-                        },
-                    );
-                    self.heap.push(Entry::new(na, nb, nh, other));
-                }
-            }
-        }
-    }
-
-    /// A* from `src` to `dst` on `weight` with heuristic `h` (a consistent lower bound on
-    /// the weight to dst, `inf` where dst is unreachable), e.g. exact distances to dst in a
-    /// supergraph. Settles only nodes whose `g + h` is below the answer's weight.
-    pub(crate) fn astar(
-        &mut self,
-        g: &Graph,
-        src: NodeId,
-        dst: NodeId,
-        weight: Weight,
-        filter: &Filter,
-        h: &[f64],
-    ) -> Option<Path> {
-        self.st.reset(g.node_count());
-        self.heap.clear();
-        if !filter.node_ok(src) || !filter.node_ok(dst) || !h[src as usize].is_finite() {
-            return None;
-        }
-        self.st.set(
-            src,
-            NodeState {
-                a: 0.0,
-                b: 0.0,
-                hops: 0,
-                pred: NO_LINK,
-                done: false,
-            },
-        );
-        self.heap.push(Entry::new(h[src as usize], 0.0, 0, src));
-        while let Some(e) = self.heap.pop() {
-            let node = e.node();
-            let mut s = self.st.get(node);
-            if s.done {
-                continue;
-            }
-            s.done = true;
-            self.st.set(node, s);
-            if node == dst {
-                return self.path_from_root(g, src, dst);
-            }
-            for a in &g.out_adj[node as usize] {
-                if !filter.arc_ok(a) {
-                    continue;
-                }
-                let y = a.other;
-                let hy = h[y as usize];
-                if !hy.is_finite() {
-                    continue;
-                }
-                let ys = self.st.get(y);
-                if ys.done {
-                    continue;
-                }
-                let (na, nb, nh) = (s.a + weight.of_arc(a), s.b + a.latency_ms, s.hops + 1);
-                if lex_less(na, nb, nh, &ys) {
-                    self.st.set(
-                        y,
-                        NodeState {
-                            a: na,
-                            b: nb,
-                            hops: nh,
-                            pred: a.lid,
-                            done: false,
-                        },
-                    );
-                    self.heap.push(Entry::new(na + hy, nb, nh, y));
-                }
-            }
-        }
-        None
-    }
-
-    /// Whether `n` was reached by the last run.
-    #[inline]
-    pub(crate) fn reached(&self, n: NodeId) -> bool {
-        self.st.get(n).a.is_finite()
-    }
-
-    /// Path root→`n` after a forward run.
-    pub(crate) fn path_from_root(&self, g: &Graph, root: NodeId, n: NodeId) -> Option<Path> {
-        if !self.reached(n) {
-            return None;
-        }
-        let mut links = Vec::new();
-        let mut cur = n;
-        while cur != root {
-            let l = self.st.get(cur).pred;
-            links.push(l);
-            cur = g.links[l as usize].u;
-        }
-        links.reverse();
-        Some(Path::from_links(g, root, links))
-    }
-
-    /// Path `n`→root after a reverse run.
-    pub(crate) fn path_to_root(&self, g: &Graph, root: NodeId, n: NodeId) -> Option<Path> {
-        if !self.reached(n) {
-            return None;
-        }
-        let mut links = Vec::new();
-        let mut cur = n;
-        while cur != root {
-            let l = self.st.get(cur).pred;
-            links.push(l);
-            cur = g.links[l as usize].v;
-        }
-        Some(Path::from_links(g, n, links))
-    }
-}
+pub use crate::search::Direction;
+use crate::search::{key_add, key_less, Key, Tree, BIDI_R, FWD};
 
 /// Least-`weight` path src→dst over links allowed by `filter`; ties go to less latency,
 /// then fewer hops. `None` if dst is unreachable. Bidirectional Dijkstra (a forward search
@@ -395,50 +57,6 @@ pub fn shortest_path(
     })
 }
 
-type Key = (f64, f64, u32);
-
-#[inline(always)]
-fn key_add(x: Key, y: Key) -> Key {
-    (x.0 + y.0, x.1 + y.1, x.2.saturating_add(y.2))
-}
-
-#[inline(always)]
-fn key_less(x: Key, y: Key) -> bool {
-    x.0 < y.0 || (x.0 == y.0 && (x.1 < y.1 || (x.1 == y.1 && x.2 < y.2)))
-}
-
-impl Tree {
-    fn start(&mut self, n: usize, root: NodeId) {
-        self.st.reset(n);
-        self.heap.clear();
-        self.st.set(
-            root,
-            NodeState {
-                a: 0.0,
-                b: 0.0,
-                hops: 0,
-                pred: NO_LINK,
-                done: false,
-            },
-        );
-        self.heap.push(Entry::new(0.0, 0.0, 0, root));
-    }
-
-    /// Least key among unsettled labels (stale heap entries are dropped).
-    #[inline]
-    fn top(&mut self) -> Option<Key> {
-        while let Some(e) = self.heap.peek() {
-            let s = self.st.get(e.node());
-            if s.done {
-                self.heap.pop();
-            } else {
-                return Some((s.a, s.b, s.hops));
-            }
-        }
-        None
-    }
-}
-
 fn bidirectional(
     g: &Graph,
     src: NodeId,
@@ -449,8 +67,8 @@ fn bidirectional(
     rv: &mut Tree,
 ) -> Option<Path> {
     const INF: Key = (f64::INFINITY, f64::INFINITY, u32::MAX);
-    fw.start(g.node_count(), src);
-    rv.start(g.node_count(), dst);
+    fw.start(g.node_count(), src, 0.0);
+    rv.start(g.node_count(), dst, 0.0);
     let mut best: Key = INF;
     let mut meet: LinkId = NO_LINK;
     while let (Some(tf), Some(tr)) = (fw.top(), rv.top()) {
@@ -463,34 +81,17 @@ fn bidirectional(
         } else {
             (&mut *rv, &*fw, &g.in_adj)
         };
-        let e = me.heap.pop().unwrap();
-        let node = e.node();
-        let mut s = me.st.get(node);
-        s.done = true;
-        me.st.set(node, s);
+        let (node, s) = me.settle_next()?;
         for a in &adj[node as usize] {
             if !filter.arc_ok(a) {
                 continue;
             }
             let y = a.other;
             let nk: Key = (s.a + weight.of_arc(a), s.b + a.latency_ms, s.hops + 1);
-            let ys = me.st.get(y);
-            if !ys.done && key_less(nk, (ys.a, ys.b, ys.hops)) {
-                me.st.set(
-                    y,
-                    NodeState {
-                        a: nk.0,
-                        b: nk.1,
-                        hops: nk.2,
-                        pred: a.lid,
-                        done: false,
-                    },
-                );
-                me.heap.push(Entry::new(nk.0, nk.1, nk.2, y));
-            }
+            me.relax(y, me.st.get(y), nk, a.lid, 0.0);
             let os = other.st.get(y);
             if os.a.is_finite() {
-                let total = key_add(nk, (os.a, os.b, os.hops));
+                let total = key_add(nk, os.key());
                 if key_less(total, best) {
                     best = total;
                     meet = a.lid;
@@ -503,21 +104,9 @@ fn bidirectional(
     }
     // src → u by forward preds, the meeting link u→v, v → dst by reverse preds.
     let m = &g.links[meet as usize];
-    let mut links = Vec::new();
-    let mut cur = m.u;
-    while cur != src {
-        let l = fw.st.get(cur).pred;
-        links.push(l);
-        cur = g.links[l as usize].u;
-    }
-    links.reverse();
+    let mut links = fw.links_from_root(g, src, m.u);
     links.push(meet);
-    let mut cur = m.v;
-    while cur != dst {
-        let l = rv.st.get(cur).pred;
-        links.push(l);
-        cur = g.links[l as usize].v;
-    }
+    links.extend(rv.links_to_root(g, dst, m.v));
     Some(Path::from_links(g, src, links))
 }
 
@@ -605,7 +194,7 @@ pub fn distances(
 ///
 /// ```
 /// use pathcore::graph::{Filter, Graph, Weight};
-/// use pathcore::dijkstra::shortest_path_tree;
+/// use pathcore::shortest_path::shortest_path_tree;
 /// let mut g = Graph::new();
 /// g.add_nodes(&["a", "b", "c"]).unwrap();
 /// let ab = g.add_link(0, 1, 1.0, 10.0, 1.0, false).unwrap();
@@ -819,5 +408,62 @@ mod tests {
         g.set_link_up(0, false, false).unwrap();
         assert!(shortest_path(&g, 0, 1, Weight::Latency, &Filter::new()).is_none());
         assert!(shortest_path(&g, 1, 0, Weight::Latency, &Filter::new()).is_some());
+    }
+
+    /// The diamond s→a→t (2 ms), s→b→t (4 ms), s→t (9 ms), all one-way.
+    fn diamond() -> (Graph, [LinkId; 5]) {
+        let mut g = Graph::new();
+        g.add_nodes(&["s", "a", "b", "t"]).unwrap();
+        let sa = g.add_link(0, 1, 1.0, 10.0, 1.0, false).unwrap();
+        let at = g.add_link(1, 3, 1.0, 10.0, 1.0, false).unwrap();
+        let sb = g.add_link(0, 2, 2.0, 10.0, 1.0, false).unwrap();
+        let bt = g.add_link(2, 3, 2.0, 10.0, 1.0, false).unwrap();
+        let st = g.add_link(0, 3, 9.0, 10.0, 5.0, false).unwrap();
+        (g, [sa, at, sb, bt, st])
+    }
+
+    #[test]
+    fn excluded_links_and_nodes_are_avoided() {
+        let (g, [sa, at, sb, bt, st]) = diamond();
+        let lat = |f: &Filter| shortest_path(&g, 0, 3, Weight::Latency, f).map(|p| p.links);
+        assert_eq!(lat(&Filter::new()), Some(vec![sa, at]));
+        let mut f = Filter::new();
+        f.exclude_link(at);
+        assert_eq!(lat(&f), Some(vec![sb, bt]));
+        f.exclude_node(2);
+        assert_eq!(lat(&f), Some(vec![st]));
+        f.exclude_link(st);
+        assert_eq!(lat(&f), None);
+        // An excluded end is never reached, not even from itself.
+        let mut f = Filter::new();
+        f.exclude_node(3);
+        assert_eq!(lat(&f), None);
+        assert!(shortest_path(&g, 3, 3, Weight::Latency, &f).is_none());
+        // Hops: the direct link wins unless it is excluded.
+        let mut f = Filter::new();
+        let hops = shortest_path(&g, 0, 3, Weight::Hops, &f).unwrap();
+        assert_eq!((hops.links, hops.latency_ms), (vec![st], 9.0));
+        f.exclude_link(st);
+        let hops = shortest_path(&g, 0, 3, Weight::Hops, &f).unwrap();
+        assert_eq!((hops.links, hops.latency_ms), (vec![sa, at], 2.0));
+    }
+
+    #[test]
+    fn distances_come_nearest_first_and_stop_at_the_bound() {
+        let (g, _) = diamond();
+        let f = Filter::new();
+        let fwd = distances(
+            &g,
+            0,
+            Direction::Forward,
+            Weight::Latency,
+            &f,
+            f64::INFINITY,
+        );
+        assert_eq!(fwd, vec![(0, 0.0), (1, 1.0), (2, 2.0), (3, 2.0)]);
+        let near = distances(&g, 0, Direction::Forward, Weight::Latency, &f, 1.5);
+        assert_eq!(near, vec![(0, 0.0), (1, 1.0)]);
+        let to_t = distances(&g, 3, Direction::Reverse, Weight::Cost, &f, f64::INFINITY);
+        assert_eq!(to_t, vec![(3, 0.0), (1, 1.0), (2, 1.0), (0, 2.0)]);
     }
 }
