@@ -358,7 +358,7 @@ def bench_tree(data: GraphData, n_targets: int, repeat: int) -> list[Row]:
     names = data.names
     targets = [t for t, _ in pick_pairs(data.n, n_targets, seed=9)]
     ids = {name: i for i, name in enumerate(names)}
-    links = {rec["id"]: (ids[rec["u"]], ids[rec["v"]], rec["latency_ms"]) for rec in pc.links()}
+    links = {rec.id: (ids[rec.u], ids[rec.v], rec.latency_ms) for rec in pc.links()}
 
     def pc_tree() -> list[dict[str, int]]:
         return [pc.shortest_path_tree(names[t]) for t in targets]

@@ -1,11 +1,12 @@
 """pathcore: latency-bounded path computation for the CPN controller (Rust, via PyO3).
 
 `Graph` holds named nodes and directed links (latency, bandwidth, residual bandwidth,
-cost, up/down) and answers path queries; `Path` is an immutable query result.
+cost, up/down) and answers path queries; `Path` is an immutable query result and `Link`
+an immutable record of one directed link (`Graph.link(id)`, `Graph.links()`).
 Unknown node names and link ids raise `KeyError`; bad numbers and arguments raise
 `ValueError`; "no (feasible) path" is `None` (or an empty list for `k_shortest_paths`).
 """
 
-from pathcore._pathcore import Graph, Path
+from pathcore._pathcore import Graph, Link, Path
 
-__all__ = ["Graph", "Path"]
+__all__ = ["Graph", "Link", "Path"]

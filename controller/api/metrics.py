@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -109,10 +109,10 @@ class ServiceCollector(Collector):
             g = svc.core.state.graph
             links: list[tuple[str, str, float]] = []
             for i, lid in svc.core.state.link_ids.items():
-                info: dict[str, Any] = g.link(lid)
+                info = g.link(lid)
                 a, b = svc.topology.links[i].a, svc.topology.links[i].b
-                cap = float(info["bandwidth_mbps"] or 0.0)
-                used = cap - float(info["residual_mbps"] or 0.0)
+                cap = info.bandwidth_mbps
+                used = cap - info.residual_mbps
                 links.append((str(i), f"{a}-{b}", used / cap if cap > 0 else 0.0))
         g_state = GaugeMetricFamily("cpn_intents", "Intents by state", labels=["state"])
         for state, n in sorted(states.items()):

@@ -621,7 +621,7 @@ def create_app(service: ControllerService, store: Store, *, token: str | None,
             g = st.graph
             links = []
             for i, lk in enumerate(topo.links):
-                residual_mbps = float(g.link(st.link_ids[i])["residual_mbps"] or 0.0)
+                residual_mbps = g.link(st.link_ids[i]).residual_mbps
                 links.append({"index": i, "a": lk.a, "b": lk.b, "latency_ms": lk.latency_ms,
                               "bandwidth_mbps": lk.bandwidth_mbps, "cost": lk.cost,
                               "distance_km": lk.distance_km, "up": st.link_usable(i),

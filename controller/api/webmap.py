@@ -95,8 +95,7 @@ def live_state(service: ControllerService) -> dict[str, Any]:
         g = st.graph
         links = []
         for i, lk in enumerate(topo.links):
-            residual = g.link(st.link_ids[i])["residual_mbps"]
-            reserved = lk.bandwidth_mbps - float(residual or 0.0) if residual is not None else 0.0
+            reserved = lk.bandwidth_mbps - g.link(st.link_ids[i]).residual_mbps
             links.append({"index": i, "up": bool(st.link_usable(i)),
                           "reserved_mbps": _finite(reserved), "load_mbps": None})
         switches = {n.name: bool(st.switches[n.dpid].connected) for n in topo.nodes}

@@ -483,5 +483,5 @@ class NetworkState:
         """Take ``bandwidth_mbps`` from the residual of each directed link."""
         self.reservations_active = True
         for lid in link_ids:
-            residual_mbps = float(self.graph.link(lid)["residual_mbps"])  # type: ignore[arg-type]
+            residual_mbps = self.graph.link(lid).residual_mbps
             self.graph.set_residual_bandwidth(lid, max(0.0, residual_mbps - bandwidth_mbps))

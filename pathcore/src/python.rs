@@ -6,7 +6,7 @@
 
 use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyDict, PyFloat, PyList, PyString, PyTuple};
 
 use crate::batch::{self, Request};
 use crate::graph::{
@@ -128,14 +128,104 @@ impl PyPath {
     }
 }
 
+/// A directed link as the graph held it when read: its id, end nodes and values.
+/// Immutable (a snapshot: later updates of the graph do not change it); equal when every
+/// field is equal.
+#[pyclass(frozen, module = "pathcore._pathcore", name = "Link")]
+pub struct PyLink {
+    /// Directed link id.
+    #[pyo3(get)]
+    id: LinkId,
+    /// Tail node name.
+    #[pyo3(get)]
+    u: Py<PyString>,
+    /// Head node name.
+    #[pyo3(get)]
+    v: Py<PyString>,
+    /// One-way latency in ms.
+    #[pyo3(get)]
+    latency_ms: f64,
+    /// Capacity in Mbit/s.
+    #[pyo3(get)]
+    bandwidth_mbps: f64,
+    /// Capacity left for new reservations in Mbit/s.
+    #[pyo3(get)]
+    residual_mbps: f64,
+    /// Administrative cost.
+    #[pyo3(get)]
+    cost: f64,
+    /// Whether the link is in service (down links are never used).
+    #[pyo3(get)]
+    up: bool,
+    /// Id of the other direction of a bidirectional link, or None.
+    #[pyo3(get)]
+    reverse: Option<LinkId>,
+}
+
+impl PyLink {
+    /// The fields compared by `==` and hashed, names as Rust strings.
+    #[allow(clippy::type_complexity)]
+    fn fields(
+        &self,
+        py: Python<'_>,
+    ) -> PyResult<(LinkId, String, String, [u64; 4], bool, Option<LinkId>)> {
+        Ok((
+            self.id,
+            self.u.bind(py).to_str()?.to_owned(),
+            self.v.bind(py).to_str()?.to_owned(),
+            [
+                self.latency_ms.to_bits(),
+                self.bandwidth_mbps.to_bits(),
+                self.residual_mbps.to_bits(),
+                self.cost.to_bits(),
+            ],
+            self.up,
+            self.reverse,
+        ))
+    }
+}
+
+#[pymethods]
+impl PyLink {
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let num = |x: f64| -> PyResult<String> { Ok(PyFloat::new(py, x).repr()?.to_string()) };
+        Ok(format!(
+            "Link(id={}, u={}, v={}, latency_ms={}, bandwidth_mbps={}, residual_mbps={}, cost={}, up={}, reverse={})",
+            self.id,
+            self.u.bind(py).repr()?,
+            self.v.bind(py).repr()?,
+            num(self.latency_ms)?,
+            num(self.bandwidth_mbps)?,
+            num(self.residual_mbps)?,
+            num(self.cost)?,
+            if self.up { "True" } else { "False" },
+            self.reverse
+                .map_or_else(|| "None".to_string(), |r| r.to_string()),
+        ))
+    }
+
+    fn __eq__(&self, other: PyRef<'_, PyLink>) -> PyResult<bool> {
+        let py = other.py();
+        Ok(self.fields(py)? == other.fields(py)?)
+    }
+
+    fn __hash__(&self, py: Python<'_>) -> PyResult<u64> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.fields(py)?.hash(&mut h);
+        Ok(h.finish())
+    }
+}
+
 /// A directed multigraph of named nodes and links with latency, bandwidth, residual
 /// bandwidth, cost and up/down state, and the path queries over it.
 ///
 /// Nodes and links get dense ids in insertion order and are never removed (node removal
 /// is not supported; take a link out of service with `set_link_up`). A bidirectional link
 /// is two directed links: u->v gets the returned id, v->u the next id; find it with
-/// `reverse_link(id)` or the `reverse` field of `link(id)` / `links()`. Updates are O(1)
-/// (setters O(degree)); queries read the current state, nothing is rebuilt.
+/// `reverse_link(id)` or the `reverse` field of the Link records of `link(id)` / `links()`.
+/// Updates are O(1) (setters O(degree)); queries read the current state, nothing is
+/// rebuilt.
 /// Conventions: unknown node or link id -> KeyError; negative/NaN/inf quantity, bad
 /// weight name, k < 1 -> ValueError; no (feasible) path -> None.
 /// Long queries release the GIL; updating the graph from another thread while one runs
@@ -184,19 +274,19 @@ impl PyGraph {
         }
     }
 
-    fn link_dict<'py>(&self, py: Python<'py>, id: LinkId) -> PyResult<Bound<'py, PyDict>> {
+    fn link_record(&self, py: Python<'_>, id: LinkId) -> PyResult<PyLink> {
         let l = self.g.link(id).map_err(to_py)?;
-        let d = PyDict::new(py);
-        d.set_item("id", id)?;
-        d.set_item("u", self.name(py, l.u))?;
-        d.set_item("v", self.name(py, l.v))?;
-        d.set_item("latency_ms", l.latency_ms)?;
-        d.set_item("bandwidth_mbps", l.bandwidth_mbps)?;
-        d.set_item("residual_mbps", l.residual_mbps)?;
-        d.set_item("cost", l.cost)?;
-        d.set_item("up", l.up)?;
-        d.set_item("reverse", l.reverse)?;
-        Ok(d)
+        Ok(PyLink {
+            id,
+            u: self.names[l.u as usize].clone_ref(py),
+            v: self.names[l.v as usize].clone_ref(py),
+            latency_ms: l.latency_ms,
+            bandwidth_mbps: l.bandwidth_mbps,
+            residual_mbps: l.residual_mbps,
+            cost: l.cost,
+            up: l.up,
+            reverse: l.reverse,
+        })
     }
 }
 
@@ -320,20 +410,20 @@ impl PyGraph {
         self.g.add_links(&specs, bidirectional).map_err(to_py)
     }
 
-    /// The link record as a dict: id, u, v, latency_ms, bandwidth_mbps, residual_mbps,
-    /// cost, up, reverse (id of the other direction of a bidirectional link, or None).
-    /// Unknown id → KeyError. O(1).
+    /// The directed link `link_id` as a Link record (a snapshot): id, u, v (node names),
+    /// latency_ms, bandwidth_mbps, residual_mbps, cost, up, reverse (id of the other
+    /// direction of a bidirectional link, or None). Unknown id → KeyError. O(1).
     #[pyo3(signature = (link_id))]
-    fn link<'py>(&self, py: Python<'py>, link_id: i64) -> PyResult<Bound<'py, PyDict>> {
+    fn link(&self, py: Python<'_>, link_id: i64) -> PyResult<PyLink> {
         let id = self.lid(link_id)?;
-        self.link_dict(py, id)
+        self.link_record(py, id)
     }
 
-    /// All links as dicts (see `link`), in id order. O(m).
+    /// All directed links as Link records (see `link`), in id order. O(m).
     #[pyo3(signature = ())]
-    fn links<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+    fn links(&self, py: Python<'_>) -> PyResult<Vec<PyLink>> {
         (0..self.g.link_count() as LinkId)
-            .map(|id| self.link_dict(py, id))
+            .map(|id| self.link_record(py, id))
             .collect()
     }
 
@@ -678,5 +768,6 @@ impl PyGraph {
 fn _pathcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyGraph>()?;
     m.add_class::<PyPath>()?;
+    m.add_class::<PyLink>()?;
     Ok(())
 }

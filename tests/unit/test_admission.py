@@ -43,15 +43,15 @@ def check_books(core: ControllerCore) -> None:
     held = reserved(core)
     for lid in range(g.link_count):
         lk = g.link(lid)
-        cap = float(lk["bandwidth_mbps"])
+        cap = lk.bandwidth_mbps
         assert held.get(lid, 0.0) <= cap + EPS, (lk, held)
-        assert float(lk["residual_mbps"]) == pytest.approx(cap - held.get(lid, 0.0), abs=EPS)
+        assert lk.residual_mbps == pytest.approx(cap - held.get(lid, 0.0), abs=EPS)
 
 
 def snapshot(core: ControllerCore) -> Any:
     g = core.state.graph
     return ([(i.id, i.state, i.path, i.reason, len(i.history)) for i in core.intents()],
-            [g.link(lid)["residual_mbps"] for lid in range(g.link_count)])
+            [g.link(lid).residual_mbps for lid in range(g.link_count)])
 
 
 def oracle_fits(core: ControllerCore, spec: IntentSpec) -> bool:
@@ -64,9 +64,9 @@ def oracle_fits(core: ControllerCore, spec: IntentSpec) -> bool:
     mg = nx.MultiDiGraph()
     for lid in range(g.link_count):
         lk = g.link(lid)
-        if lk["up"] and float(lk["bandwidth_mbps"]) - held.get(lid, 0.0) \
+        if lk.up and lk.bandwidth_mbps - held.get(lid, 0.0) \
                 >= spec.min_bandwidth_mbps - EPS:
-            mg.add_edge(lk["u"], lk["v"], latency=float(lk["latency_ms"]))
+            mg.add_edge(lk.u, lk.v, latency=lk.latency_ms)
     if a not in mg or b not in mg:
         return False
     for path in nx.all_simple_edge_paths(mg, a, b):
@@ -110,7 +110,7 @@ def test_diamond_admits_then_rejects_with_the_bottleneck_and_releases_exactly() 
         apply_and_confirm(core, net, core.remove_intent(iid, 6.0), 6.0)
     g = core.state.graph
     for lid in range(g.link_count):
-        assert g.link(lid)["residual_mbps"] == g.link(lid)["bandwidth_mbps"]
+        assert g.link(lid).residual_mbps == g.link(lid).bandwidth_mbps
 
 
 def test_higher_priority_newcomer_does_not_preempt_an_admitted_intent() -> None:
@@ -214,5 +214,5 @@ def test_reservations_never_exceed_capacity_and_rejections_change_nothing(
     for i in core.intents():
         apply_and_confirm(core, net, core.remove_intent(i.id, now), now)
     g = core.state.graph
-    assert all(g.link(lid)["residual_mbps"] == g.link(lid)["bandwidth_mbps"]
+    assert all(g.link(lid).residual_mbps == g.link(lid).bandwidth_mbps
                for lid in range(g.link_count))

@@ -117,6 +117,38 @@ def test_link_up_down_round_trip() -> None:
     assert list(g.shortest_path("a", "b").links) == [lid]
 
 
+def test_link_is_a_typed_record() -> None:
+    g = _small()
+    ab = g.links_between("a", "b")[0]
+    link = g.link(ab)
+    assert isinstance(link, pathcore.Link)
+    assert (link.id, link.u, link.v) == (ab, "a", "b")
+    assert (link.latency_ms, link.bandwidth_mbps, link.residual_mbps, link.cost) == (
+        1.0,
+        100.0,
+        100.0,
+        1.0,
+    )
+    assert link.up is True and link.reverse == g.reverse_link(ab)
+    bc = g.links_between("b", "c")[0]
+    assert g.link(bc).reverse is None
+    assert repr(g.link(bc)) == (
+        f"Link(id={bc}, u='b', v='c', latency_ms=2.0, bandwidth_mbps=100.0, "
+        "residual_mbps=100.0, cost=1.0, up=True, reverse=None)"
+    )
+    assert g.links() == [g.link(i) for i in range(g.link_count)]
+    # a snapshot: equal while nothing changes, hashable, immutable
+    assert g.link(ab) == link and hash(g.link(ab)) == hash(link)
+    assert g.link(ab) != g.link(link.reverse) and link != "a-b"
+    with pytest.raises(AttributeError):
+        link.up = False  # type: ignore[misc]
+    g.set_residual_bandwidth(ab, 40.0)
+    g.set_link_up(ab, False)
+    assert (link.residual_mbps, link.up) == (100.0, True)
+    now = g.link(ab)
+    assert (now.residual_mbps, now.up) == (40.0, False) and now != link
+
+
 def test_parallel_links_are_distinct_and_named() -> None:
     g = pathcore.Graph()
     g.add_node("a")
@@ -184,6 +216,8 @@ def test_unknown_link_id_is_rejected() -> None:
         KeyError,
         lambda: g.constrained_path("a", "c", max_latency_ms=5.0, exclude_links=[missing]),
     )
+    _expect_unchanged(g, KeyError, lambda: g.link(missing))
+    _expect_unchanged(g, KeyError, lambda: g.link(-1))
 
 
 def test_disjoint_paths_same_endpoints_is_value_error() -> None:

@@ -39,11 +39,11 @@ def test_to_graph_matches_networkx(name: str) -> None:
     assert sorted(link_ids) == list(range(len(topo.links)))
     for i, lk in enumerate(topo.links):
         data = graph.link(link_ids[i])
-        assert (data["u"], data["v"]) == (lk.a, lk.b)
-        assert data["latency_ms"] == lk.latency_ms and data["cost"] == lk.cost
-        assert data["bandwidth_mbps"] == lk.bandwidth_mbps
+        assert (data.u, data.v) == (lk.a, lk.b)
+        assert data.latency_ms == lk.latency_ms and data.cost == lk.cost
+        assert data.bandwidth_mbps == lk.bandwidth_mbps
         back = graph.link(graph.reverse_link(link_ids[i]))
-        assert (back["u"], back["v"]) == (lk.b, lk.a)
+        assert (back.u, back.v) == (lk.b, lk.a)
 
     rng = random.Random(f"to_graph/{name}")
     sources = rng.sample([n.name for n in topo.nodes], min(5, len(topo.nodes)))
