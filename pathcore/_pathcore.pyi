@@ -95,7 +95,15 @@ class Graph:
     def set_link_cost(
         self, link_id: int, cost: float, *, both_directions: bool = False
     ) -> None: ...
-    def shortest_path(self, src: str, dst: str, weight: str = "latency") -> Path | None: ...
+    def shortest_path(
+        self,
+        src: str,
+        dst: str,
+        weight: str = "latency",
+        *,
+        exclude_nodes: Iterable[str] | None = None,
+        exclude_links: Iterable[int] | None = None,
+    ) -> Path | None: ...
     def shortest_path_tree(self, target: str, weight: str = "latency") -> dict[str, int]: ...
     def constrained_path(
         self,

@@ -49,12 +49,9 @@ def detours(state: NetworkState, intent: Intent, ingress_port: int,
     for i, lid in enumerate(links):
         u = path[i]
         name = f"{u}-{path[i + 1]}"
-        was_up = g.link(lid).up
-        g.set_link_up(lid, False, both_directions=True)
-        try:
-            d = g.shortest_path(u, path[-1], weight="latency")
-        finally:
-            g.set_link_up(lid, was_up, both_directions=True)
+        reverse = g.reverse_link(lid)
+        cut = [lid] if reverse is None else [lid, reverse]
+        d = g.shortest_path(u, path[-1], weight="latency", exclude_links=cut)
         lat_ms = prefix_ms + (d.latency_ms if d is not None else 0.0)
         prefix_ms += g.link(lid).latency_ms
         if d is None:

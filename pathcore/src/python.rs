@@ -288,6 +288,29 @@ impl PyGraph {
             reverse: l.reverse,
         })
     }
+    /// The filter of a query, checked up front: links up with residual >=
+    /// `min_bandwidth_mbps`, minus the excluded nodes (names) and links (ids). Unknown
+    /// node or link → KeyError; negative/NaN/inf bandwidth or a str of names → ValueError.
+    fn filter(
+        &self,
+        min_bandwidth_mbps: f64,
+        exclude_nodes: Option<&Bound<'_, PyAny>>,
+        exclude_links: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Filter> {
+        check_quantity("min_bandwidth_mbps", min_bandwidth_mbps).map_err(to_py)?;
+        let mut f = Filter::new().with_min_bandwidth(min_bandwidth_mbps);
+        if let Some(ex) = exclude_nodes {
+            for name in names_of(ex)? {
+                f.exclude_node(self.node(&name)?);
+            }
+        }
+        if let Some(ex) = exclude_links {
+            for id in ex.try_iter()? {
+                f.exclude_link(self.lid(id?.extract::<i64>()?)?);
+            }
+        }
+        Ok(f)
+    }
 }
 
 #[pymethods]
@@ -504,24 +527,27 @@ impl PyGraph {
             .map_err(to_py)
     }
 
-    /// Least-`weight` path over up links ("latency" | "cost" | "hops"); ties go to less
-    /// latency, then fewer hops. Returns a Path (a single-node Path if src == dst) or None
-    /// if dst is unreachable. Unknown node → KeyError; bad weight → ValueError.
-    /// Bidirectional Dijkstra: O((n + m) log n), typically settles far fewer nodes.
-    #[pyo3(signature = (src, dst, weight="latency"))]
+    /// Least-`weight` path over up links ("latency" | "cost" | "hops"), avoiding
+    /// exclude_nodes (names) and exclude_links (directed link ids; exclude both directions
+    /// to avoid a bidirectional link); ties go to less latency, then fewer hops. Returns a
+    /// Path (a single-node Path if src == dst) or None if dst is unreachable (also when src
+    /// or dst is excluded). Unknown node or link → KeyError; bad weight or a str for
+    /// exclude_nodes → ValueError. Bidirectional Dijkstra: O((n + m) log n), typically
+    /// settles far fewer nodes.
+    #[pyo3(signature = (src, dst, weight="latency", *, exclude_nodes=None, exclude_links=None))]
     fn shortest_path(
         &self,
         py: Python<'_>,
         src: &str,
         dst: &str,
         weight: &str,
+        exclude_nodes: Option<&Bound<'_, PyAny>>,
+        exclude_links: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Option<PyPath>> {
         let w = self::weight(weight)?;
         let (s, d) = (self.node(src)?, self.node(dst)?);
-        Ok(self.path(
-            py,
-            shortest_path::shortest_path(&self.g, s, d, w, &Filter::new()),
-        ))
+        let f = self.filter(0.0, exclude_nodes, exclude_links)?;
+        Ok(self.path(py, shortest_path::shortest_path(&self.g, s, d, w, &f)))
     }
 
     /// Next hops toward `target` over up links: {node name: link id} for every node other
@@ -576,18 +602,7 @@ impl PyGraph {
         let w = self::weight(weight)?;
         let (s, d) = (self.node(src)?, self.node(dst)?);
         check_bound("max_latency_ms", max_latency_ms).map_err(to_py)?;
-        check_quantity("min_bandwidth_mbps", min_bandwidth_mbps).map_err(to_py)?;
-        let mut f = Filter::new().with_min_bandwidth(min_bandwidth_mbps);
-        if let Some(ex) = exclude_nodes {
-            for name in names_of(ex)? {
-                f.exclude_node(self.node(&name)?);
-            }
-        }
-        if let Some(ex) = exclude_links {
-            for id in ex.try_iter()? {
-                f.exclude_link(self.lid(id?.extract::<i64>()?)?);
-            }
-        }
+        let f = self.filter(min_bandwidth_mbps, exclude_nodes, exclude_links)?;
         let g = &self.g;
         let p = py.detach(|| constrained::constrained_path(g, s, d, max_latency_ms, w, &f));
         Ok(self.path(py, p))

@@ -216,8 +216,23 @@ def test_unknown_link_id_is_rejected() -> None:
         KeyError,
         lambda: g.constrained_path("a", "c", max_latency_ms=5.0, exclude_links=[missing]),
     )
+    _expect_unchanged(g, KeyError, lambda: g.shortest_path("a", "c", exclude_links=[missing]))
+    _expect_unchanged(g, KeyError, lambda: g.shortest_path("a", "c", exclude_links=[-1]))
     _expect_unchanged(g, KeyError, lambda: g.link(missing))
     _expect_unchanged(g, KeyError, lambda: g.link(-1))
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda g: g.shortest_path("a", "c", exclude_nodes="b"),
+        lambda g: g.constrained_path("a", "c", max_latency_ms=5.0, exclude_nodes="b"),
+    ],
+)
+def test_exclude_nodes_as_one_str_is_value_error(call: Any) -> None:
+    """A str is an iterable of one-letter names: refused, for both queries alike."""
+    g = _small()
+    _expect_unchanged(g, ValueError, lambda: call(g))
 
 
 def test_disjoint_paths_same_endpoints_is_value_error() -> None:
@@ -251,6 +266,7 @@ UNKNOWN_NODE_CALLS = {
     "constrained_exclude": lambda g: g.constrained_path(
         "a", "c", max_latency_ms=5.0, exclude_nodes=["zz"]
     ),
+    "shortest_exclude": lambda g: g.shortest_path("a", "c", exclude_nodes=["zz"]),
     "ksp": lambda g: g.k_shortest_paths("zz", "c", 2),
     "disjoint": lambda g: g.disjoint_paths("a", "zz"),
     "within": lambda g: g.within_latency("zz", 3.0),

@@ -2,8 +2,9 @@
 
 Oracle: networkx Dijkstra (``single_source_dijkstra_path_length``, with ``cutoff`` for
 ``within_latency``) on a DiGraph that keeps the least-weight parallel link of each node pair
-and only links that are up. Paths returned by pathcore are checked link by link against the
-graph (``oracles.check_path``).
+and only links that are up (and, for ``shortest_path``'s exclusions, not excluded and without
+an excluded end). Paths returned by pathcore are checked link by link against the graph
+(``oracles.check_path``).
 """
 
 from __future__ import annotations
@@ -47,6 +48,63 @@ def test_shortest_path_matches_networkx(spec: GraphSpec) -> None:
 @examples(150)
 def test_shortest_path_matches_networkx_float_values(spec: GraphSpec) -> None:
     _assert_shortest_matches_networkx(spec)
+
+
+@given(graph_specs(), st.data())
+@examples(300)
+def test_shortest_path_exclusions_match_networkx(spec: GraphSpec, data: st.DataObject) -> None:
+    """exclude_nodes / exclude_links: networkx on the graph without the excluded nodes and
+    links; an excluded src or dst gives None (as constrained_path)."""
+    built = build(spec)
+    g, model = built.graph, built.model
+    for _ in range(4):
+        src = data.draw(st.sampled_from(model.nodes), label="src")
+        dst = data.draw(st.sampled_from(model.nodes), label="dst")
+        ex_nodes = data.draw(st.lists(st.sampled_from(model.nodes), unique=True, max_size=3))
+        ex_links = (
+            data.draw(st.lists(st.sampled_from(sorted(model.links)), unique=True, max_size=4))
+            if model.links
+            else []
+        )
+        weight = data.draw(st.sampled_from(WEIGHTS), label="weight")
+        path = g.shortest_path(
+            src, dst, weight=weight, exclude_nodes=ex_nodes, exclude_links=ex_links
+        )
+        if src in ex_nodes or dst in ex_nodes:
+            assert path is None, f"{src}->{dst} excluding {ex_nodes}: got {path}"
+            continue
+        usable = model.usable(0.0, ex_nodes, ex_links)
+        dist = nx.single_source_dijkstra_path_length(
+            model.nx_digraph(weight, usable), src, weight="w"
+        )
+        if dst not in dist:
+            assert path is None, f"{src}->{dst} ({ex_nodes}, {ex_links}): networkx finds none"
+            continue
+        assert path is not None, f"{src}->{dst} ({ex_nodes}, {ex_links}): networkx {dist[dst]}"
+        check_path(model, path, src, dst, usable)
+        assert math.isclose(path_value(path, weight), dist[dst], abs_tol=TOL), (
+            f"{src}->{dst} ({weight}, {ex_nodes}, {ex_links}): pathcore "
+            f"{path_value(path, weight)}, networkx {dist[dst]}"
+        )
+
+
+def test_shortest_path_exclusions_leave_the_graph_as_it_was() -> None:
+    """Excluding links is per query: the next query without exclusions sees them again."""
+    import pathcore
+
+    g = pathcore.Graph()
+    g.add_nodes(["a", "b", "c"])
+    ab = g.add_link("a", "b", latency_ms=1.0, bandwidth_mbps=10.0)
+    bc = g.add_link("b", "c", latency_ms=1.0, bandwidth_mbps=10.0)
+    ac = g.add_link("a", "c", latency_ms=5.0, bandwidth_mbps=10.0)
+    assert list(g.shortest_path("a", "c", exclude_links=[bc]).links) == [ac]
+    assert list(g.shortest_path("a", "c", exclude_nodes=["b"]).links) == [ac]
+    assert list(g.shortest_path("a", "c").links) == [ab, bc]
+    # one direction excluded: the other direction is still usable
+    assert list(g.shortest_path("c", "a", exclude_links=[ac]).links) == [bc + 1, ab + 1]
+    assert g.shortest_path("c", "a", exclude_links=[ac + 1, bc + 1]) is None
+    assert g.shortest_path("a", "a", exclude_nodes=["a"]) is None
+    assert list(g.shortest_path("a", "a").nodes) == ["a"]
 
 
 def test_shortest_path_default_weight_is_latency() -> None:
