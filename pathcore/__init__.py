@@ -5,6 +5,7 @@ cost, up/down) and answers path queries; `Path` is an immutable query result and
 an immutable record of one directed link (`Graph.link(id)`, `Graph.links()`).
 Unknown node names and link ids raise `KeyError`; bad numbers and arguments raise
 `ValueError`; "no (feasible) path" is `None` (or an empty list for `k_shortest_paths`).
+A latency bound (`max_latency_ms`) of `math.inf` means unbounded.
 """
 
 from pathcore._pathcore import Graph, Link, Path

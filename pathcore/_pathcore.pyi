@@ -52,7 +52,9 @@ class Link:
 
 @final
 class Graph:
-    """Directed multigraph of named nodes and links, with path queries."""
+    """Directed multigraph of named nodes and links, with path queries.
+
+    Every ``max_latency_ms`` accepts ``math.inf``, meaning unbounded."""
 
     def __new__(cls) -> Graph: ...
     def add_node(self, name: str) -> int: ...

@@ -2,7 +2,8 @@
 //! No algorithm lives here.
 //!
 //! Conventions: unknown node name or link id → `KeyError`; negative / NaN / infinite
-//! quantity, bad weight name, `k < 1` → `ValueError`; no (feasible) path → `None`.
+//! quantity, negative / NaN latency bound, bad weight name, `k < 1` → `ValueError`; no
+//! (feasible) path → `None`. A latency bound of `inf` means unbounded.
 
 use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
@@ -225,9 +226,9 @@ impl PyLink {
 /// is two directed links: u->v gets the returned id, v->u the next id; find it with
 /// `reverse_link(id)` or the `reverse` field of the Link records of `link(id)` / `links()`.
 /// Updates are O(1) (setters O(degree)); queries read the current state, nothing is
-/// rebuilt.
-/// Conventions: unknown node or link id -> KeyError; negative/NaN/inf quantity, bad
-/// weight name, k < 1 -> ValueError; no (feasible) path -> None.
+/// rebuilt. Conventions: unknown node or link id -> KeyError; negative/NaN/inf quantity,
+/// negative/NaN latency bound, bad weight name, k < 1 -> ValueError; no (feasible) path
+/// -> None. Every latency bound (max_latency_ms) accepts inf, meaning unbounded.
 /// Long queries release the GIL; updating the graph from another thread while one runs
 /// raises RuntimeError (the graph is borrowed).
 #[pyclass(module = "pathcore._pathcore", name = "Graph")]
@@ -288,6 +289,7 @@ impl PyGraph {
             reverse: l.reverse,
         })
     }
+
     /// The filter of a query, checked up front: links up with residual >=
     /// `min_bandwidth_mbps`, minus the excluded nodes (names) and links (ids). Unknown
     /// node or link → KeyError; negative/NaN/inf bandwidth or a str of names → ValueError.
@@ -577,7 +579,7 @@ impl PyGraph {
     }
 
     /// EXACT least-`weight` path whose total latency is <= max_latency_ms (relative slack
-    /// 1e-9; inf = unbounded) and whose every link is up with residual >=
+    /// 1e-9; math.inf = unbounded) and whose every link is up with residual >=
     /// min_bandwidth_mbps, avoiding exclude_nodes (names) and exclude_links (ids).
     /// Ties: less latency, then fewer hops. Returns a Path, or None if no path is feasible
     /// (also when src or dst is excluded). Unknown node or link → KeyError; negative/NaN
@@ -610,7 +612,8 @@ impl PyGraph {
 
     /// Up to k loopless paths of least `weight` over up links, in nondecreasing weight
     /// (ties: less latency, fewer hops, link ids); with max_latency_ms, the k best among
-    /// paths meeting the bound (exact). Paths over different parallel links are different.
+    /// paths meeting the bound (exact; None or math.inf = unbounded). Paths over different
+    /// parallel links are different.
     /// Returns a list (empty if no path). k < 1, negative/NaN bound or bad weight →
     /// ValueError; unknown node → KeyError. Yen's algorithm: two reverse Dijkstras, then
     /// O(k·L) spur searches for paths of L links (A* guided by the exact distances to dst;
@@ -673,9 +676,10 @@ impl PyGraph {
     }
 
     /// {name: least latency from src in ms} for every node within max_latency_ms over up
-    /// links (relative slack 1e-9), src included with 0.0, nearest first. Unknown node →
-    /// KeyError; negative/NaN bound → ValueError. Dijkstra cut at the bound:
-    /// O((n' + m') log n') for the part of the graph inside the circle.
+    /// links (relative slack 1e-9; math.inf = every node src reaches), src included with
+    /// 0.0, nearest first. Unknown node → KeyError; negative/NaN bound → ValueError.
+    /// Dijkstra cut at the bound: O((n' + m') log n') for the part of the graph inside the
+    /// circle.
     #[pyo3(signature = (src, max_latency_ms))]
     fn within_latency<'py>(
         &self,
@@ -716,9 +720,10 @@ impl PyGraph {
     }
 
     /// constrained_path for each request `(src, dst, max_latency_ms[, min_bandwidth_mbps])`
-    /// (min bandwidth defaults to 0), in parallel (rayon) with the GIL released. All
-    /// requests are validated first; a bad one raises KeyError/ValueError naming its
-    /// index. Returns list[Path | None] in request order.
+    /// (max_latency_ms may be math.inf, unbounded; min bandwidth defaults to 0), in
+    /// parallel (rayon) with the GIL released. All requests are validated first; a bad one
+    /// raises KeyError/ValueError naming its index. Returns list[Path | None] in request
+    /// order.
     #[pyo3(signature = (requests, *, weight="cost"))]
     fn batch_constrained_paths(
         &self,

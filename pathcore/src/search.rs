@@ -376,47 +376,20 @@ mod tests {
         let ab = g.add_link(0, 1, 1.0, 1.0, 1.0, false).unwrap();
         let bc = g.add_link(1, 2, 1.0, 1.0, 1.0, false).unwrap();
         g.add_link(0, 2, 5.0, 1.0, 1.0, false).unwrap();
-        let mut t = Tree::default();
         let f = Filter::new();
-        let all = |_, _| true;
-        t.run(
-            &g,
-            0,
-            Direction::Forward,
-            Weight::Latency,
-            Weight::Latency,
-            &f,
-            f64::INFINITY,
-            all,
-            |_| false,
-        );
+        let by_latency = |root, dir, bound| {
+            let (mut t, w) = (Tree::default(), Weight::Latency);
+            t.run(&g, root, dir, w, w, &f, bound, |_, _| true, |_| false);
+            t
+        };
+        let t = by_latency(0, Direction::Forward, f64::INFINITY);
         assert_eq!(t.links_from_root(&g, 0, 2), vec![ab, bc]);
         assert_eq!(t.path_from_root(&g, 0, 2).unwrap().latency_ms, 2.0);
-        t.run(
-            &g,
-            2,
-            Direction::Reverse,
-            Weight::Latency,
-            Weight::Latency,
-            &f,
-            f64::INFINITY,
-            all,
-            |_| false,
-        );
+        let t = by_latency(2, Direction::Reverse, f64::INFINITY);
         assert_eq!(t.links_to_root(&g, 2, 0), vec![ab, bc]);
         assert_eq!(t.path_to_root(&g, 2, 0).unwrap().nodes, vec![0, 1, 2]);
         // A bound of 1 ms leaves c unreached.
-        t.run(
-            &g,
-            0,
-            Direction::Forward,
-            Weight::Latency,
-            Weight::Latency,
-            &f,
-            1.0,
-            all,
-            |_| false,
-        );
+        let t = by_latency(0, Direction::Forward, 1.0);
         assert!(t.reached(1) && !t.reached(2));
         assert_eq!(t.path_from_root(&g, 0, 2), None);
     }

@@ -5,7 +5,9 @@ generated multigraph (parallel links give distinct paths); the optimum is the le
 among those whose latency is within the bound and whose links are up, not excluded and have
 enough residual bandwidth. pathcore must return a feasible path of exactly that weight
 (within 1e-9), and None exactly when no path is feasible. Latency bounds are drawn from the
-latencies of real paths (hitting the bound exactly), from just below them and at random.
+latencies of real paths (hitting the bound exactly), from just below them and at random. An
+infinite bound is also checked for k_shortest_paths (brute force) and within_latency
+(networkx Dijkstra).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from typing import Any
 
+import networkx as nx
 from hypothesis import given
 from hypothesis import strategies as st
 from oracles import (
@@ -68,6 +72,19 @@ def draw_query(data: st.DataObject, built: Built, excludes: bool = True) -> Quer
     return Query(src, dst, bound, min_bw, ex_nodes, ex_links)
 
 
+def solve(graph: Any, q: Query, weight: str) -> Any:
+    """pathcore's constrained_path for the query ``q``."""
+    return graph.constrained_path(
+        q.src,
+        q.dst,
+        max_latency_ms=q.max_latency_ms,
+        min_bandwidth_mbps=q.min_bandwidth_mbps,
+        weight=weight,
+        exclude_nodes=q.exclude_nodes,
+        exclude_links=q.exclude_links,
+    )
+
+
 def check_constrained(built: Built, q: Query, weight: str, path: object) -> None:
     model = built.model
     best = model.best_constrained(
@@ -101,15 +118,7 @@ def test_constrained_path_is_exact(spec: GraphSpec, data: st.DataObject) -> None
     for _ in range(4):
         q = draw_query(data, built)
         weight = data.draw(st.sampled_from(WEIGHTS), label="weight")
-        path = built.graph.constrained_path(
-            q.src,
-            q.dst,
-            max_latency_ms=q.max_latency_ms,
-            min_bandwidth_mbps=q.min_bandwidth_mbps,
-            weight=weight,
-            exclude_nodes=q.exclude_nodes,
-            exclude_links=q.exclude_links,
-        )
+        path = solve(built.graph, q, weight)
         check_constrained(built, q, weight, path)
 
 
@@ -236,15 +245,7 @@ def test_ties_go_to_less_latency_then_fewer_hops(spec: GraphSpec, data: st.DataO
     q = draw_query(data, built)
     weight = data.draw(st.sampled_from(WEIGHTS), label="weight")
     best = _lexicographic_best(built, q, weight)
-    path = g.constrained_path(
-        q.src,
-        q.dst,
-        max_latency_ms=q.max_latency_ms,
-        min_bandwidth_mbps=q.min_bandwidth_mbps,
-        weight=weight,
-        exclude_nodes=q.exclude_nodes,
-        exclude_links=q.exclude_links,
-    )
+    path = solve(g, q, weight)
     got = None if path is None else (path_value(path, weight), path.latency_ms, path.hops)
     assert got == best, f"{q} ({weight}): pathcore {got}, lexicographic optimum {best}"
     unbounded = Query(q.src, q.dst, math.inf, 0.0, (), ())
@@ -265,15 +266,7 @@ def test_answers_follow_incremental_updates(spec: GraphSpec, data: st.DataObject
         for _ in range(3):
             q = draw_query(data, built)
             weight = data.draw(st.sampled_from(WEIGHTS), label="weight")
-            path = g.constrained_path(
-                q.src,
-                q.dst,
-                max_latency_ms=q.max_latency_ms,
-                min_bandwidth_mbps=q.min_bandwidth_mbps,
-                weight=weight,
-                exclude_nodes=q.exclude_nodes,
-                exclude_links=q.exclude_links,
-            )
+            path = solve(g, q, weight)
             check_constrained(built, q, weight, path)
         if not built.model.links:
             return
@@ -290,6 +283,38 @@ def test_answers_follow_incremental_updates(spec: GraphSpec, data: st.DataObject
             else:
                 g.set_link_cost(lid, data.draw(COSTS), both_directions=both)
         built.model.links = read_links(g)
+
+
+@given(graph_specs(), st.data())
+@examples(150)
+def test_infinite_latency_bound_means_unbounded(spec: GraphSpec, data: st.DataObject) -> None:
+    """math.inf is accepted wherever a latency bound is (constrained_path, k_shortest_paths,
+    within_latency, batch_constrained_paths) and means no bound: the brute-force optimum
+    without a latency condition, every reachable node (networkx), the unbounded k paths."""
+    built = build(spec)
+    g, model = built.graph, built.model
+    q = draw_query(data, built)
+    q = Query(q.src, q.dst, math.inf, q.min_bandwidth_mbps, q.exclude_nodes, q.exclude_links)
+    weight = data.draw(st.sampled_from(WEIGHTS), label="weight")
+    path = solve(g, q, weight)
+    check_constrained(built, q, weight, path)
+    (batched,) = g.batch_constrained_paths(
+        [(q.src, q.dst, math.inf, q.min_bandwidth_mbps)], weight=weight
+    )
+    plain = Query(q.src, q.dst, math.inf, q.min_bandwidth_mbps, (), ())
+    check_constrained(built, plain, weight, batched)
+    k = data.draw(st.integers(1, 5), label="k")
+    bounded = g.k_shortest_paths(q.src, q.dst, k, weight=weight, max_latency_ms=math.inf)
+    expected = model.k_smallest(q.src, q.dst, k, weight)
+    got = [path_value(p, weight) for p in bounded]
+    assert len(got) == len(expected) and all(
+        math.isclose(a, b, abs_tol=TOL) for a, b in zip(got, expected, strict=True)
+    ), f"k_shortest_paths({q.src}, {q.dst}, {k}, inf): {got}, brute force {expected}"
+    reach = nx.single_source_dijkstra_path_length(model.nx_digraph("latency"), q.src, weight="w")
+    circle = g.within_latency(q.src, math.inf)
+    assert set(circle) == set(reach)
+    for node, latency_ms in reach.items():
+        assert math.isclose(circle[node], latency_ms, abs_tol=TOL), (node, circle[node])
 
 
 def test_excluded_endpoint_gives_none() -> None:
