@@ -3,11 +3,14 @@
 In this project's CI root, OVS and Mininet are present, so a missing one FAILS the test with a
 message saying what is missing; nothing here skips.
 
-Cleanup before and after: ``controller.lab.cli.cleanup_stale`` plays the part of ``mn -c`` for the
-lab. It removes exactly what cpn-lab created (bridges it marked, veths and host shells it
+Cleanup before and after: ``controller.lab.cleanup.cleanup_stale`` plays the part of ``mn -c``
+for the lab. It removes exactly what cpn-lab created (bridges it marked, veths and host shells it
 recorded) for labs whose process is gone. ``mn -c`` itself is not run: it kills processes by
 name (``killall ping controller ...``, ``pkill -f mininet:``), deletes every OVS bridge and
 ``/tmp/*.log``, which would hit other work sharing the machine.
+
+What the tests share beyond fixtures (the controller as a process, labs connected to it, flow
+counters, pings) is in ``harness.py``; bounded waits are in ``tests/waiting.py``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ from controller.errors import LabError
 from controller.lab import ovs
 from controller.lab.cleanup import OWNER_KEY, STATE_DIR, cleanup_stale
 from controller.lab.network import LabNetwork
-from controller.lab.ovs import ovsdb_list
 from controller.topology.model import Topology
 
 
@@ -36,7 +38,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _lab_bridges() -> list[str]:
-    return sorted(b["name"] for b in ovsdb_list("Bridge", ["name", "external_ids"])
+    return sorted(b["name"] for b in ovs.ovsdb_list("Bridge", ["name", "external_ids"])
                   if OWNER_KEY in b["external_ids"])
 
 
@@ -56,6 +58,16 @@ def lab_env() -> ovs.LabEnvironment:
         pytest.fail(f"Open vSwitch is not usable: {exc}", pytrace=False)
     cleanup_stale()
     return env
+
+
+@pytest.fixture(autouse=True)
+def _controller_log_tail(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test that uses a module's ``controller`` fixture, print the tail of that
+    controller's log (pytest shows it when the test failed)."""
+    yield
+    if "controller" in request.fixturenames:
+        controller = request.getfixturevalue("controller")
+        print(f"--- controller log (tail) ---\n{controller.log_tail(120)}")
 
 
 @pytest.fixture

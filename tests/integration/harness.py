@@ -1,33 +1,49 @@
-"""Helpers for the controller's integration tests: the controller as a subprocess (so a test
-can SIGKILL and restart it), flow-counter reading, a 10 ms ping, bounded waits."""
+"""The integration tests' harness: the controller as a subprocess (so a test can SIGKILL and
+restart it), a lab connected to it (waiting, bounded, while another lab holds the machine),
+flow-counter reading, a 10 ms ping, the shipped topologies by name.
+
+Test modules import what they use: ``from harness import ControllerProcess, start_lab, ...``.
+Bounded waits come from ``tests/waiting.py`` (``from waiting import wait_until``).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from waiting import wait_until, wait_until_stable
 
+from controller.errors import LabError
 from controller.lab.build import ControllerAddress
 from controller.lab.cleanup import cleanup_stale
 from controller.lab.network import LabNetwork
 from controller.lab.plan import LabPlan
 from controller.network.flows import make_cookie
-from controller.topology.model import Topology
+from controller.topology.files import topology_file
+from controller.topology.model import Topology, load_topology
 from controller.topology.wiring import port_plan
 
 REPO = Path(__file__).resolve().parents[2]
+"""The repository root: the working directory of the processes the tests start."""
+DIAMOND = topology_file("diamond")
+NATIONAL = topology_file("national")
+MACHINE_WAIT_S = 240.0
+"""How long a lab waits for another lab on this machine to finish (bridge names are global)."""
 KIND_DESTINATION = 2
 KIND_INTENT = 3
 KIND_TUNNEL = 5
@@ -56,20 +72,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout_s: float, poll_s: float = 0.2,
-             detail: Callable[[], str] | None = None) -> Any:
-    """Poll ``check`` until it returns something truthy; fail the test naming ``what``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            extra = f": {detail()}" if detail is not None else ""
-            pytest.fail(f"{what} not within {timeout_s:g} s{extra}", pytrace=False)
-        time.sleep(poll_s)
 
 
 class ControllerProcess:
@@ -113,13 +115,16 @@ class ControllerProcess:
         self.proc = subprocess.Popen(self.command(), cwd=REPO, stdout=log,
                                      stderr=subprocess.STDOUT)
         log.close()
-        deadline = time.monotonic() + timeout_s
-        while not self.ready():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"controller not {self.readiness} (port {self.port}) within "
-                            f"{timeout_s} s (exit {self.proc.poll()}):\n{self.log_tail()}",
-                            pytrace=False)
-            time.sleep(0.1)
+        proc = self.proc
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                pytest.fail(f"controller exited ({proc.poll()}) before {self.readiness}:\n"
+                            f"{self.log_tail()}", pytrace=False)
+            return self.ready()
+
+        wait_until(ready, timeout_s, f"controller {self.readiness} (port {self.port})",
+                   detail=self.log_tail)
 
     def kill(self) -> None:
         """SIGKILL: no goodbye to the switches."""
@@ -145,11 +150,34 @@ class ControllerProcess:
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
+    def switches_synced(self, count: int) -> bool:
+        """True when the controller's REST API reports ``count`` switches connected and
+        reconciled (``/health``, open on loopback)."""
+        try:
+            health = httpx.get(f"http://127.0.0.1:{self.api_port}/api/v1/health", timeout=5.0)
+            return bool(health.json().get("switches_synced") == count)
+        except (httpx.HTTPError, ValueError):
+            return False
+
+    def wait_synced(self, count: int, timeout_s: float, what: str = "every switch") -> None:
+        """Wait (bounded) until :meth:`switches_synced`; fail naming ``what``."""
+        wait_until(lambda: self.switches_synced(count), timeout_s, f"{what} reconciled",
+                   poll_s=0.2, detail=lambda: self.log_tail(20))
+
     def state(self) -> dict[str, Any]:
         try:
             return json.loads(self.state_path.read_text())
         except (OSError, ValueError):
             return {}
+
+    def wait_links_verified(self, count: int, timeout_s: float) -> dict[str, Any]:
+        """Wait (bounded) until LLDP has verified ``count`` links; return the link report."""
+        def report() -> dict[str, Any] | None:
+            r = self.state().get("link_report")
+            return r if r and len(r["verified"]) == count else None
+
+        return wait_until(report, timeout_s, f"LLDP to verify all {count} links",
+                          detail=lambda: str(self.state().get("link_report"))[:2000])
 
     def intent(self, name: str) -> dict[str, Any] | None:
         for i in self.state().get("intents", []):
@@ -159,9 +187,9 @@ class ControllerProcess:
 
     def wait_intent(self, name: str, pred: Callable[[dict[str, Any]], bool],
                     timeout_s: float = 15.0) -> dict[str, Any]:
-        return wait_for(f"intent {name} in the wanted state",
-                        lambda: (lambda i: i if i and pred(i) else None)(self.intent(name)),
-                        timeout_s, detail=lambda: json.dumps(self.intent(name)))
+        return wait_until(lambda: (lambda i: i if i and pred(i) else None)(self.intent(name)),
+                          timeout_s, f"intent {name} in the wanted state",
+                          detail=lambda: json.dumps(self.intent(name)))
 
 
 def assert_lab_ports_match_wiring(topology: Topology) -> None:
@@ -229,14 +257,7 @@ def settled_counters(lab: LabNetwork, timeout_s: float = 6.0, gap_s: float = 1.2
                      ) -> dict[str, dict[int, int]]:
     """:func:`counters` once two reads ``gap_s`` apart agree: OVS pushes datapath packet
     counts to its OpenFlow flows only every ~0.5-1 s (revalidators)."""
-    deadline = time.monotonic() + timeout_s
-    last = counters(lab)
-    while True:
-        time.sleep(gap_s)
-        now = counters(lab)
-        if now == last or time.monotonic() > deadline:
-            return now
-        last = now
+    return wait_until_stable(lambda: counters(lab), gap_s, timeout_s)
 
 
 def by_cookie(table: dict[str, dict[int, int]], cookie: int | tuple[int, ...]
@@ -292,17 +313,59 @@ def ping_result(proc: subprocess.Popen[bytes], timeout_s: float) -> tuple[int, i
 
 
 def start_lab(lab_env: Any, topology: Topology, controller: ControllerProcess,
-              timeout_s: float = 120.0) -> tuple[LabNetwork, float]:
-    """A started lab connected to ``controller``; returns it and its bring-up seconds."""
-    cleanup_stale()
-    lab = LabNetwork(topology, env=lab_env, controllers=[controller.address])
-    t0 = time.monotonic()
+              timeout_s: float = 120.0, machine_wait_s: float = MACHINE_WAIT_S
+              ) -> tuple[LabNetwork, float]:
+    """A started lab connected to ``controller``; returns it and its bring-up seconds.
+
+    While another lab runs on the machine (the lab refuses to start beside one), retry for up
+    to ``machine_wait_s`` seconds."""
+    started: list[tuple[LabNetwork, float]] = []
+    refusal: list[str] = []
+
+    def attempt() -> bool:
+        cleanup_stale()
+        lab = LabNetwork(topology, env=lab_env, controllers=[controller.address])
+        t0 = time.monotonic()
+        try:
+            lab.start(timeout_s=timeout_s)
+        except LabError as exc:
+            lab.stop()
+            if "another cpn-lab network is running" not in str(exc):
+                raise
+            refusal[:] = [str(exc)]
+            return False
+        except BaseException:
+            lab.stop()
+            raise
+        started.append((lab, time.monotonic() - t0))
+        return True
+
+    wait_until(attempt, machine_wait_s, "the machine free for a lab", poll_s=3.0,
+               detail=lambda: refusal[0] if refusal else "")
+    return started[0]
+
+
+@contextlib.contextmanager
+def controller_and_lab(lab_env: Any, topology_path: Path, workdir: Path, *,
+                       startup_grace_s: float = 10.0, lab_timeout_s: float = 120.0,
+                       synced_timeout_s: float = 60.0
+                       ) -> Iterator[tuple[ControllerProcess, LabNetwork]]:
+    """The controller on ``topology_path`` and a lab connected to it, every switch reconciled;
+    both stopped at the end, and the controller's log tail printed (pytest shows it when a
+    test failed)."""
+    ctl = ControllerProcess(topology_path, workdir, startup_grace_s=startup_grace_s)
+    ctl.start()
     try:
-        lab.start(timeout_s=timeout_s)
-    except Exception:
-        lab.stop()
-        raise
-    return lab, time.monotonic() - t0
+        lab, _ = start_lab(lab_env, load_topology(topology_path), ctl, timeout_s=lab_timeout_s)
+        try:
+            ctl.wait_synced(len(lab.topology.nodes), synced_timeout_s,
+                            f"every {lab.topology.name} switch")
+            yield ctl, lab
+        finally:
+            lab.stop()
+    finally:
+        print(f"--- controller log (tail) ---\n{ctl.log_tail(60)}")
+        ctl.stop()
 
 
 def dump_on_failure(controller: ControllerProcess) -> str:
@@ -314,23 +377,27 @@ def env_root_ok() -> None:
         pytest.fail("controller integration tests need root", pytrace=False)
 
 
-# The helpers' own checks (no switches needed).
-
-def test_parse_flows_reads_ovs_ofctl_lines() -> None:
-    lines = [
-        "cookie=0x300000000000001, duration=12.345s, table=1, n_packets=17, n_bytes=1666, "
-        "send_flow_rem priority=100,ip,nw_src=10.0.0.1,nw_dst=10.0.0.2 actions=output:1",
-        "cookie=0x100000000000004, duration=3.5s, table=0, n_packets=0, n_bytes=0, "
-        "send_flow_rem priority=0 actions=drop",
-    ]
-    flows = parse_flows(lines)
-    assert [(f.cookie, f.table, f.priority, f.n_packets) for f in flows] == [
-        (intent_cookie(1), 1, 100, 17), (0x100000000000004, 0, 0, 0)]
-    assert flows[0].match == "ip,nw_src=10.0.0.1,nw_dst=10.0.0.2"
-    assert flows[0].actions == "output:1" and flows[1].actions == "drop"
-    assert flows[0].duration_s == 12.345
+def tx_offload_off(lab: LabNetwork, hosts: Iterable[str]) -> None:
+    """Switch off tx checksum offload on ``hosts``: veths hand userspace OVS TCP segments with
+    checksums left to offload, which the userspace datapath does not fill in, so a TCP
+    connection never opens. ``ethtool -K <intf> tx off`` (Debian package ethtool) fixes it."""
+    if shutil.which("ethtool") is None:
+        pytest.fail("ethtool is missing (apt-get install ethtool): needed to switch off tx "
+                    "checksum offload on the lab hosts for TCP", pytrace=False)
+    for name in hosts:
+        h = lab.host(name)
+        out = h.cmd(f"ethtool -K {h.defaultIntf()} tx off 2>&1; echo rc=$?")
+        assert out.strip().endswith("rc=0"), out
 
 
-def test_cookies_follow_the_core_layout() -> None:
-    assert intent_cookie(7) == (3 << 56) | 7
-    assert destination_cookie("10.0.0.2") == (2 << 56) | 0x0A000002
+def wait_until_listening(lab: LabNetwork, hosts: Iterable[str], port: int,
+                         timeout_s: float = 10.0, detail: Callable[[], str] | None = None
+                         ) -> None:
+    """Wait (bounded) until a TCP server listens on ``port`` on every one of ``hosts``."""
+    names = list(hosts)
+
+    def listening() -> bool:
+        return all(f":{port} " in lab.host(h).cmd(f"ss -ltnH sport = :{port}") for h in names)
+
+    wait_until(listening, timeout_s, f"TCP port {port} listening on {', '.join(names)}",
+               detail=detail)

@@ -23,21 +23,21 @@ from typing import Any
 
 import httpx
 import pytest
-from test_controller_helpers import (
-    REPO,
+from harness import (
+    NATIONAL,
     ControllerProcess,
+    controller_and_lab,
     packets_by_cookie,
-    start_lab,
-    wait_for,
+    tx_offload_off,
+    wait_until_listening,
 )
+from waiting import wait_until
 
 from controller.errors import LabError
 from controller.lab.network import LabNetwork
 from controller.network.flows import OWNER_ANYCAST, make_cookie
-from controller.topology.model import Topology, load_topology
+from controller.topology.model import Topology
 
-TOPOLOGY = REPO / "topologies" / "national.yaml"
-LAB_WAIT_S = 240.0
 ANYCAST_IP = "10.255.0.1"
 CLIENT = "h-city-lanzhou"
 FIRST, NEXT = "cs:gansu-qingyang:ai-01", "cs:sichuan-tianfu:ai-01"
@@ -63,40 +63,11 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(lab_env: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    topo = load_topology(TOPOLOGY)
-    ctl = ControllerProcess(TOPOLOGY, tmp_path_factory.mktemp("ctl-anycast"),
-                            startup_grace_s=5.0)
-    ctl.start()
-    try:
-        deadline = time.monotonic() + LAB_WAIT_S
-        while True:  # another helper's lab may hold the machine: wait (bounded) and retry
-            try:
-                lab, _ = start_lab(lab_env, topo, ctl, timeout_s=180)
-                break
-            except LabError as exc:
-                if "another cpn-lab network is running" not in str(exc) or \
-                        time.monotonic() > deadline:
-                    raise
-                time.sleep(3.0)
-        try:
-            token = (ctl.state_dir / "api-token").read_text().strip()
-            e = Env(ctl, lab, topo, token)
-
-            def synced() -> bool:
-                try:
-                    h = e.api("GET", "/health").json()
-                except (httpx.HTTPError, ValueError):
-                    return False
-                return h.get("switches_synced") == len(topo.nodes)
-
-            wait_for("every national switch reconciled", synced, 90, poll_s=0.5,
-                     detail=lambda: ctl.log_tail(20))
-            yield e
-        finally:
-            lab.stop()
-    finally:
-        print(f"--- controller log (tail) ---\n{ctl.log_tail(60)}")
-        ctl.stop()
+    with controller_and_lab(lab_env, NATIONAL, tmp_path_factory.mktemp("ctl-anycast"),
+                            startup_grace_s=5.0, lab_timeout_s=180,
+                            synced_timeout_s=90) as (ctl, lab):
+        token = (ctl.state_dir / "api-token").read_text().strip()
+        yield Env(ctl, lab, lab.topology, token)
 
 
 def in_echos(env: Env, host: str) -> int:
@@ -128,9 +99,9 @@ def test_anycast_ping_reaches_the_chosen_site_and_moves_when_it_goes_down(env: E
     cookie = make_cookie(OWNER_ANYCAST, int.from_bytes(bytes(
         int(x) for x in env.topo.host(CLIENT).ip.split(".")), "big"))
     client_node = env.topo.host(CLIENT).node
-    wait_for("anycast flows on the client's switch",
-             lambda: any(f"cookie={cookie:#x}" in ln for ln in env.lab.dump_flows(client_node)),
-             10, detail=lambda: "\n".join(env.lab.dump_flows(client_node, table=1)))
+    wait_until(lambda: any(f"cookie={cookie:#x}" in ln for ln in env.lab.dump_flows(client_node)),
+               10, "anycast flows on the client's switch",
+               detail=lambda: "\n".join(env.lab.dump_flows(client_node, table=1)))
 
     # read back from the switch, the NAT flows equal the controller's plan (set-fields
     # included), so reconciliation after a restart keeps them instead of churning
@@ -153,10 +124,11 @@ def test_anycast_ping_reaches_the_chosen_site_and_moves_when_it_goes_down(env: E
     a1, b1 = in_echos(env, a_host), in_echos(env, b_host)
     assert a1 - a0 >= 5 and b1 == b0, (a0, a1, b0, b1)
     # OVS pushes datapath counts to OpenFlow flows about once a second: wait (bounded)
-    counted = wait_for("the NAT flows count the pings",
-                       lambda: (lambda c: c if c.get(client_node, 0) >= 10 else None)(
-                           packets_by_cookie(env.lab, cookie)), 8, poll_s=0.5,
-                       detail=lambda: str(packets_by_cookie(env.lab, cookie)))
+    counted = wait_until(
+        lambda: (lambda c: c if c.get(client_node, 0) >= 10 else None)(
+            packets_by_cookie(env.lab, cookie)),
+        8, "the NAT flows count the pings", poll_s=0.5,
+        detail=lambda: str(packets_by_cookie(env.lab, cookie)))
     assert set(first["path"]) <= set(counted), counted
 
     t0 = time.monotonic()
@@ -264,14 +236,6 @@ TCP_CLIENT_CODE = (
 )
 
 
-def tx_offload_off(env: Env, host: str) -> None:
-    """TCP across userspace OVS needs the hosts' tx checksum offload off (see
-    test_te_meters.no_tx_offload): the userspace datapath leaves offloaded checksums unset."""
-    h = env.lab.host(host)
-    out = h.cmd(f"ethtool -K {h.defaultIntf()} tx off 2>&1; echo rc=$?")
-    assert out.strip().endswith("rc=0"), out
-
-
 def test_tcp_to_the_anycast_address_reaches_the_assigned_site(env: Env) -> None:
     """Runs in whatever state the tests above left (a site down, a switch restarted): the
     client is new and the expected site is the one the controller reports for it."""
@@ -279,18 +243,13 @@ def test_tcp_to_the_anycast_address_reaches_the_assigned_site(env: Env) -> None:
         assert env.api("POST", "/services", json=SERVICE).status_code == 201
     site_of_host = {s.host: s.id for s in env.topo.compute_sites
                     if s.kind == SERVICE["kind"]}
-    for host in [*site_of_host, TCP_CLIENT]:
-        tx_offload_off(env, host)
+    tx_offload_off(env.lab, [*site_of_host, TCP_CLIENT])
     servers = [env.lab.host(host).popen(["python3", "-c", TCP_SERVER, site_id, str(TCP_PORT)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
                for host, site_id in site_of_host.items()]
     try:
-        def listening() -> bool:
-            return all(f":{TCP_PORT} " in env.lab.host(h).cmd(f"ss -ltnH sport = :{TCP_PORT}")
-                       for h in site_of_host)
-
-        wait_for("every site's TCP server listening", listening, 10, poll_s=0.2,
-                 detail=lambda: str([p.poll() for p in servers]))
+        wait_until_listening(env.lab, site_of_host, TCP_PORT,
+                             detail=lambda: str([p.poll() for p in servers]))
         r = env.api("POST", "/services/infer/assignments", json={"client": TCP_CLIENT})
         assert r.status_code == 200, r.text
         mine = [x for x in env.api("GET", "/services/infer/assignments").json()

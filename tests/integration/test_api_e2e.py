@@ -23,7 +23,9 @@ from typing import Any
 
 import httpx
 import pytest
-from test_controller_helpers import (
+from harness import (
+    DIAMOND,
+    NATIONAL,
     REPO,
     ControllerProcess,
     by_cookie,
@@ -36,8 +38,8 @@ from test_controller_helpers import (
     settled_counters,
     start_lab,
     table_signature,
-    wait_for,
 )
+from waiting import wait_until
 
 from controller.lab.network import LabNetwork
 from controller.topology.model import load_topology
@@ -87,21 +89,13 @@ class ApiControllerProcess(ControllerProcess):
             r = self.api("GET", f"/intents/{intent_id}")
             body = r.json() if r.status_code == 200 else None
             return body if body and body["state"] == state else None
-        return wait_for(f"intent {intent_id} {state}", check, timeout_s,
-                        detail=lambda: self.api("GET", f"/intents/{intent_id}").text)
-
-
-def _all_synced(ctl: ApiControllerProcess, n: int) -> bool:
-    try:
-        h = ctl.api("GET", "/health").json()
-    except (httpx.HTTPError, ValueError):
-        return False
-    return h.get("switches_synced") == n
+        return wait_until(check, timeout_s, f"intent {intent_id} {state}",
+                          detail=lambda: self.api("GET", f"/intents/{intent_id}").text)
 
 
 @pytest.fixture
 def diamond_ctl(tmp_path: Path) -> Iterator[ApiControllerProcess]:
-    ctl = ApiControllerProcess(REPO / "topologies" / "diamond.yaml", tmp_path, 5.0)
+    ctl = ApiControllerProcess(DIAMOND, tmp_path, 5.0)
     yield ctl
     print(f"--- controller log (tail) ---\n{ctl.log_tail(80)}")
     ctl.stop()
@@ -114,7 +108,7 @@ def test_sigkill_keeps_api_intents_and_flows(lab_env: object,
     ctl.start()
     lab, _ = start_lab(lab_env, topo, ctl, timeout_s=60)
     try:
-        wait_for("every diamond switch reconciled", lambda: _all_synced(ctl, 4), 30)
+        ctl.wait_synced(4, 30, "every diamond switch")
         r = ctl.api("POST", "/intents", json={"name": "api-web", "src": "h1", "dst": "h2",
                                                "max_latency_ms": 12, "priority": 300,
                                                "match": {"ip_proto": 6, "dst_port": 80}})
@@ -140,8 +134,7 @@ def test_sigkill_keeps_api_intents_and_flows(lab_env: object,
         ctl.start()
         got = ctl.api("GET", f"/intents/{iid}").json()
         assert (got["id"], got["name"], got["source"]) == (iid, "api-web", "api")
-        wait_for("switches reconnected and reconciled after SIGKILL",
-                 lambda: _all_synced(ctl, 4), 40)
+        ctl.wait_synced(4, 40, "every switch reconnected after SIGKILL and")
         again = ctl.wait_api_intent(iid, "installed")
         after = {n: table_signature(lab, n) for n in ("s1", "s2", "s3", "s4")}
         # flows adopted: same cookies and the same labels, nothing rewritten
@@ -153,7 +146,7 @@ def test_sigkill_keeps_api_intents_and_flows(lab_env: object,
 @pytest.fixture(scope="module")
 def national_ctl(tmp_path_factory: pytest.TempPathFactory
                  ) -> Iterator[ApiControllerProcess]:
-    ctl = ApiControllerProcess(REPO / "topologies" / "national.yaml",
+    ctl = ApiControllerProcess(NATIONAL,
                                tmp_path_factory.mktemp("ctl-api"))
     yield ctl
     print(f"--- controller log (tail) ---\n{ctl.log_tail(80)}")
@@ -168,8 +161,7 @@ def test_cpnctl_intent_carries_traffic_on_the_reported_path(
     lab: LabNetwork
     lab, _ = start_lab(lab_env, topo, ctl, timeout_s=180)
     try:
-        wait_for("every national switch reconciled",
-                 lambda: _all_synced(ctl, len(topo.nodes)), 90, poll_s=0.5)
+        ctl.wait_synced(len(topo.nodes), 90, "every national switch")
         src = next(h.name for h in topo.hosts if h.name.startswith("h-city-"))
         dst = next(h.name for h in topo.hosts if h.name.startswith("h-dc-"))
         r = ctl.cpnctl("--json", "intents", "add", src, dst, "--max-latency-ms", "60",

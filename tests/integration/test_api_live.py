@@ -27,17 +27,17 @@ from typing import Any
 
 import httpx
 import pytest
-from test_controller_helpers import (
-    REPO,
+from harness import (
+    DIAMOND,
     ControllerProcess,
+    controller_and_lab,
     fast_ping,
     flows_of,
     ping_result,
-    start_lab,
-    wait_for,
 )
+from waiting import wait_until, wait_until_stable
 
-from controller.errors import LabError, NotFound
+from controller.errors import NotFound
 from controller.lab.network import LabNetwork
 from controller.lab.ovs import run_command
 from controller.network.flows import make_cookie
@@ -45,9 +45,7 @@ from controller.network.service import ControllerService, SwitchUnavailable
 from controller.topology.model import load_topology
 from controller.topology.wiring import port_plan
 
-DIAMOND = REPO / "topologies" / "diamond.yaml"
 NODES = ("s1", "s2", "s3", "s4")
-LAB_WAIT_S = 240.0
 """How long to wait for another helper's lab to finish before failing (bounded)."""
 
 
@@ -229,7 +227,7 @@ class _FakeTransport:
         self.replies.append(reply)
 
         def answer() -> None:
-            time.sleep(0.05)
+            time.sleep(0.05)  # the scenario: the switch's answer arrives a little later
             if self.mode == "parts":
                 reply.parts.extend([_flow_stats(5, 2), _flow_stats(4, 1)])
             elif self.mode == "error":
@@ -297,45 +295,12 @@ class Live:
         return res.stdout
 
 
-def _start_lab_when_free(lab_env: Any, ctl: ControllerProcess) -> LabNetwork:
-    """Other helpers may run a lab on this machine; the lab refuses to start beside another:
-    wait (bounded) and retry."""
-    deadline = time.monotonic() + LAB_WAIT_S
-    while True:
-        try:
-            lab, _ = start_lab(lab_env, load_topology(DIAMOND), ctl, timeout_s=60)
-            return lab
-        except LabError as exc:
-            if "another cpn-lab network is running" not in str(exc):
-                raise
-            if time.monotonic() > deadline:
-                pytest.fail(f"no lab within {LAB_WAIT_S:g} s: {exc}", pytrace=False)
-            time.sleep(3.0)
-
-
 @pytest.fixture(scope="module")
 def live(lab_env: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    ctl = ControllerProcess(DIAMOND, tmp_path_factory.mktemp("ctl-live"), startup_grace_s=5.0)
-    ctl.start()
-    try:
-        lab = _start_lab_when_free(lab_env, ctl)
-        try:
-            env = Live(ctl, lab)
-
-            def synced() -> bool:
-                try:
-                    return env.get("/health").json().get("switches_synced") == len(NODES)
-                except (httpx.HTTPError, ValueError):
-                    return False
-
-            wait_for("every diamond switch reconciled", synced, 30,
-                     detail=lambda: ctl.log_tail(30))
-            yield env
-        finally:
-            lab.stop()
-    finally:
-        print(f"--- controller log (tail) ---\n{ctl.log_tail(60)}")
-        ctl.stop()
+    with controller_and_lab(lab_env, DIAMOND, tmp_path_factory.mktemp("ctl-live"),
+                            startup_grace_s=5.0, lab_timeout_s=60,
+                            synced_timeout_s=30) as (ctl, lab):
+        yield Live(ctl, lab)
 
 
 def _triples(flows: list[dict[str, Any]]) -> list[tuple[int, int, int]]:
@@ -418,7 +383,7 @@ def test_live_port_counters_grow_after_a_ping(live: Live) -> None:
         return now if (c1["rx_packets"] - c0["rx_packets"] >= sent
                        and c1["tx_packets"] - c0["tx_packets"] >= received) else None
 
-    after = wait_for("s1's host port counters grew by the ping", grown, 5)
+    after = wait_until(grown, 5, "s1's host port counters grew by the ping")
     c0, c1 = before[host_port]["counters"], after[host_port]["counters"]
     # 98-byte frames (84-byte IP datagram + Ethernet header) each way
     assert c1["rx_bytes"] - c0["rx_bytes"] >= 98 * sent
@@ -453,14 +418,7 @@ def test_metrics_count_openflow_messages_and_packet_ins(live: Live) -> None:
 
     def settled_arp() -> int:
         # OVS pushes datapath counts to OpenFlow flows about every second
-        last = arp_packets()
-        for _ in range(5):
-            time.sleep(1.1)
-            now = arp_packets()
-            if now == last:
-                return now
-            last = now
-        return last
+        return wait_until_stable(arp_packets, gap_s=1.1, timeout_s=5.5)
 
     arp0 = settled_arp()
     m0 = live.metrics()
@@ -489,8 +447,8 @@ def test_metrics_count_openflow_messages_and_packet_ins(live: Live) -> None:
               and _of(m, "OFPBarrierReply", "in") == barriers)
         return m if ok else None
 
-    m = wait_for("OpenFlow counters in agreement with the Change records", agree, 10,
-                 detail=lambda: "\n".join(ln for ln in live.metrics().splitlines()
+    m = wait_until(agree, 10, "OpenFlow counters in agreement with the Change records",
+                   detail=lambda: "\n".join(ln for ln in live.metrics().splitlines()
                                           if ln.startswith(("cpn_openflow", "cpn_change"))))
     # one flow-stats request per switch at connect (plus the live reads), each answered
     assert _of(m, "OFPFlowStatsRequest", "out") >= len(NODES)
@@ -506,8 +464,8 @@ def test_unknown_switch_404_and_a_disconnected_switch(live: Live) -> None:
     bridge = live.lab.plan.switch("s3")
     res = run_command(["ovs-vsctl", "--timeout=10", "del-controller", bridge])
     assert res.returncode == 0, res.stderr
-    wait_for("s3 seen as disconnected",
-             lambda: live.json("/health")["switches_connected"] == len(NODES) - 1, 15)
+    wait_until(lambda: live.json("/health")["switches_connected"] == len(NODES) - 1, 15,
+               "s3 seen as disconnected")
     r = live.get("/switches/s3/flows", source="switch")
     assert r.status_code == 503, r.text
     assert r.json()["error"] == "switch_unavailable" and "not connected" in r.json()["detail"]

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_controller_helpers import (
-    REPO,
+from harness import (
+    DIAMOND,
     ControllerProcess,
     assert_lab_ports_match_wiring,
     by_cookie,
@@ -34,15 +34,15 @@ from test_controller_helpers import (
     settled_counters,
     start_lab,
     table_signature,
-    wait_for,
 )
+from waiting import wait_until
 
 from controller.lab.network import LabNetwork
 from controller.lab.ovs import run_command
 from controller.network.flows import make_cookie
 from controller.topology.model import load_topology
 
-TOPOLOGY = REPO / "topologies" / "diamond.yaml"
+TOPOLOGY = DIAMOND
 FAST, CHEAP = 1, 2  # intent ids: file order
 NODES = ("s1", "s2", "s3", "s4")
 
@@ -66,18 +66,6 @@ def lab(lab_env: object, controller: ControllerProcess) -> Iterator[LabNetwork]:
         net.stop()
 
 
-@pytest.fixture(autouse=True)
-def _controller_log(controller: ControllerProcess) -> Iterator[None]:
-    """Print the controller's log tail after each test (pytest shows it on failure only)."""
-    yield
-    print(f"--- controller log (tail) ---\n{controller.log_tail(120)}")
-
-
-def _synced(controller: ControllerProcess) -> bool:
-    sws = controller.state().get("switches", [])
-    return len(sws) == len(NODES) and all(s["synced"] for s in sws)
-
-
 def _installed(intent: dict[str, Any]) -> bool:
     return bool(intent["state"] == "installed")
 
@@ -95,8 +83,7 @@ def _traffic(lab: LabNetwork, cookies: dict[str, int | tuple[int, ...]], count: 
 
 def test_hosts_reach_each_other_and_intents_install(lab: LabNetwork,
                                                     controller: ControllerProcess) -> None:
-    wait_for("every switch reconciled", lambda: _synced(controller), 15,
-             detail=lambda: str(controller.state().get("switches")))
+    controller.wait_synced(len(NODES), 15)
     lab.wait_until_reachable("h1", "h2", timeout_s=15)
     matrix = lab.ping_matrix(count=3)
     assert matrix.failed == [], matrix.summary_table(lab.plan)
@@ -127,10 +114,7 @@ def test_hosts_reach_each_other_and_intents_install(lab: LabNetwork,
 
 
 def test_lldp_confirms_every_link_of_the_file(controller: ControllerProcess) -> None:
-    report = wait_for("LLDP to verify all 4 links", lambda: (
-        lambda r: r if r and len(r["verified"]) == 4 else None)(
-        controller.state().get("link_report")), 15,
-        detail=lambda: str(controller.state().get("link_report")))
+    report = controller.wait_links_verified(4, timeout_s=15)
     assert report["missing"] == [] and report["unexpected"] == []
     assert sorted((v["a"], v["b"]) for v in report["verified"]) == [
         ("s1", "s2"), ("s1", "s3"), ("s2", "s4"), ("s3", "s4")]
@@ -175,9 +159,9 @@ def test_link_cut_moves_traffic_and_back(lab: LabNetwork,
         assert "3.0" in fast["reason"] and "10.00" in fast["reason"], fast["reason"]
         # best effort: the intent keeps one flow, at its ingress s1, handing traffic to the
         # destination table, which now reaches h2 over s3
-        wait_for("the fast intent reduced to its ingress flow",
-                 lambda: set(packets_by_cookie(lab, intent_cookie(FAST))) == {"s1"}, 10,
-                 detail=lambda: str(packets_by_cookie(lab, intent_cookie(FAST))))
+        wait_until(lambda: set(packets_by_cookie(lab, intent_cookie(FAST))) == {"s1"}, 10,
+                   "the fast intent reduced to its ingress flow",
+                   detail=lambda: str(packets_by_cookie(lab, intent_cookie(FAST))))
         moved = _traffic(lab, cookies)
         assert moved["fast"] == {"s1": 30}, moved
         assert moved["to_h2"] == {"s1": 30, "s3": 30, "s4": 30}, moved
@@ -188,8 +172,8 @@ def test_link_cut_moves_traffic_and_back(lab: LabNetwork,
     causes = [h["cause"] for h in fast["history"]]
     assert any("down" in c for c in causes) and any("up" in c for c in causes), causes
     route = route_cookies(fast)
-    wait_for("the fast intent's flows back on s1-s2-s4",
-             lambda: set(packets_by_cookie(lab, route)) == {"s1", "s2", "s4"}, 10)
+    wait_until(lambda: set(packets_by_cookie(lab, route)) == {"s1", "s2", "s4"}, 10,
+               "the fast intent's flows back on s1-s2-s4")
     moved = _traffic(lab, {**cookies, "fast": route})
     assert moved["fast"] == {"s1": 30, "s2": 30, "s4": 30}, moved
     assert "s3" not in moved["to_h2"], moved
@@ -203,8 +187,8 @@ def test_flows_deleted_behind_its_back_are_restored(lab: LabNetwork,
     t_del = time.monotonic()
     res = run_command(["ovs-ofctl", "-O", "OpenFlow13", "del-flows", lab.plan.switch("s2")])
     assert res.returncode == 0, res.stderr
-    wait_for("s2's flow table restored", lambda: table_signature(lab, "s2") == want, 10,
-             detail=lambda: str(table_signature(lab, "s2")))
+    wait_until(lambda: table_signature(lab, "s2") == want, 10, "s2's flow table restored",
+               detail=lambda: str(table_signature(lab, "s2")))
     # they really were deleted and put back: every flow is younger than the del-flows
     age_s = time.monotonic() - t_del
     assert all(f.duration_s <= age_s + 0.1 for f in flows_of(lab, "s2"))
@@ -217,8 +201,8 @@ def test_flows_deleted_behind_its_back_are_restored(lab: LabNetwork,
 def test_switch_restart_is_reconciled(lab: LabNetwork, controller: ControllerProcess) -> None:
     want = table_signature(lab, "s4")
     lab.restart_switch("s4", timeout_s=20)  # del-br and re-add: an empty table
-    wait_for("s4's flow table rebuilt", lambda: table_signature(lab, "s4") == want, 15,
-             detail=lambda: str(table_signature(lab, "s4")))
+    wait_until(lambda: table_signature(lab, "s4") == want, 15, "s4's flow table rebuilt",
+               detail=lambda: str(table_signature(lab, "s4")))
     lab.wait_until_reachable("h1", "h2", timeout_s=10)
     last = [ln for ln in controller.log_text().splitlines() if "switch 0x4 reconciled:" in ln]
     assert last and f"{len(want)} added, 0 deleted" in last[-1], last
@@ -229,17 +213,21 @@ def test_controller_kill_and_restart_loses_no_ping(lab: LabNetwork,
     before = {n: table_signature(lab, n) for n in NODES}
     pipeline = make_cookie(1, 4)
     assert all(any(c == pipeline for c, *_ in before[n]) for n in NODES)
+    h2 = lab.host("h2")
+    rx_path = f"/sys/class/net/{h2.defaultIntf()}/statistics/rx_packets"
+    rx0 = int(h2.cmd(f"cat {rx_path}"))
     ping = fast_ping(lab, "h1", "h2", count=400)  # 4 s at 10 ms
-    time.sleep(0.5)
+    wait_until(lambda: int(h2.cmd(f"cat {rx_path}")) >= rx0 + 20, 5, "the ping under way",
+               poll_s=0.05)
     t_kill = time.monotonic()
     controller.kill()
-    time.sleep(1.0)
+    time.sleep(1.0)  # the scenario: the switches run on their own for a second
     # the switches keep forwarding (fail_mode=secure keeps flows) with no controller
     controller.start()
     lab.wait_until_connected(timeout_s=20)
     sent, received, out = ping_result(ping, timeout_s=30)
     assert sent == 400 and received == 400, out
-    wait_for("every switch reconciled after the restart", lambda: _synced(controller), 15)
+    controller.wait_synced(len(NODES), 15, "every switch after the restart")
     after = {n: table_signature(lab, n) for n in NODES}
     assert after == before
     # no churn: every flow is older than the restart (an ADD would reset its duration)

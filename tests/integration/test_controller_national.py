@@ -14,8 +14,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from test_controller_helpers import (
-    REPO,
+from harness import (
+    NATIONAL,
     ControllerProcess,
     assert_lab_ports_match_wiring,
     by_cookie,
@@ -26,13 +26,12 @@ from test_controller_helpers import (
     route_cookies,
     settled_counters,
     start_lab,
-    wait_for,
 )
 
 from controller.lab.network import LabNetwork
 from controller.topology.model import Topology, load_topology
 
-TOPOLOGY = REPO / "topologies" / "national.yaml"
+TOPOLOGY = NATIONAL
 SAMPLE_PAIRS = 24
 
 
@@ -56,22 +55,13 @@ def lab(lab_env: object, topology: Topology, controller: ControllerProcess
     net, took_s = start_lab(lab_env, topology, controller, timeout_s=180)
     t0 = time.monotonic()
     try:
-        wait_for("every switch reconciled by the controller",
-                 lambda: (lambda s: len(s) == len(topology.nodes) and all(
-                     x["synced"] for x in s))(controller.state().get("switches", [])),
-                 60, poll_s=0.5)
+        controller.wait_synced(len(topology.nodes), 60, "every switch")
         synced_s = time.monotonic() - t0
         print(f"\nnational lab: network up in {took_s:.1f} s, every switch reconciled "
               f"{synced_s:.1f} s later")
         yield net
     finally:
         net.stop()
-
-
-@pytest.fixture(autouse=True)
-def _controller_log(controller: ControllerProcess) -> Iterator[None]:
-    yield
-    print(f"--- controller log (tail) ---\n{controller.log_tail(80)}")
 
 
 def test_city_hosts_reach_cluster_hosts(lab: LabNetwork, topology: Topology) -> None:
@@ -90,10 +80,7 @@ def test_city_hosts_reach_cluster_hosts(lab: LabNetwork, topology: Topology) -> 
 def test_lldp_confirms_the_backbone(topology: Topology, controller: ControllerProcess,
                                     lab: LabNetwork) -> None:
     n = len(topology.links)
-    report = wait_for(f"LLDP to verify all {n} links", lambda: (
-        lambda r: r if r and len(r["verified"]) == n else None)(
-        controller.state().get("link_report")), 20,
-        detail=lambda: str(controller.state().get("link_report"))[:2000])
+    report = controller.wait_links_verified(n, timeout_s=20)
     assert report["missing"] == [] and report["unexpected"] == []
 
 

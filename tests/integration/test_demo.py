@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
+
+from harness import NATIONAL, REPO
 
 from controller.topology.model import load_topology
-
-REPO = Path(__file__).resolve().parents[2]
-NATIONAL = REPO / "topologies" / "national.yaml"
 
 
 def test_demo_brings_up_national_backbone_with_routes_shown_by_cpnctl(lab_env) -> None:

@@ -8,7 +8,6 @@ in test_lab_cli.py.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import textwrap
@@ -16,14 +15,14 @@ import time
 from pathlib import Path
 
 import pytest
+from harness import REPO, free_port
 
 from controller.errors import LabError
 from controller.lab.build import ControllerAddress
 from controller.lab.cleanup import OWNER_KEY, cleanup_stale
 from controller.lab.ovs import ovsdb_list, run_command
+from controller.topology.files import topology_file
 from controller.topology.model import Topology, load_topology, topology_from_dict
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def tree(depth: int, fanout: int) -> Topology:
@@ -146,15 +145,9 @@ def test_wait_until_flow_finds_and_times_out(make_lab) -> None:
     assert time.monotonic() - t0 < 5
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_secure_mode_without_controller_fails_clearly_and_cleans_up(make_lab) -> None:
     topo = tree(depth=1, fanout=1)
-    ctl = ControllerAddress("127.0.0.1", _free_port())
+    ctl = ControllerAddress("127.0.0.1", free_port())
     lab = make_lab(topo, start=False, controllers=[ctl])
     with pytest.raises(LabError, match="not connected to a controller") as err:
         lab.start(timeout_s=3)
@@ -174,7 +167,7 @@ def test_cleanup_stale_removes_what_a_killed_lab_left(lab_env, tmp_path: Path) -
                                    "links": [{"a": "a", "b": "b", "latency_ms": 1}]})
         LabNetwork(topo).start()
         print("UP", flush=True)
-        time.sleep(60)
+        time.sleep(60)  # the lab stays up until the test SIGKILLs this process
         """)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
                             cwd=REPO)
@@ -230,7 +223,7 @@ def _rstp_states() -> dict[str, str]:
 
 
 def test_rstp_ring_reroutes_around_a_cut_link(make_lab) -> None:
-    lab = make_lab(load_topology(REPO / "topologies" / "ring.yaml"))
+    lab = make_lab(load_topology(topology_file("ring")))
     assert lab.rstp
     states = _rstp_states()
     links = lab.topology.links

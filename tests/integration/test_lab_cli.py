@@ -11,8 +11,7 @@ import pytest
 from controller.errors import LabError
 from controller.lab.cli import main
 from controller.lab.ovs import require_root
-
-TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
+from controller.topology.files import topology_file
 
 
 def test_require_root_refuses_other_euids() -> None:
@@ -23,7 +22,7 @@ def test_require_root_refuses_other_euids() -> None:
 
 def test_cli_refuses_when_not_root(monkeypatch, capsys) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    assert main(["check", str(TOPOLOGIES / "triangle.yaml")]) == 2
+    assert main(["check", str(topology_file("triangle"))]) == 2
     err = capsys.readouterr().err
     assert "cpn-lab: error:" in err and "must run as root" in err
 
@@ -40,7 +39,7 @@ def test_cli_reports_a_bad_file_without_building(lab_env, tmp_path: Path, capsys
 def test_check_on_looped_file_uses_rstp_and_passes(lab_env, capsys, caplog, name: str,
                                                    pairs: int) -> None:
     with caplog.at_level(logging.INFO, logger="controller.lab"):
-        assert main(["check", str(TOPOLOGIES / f"{name}.yaml")]) == 0
+        assert main(["check", str(topology_file(name))]) == 0
     assert "with RSTP (the topology has a loop)" in caplog.text
     out = capsys.readouterr().out
     assert f"all {pairs} ordered pairs" in out

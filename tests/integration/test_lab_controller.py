@@ -11,11 +11,12 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from harness import free_port
+from waiting import wait_until
 
 from controller.lab.build import ControllerAddress
 from controller.topology.model import topology_from_dict
@@ -75,28 +76,21 @@ RUN = textwrap.dedent('''\
     ''')
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def os_ken_controller(tmp_path: Path) -> Iterator[ControllerAddress]:
     (tmp_path / "learning_switch.py").write_text(APP)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-c", RUN, str(port)], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 20
-        while True:
+        def listening() -> bool:
+            if proc.poll() is not None:
+                pytest.fail(f"os-ken exited ({proc.poll()}) before listening on {port}: "
+                            f"{proc.stdout.read() if proc.stdout else ''}")
             with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                out = proc.stdout.read() if proc.stdout and proc.poll() is not None else ""
-                pytest.fail(f"os-ken did not listen on {port} within 20 s: {out}")
-            time.sleep(0.1)
+                return s.connect_ex(("127.0.0.1", port)) == 0
+
+        wait_until(listening, 20, f"os-ken listening on {port}", poll_s=0.1)
         yield ControllerAddress("127.0.0.1", port)
     finally:
         proc.terminate()

@@ -6,12 +6,11 @@ timing belongs to benchmarks, and this machine is shared.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from controller.lab.ovs import ovsdb_list
+from controller.topology.files import topology_file
 from controller.topology.model import load_topology
 
-NATIONAL = Path(__file__).resolve().parents[2] / "topologies" / "national.yaml"
+NATIONAL = topology_file("national")
 
 
 def test_national_backbone_comes_up_and_forwards(make_lab) -> None:

@@ -5,23 +5,23 @@ held. iperf3 (Debian) between the diamond's hosts; rates are the receiver's."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from test_controller_helpers import (
-    REPO,
+from harness import (
+    DIAMOND,
     ControllerProcess,
     flows_of,
     intent_cookie,
     start_lab,
-    wait_for,
+    tx_offload_off,
+    wait_until_listening,
 )
+from waiting import wait_until
 
 from controller.lab.network import LabNetwork
 from controller.lab.ovs import run_command
@@ -37,7 +37,7 @@ LOW, HIGH = 0.5, 1.3
 
 @pytest.fixture(scope="module")
 def topology_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    doc = yaml.safe_load((REPO / "topologies" / "diamond.yaml").read_text())
+    doc = yaml.safe_load(DIAMOND.read_text())
     doc["intents"] = [
         {"name": "policed", "src": "h1", "dst": "h2", "max_latency_ms": 3,
          "min_bandwidth_mbps": RESERVED_MBPS, "police": True, "priority": 300,
@@ -70,23 +70,11 @@ def lab(lab_env: object, controller: ControllerProcess, topology_file: Path
         net.stop()
 
 
-def no_tx_offload(lab: LabNetwork) -> None:
-    """Veths hand userspace OVS TCP segments with checksums left to offload, which the
-    userspace datapath does not fill in: iperf3's TCP control connection never opens.
-    ``ethtool -K <intf> tx off`` on the hosts (Debian package ethtool) fixes it."""
-    if shutil.which("ethtool") is None:
-        pytest.fail("ethtool is missing (apt-get install ethtool): needed to switch off tx "
-                    "checksum offload on the lab hosts for iperf3's TCP", pytrace=False)
-    for h in ("h1", "h2"):
-        out = lab.host(h).cmd(f"ethtool -K {lab.host(h).defaultIntf()} tx off 2>&1; echo rc=$?")
-        assert out.strip().endswith("rc=0"), out
-
-
 def udp_rate_mbps(lab: LabNetwork, port: int, seconds: int = 4) -> tuple[float, float]:
     """(sent, received) Mbit/s of an iperf3 UDP flow h1 -> h2 at OFFERED_MBPS."""
     server = lab.host("h2").popen(["iperf3", "-s", "-1", "-p", str(port)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.5)  # the server listening
+    wait_until_listening(lab, ["h2"], port)
     try:
         ip = lab.topology.host("h2").ip
         client = lab.host("h1").popen(
@@ -114,7 +102,7 @@ def test_meter_holds_policed_traffic_near_the_reservation(
     for name in ("policed", "unpoliced"):
         controller.wait_intent(name, lambda i: i["state"] == "installed", timeout_s=20)
     lab.wait_until_reachable("h1", "h2", timeout_s=15)
-    no_tx_offload(lab)
+    tx_offload_off(lab, ["h1", "h2"])  # iperf3's TCP control connection
     meters = run_command(["ovs-ofctl", "-O", "OpenFlow13", "dump-meters",
                           lab.plan.switch("s1")]).stdout
     assert "meter=1" in meters and f"rate={int(RESERVED_MBPS * 1000)}" in meters, meters
@@ -135,11 +123,11 @@ def test_switch_restart_gets_its_meter_back(lab: LabNetwork,
     MODIFY: the core cannot know the switch's meters) before the flow that uses it."""
     bridge = lab.plan.switch("s1")
     lab.restart_switch("s1", timeout_s=20)
-    wait_for("meter 1 back on s1", lambda: f"rate={int(RESERVED_MBPS * 1000)}" in run_command(
-        ["ovs-ofctl", "-O", "OpenFlow13", "dump-meters", bridge]).stdout, 15)
-    wait_for("the policed flow back on s1", lambda: any(
+    wait_until(lambda: f"rate={int(RESERVED_MBPS * 1000)}" in run_command(
+        ["ovs-ofctl", "-O", "OpenFlow13", "dump-meters", bridge]).stdout, 15, "meter 1 back on s1")
+    wait_until(lambda: any(
         f.cookie == intent_cookie(1) and "meter:1" in f.actions
-        for f in flows_of(lab, "s1")), 15)
+        for f in flows_of(lab, "s1")), 15, "the policed flow back on s1")
     lab.wait_until_reachable("h1", "h2", timeout_s=10)
 
 
@@ -150,7 +138,7 @@ def test_link_load_rises_on_the_links_the_flow_crosses(lab: LabNetwork,
     direction, not on s1-s3 or s3-s4; in /links, /topology, /metrics and ``cpnctl links``."""
     import httpx
 
-    no_tx_offload(lab)
+    tx_offload_off(lab, ["h1", "h2"])  # iperf3's TCP control connection
     base = f"http://127.0.0.1:{controller.api_port}/api/v1"
 
     def quiet() -> bool:
@@ -159,11 +147,11 @@ def test_link_load_rises_on_the_links_the_flow_crosses(lab: LabNetwork,
         return all((lk["load_a_to_b_mbps"] or 0.0) < 2 and (lk["load_b_to_a_mbps"] or 0.0) < 2
                    for lk in links)
 
-    wait_for("every link quiet before the flow starts", quiet, 15, poll_s=0.5)
+    wait_until(quiet, 15, "every link quiet before the flow starts", poll_s=0.5)
     port = 5303
     server = lab.host("h2").popen(["iperf3", "-s", "-1", "-p", str(port)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
+    wait_until_listening(lab, ["h2"], port)
     client = lab.host("h1").popen(
         ["iperf3", "-c", lab.topology.host("h2").ip, "-p", str(port), "-u", "-b", "40M",
          "-t", "9", "-l", "1200"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -174,7 +162,7 @@ def test_link_load_rises_on_the_links_the_flow_crosses(lab: LabNetwork,
             fwd = links[("s1", "s2")]["load_a_to_b_mbps"]
             return links if fwd is not None and fwd > 25 else None
 
-        links = wait_for("load on s1-s2 above 25 Mbit/s", loaded, 12, poll_s=0.5)
+        links = wait_until(loaded, 12, "load on s1-s2 above 25 Mbit/s", poll_s=0.5)
         topo = httpx.get(f"{base}/topology", timeout=5).json()
         metrics = httpx.get(f"http://127.0.0.1:{controller.api_port}/metrics", timeout=5).text
         cli = subprocess.run([sys.executable, "-m", "controller.api.cli", "--url",
@@ -210,7 +198,7 @@ def test_links_show_a_measured_delay_beside_the_configured_latency(
         links = httpx.get(f"{base}/links", timeout=5).json()["links"]
         return links if all(lk["measured_delay_ms"] is not None for lk in links) else None
 
-    links = wait_for("a measured delay on every link", measured, 15, poll_s=0.5)
+    links = wait_until(measured, 15, "a measured delay on every link", poll_s=0.5)
     print({(lk["a"], lk["b"]): (lk["latency_ms"], round(lk["measured_delay_ms"], 3))
            for lk in links})
     assert all(0 <= lk["measured_delay_ms"] < 20 for lk in links), links

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from pathlib import Path
 
 import yaml
-from test_controller_helpers import (
-    REPO,
+from harness import (
+    DIAMOND,
     ControllerProcess,
     fast_ping,
     ping_result,
@@ -29,7 +28,7 @@ CUT = ("s3", "s4")  # mid-path for h1 -> h2 on s1-s3-s4: s3 must send the traffi
 
 
 def _topology(tmp: Path, protection: bool) -> Path:
-    doc = yaml.safe_load((REPO / "topologies" / "diamond.yaml").read_text())
+    doc = yaml.safe_load(DIAMOND.read_text())
     # both directions (the ping's replies too) on the cheap path s1-s3-s4 within 15 ms;
     # every detour stays within 15 ms (the worst: s3 back to s1, s2, s4: 12 ms)
     doc["intents"] = [
@@ -64,7 +63,7 @@ def _run(lab_env: object, tmp: Path, protection: bool, kill_controller: bool
             groups = run_command(["ovs-ofctl", "-O", "OpenFlow13", "dump-groups",
                                   lab.plan.switch("s3")]).stdout
             assert "type=ff" in groups and "in_port" in groups.lower(), groups
-        time.sleep(1.0)  # LLDP and the destination flows settled
+        ctl.wait_links_verified(4, timeout_s=15)  # LLDP has seen every link
         if kill_controller:
             ctl.kill()
         proc = fast_ping(lab, "h1", "h2", PINGS)
