@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from waiting import wait_until
 
 from controller.api.rest import ApiHandle, start_api
 from controller.network.service import ControllerService
@@ -135,15 +136,13 @@ def open_map(browser: Any) -> Iterator[OpenMap]:
 
 def wait_for(driver: Any, cond: Callable[[Any], Any], what: str, timeout_s: float = WAIT_S
              ) -> Any:
-    from selenium.common.exceptions import TimeoutException
-    from selenium.webdriver.support.ui import WebDriverWait
+    """:func:`waiting.wait_until` on ``cond(driver)``, polling every 50 ms; an element not (yet)
+    on the page counts as "not yet", and a timeout shows the browser's console log."""
+    from selenium.common.exceptions import NoSuchElementException
 
-    try:
-        return WebDriverWait(driver, timeout_s, poll_frequency=0.05).until(cond)
-    except TimeoutException:
-        logs = driver.get_log("browser")
-        raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}; "
-                             f"browser log: {logs}") from None
+    return wait_until(lambda: cond(driver), timeout_s, what, poll_s=0.05,
+                      detail=lambda: f"browser log: {driver.get_log('browser')}",
+                      ignore=(NoSuchElementException,))
 
 
 def screenshot(driver: Any, name: str) -> Path:

@@ -7,17 +7,18 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
+from waiting import wait_until
 
 from controller.main import _parser, build_service
 from controller.settings import FLAGS, Settings, SettingsError, load_settings
+from controller.topology.files import topology_file
 
 REPO = Path(__file__).resolve().parents[2]
-TRIANGLE = REPO / "topologies" / "triangle.yaml"
+TRIANGLE = topology_file("triangle")
 EXAMPLE = REPO / "controller.example.yaml"
 
 
@@ -303,16 +304,12 @@ def test_a_config_file_alone_is_enough_to_start(tmp_path: Path) -> None:
                             cwd=REPO, env={"PATH": "/usr/bin:/bin"},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
-        nodes = None
-        while nodes is None:
+        def topology() -> dict:
             assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.monotonic() < deadline, (tmp_path / "c.log").read_text()
-            try:
-                nodes = httpx.get(f"http://127.0.0.1:{api_port}/api/v1/topology",
-                                  timeout=1).json()
-            except httpx.HTTPError:
-                time.sleep(0.2)
+            return httpx.get(f"http://127.0.0.1:{api_port}/api/v1/topology", timeout=1).json()
+
+        nodes = wait_until(topology, 30, "the REST API answering", ignore=(httpx.HTTPError,),
+                           detail=lambda: (tmp_path / "c.log").read_text())
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", ofp_port)) == 0  # OpenFlow listens too
     finally:
