@@ -12,7 +12,7 @@ falls behind is charged for the queueing it causes (no coordinated omission); th
 (due time to actual send) is reported apart.
 
 Peers measured in the same run, for ratios:
-* ``engine``: the same queries through ``controller.api.rest.query_paths`` in-process (what the
+* ``engine``: the same queries through ``ControllerService.query_paths`` in-process (what the
   answer costs without HTTP);
 * ``GET /health`` at the same rate: the HTTP floor of this server on this machine.
 
@@ -44,13 +44,13 @@ def serve(port: int, state_dir: str) -> None:
     """The server process: the service and the API, until stdin closes."""
     import logging
 
-    from controller.api.rest import start_api
-    from controller.network.service import ControllerService
-    from controller.topology.model import load_topology
+    from controller.main import build_controller
+    from controller.settings import Settings
 
     logging.basicConfig(level=logging.WARNING)
-    service = ControllerService(load_topology(TOPOLOGY))
-    handle = start_api(service, state_dir=state_dir, port=port)
+    handle = build_controller(Settings.model_validate({
+        "topology": {"file": str(TOPOLOGY)}, "api": {"port": port},
+        "state": {"dir": state_dir}}))
     print("ready", flush=True)
     sys.stdin.read()
     handle.stop()
@@ -166,8 +166,8 @@ def load(url: str, path: str, params: list[dict[str, Any]], rate: float, duratio
 
 
 def engine(params: list[dict[str, Any]], reps: int = 3) -> dict[str, Any]:
-    """The same queries in-process through query_paths (least of ``reps`` runs per query)."""
-    from controller.api.rest import query_paths
+    """The same queries in-process through ``ControllerService.query_paths`` (least of
+    ``reps`` runs per query)."""
     from controller.errors import CpnError
     from controller.network.service import ControllerService
     from controller.topology.model import load_topology
@@ -179,8 +179,8 @@ def engine(params: list[dict[str, Any]], reps: int = 3) -> dict[str, Any]:
         for _ in range(reps):
             t = time.perf_counter()
             try:
-                query_paths(service, q["src"], q["dst"], max_latency_ms=q.get("max_latency_ms"),
-                            k=q.get("k", 1))
+                service.query_paths(q["src"], q["dst"], max_latency_ms=q.get("max_latency_ms"),
+                                    k=q.get("k", 1))
             except CpnError:
                 pass
             best = min(best, time.perf_counter() - t)

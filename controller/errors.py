@@ -1,6 +1,7 @@
 """One exception hierarchy for the controller.
 
-The API layer maps each class to one HTTP status (see ``http_status``), so every module raises
+Each class carries its HTTP status (``http_status``) and a machine-readable ``code``; the API
+layer maps them to responses in one place (``controller.api.rest``), so every module raises
 these rather than bare ``ValueError``/``KeyError`` for conditions an operator should see.
 """
 
@@ -35,11 +36,39 @@ class TopologyError(CpnError):
         super().__init__(f"{where}: {what}{message}")
 
 
+class BadRequest(CpnError):
+    """A request is malformed in a way its schema cannot say (a bad dpid, equal ends)."""
+
+    http_status = 400
+    code = "bad_request"
+
+
+class Unauthorized(CpnError):
+    """A call lacks the API token it needs, or carries a wrong one."""
+
+    http_status = 401
+    code = "unauthorized"
+
+
 class NotFound(CpnError):
     """An object named in a request does not exist (node, host, intent, site)."""
 
     http_status = 404
     code = "not_found"
+
+
+class Conflict(CpnError):
+    """A request clashes with the current state (removing an intent of the topology file)."""
+
+    http_status = 409
+    code = "conflict"
+
+
+class StoreError(CpnError):
+    """The state store cannot be opened, read or written."""
+
+    http_status = 500
+    code = "store"
 
 
 class InfeasibleRoute(CpnError):
@@ -60,20 +89,16 @@ class LabError(CpnError):
     code = "lab"
 
 
-class ComputeSiteError(CpnError):
+class ComputeSiteError(BadRequest):
     """A compute site, service or placement request is malformed (bad id, unknown node, negative
     capacity, unknown kind, state or policy)."""
 
-    http_status = 400
     code = "bad_compute_request"
 
 
-class ComputeConflict(CpnError):
+class ComputeConflict(Conflict):
     """A compute request clashes with the current state: duplicate site id or service name,
     capacity below what is reserved, removing a site that still holds reservations."""
-
-    http_status = 409
-    code = "conflict"
 
 
 class NoCapacity(InfeasibleRoute):

@@ -21,14 +21,25 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from controller.errors import CpnError
 from controller.network.service import ControllerService
 from controller.settings import FLAGS, LoggingSettings, Settings, SettingsError, load_settings
 from controller.topology.files import load_topology_argument
 
-__all__ = ["StructuredFormatter", "build_service", "configure_logging", "main", "run"]
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from controller.api.rest import ApiHandle
+    from controller.compute.steering import Steering
+    from controller.operations import IntentOperations
+    from controller.store import Store
+
+__all__ = ["Controller", "StructuredFormatter", "build_controller", "build_service",
+           "configure_logging", "main", "run"]
 
 FIELDS = ("event", "dpid", "intent", "token", "port_no", "duration_ms", "compute_ms",
           "phase0_ms", "phase1_ms", "phase2_ms", "queued_ms", "messages", "switches")
@@ -116,6 +127,86 @@ def build_service(settings: Settings) -> ControllerService:
                              state_file=settings.state.snapshot_file)
 
 
+@dataclass
+class Controller:
+    """A controller built by :func:`build_controller`: its parts, and :meth:`stop`."""
+
+    service: ControllerService
+    store: Store
+    intents: IntentOperations
+    steering: Steering
+    api: ApiHandle
+    token_path: Path | None
+    """where the API's write token came from (None: ``$CPN_API_TOKEN``)"""
+
+    @property
+    def url(self) -> str:
+        """The REST API's base URL (``http://host:port``)."""
+        return self.api.url
+
+    @property
+    def app(self) -> FastAPI | None:
+        return self.api.app
+
+    def stop(self) -> None:
+        """Stop serving (the web map's streams first), compute steering and the service's
+        threads, then close the store."""
+        self.api.stop()
+        self.steering.close()
+        self.service.stop()
+        self.store.close()
+
+
+def build_controller(settings: Settings, *, read_open: bool | None = None) -> Controller:
+    """The composition root: the service (:func:`build_service`), the store of
+    ``settings.state.dir``, the intents stored there re-added with their ids (the write
+    protocol :class:`~controller.operations.IntentOperations`), compute steering, and the
+    REST API serving on ``settings.api.host``:``settings.api.port`` (0: a free port) with
+    its token (:func:`~controller.api.rest.load_token`). ``read_open`` None: reads are open
+    when the API host is a loopback address and need the token otherwise.
+
+    Build it before os-ken runs: the re-added intents are then part of the plan that
+    reconnecting switches are reconciled against (same ids, same cookies). Raises
+    :class:`CpnError` or :class:`OSError` (the port taken) with nothing left running."""
+    from controller.api.rest import (
+        API_PREFIX,
+        TOKEN_ENV,
+        create_app,
+        is_loopback,
+        load_token,
+        serve_in_thread,
+    )
+    from controller.compute.steering import Steering
+    from controller.operations import IntentOperations
+    from controller.store import default_state_dir, open_store
+
+    log = logging.getLogger("controller.main")
+    service = build_service(settings)
+    api_settings = settings.api
+    state_dir = Path(settings.state.dir) if settings.state.dir is not None \
+        else default_state_dir()
+    store = open_store(state_dir)
+    steering: Steering | None = None
+    try:
+        token, token_path = load_token(state_dir, api_settings.token_file)
+        intents = IntentOperations(service, store, timeout_s=api_settings.intent_timeout_s)
+        intents.reload()
+        steering = Steering(service, store)
+        reads_open = is_loopback(api_settings.host) if read_open is None else read_open
+        app = create_app(service, intents=intents, steering=steering, store=store, token=token,
+                         read_open=reads_open)
+        api = serve_in_thread(app, api_settings.host, api_settings.port)
+    except BaseException:
+        if steering is not None:
+            steering.close()
+        store.close()
+        raise
+    log.info(f"REST API on {api.url}{API_PREFIX} (docs {api.url}/docs); state in "
+             f"{state_dir}; token from {token_path or '$' + TOKEN_ENV}; reads "
+             f"{'open' if reads_open else 'need the token'}", extra={"event": "api_start"})
+    return Controller(service, store, intents, steering, api, token_path)
+
+
 def run(service: ControllerService, ofp_host: str, ofp_port: int) -> None:
     """Start os-ken with the CPN app on ``service`` and block until it stops."""
     from os_ken import cfg
@@ -157,10 +248,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     configure_logging(settings.logging)
     log = logging.getLogger("controller.main")
+    # The API starts before the OpenFlow side: the stored intents are re-added with their ids,
+    # so switches that reconnect are reconciled against the same plan and cookies as before.
     try:
-        service = build_service(settings)
+        controller = build_controller(settings)
     except (CpnError, OSError) as exc:
         return _error(exc)
+    service = controller.service
     topo = service.topology
     ofp = settings.openflow
     log.info(f"topology {topo.name}: {len(topo.nodes)} switches, {len(topo.links)} links, "
@@ -171,16 +265,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     def _term(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)
 
-    # The API starts before the OpenFlow side: it reloads the stored intents with their ids,
-    # so switches that reconnect are reconciled against the same plan and cookies as before.
-    from controller.api.rest import start_api
-
-    try:
-        api = start_api(service, state_dir=settings.state.dir, host=settings.api.host,
-                        port=settings.api.port, token_file=settings.api.token_file,
-                        intent_timeout_s=settings.api.intent_timeout_s)
-    except (CpnError, OSError) as exc:
-        return _error(exc)
     signal.signal(signal.SIGTERM, _term)
     try:
         run(service, ofp.host, ofp.port)
@@ -188,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pass
     finally:
         log.info("stopping", extra={"event": "stop"})
-        api.stop()
+        controller.stop()
     return 0
 
 

@@ -6,12 +6,12 @@ Two sources:
   :func:`count_packet_in`). They live in :data:`PROCESS_REGISTRY`, one per process, so the app
   needs no reference to the API.
 * Everything else is read from the :class:`~controller.network.service.ControllerService` at scrape
-  time by :class:`ServiceCollector`: intents by state, flows per switch, link utilisation
-  (bandwidth reserved by intents / capacity), switches connected. The service's
+  time by :class:`ServiceCollector` through its read views (one ``network_snapshot`` per
+  scrape): intents by state, flows per switch, link utilisation (bandwidth reserved by
+  intents / capacity), switches connected, measured link load and delay. The service's
   ``change_records()`` are folded into real histograms on each scrape (each record once, by
   token): path computation time and restoration time (from the event to the last barrier of a
   Change caused by a port going down, a switch lost or flows removed behind our back).
-  Nothing in the service had to change for this.
 
 ``GET /metrics`` serves :meth:`Metrics.exposition`.
 """
@@ -98,22 +98,11 @@ class ServiceCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         svc = self._service
-        with svc.lock:
-            intents = svc.core.intents()
-            states = {"installed": 0, "pending": 0, "infeasible": 0, "degraded": 0}
-            for intent in intents:
-                states[intent.state] = states.get(intent.state, 0) + 1
-            plan = svc.core.installed_plan()
-            switches = [(s.dpid, s.name, s.connected)
-                        for s in (svc.core.state.switches[d] for d in svc.core.state.dpids())]
-            g = svc.core.state.graph
-            links: list[tuple[str, str, float]] = []
-            for i, lid in svc.core.state.link_ids.items():
-                info = g.link(lid)
-                a, b = svc.topology.links[i].a, svc.topology.links[i].b
-                cap = info.bandwidth_mbps
-                used = cap - info.residual_mbps
-                links.append((str(i), f"{a}-{b}", used / cap if cap > 0 else 0.0))
+        net = svc.network_snapshot(recent_events=0)
+        flow_counts = svc.installed_flow_counts()
+        states = {"installed": 0, "pending": 0, "infeasible": 0, "degraded": 0}
+        for intent in net.intents:
+            states[intent.state] = states.get(intent.state, 0) + 1
         g_state = GaugeMetricFamily("cpn_intents", "Intents by state", labels=["state"])
         for state, n in sorted(states.items()):
             g_state.add_metric([state], n)
@@ -122,16 +111,17 @@ class ServiceCollector(Collector):
                                     "confirmed view)", labels=["dpid", "switch"])
         g_conn = GaugeMetricFamily("cpn_switch_connected", "1 when the switch is connected",
                                    labels=["dpid", "switch"])
-        for dpid, name, connected in switches:
-            g_flows.add_metric([f"{dpid:#x}", name], len(plan.entries(dpid)))
-            g_conn.add_metric([f"{dpid:#x}", name], 1.0 if connected else 0.0)
+        for sw in net.switches:
+            g_flows.add_metric([f"{sw.dpid:#x}", sw.name], flow_counts.get(sw.dpid, 0))
+            g_conn.add_metric([f"{sw.dpid:#x}", sw.name], 1.0 if sw.connected else 0.0)
         yield g_flows
         yield g_conn
         g_util = GaugeMetricFamily("cpn_link_utilisation_ratio", "Bandwidth reserved by intents "
                                    "over link capacity (0..1), forward direction",
                                    labels=["link", "ends"])
-        for idx, ends, ratio in links:
-            g_util.add_metric([idx, ends], ratio)
+        for v in net.links:
+            ratio = v.reserved_mbps / v.bandwidth_mbps if v.bandwidth_mbps > 0 else 0.0
+            g_util.add_metric([str(v.index), f"{v.a}-{v.b}"], ratio)
         yield g_util
         g_load = GaugeMetricFamily("cpn_link_load_mbps", "Measured link load from port "
                                    "statistics (tx bytes over the poll interval)",
@@ -142,23 +132,24 @@ class ServiceCollector(Collector):
         g_drops = GaugeMetricFamily("cpn_link_drops", "Packets dropped on the link's two "
                                     "ports during the last poll interval",
                                     labels=["link", "ends"])
-        for i, load in sorted(svc.link_loads().items()):
-            lk = svc.topology.links[i]
-            ends = f"{lk.a}-{lk.b}"
-            g_load.add_metric([str(i), ends, "a_to_b"], load["a_to_b_mbps"])
-            g_load.add_metric([str(i), ends, "b_to_a"], load["b_to_a_mbps"])
-            g_lutil.add_metric([str(i), ends], load["utilisation"])
-            g_drops.add_metric([str(i), ends], load["drops"])
+        for v in net.links:
+            load = v.load
+            if load is None:
+                continue
+            ends = f"{v.a}-{v.b}"
+            g_load.add_metric([str(v.index), ends, "a_to_b"], load["a_to_b_mbps"])
+            g_load.add_metric([str(v.index), ends, "b_to_a"], load["b_to_a_mbps"])
+            g_lutil.add_metric([str(v.index), ends], load["utilisation"])
+            g_drops.add_metric([str(v.index), ends], load["drops"])
         yield g_load
         yield g_lutil
         yield g_drops
         g_delay = GaugeMetricFamily("cpn_link_delay_measured_ms", "Link delay measured from "
                                     "LLDP transit times minus control-channel RTTs",
                                     labels=["link", "ends"])
-        for i, lk in enumerate(svc.topology.links):
-            d = svc.core.state.link_delay_ms.get(i)
-            if d is not None:
-                g_delay.add_metric([str(i), f"{lk.a}-{lk.b}"], d)
+        for v in net.links:
+            if v.measured_delay_ms is not None:
+                g_delay.add_metric([str(v.index), f"{v.a}-{v.b}"], v.measured_delay_ms)
         yield g_delay
 
 

@@ -3,16 +3,20 @@ served by uvicorn in a daemon thread of the controller process, beside os-ken.
 
 * Reads (``GET``) are open by default when the API listens on loopback: the operators on the
   box and a local Prometheus scrape without ceremony, and nothing outside the machine can
-  reach the port. ``read_open=False`` (or binding a non-loopback address through
-  :func:`start_api`) requires the token for reads too.
+  reach the port. ``read_open=False`` (what :func:`controller.main.build_controller` passes
+  for a non-loopback address) requires the token for reads too.
 * Writes (``POST``/``DELETE``) need ``Authorization: Bearer <token>``, compared in constant
   time. The token comes from ``--api-token-file``, else ``$CPN_API_TOKEN``, else
   ``<state-dir>/api-token`` (generated at first start, mode 0600, reused after).
 * Errors have one JSON shape, ``{"error": code, "detail": text}`` (plus ``errors`` for
   validation failures and ``best_latency_ms`` for infeasible routes), mapped once from
   :mod:`controller.errors` (``CpnError.http_status`` / ``.code``).
-* Intents added here persist in :class:`~controller.store.Store` with their ids and come back
-  with the same ids (same cookies) after a restart (:class:`IntentManager`).
+* Only HTTP is translated here: reads go to the
+  :class:`~controller.network.service.ControllerService`'s read views, intent writes to
+  :class:`~controller.operations.IntentOperations` (core and store kept in agreement),
+  compute steering to :class:`~controller.compute.steering.Steering`. The app is built by
+  :func:`create_app` from those parts; :func:`controller.main.build_controller` assembles
+  them and serves the app with :func:`serve_in_thread`.
 
 Most endpoints are sync and run in FastAPI's thread pool (writes wait for barriers);
 ``/paths`` is async because its answer is microseconds of work under the service lock.
@@ -45,46 +49,29 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from controller.api.compute import compute_router
 from controller.api.metrics import CONTENT_TYPE, Metrics
 from controller.api.webmap import web_router
-from controller.compute.steering import Steering
-from controller.errors import CpnError, InfeasibleRoute, NotFound
+from controller.errors import BadRequest, CpnError, InfeasibleRoute, SwitchUnavailable, Unauthorized
 from controller.network.flows import FlowEntry
 from controller.network.intents import Intent
-from controller.network.service import SwitchUnavailable
-from controller.store import Store, StoreError, default_state_dir
+from controller.network.service import PORT_COUNTERS
 from controller.topology.model import IntentSpec, Match
 
 if TYPE_CHECKING:
+    from controller.compute.steering import Steering
     from controller.network.service import ControllerService
+    from controller.operations import IntentOperations
+    from controller.store import Store
 
-__all__ = ["ApiHandle", "BadRequest", "Conflict", "IntentManager", "Unauthorized",
-           "create_app", "load_token", "query_paths", "serve_in_thread", "start_api"]
+__all__ = ["API_PREFIX", "ApiHandle", "create_app", "is_loopback", "load_token",
+           "serve_in_thread"]
 
 log = logging.getLogger("controller.api.rest")
 
 API_PREFIX = "/api/v1"
 TOKEN_ENV = "CPN_API_TOKEN"
 TOKEN_FILE_NAME = "api-token"
-STORE_FILE_NAME = "state.sqlite3"
 DEFAULT_CIRCLE_TIERS_MS = (1.0, 5.0, 20.0)
-_PORT_COUNTER_KEYS = ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_dropped",
-                      "tx_dropped", "rx_errors", "tx_errors", "duration_s")
-_UNBOUNDED_MS = 1e12
+_PORT_COUNTER_KEYS = (*PORT_COUNTERS, "duration_s")
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
-
-
-class BadRequest(CpnError):
-    http_status = 400
-    code = "bad_request"
-
-
-class Unauthorized(CpnError):
-    http_status = 401
-    code = "unauthorized"
-
-
-class Conflict(CpnError):
-    http_status = 409
-    code = "conflict"
 
 
 # --- bodies and answers -----------------------------------------------------------------------
@@ -265,15 +252,6 @@ def _flow_dict(e: FlowEntry) -> dict[str, Any]:
             "owner": f"{owner[0]}:{owner[1]}" if owner else None}
 
 
-def _load_mbps(load: dict[str, Any] | None) -> float | None:
-    """Measured load of a link: the busier direction (None before two port-stats polls)."""
-    return None if load is None else max(load["a_to_b_mbps"], load["b_to_a_mbps"])
-
-
-def _finite(x: float | None) -> float | None:
-    return x if x is not None and math.isfinite(x) else None
-
-
 def parse_dpid(text: str, service: ControllerService) -> int:
     """A dpid from a path segment: decimal, ``0x`` hex, ``00:00:..:01`` or a switch name."""
     t = text.strip().lower()
@@ -293,211 +271,8 @@ def parse_dpid(text: str, service: ControllerService) -> int:
                          "00:00:00:00:00:00:00:01 or a switch name")
     if not 1 <= value <= 2**64 - 1:
         raise BadRequest(f"dpid {text!r} out of range 1 .. 2^64-1")
-    if value not in service.core.state.switches:
-        raise NotFound(f"no switch with dpid {value:#x} in the topology")
+    service.switch(value)  # NotFound for a dpid the topology lacks
     return value
-
-
-def _why_no_path(g: Any, a: str, b: str, max_latency_ms: float | None,
-                 min_bandwidth_mbps: float) -> InfeasibleRoute:
-    """Which bound fails, and the best latency that exists."""
-    best = g.shortest_path(a, b, weight="latency")
-    if best is None:
-        return InfeasibleRoute(f"no path: {a} and {b} are disconnected (links down)")
-    route = "-".join(best.nodes)
-    if max_latency_ms is not None and best.latency_ms > max_latency_ms:
-        return InfeasibleRoute(
-            f"max_latency_ms {max_latency_ms:g} is below the best available latency "
-            f"{best.latency_ms:.3f} ms (path {route})", best_latency_ms=best.latency_ms)
-    bw = min_bandwidth_mbps
-    wide = g.constrained_path(a, b, max_latency_ms=_UNBOUNDED_MS, min_bandwidth_mbps=bw,
-                              weight="latency")
-    msg = (f"min_bandwidth_mbps {bw:g}: no path within "
-           f"{'any latency' if max_latency_ms is None else f'{max_latency_ms:g} ms'} "
-           f"has {bw:g} Mbps residual bandwidth")
-    if wide is not None:
-        msg += f"; with {bw:g} Mbps the best latency is {wide.latency_ms:.3f} ms"
-    else:
-        msg += f"; no path has {bw:g} Mbps residual at any latency"
-    msg += f"; the best latency without the bandwidth bound is {best.latency_ms:.3f} ms " \
-           f"(path {route})"
-    return InfeasibleRoute(msg, best_latency_ms=best.latency_ms)
-
-
-def query_paths(service: ControllerService, src: str, dst: str, *,
-                max_latency_ms: float | None = None, min_bandwidth_mbps: float | None = None,
-                k: int = 1, disjoint: bool = False) -> dict[str, Any]:
-    """What the engine would choose between two hosts or nodes, installing nothing.
-
-    Without bounds: the least-latency path (what best-effort traffic takes), then the next
-    ``k-1`` by latency. With bounds: first the path an intent with those bounds gets (least
-    cost within them, as the router computes), then up to ``k-1`` alternatives meeting the
-    bounds by latency. ``disjoint``: the least-latency pair of link-disjoint paths, both of
-    which must meet the bounds. Raises NotFound / InfeasibleRoute (with the failing bound).
-    """
-    if src == dst:
-        raise BadRequest("src and dst are the same")
-    bw = min_bandwidth_mbps or 0.0
-    t0 = time.perf_counter()
-    with service.lock:
-        a, b = service.node_of(src), service.node_of(dst)
-        g = service.core.state.graph
-        bounded = max_latency_ms is not None or bw > 0
-        bound = max_latency_ms if max_latency_ms is not None else _UNBOUNDED_MS
-
-        def meets(p: Any) -> bool:
-            return p.latency_ms <= bound and (p.hops == 0 or p.bottleneck_mbps >= bw)
-
-        if disjoint:
-            pair = g.disjoint_paths(a, b, weight="latency")
-            if pair is None:
-                best = g.shortest_path(a, b, weight="latency")
-                raise InfeasibleRoute(
-                    f"no two link-disjoint paths between {a} and {b}",
-                    best_latency_ms=best.latency_ms if best is not None else None)
-            for which, p in zip(("first", "second"), pair, strict=True):
-                if not meets(p):
-                    why = (f"latency {p.latency_ms:.3f} ms exceeds max_latency_ms "
-                           f"{max_latency_ms:g}" if p.latency_ms > bound else
-                           f"bottleneck {p.bottleneck_mbps:g} Mbps is below "
-                           f"min_bandwidth_mbps {bw:g}")
-                    raise InfeasibleRoute(
-                        f"the {which} of the best link-disjoint pair ({'-'.join(p.nodes)}): "
-                        f"{why}; best single-path latency {pair[0].latency_ms:.3f} ms",
-                        best_latency_ms=pair[0].latency_ms)
-            paths = list(pair)
-        else:
-            if bounded:
-                chosen = g.constrained_path(a, b, max_latency_ms=bound,
-                                            min_bandwidth_mbps=bw, weight="cost")
-            else:
-                chosen = g.shortest_path(a, b, weight="latency")
-            if chosen is None:
-                raise _why_no_path(g, a, b, max_latency_ms, bw)
-            paths = [chosen]
-            if k > 1:
-                for p in g.k_shortest_paths(a, b, k + 1, weight="latency",
-                                            max_latency_ms=max_latency_ms):
-                    if len(paths) >= k:
-                        break
-                    if p != chosen and meets(p):
-                        paths.append(p)
-    compute_ms = (time.perf_counter() - t0) * 1000.0
-    return {"src": src, "dst": dst, "src_node": a, "dst_node": b,
-            "max_latency_ms": max_latency_ms, "min_bandwidth_mbps": min_bandwidth_mbps,
-            "disjoint": disjoint, "compute_ms": compute_ms,
-            "paths": [{"nodes": list(p.nodes), "latency_ms": p.latency_ms, "cost": p.cost,
-                       "hops": p.hops, "bottleneck_mbps": _finite(p.bottleneck_mbps),
-                       "chosen": i == 0} for i, p in enumerate(paths)]}
-
-
-# --- intents: core and store together -----------------------------------------------------------
-
-class IntentManager:
-    """Adds and removes intents in the controller and the store so that they agree.
-
-    Order and argument: the core goes first (it validates: an unknown host or a bad match
-    raises and neither side changes), then the store in one transaction; if the store write
-    fails the intent is removed from the core again and the request fails - so a failing
-    request changes nothing. Only after both does the API answer 201, so a crash in between
-    loses only an unacknowledged intent: on restart it is not in the store, and its flows on
-    the switches are strays the reconciliation deletes by cookie. One lock serialises the
-    writes (rare operator actions), which keeps core, store and id allocation in step.
-
-    Ids are never reused: the next id is above both the store's high-water mark and every
-    id the core holds (the topology file's intents take 1..n).
-    """
-
-    def __init__(self, service: ControllerService, store: Store, *,
-                 timeout_s: float = 10.0) -> None:
-        self.service = service
-        self.store = store
-        self.timeout_s = timeout_s
-        self.lock = threading.Lock()
-        self.api_ids: set[int] = set()
-
-    def _next_id(self) -> int:
-        with self.service.lock:
-            core_top = max((i.id for i in self.service.core.intents()), default=0)
-        return max(core_top, self.store.high_water_intent_id()) + 1
-
-    def reload(self) -> list[Intent]:
-        """Re-add the stored intents with their ids (call once, before the API serves).
-        An id a topology-file intent now holds moves to a fresh id (logged). A stored intent
-        the topology cannot take any more (a host gone) stays stored and is logged."""
-        with self.lock:
-            stored = self.store.intents()
-            if not stored:
-                return []
-            with self.service.lock:
-                taken = {i.id for i in self.service.core.intents()}
-            ids: list[int] = []
-            specs: list[IntentSpec] = []
-            for iid, spec in stored:
-                if iid in taken:
-                    new_id = self._next_id()  # above the store's high-water mark
-                    log.warning(f"stored intent {iid} collides with a topology-file intent; "
-                                f"renumbered to {new_id}", extra={"intent": new_id,
-                                                                  "event": "intent_renumbered"})
-                    self.store.replace_intent_id(iid, new_id)
-                    iid = new_id
-                ids.append(iid)
-                specs.append(spec)
-            try:
-                added = self.service.add_intents(specs, intent_ids=ids, timeout_s=self.timeout_s)
-            except CpnError as exc:
-                log.warning(f"stored intents could not be added together ({exc}); adding one "
-                            "by one", extra={"event": "intent_reload"})
-                added = []
-                for iid, spec in zip(ids, specs, strict=True):
-                    try:
-                        added.append(self.service.add_intent(spec, intent_id=iid,
-                                                             timeout_s=self.timeout_s))
-                    except CpnError as one:
-                        log.error(f"stored intent {iid} not loaded: {one}",
-                                  extra={"intent": iid, "event": "intent_reload_failed"})
-            self.api_ids.update(i.id for i in added)
-            log.info(f"reloaded {len(added)} of {len(stored)} stored intents",
-                     extra={"event": "intent_reload"})
-            return added
-
-    def add(self, spec: IntentSpec) -> Intent:
-        with self.lock:
-            iid = self._next_id()
-            # admission control: a bandwidth that does not fit answers 409 (nothing changes)
-            intent = self.service.add_intent(spec, intent_id=iid, timeout_s=self.timeout_s,
-                                             admit=True)
-            try:
-                self.store.add_intent(iid, spec)
-            except StoreError:
-                log.error(f"intent {iid} not stored; removing it again",
-                          extra={"intent": iid, "event": "store_failed"})
-                self.service.remove_intent(iid, timeout_s=self.timeout_s)
-                raise
-            self.api_ids.add(iid)
-            log.info(f"intent {intent.name} ({iid}) added over the API: {intent.state}",
-                     extra={"intent": iid, "event": "api_intent_added"})
-            return intent
-
-    def remove(self, intent_id: int) -> int:
-        """Remove an API intent; returns how many of its flows were installed."""
-        with self.lock:
-            self.service.intent(intent_id)  # NotFound first
-            if intent_id not in self.api_ids:
-                raise Conflict(f"intent {intent_id} comes from the topology file; remove it "
-                               "there (it would come back on restart)")
-            with self.service.lock:
-                n_flows = sum(1 for _, e in self.service.core.installed_plan()
-                              if e.owner == ("intent", intent_id))
-            self.store.remove_intent(intent_id)
-            try:
-                self.service.remove_intent(intent_id, timeout_s=self.timeout_s)
-            except Exception:
-                # put it back so store and core still agree
-                self.store.add_intent(intent_id, self.service.intent(intent_id).spec)
-                raise
-            self.api_ids.discard(intent_id)
-            return n_flows
 
 
 def intent_view(intent: Intent, source: str) -> dict[str, Any]:
@@ -531,12 +306,12 @@ def _error(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse(status_code=status, content=body, headers=headers)
 
 
-def create_app(service: ControllerService, store: Store, *, token: str | None,
-               read_open: bool = True, intents: IntentManager | None = None,
-               steering: Steering | None = None) -> FastAPI:
-    """The API app for ``service``. ``token`` None disables write access altogether (every
-    write answers 401): there is no unauthenticated write mode."""
-    manager = intents if intents is not None else IntentManager(service, store)
+def create_app(service: ControllerService, *, intents: IntentOperations, steering: Steering,
+               store: Store, token: str | None, read_open: bool = True) -> FastAPI:
+    """The API app: reads from ``service``, intent writes through ``intents``, compute
+    steering through ``steering``, ``store`` asked only whether it answers (``/health``).
+    ``token`` None disables write access altogether (every write answers 401): there is no
+    unauthenticated write mode."""
     metrics = Metrics(service)
     started = time.monotonic()
     app = FastAPI(title="CPN controller API", version="1",
@@ -544,7 +319,7 @@ def create_app(service: ControllerService, store: Store, *, token: str | None,
                               "Writes need `Authorization: Bearer <token>`.")
     app.state.service = service
     app.state.store = store
-    app.state.intents = manager
+    app.state.intents = intents
     app.state.metrics = metrics
     bearer = HTTPBearer(auto_error=False, description="API token (see docs/api.md)")
     expected = token.encode() if token else None
@@ -599,16 +374,9 @@ def create_app(service: ControllerService, store: Store, *, token: str | None,
     async def health() -> dict[str, Any]:
         """Switches connected, store reachable. (async: a few counters under the lock and
         one SQLite ``SELECT 1``, cheaper than a thread-pool hop; monitoring polls it)"""
-        with service.lock:
-            st = service.core.state
-            sws = [st.switches[d] for d in st.dpids()]
-            connected = sum(1 for s in sws if s.connected)
-            synced = sum(1 for s in sws if service.core.synced(s.dpid))
-            n_intents = len(service.core.router.intents)
+        counts = service.health()
         store_ok = store.ok()
-        return {"status": "ok" if store_ok else "degraded", "topology": service.topology.name,
-                "switches_total": len(sws), "switches_connected": connected,
-                "switches_synced": synced, "intents": n_intents, "store_ok": store_ok,
+        return {"status": "ok" if store_ok else "degraded", **counts, "store_ok": store_ok,
                 "uptime_s": time.monotonic() - started}
 
     @app.get(f"{v1}/topology", responses=_ERRORS, dependencies=read, tags=["state"])
@@ -616,20 +384,15 @@ def create_app(service: ControllerService, store: Store, *, token: str | None,
         """Nodes (kind, coordinates, connected), links (latency, bandwidth, reserved
         bandwidth, state), hosts and compute sites."""
         topo = service.topology
-        with service.lock:
-            st = service.core.state
-            g = st.graph
-            links = []
-            for i, lk in enumerate(topo.links):
-                residual_mbps = g.link(st.link_ids[i]).residual_mbps
-                links.append({"index": i, "a": lk.a, "b": lk.b, "latency_ms": lk.latency_ms,
-                              "bandwidth_mbps": lk.bandwidth_mbps, "cost": lk.cost,
-                              "distance_km": lk.distance_km, "up": st.link_usable(i),
-                              "reserved_mbps": lk.bandwidth_mbps - residual_mbps,
-                              "load_mbps": _load_mbps(st.link_load(i))})
-            nodes = [{"name": n.name, "kind": n.kind, "dpid": n.dpid, "label": n.label,
-                      "lat": n.lat, "lon": n.lon,
-                      "connected": st.switches[n.dpid].connected} for n in topo.nodes]
+        net = service.network_snapshot(recent_events=0)
+        connected = {sw.dpid: sw.connected for sw in net.switches}
+        links = [{"index": v.index, "a": v.a, "b": v.b, "latency_ms": v.latency_ms,
+                  "bandwidth_mbps": v.bandwidth_mbps, "cost": v.cost,
+                  "distance_km": v.distance_km, "up": v.up, "reserved_mbps": v.reserved_mbps,
+                  "load_mbps": v.load_mbps} for v in net.links]
+        nodes = [{"name": n.name, "kind": n.kind, "dpid": n.dpid, "label": n.label,
+                  "lat": n.lat, "lon": n.lon, "connected": connected[n.dpid]}
+                 for n in topo.nodes]
         return {"name": topo.name, "description": topo.description, "nodes": nodes,
                 "links": links, "hosts": service.hosts(),
                 "compute_sites": [{"id": c.id, "node": c.node, "kind": c.kind,
@@ -655,8 +418,7 @@ def create_app(service: ControllerService, store: Store, *, token: str | None,
         the switch at reconciliation and kept by barriers) when the switch is synced, else
         ``wanted``."""
         d = parse_dpid(dpid, service)
-        with service.lock:
-            name = service.core.state.switches[d].name
+        name = service.switch(d).name
         switch_error = None
         if source != "controller":
             try:
@@ -671,12 +433,9 @@ def create_app(service: ControllerService, store: Store, *, token: str | None,
                         "flows": [{**_flow_dict(st.entry), "packets": st.packets,
                                    "bytes": st.bytes, "duration_s": st.duration_s}
                                   for st in stats]}
-        with service.lock:
-            synced = service.core.synced(d)
-            plan = service.core.installed_plan() if synced else service.core.wanted_plan()
-            entries = sorted(plan.entries(d))
+        plan, entries = service.plan_flows(d)
         return {"dpid": f"{d:#x}", "switch": name, "source": "controller",
-                "plan": "installed" if synced else "wanted", "switch_error": switch_error,
+                "plan": plan, "switch_error": switch_error,
                 "flows": [_flow_dict(e) for e in entries]}
 
     @app.get(f"{v1}/switches/{{dpid}}/ports", responses=_LIVE_ERRORS, dependencies=read,
@@ -698,31 +457,29 @@ def create_app(service: ControllerService, store: Store, *, token: str | None,
                     raise
                 switch_error = str(exc)
         live_read = source != "controller" and switch_error is None
-        with service.lock:
-            st = service.core.state
-            sw = st.switches[d]
-            wiring = st.wiring
-            names = wiring.dpid_node
-            reported = dict(sw.ports) if sw.ports is not None else {}
-            out = []
-            for p in sorted(set(wiring.ports_of(d)) | set(reported) | set(reading)):
-                peer = wiring.peer(d, p)
-                expected: dict[str, Any] | None = None
-                if peer is not None and len(peer) == 4:
-                    _, link_index, peer_dpid, peer_port_no = peer
-                    expected = {"kind": "link", "link": link_index,
-                                "peer_switch": names.get(peer_dpid),
-                                "peer_port_no": peer_port_no}
-                elif peer is not None:
-                    expected = {"kind": "host", "host": peer[1]}
-                row = reading.get(p, {})
-                counters = ({k: row.get(k) for k in _PORT_COUNTER_KEYS}
-                            if row.get("rx_packets") is not None else None)
-                out.append({"port_no": p, "live": reported.get(p), "expected": expected,
-                            "name": row.get("name"), "hw_addr": row.get("hw_addr"),
-                            "link_up": row.get("link_up"), "admin_up": row.get("admin_up"),
-                            "curr_speed_kbps": row.get("curr_speed_kbps"),
-                            "counters": counters})
+        sw = service.switch(d)
+        wiring = service.wiring
+        names = wiring.dpid_node
+        reported = dict(sw.ports) if sw.ports is not None else {}
+        out = []
+        for p in sorted(set(wiring.ports_of(d)) | set(reported) | set(reading)):
+            peer = wiring.peer(d, p)
+            expected: dict[str, Any] | None = None
+            if peer is not None and len(peer) == 4:
+                _, link_index, peer_dpid, peer_port_no = peer
+                expected = {"kind": "link", "link": link_index,
+                            "peer_switch": names.get(peer_dpid),
+                            "peer_port_no": peer_port_no}
+            elif peer is not None:
+                expected = {"kind": "host", "host": peer[1]}
+            row = reading.get(p, {})
+            counters = ({k: row.get(k) for k in _PORT_COUNTER_KEYS}
+                        if row.get("rx_packets") is not None else None)
+            out.append({"port_no": p, "live": reported.get(p), "expected": expected,
+                        "name": row.get("name"), "hw_addr": row.get("hw_addr"),
+                        "link_up": row.get("link_up"), "admin_up": row.get("admin_up"),
+                        "curr_speed_kbps": row.get("curr_speed_kbps"),
+                        "counters": counters})
         return {"dpid": f"{d:#x}", "switch": sw.name, "connected": sw.connected,
                 "source": "switch" if live_read else "controller",
                 "switch_error": switch_error, "ports": out}
@@ -752,15 +509,13 @@ def create_app(service: ControllerService, store: Store, *, token: str | None,
                         ("min_bandwidth_mbps", min_bandwidth_mbps)):
             if v is not None and not math.isfinite(v):
                 raise BadRequest(f"{name} must be a finite number")
-        out = query_paths(service, src, dst, max_latency_ms=max_latency_ms,
-                          min_bandwidth_mbps=min_bandwidth_mbps, k=k, disjoint=disjoint)
+        out = service.query_paths(src, dst, max_latency_ms=max_latency_ms,
+                                  min_bandwidth_mbps=min_bandwidth_mbps, k=k,
+                                  disjoint=disjoint)
         metrics.observe_query_ms(out["compute_ms"])
         # plain data built here: skip re-validating it against PathsOut (the schema still
         # documents it; tests check the shape)
         return JSONResponse(out)
-
-    def _source(iid: int) -> str:
-        return "api" if iid in manager.api_ids else "file"
 
     @app.post(f"{v1}/intents", status_code=201, response_model=IntentOut, responses=_ERRORS,
               dependencies=write, tags=["intents"])
@@ -768,13 +523,13 @@ def create_app(service: ControllerService, store: Store, *, token: str | None,
         """Add an intent; answers once its flows are confirmed by barriers (bounded wait):
         ``installed``, ``pending`` (switches not there or not confirmed yet), ``infeasible``
         (no path meets the bounds: ``reason`` says why)."""
-        intent = manager.add(body.to_spec())
+        intent = intents.add(body.to_spec())
         return intent_view(intent, "api")
 
     @app.get(f"{v1}/intents", response_model=list[IntentOut], responses=_ERRORS,
              dependencies=read, tags=["intents"])
     def list_intents() -> list[dict[str, Any]]:
-        return [intent_view(i, _source(i.id)) for i in service.intents()]
+        return [intent_view(i, intents.source(i.id)) for i in service.intents()]
 
     @app.get(f"{v1}/intents/{{intent_id}}", response_model=IntentDetailOut, responses=_ERRORS,
              dependencies=read, tags=["intents"])
@@ -782,36 +537,26 @@ def create_app(service: ControllerService, store: Store, *, token: str | None,
         """State, path, history of reroutes and the intent's flows per switch (from the
         plan; ``installed`` says whether the switch holds it as far as the controller
         knows): its own flows and those of the tunnel it rides."""
-        with service.lock:
-            intent = service.intent(intent_id)
-            wanted = service.core.wanted_plan()
-            installed = service.core.installed_plan()
-            names = service.core.state.wiring.dpid_node
-            owners = {("intent", intent_id)}
-            owners.update(("tunnel", label) for label in intent.mpls_labels)
-            flows = [{**_flow_dict(e), "dpid": f"{d:#x}", "switch": names.get(d, "?"),
-                      "installed": e in installed.entries(d)}
-                     for d, e in wanted if e.owner in owners]
-        return {**intent_view(intent, _source(intent_id)), "flows": flows}
+        intent, entries = service.intent_flows(intent_id)
+        names = service.wiring.dpid_node
+        flows = [{**_flow_dict(e), "dpid": f"{d:#x}", "switch": names.get(d, "?"),
+                  "installed": installed} for d, e, installed in entries]
+        return {**intent_view(intent, intents.source(intent_id)), "flows": flows}
 
     @app.delete(f"{v1}/intents/{{intent_id}}", response_model=IntentDeletedOut,
                 responses=_ERRORS, dependencies=write, tags=["intents"])
     def delete_intent(intent_id: int) -> dict[str, Any]:
         """Remove an intent added over the API; answers once the deletes are confirmed by
         barriers (bounded wait). 409 for an intent of the topology file."""
-        n = manager.remove(intent_id)
+        n = intents.remove(intent_id)
         return {"id": intent_id, "deleted": True, "flows_removed": n}
 
     @app.get(f"{v1}/routes", responses=_ERRORS, dependencies=read, tags=["routes"])
     def routes() -> dict[str, Any]:
         """What is installed now, per switch (the controller's confirmed view)."""
-        with service.lock:
-            st = service.core.state
-            plan = service.core.installed_plan()
-            out = [{"dpid": f"{d:#x}", "switch": st.switches[d].name,
-                    "connected": st.switches[d].connected, "synced": service.core.synced(d),
-                    "flows": [_flow_dict(e) for e in sorted(plan.entries(d))]}
-                   for d in st.dpids()]
+        out = [{"dpid": f"{sw.dpid:#x}", "switch": sw.name, "connected": sw.connected,
+                "synced": sw.synced, "flows": [_flow_dict(e) for e in entries]}
+               for sw, entries in service.installed_flows()]
         return {"switches": out}
 
     @app.get(f"{v1}/latency-circles", responses=_ERRORS, dependencies=read, tags=["routes"])
@@ -824,11 +569,10 @@ def create_app(service: ControllerService, store: Store, *, token: str | None,
         if max_latency_ms is not None and not math.isfinite(max_latency_ms):
             raise BadRequest("max_latency_ms must be a finite number")
         tiers = [max_latency_ms] if max_latency_ms is not None else list(DEFAULT_CIRCLE_TIERS_MS)
-        with service.lock:
-            centers = ([service.node_of(center)] if center is not None else
-                       [n.name for n in service.topology.nodes_of_kind("national_hub")])
-            g = service.core.state.graph
-            reach = {c: g.within_latency(c, max(tiers)) for c in centers}
+        reach = service.within_latency(
+            [center] if center is not None else
+            [n.name for n in service.topology.nodes_of_kind("national_hub")], max(tiers))
+        centers = list(reach)
         return {"tiers_ms": tiers, "circles": [
             {"center": c, "tiers": [
                 {"max_latency_ms": t,
@@ -860,8 +604,8 @@ def create_app(service: ControllerService, store: Store, *, token: str | None,
     app.state.webmap = web.broadcaster  # type: ignore[attr-defined]
     app.include_router(web)
     # compute steering: sites, placements, anycast services (controller/api/compute.py)
-    app.state.steering = steering if steering is not None else Steering(service, store)
-    app.include_router(compute_router(app.state.steering, read=read, write=write))
+    app.state.steering = steering
+    app.include_router(compute_router(steering, read=read, write=write))
     return app
 
 
@@ -876,8 +620,6 @@ class ApiHandle:
     server: Any
     thread: threading.Thread
     app: FastAPI | None = None
-    store: Store | None = None
-    token_path: Path | None = None
 
     @property
     def url(self) -> str:
@@ -890,8 +632,6 @@ class ApiHandle:
             webmap.close()  # end the web map's live streams, or uvicorn waits for them
         self.server.should_exit = True
         self.thread.join(timeout_s)
-        if self.store is not None:
-            self.store.close()
 
 
 def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 8080, *,
@@ -919,7 +659,8 @@ def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 8080, *,
     return ApiHandle(host, bound, server, thread, app)
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Is ``host`` a loopback address (or ``localhost``)? Reads are open there by default."""
     if host == "localhost":
         return True
     try:
@@ -966,36 +707,3 @@ def load_token(state_dir: str | Path, token_file: str | Path | None = None
     os.replace(tmp, path)
     log.info(f"generated an API token in {path} (mode 0600)", extra={"event": "token_created"})
     return token, path
-
-
-def start_api(service: ControllerService, *, state_dir: str | Path | None = None,
-              host: str = "127.0.0.1", port: int = 8080,
-              token_file: str | Path | None = None, read_open: bool | None = None,
-              intent_timeout_s: float = 10.0) -> ApiHandle:
-    """Open the store under ``state_dir`` (default: the user's data directory), re-add the
-    stored intents with their ids, load or create the token, and serve the API in a thread.
-
-    ``read_open`` None: reads are open when ``host`` is a loopback address and need the token
-    otherwise. Call it after the service is built, before os-ken runs (re-added intents are
-    then part of the plan the switches are reconciled against)."""
-    state = Path(state_dir) if state_dir is not None else default_state_dir()
-    state.mkdir(parents=True, exist_ok=True)
-    store = Store(state / STORE_FILE_NAME)
-    try:
-        token, token_path = load_token(state, token_file)
-        manager = IntentManager(service, store, timeout_s=intent_timeout_s)
-        manager.reload()
-        reads_open = _is_loopback(host) if read_open is None else read_open
-        app = create_app(service, store, token=token, read_open=reads_open, intents=manager,
-                         steering=Steering(service, store))
-        handle = serve_in_thread(app, host, port)
-    except BaseException:
-        store.close()
-        raise
-    handle.store = store
-    handle.token_path = token_path
-    log.info(f"REST API on {handle.url}{API_PREFIX} (docs {handle.url}/docs); state in "
-             f"{state}; token from {token_path or '$' + TOKEN_ENV}; reads "
-             f"{'open' if reads_open else 'need the token'}", extra={"event": "api_start"})
-    return handle
-

@@ -6,11 +6,12 @@
 * ``/api/v1/stream`` is a server-sent event stream (``text/event-stream``). Each message
   (``event: state``) carries the live part of the map as plain data: link state (up,
   reserved, load), switch connection, intents (state, path, latency, cost) and the latest
-  events. One shared :class:`Broadcaster` per app polls a cheap fingerprint of the
-  controller's state every :data:`POLL_INTERVAL_S` (a version counter, the newest event and
-  the intents' states and paths) while at least one page listens, and builds a message only
-  when the fingerprint moves. So a link going down reaches every page within about a quarter
-  of a second, and ten open pages cost one poll, not ten.
+  events. One shared :class:`Broadcaster` per app polls the service's change marker
+  (``ControllerService.change_marker``: a version counter, the newest event and the intents'
+  states and paths) every :data:`POLL_INTERVAL_S` while at least one page listens, and builds
+  a message from one consistent ``network_snapshot`` only when the marker moves. So a link
+  going down reaches every page within about a quarter of a second, and ten open pages cost
+  one poll, not ten.
 * Bounded: at most :data:`MAX_SUBSCRIBERS` streams (503 beyond); each stream keeps only the
   newest message (a slow reader skips intermediate states, which are full snapshots anyway);
   a comment line every :data:`KEEPALIVE_S` finds dead connections; :meth:`Broadcaster.close`
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from fastapi.params import Depends
 
     from controller.network.service import ControllerService
+    from controller.network.views import NetworkSnapshot
+    from controller.topology.model import Topology
 
 __all__ = ["KEEPALIVE_S", "MAX_SUBSCRIBERS", "POLL_INTERVAL_S", "WEB_DIR", "Broadcaster",
            "live_state", "web_router"]
@@ -67,47 +70,26 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def _backup(intent: Any) -> list[str] | None:
-    """The protected intent's backup path, where the router keeps one."""
-    backup = getattr(intent, "backup_path", None)
-    return list(backup) if backup else None
-
-
-def _fingerprint(service: ControllerService) -> tuple[Any, ...]:
-    """Cheap: changes whenever links, switches, hosts, intents or the event log change."""
-    with service.lock:
-        st = service.core.state
-        events = st.events
-        last = events[-1] if events else None
-        intents = tuple((i.id, i.state, tuple(i.path or ()), len(i.history), i.reason,
-                         tuple(getattr(i, "backup_path", None) or ()))
-                        for i in service.core.intents())
-        return (getattr(st, "version", 0), len(events), id(last), intents)
-
-
 def live_state(service: ControllerService) -> dict[str, Any]:
     """The live part of the map: what the stream sends (see the module docstring)."""
-    topo = service.topology
+    return _live_state(service.network_snapshot(RECENT_EVENTS), service.topology)
+
+
+def _live_state(net: NetworkSnapshot, topo: Topology) -> dict[str, Any]:
     now_mono = time.monotonic()
     now_wall = time.time()
-    with service.lock:
-        st = service.core.state
-        g = st.graph
-        links = []
-        for i, lk in enumerate(topo.links):
-            reserved = lk.bandwidth_mbps - g.link(st.link_ids[i]).residual_mbps
-            links.append({"index": i, "up": bool(st.link_usable(i)),
-                          "reserved_mbps": _finite(reserved), "load_mbps": None})
-        switches = {n.name: bool(st.switches[n.dpid].connected) for n in topo.nodes}
-        intents = [{"id": i.id, "name": i.name, "src": i.spec.src, "dst": i.spec.dst,
-                    "max_latency_ms": i.spec.max_latency_ms, "state": i.state,
-                    "reason": i.reason, "path": list(i.path) if i.path else None,
-                    "latency_ms": _finite(i.latency_ms), "cost": _finite(i.cost),
-                    "reroutes": len(i.history), "backup_path": _backup(i)}
-                   for i in service.core.intents()]
-        recent = list(st.events)[-RECENT_EVENTS:]
+    links = [{"index": v.index, "up": v.up, "reserved_mbps": _finite(v.reserved_mbps),
+              "load_mbps": None} for v in net.links]
+    connected = {sw.dpid: sw.connected for sw in net.switches}
+    switches = {n.name: connected[n.dpid] for n in topo.nodes}
+    intents = [{"id": i.id, "name": i.name, "src": i.spec.src, "dst": i.spec.dst,
+                "max_latency_ms": i.spec.max_latency_ms, "state": i.state,
+                "reason": i.reason, "path": list(i.path) if i.path else None,
+                "latency_ms": _finite(i.latency_ms), "cost": _finite(i.cost),
+                "reroutes": len(i.history)}
+               for i in net.intents]
     events = []
-    for ev in recent:
+    for ev in net.events:
         ev = _plain(ev)
         t = ev.get("time")
         if isinstance(t, float):
@@ -164,30 +146,29 @@ class Broadcaster:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._seq = 0
-        self._last_fp: tuple[Any, ...] | None = None
+        self._last_marker: tuple[Any, ...] | None = None
         self._last_message: tuple[int, str] | None = None
         self.polls = 0
-        """fingerprint polls so far (for tests: one poller whatever the number of pages)"""
+        """change-marker polls so far (one poller whatever the number of pages)"""
 
     @property
     def subscribers(self) -> int:
         return len(self._subs)
 
-    def _message(self) -> tuple[int, str]:
-        self._seq += 1
-        data = json.dumps({"seq": self._seq, **live_state(self.service)},
-                          separators=(",", ":"))
-        return self._seq, f"id: {self._seq}\nevent: state\ndata: {data}\n\n"
-
     def _poll(self) -> tuple[int, str] | None:
         """A new message when the state moved since the last poll (runs in a worker thread)."""
         with self._poll_lock:
             self.polls += 1
-            fp = _fingerprint(self.service)
-            if fp == self._last_fp and self._last_message is not None:
+            marker = self.service.change_marker()
+            if marker == self._last_marker and self._last_message is not None:
                 return None
-            self._last_fp = fp
-            self._last_message = self._message()
+            net = self.service.network_snapshot(RECENT_EVENTS)
+            self._last_marker = net.marker
+            self._seq += 1
+            data = json.dumps({"seq": self._seq, **_live_state(net, self.service.topology)},
+                              separators=(",", ":"))
+            self._last_message = (self._seq,
+                                  f"id: {self._seq}\nevent: state\ndata: {data}\n\n")
             return self._last_message
 
     def subscribe(self) -> _Subscriber | None:

@@ -428,8 +428,9 @@ class Service:
 
 @dataclass(frozen=True, slots=True)
 class FlowTuple:
-    """What the ingress NAT flows need: in, ``ipv4_dst`` anycast -> site IP/MAC; back,
-    ``ipv4_src`` site -> anycast; the path between the client's and the site's switches."""
+    """What the NAT flows of one assignment need (``controller.compute.steering``): in,
+    ``ipv4_dst`` anycast -> site IP/MAC; back, ``ipv4_src`` site -> anycast; the path
+    between the client's and the site's switches."""
 
     client_ip: str
     anycast_ip: str
@@ -437,6 +438,10 @@ class FlowTuple:
     site_mac: str
     site_node: str
     path: tuple[str, ...]
+    client_host: str
+    site_host: str
+    link_ids: tuple[int, ...]
+    """pathcore link ids of ``path`` (they tell parallel links apart)"""
 
 
 @dataclass(slots=True)
@@ -507,10 +512,6 @@ class AnycastServices:
             return self._services[name]
         except (KeyError, TypeError):
             raise NotFound(f"no service {name!r}") from None
-
-    def service_by_ip(self, anycast_ip: str) -> Service | None:
-        name = self._by_ip.get(anycast_ip)
-        return None if name is None else self._services[name]
 
     def services(self) -> list[Service]:
         return list(self._services.values())
@@ -589,15 +590,27 @@ class AnycastServices:
                 moves.append(Move(name, client, a.site_id, new.site_id, why, new.latency_ms))
         return moves
 
-    def flow_tuple(self, assignment: Assignment) -> FlowTuple:
-        """The addresses and path the data plane's NAT flows need for this assignment."""
+    def flow_tuple(self, assignment: Assignment) -> FlowTuple | None:
+        """The addresses and path the data plane's NAT flows need for this assignment; None
+        when its site has no host any more (its host was unset after the assignment)."""
         service = self.service(assignment.service)
         host = self.scheduler.registry.host_of(assignment.site_id)
-        if host is None:  # pragma: no cover - need_host=True keeps such sites out
-            raise ComputeConflict(f"site {assignment.site_id!r} has no host")
+        if host is None:
+            return None
         return FlowTuple(client_ip=assignment.client_ip, anycast_ip=service.anycast_ip,
                          site_ip=host.ip, site_mac=host.mac, site_node=assignment.site_node,
-                         path=assignment.path)
+                         path=assignment.path, client_host=assignment.client_host,
+                         site_host=host.name, link_ids=assignment.link_ids)
+
+    def flow_tuples(self) -> list[FlowTuple]:
+        """:meth:`flow_tuple` of every assignment of every service (those with a host)."""
+        out = []
+        for service in self.services():
+            for a in self.assignments(service.name):
+                t = self.flow_tuple(a)
+                if t is not None:
+                    out.append(t)
+        return out
 
     # -- persistence ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

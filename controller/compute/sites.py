@@ -256,10 +256,6 @@ class ComputeRegistry:
                 setattr(site, f, getattr(new, f))
         return site
 
-    def set_state(self, site_id: str, state: str) -> Site:
-        """Mark a site up, draining (no new work) or down (its work must move)."""
-        return self.update_site(site_id, {"state": state})
-
     def remove_site(self, site_id: str) -> Site:
         """Unregister a site; refused while it holds reservations."""
         site = self.site(site_id)
@@ -410,10 +406,3 @@ def _site_entry_dict(s: ComputeSite) -> dict[str, Any]:
 def new_id(prefix: str) -> str:
     """A fresh random id such as ``pl-3f2a9c1d0b7e``."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-def sites_by_node(sites: Iterable[Site]) -> dict[str, list[Site]]:
-    out: dict[str, list[Site]] = {}
-    for s in sites:
-        out.setdefault(s.node, []).append(s)
-    return out

@@ -1,19 +1,20 @@
 """Compute steering inside a running controller: the stateful owner of the compute site
 registry, the placement scheduler and the anycast services of one :class:`ControllerService`.
 
-The pure layer (:mod:`.sites`, :mod:`.placement`) is not thread-safe;
-every call into it here holds ``service.lock`` (the lock the controller core runs under), and
-reads the controller's live graph (``service.core.state.graph``: links down, residual
-bandwidth) and switch presence (``state.node_present``: sites behind an absent switch are out
-of reach).
+The pure layer (:mod:`.sites`, :mod:`.placement`) is not thread-safe; every call into it
+here runs inside ``with service.network() as net:`` (the service's lock, under which the
+controller core runs), and reads the controller's live graph (``net.graph``: links down,
+residual bandwidth) and switch presence (``node_present``: sites behind an absent switch are
+out of reach).
 
-Writes are serialised by a second lock (taken before ``service.lock``, never after) and follow
+Writes are serialised by a second lock (taken before the service's, never after) and follow
 the intents' rule: change the pure state, then write the difference to the store in one
 transaction; if the store fails, the pure state is rebuilt from the snapshot taken before the
-change and the request fails, so a failed request changes nothing. The store keeps sites,
-placements (with their reservations), services and assignments (with theirs); on start they
-are loaded back. Sites of the topology file are registered once, at the first start that sees
-them; after that the store is authoritative (a site deleted over the API stays deleted).
+change and the request fails, so a failed request changes nothing. The store (the
+:class:`~controller.store.Store` interface) keeps sites, placements (with their
+reservations), services and assignments (with theirs); on start they are loaded back.
+Sites of the topology file are registered once, at the first start that sees them; after
+that the store is authoritative (a site deleted over the API stays deleted).
 
 Automatic steering (``docs/compute.md``, "The anycast data plane"): the service calls
 :meth:`Steering._on_packet` and :meth:`Steering._on_topology` after the core has handled a
@@ -39,6 +40,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from controller.compute.placement import (
     AnycastServices,
+    FlowTuple,
     Move,
     Placement,
     Scheduler,
@@ -58,8 +60,9 @@ from controller.network.flows import (
 )
 
 if TYPE_CHECKING:
+    import pathcore
     from controller.network.service import ControllerService
-    from controller.network.state import NetworkState
+    from controller.network.views import NetworkView
     from controller.store import Store
 
 __all__ = ["ANYCAST_MAC", "ANYCAST_PRIORITY", "FILE_SITES_SEEDED", "Steering", "anycast_flows"]
@@ -86,18 +89,10 @@ WORK_QUEUE_SIZE = 1024
 """first packets and topology changes waiting for the steering worker; more are dropped"""
 
 
-def _ipv4_dst(data: bytes) -> tuple[str, str] | None:
-    """``(source, destination)`` IPv4 addresses of an untagged IPv4 frame, or None."""
-    if len(data) < 34 or data[12:14] != b"\x08\x00":
-        return None
-    return (str(ipaddress.IPv4Address(data[26:30])), str(ipaddress.IPv4Address(data[30:34])))
-
-
-def anycast_flows(state: NetworkState,
-                  steered: list[tuple[str, str, str, str, str, tuple[str, ...], tuple[int, ...]]]
+def anycast_flows(net: NetworkView, steered: list[FlowTuple]
                   ) -> dict[int, dict[int, set[FlowEntry]]]:
-    """NAT flows per owner cookie and dpid for ``(client host, client ip, anycast ip, site
-    host, service, path, link ids)`` tuples.
+    """NAT flows per owner cookie and dpid for the assignments ``steered``, on the live
+    network ``net``.
 
     At the client's switch (the path's first node): ``ipv4_src`` client, ``ipv4_dst``
     anycast -> set ``ipv4_dst``/``eth_dst`` to the site host's, out toward the next hop;
@@ -107,15 +102,16 @@ def anycast_flows(state: NetworkState,
     follows the destination flows (table 2) to the client's switch. Clients or sites whose
     host is not known (not present) get no flows."""
     out: dict[int, dict[int, set[FlowEntry]]] = {}
-    for client, client_ip, anycast_ip, site_host, _svc, path, link_ids in steered:
-        c = state.hosts.get(client)
-        h = state.hosts.get(site_host)
+    for t in steered:
+        client_ip, anycast_ip, path = t.client_ip, t.anycast_ip, t.path
+        c = net.host(t.client_host)
+        h = net.host(t.site_host)
         if c is None or h is None or not path or c.node != path[0] or h.node != path[-1]:
             continue
         cookie = make_cookie(OWNER_ANYCAST, int(ipaddress.IPv4Address(client_ip)))
         per = out.setdefault(cookie, {})
-        node_dpid = state.wiring.node_dpid
-        ports = [state.out_port(n, lid) for n, lid in zip(path[:-1], link_ids, strict=True)]
+        node_dpid = net.wiring.node_dpid
+        ports = [net.out_port(n, lid) for n, lid in zip(path[:-1], t.link_ids, strict=True)]
         ports.append(h.port_no)
         ip4 = {"eth_type": ETH_TYPE_IPV4}
         for i, (node, port) in enumerate(zip(path, ports, strict=True)):
@@ -158,8 +154,9 @@ class Steering:
         self._reassign_queued = False
         self.moves_log: list[dict[str, Any]] = []
         """automatic reassignments (cause, moves, duration_ms), most recent last (<= 100)"""
-        with service.lock:
-            self._build(self._initial_state())
+        initial = self._initial_state()
+        with service.network() as net:
+            self._build(initial, net.graph)
         self._push()
         self._worker = threading.Thread(target=self._run, name="cpn-steering", daemon=True)
         self._worker.start()
@@ -180,7 +177,7 @@ class Steering:
 
     # -- construction and persistence -----------------------------------------------------------
     def _node_up(self, node: str) -> bool:
-        return self.service.core.state.node_present(node)
+        return self.service.node_present(node)
 
     def _initial_state(self) -> dict[str, Any]:
         """The stored state plus the topology file's sites not registered before."""
@@ -201,10 +198,10 @@ class Steering:
                                    sorted(seeded | {s["id"] for s in file_sites}))
         return stored
 
-    def _build(self, state: Mapping[str, Any]) -> None:
-        """(Re)build the pure objects from stored-form state. Records that no longer fit the
-        topology (a node or host gone) are logged and left out rather than stopping the
-        controller."""
+    def _build(self, state: Mapping[str, Any], graph: pathcore.Graph) -> None:
+        """(Re)build the pure objects from stored-form state on the live ``graph`` (call it
+        inside ``service.network()``). Records that no longer fit the topology (a node or
+        host gone) are logged and left out rather than stopping the controller."""
         probe = ComputeRegistry(self.topology)
         sites = []
         for s in state.get("sites", []):
@@ -228,7 +225,6 @@ class Steering:
         if dropped:
             log.error(f"{dropped} stored placement(s)/assignment(s) name sites or services "
                       "that are gone; not loaded", extra={"event": "compute_reload_dropped"})
-        graph = self.service.core.state.graph
         self.scheduler = Scheduler.from_dict(
             {"registry": {"sites": sites,
                           "reservations": [d["reservation"] for d in (*placements,
@@ -266,11 +262,11 @@ class Steering:
         return {table: [json.loads(v) for v in rows.values()] for table, rows in snap.items()}
 
     @contextmanager
-    def _locked(self) -> Iterator[None]:
-        """``service.lock`` with the scheduler reading the controller's current graph."""
-        with self.service.lock:
-            self.scheduler.graph = self.service.core.state.graph
-            yield
+    def _locked(self) -> Iterator[NetworkView]:
+        """The service's lock, with the scheduler reading the controller's current graph."""
+        with self.service.network() as net:
+            self.scheduler.graph = net.graph
+            yield net
 
     def _change(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the pure state, then store the difference (one transaction); undo
@@ -284,7 +280,7 @@ class Steering:
                     # the pure layer changes nothing when it raises; rebuild anyway if a
                     # multi-step change (reassignments) failed half-way
                     if self._snapshot() != before:
-                        self._build(self._as_state(before))
+                        self._build(self._as_state(before), self.scheduler.graph)
                     raise
                 after = self._snapshot()
             diff = {table: {k: (None if k not in after[table] else json.loads(after[table][k]))
@@ -295,36 +291,28 @@ class Steering:
                 try:
                     self.store.write_compute(**diff)
                 except BaseException:
-                    with self._locked():
-                        self._build(self._as_state(before))
+                    with self._locked() as net:
+                        self._build(self._as_state(before), net.graph)
                     raise
             if diff["assignments"] or diff["services"]:
                 self._push()
             return result
 
     # -- the data plane -------------------------------------------------------------------------
-    def _steered(self) -> list[tuple[str, str, str, str, str, tuple[str, ...], tuple[int, ...]]]:
-        out = []
-        for svc in self.anycast.services():
-            for a in self.anycast.assignments(svc.name):
-                host = self.registry.site(a.site_id).host
-                if host is not None:
-                    out.append((a.client_host, a.client_ip, svc.anycast_ip, host, svc.name,
-                                a.path, a.link_ids))
-        return out
-
     def _push(self, timeout_s: float = PUSH_TIMEOUT_S) -> None:
         """Hand the NAT flows of every assignment to the core (one Change) and wait, bounded,
         for the switches' barriers."""
-        service = self.service
-        t = time.perf_counter()
-        with self._locked():
-            flows = anycast_flows(service.core.state, self._steered())
-            arp = {s.anycast_ip: ANYCAST_MAC for s in self.anycast.services()}
-            self._anycast_by_ip = {s.anycast_ip: s.name for s in self.anycast.services()}
-            change = service.core.set_anycast(flows, arp, time.monotonic())
-            ticket = service.submit(change, t)
-        service.wait_change(ticket, timeout_s)
+
+        def plan(net: NetworkView) -> tuple[dict[int, dict[int, set[FlowEntry]]],
+                                            dict[str, str]]:
+            # under the service's lock: the pure state and the network are read together
+            self.scheduler.graph = net.graph
+            services = self.anycast.services()
+            self._anycast_by_ip = {s.anycast_ip: s.name for s in services}
+            return (anycast_flows(net, self.anycast.flow_tuples()),
+                    {s.anycast_ip: ANYCAST_MAC for s in services})
+
+        self.service.set_anycast(plan, timeout_s=timeout_s)
 
     # -- compute sites --------------------------------------------------------------------------
     def sites(self, kind: str | None = None, state: str | None = None) -> list[dict[str, Any]]:
@@ -422,12 +410,12 @@ class Steering:
         """Packet-in listener (the app's event thread, no lock held; must not block): an
         IPv4 packet to a service's anycast address reached the controller, so its sender has
         no NAT flows yet. Queue its assignment for the worker."""
-        addrs = _ipv4_dst(data)
-        if addrs is None:
-            return
-        src_ip, dst_ip = addrs
-        name = self._anycast_by_ip.get(dst_ip)
+        dst_ip = openflow.ipv4_dst_of(data)
+        name = self._anycast_by_ip.get(dst_ip) if dst_ip is not None else None
         if name is None:
+            return
+        src_ip = openflow.ipv4_src_of(data)
+        if src_ip is None:
             return
         key = (name, src_ip)
         with self._busy:
@@ -492,8 +480,8 @@ class Steering:
         :data:`RETRY_HOLDOFF_S`. The packet is re-injected only when the assignment is new
         or changed (else its flows are already on the switch or on their way, and the
         client's retry goes through)."""
-        with self._locked():
-            host = self.service.core.state.host_by_ip(src_ip)
+        with self._locked() as net:
+            host = net.host_by_ip(src_ip)
             if host is None or host.dpid != dpid or host.port_no != in_port:
                 return None
             try:
@@ -540,9 +528,9 @@ class Steering:
     def circles(self, *, tiers_ms: tuple[float, ...] | list[float] | None = None,
                 cities: list[str] | None = None) -> dict[str, Any]:
         """Hubs -> cities per tier and cities -> usable sites per tier, with live site state."""
-        with self._locked():
+        with self._locked() as net:
             kw: dict[str, Any] = {}
             if tiers_ms is not None:
                 kw["tiers_ms"] = tiers_ms
-            return latency_circles(self.topology, self.service.core.state.graph,
-                                   self.registry.sites(), cities=cities, **kw)
+            return latency_circles(self.topology, net.graph, self.registry.sites(),
+                                   cities=cities, **kw)

@@ -695,6 +695,13 @@ def ipv4_src_of(data: bytes) -> str | None:
     return ".".join(str(b) for b in data[26:30])
 
 
+def ipv4_dst_of(data: bytes) -> str | None:
+    """The IPv4 destination address of an untagged IPv4 frame, or None."""
+    if eth_type_of(data) != ether.ETH_TYPE_IP or len(data) < 34:
+        return None
+    return ".".join(str(b) for b in data[30:34])
+
+
 def eth_src_of(data: bytes) -> str | None:
     if len(data) < 14:
         return None

@@ -29,20 +29,30 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
-from controller.errors import CpnError, NotFound, SwitchUnavailable
+from controller.errors import BadRequest, CpnError, NotFound, SwitchUnavailable
 from controller.network import openflow
 from controller.network.core import Change, ChangeKind, ControllerCore
 from controller.network.flows import FlowEntry
 from controller.network.intents import Intent
+from controller.network.views import (
+    LinkView,
+    NetworkSnapshot,
+    NetworkView,
+    SwitchView,
+    query_paths,
+)
 from controller.topology.model import IntentSpec, Topology
+from controller.topology.wiring import Wiring
 
-__all__ = ["ChangeRecord", "ChangeSender", "ControllerService", "FlowStat", "SwitchUnavailable",
+__all__ = ["PORT_COUNTERS", "ChangeRecord", "ChangeSender", "ControllerService", "FlowStat",
+           "LinkView", "NetworkSnapshot", "NetworkView", "SwitchUnavailable", "SwitchView",
            "Transport"]
 
 log = logging.getLogger("controller.network.service")
@@ -57,6 +67,9 @@ PORT_STATS_INTERVAL_S = 2.0
 """default port-statistics poll (link load); setting ``network.port_stats_interval_s``"""
 LLDP_INTERVAL_S = 2.0
 """default LLDP probe interval of every live port; setting ``network.lldp_interval_s``"""
+PORT_COUNTERS = ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_dropped",
+                 "tx_dropped", "rx_errors", "tx_errors")
+"""The counters of a port :meth:`ControllerService.read_ports` reads (beside ``duration_s``)."""
 GC_RECLAIM_INTERVAL_S = 600.0
 """How often the service hands the frozen plan objects back to the cyclic collector (see
 :meth:`ControllerService.reclaim_garbage`)."""
@@ -274,6 +287,7 @@ class ControllerService:
                                    startup_grace_s=startup_grace_s,
                                    lldp_timeout_s=lldp_timeout_s)
         self.core.freeze_gc = True
+        self._view = NetworkView(self.core.state)
         self.gc_reclaim_interval_s = gc_reclaim_interval_s
         """how often :meth:`start`'s collector thread unfreezes and collects (0: never)"""
         self.lldp_interval_s = lldp_interval_s
@@ -355,13 +369,6 @@ class ControllerService:
                     continue
                 with self.lock:
                     self.core.state.port_counters(dpid, rows, time.monotonic())
-
-    def link_loads(self) -> dict[int, dict[str, Any]]:
-        """link index -> latest measured load (``a_to_b_mbps``, ``b_to_a_mbps``, ``drops``,
-        ``utilisation``, ``time``); links not measured yet are absent."""
-        with self.lock:
-            st = self.core.state
-            return {i: dict(h[-1]) for i, h in st.link_load_history.items() if h}
 
     def submit(self, change: Change | None, t_event: float) -> _Ticket | None:
         """Queue ``change`` for the sender; call with :attr:`lock` held, right after the core
@@ -537,33 +544,67 @@ class ControllerService:
         with self.lock:
             return self.core.intent(intent_id).snapshot()
 
-    # -- read-only views -------------------------------------------------------------------------
-    def switches(self) -> list[dict[str, Any]]:
+    # -- read views (the API, metrics, the web map, compute steering) ----------------------------
+    @property
+    def wiring(self) -> Wiring:
+        """Port numbers of every link end and host (from the topology file; never changes)."""
+        return self.core.wiring
+
+    def _switch_view(self, dpid: int) -> SwitchView:
+        s = self.core.state.switch(dpid)
+        return SwitchView(s.name, s.dpid, s.connected, self.core.synced(dpid),
+                          dict(s.ports) if s.ports is not None else None)
+
+    def switch(self, dpid: int) -> SwitchView:
+        """One switch; :class:`NotFound` for a dpid the topology lacks."""
         with self.lock:
-            return [{"name": s.name, "dpid": s.dpid, "connected": s.connected,
-                     "synced": self.core.synced(s.dpid),
-                     "ports": dict(s.ports) if s.ports is not None else None}
-                    for s in (self.core.state.switches[d] for d in self.core.state.dpids())]
+            return self._switch_view(dpid)
+
+    def switch_views(self) -> list[SwitchView]:
+        """Every switch of the topology, in dpid order."""
+        with self.lock:
+            return [self._switch_view(d) for d in self.core.state.dpids()]
+
+    def switches(self) -> list[dict[str, Any]]:
+        """:meth:`switch_views` as plain data."""
+        return [v.as_dict() for v in self.switch_views()]
 
     def links(self) -> dict[str, list[dict[str, Any]]]:
         """The LLDP check of the file's links: ``missing``/``unexpected``/... (core's view)."""
         with self.lock:
             return copy.deepcopy(self.core.state.link_report(time.monotonic()))
 
-    def link_states(self) -> list[dict[str, Any]]:
+    def _link_views(self) -> list[LinkView]:
+        st = self.core.state
+        g = st.graph
+        out = []
+        for i, lk in enumerate(self.topology.links):
+            residual_mbps = g.link(st.link_ids[i]).residual_mbps
+            out.append(LinkView(i, lk.a, lk.b, lk.latency_ms, lk.bandwidth_mbps, lk.cost,
+                                lk.distance_km, st.link_usable(i),
+                                lk.bandwidth_mbps - residual_mbps, st.link_load(i),
+                                st.link_delay_ms.get(i)))
+        return out
+
+    def link_views(self) -> list[LinkView]:
+        """Every link of the topology file, in file order: state, reservations, measured
+        load and delay."""
         with self.lock:
-            st = self.core.state
-            out = []
-            for i, lk in enumerate(self.topology.links):
-                load = st.link_load(i)
-                out.append({"index": i, "a": lk.a, "b": lk.b, "latency_ms": lk.latency_ms,
-                            "bandwidth_mbps": lk.bandwidth_mbps, "up": st.link_usable(i),
-                            "load_a_to_b_mbps": load["a_to_b_mbps"] if load else None,
-                            "load_b_to_a_mbps": load["b_to_a_mbps"] if load else None,
-                            "utilisation": load["utilisation"] if load else None,
-                            "drops": load["drops"] if load else None,
-                            "measured_delay_ms": st.link_delay_ms.get(i)})
-            return out
+            return self._link_views()
+
+    def link_states(self) -> list[dict[str, Any]]:
+        """:meth:`link_views` as the plain data of ``GET /links`` and the state file."""
+        out = []
+        for v in self.link_views():
+            load = v.load
+            out.append({"index": v.index, "a": v.a, "b": v.b, "latency_ms": v.latency_ms,
+                        "bandwidth_mbps": v.bandwidth_mbps, "up": v.up,
+                        "load_a_to_b_mbps": load["a_to_b_mbps"] if load else None,
+                        "load_b_to_a_mbps": load["b_to_a_mbps"] if load else None,
+                        "utilisation": load["utilisation"] if load else None,
+                        "drops": load["drops"] if load else None,
+                        "measured_delay_ms": v.measured_delay_ms})
+        return out
 
     def hosts(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -576,26 +617,161 @@ class ControllerService:
             evs = list(self.core.state.events)
         return copy.deepcopy(evs[-limit:] if limit else evs)
 
-    def paths(self, src: str, dst: str, *, k: int = 3,
-              max_latency_ms: float | None = None) -> list[dict[str, Any]]:
-        """Up to ``k`` least-latency paths between two nodes or hosts on the network as it
-        is now (links down are not used). Read-only."""
+    def health(self) -> dict[str, Any]:
+        """Counters for ``/health``: ``topology``, ``switches_total``, ``switches_connected``,
+        ``switches_synced``, ``intents``."""
         with self.lock:
-            a, b = self.node_of(src), self.node_of(dst)
-            found = self.core.state.graph.k_shortest_paths(a, b, k, weight="latency",
-                                                           max_latency_ms=max_latency_ms)
-            return [{"nodes": list(p.nodes), "latency_ms": p.latency_ms, "cost": p.cost,
-                     "hops": p.hops} for p in found]
+            st = self.core.state
+            sws = list(st.switches.values())
+            return {"topology": self.topology.name, "switches_total": len(sws),
+                    "switches_connected": sum(1 for s in sws if s.connected),
+                    "switches_synced": sum(1 for s in sws if self.core.synced(s.dpid)),
+                    "intents": len(self.core.intents())}
 
+    def change_marker(self) -> tuple[Any, ...]:
+        """A cheap value that differs whenever links, switches, hosts, intents (state, path,
+        reroutes, reason) or the event log change: poll it to learn when to take a
+        :meth:`network_snapshot`."""
+        with self.lock:
+            return self._marker()
+
+    def _marker(self) -> tuple[Any, ...]:
+        st = self.core.state
+        events = st.events
+        last = events[-1] if events else None
+        intents = tuple((i.id, i.state, tuple(i.path or ()), len(i.history), i.reason)
+                        for i in self.core.intents())
+        return (st.version, len(events), id(last), intents)
+
+    def network_snapshot(self, recent_events: int = 30) -> NetworkSnapshot:
+        """Switches, links, intents and the ``recent_events`` latest events, consistent with
+        each other (one acquisition of the lock)."""
+        with self.lock:
+            st = self.core.state
+            recent = list(st.events)[-recent_events:] if recent_events > 0 else []
+            return NetworkSnapshot(
+                self.topology.name, tuple(self._switch_view(d) for d in st.dpids()),
+                tuple(self._link_views()),
+                tuple(i.snapshot() for i in self.core.intents()),
+                tuple(copy.deepcopy(recent)), self._marker())
+
+    # -- flows as the controller plans them ------------------------------------------------------
+    def plan_flows(self, dpid: int) -> tuple[str, list[FlowEntry]]:
+        """The flows of switch ``dpid`` in the controller's plan, sorted: ``("installed",
+        ...)`` (its confirmed view, read from the switch at reconciliation and kept by
+        barriers) when the switch is synced, else ``("wanted", ...)``. :class:`NotFound`
+        for a dpid the topology lacks."""
+        with self.lock:
+            self.core.state.switch(dpid)
+            synced = self.core.synced(dpid)
+            plan = self.core.installed_plan() if synced else self.core.wanted_plan()
+            return ("installed" if synced else "wanted"), sorted(plan.entries(dpid))
+
+    def installed_flows(self) -> list[tuple[SwitchView, list[FlowEntry]]]:
+        """Every switch (dpid order) with the flows it holds as far as the controller knows
+        (its confirmed view; nothing for a switch not synced), sorted."""
+        with self.lock:
+            plan = self.core.installed_plan()
+            return [(self._switch_view(d), sorted(plan.entries(d)))
+                    for d in self.core.state.dpids()]
+
+    def installed_flow_counts(self) -> dict[int, int]:
+        """dpid -> how many flows the switch holds as far as the controller knows."""
+        with self.lock:
+            plan = self.core.installed_plan()
+            return {d: len(plan.entries(d)) for d in self.core.state.dpids()}
+
+    def intent_flows(self, intent_id: int) -> tuple[Intent, list[tuple[int, FlowEntry, bool]]]:
+        """The intent (a copy) and its flows in the plan, ``(dpid, entry, installed)``: its
+        own and those of the tunnel segments it rides; ``installed``: the switch holds it as
+        far as the controller knows. :class:`NotFound` for an unknown id."""
+        with self.lock:
+            intent = self.core.intent(intent_id).snapshot()
+            installed = self.core.installed_plan()
+            owners = {("intent", intent_id)}
+            owners.update(("tunnel", label) for label in intent.mpls_labels)
+            return intent, [(d, e, e in installed.entries(d))
+                            for d, e in self.core.wanted_plan() if e.owner in owners]
+
+    def installed_intent_flows(self, intent_id: int) -> int:
+        """How many of the intent's own flows the switches hold (the controller's view)."""
+        with self.lock:
+            return sum(1 for _, e in self.core.installed_plan()
+                       if e.owner == ("intent", intent_id))
+
+    def max_intent_id(self) -> int:
+        """The highest id of an intent the controller holds (0 when none)."""
+        with self.lock:
+            return max((i.id for i in self.core.intents()), default=0)
+
+    # -- path queries ----------------------------------------------------------------------------
     def node_of(self, name: str) -> str:
         """The node a host hangs off, or ``name`` itself when it is a node; NotFound else."""
-        st = self.core.state
-        if name in st.hosts:
-            return st.hosts[name].node
+        with self.lock:
+            host = self.core.state.hosts.get(name)
+        if host is not None:
+            return host.node
         if any(n.name == name for n in self.topology.nodes):
             return name
         raise NotFound(f"no host or node {name!r}")
 
+    def query_paths(self, src: str, dst: str, *, max_latency_ms: float | None = None,
+                    min_bandwidth_mbps: float | None = None, k: int = 1,
+                    disjoint: bool = False) -> dict[str, Any]:
+        """What the engine would choose between two hosts or nodes on the network as it is
+        now, installing nothing (see :func:`~controller.network.views.query_paths`), as
+        the plain data of ``GET /paths`` (``compute_ms``: the time under the lock).
+        :class:`BadRequest` for equal ends, :class:`NotFound`, :class:`InfeasibleRoute`."""
+        if src == dst:
+            raise BadRequest("src and dst are the same")
+        t0 = time.perf_counter()
+        with self.lock:
+            a, b = self.node_of(src), self.node_of(dst)
+            paths = query_paths(self.core.state.graph, a, b, max_latency_ms=max_latency_ms,
+                                min_bandwidth_mbps=min_bandwidth_mbps, k=k,
+                                disjoint=disjoint)
+        compute_ms = (time.perf_counter() - t0) * 1000.0
+        return {"src": src, "dst": dst, "src_node": a, "dst_node": b,
+                "max_latency_ms": max_latency_ms, "min_bandwidth_mbps": min_bandwidth_mbps,
+                "disjoint": disjoint, "compute_ms": compute_ms, "paths": paths}
+
+    def within_latency(self, centers: Sequence[str], max_latency_ms: float
+                       ) -> dict[str, dict[str, float]]:
+        """For each center (a node, or a host: its node) the nodes within ``max_latency_ms``
+        of it on the network as it is now: ``{center node: {node: latency_ms}}``."""
+        with self.lock:
+            nodes = [self.node_of(c) for c in centers]
+            g = self.core.state.graph
+            return {n: g.within_latency(n, max_latency_ms) for n in nodes}
+
+    # -- compute steering ------------------------------------------------------------------------
+    @contextmanager
+    def network(self) -> Iterator[NetworkView]:
+        """Hold the lock and read the live network (for computations that must see one
+        state, e.g. a placement); keep the block short, never wait in it."""
+        with self.lock:
+            yield self._view
+
+    def node_present(self, node: str) -> bool:
+        """The node's switch is connected (or not seen yet during the startup grace)."""
+        with self.lock:
+            return self.core.state.node_present(node)
+
+    def set_anycast(self, plan: Callable[[NetworkView], tuple[
+                        Mapping[int, Mapping[int, Iterable[FlowEntry]]], Mapping[str, str]]],
+                    *, timeout_s: float) -> None:
+        """Replace every anycast NAT flow: ``plan`` computes, under the lock, from the live
+        network, the flows (owner cookie -> dpid -> entries) and the proxy-ARP answers
+        (anycast IPv4 -> MAC). Sends the Change and waits (at most ``timeout_s``) for its
+        barriers."""
+        t = time.perf_counter()
+        with self.lock:
+            flows, arp = plan(self._view)
+            change = self.core.set_anycast(flows, arp, time.monotonic())
+            ticket = self.submit(change, t)
+        self.wait_change(ticket, timeout_s)
+
+    # -- the state file --------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         """Intents, switches and links as plain data (what ``--state-file`` writes)."""
         with self.lock:
@@ -687,7 +863,7 @@ class ControllerService:
                 "port_no": d.port_no, "name": name.rstrip("\x00"), "hw_addr": d.hw_addr,
                 "link_up": not d.state & ofp.OFPPS_LINK_DOWN,
                 "admin_up": not d.config & ofp.OFPPC_PORT_DOWN,
-                "curr_speed_kbps": d.curr_speed, **dict.fromkeys(_PORT_COUNTERS),
+                "curr_speed_kbps": d.curr_speed, **dict.fromkeys(PORT_COUNTERS),
                 "duration_s": None}
         for st in stats:
             if st.port_no > ofp.OFPP_MAX:
@@ -695,7 +871,7 @@ class ControllerService:
             row = by_port.setdefault(st.port_no, {
                 "port_no": st.port_no, "name": None, "hw_addr": None, "link_up": None,
                 "admin_up": None, "curr_speed_kbps": None})
-            row.update({k: int(getattr(st, k)) for k in _PORT_COUNTERS})
+            row.update({k: int(getattr(st, k)) for k in PORT_COUNTERS})
             row["duration_s"] = st.duration_sec + st.duration_nsec / 1e9
         return [by_port[p] for p in sorted(by_port)]
 
@@ -706,7 +882,3 @@ class ControllerService:
     def wait_idle(self, timeout_s: float = 10.0) -> bool:
         """Wait until every queued Change is sent and confirmed; False on timeout."""
         return self.sender.idle(timeout_s) if self.sender is not None else True
-
-
-_PORT_COUNTERS = ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_dropped",
-                  "tx_dropped", "rx_errors", "tx_errors")

@@ -1,5 +1,5 @@
-"""What an operator said must survive a restart: intents (with their ids), later compute sites
-and placements, and settings, in one SQLite file.
+"""The SQLite store: operator state of a single controller in one file
+(``<state dir>/state.sqlite3``), implementing :class:`~controller.store.interface.Store`.
 
 Durability: WAL journal with ``synchronous=FULL`` and one transaction per change, so a change
 is on disk before the API acknowledges it and a crash (even SIGKILL, even mid-write) loses
@@ -9,14 +9,11 @@ Concurrency: one connection shared by all threads behind a lock. Writes are rare
 actions, so serialising them costs nothing, and it keeps "read the high-water id, insert"
 atomic without relying on SQLite's busy timeouts. Several processes on one file would also be
 safe (SQLite locks the file), but the controller opens it once.
-
-Switch state is never stored: it is read back from the switches (see docs/controller.md).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -25,13 +22,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from controller.errors import CpnError
-from controller.topology.model import IntentSpec, Match
+from controller.errors import StoreError
+from controller.store.interface import spec_from_dict, spec_to_dict
+from controller.topology.model import IntentSpec
 
-__all__ = ["SCHEMA_VERSION", "Store", "StoreError", "default_state_dir", "spec_from_dict",
-           "spec_to_dict"]
+__all__ = ["SCHEMA_VERSION", "STORE_FILE_NAME", "SqliteStore"]
 
 SCHEMA_VERSION = 2
+STORE_FILE_NAME = "state.sqlite3"
+"""the store's file in a state directory"""
 
 _SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -58,52 +57,16 @@ CREATE TABLE IF NOT EXISTS service_assignments (
 _MIGRATIONS = ((1, _SCHEMA_V1), (2, _SCHEMA_V2))
 """(version, script): a store at version n gets every script above n, in order."""
 
-COMPUTE_TABLES = ("compute_sites", "placements", "compute_services", "service_assignments")
+def _json(value: Any) -> str:
+    """A record as stored: JSON with sorted keys; :class:`StoreError` for data JSON cannot
+    hold (checked before the transaction starts, so nothing is half-written)."""
+    try:
+        return json.dumps(value, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"cannot store {type(value).__name__} data: {exc}") from exc
 
 
-class StoreError(CpnError):
-    """The state store cannot be opened or written."""
-
-    http_status = 500
-    code = "store"
-
-
-def default_state_dir() -> Path:
-    """``$XDG_DATA_HOME/cpn-controller``, else ``~/.local/share/cpn-controller``."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "cpn-controller"
-
-
-def spec_to_dict(spec: IntentSpec) -> dict[str, Any]:
-    """An :class:`IntentSpec` as plain JSON data (``match`` fields left out when unset)."""
-    out: dict[str, Any] = {"src": spec.src, "dst": spec.dst,
-                           "max_latency_ms": spec.max_latency_ms,
-                           "min_bandwidth_mbps": spec.min_bandwidth_mbps,
-                           "priority": spec.priority, "protection": spec.protection,
-                           "police": spec.police}
-    if spec.name is not None:
-        out["name"] = spec.name
-    if spec.match is not None:
-        out["match"] = {k: v for k, v in (("ip_proto", spec.match.ip_proto),
-                                          ("src_port", spec.match.src_port),
-                                          ("dst_port", spec.match.dst_port),
-                                          ("dscp", spec.match.dscp)) if v is not None}
-    return out
-
-
-def spec_from_dict(data: Mapping[str, Any]) -> IntentSpec:
-    match = data.get("match")
-    return IntentSpec(src=data["src"], dst=data["dst"],
-                      max_latency_ms=float(data["max_latency_ms"]),
-                      min_bandwidth_mbps=float(data.get("min_bandwidth_mbps", 0.0)),
-                      name=data.get("name"),
-                      match=Match(**match) if match is not None else None,
-                      priority=int(data.get("priority", 100)),
-                      protection=bool(data.get("protection", False)),
-                      police=bool(data.get("police", False)))
-
-
-class Store:
+class SqliteStore:
     """The SQLite state store at ``path`` (created with its directory if missing)."""
 
     def __init__(self, path: str | Path) -> None:
@@ -184,10 +147,6 @@ class Store:
             rows = self._db.execute("SELECT id, spec FROM intents ORDER BY id").fetchall()
         return [(int(i), spec_from_dict(json.loads(s))) for i, s in rows]
 
-    def intent_ids(self) -> set[int]:
-        with self._lock:
-            return {int(r[0]) for r in self._db.execute("SELECT id FROM intents")}
-
     def high_water_intent_id(self) -> int:
         """The largest intent id ever stored (ids are never reused, so cookies of a deleted
         intent never come back as someone else's)."""
@@ -200,7 +159,7 @@ class Store:
     def add_intent(self, intent_id: int, spec: IntentSpec) -> None:
         """Store one intent (one transaction; raises :class:`StoreError` on failure, leaving
         the store as it was)."""
-        data = json.dumps(spec_to_dict(spec), sort_keys=True)
+        data = _json(spec_to_dict(spec))
         try:
             with self._tx() as db:
                 db.execute("INSERT INTO intents (id, spec, created_at) VALUES (?, ?, ?)",
@@ -239,10 +198,11 @@ class Store:
         return json.loads(row[0]) if row else default
 
     def set_setting(self, key: str, value: Any) -> None:
+        data = _json(value)
         try:
             with self._tx() as db:
                 db.execute("INSERT INTO settings VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
-                           "SET value = excluded.value", (key, json.dumps(value)))
+                           "SET value = excluded.value", (key, data))
         except sqlite3.Error as exc:
             raise StoreError(f"cannot store setting {key!r}: {exc}") from exc
 
@@ -271,34 +231,39 @@ class Store:
         to the new record (inserted or replaced; JSON data) or to None (deleted). Site rows keep
         their position (registration order) when replaced. Raises :class:`StoreError` and
         leaves the store as it was."""
+        rows = {table: [(key, None if value is None else _json(value))
+                        for key, value in (records or {}).items()]
+                for table, records in (("sites", sites), ("placements", placements),
+                                       ("services", services))}
+        assigned = [(key, None if value is None else _json(value))
+                    for key, value in (assignments or {}).items()]
         try:
             with self._tx() as db:
-                for key, value in (sites or {}).items():
-                    if value is None:
+                for key, data in rows["sites"]:
+                    if data is None:
                         db.execute("DELETE FROM compute_sites WHERE id = ?", (key,))
                     else:
                         db.execute("INSERT INTO compute_sites (id, spec) VALUES (?, ?) "
                                    "ON CONFLICT(id) DO UPDATE SET spec = excluded.spec",
-                                   (key, json.dumps(value, sort_keys=True)))
-                for key, value in (placements or {}).items():
-                    if value is None:
+                                   (key, data))
+                for key, data in rows["placements"]:
+                    if data is None:
                         db.execute("DELETE FROM placements WHERE id = ?", (key,))
                     else:
                         db.execute("INSERT OR REPLACE INTO placements (id, data) VALUES (?, ?)",
-                                   (key, json.dumps(value, sort_keys=True)))
-                for key, value in (services or {}).items():
-                    if value is None:
+                                   (key, data))
+                for key, data in rows["services"]:
+                    if data is None:
                         db.execute("DELETE FROM compute_services WHERE name = ?", (key,))
                     else:
                         db.execute("INSERT OR REPLACE INTO compute_services (name, spec) "
-                                   "VALUES (?, ?)", (key, json.dumps(value, sort_keys=True)))
-                for (service, client), value in (assignments or {}).items():
-                    if value is None:
+                                   "VALUES (?, ?)", (key, data))
+                for (service, client), data in assigned:
+                    if data is None:
                         db.execute("DELETE FROM service_assignments WHERE service = ? AND "
                                    "client = ?", (service, client))
                     else:
                         db.execute("INSERT OR REPLACE INTO service_assignments (service, "
-                                   "client, data) VALUES (?, ?, ?)",
-                                   (service, client, json.dumps(value, sort_keys=True)))
+                                   "client, data) VALUES (?, ?, ?)", (service, client, data))
         except sqlite3.Error as exc:
             raise StoreError(f"cannot store the compute change: {exc}") from exc

@@ -10,10 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controller.api.rest import ApiHandle, start_api
+from controller.main import Controller, build_controller
 from controller.network.service import ControllerService
+from controller.settings import Settings
 from controller.topology.files import topologies_dir, topology_file
-from controller.topology.model import load_topology
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPOLOGIES = topologies_dir()
@@ -23,7 +23,7 @@ ERROR_KEYS = {"error", "detail", "errors", "best_latency_ms", "bottleneck"}
 
 @dataclass
 class Api:
-    handle: ApiHandle
+    handle: Controller
     service: ControllerService
     state_dir: Path
     token: str
@@ -51,11 +51,14 @@ def make_api(tmp_path: Path) -> Iterator[MakeApi]:
 
     def make(topology: str = "diamond", *, state_dir: Path | None = None,
              read_open: bool | None = None, token_file_: Path | None = token_file) -> Api:
-        service = ControllerService(load_topology(topology_file(topology)))
         state = state_dir if state_dir is not None else tmp_path / "state"
-        handle = start_api(service, state_dir=state, host="127.0.0.1", port=0,
-                           token_file=token_file_, read_open=read_open)
-        api = Api(handle, service, state, TOKEN)
+        settings = Settings.model_validate({
+            "topology": {"file": str(topology_file(topology))},
+            "api": {"host": "127.0.0.1", "port": 0,
+                    "token_file": str(token_file_) if token_file_ is not None else None},
+            "state": {"dir": str(state)}})
+        handle = build_controller(settings, read_open=read_open)
+        api = Api(handle, handle.service, state, TOKEN)
         started.append(api)
         return api
 

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.api.rest import STORE_FILE_NAME
-from controller.store import Store, StoreError
+from controller.store import STORE_FILE_NAME, SqliteStore, StoreError
 
 from .conftest import TOKEN, Api, MakeApi, assert_error
 
@@ -173,7 +172,7 @@ def test_stored_id_taken_by_the_file_is_renumbered(make_api: MakeApi, tmp_path: 
     from controller.topology.model import IntentSpec
     state = tmp_path / "renumber"
     state.mkdir()
-    store = Store(state / STORE_FILE_NAME)
+    store = SqliteStore(state / STORE_FILE_NAME)
     store.add_intent(1, IntentSpec("h2", "h1", 30.0, name="old-one", priority=500))
     store.close()
     api = make_api("diamond", state_dir=state)
@@ -234,22 +233,3 @@ def test_token_from_environment(make_api: MakeApi, tmp_path: Path,
     assert not (tmp_path / "env" / "api-token").exists()
     with api.client(token="from-the-env") as c:
         assert c.post("/intents", json=H1_H2).status_code == 201
-
-
-def test_store_is_wal_versioned_and_atomic(tmp_path: Path) -> None:
-    store = Store(tmp_path / STORE_FILE_NAME)
-    from controller.topology.model import IntentSpec
-    assert store.schema_version == 2  # v2 added the compute service tables
-    mode = store._db.execute("PRAGMA journal_mode").fetchone()[0]
-    assert mode == "wal"
-    store.add_intent(7, IntentSpec("h1", "h2", 5.0))
-    with pytest.raises(StoreError):
-        store.add_intent(7, IntentSpec("h1", "h2", 9.0))
-    assert [(i, s.max_latency_ms) for i, s in store.intents()] == [(7, 5.0)]
-    assert store.remove_intent(7) and not store.remove_intent(7)
-    assert store.high_water_intent_id() == 7
-    store.set_setting("policy", {"weight": "latency"})
-    store.close()
-    again = Store(tmp_path / STORE_FILE_NAME)
-    assert again.setting("policy") == {"weight": "latency"} and again.intents() == []
-    assert again.high_water_intent_id() == 7

@@ -1,12 +1,11 @@
 """Compute steering over the REST API and cpnctl, against the real server on loopback (national
 topology): sites CRUD with every error status, placements checked against an independent
 networkx choice, 409 reasons, exact release, services and assignments, persistence across a
-restart, the store's schema migration."""
+restart."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import httpx
 import networkx as nx
 import pytest
 
-from controller.store import SCHEMA_VERSION, Store, StoreError
+from controller.store import StoreError
 from controller.topology.model import Topology
 
 from .conftest import Api, MakeApi, assert_error
@@ -428,44 +427,6 @@ def test_sites_placements_services_survive_a_restart(make_api: MakeApi, tmp_path
             assert c.delete(f"/placements/{p['id']}").status_code == 200
         assert c.delete("/services/infer").status_code == 200
         assert all(s["reserved"] == 0 for s in c.get("/compute-sites").json())
-
-
-def test_store_migrates_a_v1_file(tmp_path: Path) -> None:
-    path = tmp_path / "old.sqlite3"
-    db = sqlite3.connect(path)
-    db.executescript("""
-        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-        CREATE TABLE intents (id INTEGER PRIMARY KEY, spec TEXT NOT NULL,
-                              created_at REAL NOT NULL);
-        CREATE TABLE compute_sites (id TEXT PRIMARY KEY, spec TEXT NOT NULL);
-        CREATE TABLE placements (id TEXT PRIMARY KEY, data TEXT NOT NULL);
-        CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-        INSERT INTO meta VALUES ('schema_version', '1');
-    """)
-    db.execute("INSERT INTO intents VALUES (7, ?, 0)",
-               (json.dumps({"src": "h1", "dst": "h2", "max_latency_ms": 5.0}),))
-    db.commit()
-    db.close()
-    store = Store(path)
-    try:
-        assert store.schema_version == SCHEMA_VERSION == 2
-        assert [i for i, _ in store.intents()] == [7]
-        assert store.compute_state() == {"sites": [], "placements": [], "services": [],
-                                         "assignments": []}
-        store.write_compute(sites={"cs:a:b": {"id": "cs:a:b"}},
-                            services={"s": {"name": "s"}},
-                            assignments={("s", "h1"): {"x": 1}})
-        store.write_compute(sites={"cs:a:b": None}, assignments={("s", "h1"): None})
-        assert store.compute_state()["services"] == [{"name": "s"}]
-        assert store.compute_state()["assignments"] == [] == store.compute_state()["sites"]
-    finally:
-        store.close()
-    db = sqlite3.connect(path)
-    db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
-    db.commit()
-    db.close()
-    with pytest.raises(StoreError, match="schema version 99"):
-        Store(path)
 
 
 # --- cpnctl ------------------------------------------------------------------------------------

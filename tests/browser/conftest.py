@@ -16,10 +16,11 @@ import httpx
 import pytest
 from waiting import wait_until
 
-from controller.api.rest import ApiHandle, start_api
+from controller.main import Controller, build_controller
 from controller.network.service import ControllerService
+from controller.settings import Settings
 from controller.topology.files import topology_file, zoo_file
-from controller.topology.model import Topology, load_topology
+from controller.topology.model import Topology
 from controller.topology.zoo import import_gml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +33,7 @@ WAIT_S = 10.0
 
 @dataclass
 class MapServer:
-    handle: ApiHandle
+    handle: Controller
     service: ControllerService
     topology: Topology
 
@@ -52,14 +53,15 @@ class MapServer:
 def serve(topology_path: Path, state_dir: Path, *, read_open: bool | None = None
           ) -> MapServer:
     """A real API server on a free loopback port (stop it with :meth:`MapServer.stop`)."""
-    topo = load_topology(topology_path)
-    service = ControllerService(topo)
     state_dir.mkdir(parents=True, exist_ok=True)
     token_file = state_dir / "token"
     token_file.write_text(f"{TOKEN}\n")
-    handle = start_api(service, state_dir=state_dir, host="127.0.0.1", port=0,
-                       token_file=token_file, read_open=read_open)
-    return MapServer(handle, service, topo)
+    settings = Settings.model_validate({
+        "topology": {"file": str(topology_path)},
+        "api": {"host": "127.0.0.1", "port": 0, "token_file": str(token_file)},
+        "state": {"dir": str(state_dir)}})
+    handle = build_controller(settings, read_open=read_open)
+    return MapServer(handle, handle.service, handle.service.topology)
 
 
 @pytest.fixture(scope="module")

@@ -98,7 +98,7 @@ def test_update_site_and_its_refusals() -> None:
     assert reg.to_dict() == before
     site = reg.update_site("cs:c:ai-1", {"capacity": 6.0, "price": 0.5})
     assert site.free_capacity == 0.0 and site.price == 0.5
-    assert reg.set_state("cs:c:ai-1", "draining").state == "draining"
+    assert reg.update_site("cs:c:ai-1", {"state": "draining"}).state == "draining"
     reg.release("r1")
     reg.update_site("cs:c:ai-1", {"kind": "general", "node": "a", "host": "h-a"})
     assert reg.remove_site("cs:c:ai-1").id == "cs:c:ai-1"
@@ -113,7 +113,7 @@ def test_reserve_refusals() -> None:
         reg.reserve("cs:c:ai-1", 1e-9)
     with pytest.raises(ComputeConflict, match="10 of 10 GPU free, 11 asked"):
         reg.reserve("cs:c:ai-1", 11)
-    reg.set_state("cs:d:ai-1", "down")
+    reg.update_site("cs:d:ai-1", {"state": "down"})
     with pytest.raises(ComputeConflict, match="is down"):
         reg.reserve("cs:d:ai-1", 1)
     reg.reserve("cs:c:ai-1", 1, reservation_id="x")
@@ -140,7 +140,7 @@ def test_round_trip_through_plain_dicts() -> None:
     reg = reg_small()
     reg.reserve("cs:c:ai-1", 2.5, reservation_id="r1")
     reg.reserve("cs:b:ai-1", 1, reservation_id="r2", owner="service:web")
-    reg.set_state("cs:b:ai-1", "draining")
+    reg.update_site("cs:b:ai-1", {"state": "draining"})
     data = reg.to_dict()
     again = ComputeRegistry.from_dict(data, small())
     assert again.to_dict() == data
@@ -198,7 +198,7 @@ def test_random_place_release_never_overcommits(ops: list[tuple]) -> None:
         elif o[0] == "release" and live:
             sched.release(live.pop(o[1] % len(live)))
         elif o[0] == "state":
-            reg.set_state(site_ids[o[1]], o[2])
+            reg.update_site(site_ids[o[1]], {"state": o[2]})
         for s in reg.sites():
             mine = [p for p in sched.placements() if p.site_id == s.id]
             assert s.reserved_micro == sum(round(p.demand * MICRO) for p in mine)

@@ -10,7 +10,7 @@ from os_ken.lib.packet import arp, ethernet, icmp, ipv4, packet
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from controller.compute.placement import Service
+from controller.compute.placement import FlowTuple, Service
 from controller.compute.steering import ANYCAST_MAC, ANYCAST_PRIORITY, Steering, anycast_flows
 from controller.network import openflow
 from controller.network.flows import OWNER_ANYCAST, TABLE_INTENTS, flow, make_cookie
@@ -73,8 +73,12 @@ def test_nat_flows_follow_the_path_port_by_port() -> None:
     client, site_host = topo.host("h-city-lanzhou"), topo.host("h-dc-tianfu")
     p = g.shortest_path(client.node, site_host.node, weight="latency")
     assert p is not None and len(p.nodes) >= 3
-    flows = anycast_flows(st, [(client.name, client.ip, ANYCAST_IP, site_host.name, "svc",
-                                tuple(p.nodes), tuple(p.links))])
+    steered = FlowTuple(client_ip=client.ip, anycast_ip=ANYCAST_IP, site_ip=site_host.ip,
+                        site_mac=site_host.mac, site_node=site_host.node, path=tuple(p.nodes),
+                        client_host=client.name, site_host=site_host.name,
+                        link_ids=tuple(p.links))
+    with service.network() as net:
+        flows = anycast_flows(net, [steered])
     cookie = make_cookie(OWNER_ANYCAST, int.from_bytes(bytes(
         int(x) for x in client.ip.split(".")), "big"))
     assert set(flows) == {cookie}

@@ -547,10 +547,6 @@ function highlightIntent() {
   if (!it) { box.textContent = ""; return; }
   const lines = [`intent ${it.id} ${it.name}: ${it.state}${it.reason ? ` — ${it.reason}` : ""}`,
     `bound ${fmt(it.max_latency_ms)} ms`];
-  if (it.backup_path) {
-    drawRoute(it.backup_path, "route intent backup", { "data-intent-backup": it.id });
-    lines.push(`backup ${it.backup_path.join(" → ")}`);
-  }
   if (it.path) {
     drawRoute(it.path, "route intent", { "data-intent": it.id });
     for (const i of linksAlong(it.path)) S.linkEl[i].classList.add("on-intent");
@@ -689,7 +685,7 @@ function applyLive(msg) {
   }
   if (msg.intents) {
     // re-render only on a change: rows under the pointer stay put
-    const key = JSON.stringify(msg.intents.map((i) => [i.id, i.state, i.path, i.latency_ms, i.reroutes, i.backup_path]));
+    const key = JSON.stringify(msg.intents.map((i) => [i.id, i.state, i.path, i.latency_ms, i.reroutes]));
     if (key !== S.intentsKey) { S.intentsKey = key; S.intents = msg.intents; renderIntents(); }
   }
   if (msg.events) renderEvents(msg.events);

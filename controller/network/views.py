@@ -1,0 +1,220 @@
+"""What the layers outside the network core may see of it: immutable snapshots, one read view
+used under the service's lock, and the path queries.
+
+:class:`~controller.network.service.ControllerService` builds these; nothing outside
+``controller/network`` touches the core or its lock:
+
+* :class:`SwitchView`, :class:`LinkView` and :class:`NetworkSnapshot` are copies taken under
+  the lock (one acquisition for a whole :class:`NetworkSnapshot`, so its parts agree): safe to
+  keep and serialise from any thread.
+* :class:`NetworkView` is for code that must compute on the live graph while the core cannot
+  change it (compute steering's placements): the service hands it out only inside
+  ``with service.network() as net:``, and it offers reads only.
+* :func:`query_paths` answers ``GET /paths``: what the engine would choose, installing
+  nothing, and which bound fails when nothing meets them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from controller.errors import InfeasibleRoute
+
+if TYPE_CHECKING:
+    import pathcore
+    from controller.network.intents import Intent
+    from controller.network.state import HostRecord, NetworkState
+    from controller.topology.wiring import Wiring
+
+__all__ = ["LinkView", "NetworkSnapshot", "NetworkView", "SwitchView", "query_paths"]
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchView:
+    """One switch of the topology as the controller sees it."""
+
+    name: str
+    dpid: int
+    connected: bool
+    synced: bool
+    """the controller has read its flow table since it connected (its view is exact)"""
+    ports: Mapping[int, bool] | None
+    """port_no -> live as the switch last reported; None until it connects"""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "dpid": self.dpid, "connected": self.connected,
+                "synced": self.synced,
+                "ports": dict(self.ports) if self.ports is not None else None}
+
+
+@dataclass(frozen=True, slots=True)
+class LinkView:
+    """One link of the topology file (index ``index``) as the controller sees it."""
+
+    index: int
+    a: str
+    b: str
+    latency_ms: float
+    bandwidth_mbps: float
+    cost: float
+    distance_km: float | None
+    up: bool
+    """usable for routing: both ports live, both switches present, not miswired"""
+    reserved_mbps: float
+    """bandwidth admitted intents hold on it (a-to-b direction)"""
+    load: Mapping[str, Any] | None
+    """the latest port-statistics sample: ``a_to_b_mbps``, ``b_to_a_mbps``, ``drops``,
+    ``utilisation``, ``time`` (None before two polls)"""
+    measured_delay_ms: float | None
+    """one-way delay measured by LLDP (None until measured)"""
+
+    @property
+    def load_mbps(self) -> float | None:
+        """Measured load of the busier direction (None before two polls)."""
+        load = self.load
+        return None if load is None else max(load["a_to_b_mbps"], load["b_to_a_mbps"])
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkSnapshot:
+    """Switches, links, intents and the latest events, all taken at one instant."""
+
+    topology: str
+    switches: tuple[SwitchView, ...]
+    """in dpid order"""
+    links: tuple[LinkView, ...]
+    """in file order"""
+    intents: tuple[Intent, ...]
+    """copies, in id order"""
+    events: tuple[dict[str, Any], ...]
+    """the most recent events, oldest first (copies)"""
+    marker: tuple[Any, ...]
+    """:meth:`ControllerService.change_marker` at the same instant"""
+
+
+class NetworkView:
+    """Reads of the live network for code that runs under the service's lock (see the
+    module docstring). Never keep it, or anything it returns but immutable records, past
+    the ``with`` block that handed it out."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self, state: NetworkState) -> None:
+        self._state = state
+
+    @property
+    def graph(self) -> pathcore.Graph:
+        """The live path graph: links down are down in it, residual bandwidth is what
+        admitted intents leave. Read it; never change it."""
+        return self._state.graph
+
+    @property
+    def wiring(self) -> Wiring:
+        return self._state.wiring
+
+    def node_present(self, node: str) -> bool:
+        """The node's switch is connected (or not seen yet during the startup grace)."""
+        return self._state.node_present(node)
+
+    def host(self, name: str) -> HostRecord | None:
+        """A host the controller routes to (from the file or learned), or None."""
+        return self._state.hosts.get(name)
+
+    def host_by_ip(self, ip: str) -> HostRecord | None:
+        return self._state.host_by_ip(ip)
+
+    def out_port(self, node: str, link_id: int) -> int:
+        """The port of ``node`` that pathcore link ``link_id`` leaves by."""
+        return self._state.out_port(node, link_id)
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def _why_no_path(g: pathcore.Graph, a: str, b: str, max_latency_ms: float | None,
+                 min_bandwidth_mbps: float) -> InfeasibleRoute:
+    """Which bound fails, and the best latency that exists."""
+    best = g.shortest_path(a, b, weight="latency")
+    if best is None:
+        return InfeasibleRoute(f"no path: {a} and {b} are disconnected (links down)")
+    route = "-".join(best.nodes)
+    if max_latency_ms is not None and best.latency_ms > max_latency_ms:
+        return InfeasibleRoute(
+            f"max_latency_ms {max_latency_ms:g} is below the best available latency "
+            f"{best.latency_ms:.3f} ms (path {route})", best_latency_ms=best.latency_ms)
+    bw = min_bandwidth_mbps
+    wide = g.constrained_path(a, b, max_latency_ms=math.inf, min_bandwidth_mbps=bw,
+                              weight="latency")
+    msg = (f"min_bandwidth_mbps {bw:g}: no path within "
+           f"{'any latency' if max_latency_ms is None else f'{max_latency_ms:g} ms'} "
+           f"has {bw:g} Mbps residual bandwidth")
+    if wide is not None:
+        msg += f"; with {bw:g} Mbps the best latency is {wide.latency_ms:.3f} ms"
+    else:
+        msg += f"; no path has {bw:g} Mbps residual at any latency"
+    msg += f"; the best latency without the bandwidth bound is {best.latency_ms:.3f} ms " \
+           f"(path {route})"
+    return InfeasibleRoute(msg, best_latency_ms=best.latency_ms)
+
+
+def query_paths(g: pathcore.Graph, a: str, b: str, *, max_latency_ms: float | None = None,
+                min_bandwidth_mbps: float | None = None, k: int = 1,
+                disjoint: bool = False) -> list[dict[str, Any]]:
+    """What the engine would choose between nodes ``a`` and ``b`` of the live graph ``g``,
+    installing nothing; the paths as plain data (``nodes``, ``latency_ms``, ``cost``,
+    ``hops``, ``bottleneck_mbps``, ``chosen``).
+
+    Without bounds: the least-latency path (what best-effort traffic takes), then the next
+    ``k-1`` by latency. With bounds: first the path an intent with those bounds gets (least
+    cost within them, as the router computes), then up to ``k-1`` alternatives meeting the
+    bounds by latency. ``disjoint``: the least-latency pair of link-disjoint paths, both of
+    which must meet the bounds. Raises :class:`InfeasibleRoute` naming the failing bound.
+    """
+    bw = min_bandwidth_mbps or 0.0
+    bounded = max_latency_ms is not None or bw > 0
+    bound = max_latency_ms if max_latency_ms is not None else math.inf
+
+    def meets(p: Any) -> bool:
+        return p.latency_ms <= bound and (p.hops == 0 or p.bottleneck_mbps >= bw)
+
+    if disjoint:
+        pair = g.disjoint_paths(a, b, weight="latency")
+        if pair is None:
+            best = g.shortest_path(a, b, weight="latency")
+            raise InfeasibleRoute(
+                f"no two link-disjoint paths between {a} and {b}",
+                best_latency_ms=best.latency_ms if best is not None else None)
+        for which, p in zip(("first", "second"), pair, strict=True):
+            if not meets(p):
+                why = (f"latency {p.latency_ms:.3f} ms exceeds max_latency_ms "
+                       f"{max_latency_ms:g}" if p.latency_ms > bound else
+                       f"bottleneck {p.bottleneck_mbps:g} Mbps is below "
+                       f"min_bandwidth_mbps {bw:g}")
+                raise InfeasibleRoute(
+                    f"the {which} of the best link-disjoint pair ({'-'.join(p.nodes)}): "
+                    f"{why}; best single-path latency {pair[0].latency_ms:.3f} ms",
+                    best_latency_ms=pair[0].latency_ms)
+        paths = list(pair)
+    else:
+        if bounded:
+            chosen = g.constrained_path(a, b, max_latency_ms=bound,
+                                        min_bandwidth_mbps=bw, weight="cost")
+        else:
+            chosen = g.shortest_path(a, b, weight="latency")
+        if chosen is None:
+            raise _why_no_path(g, a, b, max_latency_ms, bw)
+        paths = [chosen]
+        if k > 1:
+            for p in g.k_shortest_paths(a, b, k + 1, weight="latency",
+                                        max_latency_ms=max_latency_ms):
+                if len(paths) >= k:
+                    break
+                if p != chosen and meets(p):
+                    paths.append(p)
+    return [{"nodes": list(p.nodes), "latency_ms": p.latency_ms, "cost": p.cost,
+             "hops": p.hops, "bottleneck_mbps": _finite(p.bottleneck_mbps), "chosen": i == 0}
+            for i, p in enumerate(paths)]

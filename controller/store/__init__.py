@@ -1,0 +1,30 @@
+"""What an operator said must survive a restart, behind one interface.
+
+:class:`Store` (in :mod:`.interface`) is everything the controller reads from and writes to
+its operator state: intents with their ids, compute sites, placements, anycast services with
+their assignments, settings. Callers (the intent write protocol in
+:mod:`controller.operations`, compute steering in :mod:`controller.compute.steering`, the
+health check) depend on that interface only; :class:`SqliteStore` (:mod:`.sqlite`) is the
+implementation for a single controller. :func:`open_store` opens the store of a state
+directory.
+
+Switch state is never stored: it is read back from the switches (see docs/controller.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from controller.errors import StoreError
+from controller.store.interface import Store, default_state_dir, spec_from_dict, spec_to_dict
+from controller.store.sqlite import SCHEMA_VERSION, STORE_FILE_NAME, SqliteStore
+
+__all__ = ["SCHEMA_VERSION", "STORE_FILE_NAME", "SqliteStore", "Store", "StoreError",
+           "default_state_dir", "open_store", "spec_from_dict", "spec_to_dict"]
+
+
+def open_store(state_dir: str | Path | None = None) -> Store:
+    """The store of ``state_dir`` (default :func:`default_state_dir`), created with the
+    directory when missing: ``<state_dir>/state.sqlite3``. Raises :class:`StoreError`."""
+    state = Path(state_dir) if state_dir is not None else default_state_dir()
+    return SqliteStore(state / STORE_FILE_NAME)
