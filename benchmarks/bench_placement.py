@@ -41,6 +41,7 @@ import networkx as nx  # noqa: E402
 from controller.compute.placement import POLICIES, TIERS_MS, Scheduler  # noqa: E402
 from controller.compute.sites import ComputeRegistry  # noqa: E402
 from controller.errors import NoCapacity  # noqa: E402
+from controller.topology.files import topology_file  # noqa: E402
 from controller.topology.model import Topology, load_topology  # noqa: E402
 
 TARGET_S = 1.0
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--live", type=int, default=100,
                         help="placements held at once before the oldest is released")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--topology", default=str(REPO / "topologies" / "national.yaml"))
+    parser.add_argument("--topology", default=str(topology_file("national")))
     args = parser.parse_args(argv)
     topo = load_topology(args.topology)
     reqs = requests(topo, args.requests, args.seed)

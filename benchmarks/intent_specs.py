@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from pathlib import Path
 
+from controller.topology.files import topology_file
 from controller.topology.model import IntentSpec, Match, Topology
 
 __all__ = ["ONOS_1000_INTENTS_MS", "ONOS_1_INTENT_MS", "RESTORE_TARGET_MS", "Specs", "TOPOLOGY"]
@@ -17,7 +17,7 @@ ONOS_1000_INTENTS_MS = 48.0
 """ONOS 1.0 on one node, 1,000 intents installed"""
 RESTORE_TARGET_MS = 100.0
 """issue 4's restoration target: port-status to the new flows confirmed"""
-TOPOLOGY = Path(__file__).resolve().parents[1] / "topologies" / "national.yaml"
+TOPOLOGY = topology_file("national")
 
 
 class Specs:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import networkx as nx
 
+from controller.topology.files import topology_file
 from controller.topology.model import Topology, load_topology, parse_topology
 
-REPO = Path(__file__).resolve().parents[2]
-NATIONAL = REPO / "topologies" / "national.yaml"
+NATIONAL = topology_file("national")
 TOL = 1e-9
 
 # a -0.5- b -2- c -10- e ; a -1- d -1- c (cost 5 each) ; f isolated.

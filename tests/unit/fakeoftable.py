@@ -399,6 +399,17 @@ def flow_entries(net: FakeNetwork, dpid: int) -> list[Any]:
     return [flowstats_to_entry(s) for s in net.flow_stats(dpid)]
 
 
+def running(topology: Any, **kw: Any) -> tuple[Any, FakeNetwork]:
+    """A :class:`ControllerCore` for ``topology`` (``kw``: its options) and a fake network of
+    its switches, every switch connected and reconciled (:func:`bring_up`)."""
+    from controller.network.core import ControllerCore
+
+    core = ControllerCore(topology, **kw)
+    net = FakeNetwork(core.wiring)
+    bring_up(core, net)
+    return core, net
+
+
 def bring_up(core: Any, net: FakeNetwork, now: float = 1.0) -> None:
     """Connect every switch with all its wired ports live, reconcile it from its (fake) flow
     table, apply every Change and confirm it - the app's handshake, in order."""

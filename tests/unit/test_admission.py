@@ -3,28 +3,19 @@ follow reroutes; a rejected intent changes nothing (checked against a brute-forc
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import networkx as nx
 import pytest
-from fakeoftable import FakeNetwork, apply_and_confirm, bring_up
+from fakeoftable import apply_and_confirm, running
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.errors import InsufficientBandwidth
 from controller.network.core import ControllerCore
-from controller.topology.model import IntentSpec, Topology, load_topology, topology_from_dict
+from controller.topology.model import IntentSpec, Topology, topology_from_dict
 
-TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 EPS = 1e-6
-
-
-def running(t: Topology) -> tuple[ControllerCore, FakeNetwork]:
-    core = ControllerCore(t, load_intents=False)
-    net = FakeNetwork(core.wiring)
-    bring_up(core, net)
-    return core, net
 
 
 def reserved(core: ControllerCore) -> dict[int, float]:
@@ -75,8 +66,9 @@ def oracle_fits(core: ControllerCore, spec: IntentSpec) -> bool:
     return False
 
 
-def test_diamond_admits_then_rejects_with_the_bottleneck_and_releases_exactly() -> None:
-    core, net = running(load_topology(TOPOLOGIES / "diamond.yaml"))
+def test_diamond_admits_then_rejects_with_the_bottleneck_and_releases_exactly(
+        diamond: Topology) -> None:
+    core, net = running(diamond, load_intents=False)
     big = IntentSpec("h1", "h2", max_latency_ms=3, min_bandwidth_mbps=900, name="big")
     intent, change = core.add_intent(big, 2.0, admit=True)
     apply_and_confirm(core, net, change, 2.0)
@@ -113,8 +105,8 @@ def test_diamond_admits_then_rejects_with_the_bottleneck_and_releases_exactly() 
         assert g.link(lid).residual_mbps == g.link(lid).bandwidth_mbps
 
 
-def test_higher_priority_newcomer_does_not_preempt_an_admitted_intent() -> None:
-    core, net = running(load_topology(TOPOLOGIES / "diamond.yaml"))
+def test_higher_priority_newcomer_does_not_preempt_an_admitted_intent(diamond: Topology) -> None:
+    core, net = running(diamond, load_intents=False)
     low, change = core.add_intent(IntentSpec("h1", "h2", max_latency_ms=3,
                                              min_bandwidth_mbps=600, priority=10), 2.0,
                                   admit=True)
@@ -126,8 +118,8 @@ def test_higher_priority_newcomer_does_not_preempt_an_admitted_intent() -> None:
     assert snapshot(core) == before and low.path == ("s1", "s2", "s4")
 
 
-def test_a_newcomer_that_would_displace_a_file_intent_is_rejected() -> None:
-    core = ControllerCore(load_topology(TOPOLOGIES / "diamond.yaml"))
+def test_a_newcomer_that_would_displace_a_file_intent_is_rejected(diamond: Topology) -> None:
+    core = ControllerCore(diamond)
     before = snapshot(core)
     with pytest.raises(InsufficientBandwidth, match=r"displace intents \[1\]"):
         # same traffic and priority as the file's intent 1 ("fast"), which holds flows
@@ -136,8 +128,8 @@ def test_a_newcomer_that_would_displace_a_file_intent_is_rejected() -> None:
     assert snapshot(core) == before
 
 
-def test_without_admit_bandwidth_shortage_is_kept_as_infeasible() -> None:
-    core, _ = running(load_topology(TOPOLOGIES / "diamond.yaml"))
+def test_without_admit_bandwidth_shortage_is_kept_as_infeasible(diamond: Topology) -> None:
+    core, _ = running(diamond, load_intents=False)
     intent, _ = core.add_intent(IntentSpec("h1", "h2", max_latency_ms=3,
                                            min_bandwidth_mbps=5000), 2.0)
     assert intent.state == "infeasible" and "residual bandwidth" in intent.reason
@@ -172,7 +164,7 @@ def scenarios(draw: st.DrawFn) -> tuple[Topology, list[tuple[Any, ...]]]:
 def test_reservations_never_exceed_capacity_and_rejections_change_nothing(
         case: tuple[Topology, list[tuple[Any, ...]]]) -> None:
     t, ops = case
-    core, net = running(t)
+    core, net = running(t, load_intents=False)
     now = 2.0
     for op in ops:
         now += 1.0

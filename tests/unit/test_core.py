@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pytest
-from fakeoftable import FakeNetwork, apply_and_confirm, bring_up, flow_entries, ipv4
+from fakeoftable import FakeNetwork, apply_and_confirm, flow_entries, ipv4, running
 from os_ken.lib.packet import arp, ethernet, packet
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
@@ -15,21 +14,7 @@ from controller.errors import NotFound
 from controller.network import openflow
 from controller.network.core import ControllerCore
 from controller.network.flows import TABLE_DESTINATIONS, cookie_owner, flow, make_cookie
-from controller.topology.model import IntentSpec, Match, Topology, load_topology
-
-TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
-
-
-@pytest.fixture
-def diamond() -> Topology:
-    return load_topology(TOPOLOGIES / "diamond.yaml")
-
-
-def running(t: Topology, **kw: object) -> tuple[ControllerCore, FakeNetwork]:
-    core = ControllerCore(t, **kw)  # type: ignore[arg-type]
-    net = FakeNetwork(core.wiring)
-    bring_up(core, net)
-    return core, net
+from controller.topology.model import IntentSpec, Match, Topology
 
 
 def dp(core: ControllerCore, node: str) -> int:

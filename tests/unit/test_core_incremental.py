@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import pickle
 from collections import Counter
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -25,9 +24,9 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 from controller.network import openflow
 from controller.network.core import ControllerCore
 from controller.network.flows import FlowEntry, FlowPlan
+from controller.topology.files import topology_file
 from controller.topology.model import IntentSpec, Match, Topology, load_topology, topology_from_dict
 
-TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 NOW = 2.0
 
 
@@ -241,7 +240,7 @@ def test_incremental_plan_equals_a_fresh_plan(case: tuple[Topology, list[tuple[A
 
 
 def test_national_cut_and_return_equals_fresh_and_moves_only_crossing_intents() -> None:
-    t = load_topology(TOPOLOGIES / "national.yaml")
+    t = load_topology(topology_file("national"))
     core = ControllerCore(t)
     net = FakeNetwork(core.wiring)
     bring_up(core, net)
@@ -332,7 +331,7 @@ def test_flow_entries_pickle_and_hash_by_value() -> None:
 # --- reconciliation record ---------------------------------------------------------------------
 
 def test_reconcile_reports_the_flows_read(caplog: pytest.LogCaptureFixture) -> None:
-    t = load_topology(TOPOLOGIES / "diamond.yaml")
+    t = load_topology(topology_file("diamond"))
     core = ControllerCore(t)
     net = FakeNetwork(core.wiring)
     bring_up(core, net)

@@ -6,7 +6,6 @@ No switches: these run without root. The Mininet side is in tests/integration/te
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import networkx as nx
 import pytest
@@ -16,9 +15,8 @@ from controller.lab.build import ControllerAddress, parse_controller
 from controller.lab.ovs import require_root
 from controller.lab.ping import PingMatrix, PingResult, parse_ping_lines, plan_ping_pairs
 from controller.lab.plan import LabPlan
+from controller.topology.files import topology_file
 from controller.topology.model import load_topology, topology_from_dict
-
-TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 
 
 def _topo(links: list[tuple[str, str]], nodes: list[str] | None = None, hosts=None):
@@ -34,7 +32,7 @@ def _topo(links: list[tuple[str, str]], nodes: list[str] | None = None, hosts=No
 
 
 def test_names_are_short_and_map_both_ways() -> None:
-    topo = load_topology(TOPOLOGIES / "national.yaml")
+    topo = load_topology(topology_file("national"))
     plan = LabPlan.from_topology(topo)
     for i, node in enumerate(topo.nodes, start=1):
         assert plan.switch(node.name) == f"s{i}"
@@ -68,7 +66,7 @@ def test_ports_links_in_file_order_then_hosts() -> None:
 
 @pytest.mark.parametrize("name", ["triangle", "diamond", "ring", "national"])
 def test_loop_and_diameter_match_networkx(name: str) -> None:
-    topo = load_topology(TOPOLOGIES / f"{name}.yaml")
+    topo = load_topology(topology_file(name))
     plan = LabPlan.from_topology(topo)
     g = nx.MultiGraph()
     g.add_nodes_from(n.name for n in topo.nodes)

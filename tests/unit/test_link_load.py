@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from controller.network.state import LOAD_HISTORY, NetworkState
+from controller.topology.files import topology_file
 from controller.topology.model import load_topology
-
-TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 
 
 def rows(port_no: int, tx_bytes: int, t_s: float, drops: int = 0) -> list[dict]:
@@ -18,7 +15,7 @@ def rows(port_no: int, tx_bytes: int, t_s: float, drops: int = 0) -> list[dict]:
 
 
 def test_rate_per_direction_from_tx_bytes_over_the_switch_clock() -> None:
-    t = load_topology(TOPOLOGIES / "diamond.yaml")
+    t = load_topology(topology_file("diamond"))
     st = NetworkState(t)
     w = st.wiring
     s1, s2 = w.node_dpid["s1"], w.node_dpid["s2"]
@@ -44,7 +41,7 @@ def test_rate_per_direction_from_tx_bytes_over_the_switch_clock() -> None:
 
 
 def test_counter_reset_starts_over_and_history_is_bounded() -> None:
-    st = NetworkState(load_topology(TOPOLOGIES / "diamond.yaml"))
+    st = NetworkState(load_topology(topology_file("diamond")))
     s1 = st.wiring.node_dpid["s1"]
     p1 = st.wiring.link_ports[0][0]
     st.port_counters(s1, rows(p1, 10_000, 100.0), now=1.0)
@@ -59,7 +56,7 @@ def test_counter_reset_starts_over_and_history_is_bounded() -> None:
 def test_link_delay_from_lldp_transit_minus_control_rtts_and_the_high_delay_event() -> None:
     from controller.network import openflow
 
-    t = load_topology(TOPOLOGIES / "diamond.yaml")  # link 0 s1-s2: configured 1 ms
+    t = load_topology(topology_file("diamond"))  # link 0 s1-s2: configured 1 ms
     st = NetworkState(t, startup_grace_s=0.0)
     w = st.wiring
     s1, s2 = w.node_dpid["s1"], w.node_dpid["s2"]

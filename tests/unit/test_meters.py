@@ -3,28 +3,17 @@ after it; the ingress flow alone carries it; reconnects re-add it idempotently."
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from fakeoftable import FakeNetwork, apply_and_confirm, bring_up, flow_entries, ipv4
+from fakeoftable import apply_and_confirm, flow_entries, ipv4, running
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from controller.errors import TopologyError
 from controller.network import openflow
-from controller.network.core import ControllerCore
-from controller.topology.model import IntentSpec, load_topology
+from controller.topology.model import IntentSpec, Topology
 
-TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 POLICED = IntentSpec("h1", "h2", max_latency_ms=3, min_bandwidth_mbps=20, police=True,
                      priority=200)
-
-
-def running() -> tuple[ControllerCore, FakeNetwork]:
-    core = ControllerCore(load_topology(TOPOLOGIES / "diamond.yaml"), load_intents=False)
-    net = FakeNetwork(core.wiring)
-    bring_up(core, net)
-    return core, net
 
 
 def meter_ids(flow: object) -> list[int]:
@@ -32,8 +21,9 @@ def meter_ids(flow: object) -> list[int]:
             if isinstance(i, parser.OFPInstructionMeter)]
 
 
-def test_policed_intent_meters_at_the_ingress_only_and_traffic_still_flows() -> None:
-    core, net = running()
+def test_policed_intent_meters_at_the_ingress_only_and_traffic_still_flows(
+        diamond: Topology) -> None:
+    core, net = running(diamond, load_intents=False)
     intent, change = core.add_intent(POLICED, 2.0, admit=True)
     s1 = core.wiring.node_dpid["s1"]
     msgs = change.phase0[s1]
@@ -54,8 +44,8 @@ def test_policed_intent_meters_at_the_ingress_only_and_traffic_still_flows() -> 
     assert set(flow_entries(net, s1)) == set(core.wanted_plan().entries(s1))
 
 
-def test_meter_is_deleted_after_its_flows_and_reconnect_re_adds_it() -> None:
-    core, net = running()
+def test_meter_is_deleted_after_its_flows_and_reconnect_re_adds_it(diamond: Topology) -> None:
+    core, net = running(diamond, load_intents=False)
     intent, change = core.add_intent(POLICED, 2.0, admit=True)
     apply_and_confirm(core, net, change, 2.0)
     s1 = core.wiring.node_dpid["s1"]
@@ -85,8 +75,8 @@ def test_meter_is_deleted_after_its_flows_and_reconnect_re_adds_it() -> None:
     assert not any(meter_ids(f) for f in net.switches[s1].flows())
 
 
-def test_degraded_policed_intent_loses_its_meter_and_gets_it_back() -> None:
-    core, net = running()
+def test_degraded_policed_intent_loses_its_meter_and_gets_it_back(diamond: Topology) -> None:
+    core, net = running(diamond, load_intents=False)
     intent, change = core.add_intent(POLICED, 2.0, admit=True)
     apply_and_confirm(core, net, change, 2.0)
     s1, s2 = core.wiring.node_dpid["s1"], core.wiring.node_dpid["s2"]
@@ -101,8 +91,8 @@ def test_degraded_policed_intent_loses_its_meter_and_gets_it_back() -> None:
     assert intent.state == "installed" and net.switches[s1].meters == {intent.id: 20_000}
 
 
-def test_police_without_bandwidth_is_refused() -> None:
-    core, _ = running()
+def test_police_without_bandwidth_is_refused(diamond: Topology) -> None:
+    core, _ = running(diamond, load_intents=False)
     with pytest.raises(TopologyError, match="police needs min_bandwidth_mbps"):
         core.add_intent(IntentSpec("h1", "h2", max_latency_ms=3, police=True), 2.0)
     assert core.intents() == []

@@ -4,7 +4,6 @@ the intent's traffic and never send it onto the dead link or round a loop."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import networkx as nx
@@ -15,9 +14,8 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from controller.network.core import ControllerCore
 from controller.network.flows import PORT_IN_PORT
+from controller.topology.files import topology_file
 from controller.topology.model import IntentSpec, Topology, load_topology, topology_from_dict
-
-TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 
 
 def protected(core: ControllerCore, net: FakeNetwork, src: str, dst: str,
@@ -64,7 +62,7 @@ def check_local_repair(core: ControllerCore, net: FakeNetwork, t: Topology,
 
 
 def test_diamond_every_link_of_the_path_has_a_detour_both_ways() -> None:
-    t = load_topology(TOPOLOGIES / "diamond.yaml")
+    t = load_topology(topology_file("diamond"))
     core = ControllerCore(t, load_intents=False)
     net = FakeNetwork(core.wiring)
     bring_up(core, net)
@@ -84,8 +82,8 @@ def test_diamond_every_link_of_the_path_has_a_detour_both_ways() -> None:
 
 
 def test_ring_and_national_paths_are_covered() -> None:
-    for name, pairs in (("ring.yaml", None), ("national.yaml", 12)):
-        t = load_topology(TOPOLOGIES / name)
+    for name, pairs in (("ring", None), ("national", 12)):
+        t = load_topology(topology_file(name))
         core = ControllerCore(t, load_intents=False)
         net = FakeNetwork(core.wiring)
         bring_up(core, net)
@@ -104,7 +102,7 @@ def test_ring_and_national_paths_are_covered() -> None:
 
 
 def test_groups_come_before_flows_and_go_after_them() -> None:
-    t = load_topology(TOPOLOGIES / "diamond.yaml")
+    t = load_topology(topology_file("diamond"))
     core = ControllerCore(t, load_intents=False)
     net = FakeNetwork(core.wiring)
     bring_up(core, net)

@@ -3,32 +3,18 @@ flow tables (not by reading the router's own answer)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import networkx as nx
 import pytest
-from fakeoftable import FakeNetwork, apply_and_confirm, bring_up, ipv4
+from fakeoftable import FakeNetwork, apply_and_confirm, ipv4, running
 from hypothesis import given
 from hypothesis import strategies as st
 from oracles import examples
 
 from controller.network.core import ControllerCore
 from controller.network.flows import TABLE_INTENTS, cookie_owner
-from controller.topology.model import IntentSpec, Match, Topology, load_topology, topology_from_dict
-
-TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
-
-
-def load(name: str) -> Topology:
-    return load_topology(TOPOLOGIES / name)
-
-
-def running(topology: Topology, **kw: object) -> tuple[ControllerCore, FakeNetwork]:
-    core = ControllerCore(topology, **kw)  # type: ignore[arg-type]
-    net = FakeNetwork(core.wiring)
-    bring_up(core, net)
-    return core, net
+from controller.topology.model import IntentSpec, Match, Topology, topology_from_dict
 
 
 def switches_of(core: ControllerCore, trace_dpids: list[int]) -> list[str]:
@@ -48,11 +34,6 @@ def link_down(
         apply_and_confirm(
             core, net, core.port_status(core.wiring.node_dpid[node], port, up, now), now
         )
-
-
-@pytest.fixture
-def diamond() -> Topology:
-    return load("diamond.yaml")
 
 
 def h(t: Topology, name: str) -> str:
@@ -236,15 +217,15 @@ def _check_all_pairs(t: Topology, srcs: list[str], dsts: list[str]) -> int:
     return checked
 
 
-@pytest.mark.parametrize("name", ["triangle.yaml", "ring.yaml", "diamond.yaml"])
-def test_destination_forwarding_reaches_every_host(name: str) -> None:
-    t = load(name)
+@pytest.mark.parametrize("name", ["triangle", "ring", "diamond"])
+def test_destination_forwarding_reaches_every_host(name: str, shipped: Any) -> None:
+    t = shipped(name)
     names = [x.name for x in t.hosts]
     assert _check_all_pairs(t, names, names) == len(names) * (len(names) - 1)
 
 
-def test_national_cities_reach_clusters_on_least_latency_paths() -> None:
-    t = load("national.yaml")
+def test_national_cities_reach_clusters_on_least_latency_paths(national: Topology) -> None:
+    t = national
     cities = [x.name for x in t.hosts if t.node(x.node).kind == "city"]
     clusters = [x.name for x in t.hosts if t.node(x.node).kind == "dc_cluster"]
     assert cities and clusters
@@ -252,8 +233,8 @@ def test_national_cities_reach_clusters_on_least_latency_paths() -> None:
     assert n == len(cities) * len(clusters)
 
 
-def test_national_file_intents_are_routed_within_their_bounds() -> None:
-    t = load("national.yaml")
+def test_national_file_intents_are_routed_within_their_bounds(national: Topology) -> None:
+    t = national
     core, net = running(t)
     g = _nx_graph(t)
     for intent in core.intents():

@@ -15,9 +15,10 @@ from controller.compute.steering import ANYCAST_MAC, ANYCAST_PRIORITY, Steering,
 from controller.network import openflow
 from controller.network.flows import OWNER_ANYCAST, TABLE_INTENTS, flow, make_cookie
 from controller.network.service import ControllerService
+from controller.topology.files import topology_file
 from controller.topology.model import load_topology
 
-NATIONAL = Path(__file__).resolve().parents[2] / "topologies" / "national.yaml"
+NATIONAL = topology_file("national")
 ANYCAST_IP = "10.255.0.1"
 
 

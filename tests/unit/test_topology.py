@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.errors import NotFound, TopologyError
+from controller.topology.files import topologies_dir, topology_file
 from controller.topology.model import (
     MAX_DPID,
     Topology,
@@ -22,7 +23,6 @@ from controller.topology.model import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-TOPOLOGIES = REPO / "topologies"
 
 # Line numbers below refer to this text (1-based): keep it as it is.
 BASE = """\
@@ -299,7 +299,7 @@ def test_round_trip_to_yaml_and_back() -> None:
 
 @pytest.mark.parametrize("name", ["triangle", "diamond", "ring", "national"])
 def test_shipped_files_round_trip(name: str) -> None:
-    topo = load_topology(TOPOLOGIES / f"{name}.yaml")
+    topo = load_topology(topology_file(name))
     assert parse_topology(topo.to_yaml()) == topo
 
 
@@ -335,16 +335,16 @@ def test_lookups() -> None:
 
 
 def test_small_labs_shapes() -> None:
-    tri = load_topology(TOPOLOGIES / "triangle.yaml")
+    tri = load_topology(topology_file("triangle"))
     assert (len(tri.nodes), len(tri.links), len(tri.hosts)) == (3, 3, 3)
-    ring = load_topology(TOPOLOGIES / "ring.yaml")
+    ring = load_topology(topology_file("ring"))
     g = nx.Graph([(lk.a, lk.b) for lk in ring.links])
     assert all(d == 2 for _, d in g.degree()) and nx.is_connected(g) and len(g) == 6
 
 
 def test_diamond_tight_bound_takes_fast_path_loose_bound_the_cheap_one() -> None:
     """Brute force over the simple paths: least cost subject to the latency bound."""
-    topo = load_topology(TOPOLOGIES / "diamond.yaml")
+    topo = load_topology(topology_file("diamond"))
     g = nx.Graph()
     for lk in topo.links:
         g.add_edge(lk.a, lk.b, latency=lk.latency_ms, cost=lk.cost)
@@ -364,7 +364,7 @@ def test_diamond_tight_bound_takes_fast_path_loose_bound_the_cheap_one() -> None
 
 
 def test_json_schema_file_is_current() -> None:
-    committed = json.loads((TOPOLOGIES / "schema.json").read_text())
+    committed = json.loads((topologies_dir() / "schema.json").read_text())
     assert committed == TopologyDocument.model_json_schema()
 
 

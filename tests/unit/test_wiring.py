@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from controller.topology.files import topology_file
 from controller.topology.model import load_topology, topology_from_dict
 from controller.topology.wiring import port_plan
 
-TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
-
 
 def test_diamond_ports_follow_the_rule() -> None:
-    w = port_plan(load_topology(TOPOLOGIES / "diamond.yaml"))
+    w = port_plan(load_topology(topology_file("diamond")))
     # links: 0 s1-s2, 1 s2-s4, 2 s1-s3, 3 s3-s4; then h1 at s1, h2 at s4
     assert w.link_ports == ((1, 1), (2, 1), (2, 1), (2, 2))
     assert w.host_port == {"h1": ("s1", 3), "h2": ("s4", 3)}
@@ -47,9 +44,9 @@ def test_parallel_links_get_their_own_ports() -> None:
     assert w.link_port(1, "b") == 2
 
 
-@pytest.mark.parametrize("name", ["diamond.yaml", "triangle.yaml", "ring.yaml", "national.yaml"])
+@pytest.mark.parametrize("name", ["diamond", "triangle", "ring", "national"])
 def test_wiring_is_consistent(name: str) -> None:
-    t = load_topology(TOPOLOGIES / name)
+    t = load_topology(topology_file(name))
     w = port_plan(t)
     assert port_plan(t) == w  # deterministic
     for dpid in w.node_dpid.values():
