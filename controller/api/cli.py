@@ -5,8 +5,9 @@
 Commands: ``health``, ``topology``, ``switches``, ``links``, ``hosts``, ``paths SRC DST``,
 ``intents add|list|show|delete``, ``routes``, ``circles``, ``events``, and for compute
 steering ``sites list|add|show|set|delete``, ``place``, ``placements [show|delete ID]``,
-``services list|add|show|delete|assign|assignments``. Tables for people
-(rich); ``--json`` prints the API's JSON for scripts.
+``services list|add|show|delete|assign|assignments``. Tables for people (plain aligned
+columns, :func:`controller.tables.format_table`); ``--json`` prints the API's JSON for
+scripts.
 
 ``CPN_URL`` (default ``http://127.0.0.1:8080``) and ``CPN_TOKEN`` come from the environment;
 ``--url``/``--token`` override them. Without a token, ``cpnctl`` reads the token the
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from controller.tables import format_table
 
 __all__ = ["main"]
 
@@ -250,7 +253,7 @@ def _call_compute(c: Client, args: argparse.Namespace) -> Any:
     return c.request("GET" if action == "show" else "DELETE", f"/services/{args.name}")
 
 
-def _render_compute(args: argparse.Namespace, data: Any, table: Any, console: Any) -> None:
+def _render_compute(args: argparse.Namespace, data: Any, table: Any, say: Any) -> None:
     cmd, action = args.command, getattr(args, "action", None)
     site_cols = ["id", "kind", "node", "host", "state", "capacity", "free", "unit", "price"]
 
@@ -279,14 +282,14 @@ def _render_compute(args: argparse.Namespace, data: Any, table: Any, console: An
     if cmd == "sites" and action == "list":
         table("compute sites", site_cols, [site_row(s) for s in data])
     elif cmd == "sites" and action == "delete":
-        console.print(f"site {data['id']} deleted")
+        say(f"site {data['id']} deleted")
     elif cmd == "sites":
         table(f"compute site {data['id']}", site_cols, [site_row(data)])
         if data.get("reservation_list"):
             table("reservations", ["id", "owner", "amount"],
                   [(r["id"], r["owner"], f"{r['amount']:g}") for r in data["reservation_list"]])
         for m in data.get("moves", []):
-            console.print(f"moved {m['service']} client {m['client_host']}: {m['from_site']} → "
+            say(f"moved {m['service']} client {m['client_host']}: {m['from_site']} → "
                           f"{m['to_site'] or 'nowhere'} ({m['reason']})")
     elif cmd == "place" or (cmd == "placements" and action in ("show", "delete")):
         title = "released placement" if action == "delete" else "placement"
@@ -298,7 +301,7 @@ def _render_compute(args: argparse.Namespace, data: Any, table: Any, console: An
     elif cmd == "services" and action in ("show", "add"):
         table(f"service {data['name']}", svc_cols, [svc_row(data)])
     elif cmd == "services" and action == "delete":
-        console.print(f"service {data['name']} deleted ({len(data['released'])} clients "
+        say(f"service {data['name']} deleted ({len(data['released'])} clients "
                       "released)")
     elif cmd == "services" and action == "assign":
         table(f"assignment in {data['service']}", as_cols, [as_row(data)])
@@ -372,20 +375,11 @@ def _num(x: Any, fmt: str = "{:.3f}") -> str:
 
 
 def _render(args: argparse.Namespace, data: Any) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    # piped output is for grep and logs: wide, never cropped; a terminal gets its width and
-    # columns fold rather than hide text behind an ellipsis
-    console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 250)
+    def say(text: str) -> None:
+        print(text)
 
     def table(title: str, cols: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        t = Table(title=title)
-        for col in cols:
-            t.add_column(col, overflow="fold")
-        for row in rows:
-            t.add_row(*[str(v) for v in row])
-        console.print(t)
+        print(f"{title}\n{format_table([cols, *rows])}\n")
 
     cmd = args.command
     if cmd == "health":
@@ -420,7 +414,7 @@ def _render(args: argparse.Namespace, data: Any) -> None:
                for lk in data["links"]])
         for kind, items in data["report"].items():
             if items:
-                console.print(f"{kind}: {json.dumps(items)}")
+                say(f"{kind}: {json.dumps(items)}")
     elif cmd == "hosts":
         table("hosts", ["name", "ip", "mac", "node", "port", "source"],
               [(h["name"], h["ip"], h["mac"], h["node"], h["port_no"], h["source"])
@@ -437,7 +431,7 @@ def _render(args: argparse.Namespace, data: Any) -> None:
               [(i["id"], i["name"], i["src"], i["dst"], i["max_latency_ms"], i["state"],
                 _path(i["path"]), _num(i["latency_ms"]), i["reason"]) for i in data])
     elif cmd == "intents" and args.action == "delete":
-        console.print(f"intent {data['id']} deleted ({data['flows_removed']} flows removed)")
+        say(f"intent {data['id']} deleted ({data['flows_removed']} flows removed)")
     elif cmd == "intents":
         table(f"intent {data['id']} ({data['name']})", ["field", "value"],
               [(k, data[k]) for k in ("source", "src", "dst", "max_latency_ms",
@@ -460,14 +454,14 @@ def _render(args: argparse.Namespace, data: Any) -> None:
         table("installed flows", ["switch", "synced", "table", "priority", "match", "actions",
                                   "owner"], rows)
         if not rows:
-            console.print("no switch is synced: nothing installed yet")
+            say("no switch is synced: nothing installed yet")
     elif cmd == "circles":
         for c in data["circles"]:
             table(f"latency circles around {c['center']}", ["within ms", "nodes"],
                   [(t["max_latency_ms"], ", ".join(n["name"] for n in t["nodes"]))
                    for t in c["tiers"]])
         if not data["circles"]:
-            console.print("no centers (the topology has no national_hub; use --center)")
+            say("no centers (the topology has no national_hub; use --center)")
         if data.get("city_sites"):
             tiers = [t["max_latency_ms"] for t in data["city_sites"][0]["tiers"]]
             table("compute sites each city can use", ["city", *[f"≤ {t:g} ms" for t in tiers]],
@@ -481,9 +475,9 @@ def _render(args: argparse.Namespace, data: Any) -> None:
                                                                      "kind")}))
                for e in data])
     elif cmd in ("sites", "place", "placements", "services"):
-        _render_compute(args, data, table, console)
+        _render_compute(args, data, table, say)
     else:  # pragma: no cover - every command has a table above
-        console.print_json(data=data)
+        print(json.dumps(data, indent=2))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
