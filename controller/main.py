@@ -20,6 +20,7 @@ import importlib
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,6 +229,29 @@ def run(service: ControllerService, ofp_host: str, ofp_port: int) -> None:
         manager.close()
 
 
+def _run_as_daemon(service: ControllerService, ofp_host: str, ofp_port: int) -> None:
+    """:func:`run` in a daemon thread while this thread waits (and takes signals).
+
+    os-ken's native hub runs its listener and each switch connection in plain threads it
+    cannot cancel, which would keep the process alive after SIGTERM for as long as one switch
+    stays connected. A thread inherits its daemon flag from the thread that starts it, so
+    started from here they are all daemons and the process ends once :func:`main` returns."""
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            run(service, ofp_host, ofp_port)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the waiting thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=target, name="cpn-openflow", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.5)
+    if failure:
+        raise failure[0]
+
+
 def _error(message: object) -> int:
     for line in str(message).splitlines():
         print(f"cpn-controller: error: {line}", file=sys.stderr)
@@ -267,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _term)
     try:
-        run(service, ofp.host, ofp.port)
+        _run_as_daemon(service, ofp.host, ofp.port)
     except KeyboardInterrupt:
         pass
     finally:

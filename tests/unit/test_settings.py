@@ -4,6 +4,7 @@ the file and line, the variable or the flag."""
 from __future__ import annotations
 
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -310,11 +311,23 @@ def test_a_config_file_alone_is_enough_to_start(tmp_path: Path) -> None:
 
         nodes = wait_until(topology, 30, "the REST API answering", ignore=(httpx.HTTPError,),
                            detail=lambda: (tmp_path / "c.log").read_text())
-        with socket.socket() as s:
-            assert s.connect_ex(("127.0.0.1", ofp_port)) == 0  # OpenFlow listens too
-    finally:
+        # OpenFlow listens too; a connection stays open (as a switch's would) while it stops
+        def connected() -> socket.socket | None:
+            sock = socket.socket()
+            if sock.connect_ex(("127.0.0.1", ofp_port)) == 0:
+                return sock
+            sock.close()
+            return None
+
+        peer = wait_until(connected, 30, "the OpenFlow port accepting",
+                          detail=lambda: (tmp_path / "c.log").read_text())
         proc.terminate()
-        proc.wait(timeout=15)
+        assert proc.wait(timeout=10) == 128 + signal.SIGTERM  # SIGTERM ends it, connected or not
+        peer.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
     assert nodes["name"] == "triangle"
     log = (tmp_path / "c.log").read_text()
     assert f"listening on 127.0.0.1:{ofp_port}" in log
