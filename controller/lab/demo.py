@@ -23,20 +23,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from controller.errors import CpnError, LabError
+from controller.tables import format_table
 from controller.topology.files import ZOO_PREFIX, load_topology_argument, topology_file
 from controller.topology.model import Topology
 
 DEFAULT_TOPOLOGY = topology_file("national")
 CIRCLE_TIERS_MS = (1.0, 5.0, 20.0)
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(headers)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
-    out = [line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(out)
 
 
 def route_rows(topo: Topology) -> list[list[str]]:
@@ -79,13 +71,13 @@ def offline(topo: Topology) -> None:
           f"{len(topo.hosts)} hosts, {topo.total_bandwidth_mbps / 1e6:.1f} Tbps of links\n")
     if topo.intents:
         print("Latency-bounded routes (least cost within the bound):")
-        print(_table(["intent", "hosts", "bound", "chosen path", "least latency"],
-                     route_rows(topo)))
+        print(format_table([["intent", "hosts", "bound", "chosen path", "least latency"],
+                            *route_rows(topo)]))
         print()
     rows = circle_rows(topo)
     if rows:
         print("Latency circles around the national hubs:")
-        print(_table(["hub", *(f"<= {t:g} ms" for t in CIRCLE_TIERS_MS)], rows))
+        print(format_table([["hub", *(f"<= {t:g} ms" for t in CIRCLE_TIERS_MS)], *rows]))
 
 
 def _free_port(preferred: int) -> int:

@@ -14,7 +14,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from controller.lab.plan import LabPlan, format_table
+from controller.lab.plan import LabPlan
+from controller.tables import format_table
 
 __all__ = ["ALL_PAIRS_MAX_HOSTS", "PING_SCRIPT", "SAMPLE_PAIRS", "PingMatrix", "PingResult",
            "parse_ping_lines", "plan_ping_pairs"]

@@ -14,14 +14,14 @@ Nothing here needs Mininet or root, so the plan is unit-tested on its own.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from controller.errors import NotFound
+from controller.tables import format_table
 from controller.topology.model import Topology
 from controller.topology.wiring import port_plan
 
-__all__ = ["LabPlan", "format_table"]
+__all__ = ["LabPlan"]
 
 
 @dataclass(frozen=True)
@@ -150,20 +150,3 @@ class LabPlan:
                          f"host {h.ip}/{h.prefix_len} {h.mac} on {h.node} "
                          f"port {self.host_ports[h.name]}"))
         return format_table(rows)
-
-
-
-def format_table(rows: Sequence[Sequence[str]], right_from: int | None = None) -> str:
-    """Rows as aligned text columns, a rule under the first (header) row; columns from
-    ``right_from`` on are right-aligned."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = []
-    for n, row in enumerate(rows):
-        cells = []
-        for i, cell in enumerate(row):
-            right = right_from is not None and i >= right_from
-            cells.append(cell.rjust(widths[i]) if right else cell.ljust(widths[i]))
-        lines.append("  ".join(cells).rstrip())
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
