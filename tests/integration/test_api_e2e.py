@@ -7,8 +7,8 @@ with ``--api-port``/``--state-dir``), on real OVS in Mininet.
 * End to end: ``cpnctl intents add`` between two national lab hosts, and the traffic runs on
   exactly the switches of the path it reported (flow counters of the intent's cookie).
 
-These need controller/main.py to start the API (``controller.api.rest.start_api``); when it does
-not, they FAIL saying so.
+These need controller/main.py to start the API (``controller.main.build_controller``); when it
+does not, they FAIL saying so.
 """
 
 from __future__ import annotations
