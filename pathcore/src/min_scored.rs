@@ -26,13 +26,16 @@ use std::cmp::Ordering;
 pub struct Dist(u64);
 
 impl Dist {
-    /// The score of `x`, which must be non-negative and not NaN (checked in debug builds);
-    /// `-0.0` is taken as `0.0`.
+    /// The score of `x`, which must be `+0.0` or a positive number or `+inf` (checked in
+    /// debug builds). The engine's distances are: link values are stored as `x + 0.0`
+    /// (never `-0.0`), and sums of such values stay so.
     #[inline(always)]
     pub fn new(x: f64) -> Dist {
-        debug_assert!(x >= 0.0, "a distance must be non-negative, got {x}");
-        // + 0.0 turns -0.0 into 0.0, whose bit pattern orders with the other numbers.
-        Dist((x + 0.0).to_bits())
+        debug_assert!(
+            x.is_sign_positive() && !x.is_nan(),
+            "a distance must be +0.0 or positive, got {x}"
+        );
+        Dist(x.to_bits())
     }
 
     /// The distance back as a number.
@@ -72,7 +75,6 @@ mod tests {
         for w in xs.windows(2) {
             assert!(Dist::new(w[0]) < Dist::new(w[1]), "{} < {}", w[0], w[1]);
         }
-        assert_eq!(Dist::new(-0.0), Dist::new(0.0));
         assert_eq!(Dist::new(2.5).get(), 2.5);
     }
 

@@ -86,12 +86,31 @@ impl<T: Copy> Stamped<T> {
 /// The label order of node searches: `(primary, secondary, hops)`.
 pub(crate) type Key = (f64, f64, u32);
 
-/// The heap entry of node searches.
-pub(crate) type Entry = MinScored<(Dist, Dist, u32), NodeId>;
+/// Hops and a node id in one integer, hops in the high half: orders by hops, then node id,
+/// in one comparison (a heap entry is compared on every sift step; a fourth comparison
+/// level measured about 5 % slower searches).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct HopsNode(u64);
+
+impl HopsNode {
+    #[inline(always)]
+    fn new(hops: u32, node: NodeId) -> HopsNode {
+        HopsNode((u64::from(hops) << 32) | u64::from(node))
+    }
+
+    #[inline(always)]
+    pub(crate) fn node(self) -> NodeId {
+        self.0 as NodeId
+    }
+}
+
+/// The heap entry of node searches: least `(primary, secondary)` first, ties to fewer
+/// hops, then the lower node id.
+pub(crate) type Entry = MinScored<(Dist, Dist), HopsNode>;
 
 #[inline(always)]
 pub(crate) fn entry(k: Key, node: NodeId) -> Entry {
-    MinScored((Dist::new(k.0), Dist::new(k.1), k.2), node)
+    MinScored((Dist::new(k.0), Dist::new(k.1)), HopsNode::new(k.2, node))
 }
 
 #[inline(always)]
@@ -184,47 +203,20 @@ impl Tree {
         self.heap.push(entry((root_key, 0.0, 0), root));
     }
 
-    /// Pop the next unsettled node and mark it settled; `None` when the heap is empty.
-    #[inline]
-    pub(crate) fn settle_next(&mut self) -> Option<(NodeId, NodeState)> {
-        while let Some(e) = self.heap.pop() {
-            let node = e.1;
-            let mut s = self.st.get(node);
-            if s.done {
-                continue;
-            }
-            s.done = true;
-            self.st.set(node, s);
-            return Some((node, s));
-        }
-        None
-    }
-
-    /// Label `node` (whose state is `s`) with key `k` by link `pred` if that beats its label
-    /// and it is not settled, queueing it under heap key `(k.0 + h, k.1, k.2)`. Returns
-    /// whether it did.
+    /// Label `node` with key `k`, reached by link `pred`, and queue it under heap score
+    /// `(f, k.1, k.2)` (`f` is `k.0`, or `k.0` plus a heuristic for A*). The searches keep
+    /// their pop-and-relax loops inline: hoisted into helpers they measured 3 to 5 % slower.
     #[inline(always)]
-    pub(crate) fn relax(
-        &mut self,
-        node: NodeId,
-        s: NodeState,
-        k: Key,
-        pred: LinkId,
-        h: f64,
-    ) -> bool {
-        if s.done || !key_less(k, s.key()) {
-            return false;
-        }
+    pub(crate) fn label(&mut self, node: NodeId, k: Key, pred: LinkId, f: f64) {
         self.st.set(node, NodeState::labelled(k, pred));
-        self.heap.push(entry((k.0 + h, k.1, k.2), node));
-        true
+        self.heap.push(entry((f, k.1, k.2), node));
     }
 
     /// Least key among unsettled labels (stale heap entries are dropped).
     #[inline]
     pub(crate) fn top(&mut self) -> Option<Key> {
         while let Some(e) = self.heap.peek() {
-            let s = self.st.get(e.1);
+            let s = self.st.get(e.1.node());
             if s.done {
                 self.heap.pop();
             } else {
@@ -260,7 +252,14 @@ impl Tree {
             Direction::Forward => &g.out_adj,
             Direction::Reverse => &g.in_adj,
         };
-        while let Some((node, s)) = self.settle_next() {
+        while let Some(e) = self.heap.pop() {
+            let node = e.1.node();
+            let mut s = self.st.get(node);
+            if s.done {
+                continue;
+            }
+            s.done = true;
+            self.st.set(node, s);
             if settle(node) {
                 break;
             }
@@ -277,7 +276,9 @@ impl Tree {
                     continue;
                 }
                 let k = (na, s.b + secondary.of_arc(a), s.hops + 1);
-                self.relax(a.other, os, k, a.lid, 0.0);
+                if key_less(k, os.key()) {
+                    self.label(a.other, k, a.lid, na);
+                }
             }
         }
     }
@@ -300,7 +301,14 @@ impl Tree {
             return None;
         }
         self.start(g.node_count(), src, h[src as usize]);
-        while let Some((node, s)) = self.settle_next() {
+        while let Some(e) = self.heap.pop() {
+            let node = e.1.node();
+            let mut s = self.st.get(node);
+            if s.done {
+                continue;
+            }
+            s.done = true;
+            self.st.set(node, s);
             if node == dst {
                 return self.path_from_root(g, src, dst);
             }
@@ -313,11 +321,10 @@ impl Tree {
                     continue;
                 }
                 let ys = self.st.get(a.other);
-                if ys.done {
-                    continue;
-                }
                 let k = (s.a + weight.of_arc(a), s.b + a.latency_ms, s.hops + 1);
-                self.relax(a.other, ys, k, a.lid, hy);
+                if !ys.done && key_less(k, ys.key()) {
+                    self.label(a.other, k, a.lid, k.0 + hy);
+                }
             }
         }
         None
@@ -392,6 +399,22 @@ mod tests {
         let t = by_latency(0, Direction::Forward, 1.0);
         assert!(t.reached(1) && !t.reached(2));
         assert_eq!(t.path_from_root(&g, 0, 2), None);
+    }
+
+    #[test]
+    fn entries_pop_by_key_then_fewer_hops_then_lower_node() {
+        let mut heap = BinaryHeap::new();
+        for (k, node) in [
+            ((1.0, 2.0, 3), 4),
+            ((1.0, 2.0, 2), 9),
+            ((1.0, 1.0, 7), 8),
+            ((0.5, 9.0, 9), 6),
+            ((1.0, 2.0, 2), 5),
+        ] {
+            heap.push(entry(k, node));
+        }
+        let order: Vec<NodeId> = std::iter::from_fn(|| heap.pop().map(|e| e.1.node())).collect();
+        assert_eq!(order, vec![6, 8, 5, 9, 4]);
     }
 
     #[test]

@@ -81,14 +81,21 @@ fn bidirectional(
         } else {
             (&mut *rv, &*fw, &g.in_adj)
         };
-        let (node, s) = me.settle_next()?;
+        // top() dropped the settled entries: the head is the least unsettled label.
+        let node = me.heap.pop()?.1.node();
+        let mut s = me.st.get(node);
+        s.done = true;
+        me.st.set(node, s);
         for a in &adj[node as usize] {
             if !filter.arc_ok(a) {
                 continue;
             }
             let y = a.other;
             let nk: Key = (s.a + weight.of_arc(a), s.b + a.latency_ms, s.hops + 1);
-            me.relax(y, me.st.get(y), nk, a.lid, 0.0);
+            let ys = me.st.get(y);
+            if !ys.done && key_less(nk, ys.key()) {
+                me.label(y, nk, a.lid, nk.0);
+            }
             let os = other.st.get(y);
             if os.a.is_finite() {
                 let total = key_add(nk, os.key());
