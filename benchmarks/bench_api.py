@@ -63,7 +63,7 @@ def _free_port() -> int:
 
 
 def _queries(n: int, seed: int = 7) -> list[dict[str, Any]]:
-    from controller.topology.model import load_topology
+    from controller.topology.loader import load_topology
 
     topo = load_topology(TOPOLOGY)
     hosts = [h.name for h in topo.hosts]
@@ -170,7 +170,7 @@ def engine(params: list[dict[str, Any]], reps: int = 3) -> dict[str, Any]:
     ``reps`` runs per query)."""
     from controller.errors import CpnError
     from controller.network.service import ControllerService
-    from controller.topology.model import load_topology
+    from controller.topology.loader import load_topology
 
     service = ControllerService(load_topology(TOPOLOGY))
     times = []

@@ -36,7 +36,7 @@ from intent_specs import (  # noqa: E402
 )
 
 from controller.network.core import Change, ControllerCore  # noqa: E402
-from controller.topology.model import load_topology  # noqa: E402
+from controller.topology.loader import load_topology  # noqa: E402
 
 
 def bring_up(core: ControllerCore, now: float) -> None:

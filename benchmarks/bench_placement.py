@@ -42,7 +42,8 @@ from controller.compute.placement import POLICIES, TIERS_MS, Scheduler  # noqa: 
 from controller.compute.sites import ComputeRegistry  # noqa: E402
 from controller.errors import NoCapacity  # noqa: E402
 from controller.topology.files import topology_file  # noqa: E402
-from controller.topology.model import Topology, load_topology  # noqa: E402
+from controller.topology.loader import load_topology  # noqa: E402
+from controller.topology.model import Topology  # noqa: E402
 
 TARGET_S = 1.0
 

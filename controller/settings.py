@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from controller.errors import CpnError, TopologyError
 from controller.topology.files import ZOO_PREFIX
-from controller.topology.model import yaml_with_lines
+from controller.topology.loader import yaml_with_lines
 
 __all__ = ["ENV_PREFIX", "FLAGS", "RESERVED_ENV", "Settings", "SettingsError", "load_settings"]
 

@@ -41,7 +41,8 @@ if str(REPO) not in sys.path:  # run as a script from anywhere
 
 from controller.topology.files import sites_csv, topology_file  # noqa: E402
 from controller.topology.geo import great_circle_km  # noqa: E402
-from controller.topology.model import Topology, load_topology, topology_from_dict  # noqa: E402
+from controller.topology.loader import load_topology, topology_from_dict  # noqa: E402
+from controller.topology.model import Topology  # noqa: E402
 
 DEFAULT_CSV = sites_csv()
 DEFAULT_OUT = topology_file("national")

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from controller.topology.model import TopologyDocument  # noqa: E402
+from controller.topology.schema import TopologyDocument  # noqa: E402
 
 OUT = REPO / "topologies" / "schema.json"
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from controller.errors import TopologyError
-from controller.topology.model import Topology, load_topology
+from controller.topology.loader import load_topology
+from controller.topology.model import Topology
 
 __all__ = ["ZOO_PREFIX", "load_topology_argument", "sites_csv", "topologies_dir",
            "topology_file", "topology_names", "zoo_dir", "zoo_file", "zoo_names"]

@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Any
 from controller.errors import TopologyError
 from controller.topology.files import ZOO_PREFIX, zoo_file, zoo_names
 from controller.topology.geo import DEFAULT_ROUTE_FACTOR, FIBER_MS_PER_KM, great_circle_km
-from controller.topology.model import Topology, topology_from_dict
+from controller.topology.loader import topology_from_dict
+from controller.topology.model import Topology
 
 if TYPE_CHECKING:
     import networkx as nx

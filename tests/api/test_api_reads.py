@@ -6,7 +6,7 @@ from __future__ import annotations
 import networkx as nx
 import pytest
 
-from controller.topology.model import load_topology
+from controller.topology.loader import load_topology
 
 from .conftest import TOPOLOGIES, Api, assert_error
 

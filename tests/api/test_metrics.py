@@ -7,7 +7,7 @@ import re
 
 from controller.api.metrics import Metrics, count_openflow_message, count_packet_in, is_restoration
 from controller.network.service import ChangeRecord, ControllerService
-from controller.topology.model import load_topology
+from controller.topology.loader import load_topology
 
 from .conftest import TOPOLOGIES
 

@@ -35,7 +35,8 @@ from controller.lab.network import LabNetwork
 from controller.lab.plan import LabPlan
 from controller.network.flows import make_cookie
 from controller.topology.files import topology_file
-from controller.topology.model import Topology, load_topology
+from controller.topology.loader import load_topology
+from controller.topology.model import Topology
 from controller.topology.wiring import port_plan
 
 REPO = Path(__file__).resolve().parents[2]

@@ -42,7 +42,7 @@ from harness import (
 from waiting import wait_until
 
 from controller.lab.network import LabNetwork
-from controller.topology.model import load_topology
+from controller.topology.loader import load_topology
 
 TOKEN = "e2e-token-5f0c1d"
 

@@ -42,7 +42,7 @@ from controller.lab.network import LabNetwork
 from controller.lab.ovs import run_command
 from controller.network.flows import make_cookie
 from controller.network.service import ControllerService, SwitchUnavailable
-from controller.topology.model import load_topology
+from controller.topology.loader import load_topology
 from controller.topology.wiring import port_plan
 
 NODES = ("s1", "s2", "s3", "s4")

@@ -40,7 +40,7 @@ from waiting import wait_until
 from controller.lab.network import LabNetwork
 from controller.lab.ovs import run_command
 from controller.network.flows import make_cookie
-from controller.topology.model import load_topology
+from controller.topology.loader import load_topology
 
 TOPOLOGY = DIAMOND
 FAST, CHEAP = 1, 2  # intent ids: file order

@@ -29,7 +29,8 @@ from harness import (
 )
 
 from controller.lab.network import LabNetwork
-from controller.topology.model import Topology, load_topology
+from controller.topology.loader import load_topology
+from controller.topology.model import Topology
 
 TOPOLOGY = NATIONAL
 SAMPLE_PAIRS = 24

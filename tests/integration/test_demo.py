@@ -13,7 +13,7 @@ import sys
 
 from harness import NATIONAL, REPO
 
-from controller.topology.model import load_topology
+from controller.topology.loader import load_topology
 
 
 def test_demo_brings_up_national_backbone_with_routes_shown_by_cpnctl(lab_env) -> None:

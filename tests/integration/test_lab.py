@@ -22,7 +22,8 @@ from controller.lab.build import ControllerAddress
 from controller.lab.cleanup import OWNER_KEY, cleanup_stale
 from controller.lab.ovs import ovsdb_list, run_command
 from controller.topology.files import topology_file
-from controller.topology.model import Topology, load_topology, topology_from_dict
+from controller.topology.loader import load_topology, topology_from_dict
+from controller.topology.model import Topology
 
 
 def tree(depth: int, fanout: int) -> Topology:
@@ -162,7 +163,7 @@ def test_cleanup_stale_removes_what_a_killed_lab_left(lab_env, tmp_path: Path) -
     script = textwrap.dedent("""\
         import sys, time
         from controller.lab.network import LabNetwork
-        from controller.topology.model import topology_from_dict
+        from controller.topology.loader import topology_from_dict
         topo = topology_from_dict({"name": "killed", "nodes": [{"name": "a"}, {"name": "b"}],
                                    "links": [{"a": "a", "b": "b", "latency_ms": 1}]})
         LabNetwork(topo).start()

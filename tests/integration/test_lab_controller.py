@@ -19,7 +19,7 @@ from harness import free_port
 from waiting import wait_until
 
 from controller.lab.build import ControllerAddress
-from controller.topology.model import topology_from_dict
+from controller.topology.loader import topology_from_dict
 
 APP = textwrap.dedent('''\
     from os_ken.base import app_manager

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from controller.lab.ovs import ovsdb_list
 from controller.topology.files import topology_file
-from controller.topology.model import load_topology
+from controller.topology.loader import load_topology
 
 NATIONAL = topology_file("national")
 

@@ -25,7 +25,7 @@ from waiting import wait_until
 
 from controller.lab.network import LabNetwork
 from controller.lab.ovs import run_command
-from controller.topology.model import load_topology
+from controller.topology.loader import load_topology
 
 RESERVED_MBPS = 20.0
 OFFERED_MBPS = 3 * RESERVED_MBPS

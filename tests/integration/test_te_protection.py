@@ -20,7 +20,7 @@ from harness import (
 
 from controller.lab.network import LabNetwork
 from controller.lab.ovs import run_command
-from controller.topology.model import load_topology
+from controller.topology.loader import load_topology
 
 PINGS = 400  # 4 s at 10 ms
 CUT_AFTER_S = 1.5

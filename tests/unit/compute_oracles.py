@@ -7,7 +7,8 @@ from typing import Any
 import networkx as nx
 
 from controller.topology.files import topology_file
-from controller.topology.model import Topology, load_topology, parse_topology
+from controller.topology.loader import load_topology, parse_topology
+from controller.topology.model import Topology
 
 NATIONAL = topology_file("national")
 TOL = 1e-9

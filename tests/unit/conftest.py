@@ -12,7 +12,8 @@ from collections.abc import Callable
 import pytest
 
 from controller.topology.files import topology_file
-from controller.topology.model import Topology, load_topology
+from controller.topology.loader import load_topology
+from controller.topology.model import Topology
 
 
 def _shipped(name: str) -> Topology:

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from controller.errors import InsufficientBandwidth
 from controller.network.core import ControllerCore
-from controller.topology.model import IntentSpec, Topology, topology_from_dict
+from controller.topology.loader import topology_from_dict
+from controller.topology.model import IntentSpec, Topology
 
 EPS = 1e-6
 

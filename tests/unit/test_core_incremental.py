@@ -25,7 +25,8 @@ from controller.network import openflow
 from controller.network.core import ControllerCore
 from controller.network.flows import FlowEntry, FlowPlan
 from controller.topology.files import topology_file
-from controller.topology.model import IntentSpec, Match, Topology, load_topology, topology_from_dict
+from controller.topology.loader import load_topology, topology_from_dict
+from controller.topology.model import IntentSpec, Match, Topology
 
 NOW = 2.0
 

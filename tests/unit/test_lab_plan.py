@@ -16,7 +16,7 @@ from controller.lab.ovs import require_root
 from controller.lab.ping import PingMatrix, PingResult, parse_ping_lines, plan_ping_pairs
 from controller.lab.plan import LabPlan
 from controller.topology.files import topology_file
-from controller.topology.model import load_topology, topology_from_dict
+from controller.topology.loader import load_topology, topology_from_dict
 
 
 def _topo(links: list[tuple[str, str]], nodes: list[str] | None = None, hosts=None):

@@ -6,7 +6,7 @@ import pytest
 
 from controller.network.state import LOAD_HISTORY, NetworkState
 from controller.topology.files import topology_file
-from controller.topology.model import load_topology
+from controller.topology.loader import load_topology
 
 
 def rows(port_no: int, tx_bytes: int, t_s: float, drops: int = 0) -> list[dict]:

@@ -12,7 +12,8 @@ from controller.network.service import ControllerService
 from controller.operations import IntentOperations
 from controller.store import SqliteStore, Store, open_store
 from controller.topology.files import topology_file
-from controller.topology.model import IntentSpec, load_topology
+from controller.topology.loader import load_topology
+from controller.topology.model import IntentSpec
 
 SPEC = IntentSpec("h1", "h2", 50.0, name="gold", priority=200)
 

@@ -15,7 +15,8 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 from controller.network.core import ControllerCore
 from controller.network.flows import PORT_IN_PORT
 from controller.topology.files import topology_file
-from controller.topology.model import IntentSpec, Topology, load_topology, topology_from_dict
+from controller.topology.loader import load_topology, topology_from_dict
+from controller.topology.model import IntentSpec, Topology
 
 
 def protected(core: ControllerCore, net: FakeNetwork, src: str, dst: str,

@@ -14,7 +14,8 @@ from oracles import examples
 
 from controller.network.core import ControllerCore
 from controller.network.flows import TABLE_INTENTS, cookie_owner
-from controller.topology.model import IntentSpec, Match, Topology, topology_from_dict
+from controller.topology.loader import topology_from_dict
+from controller.topology.model import IntentSpec, Match, Topology
 
 
 def switches_of(core: ControllerCore, trace_dpids: list[int]) -> list[str]:

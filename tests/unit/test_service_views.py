@@ -10,7 +10,8 @@ import pytest
 from controller.errors import BadRequest, InfeasibleRoute, NotFound
 from controller.network.service import ControllerService
 from controller.topology.files import topology_file
-from controller.topology.model import IntentSpec, load_topology
+from controller.topology.loader import load_topology
+from controller.topology.model import IntentSpec
 
 
 class Done:

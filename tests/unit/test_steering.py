@@ -16,7 +16,7 @@ from controller.network import openflow
 from controller.network.flows import OWNER_ANYCAST, TABLE_INTENTS, flow, make_cookie
 from controller.network.service import ControllerService
 from controller.topology.files import topology_file
-from controller.topology.model import load_topology
+from controller.topology.loader import load_topology
 
 NATIONAL = topology_file("national")
 ANYCAST_IP = "10.255.0.1"

@@ -14,13 +14,9 @@ from hypothesis import strategies as st
 
 from controller.errors import NotFound, TopologyError
 from controller.topology.files import topologies_dir, topology_file
-from controller.topology.model import (
-    MAX_DPID,
-    Topology,
-    TopologyDocument,
-    load_topology,
-    parse_topology,
-)
+from controller.topology.loader import load_topology, parse_topology
+from controller.topology.model import MAX_DPID, Topology
+from controller.topology.schema import TopologyDocument
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,7 @@ import pytest
 
 from controller.errors import TopologyError
 from controller.topology import files
-from controller.topology.model import load_topology, parse_topology
+from controller.topology.loader import load_topology, parse_topology
 from controller.topology.zoo import import_gml
 from controller.topology.zoo import main as cpn_topo
 

@@ -9,7 +9,8 @@ import networkx as nx
 import pytest
 
 from controller.topology.files import topology_file, zoo_file
-from controller.topology.model import Topology, load_topology
+from controller.topology.loader import load_topology
+from controller.topology.model import Topology
 from controller.topology.zoo import import_gml
 
 

@@ -13,7 +13,8 @@ import networkx as nx
 import pytest
 
 from controller.topology.files import sites_csv, topologies_dir, topology_file
-from controller.topology.model import Topology, load_topology
+from controller.topology.loader import load_topology
+from controller.topology.model import Topology
 
 REPO = Path(__file__).resolve().parents[2]
 NATIONAL = topology_file("national")

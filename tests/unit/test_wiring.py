@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from controller.topology.files import topology_file
-from controller.topology.model import load_topology, topology_from_dict
+from controller.topology.loader import load_topology, topology_from_dict
 from controller.topology.wiring import port_plan
 
 

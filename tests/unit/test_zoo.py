@@ -12,7 +12,7 @@ import pytest
 from controller.errors import TopologyError
 from controller.topology.files import zoo_dir
 from controller.topology.geo import great_circle_km
-from controller.topology.model import load_topology, parse_topology
+from controller.topology.loader import load_topology, parse_topology
 from controller.topology.zoo import (
     DEFAULT_LATENCY_MS,
     import_file,
