@@ -1,10 +1,19 @@
-"""ControllerService: the thread-safe face of a running controller.
+"""ControllerService: the thread-safe face of a running controller, and the one boundary
+around the network core.
 
-The os-ken app (``app.py``) feeds switch events in; the REST layer
-calls the intent and read-only methods. Both go through one lock around the
-:class:`~.core.ControllerCore`, and every :class:`~.core.Change` the core
+The os-ken app (``app.py``) feeds switch events in; everything outside ``controller/network``
+(the REST API, the web map, the metrics, compute steering, the intents' write protocol) calls
+the intent methods and the read views, never the core or its lock. Both go through one lock
+around the :class:`~.core.ControllerCore`, and every :class:`~.core.Change` the core
 returns is handed, still under that lock, to one :class:`ChangeSender` thread, so Changes
 leave in exactly the order the core produced them.
+
+Read views take the lock themselves and return plain data or immutable snapshots
+(:mod:`.views`: :class:`~.views.SwitchView`, :class:`~.views.LinkView`,
+:class:`~.views.NetworkSnapshot`); code that must compute on the live graph while the core
+cannot change it runs inside ``with service.network() as net:`` (compute steering's
+placements), and steering's NAT flows are computed by a callback under the lock
+(:meth:`ControllerService.set_anycast`).
 
 The sender applies each Change make-before-break: phase 0 on every switch, wait for all
 phase-0 barrier replies (bounded), then phase 1 (the ingress flows onto tunnels phase 0 made,
@@ -271,7 +280,7 @@ class ControllerService:
 
     Switch-event methods (``switch_connected`` ... ``periodic``) are for the os-ken app; they
     never block on switches. Intent methods wait (bounded) until their Change is confirmed by
-    barriers. Read methods return copies, safe to serialise from another thread.
+    barriers. Read views return copies, safe to keep and serialise from another thread.
     """
 
     def __init__(self, topology: Topology, *, fallback: str = "best_effort",
@@ -497,7 +506,7 @@ class ControllerService:
             with self.lock:
                 self.core.state.echo_rtt(dpid, time.monotonic() - sent)
 
-    # -- intents (for the REST layer) ----------------------------------------------------------
+    # -- intents (for the write protocol, controller/operations.py) ----------------------------
     def wait_change(self, ticket: _Ticket | None, timeout_s: float) -> None:
         """Wait (at most ``timeout_s``) until the Change of ``ticket`` (from :meth:`submit`)
         is sent and confirmed; a timeout is logged, not raised."""
