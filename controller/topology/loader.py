@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from controller.errors import TopologyError
-from controller.topology.geo import FIBER_MS_PER_KM, great_circle_km
+from controller.topology.geo import fiber_latency_ms, great_circle_km
 from controller.topology.model import (
     ComputeSite,
     Host,
@@ -247,7 +247,7 @@ def _build(doc: TopologyDocument, ctx: _Ctx) -> Topology:
             latency_ms, computed = lk.latency_ms, False
         elif distance_km is not None:
             factor = lk.route_factor if lk.route_factor is not None else doc.route_factor
-            latency_ms, computed = distance_km * factor * FIBER_MS_PER_KM, True
+            latency_ms, computed = fiber_latency_ms(distance_km, factor), True
         else:
             bare = lk.a if not na.has_coordinates else lk.b
             raise ctx.error(f"no latency_ms, and node {bare!r} has no coordinates to compute it "

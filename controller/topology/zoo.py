@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from controller.errors import TopologyError
 from controller.topology.files import ZOO_PREFIX, zoo_file, zoo_names
-from controller.topology.geo import DEFAULT_ROUTE_FACTOR, FIBER_MS_PER_KM, great_circle_km
+from controller.topology.geo import DEFAULT_ROUTE_FACTOR, fiber_latency_ms, great_circle_km
 from controller.topology.loader import topology_from_dict
 from controller.topology.model import Topology
 
@@ -116,6 +116,9 @@ def graph_to_topology(graph: nx.Graph, name: str, *, source: str = "<graph>",
                       description: str | None = None,
                       route_factor: float = DEFAULT_ROUTE_FACTOR) -> Topology:
     """Build a validated :class:`Topology` from a networkx (multi)graph (rules: module doc)."""
+    if not (math.isfinite(route_factor) and 1.0 <= route_factor <= 10.0):
+        raise TopologyError(f"route_factor must be between 1 and 10, not {route_factor:g}",
+                            source=source, field="route_factor")
     node_ids = list(graph.nodes)
     names = unique_names([(n, graph.nodes[n].get("label")) for n in node_ids])
     coords: dict[Any, tuple[float, float] | None] = {}
@@ -150,7 +153,7 @@ def graph_to_topology(graph: nx.Graph, name: str, *, source: str = "<graph>",
         if latency is not None:
             link["latency_ms"] = float(latency)
         elif cu is not None and cv is not None:
-            computed.append(great_circle_km(*cu, *cv) * route_factor * FIBER_MS_PER_KM)
+            computed.append(fiber_latency_ms(great_circle_km(*cu, *cv), route_factor))
         else:
             needs_fallback.append(link)
         bandwidth = _positive(attrs, "LinkSpeedRaw", 1e-6) or _positive(attrs, "bandwidth_mbps")

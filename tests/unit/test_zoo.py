@@ -135,6 +135,15 @@ def test_cli_converts_to_yaml_that_loads(tmp_path: Path, capsys: pytest.CaptureF
     assert parse_topology(capsys.readouterr().out).name == "lab"
 
 
+def test_a_route_factor_out_of_range_is_refused_before_import(
+        capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(TopologyError, match="route_factor must be between 1 and 10") as err:
+        import_file(ZOO / "Abilene.gml", route_factor=0.5)
+    assert err.value.field == "route_factor"
+    assert main([str(ZOO / "Abilene.gml"), "--route-factor", "11"]) != 0
+    assert "route_factor must be between 1 and 10, not 11" in capsys.readouterr().err
+
+
 def test_bad_inputs_raise_topology_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.gml"
     bad.write_text("graph [\n  node [ id 0 label \"a\" ]\n  edge [ source 0 target 9 ]\n")
