@@ -51,7 +51,7 @@ from controller.api.metrics import CONTENT_TYPE, Metrics
 from controller.api.webmap import web_router
 from controller.errors import BadRequest, CpnError, InfeasibleRoute, SwitchUnavailable, Unauthorized
 from controller.network.flows import FlowEntry
-from controller.network.intents import Intent
+from controller.network.intents import Intent, IntentState
 from controller.network.service import PORT_COUNTERS
 from controller.topology.model import IntentSpec, Match
 
@@ -173,7 +173,7 @@ class IntentOut(BaseModel):
                                    "carries, one per switch after the ingress (each switch "
                                    "swaps to the next; the last pops); segments are shared "
                                    "by every intent with the same path tail from there on")
-    state: Literal["installed", "pending", "infeasible", "degraded"]
+    state: IntentState
     reason: str
     path: list[str] | None
     latency_ms: float | None
@@ -276,25 +276,9 @@ def parse_dpid(text: str, service: ControllerService) -> int:
 
 
 def intent_view(intent: Intent, source: str) -> dict[str, Any]:
-    spec = intent.spec
-    m = spec.match
-    return {
-        "id": intent.id, "name": intent.name, "source": source, "src": spec.src,
-        "dst": spec.dst, "max_latency_ms": spec.max_latency_ms,
-        "min_bandwidth_mbps": spec.min_bandwidth_mbps, "priority": spec.priority,
-        "protection": spec.protection, "police": spec.police,
-        "protection_note": intent.protection_note,
-        "match": ({k: v for k, v in (("ip_proto", m.ip_proto), ("src_port", m.src_port),
-                                     ("dst_port", m.dst_port), ("dscp", m.dscp))
-                   if v is not None} if m is not None else None),
-        "mpls_label": intent.mpls_label, "mpls_labels": list(intent.mpls_labels),
-        "state": intent.state, "reason": intent.reason,
-        "path": list(intent.path) if intent.path else None,
-        "latency_ms": intent.latency_ms, "cost": intent.cost,
-        "history": [{"time": h.time, "timestamp": _wall(h.time),
-                     "old_path": list(h.old_path) if h.old_path else None,
-                     "new_path": list(h.new_path) if h.new_path else None, "cause": h.cause}
-                    for h in intent.history]}
+    """An intent as the API shows it: :meth:`Intent.as_dict` with wall-clock timestamps and
+    where it came from (``file`` or ``api``)."""
+    return {**intent.as_dict(wall=_wall), "source": source}
 
 
 # --- the app ------------------------------------------------------------------------------------

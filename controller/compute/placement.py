@@ -50,6 +50,7 @@ from controller.compute.sites import (
     to_micro,
 )
 from controller.errors import ComputeConflict, ComputeSiteError, NoCapacity, NotFound
+from controller.network.explain import fmt_ms
 
 if TYPE_CHECKING:
     import pathcore
@@ -77,7 +78,6 @@ TIERS_MS: dict[str, float] = {"local": 1.0, "regional": 5.0, "national": 20.0}
 CIRCLE_TIERS_MS: tuple[float, ...] = (1.0, 5.0, 20.0)
 POLICIES: tuple[str, ...] = ("nearest", "cheapest", "least-loaded")
 DEFAULT_POLICY = "nearest"
-_UNBOUNDED_MS = 1e12
 
 
 def resolve_bound(max_latency_ms: float | None = None, tier: str | None = None) -> float:
@@ -282,7 +282,7 @@ class Scheduler:
         # Sites of the kind beyond the bound (or unreachable), nearest first: computed only here,
         # on the failure path, so a successful placement costs one within_latency call.
         beyond: list[tuple[float, Site]] = []
-        far = self.graph.within_latency(source_node, _UNBOUNDED_MS)
+        far = self.graph.within_latency(source_node, math.inf)
         in_ids = {c["site"] for c in candidates}
         for site in of_kind:
             if site.id in in_ids:
@@ -295,7 +295,7 @@ class Scheduler:
         if beyond:
             lat, site = beyond[0]
             state = "" if site.state == "up" else f", {site.state}"
-            nearest = f"{site.id} at {lat:.2f} ms{state}"
+            nearest = f"{site.id} at {fmt_ms(lat)}{state}"
         if in_bound == 0:
             tail = f" (nearest: {nearest})" if nearest else " (none is reachable)"
             reasons.append(f"no {kind} site within {bound_ms:g} ms of {label}{tail}")
@@ -306,7 +306,7 @@ class Scheduler:
             if no_path:
                 reasons.append(f"{kind} sites within {bound_ms:g} ms of {label} without a path "
                                f"of {bw:g} Mbps residual bandwidth within the bound: "
-                               + ", ".join(f"{s.id} ({lat:.2f} ms)" for s, lat in no_path))
+                               + ", ".join(f"{s.id} ({fmt_ms(lat)})" for s, lat in no_path))
             if nearest:
                 reasons.append(f"nearest {kind} site beyond the bound: {nearest}")
         for lat, site in beyond:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from controller.network.explain import fmt_ms
 from controller.network.flows import PORT_IN_PORT, Buckets
 
 if TYPE_CHECKING:
@@ -81,6 +82,6 @@ def detours(state: NetworkState, intent: Intent, ingress_port: int,
         backup = PORT_IN_PORT if first == prim_in[u] else first
         groups[node_dpid[u]] = ((prim_out[u], prim_out[u]), (first, backup))
         if lat_ms > bound + 1e-9:
-            notes.append(f"the detour around {name} takes {lat_ms:.2f} ms, over the "
+            notes.append(f"the detour around {name} takes {fmt_ms(lat_ms)}, over the "
                          f"bound {bound:g} ms")
     return rules

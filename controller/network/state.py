@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from controller.errors import NotFound
+from controller.network.explain import fmt_ms
 from controller.topology.wiring import Wiring, port_plan
 
 if TYPE_CHECKING:
@@ -320,7 +321,7 @@ class NetworkState:
             self._delay_high.add(index)
             self.record("link_delay_high", now, link=index, a=lk.a, b=lk.b,
                         measured_ms=round(delay_ms, 3), configured_ms=lk.latency_ms)
-            log.warning(f"link {lk.a}-{lk.b}: measured delay {delay_ms:.2f} ms exceeds the "
+            log.warning(f"link {lk.a}-{lk.b}: measured delay {fmt_ms(delay_ms)} exceeds the "
                         f"configured {lk.latency_ms:g} ms",
                         extra={"event": "link_delay_high"})
         elif not high and index in self._delay_high:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from controller.errors import InfeasibleRoute
+from controller.network.explain import fmt_bound, fmt_ms, fmt_path, why_no_path
 
 if TYPE_CHECKING:
     import pathcore
@@ -135,32 +136,6 @@ def _finite(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 
 
-def _why_no_path(g: pathcore.Graph, a: str, b: str, max_latency_ms: float | None,
-                 min_bandwidth_mbps: float) -> InfeasibleRoute:
-    """Which bound fails, and the best latency that exists."""
-    best = g.shortest_path(a, b, weight="latency")
-    if best is None:
-        return InfeasibleRoute(f"no path: {a} and {b} are disconnected (links down)")
-    route = "-".join(best.nodes)
-    if max_latency_ms is not None and best.latency_ms > max_latency_ms:
-        return InfeasibleRoute(
-            f"max_latency_ms {max_latency_ms:g} is below the best available latency "
-            f"{best.latency_ms:.3f} ms (path {route})", best_latency_ms=best.latency_ms)
-    bw = min_bandwidth_mbps
-    wide = g.constrained_path(a, b, max_latency_ms=math.inf, min_bandwidth_mbps=bw,
-                              weight="latency")
-    msg = (f"min_bandwidth_mbps {bw:g}: no path within "
-           f"{'any latency' if max_latency_ms is None else f'{max_latency_ms:g} ms'} "
-           f"has {bw:g} Mbps residual bandwidth")
-    if wide is not None:
-        msg += f"; with {bw:g} Mbps the best latency is {wide.latency_ms:.3f} ms"
-    else:
-        msg += f"; no path has {bw:g} Mbps residual at any latency"
-    msg += f"; the best latency without the bandwidth bound is {best.latency_ms:.3f} ms " \
-           f"(path {route})"
-    return InfeasibleRoute(msg, best_latency_ms=best.latency_ms)
-
-
 def query_paths(g: pathcore.Graph, a: str, b: str, *, max_latency_ms: float | None = None,
                 min_bandwidth_mbps: float | None = None, k: int = 1,
                 disjoint: bool = False) -> list[dict[str, Any]]:
@@ -190,13 +165,13 @@ def query_paths(g: pathcore.Graph, a: str, b: str, *, max_latency_ms: float | No
                 best_latency_ms=best.latency_ms if best is not None else None)
         for which, p in zip(("first", "second"), pair, strict=True):
             if not meets(p):
-                why = (f"latency {p.latency_ms:.3f} ms exceeds max_latency_ms "
-                       f"{max_latency_ms:g}" if p.latency_ms > bound else
+                why = (f"latency {fmt_ms(p.latency_ms)} exceeds max_latency_ms "
+                       f"{fmt_bound(bound)}" if p.latency_ms > bound else
                        f"bottleneck {p.bottleneck_mbps:g} Mbps is below "
                        f"min_bandwidth_mbps {bw:g}")
                 raise InfeasibleRoute(
-                    f"the {which} of the best link-disjoint pair ({'-'.join(p.nodes)}): "
-                    f"{why}; best single-path latency {pair[0].latency_ms:.3f} ms",
+                    f"the {which} of the best link-disjoint pair ({fmt_path(p.nodes)}): "
+                    f"{why}; best single-path latency {fmt_ms(pair[0].latency_ms)}",
                     best_latency_ms=pair[0].latency_ms)
         paths = list(pair)
     else:
@@ -206,7 +181,8 @@ def query_paths(g: pathcore.Graph, a: str, b: str, *, max_latency_ms: float | No
         else:
             chosen = g.shortest_path(a, b, weight="latency")
         if chosen is None:
-            raise _why_no_path(g, a, b, max_latency_ms, bw)
+            why = why_no_path(g, a, b, max_latency_ms=max_latency_ms, min_bandwidth_mbps=bw)
+            raise InfeasibleRoute(why.text, best_latency_ms=why.best_latency_ms)
         paths = [chosen]
         if k > 1:
             for p in g.k_shortest_paths(a, b, k + 1, weight="latency",

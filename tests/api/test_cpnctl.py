@@ -57,7 +57,7 @@ def test_reads_as_tables_and_json(diamond: Api) -> None:
 
 def test_exit_codes(diamond: Api) -> None:
     r = cpnctl(diamond.url, "paths", "h1", "h2", "--max-latency-ms", "1")
-    assert r.returncode == 1 and "409 infeasible" in r.stderr and "2.000 ms" in r.stderr
+    assert r.returncode == 1 and "409 infeasible" in r.stderr and "2.00 ms" in r.stderr
     r = cpnctl(diamond.url, "intents", "show", "77")
     assert r.returncode == 1 and "404" in r.stderr
     assert cpnctl(diamond.url, "intents").returncode == 2

@@ -147,7 +147,7 @@ def test_path_queries_resolve_hosts_and_name_the_failing_bound(service: Controll
         ["s1", "s3", "s4"]
     with pytest.raises(InfeasibleRoute) as exc:
         service.query_paths("h1", "s4", max_latency_ms=1.0)
-    assert exc.value.best_latency_ms == 2.0 and "2.000 ms" in str(exc.value)
+    assert exc.value.best_latency_ms == 2.0 and "2.00 ms" in str(exc.value)
     with pytest.raises(BadRequest):
         service.query_paths("h1", "h1")
     with pytest.raises(NotFound):
