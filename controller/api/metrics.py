@@ -2,9 +2,9 @@
 
 Two sources:
 
-* Counters the os-ken app increments as messages pass (:func:`count_openflow_message`,
-  :func:`count_packet_in`). They live in :data:`PROCESS_REGISTRY`, one per process, so the app
-  needs no reference to the API.
+* Counters the os-ken app increments as messages pass (:mod:`controller.network.counters`:
+  OpenFlow messages by type and direction, packet-ins by switch). They live in a registry of
+  their own, one per process, so the network core needs no reference to the API.
 * Everything else is read from the :class:`~controller.network.service.ControllerService` at scrape
   time by :class:`ServiceCollector` through its read views (one ``network_snapshot`` per
   scrape): intents by state, flows per switch, link utilisation (bandwidth reserved by
@@ -26,41 +26,16 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from controller.network.counters import PROCESS_REGISTRY
+
 if TYPE_CHECKING:
     from controller.network.service import ControllerService
 
-__all__ = ["CONTENT_TYPE", "Metrics", "PROCESS_REGISTRY", "ServiceCollector",
-           "count_openflow_message", "count_packet_in", "is_restoration"]
+__all__ = ["CONTENT_TYPE", "Metrics", "ServiceCollector"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-PROCESS_REGISTRY = CollectorRegistry(auto_describe=True)
-"""Counters incremented where messages pass (the os-ken app)."""
-
-OPENFLOW_MESSAGES = Counter(
-    "cpn_openflow_messages", "OpenFlow messages by type and direction (in: from switches, "
-    "out: to switches)", ["type", "direction"], registry=PROCESS_REGISTRY)
-PACKET_INS = Counter("cpn_packet_ins", "Packet-in messages by switch", ["dpid"],
-                     registry=PROCESS_REGISTRY)
-
 _MS_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
-
-
-def count_openflow_message(msg_type: str, direction: str = "out", count: int = 1) -> None:
-    """Count ``count`` OpenFlow messages of ``msg_type`` (e.g. ``"OFPFlowMod"``);
-    ``direction`` is ``"in"`` (from a switch) or ``"out"`` (to a switch)."""
-    OPENFLOW_MESSAGES.labels(type=msg_type, direction=direction).inc(count)
-
-
-def count_packet_in(dpid: int) -> None:
-    PACKET_INS.labels(dpid=f"{dpid:#x}").inc()
-
-
-def is_restoration(cause: str) -> bool:
-    """Is a Change with this cause a restoration (the network failed under the routes)?"""
-    return ((cause.startswith("port ") and cause.endswith(" down"))
-            or (cause.startswith("switch ") and cause.endswith(" lost"))
-            or cause.startswith("restore "))
 
 
 class ServiceCollector(Collector):
@@ -91,7 +66,7 @@ class ServiceCollector(Collector):
                 self.path_compute.labels(source="change").observe(r.compute_ms)
                 self.changes.inc()
                 self.messages.inc(r.messages)
-                if is_restoration(r.cause) and not r.timed_out:
+                if r.kind.restoration and not r.timed_out:
                     self.restoration.observe(r.event_to_confirm_ms)
             if fresh:
                 self._last_token = max(r.token for r in fresh)

@@ -15,7 +15,7 @@ Multipart requests (flow stats, port stats, port descriptions) go out through
 asked waits on the returned :class:`_Reply` in its own thread (the REST API's, for live reads),
 never in os-ken's event thread.
 
-OpenFlow message counters (:mod:`controller.api.metrics`): messages out are counted per type
+OpenFlow message counters (:mod:`.counters`): messages out are counted per type
 once per :meth:`CpnApp.send` batch; messages in are counted by the event thread into a plain
 dict (it is the only writer) and added to the Prometheus counters by the periodic thread
 every 50 ms, so a handler pays a dict increment, not the counters' locks.
@@ -35,8 +35,8 @@ from os_ken.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_c
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as ofp_parser
 
-from controller.api.metrics import PACKET_INS, count_openflow_message
 from controller.network import openflow
+from controller.network.counters import PACKET_INS, count_openflow_message
 from controller.network.flows import FlowEntry
 from controller.network.service import ControllerService
 

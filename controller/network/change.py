@@ -24,9 +24,12 @@ log = logging.getLogger("controller.network.core")
 class ChangeKind(StrEnum):
     """What set a :class:`Change` off (its ``cause`` says it in words)."""
 
-    SWITCH = "switch"
-    """a switch connected or was lost"""
+    SWITCH_CONNECTED = "switch_connected"
+    SWITCH_LOST = "switch_lost"
+    PORT_UP = "port_up"
+    PORT_DOWN = "port_down"
     PORT = "port"
+    """a port status that changed nothing"""
     LLDP = "lldp"
     """discovery confirmed or refuted a link"""
     HOST = "host"
@@ -41,6 +44,12 @@ class ChangeKind(StrEnum):
     INTENTS = "intents"
     """intents added or removed by an operator"""
     ANYCAST = "anycast"
+
+    @property
+    def restoration(self) -> bool:
+        """The network failed under the routes (a port down, a switch lost, flows removed
+        behind the controller's back): the Change restores them."""
+        return self in (ChangeKind.PORT_DOWN, ChangeKind.SWITCH_LOST, ChangeKind.RESTORE)
 
 
 @dataclass

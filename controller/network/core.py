@@ -332,7 +332,7 @@ class ControllerCore:
         self.state.switch_connected(dpid, ports, now)
         log.info(f"switch {dpid:#x} connected with ports {sorted(ports)}",
                  extra={"dpid": dpid, "event": "switch_connected"})
-        return self._replan(now, ChangeKind.SWITCH,
+        return self._replan(now, ChangeKind.SWITCH_CONNECTED,
                             f"switch {self.state.switches[dpid].name} connected")
 
     def switch_lost(self, dpid: int, now: float) -> Change:
@@ -342,7 +342,8 @@ class ControllerCore:
         self._unsure.discard(dpid)
         self.state.switch_lost(dpid, now)
         log.warning(f"switch {dpid:#x} lost", extra={"dpid": dpid, "event": "switch_lost"})
-        return self._replan(now, ChangeKind.SWITCH, f"switch {self.state.switches[dpid].name} lost")
+        return self._replan(now, ChangeKind.SWITCH_LOST,
+                            f"switch {self.state.switches[dpid].name} lost")
 
     def port_status(self, dpid: int, port_no: int, up: bool, now: float) -> Change:
         changed = self.state.port_status(dpid, port_no, up, now)
@@ -352,7 +353,8 @@ class ControllerCore:
         if not changed:
             return Change(token=self._last_token, cause=f"port {name}:{port_no}",
                           kind=ChangeKind.PORT)
-        return self._replan(now, ChangeKind.PORT, f"port {name}:{port_no} {'up' if up else 'down'}")
+        return self._replan(now, ChangeKind.PORT_UP if up else ChangeKind.PORT_DOWN,
+                            f"port {name}:{port_no} {'up' if up else 'down'}")
 
     def tick(self, now: float) -> Change:
         """Call every few seconds: ends the startup grace period when it is due."""

@@ -47,7 +47,8 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from controller.errors import BadRequest, CpnError, NotFound, SwitchUnavailable
 from controller.network import openflow
-from controller.network.core import Change, ChangeKind, ControllerCore
+from controller.network.change import Change, ChangeKind
+from controller.network.core import ControllerCore
 from controller.network.flows import FlowEntry
 from controller.network.intents import Intent
 from controller.network.views import (
@@ -135,6 +136,8 @@ class ChangeRecord:
     messages: int
     switches: int
     compute_ms: float
+    kind: ChangeKind = ChangeKind.TICK
+    """what set the Change off (``kind.restoration``: it restores routes after a failure)"""
     queued_ms: float = 0.0
     phase0_ms: float = 0.0
     """the makes that depend on nothing else in the change (new tunnels, destinations,
@@ -241,7 +244,7 @@ class ChangeSender:
     def _apply(self, ticket: _Ticket) -> None:
         change = ticket.change
         t_start = time.perf_counter()
-        rec = ChangeRecord(token=change.token, cause=change.cause,
+        rec = ChangeRecord(token=change.token, cause=change.cause, kind=change.kind,
                            messages=change.message_count(), switches=len(change.dpids),
                            compute_ms=change.compute_ms,
                            queued_ms=(t_start - ticket.t_queued) * 1000.0)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import collections
 import re
 
-from controller.api.metrics import Metrics, count_openflow_message, count_packet_in, is_restoration
+from controller.api.metrics import Metrics
+from controller.network.change import ChangeKind
+from controller.network.counters import count_openflow_message, count_packet_in
 from controller.network.service import ChangeRecord, ControllerService
 from controller.topology.loader import load_topology
 
@@ -31,20 +33,21 @@ def test_change_records_become_histograms_once() -> None:
     service.sender = sender  # type: ignore[assignment]
     metrics = Metrics(service)
     sender.records.extend([
-        ChangeRecord(token=1, cause="port s1:1 down", messages=6, switches=2, compute_ms=0.4,
-                     event_to_confirm_ms=12.5),
-        ChangeRecord(token=2, cause="intent fast added", messages=4, switches=3,
-                     compute_ms=0.2, event_to_confirm_ms=3.0),
-        ChangeRecord(token=3, cause="switch s2 lost", messages=2, switches=1, compute_ms=0.1,
-                     event_to_confirm_ms=40.0, timed_out=(4,)),
+        ChangeRecord(token=1, cause="port s1:1 down", kind=ChangeKind.PORT_DOWN, messages=6,
+                     switches=2, compute_ms=0.4, event_to_confirm_ms=12.5),
+        ChangeRecord(token=2, cause="intent fast added", kind=ChangeKind.INTENTS, messages=4,
+                     switches=3, compute_ms=0.2, event_to_confirm_ms=3.0),
+        ChangeRecord(token=3, cause="switch s2 lost", kind=ChangeKind.SWITCH_LOST, messages=2,
+                     switches=1, compute_ms=0.1, event_to_confirm_ms=40.0, timed_out=(4,)),
     ])
     text = metrics.exposition().decode()
     assert _value(text, "cpn_restoration_ms_count") == 1.0  # the timed-out one is left out
     assert _value(text, "cpn_restoration_ms_sum") == 12.5
     assert _value(text, 'cpn_path_computation_ms_count{source="change"}') == 3.0
     assert _value(text, "cpn_change_messages_total") == 12.0
-    sender.records.append(ChangeRecord(token=4, cause="port s1:1 up", messages=2,
-                                       switches=1, compute_ms=0.1, event_to_confirm_ms=5.0))
+    sender.records.append(ChangeRecord(token=4, cause="port s1:1 up", kind=ChangeKind.PORT_UP,
+                                       messages=2, switches=1, compute_ms=0.1,
+                                       event_to_confirm_ms=5.0))
     text = metrics.exposition().decode()
     assert _value(text, 'cpn_path_computation_ms_count{source="change"}') == 4.0
     assert _value(text, "cpn_restoration_ms_count") == 1.0
@@ -52,9 +55,8 @@ def test_change_records_become_histograms_once() -> None:
 
 
 def test_restoration_causes_and_app_counters() -> None:
-    assert is_restoration("port s1:2 down") and is_restoration("switch hub-gs lost")
-    assert is_restoration("restore 3 flows on 0x1")
-    assert not is_restoration("port s1:2 up") and not is_restoration("intent a added")
+    restoring = {k for k in ChangeKind if k.restoration}
+    assert restoring == {ChangeKind.PORT_DOWN, ChangeKind.SWITCH_LOST, ChangeKind.RESTORE}
     service = ControllerService(load_topology(TOPOLOGIES / "diamond.yaml"))
     metrics = Metrics(service)
     before = metrics.exposition().decode()

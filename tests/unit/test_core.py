@@ -12,6 +12,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from controller.errors import NotFound
 from controller.network import openflow
+from controller.network.change import ChangeKind
 from controller.network.core import ControllerCore
 from controller.network.flows import TABLE_DESTINATIONS, cookie_owner, flow, make_cookie
 from controller.topology.model import IntentSpec, Match, Topology
@@ -128,6 +129,7 @@ def test_a_cut_moves_the_broken_intent_with_its_new_tunnel_in_one_round(
     i = next(i for i, lk in enumerate(diamond.links) if {lk.a, lk.b} == {"s1", "s3"})
     net.set_link(i, False)
     change = core.port_status(dp(core, "s3"), core.wiring.link_port(i, "s3"), False, 5.0)
+    assert change.kind is ChangeKind.PORT_DOWN and change.kind.restoration
     assert change.intents  # the moved intent waits for this change
     _check_phase_shapes(change)
     # its old path is dead: nothing to keep it on, so its ingress flow goes in phase 0 with
@@ -211,6 +213,7 @@ def test_switch_loss_and_return(diamond: Topology) -> None:
     fast = next(x for x in core.intents() if x.name == "fast")
     s2 = dp(core, "s2")
     change = core.switch_lost(s2, 5.0)
+    assert change.kind is ChangeKind.SWITCH_LOST and change.kind.restoration
     assert s2 not in change.dpids
     apply_and_confirm(core, net, change, 5.0)
     assert fast.state == "degraded"
@@ -219,9 +222,10 @@ def test_switch_loss_and_return(diamond: Topology) -> None:
     apply_and_confirm(
         core,
         net,
-        core.switch_connected(s2, dict.fromkeys(core.wiring.ports_of(s2), True), 6.0),
+        back := core.switch_connected(s2, dict.fromkeys(core.wiring.ports_of(s2), True), 6.0),
         6.0,
     )
+    assert back.kind is ChangeKind.SWITCH_CONNECTED and not back.kind.restoration
     assert fast.state == "pending"  # routed again, s2 not yet reconciled
     change = core.reconcile(s2, flow_entries(net, s2), 6.1)
     assert change.adds[s2] and not change.deletes
