@@ -49,7 +49,8 @@ from intent_specs import (  # noqa: E402
 from controller.lab.build import ControllerAddress  # noqa: E402
 from controller.lab.network import LabNetwork  # noqa: E402
 from controller.main import StructuredFormatter, run  # noqa: E402
-from controller.network.service import ChangeRecord, ControllerService  # noqa: E402
+from controller.network.sender import ChangeRecord  # noqa: E402
+from controller.network.service import ControllerService  # noqa: E402
 from controller.topology.loader import load_topology  # noqa: E402
 from controller.topology.model import IntentSpec, Topology  # noqa: E402
 

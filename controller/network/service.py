@@ -5,7 +5,7 @@ The os-ken app (``app.py``) feeds switch events in; everything outside ``control
 (the REST API, the web map, the metrics, compute steering, the intents' write protocol) calls
 the intent methods and the read views, never the core or its lock. Both go through one lock
 around the :class:`~.core.ControllerCore`, and every :class:`~.core.Change` the core
-returns is handed, still under that lock, to one :class:`ChangeSender` thread, so Changes
+returns is handed, still under that lock, to one :class:`~.sender.ChangeSender` thread, so Changes
 leave in exactly the order the core produced them.
 
 Read views take the lock themselves and return plain data or immutable snapshots
@@ -15,11 +15,9 @@ cannot change it runs inside ``with service.network() as net:`` (compute steerin
 placements), and steering's NAT flows are computed by a callback under the lock
 (:meth:`ControllerService.set_anycast`).
 
-The sender applies each Change make-before-break: phase 0 on every switch, wait for all
-phase-0 barrier replies (bounded), then phase 1 (the ingress flows onto tunnels phase 0 made,
-when there are any) likewise, phase 2, wait for its barriers, then ``core.confirm``.
-Nothing here imports os-ken's app machinery: switches are reached through a
-:class:`Transport` (the app implements it; tests can fake it).
+The sender (:mod:`.sender`) applies each Change make-before-break. Nothing here imports
+os-ken's app machinery: switches are reached through a :class:`~.sender.Transport` (the app
+implements it; tests can fake it).
 
 Live reads (:meth:`ControllerService.read_flow_stats`, :meth:`~ControllerService.read_flows`,
 :meth:`~ControllerService.read_ports`) send multipart requests through the transport and wait
@@ -28,20 +26,18 @@ for every part in the calling thread (bounded); the app only matches the parts b
 
 from __future__ import annotations
 
-import collections
 import copy
 import gc
 import json
 import logging
 import math
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
@@ -51,6 +47,14 @@ from controller.network.change import Change, ChangeKind
 from controller.network.core import ControllerCore
 from controller.network.flows import FlowEntry
 from controller.network.intents import Intent
+from controller.network.sender import (
+    BARRIER_TIMEOUT_S,
+    ChangeRecord,
+    ChangeSender,
+    Reply,
+    Ticket,
+    Transport,
+)
 from controller.network.views import (
     LinkView,
     NetworkSnapshot,
@@ -61,14 +65,11 @@ from controller.network.views import (
 from controller.topology.model import IntentSpec, Topology
 from controller.topology.wiring import Wiring
 
-__all__ = ["PORT_COUNTERS", "ChangeRecord", "ChangeSender", "ControllerService", "FlowStat",
-           "LinkView", "NetworkSnapshot", "NetworkView", "SwitchUnavailable", "SwitchView",
-           "Transport"]
+__all__ = ["PORT_COUNTERS", "ControllerService", "FlowStat", "LinkView", "NetworkSnapshot",
+           "NetworkView", "SwitchUnavailable", "SwitchView"]
 
 log = logging.getLogger("controller.network.service")
 
-BARRIER_TIMEOUT_S = 5.0
-"""How long the sender waits for the barrier replies of one phase before giving up on it."""
 READ_TIMEOUT_S = 5.0
 """Default bound of a live read (every part of a multipart reply)."""
 
@@ -85,22 +86,6 @@ GC_RECLAIM_INTERVAL_S = 600.0
 :meth:`ControllerService.reclaim_garbage`)."""
 
 
-class Barrier(Protocol):
-    def wait(self, timeout: float | None = None) -> bool: ...
-
-
-class Reply(Protocol):
-    """A multipart reply being collected. ``wait`` is True once complete: every part is in
-    ``parts`` (``error`` None), or the request failed (``error`` says why)."""
-
-    parts: list[Any]
-    error: str | None
-
-    def wait(self, timeout: float | None = None) -> bool: ...
-
-    def cancel(self) -> None: ...
-
-
 @dataclass(frozen=True, slots=True)
 class FlowStat:
     """One flow as the switch reported it: the entry (compares equal to the plan's) and its
@@ -110,172 +95,6 @@ class FlowStat:
     packets: int
     bytes: int
     duration_s: float
-
-
-class Transport(Protocol):
-    """How the service reaches switches. ``handle`` is whatever the app uses for one switch
-    connection (an os-ken ``Datapath``)."""
-
-    def send(self, handle: Any, msgs: Sequence[Any]) -> Barrier | None:
-        """Send ``msgs`` in order on ``handle``; return a waiter for the barrier that ends
-        them (None when the list has no barrier or the connection is gone)."""
-
-    def alive(self, handle: Any) -> bool: ...
-
-    def request(self, handle: Any, msg: Any) -> Reply | None:
-        """Send the multipart request ``msg``; the reply collects every part (matched by
-        xid). None when the connection is gone."""
-
-
-@dataclass
-class ChangeRecord:
-    """Timings of one Change, as logged (``event=change``) and kept for benchmarks."""
-
-    token: int
-    cause: str
-    messages: int
-    switches: int
-    compute_ms: float
-    kind: ChangeKind = ChangeKind.TICK
-    """what set the Change off (``kind.restoration``: it restores routes after a failure)"""
-    queued_ms: float = 0.0
-    phase0_ms: float = 0.0
-    """the makes that depend on nothing else in the change (new tunnels, destinations,
-    intents whose old path broke, intents on tunnels already there)"""
-    phase1_ms: float = 0.0
-    """ingress flows moving live traffic onto tunnels made in phase 0 (0 when none)"""
-    phase2_ms: float = 0.0
-    event_to_phase1_ms: float = 0.0
-    """from the event that caused it (port status, API call) to every phase-1 barrier
-    reply (phase 0 included): the new flows are in place and traffic runs on them"""
-    event_to_confirm_ms: float = 0.0
-    """from the event that caused it to confirm (old flows removed too)"""
-    confirmed: tuple[int, ...] = ()
-    timed_out: tuple[int, ...] = ()
-    """dpids whose barrier did not come back within the bound"""
-
-
-@dataclass
-class _Ticket:
-    change: Change
-    handles: dict[int, Any]
-    t_event: float
-    t_queued: float
-    done: threading.Event = field(default_factory=threading.Event)
-    record: ChangeRecord | None = None
-
-
-class ChangeSender:
-    """One thread that sends Changes strictly in submission order (see the module doc)."""
-
-    def __init__(self, service: ControllerService, transport: Transport,
-                 barrier_timeout_s: float = BARRIER_TIMEOUT_S, keep: int = 10_000) -> None:
-        self._service = service
-        self._transport = transport
-        self._barrier_timeout_s = barrier_timeout_s
-        self._queue: queue.Queue[_Ticket | None] = queue.Queue()
-        self._busy = 0
-        self._busy_lock = threading.Condition()
-        self.records: collections.deque[ChangeRecord] = collections.deque(maxlen=keep)
-        self._thread = threading.Thread(target=self._run, name="cpn-change-sender", daemon=True)
-        self._thread.start()
-
-    def submit(self, change: Change, handles: dict[int, Any], t_event: float) -> _Ticket:
-        ticket = _Ticket(change, handles, t_event, time.perf_counter())
-        with self._busy_lock:
-            self._busy += 1
-        self._queue.put(ticket)
-        return ticket
-
-    def idle(self, timeout_s: float) -> bool:
-        """Wait until every submitted Change is done; False on timeout."""
-        with self._busy_lock:
-            return self._busy_lock.wait_for(lambda: self._busy == 0, timeout=timeout_s)
-
-    def stop(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while True:
-            ticket = self._queue.get()
-            if ticket is None:
-                return
-            try:
-                self._apply(ticket)
-            except Exception:  # noqa: BLE001 - the sender must survive one bad change
-                log.exception(f"change {ticket.change.token} failed",
-                              extra={"event": "change_failed"})
-            finally:
-                ticket.done.set()
-                ticket.change.emit_logs()  # the intents confirmed: after the waiters woke
-                with self._busy_lock:
-                    self._busy -= 1
-                    self._busy_lock.notify_all()
-
-    def _phase(self, ticket: _Ticket, phase: Mapping[int, list[Any]], name: str
-               ) -> tuple[float, list[int]]:
-        t0 = time.perf_counter()
-        waiters: list[tuple[int, Barrier]] = []
-        for dpid, msgs in phase.items():
-            handle = ticket.handles.get(dpid)
-            if handle is None or not self._transport.alive(handle):
-                # the switch went away after the change was computed: the core forgot its
-                # view and reconciles it when it comes back
-                log.info(f"change {ticket.change.token} {name}: switch {dpid:#x} gone; "
-                         f"skipping {len(msgs)} messages",
-                         extra={"dpid": dpid, "event": "change_skip"})
-                continue
-            w = self._transport.send(handle, msgs)
-            if w is not None:
-                waiters.append((dpid, w))
-        deadline = time.monotonic() + self._barrier_timeout_s
-        timed_out = []
-        for dpid, w in waiters:
-            if not w.wait(max(0.0, deadline - time.monotonic())):
-                timed_out.append(dpid)
-        if timed_out:
-            log.error(f"change {ticket.change.token} {name}: no barrier reply within "
-                      f"{self._barrier_timeout_s:g} s from "
-                      + ", ".join(f"{d:#x}" for d in timed_out),
-                      extra={"event": "barrier_timeout", "token": ticket.change.token})
-        return (time.perf_counter() - t0) * 1000.0, timed_out
-
-    def _apply(self, ticket: _Ticket) -> None:
-        change = ticket.change
-        t_start = time.perf_counter()
-        rec = ChangeRecord(token=change.token, cause=change.cause, kind=change.kind,
-                           messages=change.message_count(), switches=len(change.dpids),
-                           compute_ms=change.compute_ms,
-                           queued_ms=(t_start - ticket.t_queued) * 1000.0)
-        rec.phase0_ms, late0 = self._phase(ticket, change.phase0, "phase0")
-        late1: list[int] = []
-        if change.phase1:
-            rec.phase1_ms, late1 = self._phase(ticket, change.phase1, "phase1")
-        rec.event_to_phase1_ms = (time.perf_counter() - ticket.t_event) * 1000.0
-        change.emit_logs()
-        rec.phase2_ms, late2 = self._phase(ticket, change.phase2, "phase2")
-        rec.timed_out = tuple(sorted(set(late0) | set(late1) | set(late2)))
-        confirmed = self._service._confirm(change) if not rec.timed_out else []
-        rec.confirmed = tuple(i.id for i in confirmed)
-        rec.event_to_confirm_ms = (time.perf_counter() - ticket.t_event) * 1000.0
-        ticket.record = rec
-        self.records.append(rec)
-        if not change.empty or rec.confirmed:
-            log.info(f"change {change.token} ({change.cause}): {rec.messages} messages to "
-                     f"{rec.switches} switches, compute {rec.compute_ms:.1f} ms, "
-                     f"phase0 {rec.phase0_ms:.1f} ms, "
-                     + (f"phase1 {rec.phase1_ms:.1f} ms, " if change.phase1 else "")
-                     + f"phase2 {rec.phase2_ms:.1f} ms, "
-                     f"{len(rec.confirmed)} intents confirmed",
-                     extra={"event": "change", "token": change.token,
-                            "duration_ms": round(rec.event_to_confirm_ms, 3),
-                            "compute_ms": round(rec.compute_ms, 3),
-                            "phase0_ms": round(rec.phase0_ms, 3),
-                            "phase1_ms": round(rec.phase1_ms, 3),
-                            "phase2_ms": round(rec.phase2_ms, 3),
-                            "queued_ms": round(rec.queued_ms, 3),
-                            "messages": rec.messages, "switches": rec.switches})
 
 
 class ControllerService:
@@ -382,7 +201,7 @@ class ControllerService:
                 with self.lock:
                     self.core.state.port_counters(dpid, rows, time.monotonic())
 
-    def submit(self, change: Change | None, t_event: float) -> _Ticket | None:
+    def submit(self, change: Change | None, t_event: float) -> Ticket | None:
         """Queue ``change`` for the sender; call with :attr:`lock` held, right after the core
         returned it (``t_event``: ``time.perf_counter()`` of the event that caused it). Wait
         for it with :meth:`wait_change` after releasing the lock (the sender takes the lock to
@@ -510,7 +329,7 @@ class ControllerService:
                 self.core.state.echo_rtt(dpid, time.monotonic() - sent)
 
     # -- intents (for the write protocol, controller/operations.py) ----------------------------
-    def wait_change(self, ticket: _Ticket | None, timeout_s: float) -> None:
+    def wait_change(self, ticket: Ticket | None, timeout_s: float) -> None:
         """Wait (at most ``timeout_s``) until the Change of ``ticket`` (from :meth:`submit`)
         is sent and confirmed; a timeout is logged, not raised."""
         if ticket is not None and not ticket.done.wait(timeout_s):

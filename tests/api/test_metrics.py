@@ -8,7 +8,8 @@ import re
 from controller.api.metrics import Metrics
 from controller.network.change import ChangeKind
 from controller.network.counters import count_openflow_message, count_packet_in
-from controller.network.service import ChangeRecord, ControllerService
+from controller.network.sender import ChangeRecord
+from controller.network.service import ControllerService
 from controller.topology.loader import load_topology
 
 from .conftest import TOPOLOGIES

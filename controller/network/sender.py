@@ -1,0 +1,217 @@
+"""The sender: one thread that sends each Change to the switches, make-before-break.
+
+For every Change, in the order the core returned them: phase 0 on every switch (each
+switch's messages as one OpenFlow bundle ending with a barrier), wait for all phase-0 barrier
+replies (bounded by the barrier timeout), then phase 1 (the ingress flows onto tunnels phase 0
+made, when there are any) likewise, then phase 2 (deletes), wait for its barriers, then the
+service's confirm (``core.confirm``). Each Change leaves a :class:`ChangeRecord` of its
+timings. Switches are reached through a :class:`Transport` (the os-ken app implements it;
+tests fake it).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from controller.network.change import Change, ChangeKind
+
+if TYPE_CHECKING:
+    from controller.network.service import ControllerService
+
+__all__ = ["BARRIER_TIMEOUT_S", "Barrier", "ChangeRecord", "ChangeSender", "Reply", "Ticket",
+           "Transport"]
+
+log = logging.getLogger("controller.network.service")
+"""The sender logs under the service's name: it is the service's thread."""
+
+BARRIER_TIMEOUT_S = 5.0
+"""How long the sender waits for the barrier replies of one phase before giving up on it."""
+
+
+class Barrier(Protocol):
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+class Reply(Protocol):
+    """A multipart reply being collected. ``wait`` is True once complete: every part is in
+    ``parts`` (``error`` None), or the request failed (``error`` says why)."""
+
+    parts: list[Any]
+    error: str | None
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+    def cancel(self) -> None: ...
+
+
+class Transport(Protocol):
+    """How the service reaches switches. ``handle`` is whatever the app uses for one switch
+    connection (an os-ken ``Datapath``)."""
+
+    def send(self, handle: Any, msgs: Sequence[Any]) -> Barrier | None:
+        """Send ``msgs`` in order on ``handle``; return a waiter for the barrier that ends
+        them (None when the list has no barrier or the connection is gone)."""
+
+    def alive(self, handle: Any) -> bool: ...
+
+    def request(self, handle: Any, msg: Any) -> Reply | None:
+        """Send the multipart request ``msg``; the reply collects every part (matched by
+        xid). None when the connection is gone."""
+
+
+@dataclass
+class ChangeRecord:
+    """Timings of one Change, as logged (``event=change``) and kept for benchmarks."""
+
+    token: int
+    cause: str
+    messages: int
+    switches: int
+    compute_ms: float
+    kind: ChangeKind = ChangeKind.TICK
+    """what set the Change off (``kind.restoration``: it restores routes after a failure)"""
+    queued_ms: float = 0.0
+    phase0_ms: float = 0.0
+    """the makes that depend on nothing else in the change (new tunnels, destinations,
+    intents whose old path broke, intents on tunnels already there)"""
+    phase1_ms: float = 0.0
+    """ingress flows moving live traffic onto tunnels made in phase 0 (0 when none)"""
+    phase2_ms: float = 0.0
+    event_to_phase1_ms: float = 0.0
+    """from the event that caused it (port status, API call) to every phase-1 barrier
+    reply (phase 0 included): the new flows are in place and traffic runs on them"""
+    event_to_confirm_ms: float = 0.0
+    """from the event that caused it to confirm (old flows removed too)"""
+    confirmed: tuple[int, ...] = ()
+    timed_out: tuple[int, ...] = ()
+    """dpids whose barrier did not come back within the bound"""
+
+
+@dataclass
+class Ticket:
+    change: Change
+    handles: dict[int, Any]
+    t_event: float
+    t_queued: float
+    done: threading.Event = field(default_factory=threading.Event)
+    record: ChangeRecord | None = None
+
+
+class ChangeSender:
+    """One thread that sends Changes strictly in submission order (see the module doc)."""
+
+    def __init__(self, service: ControllerService, transport: Transport,
+                 barrier_timeout_s: float = BARRIER_TIMEOUT_S, keep: int = 10_000) -> None:
+        self._service = service
+        self._transport = transport
+        self._barrier_timeout_s = barrier_timeout_s
+        self._queue: queue.Queue[Ticket | None] = queue.Queue()
+        self._busy = 0
+        self._busy_lock = threading.Condition()
+        self.records: collections.deque[ChangeRecord] = collections.deque(maxlen=keep)
+        self._thread = threading.Thread(target=self._run, name="cpn-change-sender", daemon=True)
+        self._thread.start()
+
+    def submit(self, change: Change, handles: dict[int, Any], t_event: float) -> Ticket:
+        ticket = Ticket(change, handles, t_event, time.perf_counter())
+        with self._busy_lock:
+            self._busy += 1
+        self._queue.put(ticket)
+        return ticket
+
+    def idle(self, timeout_s: float) -> bool:
+        """Wait until every submitted Change is done; False on timeout."""
+        with self._busy_lock:
+            return self._busy_lock.wait_for(lambda: self._busy == 0, timeout=timeout_s)
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            ticket = self._queue.get()
+            if ticket is None:
+                return
+            try:
+                self._apply(ticket)
+            except Exception:  # noqa: BLE001 - the sender must survive one bad change
+                log.exception(f"change {ticket.change.token} failed",
+                              extra={"event": "change_failed"})
+            finally:
+                ticket.done.set()
+                ticket.change.emit_logs()  # the intents confirmed: after the waiters woke
+                with self._busy_lock:
+                    self._busy -= 1
+                    self._busy_lock.notify_all()
+
+    def _phase(self, ticket: Ticket, phase: Mapping[int, list[Any]], name: str
+               ) -> tuple[float, list[int]]:
+        t0 = time.perf_counter()
+        waiters: list[tuple[int, Barrier]] = []
+        for dpid, msgs in phase.items():
+            handle = ticket.handles.get(dpid)
+            if handle is None or not self._transport.alive(handle):
+                # the switch went away after the change was computed: the core forgot its
+                # view and reconciles it when it comes back
+                log.info(f"change {ticket.change.token} {name}: switch {dpid:#x} gone; "
+                         f"skipping {len(msgs)} messages",
+                         extra={"dpid": dpid, "event": "change_skip"})
+                continue
+            w = self._transport.send(handle, msgs)
+            if w is not None:
+                waiters.append((dpid, w))
+        deadline = time.monotonic() + self._barrier_timeout_s
+        timed_out = []
+        for dpid, w in waiters:
+            if not w.wait(max(0.0, deadline - time.monotonic())):
+                timed_out.append(dpid)
+        if timed_out:
+            log.error(f"change {ticket.change.token} {name}: no barrier reply within "
+                      f"{self._barrier_timeout_s:g} s from "
+                      + ", ".join(f"{d:#x}" for d in timed_out),
+                      extra={"event": "barrier_timeout", "token": ticket.change.token})
+        return (time.perf_counter() - t0) * 1000.0, timed_out
+
+    def _apply(self, ticket: Ticket) -> None:
+        change = ticket.change
+        t_start = time.perf_counter()
+        rec = ChangeRecord(token=change.token, cause=change.cause, kind=change.kind,
+                           messages=change.message_count(), switches=len(change.dpids),
+                           compute_ms=change.compute_ms,
+                           queued_ms=(t_start - ticket.t_queued) * 1000.0)
+        rec.phase0_ms, late0 = self._phase(ticket, change.phase0, "phase0")
+        late1: list[int] = []
+        if change.phase1:
+            rec.phase1_ms, late1 = self._phase(ticket, change.phase1, "phase1")
+        rec.event_to_phase1_ms = (time.perf_counter() - ticket.t_event) * 1000.0
+        change.emit_logs()
+        rec.phase2_ms, late2 = self._phase(ticket, change.phase2, "phase2")
+        rec.timed_out = tuple(sorted(set(late0) | set(late1) | set(late2)))
+        confirmed = self._service._confirm(change) if not rec.timed_out else []
+        rec.confirmed = tuple(i.id for i in confirmed)
+        rec.event_to_confirm_ms = (time.perf_counter() - ticket.t_event) * 1000.0
+        ticket.record = rec
+        self.records.append(rec)
+        if not change.empty or rec.confirmed:
+            log.info(f"change {change.token} ({change.cause}): {rec.messages} messages to "
+                     f"{rec.switches} switches, compute {rec.compute_ms:.1f} ms, "
+                     f"phase0 {rec.phase0_ms:.1f} ms, "
+                     + (f"phase1 {rec.phase1_ms:.1f} ms, " if change.phase1 else "")
+                     + f"phase2 {rec.phase2_ms:.1f} ms, "
+                     f"{len(rec.confirmed)} intents confirmed",
+                     extra={"event": "change", "token": change.token,
+                            "duration_ms": round(rec.event_to_confirm_ms, 3),
+                            "compute_ms": round(rec.compute_ms, 3),
+                            "phase0_ms": round(rec.phase0_ms, 3),
+                            "phase1_ms": round(rec.phase1_ms, 3),
+                            "phase2_ms": round(rec.phase2_ms, 3),
+                            "queued_ms": round(rec.queued_ms, 3),
+                            "messages": rec.messages, "switches": rec.switches})
