@@ -49,7 +49,7 @@ from controller.compute.placement import (
 )
 from controller.compute.sites import ComputeRegistry, Site
 from controller.errors import CpnError
-from controller.network import openflow
+from controller.network import openflow, packets
 from controller.network.flows import (
     ETH_TYPE_IPV4,
     OWNER_ANYCAST,
@@ -410,11 +410,11 @@ class Steering:
         """Packet-in listener (the app's event thread, no lock held; must not block): an
         IPv4 packet to a service's anycast address reached the controller, so its sender has
         no NAT flows yet. Queue its assignment for the worker."""
-        dst_ip = openflow.ipv4_dst_of(data)
+        dst_ip = packets.ipv4_dst_of(data)
         name = self._anycast_by_ip.get(dst_ip) if dst_ip is not None else None
         if name is None:
             return
-        src_ip = openflow.ipv4_src_of(data)
+        src_ip = packets.ipv4_src_of(data)
         if src_ip is None:
             return
         key = (name, src_ip)

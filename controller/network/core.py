@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from controller.errors import InsufficientBandwidth, NotFound
-from controller.network import openflow
+from controller.network import openflow, packets
 from controller.network.change import (
     LOG_EACH_MAX,
     Change,
@@ -525,31 +525,31 @@ class ControllerCore:
         result = PacketInResult()
         if dpid not in self.state.switches:
             return result
-        eth_type = openflow.eth_type_of(data)
+        eth_type = packets.eth_type_of(data)
         if eth_type == ETH_TYPE_LLDP:
-            probe = openflow.parse_lldp(data)
+            probe = packets.parse_lldp(data)
             if probe is not None and probe.dpid in self.state.switches:
                 if self.state.lldp_observed(probe.dpid, probe.port_no, dpid, in_port, now):
                     result.change = self._replan(now, ChangeKind.LLDP,
                                                  f"lldp at {dpid:#x}:{in_port}")
         elif eth_type == ETH_TYPE_ARP:
-            info = openflow.parse_arp(data)
+            info = packets.parse_arp(data)
             if info is None or self.wiring.is_link_port(dpid, in_port):
                 return result
             self._learn(info.src_mac, info.src_ip, dpid, in_port, now, result)
             target = self.state.host_by_ip(info.dst_ip)
             if info.opcode == 1 and target is not None and info.dst_ip != info.src_ip:
-                reply = openflow.arp_reply(target_mac=target.mac, target_ip=target.ip,
+                reply = packets.arp_reply(target_mac=target.mac, target_ip=target.ip,
                                            requester_mac=info.src_mac,
                                            requester_ip=info.src_ip)
                 result.messages.append((dpid, openflow.packet_out(in_port, reply)))
             elif info.opcode == 1 and info.dst_ip in self.anycast_arp:
-                reply = openflow.arp_reply(target_mac=self.anycast_arp[info.dst_ip],
+                reply = packets.arp_reply(target_mac=self.anycast_arp[info.dst_ip],
                                            target_ip=info.dst_ip, requester_mac=info.src_mac,
                                            requester_ip=info.src_ip)
                 result.messages.append((dpid, openflow.packet_out(in_port, reply)))
         elif eth_type == ETH_TYPE_IPV4:
-            src_ip, src_mac = openflow.ipv4_src_of(data), openflow.eth_src_of(data)
+            src_ip, src_mac = packets.ipv4_src_of(data), packets.eth_src_of(data)
             if src_ip and src_mac:
                 self._learn(src_mac, src_ip, dpid, in_port, now, result)
         return result
@@ -573,5 +573,5 @@ class ControllerCore:
                 if live and port_no < 0xFFFFFF00:
                     self.state.lldp_sent[(dpid, port_no)] = now
                     out.append((dpid, openflow.packet_out(port_no,
-                                                          openflow.lldp_probe(dpid, port_no))))
+                                                          packets.lldp_probe(dpid, port_no))))
         return out

@@ -11,7 +11,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from controller.errors import NotFound
-from controller.network import openflow
+from controller.network import openflow, packets
 from controller.network.change import ChangeKind
 from controller.network.core import ControllerCore
 from controller.network.flows import TABLE_DESTINATIONS, cookie_owner, flow, make_cookie
@@ -328,7 +328,7 @@ def test_lldp_verifies_links_and_reports_surprises(diamond: Topology) -> None:
     assert report["missing"] == [] and report["unexpected"] == []
     assert len(core.state.link_report(now + 60)["missing"]) == len(diamond.links)
     # s1's probe from port 1 (to s2) shows up at s3 port 1: s1-s3 is miswired -> not used
-    res = core.packet_in(dp(core, "s3"), 1, openflow.lldp_probe(dp(core, "s1"), 1), now)
+    res = core.packet_in(dp(core, "s3"), 1, packets.lldp_probe(dp(core, "s1"), 1), now)
     report = core.state.link_report(now)
     assert len(report["unexpected"]) == 1 and report["unexpected"][0]["dst_dpid"] == dp(core, "s3")
     assert res.change is not None
@@ -348,7 +348,7 @@ def test_lldp_probes_cover_live_ports(diamond: Topology) -> None:
     )
     assert sent == expected
     for d, m in probes:
-        assert openflow.parse_lldp(m.data) == openflow.LldpProbe(d, m.actions[0].port)
+        assert packets.parse_lldp(m.data) == packets.LldpProbe(d, m.actions[0].port)
 
 
 # --- intents API -----------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from os_ken.lib.packet import arp, ethernet, packet
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from controller.network import openflow
+from controller.network import openflow, packets
 from controller.network.flows import FlowEntry, cookie_owner, flow, make_cookie, pipeline_flows
 
 ENTRY = flow(
@@ -149,7 +149,7 @@ def test_packet_out_and_barrier() -> None:
 
 
 def test_arp_reply_answers_for_the_target() -> None:
-    data = openflow.arp_reply(
+    data = packets.arp_reply(
         target_mac="02:00:0a:00:00:02",
         target_ip="10.0.0.2",
         requester_mac="02:00:0a:00:00:01",
@@ -165,19 +165,19 @@ def test_arp_reply_answers_for_the_target() -> None:
         "02:00:0a:00:00:01",
         "10.0.0.1",
     )
-    info = openflow.parse_arp(data)
+    info = packets.parse_arp(data)
     assert info is not None and info.src_ip == "10.0.0.2"
 
 
 def test_lldp_probe_round_trip() -> None:
     for dpid, port_no in [(1, 1), (0xFEDCBA9876543210, 0xFFFFFF00 - 1), (52, 7)]:
-        data = openflow.lldp_probe(dpid, port_no)
-        assert openflow.eth_type_of(data) == 0x88CC
-        assert openflow.parse_lldp(data) == openflow.LldpProbe(dpid, port_no)
-    assert openflow.parse_lldp(b"\x00" * 60) is None
+        data = packets.lldp_probe(dpid, port_no)
+        assert packets.eth_type_of(data) == 0x88CC
+        assert packets.parse_lldp(data) == packets.LldpProbe(dpid, port_no)
+    assert packets.parse_lldp(b"\x00" * 60) is None
     assert (
-        openflow.parse_lldp(
-            openflow.arp_reply(
+        packets.parse_lldp(
+            packets.arp_reply(
                 target_mac="02:00:00:00:00:02",
                 target_ip="10.0.0.2",
                 requester_mac="02:00:00:00:00:01",
