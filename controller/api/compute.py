@@ -27,7 +27,8 @@ from fastapi.params import Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from controller.compute.placement import TIERS_MS, Service, resolve_bound
+from controller.compute.anycast import Service
+from controller.compute.placement import TIERS_MS, resolve_bound
 from controller.errors import ComputeSiteError, NoCapacity
 
 if TYPE_CHECKING:

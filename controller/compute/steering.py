@@ -38,15 +38,8 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from controller.compute.placement import (
-    AnycastServices,
-    FlowTuple,
-    Move,
-    Placement,
-    Scheduler,
-    Service,
-    latency_circles,
-)
+from controller.compute.anycast import AnycastServices, FlowTuple, Move, Service
+from controller.compute.placement import Placement, Scheduler, latency_circles
 from controller.compute.sites import ComputeRegistry, Site
 from controller.errors import CpnError
 from controller.network import openflow, packets

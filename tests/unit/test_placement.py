@@ -19,13 +19,12 @@ from compute_oracles import (
     small,
 )
 
+from controller.compute.anycast import AnycastServices, Service
 from controller.compute.placement import (
     DEFAULT_POLICY,
     POLICIES,
     TIERS_MS,
-    AnycastServices,
     Scheduler,
-    Service,
     latency_circles,
     resolve_bound,
 )

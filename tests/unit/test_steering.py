@@ -10,7 +10,7 @@ from os_ken.lib.packet import arp, ethernet, icmp, ipv4, packet
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from controller.compute.placement import FlowTuple, Service
+from controller.compute.anycast import FlowTuple, Service
 from controller.compute.steering import ANYCAST_MAC, ANYCAST_PRIORITY, Steering, anycast_flows
 from controller.network import openflow
 from controller.network.flows import OWNER_ANYCAST, TABLE_INTENTS, flow, make_cookie
