@@ -34,7 +34,7 @@ from controller.topology.files import load_topology_argument
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from controller.api.rest import ApiHandle
+    from controller.api.server import ApiHandle
     from controller.compute.steering import Steering
     from controller.operations import IntentOperations
     from controller.store import Store
@@ -163,20 +163,14 @@ def build_controller(settings: Settings, *, read_open: bool | None = None) -> Co
     ``settings.state.dir``, the intents stored there re-added with their ids (the write
     protocol :class:`~controller.operations.IntentOperations`), compute steering, and the
     REST API serving on ``settings.api.host``:``settings.api.port`` (0: a free port) with
-    its token (:func:`~controller.api.rest.load_token`). ``read_open`` None: reads are open
+    its token (:func:`~controller.api.server.load_token`). ``read_open`` None: reads are open
     when the API host is a loopback address and need the token otherwise.
 
     Build it before os-ken runs: the re-added intents are then part of the plan that
     reconnecting switches are reconciled against (same ids, same cookies). Raises
     :class:`CpnError` or :class:`OSError` (the port taken) with nothing left running."""
-    from controller.api.rest import (
-        API_PREFIX,
-        TOKEN_ENV,
-        create_app,
-        is_loopback,
-        load_token,
-        serve_in_thread,
-    )
+    from controller.api.rest import API_PREFIX, create_app
+    from controller.api.server import TOKEN_ENV, is_loopback, load_token, serve_in_thread
     from controller.compute.steering import Steering
     from controller.operations import IntentOperations
     from controller.store import default_state_dir, open_store

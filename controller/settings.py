@@ -18,7 +18,7 @@ Values are YAML scalars and must have the setting's type (``port: "6653"`` or ``
 is an error, not a conversion). An environment variable's value is read as a YAML scalar too
 (``CPN_OPENFLOW_PORT=6653`` is a number), except for text settings, which take it as it is;
 an empty variable counts as unset. ``CPN_API_TOKEN`` is not a setting: it is the API's write
-token itself (see :func:`controller.api.rest.load_token`), kept out of files and of
+token itself (see :func:`controller.api.server.load_token`), kept out of files and of
 ``--print-config``.
 
 Any problem raises :class:`SettingsError` naming where the value came from: the file and

@@ -25,35 +25,38 @@ Most endpoints are sync and run in FastAPI's thread pool (writes wait for barrie
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 import math
-import os
 import re
-import secrets
-import threading
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from controller.api.compute import compute_router
 from controller.api.metrics import CONTENT_TYPE, Metrics
+from controller.api.schemas import (
+    ERRORS,
+    LIVE_ERRORS,
+    HealthOut,
+    IntentDeletedOut,
+    IntentDetailOut,
+    IntentIn,
+    IntentOut,
+    PathsOut,
+    ReadSource,
+)
 from controller.api.webmap import web_router
 from controller.errors import BadRequest, CpnError, InfeasibleRoute, SwitchUnavailable, Unauthorized
 from controller.network.flows import FlowEntry
-from controller.network.intents import Intent, IntentState
+from controller.network.intents import Intent
 from controller.network.service import PORT_COUNTERS
-from controller.topology.model import IntentSpec, Match
 
 if TYPE_CHECKING:
     from controller.compute.steering import Steering
@@ -61,179 +64,14 @@ if TYPE_CHECKING:
     from controller.operations import IntentOperations
     from controller.store import Store
 
-__all__ = ["API_PREFIX", "ApiHandle", "create_app", "is_loopback", "load_token",
-           "serve_in_thread"]
+__all__ = ["API_PREFIX", "create_app", "intent_view", "parse_dpid"]
 
 log = logging.getLogger("controller.api.rest")
 
 API_PREFIX = "/api/v1"
-TOKEN_ENV = "CPN_API_TOKEN"
-TOKEN_FILE_NAME = "api-token"
 DEFAULT_CIRCLE_TIERS_MS = (1.0, 5.0, 20.0)
-_PORT_COUNTER_KEYS = (*PORT_COUNTERS, "duration_s")
-_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
-
-
-# --- bodies and answers -----------------------------------------------------------------------
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-Name = Annotated[str, Field(min_length=1, max_length=64, pattern=_NAME_PATTERN)]
-
-
-class MatchIn(_Body):
-    """Which of the traffic between the two hosts the intent covers (unset: all IPv4)."""
-
-    ip_proto: int | None = Field(default=None, ge=0, le=255, description="6 tcp, 17 udp")
-    src_port: int | None = Field(default=None, ge=0, le=65535)
-    dst_port: int | None = Field(default=None, ge=0, le=65535)
-    dscp: int | None = Field(default=None, ge=0, le=63)
-
-
-class IntentIn(_Body):
-    """A route request between two hosts with a latency bound."""
-
-    name: Name | None = None
-    src: Name
-    dst: Name
-    max_latency_ms: float = Field(gt=0, le=1e6, allow_inf_nan=False)
-    min_bandwidth_mbps: float = Field(default=0.0, ge=0, le=1e9, allow_inf_nan=False)
-    match: MatchIn | None = None
-    priority: int = Field(default=100, ge=0, le=65535)
-    protection: bool = False
-    police: bool = Field(default=False, description="hold the traffic to min_bandwidth_mbps "
-                         "with an OpenFlow meter at the ingress switch")
-
-    def to_spec(self) -> IntentSpec:
-        m = self.match
-        return IntentSpec(src=self.src, dst=self.dst, max_latency_ms=self.max_latency_ms,
-                          min_bandwidth_mbps=self.min_bandwidth_mbps, name=self.name,
-                          match=Match(m.ip_proto, m.src_port, m.dst_port, m.dscp)
-                          if m is not None else None,
-                          priority=self.priority, protection=self.protection,
-                          police=self.police)
-
-
-class ErrorBody(BaseModel):
-    error: str = Field(description="machine-readable code, e.g. not_found, infeasible")
-    detail: str = Field(description="what went wrong, for people")
-    errors: list[dict[str, Any]] | None = Field(
-        default=None, description="validation failures: loc, msg, type")
-    best_latency_ms: float | None = Field(
-        default=None, description="infeasible: the best latency any path has")
-    bottleneck: dict[str, Any] | None = Field(
-        default=None, description="insufficient_bandwidth: the tightest link within the "
-        "bound: link, index, residual_mbps, bandwidth_mbps")
-
-
-class PathChangeOut(BaseModel):
-    time: float
-    timestamp: str
-    old_path: list[str] | None
-    new_path: list[str] | None
-    cause: str
-
-
-class FlowOut(BaseModel):
-    table_id: int
-    priority: int
-    match: dict[str, Any]
-    instructions: list[dict[str, Any]]
-    cookie: str
-    owner: str | None
-
-
-class IntentFlowOut(FlowOut):
-    dpid: str
-    switch: str
-    installed: bool
-
-
-class IntentOut(BaseModel):
-    id: int
-    name: str
-    source: Literal["file", "api"]
-    src: str
-    dst: str
-    max_latency_ms: float
-    min_bandwidth_mbps: float
-    priority: int
-    protection: bool
-    police: bool = False
-    protection_note: str = Field(default="", description="protection: links of the path "
-                                 "without a detour, or with one over the latency bound")
-    match: dict[str, int] | None
-    mpls_label: int | None = Field(default=None, description="label the intent's ingress "
-                                   "pushes: the first segment of the tunnel its traffic rides "
-                                   "from its second switch on (None: flows on every switch of "
-                                   "the path, as for protected intents, or no path)")
-    mpls_labels: list[int] = Field(default_factory=list, description="the labels its traffic "
-                                   "carries, one per switch after the ingress (each switch "
-                                   "swaps to the next; the last pops); segments are shared "
-                                   "by every intent with the same path tail from there on")
-    state: IntentState
-    reason: str
-    path: list[str] | None
-    latency_ms: float | None
-    cost: float | None
-    history: list[PathChangeOut]
-
-
-class IntentDetailOut(IntentOut):
-    flows: list[IntentFlowOut]
-
-
-class IntentDeletedOut(BaseModel):
-    id: int
-    deleted: bool
-    flows_removed: int
-
-
-class PathOut(BaseModel):
-    nodes: list[str]
-    latency_ms: float
-    cost: float
-    hops: int
-    bottleneck_mbps: float | None = Field(description="least residual bandwidth on the path; "
-                                          "null for a path with no link")
-    chosen: bool = Field(description="the path the engine picks (the first)")
-
-
-class PathsOut(BaseModel):
-    src: str
-    dst: str
-    src_node: str
-    dst_node: str
-    max_latency_ms: float | None
-    min_bandwidth_mbps: float | None
-    disjoint: bool
-    compute_ms: float
-    paths: list[PathOut]
-
-
-class HealthOut(BaseModel):
-    status: Literal["ok", "degraded"]
-    topology: str
-    switches_total: int
-    switches_connected: int
-    switches_synced: int
-    intents: int
-    store_ok: bool
-    uptime_s: float
-
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody} for status in (400, 401, 404, 409, 422, 500)}
-_LIVE_ERRORS: dict[int | str, dict[str, Any]] = {**_ERRORS, 503: {"model": ErrorBody}}
-"""Reads that ask the switch itself: 503 when it cannot answer (``source=switch``)."""
 LIVE_READ_TIMEOUT_S = 5.0
-ReadSource = Annotated[
-    Literal["auto", "switch", "controller"],
-    Query(description="switch: read it from the switch now (503 when it cannot answer); "
-                      "controller: the controller's view; auto (default): the switch when it "
-                      "answers, else the controller's view with switch_error saying why")]
+_PORT_COUNTER_KEYS = (*PORT_COUNTERS, "duration_s")
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -353,7 +191,7 @@ def create_app(service: ControllerService, *, intents: IntentOperations, steerin
     write = [Depends(require_write)]
     v1 = API_PREFIX
 
-    @app.get(f"{v1}/health", response_model=HealthOut, responses=_ERRORS, dependencies=read,
+    @app.get(f"{v1}/health", response_model=HealthOut, responses=ERRORS, dependencies=read,
              tags=["state"])
     async def health() -> dict[str, Any]:
         """Switches connected, store reachable. (async: a few counters under the lock and
@@ -363,7 +201,7 @@ def create_app(service: ControllerService, *, intents: IntentOperations, steerin
         return {"status": "ok" if store_ok else "degraded", **counts, "store_ok": store_ok,
                 "uptime_s": time.monotonic() - started}
 
-    @app.get(f"{v1}/topology", responses=_ERRORS, dependencies=read, tags=["state"])
+    @app.get(f"{v1}/topology", responses=ERRORS, dependencies=read, tags=["state"])
     def topology() -> dict[str, Any]:
         """Nodes (kind, coordinates, connected), links (latency, bandwidth, reserved
         bandwidth, state), hosts and compute sites."""
@@ -384,7 +222,7 @@ def create_app(service: ControllerService, *, intents: IntentOperations, steerin
                                    "free_capacity": c.free_capacity, "host": c.host}
                                   for c in topo.compute_sites]}
 
-    @app.get(f"{v1}/switches", responses=_ERRORS, dependencies=read, tags=["state"])
+    @app.get(f"{v1}/switches", responses=ERRORS, dependencies=read, tags=["state"])
     def switches() -> list[dict[str, Any]]:
         out = service.switches()
         for s in out:
@@ -393,7 +231,7 @@ def create_app(service: ControllerService, *, intents: IntentOperations, steerin
                           if s["ports"] is not None else None)
         return out
 
-    @app.get(f"{v1}/switches/{{dpid}}/flows", responses=_LIVE_ERRORS, dependencies=read,
+    @app.get(f"{v1}/switches/{{dpid}}/flows", responses=LIVE_ERRORS, dependencies=read,
              tags=["state"])
     def switch_flows(dpid: str, source: ReadSource = "auto") -> dict[str, Any]:
         """The flows of one switch. ``source: "switch"``: read from the switch now (every
@@ -422,7 +260,7 @@ def create_app(service: ControllerService, *, intents: IntentOperations, steerin
                 "plan": plan, "switch_error": switch_error,
                 "flows": [_flow_dict(e) for e in entries]}
 
-    @app.get(f"{v1}/switches/{{dpid}}/ports", responses=_LIVE_ERRORS, dependencies=read,
+    @app.get(f"{v1}/switches/{{dpid}}/ports", responses=LIVE_ERRORS, dependencies=read,
              tags=["state"])
     def switch_ports(dpid: str, source: ReadSource = "auto") -> dict[str, Any]:
         """Ports: ``live`` as the controller last heard (port status), what the topology
@@ -468,16 +306,16 @@ def create_app(service: ControllerService, *, intents: IntentOperations, steerin
                 "source": "switch" if live_read else "controller",
                 "switch_error": switch_error, "ports": out}
 
-    @app.get(f"{v1}/links", responses=_ERRORS, dependencies=read, tags=["state"])
+    @app.get(f"{v1}/links", responses=ERRORS, dependencies=read, tags=["state"])
     def links() -> dict[str, Any]:
         """Each file link with its state, and the LLDP report (missing, unexpected, ...)."""
         return {"links": service.link_states(), "report": jsonable_encoder(service.links())}
 
-    @app.get(f"{v1}/hosts", responses=_ERRORS, dependencies=read, tags=["state"])
+    @app.get(f"{v1}/hosts", responses=ERRORS, dependencies=read, tags=["state"])
     def hosts() -> list[dict[str, Any]]:
         return service.hosts()
 
-    @app.get(f"{v1}/paths", response_model=PathsOut, responses=_ERRORS, dependencies=read,
+    @app.get(f"{v1}/paths", response_model=PathsOut, responses=ERRORS, dependencies=read,
              tags=["routes"])
     async def paths(src: Annotated[str, Query(min_length=1, max_length=64)],
                     dst: Annotated[str, Query(min_length=1, max_length=64)],
@@ -501,7 +339,7 @@ def create_app(service: ControllerService, *, intents: IntentOperations, steerin
         # documents it; tests check the shape)
         return JSONResponse(out)
 
-    @app.post(f"{v1}/intents", status_code=201, response_model=IntentOut, responses=_ERRORS,
+    @app.post(f"{v1}/intents", status_code=201, response_model=IntentOut, responses=ERRORS,
               dependencies=write, tags=["intents"])
     def add_intent(body: IntentIn) -> dict[str, Any]:
         """Add an intent; answers once its flows are confirmed by barriers (bounded wait):
@@ -510,12 +348,12 @@ def create_app(service: ControllerService, *, intents: IntentOperations, steerin
         intent = intents.add(body.to_spec())
         return intent_view(intent, "api")
 
-    @app.get(f"{v1}/intents", response_model=list[IntentOut], responses=_ERRORS,
+    @app.get(f"{v1}/intents", response_model=list[IntentOut], responses=ERRORS,
              dependencies=read, tags=["intents"])
     def list_intents() -> list[dict[str, Any]]:
         return [intent_view(i, intents.source(i.id)) for i in service.intents()]
 
-    @app.get(f"{v1}/intents/{{intent_id}}", response_model=IntentDetailOut, responses=_ERRORS,
+    @app.get(f"{v1}/intents/{{intent_id}}", response_model=IntentDetailOut, responses=ERRORS,
              dependencies=read, tags=["intents"])
     def show_intent(intent_id: int) -> dict[str, Any]:
         """State, path, history of reroutes and the intent's flows per switch (from the
@@ -528,14 +366,14 @@ def create_app(service: ControllerService, *, intents: IntentOperations, steerin
         return {**intent_view(intent, intents.source(intent_id)), "flows": flows}
 
     @app.delete(f"{v1}/intents/{{intent_id}}", response_model=IntentDeletedOut,
-                responses=_ERRORS, dependencies=write, tags=["intents"])
+                responses=ERRORS, dependencies=write, tags=["intents"])
     def delete_intent(intent_id: int) -> dict[str, Any]:
         """Remove an intent added over the API; answers once the deletes are confirmed by
         barriers (bounded wait). 409 for an intent of the topology file."""
         n = intents.remove(intent_id)
         return {"id": intent_id, "deleted": True, "flows_removed": n}
 
-    @app.get(f"{v1}/routes", responses=_ERRORS, dependencies=read, tags=["routes"])
+    @app.get(f"{v1}/routes", responses=ERRORS, dependencies=read, tags=["routes"])
     def routes() -> dict[str, Any]:
         """What is installed now, per switch (the controller's confirmed view)."""
         out = [{"dpid": f"{sw.dpid:#x}", "switch": sw.name, "connected": sw.connected,
@@ -543,7 +381,7 @@ def create_app(service: ControllerService, *, intents: IntentOperations, steerin
                for sw, entries in service.installed_flows()]
         return {"switches": out}
 
-    @app.get(f"{v1}/latency-circles", responses=_ERRORS, dependencies=read, tags=["routes"])
+    @app.get(f"{v1}/latency-circles", responses=ERRORS, dependencies=read, tags=["routes"])
     def latency_circles(
             center: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
             max_latency_ms: Annotated[float | None, Query(gt=0, le=1e6)] = None,
@@ -564,7 +402,7 @@ def create_app(service: ControllerService, *, intents: IntentOperations, steerin
                            for n, lat in sorted(reach[c].items(), key=lambda x: (x[1], x[0]))
                            if lat <= t]} for t in tiers]} for c in centers]}
 
-    @app.get(f"{v1}/events", responses=_ERRORS, dependencies=read, tags=["state"])
+    @app.get(f"{v1}/events", responses=ERRORS, dependencies=read, tags=["state"])
     def events(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
         """Recent topology changes, failures, reroutes (oldest first), with timestamps."""
         out = []
@@ -579,7 +417,7 @@ def create_app(service: ControllerService, *, intents: IntentOperations, steerin
     def _metrics() -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
-    app.get(f"{v1}/metrics", responses={200: {"content": {"text/plain": {}}}, **_ERRORS},
+    app.get(f"{v1}/metrics", responses={200: {"content": {"text/plain": {}}}, **ERRORS},
             dependencies=read, tags=["state"], response_class=Response,
             summary="Prometheus metrics")(_metrics)
     app.get("/metrics", include_in_schema=False, dependencies=read)(_metrics)
@@ -591,103 +429,3 @@ def create_app(service: ControllerService, *, intents: IntentOperations, steerin
     app.state.steering = steering
     app.include_router(compute_router(steering, read=read, write=write))
     return app
-
-
-# --- serving ------------------------------------------------------------------------------------
-
-@dataclass
-class ApiHandle:
-    """A running API: ``url``, ``port``; :meth:`stop` ends the server thread."""
-
-    host: str
-    port: int
-    server: Any
-    thread: threading.Thread
-    app: FastAPI | None = None
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        webmap = getattr(self.app.state, "webmap", None) if self.app is not None else None
-        if webmap is not None:
-            webmap.close()  # end the web map's live streams, or uvicorn waits for them
-        self.server.should_exit = True
-        self.thread.join(timeout_s)
-
-
-def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 8080, *,
-                    start_timeout_s: float = 10.0) -> ApiHandle:
-    """Run uvicorn for ``app`` in a daemon thread; returns once it listens (``port`` 0 picks
-    a free port). Raises OSError when it cannot listen."""
-    import uvicorn
-
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
-                            access_log=False, timeout_graceful_shutdown=2)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="cpn-api", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + start_timeout_s
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            raise OSError(f"the API could not listen on {host}:{port} (address in use or "
-                          "not available?)")
-        time.sleep(0.01)
-    bound = port
-    for s in server.servers:
-        for sock in s.sockets:
-            bound = sock.getsockname()[1]
-    return ApiHandle(host, bound, server, thread, app)
-
-
-def is_loopback(host: str) -> bool:
-    """Is ``host`` a loopback address (or ``localhost``)? Reads are open there by default."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def load_token(state_dir: str | Path, token_file: str | Path | None = None
-               ) -> tuple[str, Path | None]:
-    """The write token and the file it came from (None: the environment).
-
-    ``token_file`` if given; else ``$CPN_API_TOKEN``; else ``<state_dir>/api-token``,
-    generated (32 random bytes, URL-safe) with mode 0600 when missing."""
-    if token_file is not None:
-        path = Path(token_file)
-        try:
-            token = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise CpnError(f"cannot read API token file {path}: {exc}") from exc
-        if not token:
-            raise CpnError(f"API token file {path} is empty")
-        return token, path
-    env = os.environ.get(TOKEN_ENV, "").strip()
-    if env:
-        return env, None
-    path = Path(state_dir) / TOKEN_FILE_NAME
-    if path.exists():
-        token = path.read_text(encoding="utf-8").strip()
-        if token:
-            if path.stat().st_mode & 0o077:
-                log.warning(f"API token file {path} is readable by group/others; chmod 600 it",
-                            extra={"event": "token_mode"})
-            return token, path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
-    tmp = path.with_name(f".{TOKEN_FILE_NAME}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, f"{token}\n".encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    log.info(f"generated an API token in {path} (mode 0600)", extra={"event": "token_created"})
-    return token, path

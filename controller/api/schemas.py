@@ -1,0 +1,177 @@
+"""The REST API's request bodies and answers (pydantic): what ``/api/v1`` accepts and returns,
+and so what its OpenAPI document at ``/docs`` says. Bodies refuse unknown fields.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from fastapi import Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from controller.network.intents import IntentState
+from controller.topology.model import IntentSpec, Match
+
+if TYPE_CHECKING:
+    pass
+
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+Name = Annotated[str, Field(min_length=1, max_length=64, pattern=_NAME_PATTERN)]
+
+
+class MatchIn(_Body):
+    """Which of the traffic between the two hosts the intent covers (unset: all IPv4)."""
+
+    ip_proto: int | None = Field(default=None, ge=0, le=255, description="6 tcp, 17 udp")
+    src_port: int | None = Field(default=None, ge=0, le=65535)
+    dst_port: int | None = Field(default=None, ge=0, le=65535)
+    dscp: int | None = Field(default=None, ge=0, le=63)
+
+
+class IntentIn(_Body):
+    """A route request between two hosts with a latency bound."""
+
+    name: Name | None = None
+    src: Name
+    dst: Name
+    max_latency_ms: float = Field(gt=0, le=1e6, allow_inf_nan=False)
+    min_bandwidth_mbps: float = Field(default=0.0, ge=0, le=1e9, allow_inf_nan=False)
+    match: MatchIn | None = None
+    priority: int = Field(default=100, ge=0, le=65535)
+    protection: bool = False
+    police: bool = Field(default=False, description="hold the traffic to min_bandwidth_mbps "
+                         "with an OpenFlow meter at the ingress switch")
+
+    def to_spec(self) -> IntentSpec:
+        m = self.match
+        return IntentSpec(src=self.src, dst=self.dst, max_latency_ms=self.max_latency_ms,
+                          min_bandwidth_mbps=self.min_bandwidth_mbps, name=self.name,
+                          match=Match(m.ip_proto, m.src_port, m.dst_port, m.dscp)
+                          if m is not None else None,
+                          priority=self.priority, protection=self.protection,
+                          police=self.police)
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="machine-readable code, e.g. not_found, infeasible")
+    detail: str = Field(description="what went wrong, for people")
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="validation failures: loc, msg, type")
+    best_latency_ms: float | None = Field(
+        default=None, description="infeasible: the best latency any path has")
+    bottleneck: dict[str, Any] | None = Field(
+        default=None, description="insufficient_bandwidth: the tightest link within the "
+        "bound: link, index, residual_mbps, bandwidth_mbps")
+
+
+class PathChangeOut(BaseModel):
+    time: float
+    timestamp: str
+    old_path: list[str] | None
+    new_path: list[str] | None
+    cause: str
+
+
+class FlowOut(BaseModel):
+    table_id: int
+    priority: int
+    match: dict[str, Any]
+    instructions: list[dict[str, Any]]
+    cookie: str
+    owner: str | None
+
+
+class IntentFlowOut(FlowOut):
+    dpid: str
+    switch: str
+    installed: bool
+
+
+class IntentOut(BaseModel):
+    id: int
+    name: str
+    source: Literal["file", "api"]
+    src: str
+    dst: str
+    max_latency_ms: float
+    min_bandwidth_mbps: float
+    priority: int
+    protection: bool
+    police: bool = False
+    protection_note: str = Field(default="", description="protection: links of the path "
+                                 "without a detour, or with one over the latency bound")
+    match: dict[str, int] | None
+    mpls_label: int | None = Field(default=None, description="label the intent's ingress "
+                                   "pushes: the first segment of the tunnel its traffic rides "
+                                   "from its second switch on (None: flows on every switch of "
+                                   "the path, as for protected intents, or no path)")
+    mpls_labels: list[int] = Field(default_factory=list, description="the labels its traffic "
+                                   "carries, one per switch after the ingress (each switch "
+                                   "swaps to the next; the last pops); segments are shared "
+                                   "by every intent with the same path tail from there on")
+    state: IntentState
+    reason: str
+    path: list[str] | None
+    latency_ms: float | None
+    cost: float | None
+    history: list[PathChangeOut]
+
+
+class IntentDetailOut(IntentOut):
+    flows: list[IntentFlowOut]
+
+
+class IntentDeletedOut(BaseModel):
+    id: int
+    deleted: bool
+    flows_removed: int
+
+
+class PathOut(BaseModel):
+    nodes: list[str]
+    latency_ms: float
+    cost: float
+    hops: int
+    bottleneck_mbps: float | None = Field(description="least residual bandwidth on the path; "
+                                          "null for a path with no link")
+    chosen: bool = Field(description="the path the engine picks (the first)")
+
+
+class PathsOut(BaseModel):
+    src: str
+    dst: str
+    src_node: str
+    dst_node: str
+    max_latency_ms: float | None
+    min_bandwidth_mbps: float | None
+    disjoint: bool
+    compute_ms: float
+    paths: list[PathOut]
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded"]
+    topology: str
+    switches_total: int
+    switches_connected: int
+    switches_synced: int
+    intents: int
+    store_ok: bool
+    uptime_s: float
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody} for status in (400, 401, 404, 409, 422, 500)}
+LIVE_ERRORS: dict[int | str, dict[str, Any]] = {**ERRORS, 503: {"model": ErrorBody}}
+"""Reads that ask the switch itself: 503 when it cannot answer (``source=switch``)."""
+ReadSource = Annotated[
+    Literal["auto", "switch", "controller"],
+    Query(description="switch: read it from the switch now (503 when it cannot answer); "
+                      "controller: the controller's view; auto (default): the switch when it "
+                      "answers, else the controller's view with switch_error saying why")]
