@@ -56,7 +56,7 @@ from controller.api.webmap import web_router
 from controller.errors import BadRequest, CpnError, InfeasibleRoute, SwitchUnavailable, Unauthorized
 from controller.network.flows import FlowEntry
 from controller.network.intents import Intent
-from controller.network.service import PORT_COUNTERS
+from controller.network.openflow import PORT_COUNTERS
 
 if TYPE_CHECKING:
     from controller.compute.steering import Steering

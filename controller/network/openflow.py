@@ -14,6 +14,7 @@ import ipaddress
 import socket
 import struct
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from os_ken.ofproto import ofproto_common
@@ -24,6 +25,8 @@ from controller.network.flows import PORT_CONTROLLER, FlowEntry, Instructions, M
 
 __all__ = [
     "BUNDLE_FLAGS",
+    "PORT_COUNTERS",
+    "FlowStat",
     "EntryFlowMod",
     "apply_actions",
     "barrier_request",
@@ -34,11 +37,13 @@ __all__ = [
     "flowmod",
     "flowmod_add",
     "flowmod_delete_strict",
+    "flow_stats_of",
     "flowstats_to_entry",
     "goto_table",
     "output_port",
     "packet_out",
     "port_desc_request",
+    "port_rows_of",
     "port_stats_request",
     "two_phase",
 ]
@@ -582,3 +587,55 @@ def flowstats_to_entry(stat: Any) -> FlowEntry:
     return FlowEntry(table_id=stat.table_id, priority=stat.priority,
                      match=tuple(sorted(stat.match.items())),
                      instructions=tuple(instructions), cookie=stat.cookie)
+
+
+@dataclass(frozen=True, slots=True)
+class FlowStat:
+    """One flow as the switch reported it: the entry (compares equal to the plan's) and its
+    counters."""
+
+    entry: FlowEntry
+    packets: int
+    bytes: int
+    duration_s: float
+
+
+PORT_COUNTERS = ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_dropped",
+                 "tx_dropped", "rx_errors", "tx_errors")
+"""The counters of a port :func:`port_rows_of` reads (beside ``duration_s``)."""
+
+
+def flow_stats_of(parts: Iterable[Any]) -> list[FlowStat]:
+    """The entries of a flow-stats reply (all its parts) with their counters, sorted by
+    entry."""
+    stats = [FlowStat(flowstats_to_entry(s), int(s.packet_count), int(s.byte_count),
+                      s.duration_sec + s.duration_nsec / 1e9) for s in parts]
+    stats.sort(key=lambda st: st.entry)
+    return stats
+
+
+def port_rows_of(descs: Iterable[Any], stats: Iterable[Any]) -> list[dict[str, Any]]:
+    """A switch's ports from its port-description and port-stats replies: ``port_no``,
+    ``name``, ``hw_addr``, ``link_up``, ``admin_up``, ``curr_speed_kbps``, the
+    :data:`PORT_COUNTERS` and ``duration_s`` (counters None for a port the statistics lack).
+    Physical ports only (not LOCAL), sorted by ``port_no``."""
+    by_port: dict[int, dict[str, Any]] = {}
+    for d in descs:
+        if d.port_no > ofp.OFPP_MAX:
+            continue
+        name = d.name.decode(errors="replace") if isinstance(d.name, bytes) else d.name
+        by_port[d.port_no] = {
+            "port_no": d.port_no, "name": name.rstrip("\x00"), "hw_addr": d.hw_addr,
+            "link_up": not d.state & ofp.OFPPS_LINK_DOWN,
+            "admin_up": not d.config & ofp.OFPPC_PORT_DOWN,
+            "curr_speed_kbps": d.curr_speed, **dict.fromkeys(PORT_COUNTERS),
+            "duration_s": None}
+    for st in stats:
+        if st.port_no > ofp.OFPP_MAX:
+            continue
+        row = by_port.setdefault(st.port_no, {
+            "port_no": st.port_no, "name": None, "hw_addr": None, "link_up": None,
+            "admin_up": None, "curr_speed_kbps": None})
+        row.update({k: int(getattr(st, k)) for k in PORT_COUNTERS})
+        row["duration_s"] = st.duration_sec + st.duration_nsec / 1e9
+    return [by_port[p] for p in sorted(by_port)]

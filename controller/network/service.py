@@ -36,10 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
-
-from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from controller.errors import BadRequest, CpnError, NotFound, SwitchUnavailable
 from controller.network import openflow
@@ -65,7 +62,7 @@ from controller.network.views import (
 from controller.topology.model import IntentSpec, Topology
 from controller.topology.wiring import Wiring
 
-__all__ = ["PORT_COUNTERS", "ControllerService", "FlowStat", "LinkView", "NetworkSnapshot",
+__all__ = ["ControllerService", "LinkView", "NetworkSnapshot",
            "NetworkView", "SwitchUnavailable", "SwitchView"]
 
 log = logging.getLogger("controller.network.service")
@@ -78,23 +75,9 @@ PORT_STATS_INTERVAL_S = 2.0
 """default port-statistics poll (link load); setting ``network.port_stats_interval_s``"""
 LLDP_INTERVAL_S = 2.0
 """default LLDP probe interval of every live port; setting ``network.lldp_interval_s``"""
-PORT_COUNTERS = ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_dropped",
-                 "tx_dropped", "rx_errors", "tx_errors")
-"""The counters of a port :meth:`ControllerService.read_ports` reads (beside ``duration_s``)."""
 GC_RECLAIM_INTERVAL_S = 600.0
 """How often the service hands the frozen plan objects back to the cyclic collector (see
 :meth:`ControllerService.reclaim_garbage`)."""
-
-
-@dataclass(frozen=True, slots=True)
-class FlowStat:
-    """One flow as the switch reported it: the entry (compares equal to the plan's) and its
-    counters."""
-
-    entry: FlowEntry
-    packets: int
-    bytes: int
-    duration_s: float
 
 
 class ControllerService:
@@ -425,17 +408,7 @@ class ControllerService:
 
     def link_states(self) -> list[dict[str, Any]]:
         """:meth:`link_views` as the plain data of ``GET /links`` and the state file."""
-        out = []
-        for v in self.link_views():
-            load = v.load
-            out.append({"index": v.index, "a": v.a, "b": v.b, "latency_ms": v.latency_ms,
-                        "bandwidth_mbps": v.bandwidth_mbps, "up": v.up,
-                        "load_a_to_b_mbps": load["a_to_b_mbps"] if load else None,
-                        "load_b_to_a_mbps": load["b_to_a_mbps"] if load else None,
-                        "utilisation": load["utilisation"] if load else None,
-                        "drops": load["drops"] if load else None,
-                        "measured_delay_ms": v.measured_delay_ms})
-        return out
+        return [v.as_state() for v in self.link_views()]
 
     def hosts(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -656,18 +629,14 @@ class ControllerService:
         return [reply.parts for _, reply in replies]
 
     def read_flow_stats(self, dpid: int, *, timeout_s: float = READ_TIMEOUT_S
-                        ) -> list[FlowStat]:
+                        ) -> list[openflow.FlowStat]:
         """Every flow of switch ``dpid`` (all tables, any cookie), read from the switch now
         (all parts of the multipart reply), with its counters; sorted by entry.
         :class:`NotFound` for a dpid the topology lacks, :class:`SwitchUnavailable` when the
         switch is not connected or does not answer within ``timeout_s``."""
         (parts,) = self._read(dpid, [("flow stats", openflow.flow_stats_request())],
                               timeout_s)
-        stats = [FlowStat(openflow.flowstats_to_entry(s), int(s.packet_count),
-                          int(s.byte_count), s.duration_sec + s.duration_nsec / 1e9)
-                 for s in parts]
-        stats.sort(key=lambda st: st.entry)
-        return stats
+        return openflow.flow_stats_of(parts)
 
     def read_flows(self, dpid: int, *, timeout_s: float = READ_TIMEOUT_S) -> list[FlowEntry]:
         """Every flow of switch ``dpid`` as the switch holds it now (see
@@ -685,26 +654,7 @@ class ControllerService:
         descs, stats = self._read(dpid, [("port description", openflow.port_desc_request()),
                                          ("port stats", openflow.port_stats_request())],
                                   timeout_s)
-        by_port: dict[int, dict[str, Any]] = {}
-        for d in descs:
-            if d.port_no > ofp.OFPP_MAX:
-                continue
-            name = d.name.decode(errors="replace") if isinstance(d.name, bytes) else d.name
-            by_port[d.port_no] = {
-                "port_no": d.port_no, "name": name.rstrip("\x00"), "hw_addr": d.hw_addr,
-                "link_up": not d.state & ofp.OFPPS_LINK_DOWN,
-                "admin_up": not d.config & ofp.OFPPC_PORT_DOWN,
-                "curr_speed_kbps": d.curr_speed, **dict.fromkeys(PORT_COUNTERS),
-                "duration_s": None}
-        for st in stats:
-            if st.port_no > ofp.OFPP_MAX:
-                continue
-            row = by_port.setdefault(st.port_no, {
-                "port_no": st.port_no, "name": None, "hw_addr": None, "link_up": None,
-                "admin_up": None, "curr_speed_kbps": None})
-            row.update({k: int(getattr(st, k)) for k in PORT_COUNTERS})
-            row["duration_s"] = st.duration_sec + st.duration_nsec / 1e9
-        return [by_port[p] for p in sorted(by_port)]
+        return openflow.port_rows_of(descs, stats)
 
     def change_records(self) -> list[ChangeRecord]:
         """Timings of the Changes sent so far (the most recent 10,000)."""

@@ -78,6 +78,17 @@ class LinkView:
         load = self.load
         return None if load is None else max(load["a_to_b_mbps"], load["b_to_a_mbps"])
 
+    def as_state(self) -> dict[str, Any]:
+        """The plain data of ``GET /links`` and the state file."""
+        load = self.load
+        return {"index": self.index, "a": self.a, "b": self.b, "latency_ms": self.latency_ms,
+                "bandwidth_mbps": self.bandwidth_mbps, "up": self.up,
+                "load_a_to_b_mbps": load["a_to_b_mbps"] if load else None,
+                "load_b_to_a_mbps": load["b_to_a_mbps"] if load else None,
+                "utilisation": load["utilisation"] if load else None,
+                "drops": load["drops"] if load else None,
+                "measured_delay_ms": self.measured_delay_ms}
+
 
 @dataclass(frozen=True, slots=True)
 class NetworkSnapshot:
