@@ -273,8 +273,8 @@ def _from_file(config_file: str | Path) -> tuple[dict[str, Any], dict[str, str]]
     try:
         data, lines = yaml_with_lines(text, source)
     except TopologyError as exc:
-        where = source if exc.line is None else f"{source}:{exc.line}"
-        raise SettingsError([(where, exc.field or "", exc.message)], source=source,
+        at = source if exc.line is None else f"{source}:{exc.line}"
+        raise SettingsError([(at, exc.field or "", exc.message)], source=source,
                             line=exc.line) from None
 
     def where(*path: str) -> str:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up and run every test: Rust checks (fmt, clippy, cargo test), ruff, then pytest
+# Set up and run every test: Rust checks (fmt, clippy, cargo test), ruff, mypy, then pytest
 # (unit tests, API tests against the real HTTP server, web map tests in headless Chromium,
 # then integration tests on real Open vSwitch + Mininet).
 # Exits non-zero when any stage fails; a stage that collects no tests is not a failure.
@@ -25,6 +25,7 @@ stage "cargo clippy" cargo clippy --all-targets -q -- -D warnings
 stage "cargo clippy (python)" cargo clippy -p pathcore --features python -q -- -D warnings
 stage "cargo test" cargo test -q
 stage "ruff" .venv/bin/ruff check controller pathcore tests benchmarks topologies
+stage "mypy" .venv/bin/mypy
 stage "pytest unit" .venv/bin/python -m pytest -q tests/unit
 stage "pytest api" .venv/bin/python -m pytest -q tests/api
 stage "pytest browser" .venv/bin/python -m pytest -q tests/browser

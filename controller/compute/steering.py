@@ -158,10 +158,10 @@ class Steering:
 
     def close(self) -> None:
         """Stop listening to the service and end the worker thread."""
-        for listeners, fn in ((self.service.packet_listeners, self._on_packet),
-                              (self.service.topology_listeners, self._on_topology)):
-            if fn in listeners:
-                listeners.remove(fn)
+        if self._on_packet in self.service.packet_listeners:
+            self.service.packet_listeners.remove(self._on_packet)
+        if self._on_topology in self.service.topology_listeners:
+            self.service.topology_listeners.remove(self._on_topology)
         try:
             self._work.put_nowait(None)
         except queue.Full:

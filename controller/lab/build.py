@@ -72,10 +72,10 @@ def parse_controller(text: str) -> ControllerAddress:
     return ControllerAddress(ip=parts[0], port=port, protocol=protocol)
 
 
-class LabTopo(Topo):
+class LabTopo(Topo):  # type: ignore[misc]  # mininet ships no types: Any
     """Mininet topology built from a :class:`LabPlan` (one switch per node, hosts, links)."""
 
-    def build(self, plan: LabPlan, link_delays: bool = False) -> None:  # type: ignore[override]
+    def build(self, plan: LabPlan, link_delays: bool = False) -> None:
         topo = plan.topology
         for node in topo.nodes:
             self.addSwitch(plan.switch(node.name), dpid=f"{node.dpid:016x}")
@@ -91,7 +91,7 @@ class LabTopo(Topo):
             self.addLink(plan.switch(link.a), plan.switch(link.b), port1=pa, port2=pb, **opts)
 
 
-class LabSwitch(OVSSwitch):
+class LabSwitch(OVSSwitch):  # type: ignore[misc]  # mininet ships no types: Any
     """OVSSwitch that marks its bridge as the lab's and can run RSTP.
 
     ``rstp``: enable RSTP (standalone mode only); host-facing ports become RSTP edge ports.

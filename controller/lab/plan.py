@@ -47,7 +47,7 @@ class LabPlan:
         # One numbering for lab and controller: the controller knows every port from the file
         # (controller.topology.wiring) and checks it by LLDP, so the lab must wire exactly that.
         wiring = port_plan(topology)
-        link_ports = [tuple(p) for p in wiring.link_ports]
+        link_ports = [(pa, pb) for pa, pb in wiring.link_ports]
         host_ports = {h: port for h, (_node, port) in wiring.host_port.items()}
         plan = cls(topology, switch_names, host_names, link_ports, host_ports)
         plan._node_of_switch.update((v, k) for k, v in switch_names.items())

@@ -122,7 +122,7 @@ class _Bundle:
         return xid in self.xids
 
 
-class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]
+class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]  # os-ken ships no types: Any
     """The CPN controller's os-ken app (OpenFlow 1.3)."""
 
     OFP_VERSIONS = [ofp.OFP_VERSION]

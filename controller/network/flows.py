@@ -135,7 +135,7 @@ class FlowEntry:
             return True
         if other.__class__ is not FlowEntry:
             return NotImplemented
-        o: FlowEntry = other  # type: ignore[assignment]
+        o: FlowEntry = other
         return (self._hash == o._hash and self.match == o.match
                 and self.instructions == o.instructions and self.cookie == o.cookie
                 and self.table_id == o.table_id and self.priority == o.priority)

@@ -179,7 +179,7 @@ _FLOWMOD_DEFAULTS = dict(vars(flowmod(command=ofp.OFPFC_ADD, table_id=0, priorit
 None; no timeouts; no buffer; any out port and group)."""
 
 
-class EntryFlowMod(parser.OFPFlowMod):  # type: ignore[misc]
+class EntryFlowMod(parser.OFPFlowMod):  # type: ignore[misc]  # os-ken ships no types: Any
     """An ``OFPFlowMod`` made from a :class:`FlowEntry` (by :func:`flowmod_add` and
     :func:`flowmod_delete_strict`). It is an ordinary os-ken FlowMod to everything that reads
     it, but it is cheap to make and to send: its ``match`` and ``instructions`` objects are
@@ -193,7 +193,7 @@ class EntryFlowMod(parser.OFPFlowMod):  # type: ignore[misc]
     _wire_match: Match | None
     _wire_instructions: Instructions
 
-    @property  # type: ignore[override]
+    @property
     def match(self) -> parser.OFPMatch:
         d = self.__dict__
         m = d.get("_match_obj")
@@ -206,7 +206,7 @@ class EntryFlowMod(parser.OFPFlowMod):  # type: ignore[misc]
         self.__dict__["_match_obj"] = value
         self.__dict__["_wire_match"] = None  # somebody else's match: os-ken serialises it
 
-    @property  # type: ignore[override]
+    @property
     def instructions(self) -> list[Any]:
         d = self.__dict__
         inst = d.get("_inst_obj")

@@ -442,7 +442,7 @@ class NetworkState:
             peer = wiring.peer(dpid, int(port_no))
             if peer is None or peer[0] != "link":
                 continue
-            index = int(peer[1])  # type: ignore[misc]
+            index = int(peer[1])
             t = float(row["duration_s"]) if row.get("duration_s") is not None else now
             drops = int(row.get("tx_dropped") or 0) + int(row.get("rx_dropped") or 0)
             prev = self._port_prev.get((dpid, int(port_no)))

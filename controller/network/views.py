@@ -192,8 +192,8 @@ def query_paths(g: pathcore.Graph, a: str, b: str, *, max_latency_ms: float | No
         else:
             chosen = g.shortest_path(a, b, weight="latency")
         if chosen is None:
-            why = why_no_path(g, a, b, max_latency_ms=max_latency_ms, min_bandwidth_mbps=bw)
-            raise InfeasibleRoute(why.text, best_latency_ms=why.best_latency_ms)
+            no_path = why_no_path(g, a, b, max_latency_ms=max_latency_ms, min_bandwidth_mbps=bw)
+            raise InfeasibleRoute(no_path.text, best_latency_ms=no_path.best_latency_ms)
         paths = [chosen]
         if k > 1:
             for p in g.k_shortest_paths(a, b, k + 1, weight="latency",

@@ -263,12 +263,12 @@ def _intent_dict(i: IntentSpec) -> dict[str, Any]:
     return d
 
 
-class _FlowDict(dict):  # type: ignore[type-arg]
+class _FlowDict(dict[str, Any]):
     """Marks a mapping to be written in flow style."""
 
 
 def _dump_yaml(doc: dict[str, Any], header: str | None) -> str:
-    class Dumper(yaml.SafeDumper):
+    class Dumper(yaml.SafeDumper):  # type: ignore[misc]  # yaml ships no types: Any
         pass
 
     Dumper.add_representer(
