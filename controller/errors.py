@@ -7,6 +7,12 @@ these rather than bare ``ValueError``/``KeyError`` for conditions an operator sh
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TypeVar
+
+K = TypeVar("K")
+V = TypeVar("V")
+
 
 class CpnError(Exception):
     """Base of every error the controller reports to an operator."""
@@ -138,3 +144,12 @@ class SwitchUnavailable(CpnError):
 
     http_status = 503
     code = "switch_unavailable"
+
+
+def lookup(table: Mapping[K, V], key: K, missing: str) -> V:
+    """``table[key]``, or :class:`NotFound` saying ``missing.format(key)`` (a key that cannot
+    be in the table at all, say an unhashable one from a request, is missing too)."""
+    try:
+        return table[key]
+    except (KeyError, TypeError):
+        raise NotFound(missing.format(key)) from None

@@ -27,8 +27,8 @@ from fastapi.params import Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from controller.compute.anycast import Service
-from controller.compute.placement import TIERS_MS, resolve_bound
+from controller.compute.anycast import Assignment, Service
+from controller.compute.placement import TIERS_MS, Placement, resolve_bound
 from controller.errors import ComputeSiteError, NoCapacity
 
 if TYPE_CHECKING:
@@ -134,24 +134,6 @@ class PlacementIn(_Body):
     policy: Policy = "nearest"
 
 
-class PlacementOut(BaseModel):
-    id: str
-    source: str
-    source_node: str
-    site_id: str
-    site_node: str
-    kind: str
-    demand: float
-    unit: str
-    policy: str
-    max_latency_ms: float
-    min_bandwidth_mbps: float
-    path: list[str]
-    link_ids: list[int]
-    latency_ms: float
-    price: float
-
-
 class NoCapacityBody(BaseModel):
     error: str = Field(description="no_capacity")
     detail: str
@@ -195,24 +177,10 @@ class AssignIn(_Body):
     client: _Text = Field(description="the client host (name or IPv4)")
 
 
-class AssignmentOut(BaseModel):
-    service: str
-    client_host: str
-    client_ip: str
-    client_node: str
-    site_id: str
-    site_node: str
-    reservation_id: str
-    path: list[str]
-    link_ids: list[int]
-    latency_ms: float
-    price: float
-
-
 class ServiceDeletedOut(BaseModel):
     name: str
     deleted: bool
-    released: list[AssignmentOut]
+    released: list[Assignment]
 
 
 _E: dict[int | str, dict[str, Any]] = {
@@ -276,7 +244,7 @@ def compute_router(steering: Steering, *, read: list[Depends],
         return {"id": site_id, "deleted": True}
 
     # -- placements -------------------------------------------------------------------------
-    @r.post("/placements", status_code=201, response_model=PlacementOut, responses=_E_PLACE,
+    @r.post("/placements", status_code=201, response_model=Placement, responses=_E_PLACE,
             dependencies=write)
     def place(body: PlacementIn) -> Any:
         """Choose a site for the demand by the policy and reserve the capacity. 409
@@ -289,16 +257,16 @@ def compute_router(steering: Steering, *, read: list[Depends],
             return _no_capacity(exc)
         return p.to_dict()
 
-    @r.get("/placements", response_model=list[PlacementOut], responses=_E, dependencies=read)
+    @r.get("/placements", response_model=list[Placement], responses=_E, dependencies=read)
     def list_placements() -> list[dict[str, Any]]:
         return [p.to_dict() for p in steering.placements()]
 
-    @r.get("/placements/{placement_id}", response_model=PlacementOut, responses=_E,
+    @r.get("/placements/{placement_id}", response_model=Placement, responses=_E,
            dependencies=read)
     def show_placement(placement_id: str) -> dict[str, Any]:
         return steering.placement(placement_id).to_dict()
 
-    @r.delete("/placements/{placement_id}", response_model=PlacementOut, responses=_E,
+    @r.delete("/placements/{placement_id}", response_model=Placement, responses=_E,
               dependencies=write)
     def release(placement_id: str) -> dict[str, Any]:
         """Release the placement's capacity; answers the released placement."""
@@ -329,13 +297,13 @@ def compute_router(steering: Steering, *, read: list[Depends],
         """Remove the service and release every client's capacity."""
         return {"name": name, "deleted": True, "released": steering.remove_service(name)}
 
-    @r.get("/services/{name}/assignments", response_model=list[AssignmentOut], responses=_E,
+    @r.get("/services/{name}/assignments", response_model=list[Assignment], responses=_E,
            dependencies=read)
     def assignments(name: str) -> list[dict[str, Any]]:
         """Which site each client of the service is steered to."""
         return steering.assignments(name)
 
-    @r.post("/services/{name}/assignments", response_model=AssignmentOut,
+    @r.post("/services/{name}/assignments", response_model=Assignment,
             responses=_E_PLACE, dependencies=write)
     def assign(name: str, body: AssignIn) -> Any:
         """The client's site: kept while it is up or draining and within the bound (sticky),
@@ -346,7 +314,7 @@ def compute_router(steering: Steering, *, read: list[Depends],
         except NoCapacity as exc:
             return _no_capacity(exc)
 
-    @r.delete("/services/{name}/assignments/{client}", response_model=AssignmentOut,
+    @r.delete("/services/{name}/assignments/{client}", response_model=Assignment,
               responses=_E, dependencies=write)
     def unassign(name: str, client: str) -> dict[str, Any]:
         """Forget a client's assignment and release its capacity."""

@@ -22,7 +22,7 @@ from controller.compute.placement import (
     resolve_bound,
 )
 from controller.compute.sites import new_id, to_micro
-from controller.errors import ComputeConflict, ComputeSiteError, NoCapacity, NotFound
+from controller.errors import ComputeConflict, ComputeSiteError, NoCapacity, NotFound, lookup
 
 if TYPE_CHECKING:
     from controller.topology.model import Host
@@ -145,10 +145,7 @@ class AnycastServices:
         return service
 
     def service(self, name: str) -> Service:
-        try:
-            return self._services[name]
-        except (KeyError, TypeError):
-            raise NotFound(f"no service {name!r}") from None
+        return lookup(self._services, name, "no service {!r}")
 
     def services(self) -> list[Service]:
         return list(self._services.values())

@@ -49,7 +49,7 @@ from controller.compute.sites import (
     new_id,
     to_micro,
 )
-from controller.errors import ComputeConflict, ComputeSiteError, NoCapacity, NotFound
+from controller.errors import ComputeConflict, ComputeSiteError, NoCapacity, NotFound, lookup
 from controller.network.explain import fmt_ms
 
 if TYPE_CHECKING:
@@ -356,10 +356,7 @@ class Scheduler:
         return placement
 
     def placement(self, placement_id: str) -> Placement:
-        try:
-            return self._placements[placement_id]
-        except (KeyError, TypeError):
-            raise NotFound(f"no placement {placement_id!r}") from None
+        return lookup(self._placements, placement_id, "no placement {!r}")
 
     def placements(self) -> list[Placement]:
         return list(self._placements.values())

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from controller.errors import ComputeConflict, ComputeSiteError, NotFound
+from controller.errors import ComputeConflict, ComputeSiteError, NotFound, lookup
 
 if TYPE_CHECKING:
     from controller.topology.model import ComputeSite, Host, Topology
@@ -182,10 +182,7 @@ class ComputeRegistry:
 
     # -- reading --------------------------------------------------------------------------------
     def site(self, site_id: str) -> Site:
-        try:
-            return self._sites[site_id]
-        except (KeyError, TypeError):
-            raise NotFound(f"no compute site {site_id!r}") from None
+        return lookup(self._sites, site_id, "no compute site {!r}")
 
     def __contains__(self, site_id: object) -> bool:
         return site_id in self._sites
@@ -199,10 +196,7 @@ class ComputeRegistry:
                 if (kind is None or s.kind == kind) and (state is None or s.state == state)]
 
     def reservation(self, reservation_id: str) -> Reservation:
-        try:
-            return self._reservations[reservation_id]
-        except (KeyError, TypeError):
-            raise NotFound(f"no reservation {reservation_id!r}") from None
+        return lookup(self._reservations, reservation_id, "no reservation {!r}")
 
     def reservations(self, site_id: str | None = None) -> list[Reservation]:
         return [r for r in self._reservations.values()

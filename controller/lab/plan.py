@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from controller.errors import NotFound
+from controller.errors import lookup
 from controller.tables import format_table
 from controller.topology.model import Topology
 from controller.topology.wiring import port_plan
@@ -56,17 +56,13 @@ class LabPlan:
 
     def switch(self, node: str) -> str:
         """Mininet name of the switch for topology node ``node``."""
-        try:
-            return self.switch_names[node]
-        except KeyError:
-            raise NotFound(f"no node {node!r} in topology {self.topology.name!r}") from None
+        return lookup(self.switch_names, node,
+                      f"no node {{!r}} in topology {self.topology.name!r}")
 
     def host(self, host: str) -> str:
         """Mininet name of topology host ``host``."""
-        try:
-            return self.host_names[host]
-        except KeyError:
-            raise NotFound(f"no host {host!r} in topology {self.topology.name!r}") from None
+        return lookup(self.host_names, host,
+                      f"no host {{!r}} in topology {self.topology.name!r}")
 
     def node_of(self, switch: str) -> str:
         """Topology node name of Mininet switch ``switch``."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from controller.errors import NotFound, TopologyError
+from controller.errors import NotFound, TopologyError, lookup
 from controller.network.explain import fmt_path, why_no_path
 from controller.network.flows import ETH_TYPE_IPV4, METER_ID_MAX, OWNER_ID_MASK
 
@@ -229,10 +229,7 @@ class IntentTable:
         """reroute log lines (message, extra) not logged yet: see :meth:`take_log_records`"""
 
     def __getitem__(self, intent_id: int) -> Intent:
-        try:
-            return self.intents[intent_id]
-        except KeyError:
-            raise NotFound(f"no intent {intent_id}") from None
+        return lookup(self.intents, intent_id, "no intent {}")
 
     def add(self, spec: IntentSpec, intent_id: int | None = None) -> Intent:
         """Register an intent (not routed yet: call :meth:`route_all`). Bad input raises and

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from controller.errors import NotFound
+from controller.errors import lookup
 from controller.network.explain import fmt_ms
 from controller.topology.wiring import Wiring, port_plan
 
@@ -143,10 +143,7 @@ class NetworkState:
         return sorted(self.switches)
 
     def switch(self, dpid: int) -> SwitchRecord:
-        try:
-            return self.switches[dpid]
-        except KeyError:
-            raise NotFound(f"no switch with dpid {dpid:#x} in the topology") from None
+        return lookup(self.switches, dpid, "no switch with dpid {:#x} in the topology")
 
     def node_present(self, node: str) -> bool:
         """Connected, or not seen yet during the startup grace period."""

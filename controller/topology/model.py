@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from controller.errors import NotFound
+from controller.errors import NotFound, lookup
 from controller.topology.geo import DEFAULT_ROUTE_FACTOR
 
 if TYPE_CHECKING:
@@ -130,17 +130,11 @@ class Topology:
     # lookups -------------------------------------------------------------------------------
     def node(self, name: str) -> Node:
         """The node called ``name``; :class:`NotFound` if there is none."""
-        try:
-            return self._node_index[name]
-        except KeyError:
-            raise NotFound(f"no node {name!r} in topology {self.name!r}") from None
+        return lookup(self._node_index, name, f"no node {{!r}} in topology {self.name!r}")
 
     def host(self, name: str) -> Host:
         """The host called ``name``; :class:`NotFound` if there is none."""
-        try:
-            return self._host_index[name]
-        except KeyError:
-            raise NotFound(f"no host {name!r} in topology {self.name!r}") from None
+        return lookup(self._host_index, name, f"no host {{!r}} in topology {self.name!r}")
 
     def node_by_dpid(self, dpid: int) -> Node:
         for n in self.nodes:

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from controller.errors import NotFound
+from controller.errors import NotFound, lookup
 
 if TYPE_CHECKING:
     from controller.topology.model import Topology
@@ -57,10 +57,7 @@ class Wiring:
         return {dpid: name for name, dpid in self.node_dpid.items()}
 
     def dpid(self, node: str) -> int:
-        try:
-            return self.node_dpid[node]
-        except KeyError:
-            raise NotFound(f"no node {node!r} in the wiring") from None
+        return lookup(self.node_dpid, node, "no node {!r} in the wiring")
 
     def peer(self, dpid: int, port_no: int) -> Peer | None:
         """What port ``port_no`` of switch ``dpid`` is wired to, or None if the file has no use
