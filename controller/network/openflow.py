@@ -620,22 +620,22 @@ def port_rows_of(descs: Iterable[Any], stats: Iterable[Any]) -> list[dict[str, A
     :data:`PORT_COUNTERS` and ``duration_s`` (counters None for a port the statistics lack).
     Physical ports only (not LOCAL), sorted by ``port_no``."""
     by_port: dict[int, dict[str, Any]] = {}
+
+    def row(port_no: int) -> dict[str, Any]:
+        return by_port.setdefault(port_no, {
+            "port_no": port_no, "name": None, "hw_addr": None, "link_up": None,
+            "admin_up": None, "curr_speed_kbps": None, **dict.fromkeys(PORT_COUNTERS),
+            "duration_s": None})
+
     for d in descs:
-        if d.port_no > ofp.OFPP_MAX:
-            continue
-        name = d.name.decode(errors="replace") if isinstance(d.name, bytes) else d.name
-        by_port[d.port_no] = {
-            "port_no": d.port_no, "name": name.rstrip("\x00"), "hw_addr": d.hw_addr,
-            "link_up": not d.state & ofp.OFPPS_LINK_DOWN,
-            "admin_up": not d.config & ofp.OFPPC_PORT_DOWN,
-            "curr_speed_kbps": d.curr_speed, **dict.fromkeys(PORT_COUNTERS),
-            "duration_s": None}
+        if d.port_no <= ofp.OFPP_MAX:
+            name = d.name.decode(errors="replace") if isinstance(d.name, bytes) else d.name
+            row(d.port_no).update(name=name.rstrip("\x00"), hw_addr=d.hw_addr,
+                                  link_up=not d.state & ofp.OFPPS_LINK_DOWN,
+                                  admin_up=not d.config & ofp.OFPPC_PORT_DOWN,
+                                  curr_speed_kbps=d.curr_speed)
     for st in stats:
-        if st.port_no > ofp.OFPP_MAX:
-            continue
-        row = by_port.setdefault(st.port_no, {
-            "port_no": st.port_no, "name": None, "hw_addr": None, "link_up": None,
-            "admin_up": None, "curr_speed_kbps": None})
-        row.update({k: int(getattr(st, k)) for k in PORT_COUNTERS})
-        row["duration_s"] = st.duration_sec + st.duration_nsec / 1e9
+        if st.port_no <= ofp.OFPP_MAX:
+            row(st.port_no).update({k: int(getattr(st, k)) for k in PORT_COUNTERS},
+                                   duration_s=st.duration_sec + st.duration_nsec / 1e9)
     return [by_port[p] for p in sorted(by_port)]

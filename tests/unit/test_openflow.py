@@ -193,3 +193,24 @@ def test_flowentry_is_hashable_and_ordered() -> None:
     b = FlowEntry(1, 100, (("eth_type", 2048),), (("output", 1),), 5)
     assert a == b and hash(a) == hash(b) and len({a, b}) == 1
     assert sorted([b, FlowEntry(0, 1, (), (), 1)])[0].table_id == 0
+
+
+def test_port_rows_join_descriptions_and_statistics() -> None:
+    from types import SimpleNamespace
+
+    counters = dict.fromkeys(openflow.PORT_COUNTERS, 7)
+    descs = [SimpleNamespace(port_no=2, name=b"s1-eth2\x00", hw_addr="0e:00:00:00:00:02",
+                             state=ofp.OFPPS_LINK_DOWN, config=0, curr_speed=10_000),
+             SimpleNamespace(port_no=ofp.OFPP_LOCAL, name=b"s1", hw_addr="0e:00:00:00:00:00",
+                             state=0, config=0, curr_speed=0)]
+    stats = [SimpleNamespace(port_no=1, duration_sec=3, duration_nsec=500_000_000, **counters),
+             SimpleNamespace(port_no=2, duration_sec=1, duration_nsec=0, **counters)]
+    rows = openflow.port_rows_of(descs, stats)
+    assert [r["port_no"] for r in rows] == [1, 2]  # LOCAL left out, sorted
+    only_stats, both = rows
+    assert only_stats["name"] is None and only_stats["link_up"] is None
+    assert only_stats["rx_packets"] == 7 and only_stats["duration_s"] == 3.5
+    assert both["name"] == "s1-eth2" and both["link_up"] is False and both["admin_up"] is True
+    assert both["curr_speed_kbps"] == 10_000 and both["tx_errors"] == 7
+    no_stats = openflow.port_rows_of(descs[:1], [])[0]
+    assert no_stats["rx_bytes"] is None and no_stats["duration_s"] is None
