@@ -52,7 +52,7 @@ from controller.network.flows import (
     FlowPlan,
     diff_entries,
 )
-from controller.network.intents import DeferredMessage, Intent, IntentState
+from controller.network.intents import WITHOUT_PATH, DeferredMessage, Intent, IntentState
 from controller.network.router import Router
 from controller.network.state import NetworkState
 
@@ -207,7 +207,7 @@ class ControllerCore:
             for e in entries:
                 owner = e.owner
                 fell = None if owner is None or owner[0] != "intent" else intents.get(owner[1])
-                is_early = fell is not None and fell.state.without_path
+                is_early = fell is not None and fell.state in WITHOUT_PATH
                 (early if is_early else late).setdefault(dpid, []).append(e)
         # everything goes in phase 0 but the ingress flows that move live traffic onto a
         # tunnel made in this change: those wait in phase 1 until the tunnel is confirmed

@@ -35,6 +35,7 @@ __all__ = [
     "Intent",
     "IntentState",
     "IntentTable",
+    "WITHOUT_PATH",
     "PathChange",
     "intent_match",
     "intent_priority",
@@ -54,9 +55,10 @@ class IntentState(StrEnum):
     DEGRADED = "degraded"
     """it was installed and lost its path (its traffic falls back)"""
 
-    @property
-    def without_path(self) -> bool:
-        return self in (IntentState.INFEASIBLE, IntentState.DEGRADED)
+
+WITHOUT_PATH = frozenset({IntentState.INFEASIBLE, IntentState.DEGRADED})
+"""the states of an intent that has no path (its traffic falls back); a set, because routing
+asks it of every intent on every change"""
 
 
 class PathChange(NamedTuple):
@@ -362,7 +364,7 @@ class IntentTable:
             if path is not None:
                 links = tuple(path.links)
                 if links == intent.links and not intent.reason \
-                        and not intent.state.without_path:
+                        and intent.state not in WITHOUT_PATH:
                     # the same route (the common case): only its figures may have moved
                     intent.latency_ms, intent.cost = path.latency_ms, path.cost
                     continue
@@ -402,7 +404,7 @@ class IntentTable:
             intent.links = links if links is not None else tuple(path.links)
             intent.latency_ms, intent.cost = path.latency_ms, path.cost
             intent.reason = ""
-            if new_path != old_path or old_state.without_path:
+            if new_path != old_path or old_state in WITHOUT_PATH:
                 intent.state = IntentState.PENDING
         else:
             new_path = None

@@ -49,6 +49,7 @@ from controller.network.flows import (
     pipeline_flows,
 )
 from controller.network.intents import (
+    WITHOUT_PATH,
     Intent,
     IntentTable,
     intent_match,
@@ -210,7 +211,7 @@ class Router:
         label = self._tunnels.attach(intent)
         # what the flows are a function of (the hosts' records by their version: hashing two
         # records for every moved intent cost more than building its flows)
-        key = (intent.path, intent.links, intent.state.without_path,
+        key = (intent.path, intent.links, intent.state in WITHOUT_PATH,
                intent.conflict_with is not None, st.hosts_version, label,
                # detours depend on every link's state, not only the path's
                st.graph_version if intent.spec.protection else None)
@@ -278,7 +279,7 @@ class Router:
                 first = ()  # the meter polices at the ingress only
             out.setdefault(dst.dpid, []).append(
                 FlowEntry(TABLE_INTENTS, prio, match, (("output", dst.port_no),), cookie))
-        elif intent.state.without_path and intent.conflict_with is None:
+        elif intent.state in WITHOUT_PATH and intent.conflict_with is None:
             fallback: Instructions = () if self.fallback == "drop" \
                 else (("goto_table", TABLE_DESTINATIONS),)
             out[src.dpid] = [FlowEntry(TABLE_INTENTS, prio, match, fallback, cookie)]

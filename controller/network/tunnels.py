@@ -73,7 +73,10 @@ class Tunnels:
         over. Sets the intent's ``mpls_label`` and ``mpls_labels``."""
         iid = intent.id
         path, links = intent.path, intent.links
-        self.detach(iid)  # let go first: the same tunnel again must keep the intent
+        old = self._intent_label.pop(iid, None)
+        if old is not None:  # let go first: the same tunnel again must keep the intent
+            self._heads[old].discard(iid)
+            self._unref(old)
         label = None
         chain: tuple[int, ...] = ()
         if path is not None and links is not None and len(path) > 1 \
