@@ -205,11 +205,28 @@ impl Tree {
 
     /// Label `node` with key `k`, reached by link `pred`, and queue it under heap score
     /// `(f, k.1, k.2)` (`f` is `k.0`, or `k.0` plus a heuristic for A*). The searches keep
-    /// their pop-and-relax loops inline: hoisted into helpers they measured 3 to 5 % slower.
+    /// their relax loops inline: hoisted into helpers they measured 3 to 5 % slower.
     #[inline(always)]
     pub(crate) fn label(&mut self, node: NodeId, k: Key, pred: LinkId, f: f64) {
         self.st.set(node, NodeState::labelled(k, pred));
         self.heap.push(entry((f, k.1, k.2), node));
+    }
+
+    /// Pop the least unsettled label, mark its node settled and return the node and its
+    /// state; stale heap entries (nodes already settled) are dropped. `None` when the heap
+    /// is empty. Always inlined: measured as fast as the same lines written into each loop.
+    #[inline(always)]
+    pub(crate) fn settle_next(&mut self) -> Option<(NodeId, NodeState)> {
+        while let Some(e) = self.heap.pop() {
+            let node = e.1.node();
+            let mut s = self.st.get(node);
+            if !s.done {
+                s.done = true;
+                self.st.set(node, s);
+                return Some((node, s));
+            }
+        }
+        None
     }
 
     /// Least key among unsettled labels (stale heap entries are dropped).
@@ -252,14 +269,7 @@ impl Tree {
             Direction::Forward => &g.out_adj,
             Direction::Reverse => &g.in_adj,
         };
-        while let Some(e) = self.heap.pop() {
-            let node = e.1.node();
-            let mut s = self.st.get(node);
-            if s.done {
-                continue;
-            }
-            s.done = true;
-            self.st.set(node, s);
+        while let Some((node, s)) = self.settle_next() {
             if settle(node) {
                 break;
             }
@@ -301,14 +311,7 @@ impl Tree {
             return None;
         }
         self.start(g.node_count(), src, h[src as usize]);
-        while let Some(e) = self.heap.pop() {
-            let node = e.1.node();
-            let mut s = self.st.get(node);
-            if s.done {
-                continue;
-            }
-            s.done = true;
-            self.st.set(node, s);
+        while let Some((node, s)) = self.settle_next() {
             if node == dst {
                 return self.path_from_root(g, src, dst);
             }

@@ -22,7 +22,7 @@
 
 use crate::graph::{Filter, Graph, LinkId, NodeId, Path, Weight, NO_LINK};
 pub use crate::search::Direction;
-use crate::search::{key_add, key_less, Key, Tree, BIDI_R, FWD};
+use crate::search::{key_add, key_less, Key, NodeState, Tree, BIDI_R, FWD};
 
 /// Least-`weight` path src→dst over links allowed by `filter`; ties go to less latency,
 /// then fewer hops. `None` if dst is unreachable. Bidirectional Dijkstra (a forward search
@@ -81,11 +81,7 @@ fn bidirectional(
         } else {
             (&mut *rv, &*fw, &g.in_adj)
         };
-        // top() dropped the settled entries: the head is the least unsettled label.
-        let node = me.heap.pop()?.1.node();
-        let mut s = me.st.get(node);
-        s.done = true;
-        me.st.set(node, s);
+        let (node, s) = me.settle_next()?;
         for a in &adj[node as usize] {
             if !filter.arc_ok(a) {
                 continue;
@@ -117,34 +113,6 @@ fn bidirectional(
     Some(Path::from_links(g, src, links))
 }
 
-/// One-sided Dijkstra from src stopped at dst (reference for [`shortest_path`]).
-pub fn unidirectional_shortest_path(
-    g: &Graph,
-    src: NodeId,
-    dst: NodeId,
-    weight: Weight,
-    filter: &Filter,
-) -> Option<Path> {
-    if !filter.node_ok(src) || !filter.node_ok(dst) {
-        return None;
-    }
-    FWD.with(|t| {
-        let mut t = t.borrow_mut();
-        t.run(
-            g,
-            src,
-            Direction::Forward,
-            weight,
-            Weight::Latency,
-            filter,
-            f64::INFINITY,
-            |_, _| true,
-            |n| n == dst,
-        );
-        t.path_from_root(g, src, dst)
-    })
-}
-
 /// As [`shortest_path`], but `None` unless the path's total `weight` is at most `bound`.
 pub fn bounded_shortest_path(
     g: &Graph,
@@ -168,25 +136,7 @@ pub fn distances(
     filter: &Filter,
     bound: f64,
 ) -> Vec<(NodeId, f64)> {
-    FWD.with(|t| {
-        let mut t = t.borrow_mut();
-        let mut order = Vec::new();
-        t.run(
-            g,
-            src,
-            dir,
-            weight,
-            Weight::Latency,
-            filter,
-            bound,
-            |_, _| true,
-            |n| {
-                order.push(n);
-                false
-            },
-        );
-        order.into_iter().map(|n| (n, t.st.get(n).a)).collect()
-    })
+    settled(g, src, dir, weight, filter, bound, |n, s| (n, s.a))
 }
 
 /// Next hops toward `target`: for every other node that can reach it over links allowed
@@ -218,28 +168,52 @@ pub fn shortest_path_tree(
     weight: Weight,
     filter: &Filter,
 ) -> Vec<(NodeId, LinkId)> {
+    let mut hops = settled(
+        g,
+        target,
+        Direction::Reverse,
+        weight,
+        filter,
+        f64::INFINITY,
+        |n, s| (n, s.pred),
+    );
+    // Every settled node other than the root was labelled from a settled neighbour, so its
+    // pred is set (reachability as in shortest_path, even if a sum overflows); the root
+    // has none.
+    hops.retain(|&(n, _)| n != target);
+    hops
+}
+
+/// Dijkstra by `weight` (ties: less latency, then fewer hops) from `root`, or toward it for
+/// [`Direction::Reverse`], over links allowed by `filter`, cut at `bound`: `pick(node,
+/// state)` of every settled node, in order of settling.
+fn settled<T>(
+    g: &Graph,
+    root: NodeId,
+    dir: Direction,
+    weight: Weight,
+    filter: &Filter,
+    bound: f64,
+    pick: impl Fn(NodeId, NodeState) -> T,
+) -> Vec<T> {
     FWD.with(|t| {
         let mut t = t.borrow_mut();
         let mut order = Vec::new();
         t.run(
             g,
-            target,
-            Direction::Reverse,
+            root,
+            dir,
             weight,
             Weight::Latency,
             filter,
-            f64::INFINITY,
+            bound,
             |_, _| true,
             |n| {
-                if n != target {
-                    order.push(n);
-                }
+                order.push(n);
                 false
             },
         );
-        // Every settled node other than the root was labelled from a settled neighbour, so
-        // its pred is set (reachability as in shortest_path, even if a sum overflows).
-        order.into_iter().map(|n| (n, t.st.get(n).pred)).collect()
+        order.into_iter().map(|n| pick(n, t.st.get(n))).collect()
     })
 }
 
@@ -247,6 +221,31 @@ pub fn shortest_path_tree(
 mod tests {
     use super::*;
     use crate::graph::tests::{all_simple_paths, random_graph, Rng};
+
+    /// One-sided Dijkstra from src stopped at dst over all up links (the reference for
+    /// [`shortest_path`]).
+    fn unidirectional_shortest_path(
+        g: &Graph,
+        src: NodeId,
+        dst: NodeId,
+        w: Weight,
+    ) -> Option<Path> {
+        FWD.with(|t| {
+            let mut t = t.borrow_mut();
+            t.run(
+                g,
+                src,
+                Direction::Forward,
+                w,
+                Weight::Latency,
+                &Filter::new(),
+                f64::INFINITY,
+                |_, _| true,
+                |n| n == dst,
+            );
+            t.path_from_root(g, src, dst)
+        })
+    }
 
     #[test]
     fn matches_brute_force() {
@@ -286,7 +285,7 @@ mod tests {
             let (s, d) = (rng.below(n as u64) as u32, rng.below(n as u64) as u32);
             for w in [Weight::Latency, Weight::Cost, Weight::Hops] {
                 let a = shortest_path(&g, s, d, w, &Filter::new());
-                let b = unidirectional_shortest_path(&g, s, d, w, &Filter::new());
+                let b = unidirectional_shortest_path(&g, s, d, w);
                 match (a, b) {
                     (None, None) => {}
                     (Some(a), Some(b)) => {
