@@ -117,6 +117,18 @@ thread_local! {
     pub(crate) static LABELS: RefCell<Labels> = RefCell::new(Labels::default());
 }
 
+/// One latency-constrained query: a least-`weight` path src→dst over the links `filter`
+/// allows whose total latency is at most `bound` (the slack already added).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Query<'a> {
+    pub(crate) g: &'a Graph,
+    pub(crate) src: NodeId,
+    pub(crate) dst: NodeId,
+    pub(crate) bound: f64,
+    pub(crate) weight: Weight,
+    pub(crate) filter: &'a Filter,
+}
+
 /// Exact least-`weight` path src→dst with total latency ≤ `max_latency_ms` (relative slack
 /// 1e-9; `+inf` = unbounded) over links allowed by `filter`. `None` if no path is feasible.
 /// See the module documentation for the method and its complexity.
@@ -128,18 +140,7 @@ pub fn constrained_path(
     weight: Weight,
     filter: &Filter,
 ) -> Option<Path> {
-    constrained_path_abs(g, src, dst, slack(max_latency_ms), weight, filter)
-}
-
-/// As [`constrained_path`] with the bound already including its slack.
-pub(crate) fn constrained_path_abs(
-    g: &Graph,
-    src: NodeId,
-    dst: NodeId,
-    bound: f64,
-    weight: Weight,
-    filter: &Filter,
-) -> Option<Path> {
+    let bound = slack(max_latency_ms);
     if !filter.node_ok(src) || !filter.node_ok(dst) || bound.is_nan() || bound < 0.0 {
         return None;
     }
@@ -155,17 +156,20 @@ pub(crate) fn constrained_path_abs(
     if p_w.latency_ms <= bound {
         return Some(p_w);
     }
+    let q = Query {
+        g,
+        src,
+        dst,
+        bound,
+        weight,
+        filter,
+    };
     FWD.with(|fw| {
         REV_A.with(|ra| {
             REV_B.with(|rb| {
                 LABELS.with(|lb| {
                     search(
-                        g,
-                        src,
-                        dst,
-                        bound,
-                        weight,
-                        filter,
+                        q,
                         &mut fw.borrow_mut(),
                         &mut ra.borrow_mut(),
                         &mut rb.borrow_mut(),
@@ -177,14 +181,10 @@ pub(crate) fn constrained_path_abs(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Steps 1 to 3 of the module documentation, for a query whose least-weight path is
+/// infeasible.
 fn search(
-    g: &Graph,
-    src: NodeId,
-    dst: NodeId,
-    bound: f64,
-    weight: Weight,
-    filter: &Filter,
+    q: Query<'_>,
     fwd: &mut Tree,
     rev_w: &mut Tree,
     rev_lat: &mut Tree,
@@ -194,61 +194,56 @@ fn search(
     // 1. Least latency to dst, cut at the bound: lb_lat, and the nodes that can be on a
     //    feasible path at all. The least-latency path is the first incumbent.
     rev_lat.run(
-        g,
-        dst,
+        q.g,
+        q.dst,
         Direction::Reverse,
         Weight::Latency,
-        weight,
-        filter,
-        bound,
+        q.weight,
+        q.filter,
+        q.bound,
         |_, _| true,
         |_| false,
     );
-    let p_lat = rev_lat.path_to_root(g, dst, src)?;
+    let p_lat = rev_lat.path_to_root(q.g, q.dst, q.src)?;
     // Narrow the region to the nodes that are on some path within the bound: forward
     // latency from src, pruned by `fwd + lb_lat > bound` (an ellipse rather than a disc on
     // a geographic graph). Shortest paths to such nodes stay inside it, so it is exact.
     fwd.run(
-        g,
-        src,
+        q.g,
+        q.src,
         Direction::Forward,
         Weight::Latency,
         Weight::Latency,
-        filter,
-        bound,
-        |n, d| d + rev_lat.st.get(n).a <= bound,
+        q.filter,
+        q.bound,
+        |n, d| d + rev_lat.st.get(n).a <= q.bound,
         |_| false,
     );
-    let best_w = p_lat.weight(weight);
+    let best_w = p_lat.weight(q.weight);
     // 2. Least weight to dst inside that region, cut at the incumbent (a node farther
     //    than that cannot be on a better path): lb_w. If the least-weight path inside the
     //    region meets the bound it is optimal.
     let cut = best_w + best_w.abs() * 1e-9 + 1e-12;
     rev_w.run(
-        g,
-        dst,
+        q.g,
+        q.dst,
         Direction::Reverse,
-        weight,
+        q.weight,
         Weight::Latency,
-        filter,
+        q.filter,
         cut,
         |n, _| fwd.reached(n),
         |_| false,
     );
-    let Some(p_w) = rev_w.path_to_root(g, dst, src) else {
+    let Some(p_w) = rev_w.path_to_root(q.g, q.dst, q.src) else {
         return Some(p_lat);
     };
-    if p_w.latency_ms <= bound {
+    if p_w.latency_ms <= q.bound {
         return Some(p_w);
     }
     // 3. Best-first label setting.
     label_search(
-        g,
-        src,
-        dst,
-        bound,
-        weight,
-        filter,
+        q,
         |v| rev_w.st.get(v).a,
         |v| rev_lat.st.get(v).a,
         Some(p_lat),
@@ -256,34 +251,27 @@ fn search(
     )
 }
 
-/// Best-first label setting from src to dst with latency budget `bound` (slack included),
-/// guided by lower bounds `lb_w(x)` and `lb_lat(x)` on the weight and latency from x to
-/// dst (`inf` where dst is out of reach). Returns the lex-least (weight, latency, hops)
-/// feasible path, or `incumbent` if none beats it.
-#[allow(clippy::too_many_arguments)]
+/// Best-first label setting for `q`, guided by lower bounds `lb_w(x)` and `lb_lat(x)` on
+/// the weight and latency from x to dst (`inf` where dst is out of reach). Returns the
+/// lex-least (weight, latency, hops) feasible path, or `incumbent` if none beats it.
 pub(crate) fn label_search<W: Fn(NodeId) -> f64, L: Fn(NodeId) -> f64>(
-    g: &Graph,
-    src: NodeId,
-    dst: NodeId,
-    bound: f64,
-    weight: Weight,
-    filter: &Filter,
+    q: Query<'_>,
     lb_w: W,
     lb_lat: L,
     incumbent: Option<Path>,
     labels: &mut Labels,
 ) -> Option<Path> {
-    if !filter.node_ok(src) || !filter.node_ok(dst) || !lb_w(src).is_finite() {
+    if !q.filter.node_ok(q.src) || !q.filter.node_ok(q.dst) || !lb_w(q.src).is_finite() {
         return incumbent;
     }
     let (mut best_w, mut best_lat, mut best_hops) = match &incumbent {
-        Some(p) => (p.weight(weight), p.latency_ms, p.hops as u32),
+        Some(p) => (p.weight(q.weight), p.latency_ms, p.hops as u32),
         None => (f64::INFINITY, f64::INFINITY, u32::MAX),
     };
     let mut best_label: Option<u32> = None;
-    labels.reset(g.node_count());
+    labels.reset(q.g.node_count());
     labels.arena.push(Label {
-        node: src,
+        node: q.src,
         parent: u32::MAX,
         link: NO_LINK,
         w: 0.0,
@@ -291,8 +279,8 @@ pub(crate) fn label_search<W: Fn(NodeId) -> f64, L: Fn(NodeId) -> f64>(
         hops: 0,
         dead: false,
     });
-    labels.list(src).push(0);
-    labels.heap.push(entry(lb_w(src), 0.0, 0, 0));
+    labels.list(q.src).push(0);
+    labels.heap.push(entry(lb_w(q.src), 0.0, 0, 0));
     while let Some(MinScored((least_f, _, _), cur)) = labels.heap.pop() {
         if least_f.get() > best_w {
             break;
@@ -301,18 +289,18 @@ pub(crate) fn label_search<W: Fn(NodeId) -> f64, L: Fn(NodeId) -> f64>(
         if lab.dead {
             continue;
         }
-        for a in g.out_arcs(lab.node) {
-            if !filter.arc_ok(a) {
+        for a in q.g.out_arcs(lab.node) {
+            if !q.filter.arc_ok(a) {
                 continue;
             }
             let v = a.other;
             let lb_lat = lb_lat(v);
             let nlat = lab.lat + a.latency_ms;
             // Unreached nodes have lb_lat = inf and fail here.
-            if nlat + lb_lat > bound {
+            if nlat + lb_lat > q.bound {
                 continue;
             }
-            let nw = lab.w + weight.of_arc(a);
+            let nw = lab.w + q.weight.of_arc(a);
             let f = nw + lb_w(v);
             if !f.is_finite() || f > best_w || (f == best_w && nlat + lb_lat > best_lat) {
                 continue;
@@ -327,7 +315,7 @@ pub(crate) fn label_search<W: Fn(NodeId) -> f64, L: Fn(NodeId) -> f64>(
                 hops: nh,
                 dead: false,
             };
-            if v == dst {
+            if v == q.dst {
                 let better = nw < best_w
                     || (nw == best_w && (nlat < best_lat || (nlat == best_lat && nh < best_hops)));
                 if better {
@@ -379,7 +367,7 @@ pub(crate) fn label_search<W: Fn(NodeId) -> f64, L: Fn(NodeId) -> f64>(
                 (lab.link != NO_LINK).then_some((lab.link, lab.parent))
             });
             links.reverse();
-            Some(Path::from_links(g, src, links))
+            Some(Path::from_links(q.g, q.src, links))
         }
     }
 }

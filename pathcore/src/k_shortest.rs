@@ -29,7 +29,7 @@
 
 use std::collections::HashSet;
 
-use crate::constrained::{constrained_path_abs, label_search, LABELS};
+use crate::constrained::{constrained_path, label_search, Query, LABELS};
 use crate::graph::{slack, Filter, Graph, NodeId, Path, Weight};
 use crate::search::{Direction, FWD, REV_A};
 
@@ -45,18 +45,18 @@ pub fn k_shortest_paths(
     max_latency_ms: f64,
     filter: &Filter,
 ) -> Vec<Path> {
-    let bound = slack(max_latency_ms);
     let mut out: Vec<Path> = Vec::new();
     if k == 0 {
         return out;
     }
-    let Some(first) = constrained_path_abs(g, src, dst, bound, weight, filter) else {
+    let Some(first) = constrained_path(g, src, dst, max_latency_ms, weight, filter) else {
         return out;
     };
     out.push(first);
     if src == dst {
         return out;
     }
+    let bound = slack(max_latency_ms);
     // Spur searches are guided by the exact weight (and latency) to dst in the whole
     // graph, computed once: excluding links and nodes only lengthens paths, so these stay
     // consistent lower bounds. Unbounded: A*; bounded: the constrained label search.
@@ -107,13 +107,16 @@ pub fn k_shortest_paths(
                 FWD.with(|t| t.borrow_mut().astar(g, spur, dst, weight, &f, &lb_w))
             } else {
                 LABELS.with(|l| {
-                    label_search(
+                    let q = Query {
                         g,
-                        spur,
+                        src: spur,
                         dst,
-                        bound - root_lat,
+                        bound: bound - root_lat,
                         weight,
-                        &f,
+                        filter: &f,
+                    };
+                    label_search(
+                        q,
                         |v| lb_w[v as usize],
                         |v| lb_lat[v as usize],
                         None,
