@@ -15,19 +15,76 @@ use crate::graph::{
 };
 use crate::{circles, constrained, disjoint, k_shortest, shortest_path};
 
-fn to_py(e: Error) -> PyErr {
-    match e {
-        Error::UnknownNode(_) | Error::UnknownLink(_) => PyKeyError::new_err(e.to_string()),
-        _ => PyValueError::new_err(e.to_string()),
-    }
-}
-
-/// Prefix an error message with the item it concerns (keeps the exception type).
-fn at(what: &str, i: usize, e: Error) -> PyErr {
-    let m = format!("{what} {i}: {e}");
+/// The Python exception for an engine error, with message `m`: unknown node or link →
+/// `KeyError`, anything else → `ValueError`.
+fn exception(e: &Error, m: String) -> PyErr {
     match e {
         Error::UnknownNode(_) | Error::UnknownLink(_) => PyKeyError::new_err(m),
         _ => PyValueError::new_err(m),
+    }
+}
+
+fn to_py(e: Error) -> PyErr {
+    exception(&e, e.to_string())
+}
+
+/// One item of a bulk argument (`add_links`, `batch_constrained_paths`): a tuple whose
+/// errors name the item, `"{what} {i}: ..."`, keeping the exception type.
+struct Record<'py> {
+    t: Bound<'py, PyTuple>,
+    what: &'static str,
+    i: usize,
+}
+
+impl<'py> Record<'py> {
+    /// Item `i` (`what`: "link", "request"), which must be a tuple of `required` items and
+    /// optionally one more, laid out as `form` (for the messages); otherwise ValueError.
+    fn new(
+        item: Bound<'py, PyAny>,
+        what: &'static str,
+        i: usize,
+        form: &str,
+        required: usize,
+    ) -> PyResult<Record<'py>> {
+        let t = item
+            .cast_into::<PyTuple>()
+            .map_err(|_| PyValueError::new_err(format!("{what} {i}: expected a tuple {form}")))?;
+        let n = t.len();
+        if n != required && n != required + 1 {
+            return Err(PyValueError::new_err(format!(
+                "{what} {i}: expected {required} or {} items {form}, got {n}",
+                required + 1
+            )));
+        }
+        Ok(Record { t, what, i })
+    }
+
+    /// Item `j` as the id of a node name (a str; unknown → KeyError).
+    fn node(&self, g: &Graph, j: usize) -> PyResult<NodeId> {
+        let o = self.t.get_borrowed_item(j)?;
+        let s = o.cast::<PyString>().map_err(|_| {
+            PyValueError::new_err(format!("{} {}: node names must be str", self.what, self.i))
+        })?;
+        g.node_id(s.to_str()?).map_err(|e| self.error(e))
+    }
+
+    /// Item `j` as a float.
+    fn num(&self, j: usize) -> PyResult<f64> {
+        self.t.get_borrowed_item(j)?.extract::<f64>()
+    }
+
+    /// Item `j` as a float, or `default` if the tuple ends before it.
+    fn num_or(&self, j: usize, default: f64) -> PyResult<f64> {
+        if j < self.t.len() {
+            self.num(j)
+        } else {
+            Ok(default)
+        }
+    }
+
+    /// `e` with the item named in its message (same exception type as `to_py`).
+    fn error(&self, e: Error) -> PyErr {
+        exception(&e, format!("{} {}: {e}", self.what, self.i))
     }
 }
 
@@ -260,6 +317,23 @@ impl PyGraph {
         self.g.check_link_id(id).map_err(to_py)
     }
 
+    /// The ends and weight of a query, checked in that order of report: bad weight →
+    /// ValueError, then unknown src or dst → KeyError.
+    fn query(&self, src: &str, dst: &str, weight: &str) -> PyResult<(NodeId, NodeId, Weight)> {
+        let w = self::weight(weight)?;
+        Ok((self.node(src)?, self.node(dst)?, w))
+    }
+
+    /// Apply the engine setter `set` to link `link_id` (unknown id → KeyError).
+    fn set_link(
+        &mut self,
+        link_id: i64,
+        set: impl FnOnce(&mut Graph, LinkId) -> Result<(), Error>,
+    ) -> PyResult<()> {
+        let id = self.lid(link_id)?;
+        set(&mut self.g, id).map_err(to_py)
+    }
+
     fn path(&self, py: Python<'_>, p: Option<Path>) -> Option<PyPath> {
         p.map(|p| PyPath::new(py, &self.names, p))
     }
@@ -400,36 +474,16 @@ impl PyGraph {
         links: &Bound<'_, PyAny>,
         bidirectional: bool,
     ) -> PyResult<Vec<LinkId>> {
+        const FORM: &str = "(u, v, latency_ms, bandwidth_mbps[, cost])";
         let mut specs = Vec::new();
         for (i, item) in links.try_iter()?.enumerate() {
-            let item = item?;
-            let t = item.cast::<PyTuple>().map_err(|_| {
-                PyValueError::new_err(format!(
-                    "link {i}: expected a tuple (u, v, latency_ms, bandwidth_mbps[, cost])"
-                ))
-            })?;
-            let n = t.len();
-            if n != 4 && n != 5 {
-                return Err(PyValueError::new_err(format!(
-                    "link {i}: expected 4 or 5 items (u, v, latency_ms, bandwidth_mbps[, cost]), got {n}"
-                )));
-            }
-            let name = |j: usize| -> PyResult<NodeId> {
-                let o = t.get_borrowed_item(j)?;
-                let s = o.cast::<PyString>().map_err(|_| {
-                    PyValueError::new_err(format!("link {i}: node names must be str"))
-                })?;
-                self.g.node_id(s.to_str()?).map_err(|e| at("link", i, e))
-            };
-            let u = name(0)?;
-            let v = name(1)?;
-            let num = |j: usize| -> PyResult<f64> { t.get_borrowed_item(j)?.extract::<f64>() };
+            let r = Record::new(item?, "link", i, FORM, 4)?;
             specs.push(LinkSpec {
-                u,
-                v,
-                latency_ms: num(2)?,
-                bandwidth_mbps: num(3)?,
-                cost: if n == 5 { num(4)? } else { 1.0 },
+                u: r.node(&self.g, 0)?,
+                v: r.node(&self.g, 1)?,
+                latency_ms: r.num(2)?,
+                bandwidth_mbps: r.num(3)?,
+                cost: r.num_or(4, 1.0)?,
             });
         }
         self.g.add_links(&specs, bidirectional).map_err(to_py)
@@ -469,8 +523,7 @@ impl PyGraph {
     /// never used. Unknown id → KeyError. O(deg(u) + deg(v)).
     #[pyo3(signature = (link_id, up, *, both_directions=false))]
     fn set_link_up(&mut self, link_id: i64, up: bool, both_directions: bool) -> PyResult<()> {
-        let id = self.lid(link_id)?;
-        self.g.set_link_up(id, up, both_directions).map_err(to_py)
+        self.set_link(link_id, |g, id| g.set_link_up(id, up, both_directions))
     }
 
     /// Set the residual bandwidth (what is left for new reservations) of a directed link.
@@ -483,10 +536,9 @@ impl PyGraph {
         residual_mbps: f64,
         both_directions: bool,
     ) -> PyResult<()> {
-        let id = self.lid(link_id)?;
-        self.g
-            .set_residual_bandwidth(id, residual_mbps, both_directions)
-            .map_err(to_py)
+        self.set_link(link_id, |g, id| {
+            g.set_residual_bandwidth(id, residual_mbps, both_directions)
+        })
     }
 
     /// Set the capacity of a directed link (residual unchanged). Errors as
@@ -498,10 +550,9 @@ impl PyGraph {
         bandwidth_mbps: f64,
         both_directions: bool,
     ) -> PyResult<()> {
-        let id = self.lid(link_id)?;
-        self.g
-            .set_link_bandwidth(id, bandwidth_mbps, both_directions)
-            .map_err(to_py)
+        self.set_link(link_id, |g, id| {
+            g.set_link_bandwidth(id, bandwidth_mbps, both_directions)
+        })
     }
 
     /// Set the latency of a directed link. Errors as `set_residual_bandwidth`.
@@ -513,20 +564,16 @@ impl PyGraph {
         latency_ms: f64,
         both_directions: bool,
     ) -> PyResult<()> {
-        let id = self.lid(link_id)?;
-        self.g
-            .set_link_latency(id, latency_ms, both_directions)
-            .map_err(to_py)
+        self.set_link(link_id, |g, id| {
+            g.set_link_latency(id, latency_ms, both_directions)
+        })
     }
 
     /// Set the cost of a directed link. Errors as `set_residual_bandwidth`.
     /// O(deg(u) + deg(v)).
     #[pyo3(signature = (link_id, cost, *, both_directions=false))]
     fn set_link_cost(&mut self, link_id: i64, cost: f64, both_directions: bool) -> PyResult<()> {
-        let id = self.lid(link_id)?;
-        self.g
-            .set_link_cost(id, cost, both_directions)
-            .map_err(to_py)
+        self.set_link(link_id, |g, id| g.set_link_cost(id, cost, both_directions))
     }
 
     /// Least-`weight` path over up links ("latency" | "cost" | "hops"), avoiding
@@ -546,8 +593,7 @@ impl PyGraph {
         exclude_nodes: Option<&Bound<'_, PyAny>>,
         exclude_links: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Option<PyPath>> {
-        let w = self::weight(weight)?;
-        let (s, d) = (self.node(src)?, self.node(dst)?);
+        let (s, d, w) = self.query(src, dst, weight)?;
         let f = self.filter(0.0, exclude_nodes, exclude_links)?;
         Ok(self.path(py, shortest_path::shortest_path(&self.g, s, d, w, &f)))
     }
@@ -601,8 +647,7 @@ impl PyGraph {
         exclude_nodes: Option<&Bound<'_, PyAny>>,
         exclude_links: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Option<PyPath>> {
-        let w = self::weight(weight)?;
-        let (s, d) = (self.node(src)?, self.node(dst)?);
+        let (s, d, w) = self.query(src, dst, weight)?;
         check_bound("max_latency_ms", max_latency_ms).map_err(to_py)?;
         let f = self.filter(min_bandwidth_mbps, exclude_nodes, exclude_links)?;
         let g = &self.g;
@@ -628,8 +673,7 @@ impl PyGraph {
         weight: &str,
         max_latency_ms: Option<f64>,
     ) -> PyResult<Vec<PyPath>> {
-        let w = self::weight(weight)?;
-        let (s, d) = (self.node(src)?, self.node(dst)?);
+        let (s, d, w) = self.query(src, dst, weight)?;
         if k < 1 {
             return Err(PyValueError::new_err(format!("k must be >= 1, got {k}")));
         }
@@ -660,8 +704,7 @@ impl PyGraph {
         weight: &str,
         node_disjoint: bool,
     ) -> PyResult<Option<(PyPath, PyPath)>> {
-        let w = self::weight(weight)?;
-        let (s, d) = (self.node(src)?, self.node(dst)?);
+        let (s, d, w) = self.query(src, dst, weight)?;
         if s == d {
             return Err(PyValueError::new_err("disjoint_paths needs src != dst"));
         }
@@ -731,38 +774,16 @@ impl PyGraph {
         requests: &Bound<'_, PyAny>,
         weight: &str,
     ) -> PyResult<Vec<Option<PyPath>>> {
+        const FORM: &str = "(src, dst, max_latency_ms[, min_bandwidth_mbps])";
         let w = self::weight(weight)?;
         let mut reqs = Vec::new();
         for (i, item) in requests.try_iter()?.enumerate() {
-            let item = item?;
-            let t = item.cast::<PyTuple>().map_err(|_| {
-                PyValueError::new_err(format!(
-                    "request {i}: expected a tuple (src, dst, max_latency_ms[, min_bandwidth_mbps])"
-                ))
-            })?;
-            let n = t.len();
-            if n != 3 && n != 4 {
-                return Err(PyValueError::new_err(format!(
-                    "request {i}: expected 3 or 4 items (src, dst, max_latency_ms[, min_bandwidth_mbps]), got {n}"
-                )));
-            }
-            let name = |j: usize| -> PyResult<NodeId> {
-                let o = t.get_item(j)?;
-                let s = o.cast::<PyString>().map_err(|_| {
-                    PyValueError::new_err(format!("request {i}: node names must be str"))
-                })?;
-                self.g.node_id(s.to_str()?).map_err(|e| at("request", i, e))
-            };
-            let (src, dst) = (name(0)?, name(1)?);
-            let max_latency_ms: f64 = t.get_item(2)?.extract()?;
-            let min_bandwidth_mbps: f64 = if n == 4 {
-                t.get_item(3)?.extract()?
-            } else {
-                0.0
-            };
-            check_bound("max_latency_ms", max_latency_ms).map_err(|e| at("request", i, e))?;
-            check_quantity("min_bandwidth_mbps", min_bandwidth_mbps)
-                .map_err(|e| at("request", i, e))?;
+            let r = Record::new(item?, "request", i, FORM, 3)?;
+            let (src, dst) = (r.node(&self.g, 0)?, r.node(&self.g, 1)?);
+            let max_latency_ms = r.num(2)?;
+            let min_bandwidth_mbps = r.num_or(3, 0.0)?;
+            check_bound("max_latency_ms", max_latency_ms).map_err(|e| r.error(e))?;
+            check_quantity("min_bandwidth_mbps", min_bandwidth_mbps).map_err(|e| r.error(e))?;
             reqs.push(Request {
                 src,
                 dst,
