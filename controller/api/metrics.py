@@ -94,10 +94,6 @@ class ServiceCollector(Collector):
         g_util = GaugeMetricFamily("cpn_link_utilisation_ratio", "Bandwidth reserved by intents "
                                    "over link capacity (0..1), forward direction",
                                    labels=["link", "ends"])
-        for v in net.links:
-            ratio = v.reserved_mbps / v.bandwidth_mbps if v.bandwidth_mbps > 0 else 0.0
-            g_util.add_metric([str(v.index), f"{v.a}-{v.b}"], ratio)
-        yield g_util
         g_load = GaugeMetricFamily("cpn_link_load_mbps", "Measured link load from port "
                                    "statistics (tx bytes over the poll interval)",
                                    labels=["link", "ends", "direction"])
@@ -107,25 +103,22 @@ class ServiceCollector(Collector):
         g_drops = GaugeMetricFamily("cpn_link_drops", "Packets dropped on the link's two "
                                     "ports during the last poll interval",
                                     labels=["link", "ends"])
-        for v in net.links:
-            load = v.load
-            if load is None:
-                continue
-            ends = f"{v.a}-{v.b}"
-            g_load.add_metric([str(v.index), ends, "a_to_b"], load["a_to_b_mbps"])
-            g_load.add_metric([str(v.index), ends, "b_to_a"], load["b_to_a_mbps"])
-            g_lutil.add_metric([str(v.index), ends], load["utilisation"])
-            g_drops.add_metric([str(v.index), ends], load["drops"])
-        yield g_load
-        yield g_lutil
-        yield g_drops
         g_delay = GaugeMetricFamily("cpn_link_delay_measured_ms", "Link delay measured from "
                                     "LLDP transit times minus control-channel RTTs",
                                     labels=["link", "ends"])
-        for v in net.links:
+        for v in net.links:  # one pass over the links fills every link family
+            link = [str(v.index), f"{v.a}-{v.b}"]
+            g_util.add_metric(link, v.reserved_mbps / v.bandwidth_mbps
+                              if v.bandwidth_mbps > 0 else 0.0)
+            load = v.load
+            if load is not None:
+                g_load.add_metric([*link, "a_to_b"], load["a_to_b_mbps"])
+                g_load.add_metric([*link, "b_to_a"], load["b_to_a_mbps"])
+                g_lutil.add_metric(link, load["utilisation"])
+                g_drops.add_metric(link, load["drops"])
             if v.measured_delay_ms is not None:
-                g_delay.add_metric([str(v.index), f"{v.a}-{v.b}"], v.measured_delay_ms)
-        yield g_delay
+                g_delay.add_metric(link, v.measured_delay_ms)
+        yield from (g_util, g_load, g_lutil, g_drops, g_delay)
 
 
 class Metrics:

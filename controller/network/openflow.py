@@ -13,7 +13,7 @@ import functools
 import ipaddress
 import socket
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -556,6 +556,26 @@ def flowremoved_to_entry(msg: Any) -> FlowEntry:
                      match=tuple(sorted(msg.match.items())), instructions=(), cookie=msg.cookie)
 
 
+_ACTION_ITEMS: dict[type, Callable[[Any], tuple[str, Any]]] = {
+    parser.OFPActionOutput: lambda a: ("output", a.port),
+    parser.OFPActionSetField: lambda a: ("set_field", (a.key, a.value)),
+    parser.OFPActionGroup: lambda a: ("group", a.group_id),
+    parser.OFPActionPushMpls: lambda a: ("push_mpls", a.ethertype),
+    parser.OFPActionPopMpls: lambda a: ("pop_mpls", a.ethertype),
+}
+"""an apply-actions action as the ``(name, value)`` item of :attr:`FlowEntry.instructions`"""
+_INSTRUCTION_ITEMS: dict[type, Callable[[Any], tuple[str, Any]]] = {
+    parser.OFPInstructionGotoTable: lambda i: ("goto_table", i.table_id),
+    parser.OFPInstructionMeter: lambda i: ("meter", i.meter_id),
+}
+
+
+def _item_of(items: Mapping[type, Callable[[Any], tuple[str, Any]]], obj: Any
+             ) -> tuple[str, Any]:
+    make = items.get(type(obj))
+    return make(obj) if make is not None else ("other", repr(obj))
+
+
 def flowstats_to_entry(stat: Any) -> FlowEntry:
     """An ``OFPFlowStats`` (from a flow-stats reply) as a :class:`FlowEntry`, so it compares
     equal to the entry that produced it. Instructions we never generate become ``("other",
@@ -563,25 +583,9 @@ def flowstats_to_entry(stat: Any) -> FlowEntry:
     instructions: list[tuple[str, Any]] = []
     for inst in stat.instructions:
         if isinstance(inst, parser.OFPInstructionActions) and inst.type == ofp.OFPIT_APPLY_ACTIONS:
-            for act in inst.actions:
-                if isinstance(act, parser.OFPActionOutput):
-                    instructions.append(("output", act.port))
-                elif isinstance(act, parser.OFPActionSetField):
-                    instructions.append(("set_field", (act.key, act.value)))
-                elif isinstance(act, parser.OFPActionGroup):
-                    instructions.append(("group", act.group_id))
-                elif isinstance(act, parser.OFPActionPushMpls):
-                    instructions.append(("push_mpls", act.ethertype))
-                elif isinstance(act, parser.OFPActionPopMpls):
-                    instructions.append(("pop_mpls", act.ethertype))
-                else:
-                    instructions.append(("other", repr(act)))
-        elif isinstance(inst, parser.OFPInstructionGotoTable):
-            instructions.append(("goto_table", inst.table_id))
-        elif isinstance(inst, parser.OFPInstructionMeter):
-            instructions.append(("meter", inst.meter_id))
+            instructions.extend(_item_of(_ACTION_ITEMS, act) for act in inst.actions)
         else:
-            instructions.append(("other", repr(inst)))
+            instructions.append(_item_of(_INSTRUCTION_ITEMS, inst))
     # the same order FlowEntry uses (stable sort)
     instructions.sort(key=lambda kv: _INSTRUCTION_ORDER.get(kv[0], 5))
     return FlowEntry(table_id=stat.table_id, priority=stat.priority,
