@@ -77,6 +77,22 @@ class StoreError(CpnError):
     code = "store"
 
 
+class ClusterUnavailable(StoreError):
+    """The cluster's store (etcd) does not answer, or this member is cut off from it: writes
+    are refused (nothing changed) while reads are served from the member's last applied
+    state."""
+
+    http_status = 503
+    code = "cluster_unavailable"
+
+
+class StaleWrite(Conflict):
+    """A conditional write lost a race: another member committed a change to the same records
+    after the state this write was computed from (retry on the newer state)."""
+
+    code = "stale_write"
+
+
 class InfeasibleRoute(CpnError):
     """No path meets the requested bounds; ``reason`` says which bound failed and by how much."""
 
