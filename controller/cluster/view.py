@@ -63,10 +63,11 @@ class Standalone:
         self.openflow = openflow
 
     def status(self) -> dict[str, Any]:
-        switches = [{"dpid": v.dpid, "name": v.name,
-                     "master": "standalone" if v.connected else None, "standbys": [],
-                     "generation_id": None, "role_here": "equal" if v.connected else None}
-                    for v in self._service.switch_views()]
+        switches: list[dict[str, Any]] = [
+            {"dpid": v.dpid, "name": v.name, "master": "standalone" if v.connected else None,
+             "standbys": [], "generation_id": None,
+             "role_here": "equal" if v.connected else None}
+            for v in self._service.switch_views()]
         return {"mode": "standalone", "member_id": None, "writable": True, "stale": False,
                 "applied_revision": None, "etcd": None,
                 "members": [{"id": "standalone", "api_url": self.api_url,
