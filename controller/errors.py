@@ -88,9 +88,14 @@ class ClusterUnavailable(StoreError):
 
 class StaleWrite(Conflict):
     """A conditional write lost a race: another member committed a change to the same records
-    after the state this write was computed from (retry on the newer state)."""
+    after the state this write was computed from (retry on the newer state). ``revision``:
+    the newer state's etcd revision, when known."""
 
     code = "stale_write"
+
+    def __init__(self, message: str, *, revision: int | None = None) -> None:
+        super().__init__(message)
+        self.revision = revision
 
 
 class InfeasibleRoute(CpnError):
