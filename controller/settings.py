@@ -133,6 +133,35 @@ class StateSettings(_Section):
     """intents, switches and links are written here as JSON every second (null: nowhere)"""
 
 
+class ClusterSettings(_Section):
+    endpoints: str | None = None
+    """etcd client URLs, comma-separated, of the cluster this controller joins as a member
+    (null: run alone with the SQLite store in state.dir)"""
+    member_id: str | None = None
+    """this member's name in the cluster, unique among its live members (required with
+    endpoints)"""
+    prefix: str = "/cpn"
+    """etcd key prefix of the cluster's state (several clusters may share one etcd)"""
+    lease_ttl_s: int = Field(1, ge=1)
+    """a member whose lease etcd has not seen renewed for this long loses its switches (a
+    dead process's lease is revoked at once by the others)"""
+    peer_host: str = "127.0.0.1"
+    """address of this member's peer-watch listener (the other members connect to it and
+    learn of this process's death when the connection ends)"""
+    etcd_timeout_s: float = Field(2.0, gt=0)
+    """an etcd request that takes longer fails over to the next endpoint"""
+
+    @model_validator(mode="after")
+    def _member_needs_id(self) -> ClusterSettings:
+        if self.endpoints is not None and not self.member_id:
+            raise ValueError("a cluster member needs member_id (--member-id NAME)")
+        if self.member_id is not None and not self.member_id.replace("-", "").replace(
+                "_", "").replace(".", "").isalnum():
+            raise ValueError(f"member_id {self.member_id!r}: use letters, digits, '-', "
+                             "'_' and '.' only")
+        return self
+
+
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     """lowest level logged"""
@@ -157,6 +186,8 @@ FLAGS: dict[str, str] = {
     "api.token_file": "--api-token-file",
     "state.dir": "--state-dir",
     "state.snapshot_file": "--state-file",
+    "cluster.endpoints": "--cluster",
+    "cluster.member_id": "--member-id",
     "logging.level": "--log-level",
     "logging.file": "--log-file",
 }
@@ -174,6 +205,7 @@ class Settings(BaseModel):
     network: NetworkSettings = NetworkSettings()
     api: ApiSettings = ApiSettings()
     state: StateSettings = StateSettings()
+    cluster: ClusterSettings = ClusterSettings()
     logging: LoggingSettings = LoggingSettings()
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)

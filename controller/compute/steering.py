@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from controller.compute.anycast import AnycastServices, FlowTuple, Move, Service
 from controller.compute.placement import Placement, Scheduler, latency_circles
 from controller.compute.sites import ComputeRegistry, Site
-from controller.errors import CpnError
+from controller.errors import CpnError, StaleWrite
 from controller.network import openflow, packets
 from controller.network.flows import (
     ETH_TYPE_IPV4,
@@ -129,11 +129,25 @@ def anycast_flows(net: NetworkView, steered: list[FlowTuple]
 class Steering:
     """Compute sites, placements and anycast services of one controller (thread-safe).
 
-    ``store`` None keeps everything in memory (tests, tools)."""
+    ``store`` None keeps everything in memory (tests, tools).
 
-    def __init__(self, service: ControllerService, store: Store | None = None) -> None:
+    In a cluster every member runs one, rebuilt from the shared store whenever a compute
+    record changes (:meth:`reload`); ``leader`` says whether this member is the one that
+    re-examines assignments after a topology change (None: always, a lone controller), and
+    ``sync(revision)`` waits until this member has applied ``revision``, so a write that
+    lost a race to another member (:class:`StaleWrite`) is computed again on the newer state.
+    """
+
+    STALE_RETRIES = 3
+    """a write that keeps losing races to other members fails after this many tries"""
+
+    def __init__(self, service: ControllerService, store: Store | None = None, *,
+                 leader: Callable[[], bool] | None = None,
+                 sync: Callable[[int], None] | None = None) -> None:
         self.service = service
         self.store = store
+        self.leader = leader
+        self.sync = sync
         self.topology = service.topology
         self._write = threading.Lock()
         self._anycast_by_ip: dict[str, str] = {}
@@ -261,7 +275,34 @@ class Steering:
             self.scheduler.graph = net.graph
             yield net
 
+    def reload(self) -> None:
+        """Rebuild the compute state from the store and push its NAT flows (a cluster
+        member, after another member changed compute records)."""
+        if self.store is None:
+            return
+        with self._write:
+            state = self.store.compute_state()
+            with self._locked() as net:
+                if self._as_state(self._snapshot()) == state:
+                    return
+                self._build(state, net.graph)
+            self._push()
+
     def _change(self, fn: Callable[[], T]) -> T:
+        """:meth:`_change_once`, again on the newer state when the write lost a race to
+        another member of the cluster (at most :attr:`STALE_RETRIES` tries)."""
+        for attempt in range(1, self.STALE_RETRIES + 1):
+            try:
+                return self._change_once(fn)
+            except StaleWrite as exc:
+                if self.sync is None or exc.revision is None or attempt == self.STALE_RETRIES:
+                    raise
+                log.info(f"compute write lost a race ({exc}); computing it again",
+                         extra={"event": "stale_write"})
+                self.sync(exc.revision)
+        raise AssertionError("unreachable")
+
+    def _change_once(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the pure state, then store the difference (one transaction); undo
         the pure change when ``fn`` or the store fails."""
         with self._write:
@@ -421,7 +462,9 @@ class Steering:
 
     def _on_topology(self, cause: str, t_event: float) -> None:
         """Topology listener (event thread, no lock held): queue one re-examination of every
-        assignment (coalesced while one is queued)."""
+        assignment (coalesced while one is queued); in a cluster only on the leader."""
+        if self.leader is not None and not self.leader():
+            return
         with self._busy:
             if self._reassign_queued:
                 return

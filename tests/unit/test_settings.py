@@ -95,7 +95,8 @@ def test_every_existing_flag_keeps_its_name_and_meaning(tmp_path: Path) -> None:
             "--fallback", "drop", "--startup-grace", "2.5", "--log-level", "debug",
             "--log-file", "c.log", "--api-host", "0.0.0.0", "--api-port", "9000",
             "--port-stats-interval", "0", "--state-dir", "st", "--api-token-file", "tok",
-            "--state-file", "snap.json"]
+            "--state-file", "snap.json", "--cluster", "http://127.0.0.1:2379",
+            "--member-id", "m1"]
     s = load_settings(environ={}, flags=flags_of(*argv))
     assert s.model_dump() == {
         "topology": {"file": "t.yaml"},
@@ -105,6 +106,8 @@ def test_every_existing_flag_keeps_its_name_and_meaning(tmp_path: Path) -> None:
                     "gc_reclaim_interval_s": 600.0},
         "api": {"host": "0.0.0.0", "port": 9000, "token_file": "tok", "intent_timeout_s": 10.0},
         "state": {"dir": "st", "snapshot_file": "snap.json"},
+        "cluster": {"endpoints": "http://127.0.0.1:2379", "member_id": "m1", "prefix": "/cpn",
+                    "lease_ttl_s": 1, "peer_host": "127.0.0.1", "etcd_timeout_s": 2.0},
         "logging": {"level": "debug", "file": "c.log"},
     }
     assert sorted(FLAGS.values()) == sorted(a for a in argv if a.startswith("--"))
@@ -358,3 +361,14 @@ def test_the_docs_list_every_setting_with_its_variable_and_flag() -> None:
         assert f"`{Settings.env_var(path)}`" in row
         if path in FLAGS:
             assert f"`{FLAGS[path]}`" in row
+
+
+def test_a_cluster_member_needs_a_usable_member_id() -> None:
+    with pytest.raises(SettingsError, match="needs member_id"):
+        load_settings(environ={}, flags={"cluster.endpoints": "http://127.0.0.1:2379"})
+    with pytest.raises(SettingsError, match="letters, digits"):
+        load_settings(environ={}, flags={"cluster.endpoints": "http://127.0.0.1:2379",
+                                         "cluster.member_id": "a/b"})
+    s = load_settings(environ={"CPN_CLUSTER_ENDPOINTS": "http://a:1,http://b:2",
+                               "CPN_CLUSTER_MEMBER_ID": "m-2"})
+    assert (s.cluster.endpoints, s.cluster.member_id) == ("http://a:1,http://b:2", "m-2")
