@@ -96,6 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     flag("state.dir", metavar="DIR")
     flag("api.token_file", metavar="FILE")
     flag("state.snapshot_file", metavar="FILE")
+    flag("cluster.endpoints", metavar="URL[,URL...]")
+    flag("cluster.member_id", metavar="NAME")
     return p
 
 
