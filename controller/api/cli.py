@@ -2,8 +2,9 @@
 
     cpnctl [--url URL] [--token TOKEN] [--json] COMMAND ...
 
-Commands: ``health``, ``topology``, ``switches``, ``links``, ``hosts``, ``paths SRC DST``,
-``intents add|list|show|delete``, ``routes``, ``circles``, ``events``, and for compute
+Commands: ``health``, ``cluster``, ``topology``, ``switches``, ``links``, ``hosts``,
+``paths SRC DST``, ``intents add|list|show|delete``, ``routes``, ``circles``, ``events``, and
+for compute
 steering ``sites list|add|show|set|delete``, ``place``, ``placements [show|delete ID]``,
 ``services list|add|show|delete|assign|assignments``. Tables for people (plain aligned
 columns, :func:`controller.tables.format_table`); ``--json`` prints the API's JSON for
@@ -15,7 +16,9 @@ controller generated in its state directory (``$XDG_DATA_HOME/cpn-controller/api
 when it can.
 
 Exit codes: 0 ok; 1 the API answered an error (4xx/5xx; its message is printed); 2 bad usage;
-3 the controller is unreachable.
+3 the controller is unreachable. An answer marked ``X-CPN-Stale: true`` (the member is cut off
+from etcd and answers from its last applied state) is printed all the same, with a note on
+stderr.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from controller.tables import format_table
 __all__ = ["main"]
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+STALE_HEADER = "X-CPN-Stale"
 EXIT_OK, EXIT_API, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 
@@ -51,6 +55,8 @@ class Unreachable(Exception):
 class Client:
     def __init__(self, url: str, token: str | None, timeout_s: float) -> None:
         self.url = url.rstrip("/")
+        self.stale = False
+        """some answer so far came from a member whose reads may lag the cluster"""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=f"{self.url}/api/v1", headers=headers,
                                   timeout=timeout_s)
@@ -65,6 +71,8 @@ class Client:
         except httpx.HTTPError as exc:
             raise Unreachable(f"no answer from the CPN controller at {self.url}: {exc}"
                               ) from exc
+        if r.headers.get(STALE_HEADER, "").lower() == "true":
+            self.stale = True
         if r.status_code >= 400:
             try:
                 body = r.json()
@@ -103,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="HTTP timeout in seconds (30)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("health", help="controller health")
+    sub.add_parser("cluster", help="members, and the master of each switch")
     sub.add_parser("topology", help="nodes and links")
     sub.add_parser("switches", help="switches and their connection state")
     flows = sub.add_parser("flows", help="flows of one switch")
@@ -311,7 +320,7 @@ def _render_compute(args: argparse.Namespace, data: Any, table: Any, say: Any) -
 
 def _call(c: Client, args: argparse.Namespace) -> Any:
     cmd = args.command
-    if cmd in ("health", "topology", "switches", "links", "hosts", "routes"):
+    if cmd in ("health", "cluster", "topology", "switches", "links", "hosts", "routes"):
         return c.request("GET", f"/{cmd}")
     if cmd == "flows":
         return c.request("GET", f"/switches/{args.dpid}/flows")
@@ -383,7 +392,12 @@ def _render(args: argparse.Namespace, data: Any) -> None:
 
     cmd = args.command
     if cmd == "health":
-        table("health", ["field", "value"], [(k, v) for k, v in data.items()])
+        cluster = data.get("cluster") or {}
+        table("health", ["field", "value"],
+              [(k, v) for k, v in data.items() if k != "cluster"]
+              + [(f"cluster.{k}", "-" if v is None else v) for k, v in cluster.items()])
+    elif cmd == "cluster":
+        _render_cluster(data, table)
     elif cmd == "topology":
         table(f"nodes of {data['name']}", ["name", "kind", "dpid", "connected", "label"],
               [(n["name"], n["kind"], n["dpid"], n["connected"], n["label"] or "")
@@ -480,6 +494,28 @@ def _render(args: argparse.Namespace, data: Any) -> None:
         print(json.dumps(data, indent=2))
 
 
+def _render_cluster(data: dict[str, Any], table: Any) -> None:
+    def dash(x: Any) -> Any:
+        return "-" if x is None or x == [] else x
+
+    etcd = data.get("etcd")
+    etcd_text = "-" if etcd is None else (
+        f"{'healthy' if etcd['healthy'] else 'NOT healthy'} ({', '.join(etcd['endpoints'])})")
+    table(f"cluster ({data['mode']})", ["field", "value"],
+          [("member", dash(data["member_id"])), ("writable", data["writable"]),
+           ("stale", data["stale"]), ("applied revision", dash(data["applied_revision"])),
+           ("etcd", etcd_text)])
+    # "*": the member that answered (the one this cpnctl talks to)
+    table("members", ["", "id", "api", "openflow", "alive", "applied rev", "masters"],
+          [("*" if m.get("self") else "", m["id"], dash(m["api_url"]), dash(m["openflow"]),
+            m["alive"], dash(m["applied_revision"]), m["masters"])
+           for m in data["members"]])
+    table("switches", ["name", "dpid", "master", "standbys", "generation"],
+          [(s["name"], f"{s['dpid']:#x}", dash(s["master"]),
+            ", ".join(s["standbys"]) or "-", dash(s["generation_id"]))
+           for s in data["switches"]])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     try:
@@ -512,6 +548,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(data, indent=2))
     else:
         _render(args, data)
+    if client.stale:
+        print(f"cpnctl: note: {url} is cut off from etcd; this answer comes from its last "
+              "applied state and may lag the cluster", file=sys.stderr)
     return EXIT_OK
 
 

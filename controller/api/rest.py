@@ -11,6 +11,12 @@ served by uvicorn in a daemon thread of the controller process, beside os-ken.
 * Errors have one JSON shape, ``{"error": code, "detail": text}`` (plus ``errors`` for
   validation failures and ``best_latency_ms`` for infeasible routes), mapped once from
   :mod:`controller.errors` (``CpnError.http_status`` / ``.code``).
+* The cluster (:class:`~controller.cluster.view.ClusterView`; a controller running alone
+  gets :class:`~controller.cluster.view.Standalone`): ``/cluster`` shows it, ``/health``
+  summarises it, and one ASGI layer (:class:`ClusterGate`) around every route refuses writes
+  with 503 ``cluster_unavailable`` while the member is not writable (before any handler runs,
+  so nothing changes) and marks every answer ``X-CPN-Stale: true`` while its reads may lag
+  the cluster.
 * Only HTTP is translated here: reads go to the
   :class:`~controller.network.service.ControllerService`'s read views, intent writes to
   :class:`~controller.operations.IntentOperations` (core and store kept in agreement),
@@ -30,20 +36,27 @@ import math
 import re
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+# imported for its side effect: the cluster's counters join the process registry that
+# /metrics serves, so a scrape shows them (at zero) on a controller running alone as well
+import controller.cluster.metrics  # noqa: F401
 from controller.api.compute import compute_router
 from controller.api.metrics import CONTENT_TYPE, Metrics
 from controller.api.schemas import (
+    CLUSTER_UNAVAILABLE_DOC,
     ERRORS,
     LIVE_ERRORS,
+    ClusterOut,
     HealthOut,
     IntentDeletedOut,
     IntentDetailOut,
@@ -53,7 +66,15 @@ from controller.api.schemas import (
     ReadSource,
 )
 from controller.api.webmap import web_router
-from controller.errors import BadRequest, CpnError, InfeasibleRoute, SwitchUnavailable, Unauthorized
+from controller.cluster.view import ClusterView, Standalone
+from controller.errors import (
+    BadRequest,
+    ClusterUnavailable,
+    CpnError,
+    InfeasibleRoute,
+    SwitchUnavailable,
+    Unauthorized,
+)
 from controller.network.flows import FlowEntry
 from controller.network.intents import Intent
 from controller.network.openflow import PORT_COUNTERS
@@ -61,10 +82,11 @@ from controller.network.openflow import PORT_COUNTERS
 if TYPE_CHECKING:
     from controller.compute.steering import Steering
     from controller.network.service import ControllerService
-    from controller.operations import IntentOperations
     from controller.store import Store
+    from controller.topology.model import IntentSpec
 
-__all__ = ["API_PREFIX", "create_app", "intent_view", "parse_dpid"]
+__all__ = ["API_PREFIX", "CUT_OFF_REASON", "STALE_HEADER", "WRITE_METHODS", "ClusterGate",
+           "IntentWrites", "create_app", "intent_view", "parse_dpid"]
 
 log = logging.getLogger("controller.api.rest")
 
@@ -72,6 +94,28 @@ API_PREFIX = "/api/v1"
 DEFAULT_CIRCLE_TIERS_MS = (1.0, 5.0, 20.0)
 LIVE_READ_TIMEOUT_S = 5.0
 _PORT_COUNTER_KEYS = (*PORT_COUNTERS, "duration_s")
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+STALE_HEADER = "X-CPN-Stale"
+CUT_OFF_REASON = ("this member is cut off from etcd; reads are served from its last applied "
+                  "state")
+
+
+class IntentWrites(Protocol):
+    """What the API asks of the intents' write protocol:
+    :class:`~controller.operations.IntentOperations` for a controller running alone, its
+    cluster counterpart for a member (both keep the store and the core in agreement)."""
+
+    def add(self, spec: IntentSpec) -> Intent:
+        """Add an operator intent; returns it once confirmed or the bounded wait ended."""
+        ...
+
+    def remove(self, intent_id: int) -> int:
+        """Remove an operator intent; returns how many of its flows were installed."""
+        ...
+
+    def source(self, intent_id: int) -> str:
+        """``api`` for an intent an operator added, ``file`` for one of the topology."""
+        ...
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -128,12 +172,77 @@ def _error(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse(status_code=status, content=body, headers=headers)
 
 
-def create_app(service: ControllerService, *, intents: IntentOperations, steering: Steering,
-               store: Store, token: str | None, read_open: bool = True) -> FastAPI:
-    """The API app: reads from ``service``, intent writes through ``intents``, compute
+class ClusterGate:
+    """The cluster's rules for every request, in one ASGI layer around the app's routes.
+
+    * A write (``POST``/``PUT``/``PATCH``/``DELETE`` under ``/api/v1``) while
+      ``cluster.writable()`` is False answers 503 ``cluster_unavailable`` here, before
+      authentication and before any handler: nothing is changed, whatever the route.
+    * While ``cluster.stale()`` is True every answer carries ``X-CPN-Stale: true`` (reads
+      still answer from the member's last applied state).
+
+    Pure ASGI rather than an HTTP middleware class: the web map's endless event stream
+    passes through untouched but for the header. ``writable()`` and ``stale()`` run on every
+    request, so a view must answer them without I/O."""
+
+    def __init__(self, app: ASGIApp, cluster: ClusterView) -> None:
+        self.app = app
+        self.cluster = cluster
+
+    def _writable(self) -> bool:
+        try:
+            return self.cluster.writable()
+        except Exception as exc:  # noqa: BLE001 - a view that cannot say refuses writes
+            log.exception(f"cluster view failed to say whether writes are accepted: {exc}",
+                          extra={"event": "cluster_view_error"})
+            return False
+
+    def _stale(self) -> bool:
+        try:
+            return self.cluster.stale()
+        except Exception as exc:  # noqa: BLE001 - a view that cannot say may be stale
+            log.exception(f"cluster view failed to say whether reads are stale: {exc}",
+                          extra={"event": "cluster_view_error"})
+            return True
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        stale = self._stale()
+
+        async def send_marked(message: Message) -> None:
+            if stale and message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((STALE_HEADER.lower().encode(), b"true"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        path: str = scope.get("path", "")
+        if (scope.get("method") in WRITE_METHODS
+                and (path == API_PREFIX or path.startswith(f"{API_PREFIX}/"))
+                and not self._writable()):
+            exc = ClusterUnavailable(CUT_OFF_REASON)
+            log.info(f"write refused, not writable: {scope['method']} {path}",
+                     extra={"event": "write_refused", "method": scope["method"],
+                            "path": path})
+            response = _error(exc.http_status, exc.code, str(exc))
+            await response(scope, receive, send_marked)
+            return
+        await self.app(scope, receive, send_marked)
+
+
+def create_app(service: ControllerService, *, intents: IntentWrites, steering: Steering,
+               store: Store, token: str | None, read_open: bool = True,
+               cluster: ClusterView | None = None) -> FastAPI:
+    """The API app: reads from ``service``, intent writes through ``intents`` (the write
+    protocol: :class:`~controller.operations.IntentOperations` or a member's), compute
     steering through ``steering``, ``store`` asked only whether it answers (``/health``).
     ``token`` None disables write access altogether (every write answers 401): there is no
-    unauthenticated write mode."""
+    unauthenticated write mode. ``cluster``: what this member knows of the cluster (None: a
+    controller running alone, :class:`~controller.cluster.view.Standalone`); the API reads
+    it only through the :class:`~controller.cluster.view.ClusterView` protocol."""
+    view: ClusterView = cluster if cluster is not None else Standalone(service)
     metrics = Metrics(service)
     started = time.monotonic()
     app = FastAPI(title="CPN controller API", version="1",
@@ -143,6 +252,7 @@ def create_app(service: ControllerService, *, intents: IntentOperations, steerin
     app.state.store = store
     app.state.intents = intents
     app.state.metrics = metrics
+    app.state.cluster = view
     bearer = HTTPBearer(auto_error=False, description="API token (see docs/api.md)")
     expected = token.encode() if token else None
 
@@ -183,7 +293,12 @@ def create_app(service: ControllerService, *, intents: IntentOperations, steerin
     @app.exception_handler(Exception)
     def _internal(_req: Request, exc: Exception) -> JSONResponse:
         log.exception(f"API error: {exc}", extra={"event": "api_error"})
-        return _error(500, "internal", f"{type(exc).__name__}: {exc}")
+        response = _error(500, "internal", f"{type(exc).__name__}: {exc}")
+        # this handler answers outside the ClusterGate layer (Starlette runs it in the
+        # outermost middleware), so it marks a stale answer itself
+        if view.stale():
+            response.headers[STALE_HEADER] = "true"
+        return response
 
     # with open reads, the read routes do not declare the bearer scheme, so the OpenAPI
     # document says truthfully that they need no token
@@ -194,12 +309,34 @@ def create_app(service: ControllerService, *, intents: IntentOperations, steerin
     @app.get(f"{v1}/health", response_model=HealthOut, responses=ERRORS, dependencies=read,
              tags=["state"])
     async def health() -> dict[str, Any]:
-        """Switches connected, store reachable. (async: a few counters under the lock and
-        one SQLite ``SELECT 1``, cheaper than a thread-pool hop; monitoring polls it)"""
+        """Switches connected, store reachable, this member's place in the cluster
+        (``degraded``: the store does not answer, or the member refuses writes). (async for
+        a controller running alone: a few counters under the lock and one SQLite ``SELECT
+        1``, cheaper than a thread-pool hop; monitoring polls it. A member's store and
+        status may ask etcd: then it runs in the thread pool, off the event loop.)"""
+        if isinstance(view, Standalone):
+            return _health()
+        return await run_in_threadpool(_health)
+
+    def _health() -> dict[str, Any]:
         counts = service.health()
         store_ok = store.ok()
-        return {"status": "ok" if store_ok else "degraded", **counts, "store_ok": store_ok,
-                "uptime_s": time.monotonic() - started}
+        status = view.status()
+        block = {k: status[k] for k in ("mode", "member_id", "writable", "stale",
+                                         "applied_revision")}
+        ok = store_ok and bool(block["writable"])
+        return {"status": "ok" if ok else "degraded", **counts, "store_ok": store_ok,
+                "uptime_s": time.monotonic() - started, "cluster": block}
+
+    @app.get(f"{v1}/cluster", response_model=ClusterOut, responses=ERRORS, dependencies=read,
+             tags=["state"])
+    def cluster_status() -> dict[str, Any]:
+        """The cluster as this member sees it: mode, whether it takes writes and whether its
+        reads may lag, etcd's endpoints, the members (API and OpenFlow addresses, alive,
+        applied revision, switches mastered; ``self``: the one answering) and per switch its
+        master, standbys and role generation. A controller running alone answers mode
+        ``standalone``: one member, ``standalone``, master of every connected switch."""
+        return view.status()
 
     @app.get(f"{v1}/topology", responses=ERRORS, dependencies=read, tags=["state"])
     def topology() -> dict[str, Any]:
@@ -208,12 +345,14 @@ def create_app(service: ControllerService, *, intents: IntentOperations, steerin
         topo = service.topology
         net = service.network_snapshot(recent_events=0)
         connected = {sw.dpid: sw.connected for sw in net.switches}
+        masters = view.switch_masters()
         links = [{"index": v.index, "a": v.a, "b": v.b, "latency_ms": v.latency_ms,
                   "bandwidth_mbps": v.bandwidth_mbps, "cost": v.cost,
                   "distance_km": v.distance_km, "up": v.up, "reserved_mbps": v.reserved_mbps,
                   "load_mbps": v.load_mbps} for v in net.links]
         nodes = [{"name": n.name, "kind": n.kind, "dpid": n.dpid, "label": n.label,
-                  "lat": n.lat, "lon": n.lon, "connected": connected[n.dpid]}
+                  "lat": n.lat, "lon": n.lon, "connected": connected[n.dpid],
+                  "master": masters.get(n.dpid)}
                  for n in topo.nodes]
         return {"name": topo.name, "description": topo.description, "nodes": nodes,
                 "links": links, "hosts": service.hosts(),
@@ -422,10 +561,34 @@ def create_app(service: ControllerService, *, intents: IntentOperations, steerin
             summary="Prometheus metrics")(_metrics)
     app.get("/metrics", include_in_schema=False, dependencies=read)(_metrics)
     # the web map: the page at / and the live stream /api/v1/stream (docs/webmap.md)
-    web = web_router(service, dependencies=read)
+    web = web_router(service, dependencies=read, cluster=view)
     app.state.webmap = web.broadcaster  # type: ignore[attr-defined]
     app.include_router(web)
     # compute steering: sites, placements, anycast services (controller/api/compute.py)
     app.state.steering = steering
     app.include_router(compute_router(steering, read=read, write=write))
+    app.add_middleware(ClusterGate, cluster=view)
+    _document_cluster_unavailable(app)
     return app
+
+
+def _document_cluster_unavailable(app: FastAPI) -> None:
+    """Every write under /api/v1 may answer 503 ``cluster_unavailable`` (ClusterGate, for
+    whichever router declared the route): say so in the OpenAPI document, once, when it is
+    first built."""
+    build = app.openapi
+    error_ref = {"$ref": "#/components/schemas/ErrorBody"}
+
+    def openapi() -> dict[str, Any]:
+        doc = build()
+        for path, operations in doc.get("paths", {}).items():
+            if not path.startswith(f"{API_PREFIX}/"):
+                continue
+            for method, op in operations.items():
+                if method.upper() in WRITE_METHODS:
+                    op.setdefault("responses", {}).setdefault("503", {
+                        "description": CLUSTER_UNAVAILABLE_DOC,
+                        "content": {"application/json": {"schema": error_ref}}})
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -4,16 +4,13 @@ and so what its OpenAPI document at ``/docs`` says. Bodies refuse unknown fields
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.network.intents import IntentState
 from controller.topology.model import IntentSpec, Match
-
-if TYPE_CHECKING:
-    pass
 
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 
@@ -155,8 +152,20 @@ class PathsOut(BaseModel):
     paths: list[PathOut]
 
 
+class HealthClusterOut(BaseModel):
+    """This controller's place in the cluster, as ``/health`` reports it."""
+
+    mode: Literal["cluster", "standalone"]
+    member_id: str | None = Field(description="this member (null: standalone)")
+    writable: bool = Field(description="false: writes answer 503 cluster_unavailable")
+    stale: bool = Field(description="reads may lag the cluster (cut off from etcd)")
+    applied_revision: int | None = Field(description="the etcd revision this member has "
+                                         "applied (null: standalone)")
+
+
 class HealthOut(BaseModel):
-    status: Literal["ok", "degraded"]
+    status: Literal["ok", "degraded"] = Field(description="degraded: the store does not "
+                                              "answer, or this member refuses writes")
     topology: str
     switches_total: int
     switches_connected: int
@@ -164,12 +173,71 @@ class HealthOut(BaseModel):
     intents: int
     store_ok: bool
     uptime_s: float
+    cluster: HealthClusterOut
+
+
+# The cluster's answers admit fields beyond those documented here (extra="allow"): what a
+# member adds to its status reaches clients instead of being dropped on the way out.
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class EtcdEndpointOut(_Open):
+    endpoint: str
+    healthy: bool
+    leader: bool | None = None
+    revision: int | None = None
+    error: str | None = None
+
+
+class EtcdOut(_Open):
+    endpoints: list[str]
+    healthy: bool
+    status: list[EtcdEndpointOut]
+
+
+class ClusterMemberOut(_Open):
+    id: str
+    api_url: str | None = Field(description="where this member's REST API answers")
+    openflow: str | None = Field(description="where it listens for switches (host:port)")
+    alive: bool = Field(description="its lease in etcd is live")
+    applied_revision: int | None
+    masters: int = Field(description="switches it is master of")
+    self: bool = Field(description="the member that answered this request")
+
+
+class ClusterSwitchOut(_Open):
+    dpid: int
+    name: str
+    master: str | None = Field(description="member id mastering it (null: none now)")
+    standbys: list[str] = Field(description="members connected to it as standbys")
+    generation_id: int | None = Field(description="the OpenFlow role generation of its "
+                                      "mastership (null: standalone)")
+    role_here: str | None = Field(description="this member's role at the switch: master, "
+                                  "slave, equal (standalone), or null (not connected)")
+
+
+class ClusterOut(_Open):
+    """The cluster as the answering member sees it (``controller.cluster.view``)."""
+
+    mode: Literal["cluster", "standalone"]
+    member_id: str | None
+    writable: bool
+    stale: bool
+    applied_revision: int | None
+    etcd: EtcdOut | None = Field(description="null: standalone")
+    members: list[ClusterMemberOut]
+    switches: list[ClusterSwitchOut]
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody} for status in (400, 401, 404, 409, 422, 500)}
 LIVE_ERRORS: dict[int | str, dict[str, Any]] = {**ERRORS, 503: {"model": ErrorBody}}
 """Reads that ask the switch itself: 503 when it cannot answer (``source=switch``)."""
+CLUSTER_UNAVAILABLE_DOC = ("cluster_unavailable: this member is cut off from etcd (or etcd "
+                           "has no quorum); nothing changed, reads still answer")
+"""The 503 every write may give (an ``ErrorBody``; ``controller.api.rest`` adds it to each
+write of the OpenAPI document)."""
 ReadSource = Annotated[
     Literal["auto", "switch", "controller"],
     Query(description="switch: read it from the switch now (503 when it cannot answer); "

@@ -5,11 +5,14 @@
   internet at run time).
 * ``/api/v1/stream`` is a server-sent event stream (``text/event-stream``). Each message
   (``event: state``) carries the live part of the map as plain data: link state (up,
-  reserved, load), switch connection, intents (state, path, latency, cost) and the latest
-  events. One shared :class:`Broadcaster` per app polls the service's change marker
+  reserved, load), switch connection, the member mastering each switch (``masters``: name ->
+  member id or null, from the :class:`~controller.cluster.view.ClusterView`), whether this
+  member's reads may lag the cluster (``stale``), intents (state, path, latency, cost) and the
+  latest events. One shared :class:`Broadcaster` per app polls the service's change marker
   (``ControllerService.change_marker``: a version counter, the newest event and the intents'
-  states and paths) every :data:`POLL_INTERVAL_S` while at least one page listens, and builds
-  a message from one consistent ``network_snapshot`` only when the marker moves. So a link
+  states and paths) and the cluster's masters and staleness every :data:`POLL_INTERVAL_S`
+  while at least one page listens, and builds a message from one consistent
+  ``network_snapshot`` only when one of them moves. So a link
   going down reaches every page within about a quarter of a second, and ten open pages cost
   one poll, not ten.
 * Bounded: at most :data:`MAX_SUBSCRIBERS` streams (503 beyond); each stream keeps only the
@@ -33,9 +36,12 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
+from controller.cluster.view import Standalone
+
 if TYPE_CHECKING:
     from fastapi.params import Depends
 
+    from controller.cluster.view import ClusterView
     from controller.network.service import ControllerService
     from controller.network.views import NetworkSnapshot
     from controller.topology.model import Topology
@@ -70,18 +76,26 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def live_state(service: ControllerService) -> dict[str, Any]:
-    """The live part of the map: what the stream sends (see the module docstring)."""
-    return _live_state(service.network_snapshot(RECENT_EVENTS), service.topology)
+def live_state(service: ControllerService, cluster: ClusterView | None = None
+               ) -> dict[str, Any]:
+    """The live part of the map: what the stream sends (see the module docstring).
+    ``cluster`` None: the controller runs alone (:class:`Standalone`)."""
+    view = cluster if cluster is not None else Standalone(service)
+    return _live_state(service.network_snapshot(RECENT_EVENTS), service.topology,
+                       view.switch_masters(), view.stale())
 
 
-def _live_state(net: NetworkSnapshot, topo: Topology) -> dict[str, Any]:
+def _live_state(net: NetworkSnapshot, topo: Topology, masters: dict[int, str | None],
+                stale: bool) -> dict[str, Any]:
     now_mono = time.monotonic()
     now_wall = time.time()
     links = [{"index": v.index, "up": v.up, "reserved_mbps": _finite(v.reserved_mbps),
               "load_mbps": None} for v in net.links]
     connected = {sw.dpid: sw.connected for sw in net.switches}
+    # name -> connected stays as it was (pages and scripts read it); the master of each
+    # switch rides beside it under the same names
     switches = {n.name: connected[n.dpid] for n in topo.nodes}
+    by_name = {n.name: masters.get(n.dpid) for n in topo.nodes}
     intents = [{"id": i.id, "name": i.name, "src": i.spec.src, "dst": i.spec.dst,
                 "max_latency_ms": i.spec.max_latency_ms, "state": i.state,
                 "reason": i.reason, "path": list(i.path) if i.path else None,
@@ -96,7 +110,8 @@ def _live_state(net: NetworkSnapshot, topo: Topology) -> dict[str, Any]:
             ev["timestamp"] = time.strftime(
                 "%Y-%m-%dT%H:%M:%S", time.gmtime(now_wall - (now_mono - t))) + "Z"
         events.append(ev)
-    return {"links": links, "switches": switches, "intents": intents, "events": events}
+    return {"links": links, "switches": switches, "masters": by_name, "stale": stale,
+            "intents": intents, "events": events}
 
 
 class _Subscriber:
@@ -136,8 +151,10 @@ class Broadcaster:
     """One poller shared by every open stream of an app (see the module docstring)."""
 
     def __init__(self, service: ControllerService, *, interval_s: float = POLL_INTERVAL_S,
-                 max_subscribers: int = MAX_SUBSCRIBERS) -> None:
+                 max_subscribers: int = MAX_SUBSCRIBERS,
+                 cluster: ClusterView | None = None) -> None:
         self.service = service
+        self.cluster: ClusterView = cluster if cluster is not None else Standalone(service)
         self.interval_s = interval_s
         self.max_subscribers = max_subscribers
         self._subs: set[_Subscriber] = set()
@@ -159,13 +176,18 @@ class Broadcaster:
         """A new message when the state moved since the last poll (runs in a worker thread)."""
         with self._poll_lock:
             self.polls += 1
-            marker = self.service.change_marker()
+            # mastership moves without the service's marker moving: both count
+            masters = self.cluster.switch_masters()
+            stale = self.cluster.stale()
+            cluster_key = (tuple(sorted(masters.items())), stale)
+            marker = (self.service.change_marker(), cluster_key)
             if marker == self._last_marker and self._last_message is not None:
                 return None
             net = self.service.network_snapshot(RECENT_EVENTS)
-            self._last_marker = net.marker
+            self._last_marker = (net.marker, cluster_key)
             self._seq += 1
-            data = json.dumps({"seq": self._seq, **_live_state(net, self.service.topology)},
+            data = json.dumps({"seq": self._seq, **_live_state(net, self.service.topology,
+                                                               masters, stale)},
                               separators=(",", ":"))
             self._last_message = (self._seq,
                                   f"id: {self._seq}\nevent: state\ndata: {data}\n\n")
@@ -227,14 +249,16 @@ class Broadcaster:
 
 
 def web_router(service: ControllerService, *, dependencies: Sequence[Depends] = (),
-               broadcaster: Broadcaster | None = None) -> APIRouter:
+               broadcaster: Broadcaster | None = None,
+               cluster: ClusterView | None = None) -> APIRouter:
     """The page (``/``), its assets (``/static/...``) and the live stream
     (``/api/v1/stream``). ``dependencies``: the API's read-access check, applied to the
     stream; the page and its assets hold no data and are always served (when reads need the
-    token, the page sends it from its token field with every call). The router's
+    token, the page sends it from its token field with every call). ``cluster``: where the
+    stream reads each switch's master (None: the controller runs alone). The router's
     ``broadcaster`` attribute is the shared poller (close it before stopping the server)."""
     router = APIRouter()
-    hub = broadcaster if broadcaster is not None else Broadcaster(service)
+    hub = broadcaster if broadcaster is not None else Broadcaster(service, cluster=cluster)
     router.broadcaster = hub  # type: ignore[attr-defined]
     no_cache = {"Cache-Control": "no-cache"}
 
@@ -256,8 +280,9 @@ def web_router(service: ControllerService, *, dependencies: Sequence[Depends] = 
     @router.get("/api/v1/stream", dependencies=list(dependencies), include_in_schema=False)
     async def stream(request: Request) -> Response:
         """Server-sent events for the web map: ``event: state`` with links (up, reserved,
-        load), switches (connected), intents (state, path) and recent events; sent at once
-        and then whenever something changes (checked every 250 ms)."""
+        load), switches (connected), masters (member id per switch), stale, intents (state,
+        path) and recent events; sent at once and then whenever something changes (checked
+        every 250 ms)."""
         sub = hub.subscribe()
         if sub is None:
             return JSONResponse(status_code=503, content={

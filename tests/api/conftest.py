@@ -1,5 +1,7 @@
 """A real API server on loopback: a real ControllerService (no switches connected) built from a
-shipped topology, a real SQLite store in tmp_path, uvicorn in a thread on a free port."""
+shipped topology, a real SQLite store in tmp_path, uvicorn in a thread on a free port; with
+``make_api(cluster=view)`` the app reads the cluster through that view instead of the
+standalone one."""
 
 from __future__ import annotations
 
@@ -10,6 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from controller.api.rest import create_app
+from controller.api.server import serve_in_thread
+from controller.cluster.view import ClusterView
 from controller.main import Controller, build_controller
 from controller.network.service import ControllerService
 from controller.settings import Settings
@@ -50,7 +55,8 @@ def make_api(tmp_path: Path) -> Iterator[MakeApi]:
     token_file.write_text(f"{TOKEN}\n")
 
     def make(topology: str = "diamond", *, state_dir: Path | None = None,
-             read_open: bool | None = None, token_file_: Path | None = token_file) -> Api:
+             read_open: bool | None = None, token_file_: Path | None = token_file,
+             cluster: ClusterView | None = None) -> Api:
         state = state_dir if state_dir is not None else tmp_path / "state"
         settings = Settings.model_validate({
             "topology": {"file": str(topology_file(topology))},
@@ -58,6 +64,16 @@ def make_api(tmp_path: Path) -> Iterator[MakeApi]:
                     "token_file": str(token_file_) if token_file_ is not None else None},
             "state": {"dir": str(state)}})
         handle = build_controller(settings, read_open=read_open)
+        if cluster is not None:
+            # build_controller serves the standalone view; the same parts (service, store,
+            # intents, steering) are served again by an app reading the given view
+            handle.api.stop()
+            app = create_app(handle.service, intents=handle.intents, steering=handle.steering,
+                             store=handle.store,
+                             token=TOKEN if token_file_ is not None else None,
+                             read_open=True if read_open is None else read_open,
+                             cluster=cluster)
+            handle.api = serve_in_thread(app, "127.0.0.1", 0)
         api = Api(handle, handle.service, state, TOKEN)
         started.append(api)
         return api

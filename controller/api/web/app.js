@@ -1,6 +1,7 @@
 // The operator's web map of the CPN controller. Plain JavaScript + SVG, no library.
 // Data: GET /api/v1/topology once, then /api/v1/stream (server-sent events, read with
-// fetch so the API token can go in a header) for link, switch and intent changes.
+// fetch so the API token can go in a header) for link, switch, mastership and intent
+// changes; GET /api/v1/cluster for the members (the legend of masters) when one moves.
 "use strict";
 
 const API = "/api/v1";
@@ -15,6 +16,9 @@ const KINDS = {
   city: { label: "city", fill: "#2ca02c", size: 5 },
   switch: { label: "switch", fill: "#5b6b7d", size: 4.5 },
 };
+// outline colours of the members mastering switches (in the order /cluster lists them)
+const MEMBER_COLOURS = ["#0b63c5", "#e8590c", "#2b8a3e", "#ae3ec9", "#c92a2a", "#1098ad",
+  "#5f3dc4", "#e67700", "#495057", "#d6336c"];
 
 const S = {
   topo: null,
@@ -32,6 +36,9 @@ const S = {
   view: { x: 0, y: 0, w: VIEW_W, h: VIEW_H },
   symbolScale: 1,
   circle: null,
+  cluster: null, // last /cluster answer (mode, members)
+  masters: new Map(), // node name -> member id mastering it, or null
+  mastersKey: null,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -268,11 +275,75 @@ function styleLink(i) {
 
 function nodeTitle(n) {
   const sites = (S.topo.compute_sites || []).filter((c) => c.node === n.name);
+  const master = S.masters.get(n.name);
   return [`${n.name}${n.label && n.label !== n.name ? ` (${n.label})` : ""}`,
     KINDS[n.kind] ? KINDS[n.kind].label : n.kind, `dpid ${n.dpid}`,
     n.connected ? "switch connected" : "switch not connected",
+    clustered() ? (master ? `master ${master}` : "no master") : null,
     n.lat !== null ? `${fmt(n.lat, 2)}°, ${fmt(n.lon, 2)}°` : "no coordinates",
-    ...sites.map((c) => `site ${c.id}: ${fmt(c.capacity, 1)} ${c.unit}`)].join("\n");
+    ...sites.map((c) => `site ${c.id}: ${fmt(c.capacity, 1)} ${c.unit}`)].filter(Boolean).join("\n");
+}
+
+// --- masters (several controllers: which member is master of each switch) ---------------
+
+function clustered() {
+  return Boolean(S.cluster && S.cluster.mode === "cluster");
+}
+
+function memberColour(id) {
+  const members = S.cluster ? S.cluster.members.map((m) => m.id) : [];
+  const i = members.indexOf(id);
+  return i < 0 ? "#868e96" : MEMBER_COLOURS[i % MEMBER_COLOURS.length];
+}
+
+// every switch's outline in its master's colour (a controller running alone: no colours)
+function styleMasters() {
+  const nodes = new Map(S.topo.nodes.map((x) => [x.name, x]));
+  for (const [name, g] of S.nodeEl) {
+    const master = S.masters.get(name) || null;
+    g.setAttribute("data-master", master || "");
+    const on = clustered() && master !== null;
+    g.classList.toggle("mastered", on);
+    if (on) g.style.setProperty("--master", memberColour(master));
+    else g.style.removeProperty("--master");
+    const n = nodes.get(name);
+    if (n) g.querySelector("title").textContent = nodeTitle(n);
+  }
+  legendMasters();
+}
+
+function legendMasters() {
+  const box = $("masters");
+  box.replaceChildren();
+  box.hidden = !clustered();
+  if (!clustered()) return;
+  box.append(html("div", "masters", { class: "head" }));
+  for (const m of S.cluster.members) {
+    const d = html("div", null, { "data-member": m.id });
+    const s = el("svg", { width: 14, height: 14, viewBox: "-7 -7 14 14" });
+    el("circle", { r: 5, fill: "#fff", stroke: memberColour(m.id), "stroke-width": 3 }, s);
+    const count = [...S.masters.values()].filter((x) => x === m.id).length;
+    const notes = [m.self ? "answering" : null, m.alive ? null : "down"].filter(Boolean);
+    d.append(s, ` ${m.id} · ${count} switch${count === 1 ? "" : "es"}${notes.length ? ` (${notes.join(", ")})` : ""}`);
+    box.append(d);
+  }
+  box.append(html("div", "plain outline: no master", { class: "muted" }));
+}
+
+async function refreshCluster() {
+  const res = await api("/cluster");
+  if (res.ok && res.body) { S.cluster = res.body; styleMasters(); }
+}
+
+// at most once a second: mastership moves in bursts (a member dies, its switches move)
+const clusterPoll = { pending: null, last: 0 };
+
+function scheduleCluster() {
+  if (clusterPoll.pending) return;
+  const wait = Math.max(0, 1000 - (Date.now() - clusterPoll.last));
+  clusterPoll.pending = setTimeout(() => {
+    clusterPoll.pending = null; clusterPoll.last = Date.now(); refreshCluster();
+  }, wait);
 }
 
 function draw() {
@@ -301,7 +372,7 @@ function draw() {
     const [x, y] = S.pos.get(n.name);
     const kind = KINDS[n.kind] ? n.kind : "switch";
     const g = el("g", { class: `node kind-${kind}`, "data-node": n.name, "data-kind": n.kind,
-      "data-connected": n.connected ? "true" : "false" }, gNodes);
+      "data-connected": n.connected ? "true" : "false", "data-master": n.master || "" }, gNodes);
     g.dataset.x = x; g.dataset.y = y;
     el("path", { class: "sym", d: symbolPath(kind, KINDS[kind].size), fill: KINDS[kind].fill,
       "stroke-width": 1 }, g);
@@ -683,6 +754,20 @@ function applyLive(msg) {
     const n = S.topo.nodes.find((x) => x.name === name);
     if (n && n.connected !== connected) { n.connected = connected; g.querySelector("title").textContent = nodeTitle(n); }
   }
+  if (msg.masters) {
+    const key = JSON.stringify(msg.masters);
+    if (key !== S.mastersKey) {
+      S.mastersKey = key;
+      S.masters = new Map(Object.entries(msg.masters));
+      styleMasters();
+      // new members, or counts in the legend: re-read the members (not alone: nothing moves)
+      if (clustered()) scheduleCluster();
+    }
+  }
+  if (msg.stale !== undefined) {
+    $("stale").hidden = !msg.stale;
+    document.body.dataset.stale = msg.stale ? "true" : "false";
+  }
   if (msg.intents) {
     // re-render only on a change: rows under the pointer stay put
     const key = JSON.stringify(msg.intents.map((i) => [i.id, i.state, i.path, i.latency_ms, i.reroutes]));
@@ -773,8 +858,11 @@ async function main() {
   }
   const dl = $("names");
   for (const n of S.topo.nodes) dl.append(html("option", null, { value: n.name }));
+  for (const n of S.topo.nodes) S.masters.set(n.name, n.master === undefined ? null : n.master);
   draw();
   legend();
+  await refreshCluster();
+  clusterPoll.last = Date.now();
   setupZoom();
   window.addEventListener("resize", rescale);
   const hubs = S.topo.nodes.filter((n) => n.kind === "national_hub");
