@@ -26,6 +26,10 @@ from controller.network.flows import PORT_CONTROLLER, FlowEntry, Instructions, M
 __all__ = [
     "BUNDLE_FLAGS",
     "PORT_COUNTERS",
+    "FLOW_REMOVED_REASONS",
+    "PACKET_IN_REASONS",
+    "PORT_STATUS_REASONS",
+    "ROLES",
     "FlowStat",
     "EntryFlowMod",
     "apply_actions",
@@ -45,6 +49,11 @@ __all__ = [
     "port_desc_request",
     "port_rows_of",
     "port_stats_request",
+    "role_error_text",
+    "role_name",
+    "role_request",
+    "role_request_of",
+    "set_async",
     "two_phase",
 ]
 
@@ -482,6 +491,78 @@ def parse_echo(data: bytes | None) -> float | None:
     if not data or len(data) != len(_ECHO_TAG) + 8 or not data.startswith(_ECHO_TAG):
         return None
     return float(struct.unpack("!d", data[len(_ECHO_TAG):])[0])
+
+
+# --- roles of several controllers (OpenFlow 1.3 section 6.3.7) ---------------------------------
+
+ROLES = {"nochange": ofp.OFPCR_ROLE_NOCHANGE, "equal": ofp.OFPCR_ROLE_EQUAL,
+         "master": ofp.OFPCR_ROLE_MASTER, "slave": ofp.OFPCR_ROLE_SLAVE}
+"""role name -> ``OFPCR_ROLE_*``"""
+_ROLE_NAMES = {v: k for k, v in ROLES.items()}
+_ROLE_REQUEST = struct.Struct("!I4xQ")
+_ROLE_ERRORS = {ofp.OFPRRFC_STALE: "OFPRRFC_STALE (an older generation_id than the switch "
+                                   "holds)",
+                ofp.OFPRRFC_UNSUP: "OFPRRFC_UNSUP (the switch does not support roles)",
+                ofp.OFPRRFC_BAD_ROLE: "OFPRRFC_BAD_ROLE (invalid role)"}
+
+
+def role_request(role: str, generation_id: int) -> parser.OFPRoleRequest:
+    """OFPRoleRequest for ``role`` (``"master"``, ``"slave"``, ``"equal"`` or
+    ``"nochange"``) with the master-election ``generation_id`` (unsigned 64 bits). The switch
+    refuses a master or slave request whose generation is older than the newest it has seen
+    (error OFPRRFC_STALE); making one connection master turns its other masters into slaves.
+    ``ValueError`` for an unknown role or a generation out of range."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; one of {sorted(ROLES)}")
+    if not 0 <= generation_id <= 0xFFFF_FFFF_FFFF_FFFF:
+        raise ValueError(f"generation_id {generation_id} is not an unsigned 64-bit number")
+    return parser.OFPRoleRequest(None, ROLES[role], generation_id)
+
+
+def role_name(role: int) -> str:
+    """The name of an ``OFPCR_ROLE_*`` value (of a role reply), ``"unknown"`` for others."""
+    return _ROLE_NAMES.get(role, "unknown")
+
+
+def role_request_of(data: bytes | None) -> tuple[str, int] | None:
+    """(role, generation_id) of the role request an error message carries back (its
+    ``data`` starts with the refused message), None when ``data`` is not one."""
+    if not data or len(data) < _OFP_HEADER.size + _ROLE_REQUEST.size:
+        return None
+    version, msg_type, _, _ = _OFP_HEADER.unpack_from(data)
+    if version != ofp.OFP_VERSION or msg_type != ofp.OFPT_ROLE_REQUEST:
+        return None
+    role, generation_id = _ROLE_REQUEST.unpack_from(data, _OFP_HEADER.size)
+    return role_name(role), int(generation_id)
+
+
+def role_error_text(code: int) -> str:
+    """Words for an ``OFPET_ROLE_REQUEST_FAILED`` error code."""
+    name = _ROLE_ERRORS.get(code, f"code {code}")
+    return f"role request refused: {name} (OpenFlow error type " \
+           f"{ofp.OFPET_ROLE_REQUEST_FAILED} code {code})"
+
+
+PACKET_IN_REASONS = 1 << ofp.OFPR_NO_MATCH | 1 << ofp.OFPR_ACTION
+"""Packet-ins a controller gets by default as master (OpenFlow 1.3 and Open vSwitch): a
+table miss and an output to the controller (our LLDP and ARP flows)."""
+PORT_STATUS_REASONS = 1 << ofp.OFPPR_ADD | 1 << ofp.OFPPR_DELETE | 1 << ofp.OFPPR_MODIFY
+FLOW_REMOVED_REASONS = (1 << ofp.OFPRR_IDLE_TIMEOUT | 1 << ofp.OFPRR_HARD_TIMEOUT
+                        | 1 << ofp.OFPRR_DELETE | 1 << ofp.OFPRR_GROUP_DELETE)
+
+
+def set_async(packet_in_mask: tuple[int, int] = (PACKET_IN_REASONS, PACKET_IN_REASONS),
+              port_status_mask: tuple[int, int] = (PORT_STATUS_REASONS, PORT_STATUS_REASONS),
+              flow_removed_mask: tuple[int, int] = (FLOW_REMOVED_REASONS, 0)
+              ) -> parser.OFPSetAsync:
+    """OFPSetAsync: which asynchronous messages the switch sends on this connection, each
+    mask a pair (as master or equal, as slave) of ``1 << reason`` bits. The defaults are a
+    cluster member's: as master what the switch sends by default; as slave the same
+    packet-ins (LLDP and ARP reach every member, so each learns hosts and checks links
+    alike; a switch sends a slave none by default) and port status, and no flow-removed
+    (only the master restores flows)."""
+    return parser.OFPSetAsync(None, list(packet_in_mask), list(port_status_mask),
+                              list(flow_removed_mask))
 
 
 def barrier_request() -> parser.OFPBarrierRequest:

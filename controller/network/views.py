@@ -12,6 +12,9 @@ used under the service's lock, and the path queries.
   ``with service.network() as net:``, and it offers reads only.
 * :func:`query_paths` answers ``GET /paths``: what the engine would choose, installing
   nothing, and which bound fails when nothing meets them.
+* :class:`RoleView` and :class:`RoleEvent` are the OpenFlow roles of this controller on each
+  switch (a cluster member writes only to the switches it masters) and what the switches
+  answered about them.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ if TYPE_CHECKING:
     from controller.network.state import HostRecord, NetworkState
     from controller.topology.wiring import Wiring
 
-__all__ = ["LinkView", "NetworkSnapshot", "NetworkView", "SwitchView", "query_paths"]
+__all__ = ["LinkView", "NetworkSnapshot", "NetworkView", "RoleEvent", "RoleView", "SwitchView",
+           "query_paths"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,57 @@ class SwitchView:
         return {"name": self.name, "dpid": self.dpid, "connected": self.connected,
                 "synced": self.synced,
                 "ports": dict(self.ports) if self.ports is not None else None}
+
+
+@dataclass(frozen=True, slots=True)
+class RoleView:
+    """This controller's OpenFlow role on one switch
+    (:meth:`ControllerService.roles <.service.ControllerService.roles>`)."""
+
+    dpid: int
+    wanted: str | None
+    """``"master"`` or ``"slave"`` as last asked for (``want_role``, ``demote_all``); None
+    when never told"""
+    role: str
+    """as the switch last confirmed it on the current connection: ``"master"``,
+    ``"slave"``, ``"equal"`` or ``"unknown"`` (not connected, no answer yet, or standalone)"""
+    generation_id: int | None
+    """the generation of the wanted role (None when never told)"""
+    writable: bool
+    """this controller may write to the switch now (standalone: it is connected; cluster
+    member: the switch confirmed it as master on the current connection)"""
+    since: float | None
+    """``time.time()`` of the last change of ``role`` or ``writable`` (None: none yet)"""
+    error: str | None
+    """the last refusal (a role request refused, a write refused as not master); None once
+    the switch confirms a role again"""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"dpid": self.dpid, "wanted": self.wanted, "role": self.role,
+                "generation_id": self.generation_id, "writable": self.writable,
+                "since": self.since, "error": self.error}
+
+
+@dataclass(frozen=True, slots=True)
+class RoleEvent:
+    """What a switch answered about this controller's role (handed to
+    ``ControllerService.role_listeners``)."""
+
+    dpid: int
+    role: str
+    """``"master"``, ``"slave"`` or ``"equal"`` (a role reply), ``"refused"`` (a role
+    request refused, e.g. stale generation) or ``"not_master"`` (a write refused: another
+    controller masters the switch now)"""
+    generation_id: int | None
+    """the generation of the reply or of the refused request; for ``"not_master"`` the
+    wanted one (None when never told)"""
+    requested_at: float | None
+    """``time.perf_counter()`` when the last role request to the switch was sent (None:
+    none on this connection)"""
+    answered_at: float
+    """``time.perf_counter()`` when the answer was handled"""
+    error: str | None
+    """the refusal in words (None for a reply)"""
 
 
 @dataclass(frozen=True, slots=True)
