@@ -15,10 +15,18 @@ Multipart requests (flow stats, port stats, port descriptions) go out through
 asked waits on the returned :class:`_Reply` in its own thread (the REST API's, for live reads),
 never in os-ken's event thread.
 
-OpenFlow message counters (:mod:`.counters`): messages out are counted per type
-once per :meth:`CpnApp.send` batch; messages in are counted by the event thread into a plain
-dict (it is the only writer) and added to the Prometheus counters by the periodic thread
-every 50 ms, so a handler pays a dict increment, not the counters' locks.
+OpenFlow roles (a cluster member's service, ``roles=True``): role replies go to
+:meth:`ControllerService.role_reply` (a switch just taken over is read and reconciled, as on
+connect), refused role requests (error type 11) to :meth:`~ControllerService.role_refused`,
+writes refused as not master (error type 1 code 10) to :meth:`~ControllerService.not_master`;
+such a refused bundle is not sent again one by one. The service builds the role requests and
+the async configuration and sends them through :meth:`CpnApp.send`.
+
+OpenFlow message counters (:mod:`.counters`): messages out are counted per type once per
+:meth:`CpnApp.send` batch (role requests and async configuration too); messages in (role
+replies and errors too) are counted by the event thread into a plain dict (it is the only
+writer) and added to the Prometheus counters by the periodic thread every 50 ms, so a
+handler pays a dict increment, not the counters' locks.
 """
 
 from __future__ import annotations
@@ -338,15 +346,29 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]  # os-ken ships no typ
             ports = {p.port_no: _live(p) for p in dp.ports.values() if p.port_no <= ofp.OFPP_MAX}
             if not self.service.switch_connected(dp.id, ports, dp):
                 return
-
-            def reconcile(parts: list[Any]) -> None:
-                self.service.reconcile(dp.id, [openflow.flowstats_to_entry(s) for s in parts],
-                                       dp)
-
-            self.request(dp, openflow.flow_stats_request(), on_done=reconcile)
+            self._read_and_reconcile(dp)
         elif ev.state == DEAD_DISPATCHER:
             self._fail_waiters(dp)
             self.service.switch_lost(dp.id, dp)
+
+    def _read_and_reconcile(self, dp: Any) -> None:
+        """Read the switch's flow table; the service reconciles the plan against it."""
+        dpid = dp.id
+
+        def reconcile(parts: list[Any]) -> None:
+            self.service.reconcile(dpid, [openflow.flowstats_to_entry(s) for s in parts], dp)
+
+        self.request(dp, openflow.flow_stats_request(), on_done=reconcile)
+
+    @set_ev_cls(ofp_event.EventOFPRoleReply, MAIN_DISPATCHER)
+    def _role_reply(self, ev: Any) -> None:
+        msg = ev.msg
+        self._count_in(msg)
+        dp = msg.datapath
+        if dp.id is None:
+            return
+        if self.service.role_reply(dp.id, openflow.role_name(msg.role), msg.generation_id, dp):
+            self._read_and_reconcile(dp)  # taken over: adopt what the previous master left
 
     @set_ev_cls([ofp_event.EventOFPFlowStatsReply, ofp_event.EventOFPPortStatsReply,
                  ofp_event.EventOFPPortDescStatsReply], MAIN_DISPATCHER)
@@ -369,10 +391,20 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]  # os-ken ships no typ
         msg = ev.msg
         self._count_in(msg)
         dp = msg.datapath
+        if msg.type == ofp.OFPET_ROLE_REQUEST_FAILED:
+            request = openflow.role_request_of(msg.data)
+            self.service.role_refused(dp.id, msg.code,
+                                      request[1] if request is not None else None, dp)
+            return
+        # another controller masters the switch now: nothing of ours is written any more
+        # (a refused bundle is not sent again one by one)
+        not_master = msg.type == ofp.OFPET_BAD_REQUEST and msg.code == ofp.OFPBRC_IS_SLAVE
         with self._send_lock:
             reply = self._replies.pop((id(dp), msg.xid), None)
             bundle = next((b for b in self._bundles.get(id(dp), ()) if b.holds(msg.xid)), None)
-            retry = bundle is not None and not bundle.retried
+            retry = bundle is not None and not bundle.retried and not not_master
+            if not_master and bundle is not None:
+                bundle.retried = True
             if retry:
                 assert bundle is not None
                 bundle.retried = True
@@ -388,6 +420,9 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]  # os-ken ships no typ
         if reply is not None:
             reply._finish(f"the switch answered with OpenFlow error type {msg.type} "
                           f"code {msg.code}")
+            return
+        if not_master:
+            self.service.not_master(dp.id, dp)
             return
         failed = msg.data[1] if msg.data and len(msg.data) > 1 else None
         if retry:

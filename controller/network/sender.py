@@ -7,6 +7,12 @@ made, when there are any) likewise, then phase 2 (deletes), wait for its barrier
 service's confirm (``core.confirm``). Each Change leaves a :class:`ChangeRecord` of its
 timings. Switches are reached through a :class:`Transport` (the os-ken app implements it;
 tests fake it).
+
+Every write to a switch passes a :class:`WriteGate`. A standalone controller's gate lets
+everything through; a cluster member's lets writes reach only the connections the service
+opened it for (switches that confirmed this member as master). Messages for a switch the gate
+holds shut are dropped silently: the core's view of a standby switch is its plan, so its
+intents are confirmed as the master installs them.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ if TYPE_CHECKING:
     from controller.network.service import ControllerService
 
 __all__ = ["BARRIER_TIMEOUT_S", "Barrier", "ChangeRecord", "ChangeSender", "Reply", "Ticket",
-           "Transport"]
+           "Transport", "WriteGate"]
 
 log = logging.getLogger("controller.network.service")
 """The sender logs under the service's name: it is the service's thread."""
@@ -64,6 +70,69 @@ class Transport(Protocol):
     def request(self, handle: Any, msg: Any) -> Reply | None:
         """Send the multipart request ``msg``; the reply collects every part (matched by
         xid). None when the connection is gone."""
+
+
+class WriteGate:
+    """The one place writes to switches pass (FlowMods, meter and group mods, packet-outs).
+
+    Not ``enforced`` (a standalone controller): every connection may be written. ``enforced``
+    (a cluster member): only the connection :meth:`open` named for a switch, until
+    :meth:`close`. :meth:`send` checks and hands the messages to the transport under a lock
+    of the switch, so after :meth:`close` and :meth:`drain` return nothing more leaves for
+    it (a write that passed the check before the close is handed over before ``drain``
+    returns). Opening, closing and checking are dict operations, atomic under the GIL."""
+
+    def __init__(self, enforced: bool) -> None:
+        self.enforced = enforced
+        self._open: dict[int, Any] = {}
+        """dpid -> the connection (handle) writes may go to"""
+        self._locks: dict[int, threading.Lock] = {}
+
+    def _lock(self, dpid: int) -> threading.Lock:
+        lock = self._locks.get(dpid)
+        if lock is None:
+            lock = self._locks.setdefault(dpid, threading.Lock())  # atomic: one lock wins
+        return lock
+
+    def allows(self, dpid: int, handle: Any) -> bool:
+        """Writes to connection ``handle`` of switch ``dpid`` may leave now."""
+        return not self.enforced or (handle is not None and self._open.get(dpid) is handle)
+
+    def open(self, dpid: int, handle: Any) -> None:
+        """Let writes reach ``handle`` (the switch confirmed this controller as master)."""
+        self._open[dpid] = handle
+
+    def close(self, dpid: int) -> bool:
+        """Stop writes to switch ``dpid``; True when they were allowed until now. Call
+        :meth:`drain` (outside any lock a sender might wait for) to wait for a write that
+        passed the check just before."""
+        return self._open.pop(dpid, None) is not None
+
+    def drain(self, dpids: Sequence[int], timeout_s: float) -> list[int]:
+        """Wait (at most ``timeout_s`` for all) until no write to ``dpids`` is being handed
+        over; the dpids still busy at the deadline (a switch whose send queue is full)."""
+        deadline = time.monotonic() + timeout_s
+        late = []
+        for dpid in dpids:
+            lock = self._locks.get(dpid)
+            if lock is None:
+                continue  # never written to
+            if lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                lock.release()
+            else:
+                late.append(dpid)
+        return late
+
+    def send(self, transport: Transport, dpid: int, handle: Any, msgs: Sequence[Any]
+             ) -> tuple[bool, Barrier | None]:
+        """Send ``msgs`` to ``handle`` if the gate allows it: (sent, the barrier waiter
+        ``transport.send`` returned)."""
+        if not self.enforced:
+            return True, transport.send(handle, msgs)
+        with self._lock(dpid):
+            if not self.allows(dpid, handle):
+                return False, None
+            return True, transport.send(handle, msgs)
 
 
 @dataclass
@@ -108,9 +177,11 @@ class ChangeSender:
     """One thread that sends Changes strictly in submission order (see the module doc)."""
 
     def __init__(self, service: ControllerService, transport: Transport,
-                 barrier_timeout_s: float = BARRIER_TIMEOUT_S, keep: int = 10_000) -> None:
+                 barrier_timeout_s: float = BARRIER_TIMEOUT_S, keep: int = 10_000,
+                 gate: WriteGate | None = None) -> None:
         self._service = service
         self._transport = transport
+        self._gate = gate if gate is not None else WriteGate(enforced=False)
         self._barrier_timeout_s = barrier_timeout_s
         self._queue: queue.Queue[Ticket | None] = queue.Queue()
         self._busy = 0
@@ -165,7 +236,14 @@ class ChangeSender:
                          f"skipping {len(msgs)} messages",
                          extra={"dpid": dpid, "event": "change_skip"})
                 continue
-            w = self._transport.send(handle, msgs)
+            # checked when the phase leaves, not when the change was computed: a switch
+            # demoted meanwhile gets nothing more
+            sent, w = self._gate.send(self._transport, dpid, handle, msgs)
+            if not sent:
+                log.debug(f"change {ticket.change.token} {name}: switch {dpid:#x} is not "
+                          f"mastered here; {len(msgs)} messages not sent",
+                          extra={"dpid": dpid, "event": "change_not_master"})
+                continue
             if w is not None:
                 waiters.append((dpid, w))
         deadline = time.monotonic() + self._barrier_timeout_s

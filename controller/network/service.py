@@ -22,6 +22,18 @@ implements it; tests can fake it).
 Live reads (:meth:`ControllerService.read_flow_stats`, :meth:`~ControllerService.read_flows`,
 :meth:`~ControllerService.read_ports`) send multipart requests through the transport and wait
 for every part in the calling thread (bounded); the app only matches the parts by xid.
+
+OpenFlow roles (``roles=True``, a cluster member; every switch connects to every member):
+the cluster runtime says which switches this member masters (:meth:`ControllerService.want_role`,
+with a ``generation_id`` that only grows), the service asks the switch, and writes reach a
+switch only while it has confirmed this member as its master on the current connection (the
+:class:`~.sender.WriteGate`). A standby keeps its core's view of a switch equal to the plan
+(the sender drops its writes), learns hosts and links from the same packet-ins, and on
+takeover reads the switch's flow table and reconciles against the same plan: a switch the
+previous master left complete gets no FlowMod. The switches fence the rest: a write from a
+demoted master is refused (``OFPBRC_IS_SLAVE``), a role request with an older generation too
+(``OFPRRFC_STALE``). ``roles=False`` (standalone): no role request is sent and every connected
+switch is written.
 """
 
 from __future__ import annotations
@@ -36,6 +48,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from controller.errors import BadRequest, CpnError, NotFound, SwitchUnavailable
@@ -51,19 +64,22 @@ from controller.network.sender import (
     Reply,
     Ticket,
     Transport,
+    WriteGate,
 )
 from controller.network.views import (
     LinkView,
     NetworkSnapshot,
     NetworkView,
+    RoleEvent,
+    RoleView,
     SwitchView,
     query_paths,
 )
 from controller.topology.model import IntentSpec, Topology
 from controller.topology.wiring import Wiring
 
-__all__ = ["ControllerService", "LinkView", "NetworkSnapshot",
-           "NetworkView", "SwitchUnavailable", "SwitchView"]
+__all__ = ["ControllerService", "LinkView", "NetworkSnapshot", "NetworkView", "RoleEvent",
+           "RoleView", "SwitchUnavailable", "SwitchView"]
 
 log = logging.getLogger("controller.network.service")
 
@@ -78,6 +94,26 @@ LLDP_INTERVAL_S = 2.0
 GC_RECLAIM_INTERVAL_S = 600.0
 """How often the service hands the frozen plan objects back to the cyclic collector (see
 :meth:`ControllerService.reclaim_garbage`)."""
+WRITE_DRAIN_TIMEOUT_S = 2.0
+"""How long a demotion waits for a write to the switch that is being handed over (only a
+switch whose send queue is full takes long; the switch refuses that write anyway)."""
+
+
+@dataclass
+class _Role:
+    """The role this controller wants and has on one switch (under the service's lock; the
+    permission to write is the :class:`WriteGate`'s)."""
+
+    wanted: str | None = None
+    generation_id: int | None = None
+    role: str = "unknown"
+    """as the switch confirmed it on the current connection"""
+    role_generation: int | None = None
+    """the generation of that confirmation"""
+    since: float | None = None
+    error: str | None = None
+    requested_at: float | None = None
+    """``time.perf_counter()`` of the last role request on the current connection"""
 
 
 class ControllerService:
@@ -94,7 +130,7 @@ class ControllerService:
                  barrier_timeout_s: float = BARRIER_TIMEOUT_S,
                  port_stats_interval_s: float = PORT_STATS_INTERVAL_S,
                  gc_reclaim_interval_s: float = GC_RECLAIM_INTERVAL_S,
-                 state_file: str | None = None) -> None:
+                 state_file: str | None = None, roles: bool = False) -> None:
         self.topology = topology
         self.lock = threading.RLock()
         self.core = ControllerCore(topology, fallback=fallback, now=time.monotonic(),
@@ -124,13 +160,26 @@ class ControllerService:
         """called with ``(cause, t_event)`` (``time.perf_counter``) after the core handled a
         switch connect/loss or a port status, outside the lock, in the event thread: must
         not block"""
+        self.role_mode = roles
+        """a cluster member: OpenFlow roles decide which switches this process writes to
+        (see the module docstring); False: standalone, every connected switch is written"""
+        self.role_listeners: list[Callable[[RoleEvent], None]] = []
+        """called with a :class:`RoleEvent` when a switch answers about this controller's
+        role (a role reply, a refused role request, a write refused as not master), outside
+        the lock, in the event thread: must not block"""
+        self._gate = WriteGate(enforced=roles)
+        self._roles = {d: _Role() for d in self.core.state.dpids()}
+        self._role_send = threading.Lock()
+        """held while role messages are built and sent, so they leave in the order the
+        wanted roles were set (taken before :attr:`lock`, never inside it)"""
 
     # -- wiring to the app ----------------------------------------------------------------------
     def start(self, transport: Transport) -> None:
         """Start the sender thread (the app calls this once it can send)."""
         if self.sender is None:
             self._transport = transport
-            self.sender = ChangeSender(self, transport, self._barrier_timeout_s)
+            self.sender = ChangeSender(self, transport, self._barrier_timeout_s,
+                                       gate=self._gate)
         if self._poller is None and self.port_stats_interval_s > 0:
             self._poller = threading.Thread(target=self._poll_ports, name="cpn-port-stats",
                                             daemon=True)
@@ -206,13 +255,19 @@ class ControllerService:
         """A switch finished its handshake. False (and nothing done) for a dpid the topology
         does not know: the app should ignore that switch."""
         t = time.perf_counter()
-        with self.lock:
-            if dpid not in self.core.state.switches:
-                log.warning(f"switch {dpid:#x} is not in topology {self.topology.name!r}; "
-                            "ignoring it", extra={"dpid": dpid, "event": "unknown_switch"})
-                return False
-            self._handles[dpid] = handle
-            self.submit(self.core.switch_connected(dpid, ports, time.monotonic()), t)
+        with self._role_send:
+            with self.lock:
+                if dpid not in self.core.state.switches:
+                    log.warning(f"switch {dpid:#x} is not in topology "
+                                f"{self.topology.name!r}; ignoring it",
+                                extra={"dpid": dpid, "event": "unknown_switch"})
+                    return False
+                self._handles[dpid] = handle
+                self._reset_role(dpid)
+                hello = self._role_hello(dpid)
+                self.submit(self.core.switch_connected(dpid, ports, time.monotonic()), t)
+            # before the app reads the flow table: the async configuration, then the role
+            self._send_control(handle, hello)
         self._notify_topology(f"switch {dpid:#x} connected", t)
         return True
 
@@ -229,6 +284,7 @@ class ControllerService:
             if self._handles.get(dpid) is not handle:
                 return  # an old connection of a switch that has already reconnected
             del self._handles[dpid]
+            self._reset_role(dpid)
             self.submit(self.core.switch_lost(dpid, time.monotonic()), t)
         self._notify_topology(f"switch {dpid:#x} lost", t)
 
@@ -254,10 +310,14 @@ class ControllerService:
         with self.lock:
             result = self.core.packet_in(dpid, in_port, data, time.monotonic())
             self.submit(result.change, t)
-            out = [(self._handles[d], m) for d, m in result.messages if d in self._handles]
+            # a packet-out is a write: only the switch's master answers (proxy ARP)
+            out = [(h, m) for d, m in result.messages
+                   if (h := self._handles.get(d)) is not None and self._gate.allows(d, h)]
             learned = result.change if result.change is not None \
                 and result.change.kind is ChangeKind.LLDP else None
-        for listener in self.packet_listeners:
+            # exactly one member acts on a packet (steering a client's first packet)
+            act = self._gate.allows(dpid, self._handles.get(dpid))
+        for listener in self.packet_listeners if act else ():
             try:
                 listener(dpid, in_port, data)
             except Exception:  # noqa: BLE001 - a listener must not break packet handling
@@ -276,14 +336,17 @@ class ControllerService:
 
     def send_packet(self, dpid: int, msg: Any) -> bool:
         """Send one message (a packet-out) to switch ``dpid`` now; False when it is not
-        connected or the service has no transport."""
+        connected, not writable here (:meth:`may_write`) or the service has no transport."""
         with self.lock:
             handle = self._handles.get(dpid)
         transport = self._transport
         if handle is None or transport is None or not transport.alive(handle):
             return False
-        transport.send(handle, [msg])
-        return True
+        sent, _ = self._gate.send(transport, dpid, handle, [msg])
+        if not sent:
+            log.debug(f"packet-out to {dpid:#x} not sent: the switch is not mastered here",
+                      extra={"dpid": dpid, "event": "packet_out_not_master"})
+        return sent
 
     def periodic(self, probes: bool) -> list[tuple[Any, Any]]:
         """``core.tick``; with ``probes``, the LLDP probes to send as ``(handle, msg)``."""
@@ -301,8 +364,18 @@ class ControllerService:
             # LLDP probes' transit times to give link delays (NetworkState._measure_delay)
             echoes = [(h, openflow.echo_request(time.monotonic()))
                       for d, h in sorted(self._handles.items())]
-            return echoes + [(self._handles[d], m) for d, m in self.core.lldp_probes(now)
-                             if d in self._handles]
+            probes_out = []
+            for d, m in self.core.lldp_probes(now):
+                h = self._handles.get(d)
+                if h is not None and self._gate.allows(d, h):
+                    probes_out.append((h, m))
+                elif h is not None:
+                    # a standby sends no probe (a packet-out is a write): it sees the
+                    # master's, whose send time it does not know, so it measures no delay
+                    sent = self.core.state.lldp_sent
+                    for key in [k for k in sent if k[0] == d]:
+                        del sent[key]
+            return echoes + probes_out
 
     def echo_reply(self, dpid: int, data: bytes) -> None:
         """An echo reply from ``dpid`` (the app): one of ours gives a control-channel RTT."""
@@ -310,6 +383,226 @@ class ControllerService:
         if sent is not None:
             with self.lock:
                 self.core.state.echo_rtt(dpid, time.monotonic() - sent)
+
+    # -- OpenFlow roles (a cluster member) -----------------------------------------------------
+    def want_role(self, dpid: int, master: bool, generation_id: int) -> None:
+        """This member should be master (``master``) or a standby of switch ``dpid``, as of
+        ``generation_id`` (from the cluster; it only grows). Remembered across reconnects of
+        the switch; thread-safe; never waits for the switch.
+
+        Not master: writes to the switch stop before this returns (a Change already queued
+        does not reach it), then ``OFPRoleRequest(SLAVE, generation_id)`` is sent if it is
+        connected. Master: ``OFPRoleRequest(MASTER, generation_id)`` is sent if connected;
+        the switch becomes writable when its role reply confirms MASTER with this generation
+        on the current connection, and is then read and reconciled (only the difference from
+        the plan is sent). Standalone (``roles=False``): only remembered. :class:`NotFound`
+        for a dpid the topology lacks, :class:`BadRequest` for a generation that is not an
+        unsigned 64-bit number."""
+        if not isinstance(generation_id, int) or not 0 <= generation_id < 1 << 64:
+            raise BadRequest(f"generation_id {generation_id!r} is not an unsigned 64-bit "
+                             "number")
+        wanted = "master" if master else "slave"
+        with self.lock:
+            st = self._role(dpid)
+            if (st.wanted, st.generation_id) == (wanted, generation_id) \
+                    and (st.role, st.role_generation) == (wanted, generation_id) \
+                    and self._may_write(dpid) == (master and self.role_mode):
+                return  # in effect already: the switch confirmed exactly this
+            st.wanted, st.generation_id = wanted, generation_id
+            closed = not master and self._close(dpid, st)
+        log.info(f"switch {dpid:#x}: wanted role {wanted}, generation {generation_id}",
+                 extra={"dpid": dpid, "event": "role_wanted", "role": wanted,
+                        "generation_id": generation_id})
+        if closed:
+            self._drain([dpid])
+        self._request_role(dpid)
+
+    def demote_all(self) -> None:
+        """Stop writing to every switch at once (before returning) and want to be a standby
+        of each (a member cut off from the cluster): ``OFPRoleRequest(SLAVE)`` with the
+        last generation known per connected switch (refused as stale when another member
+        has a newer one, which is harmless); a switch whose generation was never told gets
+        no request. Standalone: only the wanted roles are remembered."""
+        with self.lock:
+            dpids = sorted(self._roles)
+            for dpid in dpids:
+                st = self._roles[dpid]
+                st.wanted = "slave"
+                self._close(dpid, st)
+        log.warning("every switch demoted: no writes from this controller",
+                    extra={"event": "role_demote_all"})
+        if self.role_mode:
+            self._drain(dpids)
+        for dpid in dpids:
+            self._request_role(dpid)
+
+    def may_write(self, dpid: int) -> bool:
+        """This controller writes to switch ``dpid`` now: it is connected and (a cluster
+        member) has confirmed this controller as its master."""
+        with self.lock:
+            return self._may_write(dpid)
+
+    def roles(self) -> dict[int, RoleView]:
+        """This controller's role on every switch of the topology (dpid -> view)."""
+        with self.lock:
+            return {d: self._role_view(d) for d in self.core.state.dpids()}
+
+    def role_reply(self, dpid: int, role: str, generation_id: int, handle: Any) -> bool:
+        """The switch answered a role request on connection ``handle`` (the app): ``role``
+        as :func:`openflow.role_name` names it. True when the switch has just become
+        writable and its flow table was read since it connected: the app reads it again
+        and hands it to :meth:`reconcile` (the previous master may have left it anyhow).
+        (Before the first read, that read reconciles.)"""
+        t = time.perf_counter()
+        with self.lock:
+            st = self._roles.get(dpid)
+            if st is None or self._handles.get(dpid) is not handle:
+                return False  # an old connection: its successor asks again
+            before = (st.role, self._may_write(dpid))
+            st.role, st.role_generation, st.error = role, generation_id, None
+            opened = False
+            if role == "master":
+                # only the answer to the latest wanted role counts: a reply to an older
+                # request (a newer generation or a demotion is on its way) does not
+                if self.role_mode and st.wanted == "master" \
+                        and st.generation_id == generation_id \
+                        and not self._gate.allows(dpid, handle):
+                    self._gate.open(dpid, handle)
+                    opened = True
+            else:
+                self._gate.close(dpid)
+            if (st.role, self._may_write(dpid)) != before:
+                st.since = time.time()
+            event = RoleEvent(dpid, role, generation_id, st.requested_at, t, None)
+            reread = opened and self.core.synced(dpid)
+        log.info(f"switch {dpid:#x} confirmed role {role}, generation {generation_id}"
+                 + (": writable" if opened else ""),
+                 extra={"dpid": dpid, "event": "role_reply", "role": role,
+                        "generation_id": generation_id})
+        self._notify_role(event)
+        return reread
+
+    def role_refused(self, dpid: int, code: int, generation_id: int | None,
+                     handle: Any) -> None:
+        """The switch refused a role request (OpenFlow error type 11, ``code``: 0 stale
+        generation, 1 unsupported, 2 bad role) on connection ``handle``; ``generation_id``
+        of the refused request when the error carried it back. The switch is not written
+        any more; listeners hear ``"refused"``."""
+        t = time.perf_counter()
+        text = openflow.role_error_text(code)
+        with self.lock:
+            st = self._roles.get(dpid)
+            if st is None or self._handles.get(dpid) is not handle:
+                return
+            self._close(dpid, st)
+            st.error = text
+            gen = generation_id if generation_id is not None else st.generation_id
+            event = RoleEvent(dpid, "refused", gen, st.requested_at, t, text)
+        log.warning(f"switch {dpid:#x}: {text}",
+                    extra={"dpid": dpid, "event": "role_refused", "generation_id": gen})
+        self._notify_role(event)
+
+    def not_master(self, dpid: int, handle: Any) -> None:
+        """The switch refused a write on connection ``handle`` because this controller is
+        not its master (OpenFlow error type 1 code 10, ``OFPBRC_IS_SLAVE``): a newer master
+        took it. The switch is not written any more; listeners hear ``"not_master"`` (once
+        per loss: a burst of refused writes is one event)."""
+        t = time.perf_counter()
+        text = "write refused: this controller is not the switch's master (OFPBRC_IS_SLAVE)"
+        with self.lock:
+            st = self._roles.get(dpid)
+            if st is None or self._handles.get(dpid) is not handle:
+                return
+            closed = self._close(dpid, st)
+            if not closed and st.role == "slave":
+                return  # known already: a write that was on its way when we stopped
+            st.role, st.error, st.since = "slave", text, time.time()
+            event = RoleEvent(dpid, "not_master", st.generation_id, st.requested_at, t, text)
+        log.warning(f"switch {dpid:#x}: {text}",
+                    extra={"dpid": dpid, "event": "role_not_master"})
+        self._notify_role(event)
+
+    def _role(self, dpid: int) -> _Role:
+        st = self._roles.get(dpid)
+        if st is None:
+            raise NotFound(f"no switch with dpid {dpid:#x} in the topology")
+        return st
+
+    def _may_write(self, dpid: int) -> bool:
+        handle = self._handles.get(dpid)
+        return handle is not None and self._gate.allows(dpid, handle)
+
+    def _role_view(self, dpid: int) -> RoleView:
+        st = self._roles[dpid]
+        return RoleView(dpid, st.wanted, st.role, st.generation_id, self._may_write(dpid),
+                        st.since, st.error)
+
+    def _close(self, dpid: int, st: _Role) -> bool:
+        """Stop writes to ``dpid`` (with the lock); True when they were allowed."""
+        closed = self._gate.close(dpid)
+        if closed:
+            st.since = time.time()
+        return closed
+
+    def _drain(self, dpids: Sequence[int]) -> None:
+        """Wait (bounded, outside the lock) until no write to ``dpids`` is being handed over."""
+        late = self._gate.drain(dpids, WRITE_DRAIN_TIMEOUT_S)
+        if late:
+            log.warning("a write to " + ", ".join(f"{d:#x}" for d in late) + " was still "
+                        f"being handed over after {WRITE_DRAIN_TIMEOUT_S:g} s (send queue "
+                        "full); the switch refuses it if it is mastered elsewhere",
+                        extra={"event": "role_drain_timeout"})
+
+    def _reset_role(self, dpid: int) -> None:
+        """A new connection of ``dpid`` (or none): nothing confirmed, nothing writable (in
+        roles mode); the wanted role and generation stay. With the lock."""
+        st = self._roles[dpid]
+        if self._gate.close(dpid) or st.role != "unknown":
+            st.since = time.time()
+        st.role, st.role_generation, st.requested_at, st.error = "unknown", None, None, None
+
+    def _role_hello(self, dpid: int) -> list[Any]:
+        """The first messages of a new connection in roles mode: the async configuration
+        (a slave still gets packet-ins and port status), then the wanted role. With the
+        lock; send with :meth:`_send_control` under :attr:`_role_send`."""
+        if not self.role_mode:
+            return []
+        msgs = [openflow.set_async()]
+        request = self._role_request(dpid)
+        return msgs + ([request] if request is not None else [])
+
+    def _role_request(self, dpid: int) -> Any | None:
+        """The role request of the wanted role (None: none known, or standalone), recorded
+        as sent now. With the lock."""
+        st = self._roles[dpid]
+        if not self.role_mode or st.wanted is None or st.generation_id is None:
+            return None
+        st.requested_at = time.perf_counter()
+        return openflow.role_request(st.wanted, st.generation_id)
+
+    def _request_role(self, dpid: int) -> None:
+        """Send the role wanted now to the switch's current connection. Each request is
+        built from the state when it leaves, under :attr:`_role_send`, so the last request
+        on the wire always carries the latest wanted role."""
+        with self._role_send:
+            with self.lock:
+                handle = self._handles.get(dpid)
+                request = self._role_request(dpid) if handle is not None else None
+            if request is not None:
+                self._send_control(handle, [request])
+
+    def _send_control(self, handle: Any, msgs: list[Any]) -> None:
+        """Send messages every role may send (role requests, async configuration)."""
+        transport = self._transport
+        if msgs and transport is not None and transport.alive(handle):
+            transport.send(handle, msgs)
+
+    def _notify_role(self, event: RoleEvent) -> None:
+        for listener in self.role_listeners:
+            try:
+                listener(event)
+            except Exception:  # noqa: BLE001 - a listener must not break event handling
+                log.exception("role listener failed", extra={"event": "listener_failed"})
 
     # -- intents (for the write protocol, controller/operations.py) ----------------------------
     def wait_change(self, ticket: Ticket | None, timeout_s: float) -> None:

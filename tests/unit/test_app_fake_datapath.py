@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,17 +31,24 @@ def _flow_stats(cookie: int, table_id: int = 0) -> Any:
 
 
 class _FakeDatapath:
-    """What CpnApp.request needs of an os-ken Datapath; records what was sent."""
+    """What CpnApp needs of an os-ken Datapath (sending, xids, the ports of the handshake);
+    records what was sent. ``on_send`` (if set) sees each buffer after it is recorded, in
+    the sending thread (a test answers barriers there)."""
 
-    def __init__(self) -> None:
+    def __init__(self, dpid: int = 1, ports: Iterable[int] = ()) -> None:
         from os_ken.ofproto import ofproto_v1_3 as ofp
         from os_ken.ofproto import ofproto_v1_3_parser as parser
 
         self.ofproto, self.ofproto_parser = ofp, parser
-        self.id = 1
+        self.id = dpid
         self.is_active = True
         self.xid = 100
         self.sent: list[bytes] = []
+        self.ports = {p: parser.OFPPort(port_no=p, hw_addr="02:00:00:00:00:01",
+                                        name=f"p{p}".encode(), config=0, state=0, curr=0,
+                                        advertised=0, supported=0, peer=0, curr_speed=0,
+                                        max_speed=0) for p in ports}
+        self.on_send: Callable[[bytes], None] | None = None
 
     def set_xid(self, msg: Any) -> int:
         self.xid += 1
@@ -49,6 +57,8 @@ class _FakeDatapath:
 
     def send(self, buf: bytes) -> bool:
         self.sent.append(buf)
+        if self.on_send is not None:
+            self.on_send(buf)
         return self.is_active
 
 
