@@ -31,7 +31,10 @@ __all__ = ["ClusterView", "Standalone"]
 
 @runtime_checkable
 class ClusterView(Protocol):
-    member_id: str | None
+    @property
+    def member_id(self) -> str | None:
+        """This member's id (None: running alone)."""
+        ...
 
     def status(self) -> dict[str, Any]:
         """The cluster as this member sees it (the module docstring gives the shape)."""
@@ -54,7 +57,9 @@ class Standalone:
     """The cluster view of a controller running alone: one member, master of every switch,
     always writable."""
 
-    member_id: str | None = None
+    @property
+    def member_id(self) -> str | None:
+        return None
 
     def __init__(self, service: ControllerService, *, api_url: str | None = None,
                  openflow: str | None = None) -> None:
