@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
-DEB_PACKAGES=(mininet openvswitch-switch iperf3 iputils-ping iproute2 ethtool chromium chromium-driver)
+DEB_PACKAGES=(mininet openvswitch-switch iperf3 iputils-ping iproute2 ethtool chromium chromium-driver etcd-server)
 
 log() { printf '[setup] %s\n' "$*"; }
 
