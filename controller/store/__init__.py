@@ -6,7 +6,9 @@ their assignments, settings. Callers (the intent write protocol in
 :mod:`controller.operations`, compute steering in :mod:`controller.compute.steering`, the
 health check) depend on that interface only; :class:`SqliteStore` (:mod:`.sqlite`) is the
 implementation for a single controller. :func:`open_store` opens the store of a state
-directory.
+directory. :class:`EtcdStore` (:mod:`.etcd`, opened by :func:`open_etcd_store`) is the store
+the members of a cluster share; it is imported on first use, so the SQLite path never loads
+the etcd client.
 
 Switch state is never stored: it is read back from the switches (see docs/controller.md).
 """
@@ -14,13 +16,28 @@ Switch state is never stored: it is read back from the switches (see docs/contro
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from controller.errors import StoreError
 from controller.store.interface import Store, default_state_dir, spec_from_dict, spec_to_dict
 from controller.store.sqlite import SCHEMA_VERSION, STORE_FILE_NAME, SqliteStore
 
-__all__ = ["SCHEMA_VERSION", "STORE_FILE_NAME", "SqliteStore", "Store", "StoreError",
-           "default_state_dir", "open_store", "spec_from_dict", "spec_to_dict"]
+if TYPE_CHECKING:
+    from controller.store.etcd import EtcdStore, open_etcd_store
+
+__all__ = ["SCHEMA_VERSION", "STORE_FILE_NAME", "EtcdStore", "SqliteStore", "Store",
+           "StoreError", "default_state_dir", "open_etcd_store", "open_store", "spec_from_dict",
+           "spec_to_dict"]
+
+_LAZY = {"EtcdStore", "open_etcd_store"}
+
+
+def __getattr__(name: str) -> Any:
+    # the etcd store (and its HTTP client) loads only when a caller asks for it
+    if name in _LAZY:
+        from controller.store import etcd
+        return getattr(etcd, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def open_store(state_dir: str | Path | None = None) -> Store:

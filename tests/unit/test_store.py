@@ -1,22 +1,26 @@
 """The store interface (``controller.store.Store``): a contract every implementation must pass,
-run against each one (SQLite today), then what is particular to the SQLite file."""
+run against each one (SQLite, and etcd on a real etcd child process), then what is particular
+to the SQLite file."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from controller.cluster.etcdproc import EtcdServer, etcd_binary
 from controller.store import (
     SCHEMA_VERSION,
     STORE_FILE_NAME,
     SqliteStore,
     Store,
     StoreError,
+    open_etcd_store,
     open_store,
 )
 from controller.topology.model import IntentSpec, Match
@@ -24,7 +28,23 @@ from controller.topology.model import IntentSpec, Match
 OpenStore = Callable[[], Store]
 """opens the store under test at one fixed place (again after a close: the same data)"""
 
-IMPLEMENTATIONS = {"sqlite": lambda place: open_store(place)}
+Opener = Callable[[pytest.FixtureRequest], Callable[[Path], Store]]
+"""given the test's request, a function opening the store at a place (the same place again:
+the same data)"""
+
+
+def _sqlite(request: pytest.FixtureRequest) -> Callable[[Path], Store]:
+    return lambda place: open_store(place)
+
+
+def _etcd(request: pytest.FixtureRequest) -> Callable[[Path], Store]:
+    server: EtcdServer = request.getfixturevalue("etcd_server")
+    # a fresh prefix per test keeps the tests independent on the one server
+    prefix = f"/cpn-test/{uuid.uuid4().hex}"
+    return lambda place: open_etcd_store(server.client_url, prefix=prefix)
+
+
+IMPLEMENTATIONS: dict[str, Opener] = {"sqlite": _sqlite, "etcd": _etcd}
 
 FULL = IntentSpec("h1", "h2", 12.5, min_bandwidth_mbps=40.0, name="gold",
                   match=Match(ip_proto=6, dst_port=443), priority=700, protection=True,
@@ -32,12 +52,24 @@ FULL = IntentSpec("h1", "h2", 12.5, min_bandwidth_mbps=40.0, name="gold",
 PLAIN = IntentSpec("h2", "h3", 30.0)
 
 
+@pytest.fixture(scope="session")
+def etcd_server() -> Iterator[EtcdServer]:
+    """One etcd child process for the session's etcd stores (each test its own prefix)."""
+    try:
+        etcd_binary()
+    except StoreError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    with EtcdServer(name="store-contract") as server:
+        yield server
+
+
 @pytest.fixture(params=sorted(IMPLEMENTATIONS))
 def reopen(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenStore]:
     opened: list[Store] = []
+    open_at = IMPLEMENTATIONS[request.param](request)
 
     def open_() -> Store:
-        store = IMPLEMENTATIONS[request.param](tmp_path / "state")
+        store = open_at(tmp_path / "state")
         opened.append(store)
         return store
 
