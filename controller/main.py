@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from controller.errors import CpnError
+from controller.errors import ClusterUnavailable, CpnError
 from controller.network.service import ControllerService
 from controller.settings import FLAGS, LoggingSettings, Settings, SettingsError, load_settings
 from controller.topology.files import load_topology_argument
@@ -35,9 +35,13 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from controller.api.server import ApiHandle
+    from controller.cluster.member import ClusterMember
+    from controller.cluster.replica import ClusterIntentOperations, Replica
+    from controller.cluster.view import ClusterView
     from controller.compute.steering import Steering
     from controller.operations import IntentOperations
     from controller.store import Store
+    from controller.store.etcd import EtcdStore
 
 __all__ = ["Controller", "StructuredFormatter", "build_controller", "build_service",
            "configure_logging", "main", "run"]
@@ -114,7 +118,8 @@ def configure_logging(settings: LoggingSettings) -> None:
 
 def build_service(settings: Settings) -> ControllerService:
     """Load ``settings.topology.file`` and build the service with the settings' values
-    (raises :class:`CpnError` on a bad file)."""
+    (raises :class:`CpnError` on a bad file). A cluster member's service writes only to the
+    switches it masters (OpenFlow roles)."""
     if settings.topology.file is None:
         raise CpnError("no topology file: give --topology FILE, topology.file in the "
                        "--config file, or CPN_TOPOLOGY_FILE")
@@ -127,7 +132,8 @@ def build_service(settings: Settings) -> ControllerService:
                              barrier_timeout_s=settings.openflow.barrier_timeout_s,
                              port_stats_interval_s=net.port_stats_interval_s,
                              gc_reclaim_interval_s=net.gc_reclaim_interval_s,
-                             state_file=settings.state.snapshot_file)
+                             state_file=settings.state.snapshot_file,
+                             roles=settings.cluster.endpoints is not None)
 
 
 @dataclass
@@ -136,11 +142,15 @@ class Controller:
 
     service: ControllerService
     store: Store
-    intents: IntentOperations
+    intents: IntentOperations | ClusterIntentOperations
     steering: Steering
     api: ApiHandle
     token_path: Path | None
     """where the API's write token came from (None: ``$CPN_API_TOKEN``)"""
+    cluster: ClusterView
+    member: ClusterMember | None = None
+    """this process as a cluster member (None: running alone)"""
+    replica: Replica | None = None
 
     @property
     def url(self) -> str:
@@ -152,27 +162,34 @@ class Controller:
         return self.api.app
 
     def stop(self) -> None:
-        """Stop serving (the web map's streams first), compute steering and the service's
-        threads, then close the store."""
+        """Stop serving (the web map's streams first), leave the cluster (the others take
+        this member's switches at once), stop compute steering and the service's threads,
+        then close the store."""
         self.api.stop()
+        if self.member is not None:
+            self.member.leave()
+        if self.replica is not None:
+            self.replica.stop()
         self.steering.close()
         self.service.stop()
         self.store.close()
 
 
 def build_controller(settings: Settings, *, read_open: bool | None = None) -> Controller:
-    """The composition root: the service (:func:`build_service`), the store of
-    ``settings.state.dir``, the intents stored there re-added with their ids (the write
-    protocol :class:`~controller.operations.IntentOperations`), compute steering, and the
-    REST API serving on ``settings.api.host``:``settings.api.port`` (0: a free port) with
-    its token (:func:`~controller.api.server.load_token`). ``read_open`` None: reads are open
+    """The composition root: the service (:func:`build_service`), the store (the SQLite file
+    of ``settings.state.dir``, or etcd for a cluster member), the stored intents added with
+    their ids, compute steering, and the REST API serving on
+    ``settings.api.host``:``settings.api.port`` (0: a free port) with its token
+    (:func:`~controller.api.server.load_token`); a cluster member then joins the cluster
+    (:class:`~controller.cluster.member.ClusterMember`). ``read_open`` None: reads are open
     when the API host is a loopback address and need the token otherwise.
 
-    Build it before os-ken runs: the re-added intents are then part of the plan that
+    Build it before os-ken runs: the stored intents are then part of the plan that
     reconnecting switches are reconciled against (same ids, same cookies). Raises
     :class:`CpnError` or :class:`OSError` (the port taken) with nothing left running."""
     from controller.api.rest import API_PREFIX, create_app
     from controller.api.server import TOKEN_ENV, is_loopback, load_token, serve_in_thread
+    from controller.cluster.view import Standalone
     from controller.compute.steering import Steering
     from controller.operations import IntentOperations
     from controller.store import default_state_dir, open_store
@@ -182,26 +199,104 @@ def build_controller(settings: Settings, *, read_open: bool | None = None) -> Co
     api_settings = settings.api
     state_dir = Path(settings.state.dir) if settings.state.dir is not None \
         else default_state_dir()
-    store = open_store(state_dir)
+    clustered = settings.cluster.endpoints is not None
+    parts = _cluster_parts(settings, service) if clustered else None
+    store: Store = parts.store if parts is not None else open_store(state_dir)
     steering: Steering | None = None
+    member = parts.member if parts is not None else None
+    replica = parts.replica if parts is not None else None
     try:
         token, token_path = load_token(state_dir, api_settings.token_file)
-        intents = IntentOperations(service, store, timeout_s=api_settings.intent_timeout_s)
-        intents.reload()
-        steering = Steering(service, store)
+        intents: IntentOperations | ClusterIntentOperations
+        if parts is not None:
+            intents = parts.intents
+            steering = Steering(service, parts.steering_store, leader=parts.member.is_leader,
+                                sync=parts.sync)
+            parts.replica.on_compute = steering.reload
+            cluster: ClusterView = parts.member
+        else:
+            intents = IntentOperations(service, store, timeout_s=api_settings.intent_timeout_s)
+            intents.reload()
+            steering = Steering(service, store)
+            cluster = Standalone(service, openflow=_ofp_address(settings))
         reads_open = is_loopback(api_settings.host) if read_open is None else read_open
         app = create_app(service, intents=intents, steering=steering, store=store, token=token,
-                         read_open=reads_open)
+                         read_open=reads_open, cluster=cluster)
         api = serve_in_thread(app, api_settings.host, api_settings.port)
+        if member is not None:
+            member.api_url = api.url
+            try:
+                member.join()
+            except BaseException:
+                api.stop()
+                raise
+        elif isinstance(cluster, Standalone):
+            cluster.api_url = api.url
     except BaseException:
+        if member is not None:
+            member.leave()
+        if replica is not None:
+            replica.stop()
         if steering is not None:
             steering.close()
         store.close()
         raise
-    log.info(f"REST API on {api.url}{API_PREFIX} (docs {api.url}/docs); state in "
-             f"{state_dir}; token from {token_path or '$' + TOKEN_ENV}; reads "
+    where = (f"cluster {settings.cluster.endpoints} as member {settings.cluster.member_id}"
+             if clustered else f"state in {state_dir}")
+    log.info(f"REST API on {api.url}{API_PREFIX} (docs {api.url}/docs); {where}; token from "
+             f"{token_path or '$' + TOKEN_ENV}; reads "
              f"{'open' if reads_open else 'need the token'}", extra={"event": "api_start"})
-    return Controller(service, store, intents, steering, api, token_path)
+    return Controller(service, store, intents, steering, api, token_path, cluster, member,
+                      replica)
+
+
+def _ofp_address(settings: Settings) -> str:
+    return f"tcp:{settings.openflow.host}:{settings.openflow.port}"
+
+
+@dataclass
+class _ClusterParts:
+    store: EtcdStore
+    steering_store: Store
+    replica: Replica
+    member: ClusterMember
+    intents: ClusterIntentOperations
+
+    def sync(self, revision: int) -> None:
+        self.replica.wait_applied(revision, 5.0)
+
+
+def _cluster_parts(settings: Settings, service: ControllerService) -> _ClusterParts:
+    """etcd store, replica (stored intents added), member (not joined yet) and the cluster's
+    intent operations. Fails within a few seconds naming the etcd addresses when none
+    answers."""
+    from controller.cluster.etcd import EtcdClient
+    from controller.cluster.member import ClusterMember
+    from controller.cluster.replica import ClusterIntentOperations, Replica, ReplicaStore
+    from controller.store.etcd import EtcdStore
+
+    cs = settings.cluster
+    assert cs.endpoints is not None and cs.member_id is not None
+    endpoints = [e.strip() for e in cs.endpoints.split(",") if e.strip()]
+    client = EtcdClient(endpoints, timeout_s=cs.etcd_timeout_s)
+    try:
+        store = EtcdStore(client, prefix=cs.prefix)
+        if not store.ok():
+            raise ClusterUnavailable(f"etcd does not answer at {', '.join(endpoints)}")
+        replica = Replica(store, service)
+        replica.load()
+    except BaseException:
+        client.close()
+        raise
+    # leases are renewed on a client of their own, with a timeout well inside the TTL
+    keepalive = EtcdClient(endpoints, timeout_s=min(cs.etcd_timeout_s, cs.lease_ttl_s / 3))
+    member = ClusterMember(client, service, member_id=cs.member_id, prefix=cs.prefix,
+                           openflow=_ofp_address(settings), ttl_s=float(cs.lease_ttl_s),
+                           peer_host=cs.peer_host, keepalive_client=keepalive,
+                           applied_revision=lambda: replica.applied_revision)
+    intents = ClusterIntentOperations(service, store, replica, member,
+                                      timeout_s=settings.api.intent_timeout_s)
+    return _ClusterParts(store, ReplicaStore(store, replica), replica, member, intents)
 
 
 def run(service: ControllerService, ofp_host: str, ofp_port: int) -> None:

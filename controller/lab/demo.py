@@ -172,6 +172,124 @@ def live(topo_path: str, topo: Topology, *, api_port: int, interactive: bool,
             ctl.kill()
 
 
+def _spawn(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "controller.main", *args], stdout=log,
+                                stderr=subprocess.STDOUT)
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def live_cluster(topo_path: str, topo: Topology, *, members: int, api_port: int,
+                 interactive: bool, workdir: Path) -> int:
+    """A local etcd and ``members`` controllers sharing the network (every switch connects
+    to all of them); show the mastership, kill the member mastering the most switches and
+    show the takeover with the routes still installed."""
+    from controller.cluster.etcdproc import EtcdServer
+    from controller.lab.build import ControllerAddress
+    from controller.lab.network import LabNetwork
+    from controller.lab.ovs import require_root
+
+    require_root()
+    etcd = EtcdServer(workdir=workdir / "etcd")
+    etcd.start()
+    print(f"etcd {etcd.client_url} (data in {etcd.data_dir})", flush=True)
+    procs: list[subprocess.Popen[bytes]] = []
+    urls: dict[str, str] = {}
+    ofps: list[ControllerAddress] = []
+    try:
+        for i in range(1, members + 1):
+            mid = f"m{i}"
+            ofp_port, port = _free_port(6653 + i - 1), _free_port(api_port + i - 1)
+            urls[mid] = f"http://127.0.0.1:{port}"
+            ofps.append(ControllerAddress("127.0.0.1", ofp_port))
+            log_path = workdir / f"{mid}.log"
+            print(f"starting member {mid}: OpenFlow 127.0.0.1:{ofp_port}, REST {urls[mid]}, "
+                  f"log {log_path}", flush=True)
+            procs.append(_spawn(["--topology", topo_path, "--ofp-port", str(ofp_port),
+                                 "--api-port", str(port), "--state-dir",
+                                 str(workdir / mid), "--log-file", str(log_path),
+                                 "--cluster", etcd.client_url, "--member-id", mid], log_path))
+        def answers(url: str) -> Callable[[], bool]:
+            return lambda: bool(_get_json(f"{url}/api/v1/cluster"))
+
+        def synced(url: str) -> Callable[[], bool]:
+            def check() -> bool:
+                health = _get_json(f"{url}/api/v1/health")
+                assert isinstance(health, dict)
+                return bool(health["switches_synced"] == len(topo.nodes))
+            return check
+
+        for mid, url in urls.items():
+            _wait(f"member {mid}'s REST API", answers(url), 30)
+        cpnctl = [sys.executable, "-m", "controller.api.cli"]
+        t0 = time.monotonic()
+        with LabNetwork(topo, controllers=ofps) as lab:
+            print(f"Mininet: {len(topo.nodes)} OVS switches, each connected to {members} "
+                  "controllers\n", flush=True)
+
+            def mastered(url: str, alive: set[str]) -> bool:
+                view = _get_json(f"{url}/api/v1/cluster")
+                assert isinstance(view, dict)
+                return all(s["master"] in alive for s in view["switches"])
+
+            for url in urls.values():
+                _wait("every switch programmed", synced(url), 90)
+            _wait("every switch mastered", lambda: mastered(urls["m1"], set(urls)), 30)
+            print(f"every switch mastered and programmed {time.monotonic() - t0:.1f} s after "
+                  "the lab started\n", flush=True)
+            env = {**os.environ, "CPN_URL": urls["m1"]}
+            print("$ cpnctl cluster", flush=True)
+            subprocess.run([*cpnctl, "cluster"], env=env, check=False, timeout=30)
+            pairs = [(i.src, i.dst) for i in topo.intents]
+            for src, dst in pairs:
+                lab.wait_until_reachable(src, dst, timeout_s=15)
+            view = _get_json(f"{urls['m1']}/api/v1/cluster")
+            assert isinstance(view, dict)
+            counts: dict[str, int] = {}
+            for s in view["switches"]:
+                counts[s["master"]] = counts.get(s["master"], 0) + 1
+            victim = max(sorted(counts), key=lambda m: counts[m])
+            survivors = {m: u for m, u in urls.items() if m != victim}
+            watch = next(iter(survivors.values()))
+            print(f"\nkilling member {victim} (SIGKILL), master of {counts[victim]} "
+                  "switches", flush=True)
+            t_kill = time.monotonic()
+            procs[list(urls).index(victim)].kill()
+            deadline = t_kill + 10.0
+            while not mastered(watch, set(survivors)) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            took = time.monotonic() - t_kill
+            print(f"its switches were mastered by the survivors {took * 1000:.0f} ms after "
+                  "the kill (polled every 20 ms)\n", flush=True)
+            env["CPN_URL"] = watch
+            for args in (["cluster"], ["intents", "list"]):
+                print(f"$ cpnctl {' '.join(args)}", flush=True)
+                subprocess.run([*cpnctl, *args], env=env, check=False, timeout=30)
+                print(flush=True)
+            ok = [lab.ping(src, dst, count=3) for src, dst in pairs]
+            print(f"pings along the intents after the takeover: "
+                  f"{sum(r.received for r in ok)}/{sum(r.sent for r in ok)} answered\n",
+                  flush=True)
+            if interactive:
+                print(f"Mininet CLI (exit to stop). Elsewhere: CPN_URL={watch} cpnctl cluster",
+                      flush=True)
+                lab.cli()
+            return 0 if all(r.ok for r in ok) and took < 10.0 else 1
+    finally:
+        _stop(procs)
+        etcd.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cpn-demo", description=__doc__.splitlines()[0])
     parser.add_argument("topology", nargs="?", default=str(DEFAULT_TOPOLOGY),
@@ -183,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
                              "standard input is a terminal)")
     parser.add_argument("--api-port", type=int, default=8080,
                         help="REST API port (8080; another free one if taken)")
+    parser.add_argument("--cluster", type=int, metavar="N", default=0,
+                        help="run N controllers sharing the network through a local etcd "
+                             "(each switch mastered by one), then kill one and show the "
+                             "takeover")
     args = parser.parse_args(argv)
     try:
         topo = load_topology_argument(args.topology)
@@ -191,6 +313,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         print()
         with tempfile.TemporaryDirectory(prefix="cpn-demo-") as workdir:
+            if args.cluster:
+                if args.cluster < 2:
+                    raise CpnError("--cluster needs at least 2 members")
+                return live_cluster(args.topology, topo, members=args.cluster,
+                                    api_port=args.api_port, workdir=Path(workdir),
+                                    interactive=sys.stdin.isatty() and not args.no_cli)
             return live(args.topology, topo, api_port=args.api_port, workdir=Path(workdir),
                         interactive=sys.stdin.isatty() and not args.no_cli)
     except CpnError as exc:

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from controller.errors import InsufficientBandwidth, NotFound
+from controller.errors import CpnError, InsufficientBandwidth, NotFound
 from controller.network import openflow, packets
 from controller.network.change import (
     LOG_EACH_MAX,
@@ -405,19 +405,7 @@ class ControllerCore:
         self._check_bandwidth(spec)
         router = self.router
         with router.trial() as rollback:
-            had_path = {i for i, x in router.intents.items() if x.path is not None}
-            intent = router.add(spec, intent_id)
-            router.route_all(now, f"admission of {intent.name}")
-            lost = sorted(i for i in had_path if router.intents[i].path is None)
-            if intent.path is None or lost:
-                # the greedy order (higher priority first) could not place all: roll back
-                why = (f"it would displace intents {lost} (their bandwidth, or the same "
-                       "traffic at the same priority)" if lost else intent.reason)
-                rollback()
-                router.route_all(now, "admission rolled back")
-                raise InsufficientBandwidth(
-                    f"{spec.min_bandwidth_mbps:g} Mbps from {spec.src} to {spec.dst} not "
-                    f"admitted: {why}")
+            intent = self._admit(spec, now, intent_id, rollback)
         self.state.record("intent_added", now, intent=intent.id, name=intent.name)
         return intent, self._replan(now, ChangeKind.INTENTS, f"intent {intent.name} added")
 
@@ -499,6 +487,74 @@ class ControllerCore:
         self.state.record("flows_removed", now, dpid=dpid, count=len(lost))
         return self._replan(now, ChangeKind.RESTORE,
                             f"restore {len(lost)} flows on {dpid:#x}", reroute=False)
+
+    def apply_intents(self, adds: Iterable[tuple[int, IntentSpec]], removes: Iterable[int],
+                      now: float) -> tuple[list[Intent], list[tuple[int, str]], Change]:
+        """Apply committed changes to the operator intents (a cluster member applying what
+        the store committed): remove ``removes`` (ids not held are ignored), then add
+        ``adds`` with their ids (an id already held is replaced), routed in one pass and one
+        Change. Unlike :meth:`add_intents` each add stands alone: a spec this core refuses
+        is returned in the second list as ``(id, reason)`` and the others go on. Admission
+        control is the writer's (it validated before committing)."""
+        adds = list(adds)
+        gone = [*removes, *(i for i, _ in adds)]
+        removed = [self.router.remove(i) for i in dict.fromkeys(gone) if i in self.router.intents]
+        added: list[Intent] = []
+        refused: list[tuple[int, str]] = []
+        for iid, spec in adds:
+            try:
+                added.append(self.router.add(spec, iid))
+            except CpnError as exc:
+                refused.append((iid, str(exc)))
+        if removed:
+            self.state.record("intents_removed", now, intents=[i.id for i in removed])
+        if added:
+            self.state.record("intents_added", now, intents=[i.id for i in added])
+        cause = (f"{len(added)} intents added, {len(removed)} removed" if len(added) != 1
+                 or removed else f"intent {added[0].name} added")
+        return added, refused, self._replan(now, ChangeKind.INTENTS, cause)
+
+    def validate_intent(self, spec: IntentSpec, now: float, *, admit: bool = False) -> None:
+        """Raise what :meth:`add_intent` would raise for ``spec`` (an unknown host, a bad
+        match, with ``admit`` a bandwidth that is not admitted) and change nothing: no
+        intent, no route, no Change."""
+        router = self.router
+        router.refresh()
+        probe_id = max(router.intents, default=0) + 1_000_000
+        if not admit or spec.min_bandwidth_mbps <= 0:
+            with router.trial() as rollback:
+                try:
+                    router.add(spec, probe_id)
+                finally:
+                    rollback()
+            return
+        self._check_bandwidth(spec)
+        with router.trial() as rollback:
+            try:
+                self._admit(spec, now, probe_id, rollback)
+            finally:
+                rollback()
+                router.route_all(now, "admission check")
+
+    def _admit(self, spec: IntentSpec, now: float, intent_id: int | None,
+               rollback: Callable[[], None]) -> Intent:
+        """Inside a router trial: add and route ``spec``; if it finds no path or would take
+        one from an intent that has one, roll back and raise InsufficientBandwidth."""
+        router = self.router
+        had_path = {i for i, x in router.intents.items() if x.path is not None}
+        intent = router.add(spec, intent_id)
+        router.route_all(now, f"admission of {intent.name}")
+        lost = sorted(i for i in had_path if router.intents[i].path is None)
+        if intent.path is None or lost:
+            # the greedy order (higher priority first) could not place all: roll back
+            why = (f"it would displace intents {lost} (their bandwidth, or the same "
+                   "traffic at the same priority)" if lost else intent.reason)
+            rollback()
+            router.route_all(now, "admission rolled back")
+            raise InsufficientBandwidth(
+                f"{spec.min_bandwidth_mbps:g} Mbps from {spec.src} to {spec.dst} not "
+                f"admitted: {why}")
+        return intent
 
     def remove_intent(self, intent_id: int, now: float) -> Change:
         intent = self.router.remove(intent_id)

@@ -637,6 +637,27 @@ class ControllerService:
         with self.lock:
             return [self.core.intent(i.id).snapshot() for i in added]
 
+    def apply_intents(self, adds: Sequence[tuple[int, IntentSpec]], removes: Sequence[int]
+                      ) -> Ticket | None:
+        """Apply committed changes to the operator intents (a cluster member's replica, see
+        :meth:`ControllerCore.apply_intents`) as one Change, without waiting: the returned
+        ticket (None: nothing to send) tells when its barriers are confirmed
+        (:meth:`wait_change`). Specs the core refuses are logged and skipped."""
+        t = time.perf_counter()
+        with self.lock:
+            _, refused, change = self.core.apply_intents(adds, removes, time.monotonic())
+            ticket = self.submit(change, t)
+        for iid, why in refused:
+            log.error(f"committed intent {iid} not applied here: {why}",
+                      extra={"intent": iid, "event": "apply_refused"})
+        return ticket
+
+    def validate_intent(self, spec: IntentSpec, *, admit: bool = False) -> None:
+        """Raise what :meth:`add_intent` would raise for ``spec`` (with ``admit``: admission
+        control too); nothing changes."""
+        with self.lock:
+            self.core.validate_intent(spec, time.monotonic(), admit=admit)
+
     def remove_intent(self, intent_id: int, *, timeout_s: float = 10.0) -> None:
         t = time.perf_counter()
         with self.lock:

@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -313,10 +313,12 @@ def ping_result(proc: subprocess.Popen[bytes], timeout_s: float) -> tuple[int, i
     return int(m.group(1)), int(m.group(2)), text
 
 
-def start_lab(lab_env: Any, topology: Topology, controller: ControllerProcess,
+def start_lab(lab_env: Any, topology: Topology,
+              controller: ControllerProcess | Sequence[ControllerProcess],
               timeout_s: float = 120.0, machine_wait_s: float = MACHINE_WAIT_S
               ) -> tuple[LabNetwork, float]:
-    """A started lab connected to ``controller``; returns it and its bring-up seconds.
+    """A started lab connected to ``controller`` (or to each of several: a cluster's
+    members); returns it and its bring-up seconds.
 
     While another lab runs on the machine (the lab refuses to start beside one), retry for up
     to ``machine_wait_s`` seconds."""
@@ -325,7 +327,8 @@ def start_lab(lab_env: Any, topology: Topology, controller: ControllerProcess,
 
     def attempt() -> bool:
         cleanup_stale()
-        lab = LabNetwork(topology, env=lab_env, controllers=[controller.address])
+        ctls = [controller] if isinstance(controller, ControllerProcess) else controller
+        lab = LabNetwork(topology, env=lab_env, controllers=[c.address for c in ctls])
         t0 = time.monotonic()
         try:
             lab.start(timeout_s=timeout_s)
