@@ -220,8 +220,9 @@ def build_controller(settings: Settings, *, read_open: bool | None = None) -> Co
             steering = Steering(service, store)
             cluster = Standalone(service, openflow=_ofp_address(settings))
         reads_open = is_loopback(api_settings.host) if read_open is None else read_open
-        app = create_app(service, intents=intents, steering=steering, store=store, token=token,
-                         read_open=reads_open, cluster=cluster)
+        app = create_app(service, intents=intents, steering=steering,
+                         store=parts.steering_store if parts is not None else store,
+                         token=token, read_open=reads_open, cluster=cluster)
         api = serve_in_thread(app, api_settings.host, api_settings.port)
         if member is not None:
             member.api_url = api.url
@@ -296,7 +297,8 @@ def _cluster_parts(settings: Settings, service: ControllerService) -> _ClusterPa
                            applied_revision=lambda: replica.applied_revision)
     intents = ClusterIntentOperations(service, store, replica, member,
                                       timeout_s=settings.api.intent_timeout_s)
-    return _ClusterParts(store, ReplicaStore(store, replica), replica, member, intents)
+    return _ClusterParts(store, ReplicaStore(store, replica, member.etcd_healthy), replica,
+                         member, intents)
 
 
 def run(service: ControllerService, ofp_host: str, ofp_port: int) -> None:

@@ -53,6 +53,11 @@ __all__ = ["ClusterMember", "MemberRecord", "master_key", "member_key"]
 log = logging.getLogger("controller.cluster")
 
 DEFAULT_TTL_S = 1.0
+FENCE_AFTER = 0.6
+"""a member fences itself when its lease has not been renewed for this fraction of the TTL:
+etcd counts the TTL from when it handled the last renewal, which is after the member sent it,
+so the member always fences before etcd can hand its switches to another"""
+KEEPALIVES_PER_TTL = 6
 JOIN_RETRY_S = 5.0
 """how long a starting member waits for the key of an earlier member with its id to go
 (a lease that has not expired yet) before it gives up"""
@@ -137,6 +142,8 @@ class ClusterMember:
         self._peer_sock: socket.socket | None = None
         self._peer_watchers: dict[str, threading.Thread] = {}
         self._published_revision: int | None = None
+        self._etcd_status: dict[str, Any] = {"endpoints": list(client.endpoints),
+                                             "healthy": False, "status": []}
         self._dpids = sorted(v.dpid for v in service.switch_views())
         self.takeovers: list[tuple[int, float]] = []
         """(dpid, seconds from orphaned to the MASTER role reply), most recent last"""
@@ -149,8 +156,10 @@ class ClusterMember:
         (an id in use) or :class:`ClusterUnavailable`."""
         self._listen_peers()
         self._register()
+        self._etcd_status = self._ka_client.status()
         self._resync()
         for target, name in ((self._keepalive_loop, "cpn-cluster-keepalive"),
+                             (self._fence_watchdog, "cpn-cluster-fence"),
                              (self._periodic_loop, "cpn-cluster-periodic")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
@@ -446,8 +455,31 @@ class ClusterMember:
                             "duration_ms": round(took * 1000, 3)})
 
     # -- liveness ---------------------------------------------------------------------------------
+    def _fence_watchdog(self) -> None:
+        """Fence on time alone: a renewal request stuck in a partition does not return (or
+        returns only after its timeout), so the deadline is checked here, apart from it."""
+        step = max(0.01, self.ttl_s / 50)
+        while not self._stop.wait(step):
+            with self._lock:
+                overdue = time.monotonic() - self._last_keepalive > self.ttl_s * FENCE_AFTER
+            if overdue and not self._cut_off:
+                self._fence(f"no lease renewal answered for {FENCE_AFTER * self.ttl_s:g} s")
+
+    def _fence(self, why: str) -> None:
+        with self._lock:
+            if self._cut_off:
+                return
+            self._cut_off = True
+            self._told.clear()
+        # before etcd can give the switches to another member: no more writes from here
+        self.service.demote_all()
+        MASTERSHIP_CHANGES.labels(change="lost").inc()
+        log.error(f"member {self.member_id} cut off from etcd ({why}); fenced: no writes to "
+                  "switches, API writes answer 503 until it rejoins",
+                  extra={"event": "cluster_fenced"})
+
     def _keepalive_loop(self) -> None:
-        interval = max(0.05, self.ttl_s / 4)
+        interval = max(0.05, self.ttl_s / KEEPALIVES_PER_TTL)
         while not self._stop.wait(interval):
             lease = self._lease
             t0 = time.monotonic()
@@ -476,19 +508,8 @@ class ClusterMember:
                                 extra={"event": "cluster_error"})
 
     def _on_keepalive_failed(self, exc: StoreError, *, lease_gone: bool) -> None:
-        with self._lock:
-            overdue = time.monotonic() - self._last_keepalive > self.ttl_s * 0.8
-            fence = (lease_gone or overdue) and not self._cut_off
-            if fence:
-                self._cut_off = True
-                self._told.clear()
-        if fence:
-            # before etcd can give the switches to another member: no more writes from here
-            self.service.demote_all()
-            MASTERSHIP_CHANGES.labels(change="lost").inc()
-            log.error(f"member {self.member_id} cut off from etcd ({exc}); fenced: no "
-                      "writes to switches, API writes answer 503 until it rejoins",
-                      extra={"event": "cluster_fenced"})
+        if lease_gone:
+            self._fence(str(exc))
         if lease_gone and not self._stop.is_set():
             try:
                 self._register()
@@ -559,6 +580,9 @@ class ClusterMember:
         interval = max(0.1, self.ttl_s / 2)
         while not self._stop.wait(interval):
             try:
+                # on the keepalive client: its timeout is well inside the TTL, so a partition
+                # costs this loop a fraction of a second, not a request's full timeout
+                self._etcd_status = self._ka_client.status()
                 self._publish_status()
                 self.rebalance()
             except StoreError as exc:
@@ -580,6 +604,10 @@ class ClusterMember:
     def writable(self) -> bool:
         return not self._cut_off and not self._stop.is_set()
 
+    def etcd_healthy(self) -> bool:
+        """etcd answered this member's last status round (every half TTL) with a leader."""
+        return bool(self._etcd_status.get("healthy"))
+
     def stale(self) -> bool:
         return self._cut_off
 
@@ -599,7 +627,7 @@ class ClusterMember:
     def status(self) -> dict[str, Any]:
         roles = self.service.roles()
         names = {v.dpid: v.name for v in self.service.switch_views()}
-        etcd = self.client.status()
+        etcd = self._etcd_status
         with self._lock:
             members = dict(self._members)
             masters = dict(self._masters)

@@ -166,9 +166,15 @@ class ReplicaStore:
     the revision this member has applied (see the module docstring); everything else goes to
     the :class:`EtcdStore` as it is."""
 
-    def __init__(self, store: EtcdStore, replica: Replica) -> None:
+    def __init__(self, store: EtcdStore, replica: Replica,
+                 healthy: Callable[[], bool] | None = None) -> None:
         self._store = store
         self._replica = replica
+        self._healthy = healthy
+
+    def ok(self) -> bool:
+        """etcd answers (as the member last saw it: ``/health`` never waits on etcd)."""
+        return self._healthy() if self._healthy is not None else self._store.ok()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)

@@ -107,16 +107,16 @@ def ovs_roles(lab: LabNetwork, node: str) -> dict[int, str]:
     """OpenFlow port of each controller connection of ``node``'s bridge -> its role as Open
     vSwitch reports it (``master``, ``slave``, ``other``)."""
     bridge = lab.switch(node).name
-    out = subprocess.run(["ovs-vsctl", "--format=json", "--columns=target,role",
+    ids = subprocess.run(["ovs-vsctl", "get", "bridge", bridge, "controller"],
+                         capture_output=True, text=True, check=True, timeout=10).stdout
+    wanted = {u.strip() for u in ids.strip().strip("[]").split(",") if u.strip()}
+    out = subprocess.run(["ovs-vsctl", "--format=json", "--columns=_uuid,target,role",
                           "list", "controller"], capture_output=True, text=True, check=True,
                          timeout=10).stdout
-    listed = subprocess.run(["ovs-vsctl", "get-controller", bridge], capture_output=True,
-                            text=True, check=True, timeout=10).stdout.split()
     roles: dict[int, str] = {}
-    for target, role in json.loads(out)["data"]:
-        if target in listed:
-            role_text = role if isinstance(role, str) else ""
-            roles[int(target.rsplit(":", 1)[1])] = role_text
+    for (_, uuid), target, role in json.loads(out)["data"]:
+        if uuid in wanted:
+            roles[int(target.rsplit(":", 1)[1])] = role if isinstance(role, str) else ""
     return roles
 
 
@@ -220,3 +220,58 @@ def cluster_and_lab(lab_env: Any, topology_path: Path, workdir: Path, *, n: int 
 
 def now() -> float:
     return time.monotonic()
+
+
+def role_request_answer(lab: LabNetwork, node: str, generation_id: int,
+                        timeout_s: float = 10.0) -> tuple[str, int, int]:
+    """Connect one more controller (this test) to ``node``'s bridge and send
+    ``ROLE_REQUEST(MASTER, generation_id)``, as a member that still believed it led would:
+    ``("role_reply", role, generation)`` or ``("error", type, code)`` as the switch answered.
+    The extra controller is removed again."""
+    import socket
+    import struct
+
+    bridge = lab.switch(node).name
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.settimeout(timeout_s)
+        port = listener.getsockname()[1]
+        target = f"tcp:127.0.0.1:{port}"
+        subprocess.run(["ovs-vsctl", "--", "--id=@c", "create", "controller",
+                        f"target=\"{target}\"", "--", "add", "bridge", bridge, "controller",
+                        "@c"], check=True, capture_output=True, timeout=10)
+        try:
+            conn, _ = listener.accept()
+            with conn:
+                conn.settimeout(timeout_s)
+                conn.sendall(struct.pack("!BBHI", 4, 0, 8, 1))  # HELLO
+                conn.sendall(struct.pack("!BBHIIIQ", 4, 24, 24, 2, 2, 0, generation_id))
+                buf = b""
+                deadline = time.monotonic() + timeout_s
+                while time.monotonic() < deadline:
+                    while len(buf) >= 8:
+                        _, kind, length, xid = struct.unpack("!BBHI", buf[:8])
+                        if len(buf) < length:
+                            break
+                        msg, buf = buf[:length], buf[length:]
+                        if kind == 1 and xid == 2:  # ERROR
+                            etype, ecode = struct.unpack("!HH", msg[8:12])
+                            return "error", etype, ecode
+                        if kind == 25 and xid == 2:  # ROLE_REPLY
+                            role, _, gen = struct.unpack("!IIQ", msg[8:24])
+                            return "role_reply", role, gen
+                        if kind == 2:  # ECHO_REQUEST: answer, or the switch drops us
+                            conn.sendall(struct.pack("!BBHI", 4, 3, length, xid) + msg[8:])
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    buf += chunk
+                raise AssertionError(f"{node}: no answer to the role request")
+        finally:
+            uuid = subprocess.run(["ovs-vsctl", "--bare", "--columns=_uuid", "find",
+                                   "controller", f"target=\"{target}\""], capture_output=True,
+                                  text=True, timeout=10).stdout.strip()
+            if uuid:
+                subprocess.run(["ovs-vsctl", "remove", "bridge", bridge, "controller", uuid],
+                               capture_output=True, timeout=10)
