@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from controller.errors import Conflict, CpnError, StoreError
@@ -119,6 +120,25 @@ class IntentOperations:
             log.info(f"intent {intent.name} ({iid}) added over the API: {intent.state}",
                      extra={"intent": iid, "event": "api_intent_added"})
             return intent
+
+    def add_many(self, specs: Sequence[IntentSpec]) -> list[Intent]:
+        """Add a batch of operator intents in one routing pass and one Change (all or
+        nothing: a bad spec raises and nothing changes), then store them in one
+        transaction; the intents once confirmed or the bounded wait ended."""
+        with self._lock:
+            first = self._next_id()
+            ids = list(range(first, first + len(specs)))
+            added = self.service.add_intents(specs, intent_ids=ids, timeout_s=self.timeout_s)
+            try:
+                self.store.add_intents(list(zip(ids, specs, strict=True)))
+            except StoreError:
+                log.error(f"a batch of {len(ids)} intents not stored; removing it again",
+                          extra={"event": "store_failed"})
+                for iid in ids:
+                    self.service.remove_intent(iid, timeout_s=self.timeout_s)
+                raise
+            self._operator_ids.update(ids)
+            return added
 
     def remove(self, intent_id: int) -> int:
         """Remove an operator intent; returns how many of its flows were installed.

@@ -35,6 +35,7 @@ import logging
 import math
 import re
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
@@ -58,6 +59,7 @@ from controller.api.schemas import (
     LIVE_ERRORS,
     ClusterOut,
     HealthOut,
+    IntentBatchIn,
     IntentDeletedOut,
     IntentDetailOut,
     IntentIn,
@@ -107,6 +109,10 @@ class IntentWrites(Protocol):
 
     def add(self, spec: IntentSpec) -> Intent:
         """Add an operator intent; returns it once confirmed or the bounded wait ended."""
+        ...
+
+    def add_many(self, specs: Sequence[IntentSpec]) -> list[Intent]:
+        """Add a batch of operator intents at once (all or nothing)."""
         ...
 
     def remove(self, intent_id: int) -> int:
@@ -486,6 +492,15 @@ def create_app(service: ControllerService, *, intents: IntentWrites, steering: S
         (no path meets the bounds: ``reason`` says why)."""
         intent = intents.add(body.to_spec())
         return intent_view(intent, "api")
+
+    @app.post(f"{v1}/intents/batch", status_code=201, response_model=list[IntentOut],
+              responses=ERRORS, dependencies=write, tags=["intents"])
+    def add_intent_batch(body: IntentBatchIn) -> list[dict[str, Any]]:
+        """Add many intents at once: routed in one pass, sent as one change, stored in one
+        transaction (in a cluster: one etcd transaction, consecutive ids). All or nothing:
+        a bad intent answers 4xx naming it (``intents[i]``) and nothing is added."""
+        return [intent_view(i, "api") for i in intents.add_many(
+            [item.to_spec() for item in body.intents])]
 
     @app.get(f"{v1}/intents", response_model=list[IntentOut], responses=ERRORS,
              dependencies=read, tags=["intents"])

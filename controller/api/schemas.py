@@ -55,6 +55,17 @@ class IntentIn(_Body):
                           police=self.police)
 
 
+INTENT_BATCH_MAX = 2000
+"""the most intents one batch may hold (a cluster commits a batch in one etcd transaction:
+its etcd needs ``--max-txn-ops`` above the batch size)"""
+
+
+class IntentBatchIn(_Body):
+    """Many intents added at once (all or nothing)."""
+
+    intents: list[IntentIn] = Field(min_length=1, max_length=INTENT_BATCH_MAX)
+
+
 class ErrorBody(BaseModel):
     error: str = Field(description="machine-readable code, e.g. not_found, infeasible")
     detail: str = Field(description="what went wrong, for people")

@@ -19,10 +19,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from controller.errors import ClusterUnavailable, Conflict, NotFound, StoreError
+from controller.errors import ClusterUnavailable, Conflict, CpnError, NotFound, StoreError
 
 if TYPE_CHECKING:
     from controller.cluster.member import ClusterMember
@@ -230,6 +230,24 @@ class ClusterIntentOperations:
         log.info(f"intent {intent.name} ({iid}) added over the API at revision {revision}: "
                  f"{intent.state}", extra={"intent": iid, "event": "api_intent_added"})
         return intent
+
+    def add_many(self, specs: Sequence[IntentSpec]) -> list[Intent]:
+        """Add a batch of operator intents: each validated here, all committed in one
+        transaction (consecutive ids), applied here in one Change; the intents once their
+        flows are confirmed or the bounded wait ended."""
+        self._writable()
+        for i, spec in enumerate(specs):
+            try:
+                self.service.validate_intent(spec, admit=False)
+            except CpnError as exc:
+                exc.args = (f"intents[{i}]: {exc}", *exc.args[1:])
+                raise
+        ids, revision = self.store.add_next_intents(specs, floor=self.service.max_intent_id())
+        if not ids:
+            return []
+        self._applied(revision, f"a batch of {len(ids)} intents")
+        self._wait_flows(ids[-1])
+        return [self.service.intent(i) for i in ids]
 
     def remove(self, intent_id: int) -> int:
         self._writable()

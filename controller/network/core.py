@@ -519,15 +519,11 @@ class ControllerCore:
         match, with ``admit`` a bandwidth that is not admitted) and change nothing: no
         intent, no route, no Change."""
         router = self.router
-        router.refresh()
-        probe_id = max(router.intents, default=0) + 1_000_000
+        router.table.check(spec)
         if not admit or spec.min_bandwidth_mbps <= 0:
-            with router.trial() as rollback:
-                try:
-                    router.add(spec, probe_id)
-                finally:
-                    rollback()
             return
+        router.refresh()
+        probe_id = max(router.intents, default=0) + 1
         self._check_bandwidth(spec)
         with router.trial() as rollback:
             try:

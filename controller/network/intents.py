@@ -236,20 +236,7 @@ class IntentTable:
     def add(self, spec: IntentSpec, intent_id: int | None = None) -> Intent:
         """Register an intent (not routed yet: call :meth:`route_all`). Bad input raises and
         changes nothing."""
-        hosts = self.state.hosts
-        for end in (spec.src, spec.dst):
-            if end not in hosts:
-                raise NotFound(f"intent names an unknown host {end!r}")
-        if spec.src == spec.dst:
-            raise TopologyError(f"intent from {spec.src!r} to itself", field="src")
-        if getattr(spec, "police", False) and spec.min_bandwidth_mbps <= 0:
-            raise TopologyError("police needs min_bandwidth_mbps > 0 (the meter's rate)",
-                                field="police")
-        m = spec.match
-        if m is not None and (m.src_port is not None or m.dst_port is not None) \
-                and m.ip_proto not in (6, 17):
-            raise TopologyError("an intent matching ports needs ip_proto tcp (6) or udp (17)",
-                                field="match")
+        self.check(spec)
         if self._max_id is None:
             self._max_id = max(self.intents, default=0)
         if intent_id is None:
@@ -267,6 +254,24 @@ class IntentTable:
         self._max_id = max(self._max_id, intent_id)
         self.dirty.add(intent_id)
         return intent
+
+    def check(self, spec: IntentSpec) -> None:
+        """Raise what :meth:`add` raises for ``spec`` itself (an unknown host, a loop, a
+        match or police setting that cannot work), whatever its id; changes nothing."""
+        hosts = self.state.hosts
+        for end in (spec.src, spec.dst):
+            if end not in hosts:
+                raise NotFound(f"intent names an unknown host {end!r}")
+        if spec.src == spec.dst:
+            raise TopologyError(f"intent from {spec.src!r} to itself", field="src")
+        if getattr(spec, "police", False) and spec.min_bandwidth_mbps <= 0:
+            raise TopologyError("police needs min_bandwidth_mbps > 0 (the meter's rate)",
+                                field="police")
+        m = spec.match
+        if m is not None and (m.src_port is not None or m.dst_port is not None) \
+                and m.ip_proto not in (6, 17):
+            raise TopologyError("an intent matching ports needs ip_proto tcp (6) or udp (17)",
+                                field="match")
 
     def remove(self, intent_id: int) -> Intent:
         try:

@@ -380,6 +380,65 @@ class EtcdStore:
         raise StoreError(f"cannot allocate an intent id: the counter kept moving "
                          f"({_MAX_ATTEMPTS} attempts)")
 
+    def add_intents(self, items: Sequence[tuple[int, IntentSpec]]) -> None:
+        """Store several intents under their ids in one transaction (all or nothing;
+        :class:`StoreError` when one is stored already); the counter moves to the largest
+        id when that is above it."""
+        self._check_open()
+        if not items:
+            return
+        keys = [self.intent_key(i) for i, _ in items]
+        top = max(i for i, _ in items)
+        puts = [Op.put(k, _json(spec_to_dict(spec)))
+                for k, (_, spec) in zip(keys, items, strict=True)]
+        for attempt in range(_MAX_ATTEMPTS):
+            counter, counter_kv = self._counter_of(self._get(self._counter_key))
+            result = self.client.txn(
+                [self._counter_unchanged(counter_kv), *(Compare.absent(k) for k in keys)],
+                [*puts, Op.put(self._counter_key, str(max(counter, top)))],
+                [Op.get(k) for k in keys])
+            if result.succeeded:
+                self._wrote(result)
+                return
+            taken = [i for (i, _), got in zip(items, result.responses, strict=True) if got]
+            if taken:
+                raise StoreError(f"intent id {taken[0]} is stored already")
+            _pause(attempt)
+        raise StoreError(f"cannot store {len(items)} intents: the counter kept moving "
+                         f"({_MAX_ATTEMPTS} attempts)")
+
+    def add_next_intents(self, specs: Sequence[IntentSpec], *, floor: int = 0
+                         ) -> tuple[list[int], int]:
+        """Store ``specs`` under the next free ids, consecutive from ``max(counter, floor)
+        + 1``, in ONE transaction that also moves the counter (compare-and-swap, as
+        :meth:`add_next_intent`); ``(ids, revision)``. All or nothing. etcd bounds the
+        operations of one transaction (``--max-txn-ops``; 128 by default): a batch larger
+        than that is refused with :class:`StoreError` and nothing is stored."""
+        self._check_open()
+        if not specs:
+            return [], self.last_revision
+        data = [_json(spec_to_dict(spec)) for spec in specs]
+        counter, counter_kv = self._counter_of(self._get(self._counter_key))
+        for attempt in range(_MAX_ATTEMPTS):
+            first = max(counter, floor) + 1
+            ids = list(range(first, first + len(specs)))
+            keys = [self.intent_key(i) for i in ids]
+            result = self.client.txn(
+                [self._counter_unchanged(counter_kv), *(Compare.absent(k) for k in keys)],
+                [*(Op.put(k, d) for k, d in zip(keys, data, strict=True)),
+                 Op.put(self._counter_key, str(ids[-1]))],
+                [Op.get(self._counter_key), *(Op.get(k) for k in keys)])
+            if result.succeeded:
+                self._wrote(result)
+                return ids, result.revision
+            taken = [i for i, got in zip(ids, result.responses[1:], strict=True) if got]
+            if taken:
+                floor = max(floor, *taken)  # ids above the counter, stored by hand
+            counter, counter_kv = self._counter_of(result.responses[0])
+            _pause(attempt)
+        raise StoreError(f"cannot allocate {len(specs)} intent ids: the counter kept moving "
+                         f"({_MAX_ATTEMPTS} attempts)")
+
     def replace_intent_id(self, old_id: int, new_id: int) -> None:
         """Move a stored intent to ``new_id`` in one transaction, the counter raised to it
         (only the counter when ``old_id`` is not stored); :class:`StoreError` when

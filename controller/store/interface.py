@@ -32,7 +32,7 @@ to watch the changes the others commit.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -66,6 +66,11 @@ class Store(Protocol):
     def add_intent(self, intent_id: int, spec: IntentSpec) -> None:
         """Store one intent under ``intent_id``; :class:`StoreError` when that id is stored
         already or the write fails (the store unchanged)."""
+        ...
+
+    def add_intents(self, items: Sequence[tuple[int, IntentSpec]]) -> None:
+        """Store several intents in ONE transaction: all or nothing (:class:`StoreError`
+        when one of the ids is stored already, the store unchanged)."""
         ...
 
     def replace_intent_id(self, old_id: int, new_id: int) -> None:

@@ -17,7 +17,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -169,6 +169,21 @@ class SqliteStore:
                            (intent_id,))
         except sqlite3.Error as exc:
             raise StoreError(f"cannot store intent {intent_id}: {exc}") from exc
+
+    def add_intents(self, items: Sequence[tuple[int, IntentSpec]]) -> None:
+        """Store several intents in one transaction (all or nothing)."""
+        if not items:
+            return
+        rows = [(iid, _json(spec_to_dict(spec)), time.time()) for iid, spec in items]
+        try:
+            with self._tx() as db:
+                db.executemany("INSERT INTO intents (id, spec, created_at) VALUES (?, ?, ?)",
+                               rows)
+                db.execute("INSERT INTO meta VALUES ('intent_high_water', ?) ON CONFLICT(key) "
+                           "DO UPDATE SET value = MAX(CAST(value AS INTEGER), excluded.value)",
+                           (max(iid for iid, _ in items),))
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot store {len(items)} intents: {exc}") from exc
 
     def replace_intent_id(self, old_id: int, new_id: int) -> None:
         """Move a stored intent to another id (used when a topology file now claims its id)."""

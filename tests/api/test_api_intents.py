@@ -233,3 +233,38 @@ def test_token_from_environment(make_api: MakeApi, tmp_path: Path,
     assert not (tmp_path / "env" / "api-token").exists()
     with api.client(token="from-the-env") as c:
         assert c.post("/intents", json=H1_H2).status_code == 201
+
+
+def test_a_batch_is_added_routed_and_stored_whole(diamond: Api) -> None:
+    batch = {"intents": [{**H1_H2, "name": f"b{i}",
+                          "match": {"ip_proto": 6, "dst_port": 1000 + i}} for i in range(5)]}
+    with diamond.client() as c:
+        r = c.post("/intents/batch", json=batch)
+        assert r.status_code == 201, r.text
+        added = r.json()
+        assert [i["name"] for i in added] == [f"b{i}" for i in range(5)]
+        ids = [i["id"] for i in added]
+        assert ids == list(range(ids[0], ids[0] + 5))
+        # no switch is connected: routed, not confirmed by barriers
+        assert all(i["state"] == "pending" and i["path"] == ["s1", "s3", "s4"]
+                   and i["source"] == "api" for i in added)
+        assert _stored_ids(diamond) == ids
+        before = [i.as_dict() for i in diamond.service.intents()]
+        bad = {"intents": [H1_H2, {**H1_H2, "dst": "nowhere"}]}
+        assert_error(c.post("/intents/batch", json=bad), 404, "not_found")
+        assert_error(c.post("/intents/batch", json={"intents": []}), 422)
+    assert [i.as_dict() for i in diamond.service.intents()] == before  # all or nothing
+    assert _stored_ids(diamond) == ids
+
+
+def test_a_batch_the_store_refuses_changes_nothing(diamond: Api,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_a: object, **_k: object) -> None:
+        raise StoreError("disk full (simulated)")
+
+    monkeypatch.setattr(diamond.handle.store, "add_intents", broken)
+    before = [i.as_dict() for i in diamond.service.intents()]
+    with diamond.client() as c:
+        assert_error(c.post("/intents/batch", json={"intents": [H1_H2, H1_H2]}), 500, "store")
+    assert [i.as_dict() for i in diamond.service.intents()] == before
+    assert _stored_ids(diamond) == []

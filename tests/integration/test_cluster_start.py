@@ -96,3 +96,24 @@ def test_junk_written_by_hand_is_logged_and_skipped(member: MemberProcess,
     for key in ("/cpn/intents/0000000999", "/cpn/intents/0000000998",
                 "/cpn/compute/sites/x", "/cpn/masters/zz", "/cpn/members/ghost"):
         client.delete(key)
+
+
+def test_a_batch_is_one_transaction_with_consecutive_ids(member: MemberProcess,
+                                                         etcd: EtcdServer) -> None:
+    client = EtcdClient([etcd.client_url])
+    before = client.get_prefix("/cpn/intents/")[0]
+    bad = member.post("/intents/batch", {"intents": [
+        {"src": "h1", "dst": "h2", "max_latency_ms": 50.0},
+        {"src": "h1", "dst": "nowhere", "max_latency_ms": 50.0}]})
+    assert bad.status_code == 404 and "intents[1]" in bad.json()["detail"], bad.text
+    assert client.get_prefix("/cpn/intents/")[0] == before  # nothing committed
+    batch = [{"src": "h1", "dst": "h2", "max_latency_ms": 50.0, "name": f"batch-{i}",
+              "match": {"ip_proto": 17, "dst_port": 2000 + i}} for i in range(50)]
+    r = member.post("/intents/batch", {"intents": batch})
+    assert r.status_code == 201, r.text
+    ids = [i["id"] for i in r.json()]
+    assert ids == list(range(ids[0], ids[0] + 50))
+    kvs = {kv.key: kv for kv in client.get_prefix("/cpn/intents/")[0]}
+    revisions = {kvs[f"/cpn/intents/{i:010d}"].mod_revision for i in ids}
+    assert len(revisions) == 1  # one etcd transaction
+    assert {i["name"] for i in member.get("/intents")} >= {f"batch-{i}" for i in range(50)}

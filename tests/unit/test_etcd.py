@@ -427,6 +427,47 @@ def test_concurrent_id_allocation_never_hands_out_an_id_twice(etcd_server: EtcdS
             s.close()
 
 
+def test_batches_interleaved_with_single_writes_get_disjoint_consecutive_ids(
+        etcd_server: EtcdServer) -> None:
+    prefix = f"/t/{uuid.uuid4().hex}"
+    stores = [open_etcd_store(etcd_server.client_url, prefix=prefix) for _ in range(3)]
+    batches: list[list[int]] = []
+    singles: list[int] = []
+    errors: list[BaseException] = []
+
+    def batcher(store: EtcdStore) -> None:
+        try:
+            for _ in range(10):
+                ids, revision = store.add_next_intents([SPEC] * 7)
+                assert ids == list(range(ids[0], ids[0] + 7)) and revision > 0
+                batches.append(ids)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def single(store: EtcdStore) -> None:
+        try:
+            singles.extend(store.add_next_intent(SPEC)[0] for _ in range(30))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=batcher, args=(stores[0],)),
+               threading.Thread(target=batcher, args=(stores[1],)),
+               threading.Thread(target=single, args=(stores[2],))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert errors == []
+        ids = [i for b in batches for i in b] + singles
+        assert len(ids) == len(set(ids)) == 2 * 10 * 7 + 30
+        assert [i for i, _ in stores[0].intents()] == sorted(ids)
+        assert stores[0].add_next_intents([]) == ([], stores[0].last_revision)
+    finally:
+        for s in stores:
+            s.close()
+
+
 def test_add_intent_and_allocation_share_the_counter(store: EtcdStore) -> None:
     store.add_intent(7, SPEC)
     assert store.add_next_intent(SPEC) == (8, store.last_revision)

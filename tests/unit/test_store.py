@@ -106,6 +106,18 @@ def test_an_id_is_taken_once_and_a_refused_write_changes_nothing(reopen: OpenSto
     assert store.intents() == [(5, FULL)]
 
 
+def test_a_batch_of_intents_is_stored_whole_or_not_at_all(reopen: OpenStore) -> None:
+    store = reopen()
+    store.add_intent(7, PLAIN)
+    with pytest.raises(StoreError):
+        store.add_intents([(20, FULL), (7, FULL), (21, PLAIN)])  # 7 is taken
+    assert store.intents() == [(7, PLAIN)] and store.high_water_intent_id() == 7
+    store.add_intents([(20, FULL), (21, PLAIN)])
+    store.add_intents([])
+    assert store.intents() == [(7, PLAIN), (20, FULL), (21, PLAIN)]
+    assert store.high_water_intent_id() == 21
+
+
 def test_deleted_ids_stay_retired(reopen: OpenStore) -> None:
     store = reopen()
     store.add_intent(3, PLAIN)
