@@ -128,6 +128,8 @@ class ClusterMember:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._members: dict[str, MemberRecord] = {}
+        self._departed: dict[str, MemberRecord] = {}
+        """members seen since this one joined whose key went (shown as not alive)"""
         self._applied: dict[str, int] = {}
         self._masters: dict[int, Claim] = {}
         self._told: dict[int, tuple[bool, int]] = {}
@@ -313,11 +315,15 @@ class ClusterMember:
                     continue
                 members_changed = members_changed or kind == "members"
                 if ev.type == "put":
+                    if kind == "members":
+                        self._departed.pop(name, None)
                     self._read_key(ev.key, ev.value, ev.mod_revision, self._members,
                                    self._masters, self._applied)
                     continue
                 if kind == "members":
-                    self._members.pop(name, None)
+                    gone = self._members.pop(name, None)
+                    if gone is not None:
+                        self._departed[name] = gone
                     self._applied.pop(name, None)
                     if name == self.member_id:
                         log.warning(f"member {self.member_id}: its own member key went "
@@ -630,6 +636,7 @@ class ClusterMember:
         etcd = self._etcd_status
         with self._lock:
             members = dict(self._members)
+            departed = dict(self._departed)
             masters = dict(self._masters)
             applied = dict(self._applied)
             cut_off = self._cut_off
@@ -639,8 +646,8 @@ class ClusterMember:
         for c in masters.values():
             counts[c.member] = counts.get(c.member, 0) + 1
         member_rows = []
-        for m in sorted({*live, self.member_id}):
-            r = members.get(m)
+        for m in sorted({*live, *departed, self.member_id}):
+            r = members.get(m) or departed.get(m)
             member_rows.append({
                 "id": m, "api_url": r.api_url if r else self.api_url,
                 "openflow": r.openflow if r else self.openflow,

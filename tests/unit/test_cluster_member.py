@@ -108,6 +108,9 @@ def test_a_member_leaving_hands_its_switches_over_at_once(members: Members) -> N
     view = wait_until(lambda: _agreed(ms[:2]), 5.0, "the two left masters of everything")
     assert time.monotonic() - t0 < 1.0  # the lease was revoked, not left to expire
     assert sorted(Counter(view.values()).values()) == [26, 26]
+    rows = {r["id"]: r for r in ms[0][0].status()["members"]}
+    assert (rows["m3"]["alive"], rows["m3"]["masters"]) == (False, 0)  # shown as gone
+    assert rows["m1"]["alive"] and rows["m2"]["alive"]
 
 
 def _member_process(etcd: EtcdServer, prefix: str, member_id: str) -> subprocess.Popen[str]:
