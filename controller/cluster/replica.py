@@ -27,8 +27,7 @@ from controller.errors import ClusterUnavailable, Conflict, CpnError, NotFound, 
 if TYPE_CHECKING:
     from controller.cluster.member import ClusterMember
     from controller.network.intents import Intent
-    from controller.network.sender import Ticket
-    from controller.network.service import ControllerService
+    from controller.network.service import ControllerService, Ticket
     from controller.store.etcd import EtcdStore, StoreEvent
     from controller.topology.model import IntentSpec
 

@@ -79,7 +79,7 @@ from controller.topology.model import IntentSpec, Topology
 from controller.topology.wiring import Wiring
 
 __all__ = ["ControllerService", "LinkView", "NetworkSnapshot", "NetworkView", "RoleEvent",
-           "RoleView", "SwitchUnavailable", "SwitchView"]
+           "RoleView", "SwitchUnavailable", "SwitchView", "Ticket"]
 
 log = logging.getLogger("controller.network.service")
 

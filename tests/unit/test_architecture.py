@@ -58,7 +58,8 @@ def _violations(importer: str, forbidden: str) -> list[str]:
 
 RULES = [
     # (who, may not import, why)
-    (r"controller\.network\..*", r"controller\.(api|compute|lab|store|operations|main)(\..*)?",
+    (r"controller\.network\..*",
+     r"controller\.(api|compute|lab|store|operations|main|cluster)(\..*)?",
      "the network core knows nothing of the layers above it"),
     (r"controller\.network\.(flows|explain)", r"controller(\..*)?",
      "the leaves of the core import nothing of the project"),
@@ -71,7 +72,11 @@ RULES = [
     (r"controller\.topology(\..*)?",
      r"controller\.(network|compute|api|store|lab|operations|main)(\..*)?",
      "topology files are the bottom layer"),
-    (r"controller\.(api|compute|store|operations|main)(\..*)?",
+    (r"controller\.cluster\.(etcd|etcdproc|assign|view|metrics)", r"controller\.(api|compute|"
+     r"store|operations|main|lab)(\..*)?|controller\.cluster\.(member|replica)",
+     "the cluster's building blocks (etcd client, assignment, view) know nothing of who uses "
+     "them"),
+    (r"controller\.(api|compute|store|operations|main|cluster)(\..*)?",
      r"controller\.network\.(core|router|tunnels|destinations|protection|plan|state|sender)",
      "outer layers use the service's operations and views (and the records they hand out: "
      "intents, flows, views), not the core's machinery"),
