@@ -19,13 +19,16 @@ Measured:
 3. **Acknowledged intent writes per second**: 8 client threads POST ``/api/v1/intents``
    (random host pairs, ``max_latency_ms`` 50, a distinct UDP ``dst_port`` each, so none
    conflicts) for 10 s (``--quick`` 3 s), spread over the three members, and against the
-   standalone controller; the intents are then removed with DELETE.
+   standalone controller; the intents are then removed with DELETE. The members'
+   ``/metrics`` give the etcd transactions the cluster's writes took (a write that loses
+   the compare-and-swap on the intent id counter to another member tries again).
 4. **1,000 intents in one batch** (``POST /api/v1/intents/batch``, time to the 201) through
    the cluster and through the standalone controller, and **one intent** (``POST
    /api/v1/intents``); each run removed with DELETE before the next. The cluster's 201 comes
    after the etcd commit, the answering member's apply and the barriers of the switches
    *it* masters; the members' logs (``event=change`` lines of the sender) give when every
-   member's switches were confirmed.
+   member's switches were confirmed, their ``/metrics`` the time the answering member
+   spent in etcd transactions.
 
 Anchors: ONOS ~0.5 s takeover (ITU J-FET 2021 study); ONOS 1.0 3-node cluster 175.5 ms for
 1,000 intents and 43.5 ms for one; ONOS 1.0 single node 48 ms and 15.5 ms (ON.Lab). Ratios are
@@ -342,15 +345,28 @@ def confirmed_everywhere(logs: Sequence[Path], offsets: Sequence[int], t_post: f
         time.sleep(0.2)
 
 
+def etcd_txns(members: Sequence[MemberProcess]) -> tuple[float, float]:
+    """(count, seconds) of the etcd transactions the ``members`` made so far, summed (their
+    ``cpn_cluster_etcd_request_seconds`` histogram, ``op="txn"``)."""
+    name = "cpn_cluster_etcd_request_seconds"
+    return (sum(m.metric(f"{name}_count", op="txn") for m in members),
+            sum(m.metric(f"{name}_sum", op="txn") for m in members))
+
+
 def intent_adds(ports: Sequence[int], logs: Sequence[Path], work: Workload, n: int,
-                runs: int, stream: int) -> list[dict[str, Any]]:
+                runs: int, stream: int,
+                members: Sequence[MemberProcess] = ()) -> list[dict[str, Any]]:
     """``runs`` times: ``n`` intents (one POST /intents, or one POST /intents/batch) to the
-    controller at ``ports[run % len(ports)]``, timed to the 201; then removed."""
+    controller at ``ports[run % len(ports)]``, timed to the 201; then removed. With
+    ``members`` (a cluster, in the order of ``ports``), also the time the answering member
+    spent in etcd transactions meanwhile."""
     out = []
     for run in range(runs):
         rng = work.rng(stream + run)
         port = ports[run % len(ports)]
         offsets = [log_size(p) for p in logs]
+        answering = [members[run % len(members)]] if members else []
+        txn0 = etcd_txns(answering)
         with client(port, timeout_s=120.0) as c:
             if n == 1:
                 body: Any = work.body(rng)
@@ -365,6 +381,7 @@ def intent_adds(ports: Sequence[int], logs: Sequence[Path], work: Workload, n: i
         if r.status_code != 201:
             raise SystemExit(f"POST {path} ({n} intents) answered {r.status_code}: "
                              f"{r.text[:300]}")
+        txn1 = etcd_txns(answering)
         answer = r.json()
         answered = answer if isinstance(answer, list) else [answer]
         # one intent crosses the switches of one or two members only: no "everywhere"
@@ -373,7 +390,10 @@ def intent_adds(ports: Sequence[int], logs: Sequence[Path], work: Workload, n: i
         rec = {"n": n, "port": port, "ms": took_ms,
                "everywhere_ms": None if everywhere is None else everywhere * 1000.0,
                "states": dict(Counter(i["state"] for i in answered)),
-               "delete_s": cleared["seconds"], "delete_failures": cleared["n_failures"]}
+               "delete_s": cleared["seconds"], "delete_failures": cleared["n_failures"],
+               # the write's transaction, and any status update the member made meanwhile
+               "etcd_txns": txn1[0] - txn0[0] if members else None,
+               "etcd_txn_ms": (txn1[1] - txn0[1]) * 1000.0 if members else None}
         say(f"  {n} intent(s) via :{port}: {took_ms:.1f} ms to the 201, every controller's "
             f"switches confirmed after {rec['everywhere_ms'] or float('nan'):.1f} ms "
             f"{rec['states']}; removed in {cleared['seconds']:.1f} s")
@@ -574,14 +594,26 @@ def cluster_part(args: argparse.Namespace, topology: Topology, lab_env: Any,
         say(f"takeover after SIGSTOP, {args.freezes} times")
         res["freeze"] = takeovers(cluster, topology, "freeze", args.freezes)
         say(f"writes for {args.write_s:g} s, {WRITE_CLIENTS} clients over 3 members")
+        txn_b = etcd_txns(cluster.members)
         w = write_load(ports, work, args.write_s)
+        txn_c = etcd_txns(cluster.members)
+        # besides the writes, each member puts its applied revision at most every half TTL
+        # while the revision moves (member.py's periodic loop)
+        status_max = len(cluster.members) * 2.0 * w["duration_s"]
+        w["etcd"] = {"txns": txn_c[0] - txn_b[0], "status_max": status_max,
+                     "txns_per_write": (txn_c[0] - txn_b[0] - status_max)
+                     / max(1, w["acked"]),
+                     "txn_mean_ms": (txn_c[1] - txn_b[1]) * 1000.0
+                     / max(1.0, txn_c[0] - txn_b[0])}
         w["cleanup"] = {k: v for k, v in clear_intents(ports).items() if k != "failures"}
         res["writes_cluster"] = {k: v for k, v in w.items() if k != "ids"}
         say(f"  {w['acked']} acknowledged, {w['writes_per_s']:.1f}/s, {w['statuses']}")
         say(f"one batch of 1,000 intents, {args.batch_runs} runs")
-        res["batch_cluster"] = intent_adds(ports, logs, work, 1000, args.batch_runs, 20_000)
+        res["batch_cluster"] = intent_adds(ports, logs, work, 1000, args.batch_runs, 20_000,
+                                           cluster.members)
         say(f"one intent, {args.single_runs} runs")
-        res["one_cluster"] = intent_adds(ports, logs, work, 1, args.single_runs, 30_000)
+        res["one_cluster"] = intent_adds(ports, logs, work, 1, args.single_runs, 30_000,
+                                         cluster.members)
     finally:
         if lab is not None:
             lab.stop()
@@ -784,6 +816,20 @@ def report(res: dict[str, Any]) -> str:
     for key in ("batch_cluster", "batch_single", "one_cluster", "one_single"):
         for r in res[key]:
             states.update(r["states"])
+    e = res["writes_cluster"].get("etcd")
+    if e:
+        lines += ["", f"Cluster writes: {e['txns']:.0f} etcd transactions for "
+                  f"{res['writes_cluster']['acked']} acknowledged writes, at least "
+                  f"{e['txns_per_write']:.2f} per write once the members' status updates "
+                  f"(at most {e['status_max']:.0f}) are taken out (1.00: no compare-and-swap "
+                  "on the intent id counter lost); "
+                  f"{e['txn_mean_ms']:.1f} ms per transaction on average."]
+    for key, what in (("batch_cluster", "1,000-intent batch"), ("one_cluster", "one intent")):
+        txn = [r["etcd_txn_ms"] for r in res[key] if r.get("etcd_txn_ms") is not None]
+        if txn:
+            lines.append(f"Cluster, {what}: the answering member spent a median "
+                         f"{_ms(statistics.median(txn))} in etcd transactions (of "
+                         f"{_ms(statistics.median(r['ms'] for r in res[key]))} to the 201).")
     lines += ["", f"One poll (GET /cluster on both survivors at once) takes "
               f"{_ms(res['idle_read_ms'])} at rest (median).", ""]
     lines += [f"States in the 201 answers of the batch and one-intent runs: "
