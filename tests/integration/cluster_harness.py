@@ -191,19 +191,16 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def cluster_and_lab(lab_env: Any, topology_path: Path, workdir: Path, *, n: int = 3,
-                    etcd_members: int = 1, startup_grace_s: float = 10.0,
-                    synced_timeout_s: float = 90.0) -> Iterator[tuple[Cluster, LabNetwork]]:
-    """etcd, ``n`` members and a lab whose switches connect to all of them; every switch
+def cluster_and_lab(lab_env: Any, cluster: Cluster, *, synced_timeout_s: float = 90.0
+                    ) -> Iterator[tuple[Cluster, LabNetwork]]:
+    """``cluster`` started and a lab whose switches connect to all its members; every switch
     mastered and reconciled. Everything stopped at the end (logs printed)."""
     import os
 
     os.environ["CPN_API_TOKEN"] = TOKEN
-    cluster = Cluster(topology_path, workdir, n, etcd_members=etcd_members,
-                      startup_grace_s=startup_grace_s)
     try:
         cluster.start()
-        topology = load_topology(topology_path)
+        topology = load_topology(cluster.topology_file)
         lab, _ = start_lab(lab_env, topology, cluster.members, timeout_s=120.0)
         try:
             count = len(topology.nodes)
@@ -216,10 +213,6 @@ def cluster_and_lab(lab_env: Any, topology_path: Path, workdir: Path, *, n: int 
     finally:
         print(cluster.tails())
         cluster.stop()
-
-
-def now() -> float:
-    return time.monotonic()
 
 
 def role_request_answer(lab: LabNetwork, node: str, generation_id: int,

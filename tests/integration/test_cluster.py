@@ -18,14 +18,19 @@ from typing import Any
 
 import httpx
 import pytest
-from cluster_harness import TOKEN, Cluster, MemberProcess, ovs_roles, role_request_answer
+from cluster_harness import (
+    Cluster,
+    MemberProcess,
+    cluster_and_lab,
+    ovs_roles,
+    role_request_answer,
+)
 from harness import (
     counter_delta,
     fast_ping,
     packets_by_cookie,
     ping_result,
     route_cookies,
-    start_lab,
 )
 from tcpproxy import TcpProxy
 from waiting import wait_until
@@ -67,24 +72,9 @@ def topology() -> Topology:
 @pytest.fixture(scope="module")
 def cluster_lab(lab_env: Any, tmp_path_factory: pytest.TempPathFactory
                 ) -> Iterator[tuple[ProxiedCluster, LabNetwork]]:
-    import os
-
-    os.environ["CPN_API_TOKEN"] = TOKEN
-    workdir = tmp_path_factory.mktemp("cluster")
-    cluster = ProxiedCluster(NATIONAL, workdir, 3, etcd_members=3)
-    try:
-        cluster.start()
-        lab, _ = start_lab(lab_env, load_topology(NATIONAL), cluster.members)
-        try:
-            for m in cluster.members:
-                m.wait_synced(N_SWITCHES, 90.0, f"every switch on {m.member_id}")
-            cluster.wait_mastered(N_SWITCHES, 30.0)
-            yield cluster, lab
-        finally:
-            lab.stop()
-    finally:
-        print(cluster.tails())
-        cluster.stop()
+    cluster = ProxiedCluster(NATIONAL, tmp_path_factory.mktemp("cluster"), 3, etcd_members=3)
+    with cluster_and_lab(lab_env, cluster) as (_, lab):
+        yield cluster, lab
 
 
 @pytest.fixture
