@@ -1,16 +1,19 @@
 """Fixtures the unit tests share: the shipped topologies, loaded afresh for each test through
 :mod:`controller.topology.files` (``diamond``, ``national``, ``shipped("ring")``).
 
-The controller core brought up on a fake network of switches is ``fakeoftable.running``; the
-bounded waits are ``tests/waiting.py``.
+``etcd_server`` is one real etcd child process for the session (tests that stop or kill etcd
+start their own). The controller core brought up on a fake network of switches is
+``fakeoftable.running``; the bounded waits are ``tests/waiting.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
+from controller.cluster.etcdproc import EtcdServer, etcd_binary
+from controller.errors import StoreError
 from controller.topology.files import topology_file
 from controller.topology.loader import load_topology
 from controller.topology.model import Topology
@@ -36,3 +39,15 @@ def diamond() -> Topology:
 def national() -> Topology:
     """The national backbone: 52 switches, 112 links, its intents and compute sites."""
     return _shipped("national")
+
+
+@pytest.fixture(scope="session")
+def etcd_server() -> Iterator[EtcdServer]:
+    """One etcd child process for the session; each test works under its own key prefix and
+    none stops it."""
+    try:
+        etcd_binary()
+    except StoreError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    with EtcdServer(name="unit-tests") as server:
+        yield server

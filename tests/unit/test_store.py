@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.cluster.etcdproc import EtcdServer, etcd_binary
+from controller.cluster.etcdproc import EtcdServer
 from controller.store import (
     SCHEMA_VERSION,
     STORE_FILE_NAME,
@@ -50,17 +50,6 @@ FULL = IntentSpec("h1", "h2", 12.5, min_bandwidth_mbps=40.0, name="gold",
                   match=Match(ip_proto=6, dst_port=443), priority=700, protection=True,
                   police=True)
 PLAIN = IntentSpec("h2", "h3", 30.0)
-
-
-@pytest.fixture(scope="session")
-def etcd_server() -> Iterator[EtcdServer]:
-    """One etcd child process for the session's etcd stores (each test its own prefix)."""
-    try:
-        etcd_binary()
-    except StoreError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    with EtcdServer(name="store-contract") as server:
-        yield server
 
 
 @pytest.fixture(params=sorted(IMPLEMENTATIONS))
