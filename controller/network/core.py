@@ -69,6 +69,12 @@ def _installed_text(name: str, intent_id: int, path: tuple[str, ...]) -> str:
     return f"intent {name} ({intent_id}) installed on {'-'.join(path)}"
 
 
+def _shortfalls(intent: Intent) -> int:
+    """How many links of a protected intent's path lack a detour for want of bandwidth."""
+    d = intent.detours
+    return 0 if d is None else len(d.shortfalls)
+
+
 def _entry_order(e: FlowEntry) -> tuple[Any, ...]:
     return (e.table_id, e.priority, e.cookie, e.match, e.instructions)
 
@@ -345,6 +351,25 @@ class ControllerCore:
         return self._replan(now, ChangeKind.SWITCH_LOST,
                             f"switch {self.state.switches[dpid].name} lost")
 
+    def desync(self, dpid: int, now: float) -> bool:
+        """Forget what switch ``dpid`` holds: it did not confirm a change within the barrier
+        bound, so whether it applied that change (and any after it) is unknown until its
+        table is read again and handed to :meth:`reconcile`. Until then it is treated like a
+        switch that has just connected: it is still routed through (it is connected and may
+        well forward), it gets no FlowMod (a diff against an unknown table would be a
+        guess), and no intent whose path crosses it is confirmed (``installed`` would claim
+        flows it may lack). False when it was not synced anyway."""
+        if self._views.pop(dpid, None) is None:
+            return False
+        self._meter_views.pop(dpid, None)
+        self._group_views.pop(dpid, None)
+        self._unsure.discard(dpid)
+        self.state.record("switch_unconfirmed", now, dpid=dpid)
+        log.warning(f"switch {dpid:#x} did not confirm a change; its flow table is unknown "
+                    "until it is read again",
+                    extra={"dpid": dpid, "event": "switch_unconfirmed"})
+        return True
+
     def port_status(self, dpid: int, port_no: int, up: bool, now: float) -> Change:
         changed = self.state.port_status(dpid, port_no, up, now)
         name = self.state.switch(dpid).name
@@ -538,18 +563,38 @@ class ControllerCore:
         one from an intent that has one, roll back and raise InsufficientBandwidth."""
         router = self.router
         had_path = {i for i, x in router.intents.items() if x.path is not None}
+        # detours short of bandwidth per intent: a newcomer must not take an admitted
+        # intent's backup reservation either
+        short_before = {i: _shortfalls(x) for i, x in router.intents.items()}
         intent = router.add(spec, intent_id)
         router.route_all(now, f"admission of {intent.name}")
         lost = sorted(i for i in had_path if router.intents[i].path is None)
-        if intent.path is None or lost:
+        unprotected = sorted(i for i, n in short_before.items()
+                             if _shortfalls(router.intents[i]) > n)
+        own = intent.detours.shortfalls if intent.detours is not None else ()
+        if intent.path is None or lost or unprotected or own:
             # the greedy order (higher priority first) could not place all: roll back
-            why = (f"it would displace intents {lost} (their bandwidth, or the same "
-                   "traffic at the same priority)" if lost else intent.reason)
+            bottleneck = None
+            if lost:
+                why = (f"it would displace intents {lost} (their bandwidth, or the same "
+                       "traffic at the same priority)")
+            elif intent.path is None:
+                why = intent.reason
+            elif unprotected:
+                why = (f"it would take the detour bandwidth of protected intents "
+                       f"{unprotected}")
+            else:
+                # protected and reserving: its detours need the bandwidth too (refused
+                # rather than admitted unprotected: see docs/controller.md, "Protection")
+                bottleneck = own[0].as_bottleneck()
+                why = "its detours need the bandwidth too: " + "; ".join(
+                    f"the detour around {s.around} crosses {s.link} (link {s.index}), which "
+                    f"has {s.residual_mbps:g} of {s.bandwidth_mbps:g} Mbps left" for s in own)
             rollback()
             router.route_all(now, "admission rolled back")
             raise InsufficientBandwidth(
                 f"{spec.min_bandwidth_mbps:g} Mbps from {spec.src} to {spec.dst} not "
-                f"admitted: {why}")
+                f"admitted: {why}", bottleneck=bottleneck)
         return intent
 
     def remove_intent(self, intent_id: int, now: float) -> Change:

@@ -8,6 +8,13 @@ service's confirm (``core.confirm``). Each Change leaves a :class:`ChangeRecord`
 timings. Switches are reached through a :class:`Transport` (the os-ken app implements it;
 tests fake it).
 
+A switch whose barrier does not come back within the bound is *stalled*: the service
+forgets its flow table (``core.desync``, so no intent through it is confirmed) and reads it
+again until it answers; meanwhile the sender sends it nothing and waits for it no more (one
+stuck switch costs the network one barrier timeout, not one per phase and change). The
+Change it stalled is confirmed for the switches that answered. The Change that reconciles the
+switch's table once read (``Ticket.unstall``) ends the stall.
+
 Every write to a switch passes a :class:`WriteGate`. A standalone controller's gate lets
 everything through; a cluster member's lets writes reach only the connections the service
 opened it for (switches that confirmed this member as master). Messages for a switch the gate
@@ -171,6 +178,9 @@ class Ticket:
     t_queued: float
     done: threading.Event = field(default_factory=threading.Event)
     record: ChangeRecord | None = None
+    unstall: Mapping[int, Any] = field(default_factory=dict)
+    """dpid -> connection whose stall this Change ends (it reconciles the table read from
+    the switch once it answered again)"""
 
 
 class ChangeSender:
@@ -187,11 +197,18 @@ class ChangeSender:
         self._busy = 0
         self._busy_lock = threading.Condition()
         self.records: collections.deque[ChangeRecord] = collections.deque(maxlen=keep)
+        self._stalled: dict[int, Any] = {}
+        """dpid -> the connection that did not answer a barrier in time: sent nothing until
+        a ticket unstalls it (only the sender thread touches it)"""
         self._thread = threading.Thread(target=self._run, name="cpn-change-sender", daemon=True)
         self._thread.start()
 
-    def submit(self, change: Change, handles: dict[int, Any], t_event: float) -> Ticket:
-        ticket = Ticket(change, handles, t_event, time.perf_counter())
+    def submit(self, change: Change, handles: dict[int, Any], t_event: float,
+               unstall: Mapping[int, Any] | None = None) -> Ticket:
+        """Queue ``change`` (``handles``: dpid -> connection, as they were when it was
+        computed). ``unstall``: switches whose stall ends when this Change starts."""
+        ticket = Ticket(change, handles, t_event, time.perf_counter(),
+                        unstall=dict(unstall or {}))
         with self._busy_lock:
             self._busy += 1
         self._queue.put(ticket)
@@ -229,6 +246,14 @@ class ChangeSender:
         waiters: list[tuple[int, Barrier]] = []
         for dpid, msgs in phase.items():
             handle = ticket.handles.get(dpid)
+            if handle is not None and self._stalled.get(dpid) is handle:
+                # its table is unknown (the core forgot it); it is read and reconciled
+                # when it answers again, so these messages are not needed and not waited for
+                log.info(f"change {ticket.change.token} {name}: switch {dpid:#x} is not "
+                         f"answering; {len(msgs)} messages held back until it is read again",
+                         extra={"dpid": dpid, "event": "change_skip_stalled",
+                                "token": ticket.change.token})
+                continue
             if handle is None or not self._transport.alive(handle):
                 # the switch went away after the change was computed: the core forgot its
                 # view and reconciles it when it comes back
@@ -256,11 +281,17 @@ class ChangeSender:
                       f"{self._barrier_timeout_s:g} s from "
                       + ", ".join(f"{d:#x}" for d in timed_out),
                       extra={"event": "barrier_timeout", "token": ticket.change.token})
+            stalled = {d: ticket.handles[d] for d in timed_out}
+            self._stalled.update(stalled)
+            self._service._unconfirmed(stalled)
         return (time.perf_counter() - t0) * 1000.0, timed_out
 
     def _apply(self, ticket: Ticket) -> None:
         change = ticket.change
         t_start = time.perf_counter()
+        for dpid, handle in ticket.unstall.items():
+            if self._stalled.get(dpid) is handle:
+                del self._stalled[dpid]
         rec = ChangeRecord(token=change.token, cause=change.cause, kind=change.kind,
                            messages=change.message_count(), switches=len(change.dpids),
                            compute_ms=change.compute_ms,
@@ -273,7 +304,9 @@ class ChangeSender:
         change.emit_logs()
         rec.phase2_ms, late2 = self._phase(ticket, change.phase2, "phase2")
         rec.timed_out = tuple(sorted(set(late0) | set(late1) | set(late2)))
-        confirmed = self._service._confirm(change) if not rec.timed_out else []
+        # a switch that timed out is unsynced in the core now, so the intents through it
+        # stay pending; the others' flows are confirmed
+        confirmed = self._service._confirm(change)
         rec.confirmed = tuple(i.id for i in confirmed)
         rec.event_to_confirm_ms = (time.perf_counter() - ticket.t_event) * 1000.0
         ticket.record = rec

@@ -94,6 +94,9 @@ LLDP_INTERVAL_S = 2.0
 GC_RECLAIM_INTERVAL_S = 600.0
 """How often the service hands the frozen plan objects back to the cyclic collector (see
 :meth:`ControllerService.reclaim_garbage`)."""
+RESYNC_INTERVAL_S = 1.0
+"""How often the service tries again to read the flow table of a switch that did not answer a
+barrier in time (see :meth:`ControllerService.resync_stalled`)."""
 WRITE_DRAIN_TIMEOUT_S = 2.0
 """How long a demotion waits for a write to the switch that is being handed over (only a
 switch whose send queue is full takes long; the switch refuses that write anyway)."""
@@ -143,6 +146,11 @@ class ControllerService:
         self.lldp_interval_s = lldp_interval_s
         """how often the app sends an LLDP probe out of every live port"""
         self._gc_thread: threading.Thread | None = None
+        self._resync: dict[int, Any] = {}
+        """dpid -> the connection that did not answer a barrier in time: its table is read
+        again until it answers (under :attr:`lock`)"""
+        self._resync_wake = threading.Event()
+        self._resync_thread: threading.Thread | None = None
         self._handles: dict[int, Any] = {}
         self._barrier_timeout_s = barrier_timeout_s
         self._transport: Transport | None = None
@@ -184,6 +192,10 @@ class ControllerService:
             self._poller = threading.Thread(target=self._poll_ports, name="cpn-port-stats",
                                             daemon=True)
             self._poller.start()
+        if self._resync_thread is None:
+            self._resync_thread = threading.Thread(target=self._resync_loop,
+                                                   name="cpn-resync", daemon=True)
+            self._resync_thread.start()
         if self._gc_thread is None and self.gc_reclaim_interval_s > 0:
             self._gc_thread = threading.Thread(target=self._reclaim_loop, name="cpn-gc",
                                                daemon=True)
@@ -233,22 +245,84 @@ class ControllerService:
                 with self.lock:
                     self.core.state.port_counters(dpid, rows, time.monotonic())
 
-    def submit(self, change: Change | None, t_event: float) -> Ticket | None:
+    def submit(self, change: Change | None, t_event: float,
+               unstall: Mapping[int, Any] | None = None) -> Ticket | None:
         """Queue ``change`` for the sender; call with :attr:`lock` held, right after the core
         returned it (``t_event``: ``time.perf_counter()`` of the event that caused it). Wait
         for it with :meth:`wait_change` after releasing the lock (the sender takes the lock to
-        confirm). None when there is nothing to send."""
+        confirm). None when there is nothing to send. ``unstall``: the switches (dpid ->
+        connection) whose stall this change ends (it is queued even when empty)."""
         if change is None:
             return None
-        if self.sender is None or (change.empty and not change.intents):
+        if self.sender is None or (change.empty and not change.intents and not unstall):
             change.emit_logs()  # nothing to send: its reroutes (if any) are news now
             return None
         handles = {d: self._handles[d] for d in change.dpids if d in self._handles}
-        return self.sender.submit(change, handles, t_event)
+        return self.sender.submit(change, handles, t_event, unstall)
 
     def _confirm(self, change: Change) -> list[Intent]:
         with self.lock:
             return self.core.confirm(change, time.monotonic())
+
+    def _unconfirmed(self, handles: Mapping[int, Any]) -> None:
+        """The sender's: these switches (dpid -> connection) did not answer a barrier within
+        the bound. The core forgets their tables (no intent through them is confirmed, no
+        FlowMod computed for them) and the resync thread reads them until they answer."""
+        with self.lock:
+            now = time.monotonic()
+            for dpid, handle in handles.items():
+                if self._handles.get(dpid) is not handle:
+                    continue  # lost or reconnected: that connection's own handshake reads it
+                self.core.desync(dpid, now)
+                self._resync[dpid] = handle
+        self._resync_wake.set()
+
+    def _resync_loop(self) -> None:
+        while not self._poll_stop.is_set():
+            self._resync_wake.wait(RESYNC_INTERVAL_S)
+            self._resync_wake.clear()
+            if self._poll_stop.is_set():
+                return
+            try:
+                self.resync_stalled()
+            except Exception:  # noqa: BLE001 - keep trying whatever one round did
+                log.exception("resync failed", extra={"event": "resync_failed"})
+
+    def resync_stalled(self, timeout_s: float | None = None) -> list[int]:
+        """Read the flow table of every switch that did not answer a barrier in time (each
+        read bounded by ``timeout_s``, default the barrier timeout) and reconcile the plan
+        against what it answers: what it lacks is sent, make-before-break, and the intents
+        through it become ``installed`` when that change is confirmed. A switch that still
+        does not answer is tried again on the next round (every
+        :data:`RESYNC_INTERVAL_S`). Returns the dpids reconciled. The service's resync
+        thread calls it; tests may call it directly."""
+        bound = self._barrier_timeout_s if timeout_s is None else timeout_s
+        with self.lock:
+            pending = dict(self._resync)
+        done = []
+        for dpid, handle in sorted(pending.items()):
+            try:
+                (parts,) = self._read(dpid, [("flow stats", openflow.flow_stats_request())],
+                                      bound)
+            except SwitchUnavailable as exc:
+                log.info(f"switch {dpid:#x} still not answering: {exc}",
+                         extra={"dpid": dpid, "event": "resync_wait"})
+                with self.lock:
+                    if self._handles.get(dpid) is not handle:
+                        self._resync.pop(dpid, None)  # gone: its next connection is read
+                continue
+            flows = [openflow.flowstats_to_entry(st) for st in parts]
+            t = time.perf_counter()
+            with self.lock:
+                if self._handles.get(dpid) is not handle or self._resync.get(dpid) is not handle:
+                    continue
+                del self._resync[dpid]
+                log.info(f"switch {dpid:#x} answers again: {len(flows)} flows read",
+                         extra={"dpid": dpid, "event": "resync"})
+                self.submit(self.core.reconcile(dpid, flows, time.monotonic()), t,
+                            unstall={dpid: handle})
+            done.append(dpid)
+        return done
 
     # -- switch events (from the app) ----------------------------------------------------------
     def switch_connected(self, dpid: int, ports: Mapping[int, bool], handle: Any) -> bool:
@@ -706,12 +780,19 @@ class ControllerService:
         st = self.core.state
         g = st.graph
         out = []
+        backup = self.core.router.table.backup_mbps
         for i, lk in enumerate(self.topology.links):
-            residual_mbps = g.link(st.link_ids[i]).residual_mbps
+            lid = st.link_ids[i]
+            back = g.reverse_link(lid)
+            residual_mbps = g.link(lid).residual_mbps
+            residual_back_mbps = lk.bandwidth_mbps if back is None \
+                else g.link(back).residual_mbps
             out.append(LinkView(i, lk.a, lk.b, lk.latency_ms, lk.bandwidth_mbps, lk.cost,
                                 lk.distance_km, st.link_usable(i),
                                 lk.bandwidth_mbps - residual_mbps, st.link_load(i),
-                                st.link_delay_ms.get(i)))
+                                st.link_delay_ms.get(i),
+                                lk.bandwidth_mbps - residual_back_mbps, backup.get(lid, 0.0),
+                                0.0 if back is None else backup.get(back, 0.0)))
         return out
 
     def link_views(self) -> list[LinkView]:

@@ -1,0 +1,209 @@
+"""A switch that does not answer a barrier in time: the core forgets its table (no intent
+through it is confirmed, nothing is computed for it), and the service reads it again until it
+answers, then reconciles; the change it stalled does not hold back the other switches."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fakeoftable import FakeNetwork, apply_and_confirm, flow_entries, running
+
+from controller.network.core import ControllerCore
+from controller.network.service import ControllerService
+from controller.topology.model import IntentSpec, Topology
+
+
+def dp(core: ControllerCore, node: str) -> int:
+    return core.wiring.node_dpid[node]
+
+
+# --- the pure core ---------------------------------------------------------------------------
+
+
+def test_an_unconfirmed_switch_holds_back_only_the_intents_through_it(diamond: Topology
+                                                                      ) -> None:
+    core, net = running(diamond, load_intents=False)
+    s2, s3 = dp(core, "s2"), dp(core, "s3")
+    fast, c1 = core.add_intent(IntentSpec("h1", "h2", max_latency_ms=3.0, name="fast"), 2.0)
+    cheap, c2 = core.add_intent(IntentSpec("h2", "h1", max_latency_ms=15.0, name="cheap"), 2.1)
+    assert fast.path == ("s1", "s2", "s4") and cheap.path == ("s4", "s3", "s1")
+    # s2 got c1 and c2 but did not confirm them: every switch but s2 applied them
+    for change in (c1, c2):
+        for phase in (change.phase0, change.phase1, change.phase2):
+            net.apply_phase({d: m for d, m in phase.items() if d != s2})
+    assert core.desync(s2, 2.2) is True
+    assert core.desync(s2, 2.2) is False  # unknown already
+    assert not core.synced(s2) and core.synced(s3)
+    assert core.confirm(c2, 2.3) == [cheap]  # s3's intent is installed, s2's is not
+    assert fast.state == "pending" and cheap.state == "installed"
+    assert [e["kind"] for e in core.state.events].count("switch_unconfirmed") == 1
+    # while s2 is unknown, nothing is computed for it, and it is still routed through
+    other = core.add_intent(IntentSpec("h1", "h2", max_latency_ms=3.0, name="other",
+                                       priority=200), 2.4)[1]
+    assert s2 not in other.dpids and core.intent(3).path == ("s1", "s2", "s4")
+    net.apply_change(other)
+    assert core.confirm(other, 2.5) == [] and fast.state == "pending"
+    # it answers again: it is read and reconciled; what it lacks is sent, then confirmed
+    back = core.reconcile(s2, flow_entries(net, s2), 3.0)
+    assert back.adds.get(s2) and set(back.intents) >= {fast.id, 3}
+    apply_and_confirm(core, net, back, 3.1)
+    assert fast.state == "installed" and core.intent(3).state == "installed"
+    h1, h2 = diamond.host("h1"), diamond.host("h2")
+    assert net.trace("h1", {"eth_type": 0x0800, "ipv4_src": h1.ip,
+                            "ipv4_dst": h2.ip}).delivered_to == "h2"
+
+
+def test_a_switch_that_applied_everything_is_reconciled_without_messages(
+        diamond: Topology) -> None:
+    """The messages were only late (a stalled control channel): the read shows them."""
+    core, net = running(diamond, load_intents=False)
+    s2 = dp(core, "s2")
+    fast, change = core.add_intent(IntentSpec("h1", "h2", max_latency_ms=3.0), 2.0)
+    net.apply_change(change)
+    core.desync(s2, 2.1)
+    assert core.confirm(change, 2.2) == [] and fast.state == "pending"
+    back = core.reconcile(s2, flow_entries(net, s2), 3.0)
+    assert back.empty and fast.id in back.intents
+    assert core.confirm(back, 3.1) == [fast]
+
+
+# --- the service: the stall is bounded, the switch is read until it answers ---------------------
+
+
+class _Barrier:
+    def __init__(self, answered: threading.Event) -> None:
+        self.answered = answered
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.answered.wait(timeout)
+
+
+class _Reply:
+    def __init__(self, parts: list[Any], answered: bool) -> None:
+        self.parts = parts
+        self.error: str | None = None
+        self._answered = answered
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if not self._answered and timeout:
+            time.sleep(min(timeout, 0.05))
+        return self._answered
+
+    def cancel(self) -> None:
+        pass
+
+
+class StallingSwitches:
+    """The service's Transport over a :class:`FakeNetwork`: every switch applies what it is
+    sent and answers at once, except the dpids in ``stalled``, which neither apply nor
+    answer (barriers or reads) until :meth:`answer` releases them."""
+
+    def __init__(self, net: FakeNetwork) -> None:
+        self.net = net
+        self.stalled: set[int] = set()
+        self.held: dict[int, list[list[Any]]] = {}
+        self.sent: dict[int, int] = {}
+        self.reads: dict[int, int] = {}
+        self._events: dict[int, threading.Event] = {}
+
+    def _event(self, dpid: int) -> threading.Event:
+        """Set once the switch has answered everything sent so far."""
+        ev = self._events.get(dpid)
+        if ev is None or (ev.is_set() and dpid in self.stalled):
+            ev = self._events[dpid] = threading.Event()
+        if dpid not in self.stalled:
+            ev.set()
+        return ev
+
+    def send(self, handle: Any, msgs: Any) -> _Barrier:
+        dpid = int(handle)
+        self.sent[dpid] = self.sent.get(dpid, 0) + 1
+        if dpid in self.stalled:
+            self.held.setdefault(dpid, []).append(list(msgs))
+        else:
+            self.net.apply(dpid, list(msgs))
+        return _Barrier(self._event(dpid))
+
+    def alive(self, handle: Any) -> bool:
+        return True
+
+    def request(self, handle: Any, msg: Any) -> _Reply:
+        dpid = int(handle)
+        self.reads[dpid] = self.reads.get(dpid, 0) + 1
+        return _Reply(self.net.flow_stats(dpid), dpid not in self.stalled)
+
+    def answer(self, dpid: int) -> None:
+        """The switch works through what it was sent, in order, and answers again."""
+        self.stalled.discard(dpid)
+        for msgs in self.held.pop(dpid, []):
+            self.net.apply(dpid, msgs)
+        self._event(dpid).set()
+
+
+@pytest.fixture
+def stalling(diamond: Topology) -> Iterator[tuple[ControllerService, StallingSwitches]]:
+    service = ControllerService(diamond, startup_grace_s=0.0, port_stats_interval_s=0.0,
+                                gc_reclaim_interval_s=0.0, barrier_timeout_s=0.3)
+    net = FakeNetwork(service.wiring)
+    transport = StallingSwitches(net)
+    service.start(transport)
+    wiring = service.wiring
+    for dpid in sorted(wiring.dpid_node):
+        assert service.switch_connected(dpid, dict.fromkeys(wiring.ports_of(dpid), True),
+                                        dpid)
+        service.reconcile(dpid, [], dpid)
+    assert service.wait_idle(5)
+    assert all(i.state == "installed" for i in service.intents())
+    yield service, transport
+    service.stop()
+
+
+def test_a_stalled_switch_costs_one_timeout_and_is_reconciled_when_it_answers(
+        stalling: tuple[ControllerService, StallingSwitches]) -> None:
+    service, switches = stalling
+    s2, s3 = 2, 3
+    switches.stalled.add(s2)
+    t0 = time.monotonic()
+    # a route through s2 that needs new flows there (a tunnel the other way)
+    gold = service.add_intent(IntentSpec("h2", "h1", 3.0, name="gold", priority=300),
+                              timeout_s=5.0)
+    took_s = time.monotonic() - t0
+    # bounded: one barrier timeout (0.3 s), not one per phase
+    assert took_s < 1.5, took_s
+    assert gold.path == ("s4", "s2", "s1") and gold.state == "pending"
+    assert not service.switch(s2).synced and service.switch(s3).synced
+    sent_before = switches.sent[s2]
+    # meanwhile changes elsewhere go out and are confirmed without waiting for s2
+    t1 = time.monotonic()
+    slow = service.add_intent(IntentSpec("h1", "h2", 15.0, name="slow", priority=300),
+                              timeout_s=5.0)
+    assert slow.state == "installed" and time.monotonic() - t1 < 0.3
+    assert switches.sent[s2] == sent_before  # nothing more to the stalled switch
+    assert service.intent(gold.id).state == "pending"
+    # s2 is read again and again (bounded reads) while it does not answer
+    deadline = time.monotonic() + 5
+    while switches.reads.get(s2, 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert switches.reads.get(s2, 0) >= 2
+    assert service.intent(gold.id).state == "pending"
+    # it answers: read, reconciled, and the intent installed, without an operator
+    switches.answer(s2)
+    deadline = time.monotonic() + 5
+    while service.intent(gold.id).state != "installed" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert service.intent(gold.id).state == "installed"
+    assert service.switch(s2).synced
+    assert service.wait_idle(5)
+    kinds = [e["kind"] for e in service.events()]
+    assert "switch_unconfirmed" in kinds and "reconciled" in kinds
+    # and the network holds the plan: the controller's view of s2 is what s2 holds
+    held = sorted(flow_entries(switches.net, s2))
+    assert held == service.plan_flows(s2)[1]
+    # later changes reach s2 again
+    before = switches.sent[s2]
+    service.remove_intent(gold.id, timeout_s=5.0)
+    assert switches.sent[s2] > before
