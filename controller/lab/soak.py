@@ -218,7 +218,7 @@ class Schedule:
         writes: tuple[WriteOp, ...] = ()
         if kind == "rest_writes":
             writes = self._writes(self.burst_writes)
-        elif self.writes_per_event and rng.random() < 0.6:
+        elif self.writes_per_event and rng.random() < 0.8:
             writes = self._writes(rng.randint(1, self.writes_per_event))
         if kind == "link_down":
             up = [i for i in range(links) if i not in self._down]
@@ -483,11 +483,14 @@ def groups_referenced(flows: Sequence[Mapping[str, Any]]) -> set[int]:
         if isinstance(x, dict):
             if "group_id" in x:
                 out.add(int(x["group_id"]))
-            elif x.get("type") in ("group", "GROUP") and "group" in x:
-                out.add(int(x["group"]))
+            elif x.get("type") == "group" and isinstance(x.get("value"), int):
+                out.add(x["value"])  # the API's form: {"type": "group", "value": 5}
             for v in x.values():
                 walk(v)
         elif isinstance(x, list):
+            # the API renders an action as [name, argument]: ["group", 5]
+            if len(x) == 2 and x[0] == "group" and isinstance(x[1], int):
+                out.add(x[1])
             for v in x:
                 walk(v)
 
