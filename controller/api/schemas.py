@@ -75,7 +75,8 @@ class ErrorBody(BaseModel):
         default=None, description="infeasible: the best latency any path has")
     bottleneck: dict[str, Any] | None = Field(
         default=None, description="insufficient_bandwidth: the tightest link within the "
-        "bound: link, index, residual_mbps, bandwidth_mbps")
+        "bound: link, index, residual_mbps, bandwidth_mbps; for a protected intent whose "
+        "detour lacks the bandwidth also detour_around (the path link it detours)")
 
 
 class PathChangeOut(BaseModel):
@@ -101,6 +102,12 @@ class IntentFlowOut(FlowOut):
     installed: bool
 
 
+class BackupReservationOut(BaseModel):
+    link: str = Field(description="a-b: the direction the intent's detours cross the link")
+    index: int = Field(description="the link's index in the topology file")
+    bandwidth_mbps: float = Field(description="what the link holds for the intent's detours")
+
+
 class IntentOut(BaseModel):
     id: int
     name: str
@@ -113,7 +120,13 @@ class IntentOut(BaseModel):
     protection: bool
     police: bool = False
     protection_note: str = Field(default="", description="protection: links of the path "
-                                 "without a detour, or with one over the latency bound")
+                                 "without a detour (none exists, the in-port clash, or no "
+                                 "detour with the intent's bandwidth), or with one over the "
+                                 "latency bound")
+    backup_reservations: list[BackupReservationOut] = Field(
+        default_factory=list, description="protection with min_bandwidth_mbps: the links "
+        "the intent's detours use beyond its path, each holding its bandwidth (no sharing "
+        "between intents)")
     match: dict[str, int] | None
     mpls_label: int | None = Field(default=None, description="label the intent's ingress "
                                    "pushes: the first segment of the tunnel its traffic rides "

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from controller.errors import NotFound, TopologyError, lookup
 from controller.network.explain import fmt_path, why_no_path
 from controller.network.flows import ETH_TYPE_IPV4, METER_ID_MAX, OWNER_ID_MASK
+from controller.network.protection import Detours, plan_detours
 
 if TYPE_CHECKING:
     from controller.network.state import NetworkState
@@ -103,6 +104,13 @@ class Intent:
     protection_note: str = ""
     """for ``protection: true``: "" when every link of the path has a detour within the
     bound, else which links lack one and why (the intent is then only partly protected)"""
+    detours: Detours | None = None
+    """for ``protection: true`` with a path: its local repair, computed by
+    :meth:`IntentTable.route_all` (with the backup reservation of an intent with
+    ``min_bandwidth_mbps``)"""
+    detours_key: tuple[Any, ...] | None = field(default=None, repr=False, compare=False)
+    """what ``detours`` of an intent without bandwidth was computed from (path, graph and
+    hosts versions): kept on the intent so a trial's rollback restores it with ``detours``"""
     traffic: tuple[Any, ...] = field(init=False, repr=False, compare=False)
     """what the intent's flows match besides the hosts' addresses, and their priority: two
     intents with the same hosts and ``traffic`` cannot both hold flows"""
@@ -146,11 +154,23 @@ class Intent:
             "match": ({k: v for k, v in (("ip_proto", m.ip_proto), ("src_port", m.src_port),
                                          ("dst_port", m.dst_port), ("dscp", m.dscp))
                        if v is not None} if m is not None else None),
+            "backup_reservations": self.backup_reservations(),
             "mpls_label": self.mpls_label, "mpls_labels": list(self.mpls_labels),
             "state": str(self.state), "reason": self.reason,
             "path": list(self.path) if self.path else None,
             "latency_ms": self.latency_ms, "cost": self.cost, "history": history,
         }
+
+
+    def backup_reservations(self) -> list[dict[str, Any]]:
+        """The links the intent's detours hold its bandwidth on beyond its path: ``link``
+        ("a-b", the direction the detour crosses it), ``index`` (in the topology file),
+        ``bandwidth_mbps``."""
+        d = self.detours
+        if d is None:
+            return []
+        return [{"link": b.name, "index": b.index, "bandwidth_mbps": d.bandwidth_mbps}
+                for b in d.backup]
 
 
 def intent_priority(spec: IntentSpec) -> int:
@@ -229,6 +249,9 @@ class IntentTable:
         """ids of intents moved off a path that was broken (see :meth:`take_broken`)"""
         self.log_records: list[tuple[object, dict[str, Any]]] = []
         """reroute log lines (message, extra) not logged yet: see :meth:`take_log_records`"""
+        self.backup_mbps: dict[int, float] = {}
+        """directed pathcore link id -> bandwidth the detours of protected intents hold on it
+        (their backup reservations, part of what the graph's residual has taken)"""
 
     def __getitem__(self, intent_id: int) -> Intent:
         return lookup(self.intents, intent_id, "no intent {}")
@@ -291,6 +314,7 @@ class IntentTable:
         their ids are marked dirty so their flows (none yet) are settled by the router."""
         saved = {i: x.snapshot() for i, x in self.intents.items()}
         n_records, broken = len(self.log_records), set(self._broken)
+        backup = dict(self.backup_mbps)
 
         def rollback() -> None:
             added = self.intents.keys() - saved.keys()
@@ -299,6 +323,7 @@ class IntentTable:
             self._order = None
             del self.log_records[n_records:]
             self._broken = broken
+            self.backup_mbps = backup
             self.dirty.update(added)
 
         yield rollback
@@ -310,6 +335,9 @@ class IntentTable:
         from the residual before the next is routed: higher priority first, then lower id);
         the others in one parallel pathcore batch. Two intents for the same traffic at the same
         priority cannot both hold flows: the first in that order wins, the other is reported.
+        Then every protected intent gets its detours (:meth:`_route_detours`): those of
+        intents with a reservation, in the same order, take it on the links they add (after
+        every intent's path: traffic first, protection against the next failure second).
         """
         st = self.state
         g = st.graph
@@ -384,7 +412,43 @@ class IntentTable:
                 continue
             if before[0] and not down.isdisjoint(before[0]):
                 self._broken.add(intent.id)
+        self._route_detours(order)
         return changed
+
+    def _route_detours(self, order: list[Intent]) -> None:
+        """Give every protected intent with a path its detours (:func:`plan_detours`),
+        in routing order; an intent with ``min_bandwidth_mbps`` reserves it on the links its
+        detours use beyond its path (one backup reservation per intent and link: backups of
+        different intents do not share). An intent whose detours changed is marked dirty."""
+        st = self.state
+        hosts = st.hosts
+        backup_mbps: dict[int, float] = {}
+        for intent in order:
+            path, links = intent.path, intent.links
+            if not intent.spec.protection or path is None or links is None or len(path) < 2:
+                if intent.detours is not None or intent.protection_note:
+                    intent.detours, intent.detours_key, intent.protection_note = None, None, ""
+                    self.dirty.add(intent.id)
+                continue
+            spec = intent.spec
+            bw = spec.min_bandwidth_mbps
+            src = hosts[spec.src]  # routed: its hosts are known
+            key = None
+            if bw <= 0:
+                # without bandwidth the detours are a function of the path and the graph
+                key = (links, st.graph_version, st.hosts_version)
+                if intent.detours_key == key:
+                    continue
+            d = plan_detours(st, path, links, src.port_no, spec.max_latency_ms, bw)
+            if d.backup:
+                st.reserve([b.link_id for b in d.backup], bw)
+                for b in d.backup:
+                    backup_mbps[b.link_id] = backup_mbps.get(b.link_id, 0.0) + bw
+            intent.detours_key = key
+            if d != intent.detours:
+                intent.detours, intent.protection_note = d, d.note
+                self.dirty.add(intent.id)
+        self.backup_mbps = backup_mbps
 
     def _why(self, src: str, dst: str, spec: IntentSpec) -> str:
         return why_no_path(self.state.graph, src, dst, max_latency_ms=spec.max_latency_ms,

@@ -6,7 +6,9 @@ Each concern is a contributor that owns its flows under cookies and writes them 
 * :class:`~.intents.IntentTable` routes the intents (``route_all``);
 * :class:`~.destinations.Destinations` keeps table 2, the least-latency flows to every host;
 * :class:`~.tunnels.Tunnels` keeps the MPLS segments unprotected intents ride;
-* :func:`~.protection.detours` gives protected intents a local detour around every link;
+* :func:`~.protection.plan_detours` gives protected intents a local detour around every
+  link (computed by ``route_all``, which reserves their backup bandwidth; the router turns
+  them into flows and fast-failover groups);
 * external owners (anycast NAT flows of compute steering) are set with :meth:`set_external`.
 
 The router builds each intent's own flows (its ingress flow onto its tunnel, or its flows
@@ -57,7 +59,6 @@ from controller.network.intents import (
     policed,
 )
 from controller.network.plan import OwnerPlan
-from controller.network.protection import detours
 from controller.network.tunnels import Tunnels
 
 if TYPE_CHECKING:
@@ -68,8 +69,8 @@ __all__ = ["FALLBACKS", "Router"]
 
 FALLBACKS = ("best_effort", "drop")
 _INTENT_VARIANTS = 3  # flow sets kept per intent (see Router._refresh_intent)
-_Variant = tuple[dict[int, frozenset[FlowEntry]], dict[int, Buckets], str]
-"""an intent's flows per switch, its fast-failover groups per switch, its protection note"""
+_Variant = tuple[dict[int, frozenset[FlowEntry]], dict[int, Buckets]]
+"""an intent's flows per switch, its fast-failover groups per switch"""
 
 
 class Router:
@@ -213,8 +214,9 @@ class Router:
         # records for every moved intent cost more than building its flows)
         key = (intent.path, intent.links, intent.state in WITHOUT_PATH,
                intent.conflict_with is not None, st.hosts_version, label,
-               # detours depend on every link's state, not only the path's
-               st.graph_version if intent.spec.protection else None)
+               # detours depend on every link's state and the residuals, not only the path
+               # (route_all recomputes them and marks the intent dirty when they change)
+               intent.detours)
         if self._intent_keys.get(intent_id) == key:
             return
         self._intent_keys[intent_id] = key
@@ -224,25 +226,22 @@ class Router:
         entry = variants.pop(key, None)
         if entry is None:
             groups: dict[int, Buckets] = {}
-            notes: list[str] = []
-            raw = self._intent_flows(intent, label, groups, notes)
-            entry = ({dpid: frozenset(es) for dpid, es in raw.items()}, groups,
-                     "; ".join(notes))
+            raw = self._intent_flows(intent, label, groups)
+            entry = ({dpid: frozenset(es) for dpid, es in raw.items()}, groups)
             if len(variants) >= _INTENT_VARIANTS:
                 del variants[next(iter(variants))]
         variants[key] = entry
-        flows, groups, note = entry
+        flows, groups = entry
         if groups:
             self.intent_groups[intent_id] = groups
         else:
             self.intent_groups.pop(intent_id, None)
-        intent.protection_note = note
         self.owner_plan.set_owner(cookie, flows)
 
-    def _intent_flows(self, intent: Intent, label: int | None, groups: dict[int, Buckets],
-                      notes: list[str]) -> dict[int, list[FlowEntry]]:
+    def _intent_flows(self, intent: Intent, label: int | None, groups: dict[int, Buckets]
+                      ) -> dict[int, list[FlowEntry]]:
         """The flows of ``intent`` per dpid (``label``: the tunnel its ingress pushes onto);
-        fills ``groups`` and ``notes`` for a protected intent."""
+        fills ``groups`` for a protected intent (from its detours)."""
         st = self.state
         spec = intent.spec
         out: dict[int, list[FlowEntry]] = {}
@@ -255,10 +254,11 @@ class Router:
         if intent.path is not None and intent.links is not None:
             node_dpid = st.wiring.node_dpid
             first: Instructions = (("meter", intent.id),) if policed(spec) else ()
-            if spec.protection and len(intent.path) > 1:
-                rules = detours(st, intent, src.port_no, groups, notes)
-                for dpid, per_port in rules.items():
-                    for in_port, out_port in sorted(per_port.items()):
+            d = intent.detours
+            if d is not None:
+                groups.update(d.groups)
+                for dpid, per_port in d.rules:
+                    for in_port, out_port in per_port:
                         out.setdefault(dpid, []).append(FlowEntry(
                             TABLE_INTENTS, min(prio + 1, 0xFFFF),
                             tuple(sorted(match + (("in_port", in_port),))),

@@ -126,6 +126,12 @@ class LinkView:
     ``utilisation``, ``time`` (None before two polls)"""
     measured_delay_ms: float | None
     """one-way delay measured by LLDP (None until measured)"""
+    reserved_b_to_a_mbps: float = 0.0
+    """bandwidth admitted intents hold on it in the b-to-a direction"""
+    backup_a_to_b_mbps: float = 0.0
+    """the part of ``reserved_mbps`` held by detours of protected intents (backup)"""
+    backup_b_to_a_mbps: float = 0.0
+    """the part of ``reserved_b_to_a_mbps`` held by detours of protected intents"""
 
     @property
     def load_mbps(self) -> float | None:
@@ -138,6 +144,10 @@ class LinkView:
         load = self.load
         return {"index": self.index, "a": self.a, "b": self.b, "latency_ms": self.latency_ms,
                 "bandwidth_mbps": self.bandwidth_mbps, "up": self.up,
+                "reserved_mbps": self.reserved_mbps,
+                "reserved_b_to_a_mbps": self.reserved_b_to_a_mbps,
+                "backup_a_to_b_mbps": self.backup_a_to_b_mbps,
+                "backup_b_to_a_mbps": self.backup_b_to_a_mbps,
                 "load_a_to_b_mbps": load["a_to_b_mbps"] if load else None,
                 "load_b_to_a_mbps": load["b_to_a_mbps"] if load else None,
                 "utilisation": load["utilisation"] if load else None,

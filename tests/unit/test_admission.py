@@ -3,8 +3,10 @@ follow reroutes; a rejected intent changes nothing (checked against a brute-forc
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import httpx
 import networkx as nx
 import pytest
 from fakeoftable import apply_and_confirm, running
@@ -12,7 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.errors import InsufficientBandwidth
+from controller.main import build_controller
 from controller.network.core import ControllerCore
+from controller.settings import Settings
+from controller.topology.files import topology_file
 from controller.topology.loader import topology_from_dict
 from controller.topology.model import IntentSpec, Topology
 
@@ -20,12 +25,22 @@ EPS = 1e-6
 
 
 def reserved(core: ControllerCore) -> dict[int, float]:
-    """Directed pathcore link id -> the bandwidth the routed intents hold on it."""
+    """Directed pathcore link id -> the bandwidth the routed intents hold on it: on their
+    path, and on the links their detours add (backup reservations, one per intent and
+    link)."""
+    g = core.state.graph
     out: dict[int, float] = {}
     for i in core.intents():
         if i.links is not None:
             for lid in i.links:
                 out[lid] = out.get(lid, 0.0) + i.spec.min_bandwidth_mbps
+        for b in i.backup_reservations():
+            lid = core.state.link_ids[b["index"]]
+            if g.link(lid).u != b["link"].split("-")[0]:
+                back = g.reverse_link(lid)
+                assert back is not None
+                lid = back
+            out[lid] = out.get(lid, 0.0) + b["bandwidth_mbps"]
     return out
 
 
@@ -209,3 +224,173 @@ def test_reservations_never_exceed_capacity_and_rejections_change_nothing(
     g = core.state.graph
     assert all(g.link(lid).residual_mbps == g.link(lid).bandwidth_mbps
                for lid in range(g.link_count))
+
+
+# -- protected intents: detours reserve the bandwidth too -------------------------------------
+
+def backup_names(intent: Any) -> set[str]:
+    return {b["link"] for b in intent.backup_reservations()}
+
+
+def residual(core: ControllerCore, a: str, b: str) -> float:
+    """Residual of the directed link a -> b (the diamond has one link per pair)."""
+    g = core.state.graph
+    return next(lk.residual_mbps for lk in g.links() if (lk.u, lk.v) == (a, b))
+
+
+def test_detours_reserve_on_the_links_they_add_and_release_on_delete(
+        diamond: Topology) -> None:
+    core, net = running(diamond, load_intents=False)
+    intent, change = core.add_intent(IntentSpec("h1", "h2", max_latency_ms=15,
+                                                min_bandwidth_mbps=300, protection=True),
+                                     2.0, admit=True)
+    apply_and_confirm(core, net, change, 2.0)
+    assert intent.path == ("s1", "s3", "s4") and intent.protection_note == ""
+    # around s1-s3: s1-s2-s4; around s3-s4: back to s1 (s3-s1), then s1-s2-s4
+    assert backup_names(intent) == {"s1-s2", "s2-s4", "s3-s1"}
+    for a, b in (("s1", "s3"), ("s3", "s4"), ("s1", "s2"), ("s2", "s4"), ("s3", "s1")):
+        assert residual(core, a, b) == 700, (a, b)
+    for a, b in (("s2", "s1"), ("s4", "s2"), ("s4", "s3")):
+        assert residual(core, a, b) == 1000, (a, b)  # nothing uses them
+    # one backup reservation per link although both detours cross s1-s2 and s2-s4
+    assert core.router.table.backup_mbps == {
+        lk.id: 300.0 for lk in core.state.graph.links()
+        if (lk.u, lk.v) in (("s1", "s2"), ("s2", "s4"), ("s3", "s1"))}
+    apply_and_confirm(core, net, core.remove_intent(intent.id, 3.0), 3.0)
+    assert all(lk.residual_mbps == lk.bandwidth_mbps for lk in core.state.graph.links())
+    assert core.router.table.backup_mbps == {}
+
+
+def test_a_protected_intent_whose_detour_lacks_bandwidth_is_refused_naming_the_link(
+        diamond: Topology) -> None:
+    core, net = running(diamond, load_intents=False)
+    fast, change = core.add_intent(IntentSpec("h1", "h2", max_latency_ms=3,
+                                              min_bandwidth_mbps=800), 2.0, admit=True)
+    apply_and_confirm(core, net, change, 2.0)
+    before = snapshot(core)
+    spec = IntentSpec("h1", "h2", max_latency_ms=15, min_bandwidth_mbps=300,
+                      protection=True, priority=90)
+    with pytest.raises(InsufficientBandwidth) as exc:
+        core.add_intent(spec, 3.0, admit=True)
+    # its path s1-s3-s4 fits; the detour around s1-s3 needs s1-s2, where 200 are left
+    assert exc.value.bottleneck == {"link": "s1-s2", "index": 0, "residual_mbps": 200.0,
+                                    "bandwidth_mbps": 1000.0, "detour_around": "s1-s3"}
+    assert "detour around s1-s3 crosses s1-s2 (link 0), which has 200 of 1000 Mbps left" \
+        in str(exc.value)
+    assert snapshot(core) == before
+    with pytest.raises(InsufficientBandwidth):
+        core.validate_intent(spec, 3.0, admit=True)
+    assert snapshot(core) == before
+    # not admission-controlled (a file intent): kept, unprotected where the bandwidth lacks,
+    # and it says so; no detour is installed that would carry unreserved traffic
+    kept, change = core.add_intent(spec, 4.0)
+    apply_and_confirm(core, net, change, 4.0)
+    assert kept.path == ("s1", "s3", "s4") and kept.backup_reservations() == []
+    assert "no detour around s1-s3 with 300 Mbps: link s1-s2 has 200 of 1000 Mbps left" \
+        in kept.protection_note
+    assert "no detour around s3-s4 with 300 Mbps" in kept.protection_note
+    assert kept.id not in core.router.intent_groups
+    check_books(core)
+    # the unprotected intent goes: the detours get their bandwidth on the next pass
+    apply_and_confirm(core, net, core.remove_intent(fast.id, 5.0), 5.0)
+    assert kept.protection_note == "" and backup_names(kept) == {"s1-s2", "s2-s4", "s3-s1"}
+    assert set(core.router.intent_groups[kept.id]) == {core.wiring.node_dpid["s1"],
+                                                       core.wiring.node_dpid["s3"]}
+
+
+def test_a_newcomer_may_not_take_an_admitted_intents_detour_bandwidth(
+        diamond: Topology) -> None:
+    core, net = running(diamond, load_intents=False)
+    prot, change = core.add_intent(IntentSpec("h1", "h2", max_latency_ms=15,
+                                              min_bandwidth_mbps=300, protection=True,
+                                              priority=10), 2.0, admit=True)
+    apply_and_confirm(core, net, change, 2.0)
+    before = snapshot(core)
+    # 800 on s1-s2-s4 would fit beside the primary s1-s3-s4, not beside its backup
+    with pytest.raises(InsufficientBandwidth) as exc:
+        core.add_intent(IntentSpec("h1", "h2", max_latency_ms=3, min_bandwidth_mbps=800,
+                                   priority=500), 3.0, admit=True)
+    assert exc.value.bottleneck is not None
+    assert exc.value.bottleneck["residual_mbps"] == 700
+    assert snapshot(core) == before and backup_names(prot) == {"s1-s2", "s2-s4", "s3-s1"}
+
+
+def test_a_reroute_recomputes_the_detour_reservations(diamond: Topology) -> None:
+    core, net = running(diamond, load_intents=False)
+    intent, change = core.add_intent(IntentSpec("h1", "h2", max_latency_ms=15,
+                                                min_bandwidth_mbps=300, protection=True),
+                                     2.0, admit=True)
+    apply_and_confirm(core, net, change, 2.0)
+
+    def cut(a: str, b: str, up: bool, now: float) -> None:
+        i = next(k for k, lk in enumerate(diamond.links) if {lk.a, lk.b} == {a, b})
+        net.set_link(i, up)
+        for node, port in zip((diamond.links[i].a, diamond.links[i].b),
+                              core.wiring.link_ports[i], strict=True):
+            apply_and_confirm(core, net, core.port_status(core.wiring.node_dpid[node], port,
+                                                          up, now), now)
+
+    cut("s3", "s4", False, 3.0)  # the path moves to s1-s2-s4; no detour is left
+    assert intent.path == ("s1", "s2", "s4") and intent.backup_reservations() == []
+    assert "no detour around s1-s2" in intent.protection_note
+    check_books(core)
+    assert residual(core, "s3", "s1") == 1000 and residual(core, "s1", "s3") == 1000
+    cut("s3", "s4", True, 4.0)  # back on the cheap path, with its detours
+    assert intent.path == ("s1", "s3", "s4")
+    assert backup_names(intent) == {"s1-s2", "s2-s4", "s3-s1"}
+    check_books(core)
+    cut("s1", "s2", False, 5.0)  # the detours' link: the path stays, unprotected
+    assert intent.path == ("s1", "s3", "s4") and intent.backup_reservations() == []
+    assert "no detour around s1-s3" in intent.protection_note
+    assert core.router.intent_groups.get(intent.id) is None
+    check_books(core)
+
+
+def test_the_api_shows_detour_reservations(tmp_path: Path) -> None:
+    """GET /links (per direction: all reservations and the backup part), the intent's
+    detail (backup_reservations) and the 409 of a detour short of bandwidth."""
+    token = tmp_path / "token"
+    token.write_text("t0123456789\n")
+    settings = Settings.model_validate({
+        "topology": {"file": str(topology_file("diamond"))},
+        "api": {"host": "127.0.0.1", "port": 0, "token_file": str(token)},
+        "state": {"dir": str(tmp_path / "state")}})
+    handle = build_controller(settings)
+    try:
+        with httpx.Client(base_url=f"{handle.url}/api/v1", timeout=10.0,
+                          headers={"Authorization": "Bearer t0123456789"}) as c:
+            r = c.post("/intents", json={"src": "h1", "dst": "h2", "max_latency_ms": 15,
+                                         "min_bandwidth_mbps": 300, "protection": True,
+                                         "priority": 300})
+            assert r.status_code == 201, r.text
+            iid = r.json()["id"]
+            shown = c.get(f"/intents/{iid}").json()
+            assert sorted(shown["backup_reservations"], key=lambda b: b["link"]) == [
+                {"link": "s1-s2", "index": 0, "bandwidth_mbps": 300.0},
+                {"link": "s2-s4", "index": 1, "bandwidth_mbps": 300.0},
+                {"link": "s3-s1", "index": 2, "bandwidth_mbps": 300.0}]
+            links = {(lk["a"], lk["b"]): lk for lk in c.get("/links").json()["links"]}
+            s1s2, s1s3, s3s4 = links["s1", "s2"], links["s1", "s3"], links["s3", "s4"]
+            assert (s1s2["reserved_mbps"], s1s2["backup_a_to_b_mbps"]) == (300, 300)
+            assert (s1s2["reserved_b_to_a_mbps"], s1s2["backup_b_to_a_mbps"]) == (0, 0)
+            # s1-s3: the primary one way (not backup), the detour back from s3 the other
+            assert (s1s3["reserved_mbps"], s1s3["backup_a_to_b_mbps"]) == (300, 0)
+            assert (s1s3["reserved_b_to_a_mbps"], s1s3["backup_b_to_a_mbps"]) == (300, 300)
+            assert (s3s4["reserved_mbps"], s3s4["backup_a_to_b_mbps"]) == (300, 0)
+            r = c.post("/intents", json={"src": "h1", "dst": "h2", "max_latency_ms": 3,
+                                         "min_bandwidth_mbps": 600, "priority": 400})
+            assert r.status_code == 201, r.text
+            r = c.post("/intents", json={"src": "h1", "dst": "h2", "max_latency_ms": 15,
+                                         "min_bandwidth_mbps": 200, "protection": True,
+                                         "priority": 200})
+            assert r.status_code == 409, r.text
+            body = r.json()
+            assert body["error"] == "insufficient_bandwidth"
+            assert body["bottleneck"] == {"link": "s1-s2", "index": 0, "residual_mbps": 100.0,
+                                          "bandwidth_mbps": 1000.0, "detour_around": "s1-s3"}
+            assert c.delete(f"/intents/{iid}").status_code == 200
+            links = {(lk["a"], lk["b"]): lk for lk in c.get("/links").json()["links"]}
+            assert links["s1", "s2"]["backup_a_to_b_mbps"] == 0
+            assert links["s1", "s3"]["reserved_b_to_a_mbps"] == 0
+    finally:
+        handle.stop()
