@@ -322,3 +322,31 @@ def test_primary_and_detour_reservations_never_exceed_capacity(
     assert all(g.link(lid).residual_mbps == g.link(lid).bandwidth_mbps
                for lid in range(g.link_count))
     assert core.router.table.backup_mbps == {}
+
+
+def test_detours_follow_a_link_change_off_the_path() -> None:
+    """A link of a detour goes (the path stays): the detours are recomputed at once, not
+    left pointing at the dead link; they come back with it."""
+    t = load_topology(topology_file("diamond"))
+    core, net = running(t, load_intents=False)
+    intent = protected(core, net, "h1", "h2", bound_ms=15)
+    assert intent.path == ("s1", "s3", "s4") and intent.protection_note == ""
+    s1 = core.wiring.node_dpid["s1"]
+    assert intent.id in net.switches[s1].groups
+    i = next(k for k, lk in enumerate(t.links) if {lk.a, lk.b} == {"s1", "s2"})
+
+    def flap(up: bool, now: float) -> None:
+        net.set_link(i, up)
+        for node, port in zip((t.links[i].a, t.links[i].b), core.wiring.link_ports[i],
+                              strict=True):
+            apply_and_confirm(core, net, core.port_status(core.wiring.node_dpid[node], port,
+                                                          up, now), now)
+
+    flap(False, 3.0)
+    assert intent.path == ("s1", "s3", "s4")
+    assert "no detour around s1-s3" in intent.protection_note
+    assert "no detour around s3-s4" in intent.protection_note
+    assert all(intent.id not in sw.groups for sw in net.switches.values())
+    flap(True, 4.0)
+    assert intent.protection_note == "" and intent.id in net.switches[s1].groups
+    assert check_local_repair(core, net, t, intent) == 2
