@@ -423,6 +423,9 @@ class IntentTable:
         st = self.state
         hosts = st.hosts
         backup_mbps: dict[int, float] = {}
+        # the residuals, read from the graph once and kept along with the reservations below
+        # (reading every link for every intent cost more than its detours)
+        residual: dict[int, float] | None = None
         for intent in order:
             path, links = intent.path, intent.links
             if not intent.spec.protection or path is None or links is None or len(path) < 2:
@@ -439,11 +442,15 @@ class IntentTable:
                 key = (links, st.graph_version, st.hosts_version)
                 if intent.detours_key == key:
                     continue
-            d = plan_detours(st, path, links, src.port_no, spec.max_latency_ms, bw)
+            if bw > 0 and residual is None:
+                residual = {lk.id: lk.residual_mbps for lk in st.graph.links()}
+            d = plan_detours(st, path, links, src.port_no, spec.max_latency_ms, bw, residual)
             if d.backup:
                 st.reserve([b.link_id for b in d.backup], bw)
                 for b in d.backup:
                     backup_mbps[b.link_id] = backup_mbps.get(b.link_id, 0.0) + bw
+                    if residual is not None:
+                        residual[b.link_id] = max(0.0, residual[b.link_id] - bw)
             intent.detours_key = key
             if d != intent.detours:
                 intent.detours, intent.protection_note = d, d.note

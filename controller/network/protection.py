@@ -15,6 +15,7 @@ detours crossing it (one failure sends the intent's traffic down one detour).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -91,7 +92,8 @@ class Detours:
 
 def plan_detours(state: NetworkState, path: tuple[str, ...], links: tuple[int, ...],
                  ingress_port: int, max_latency_ms: float,
-                 bandwidth_mbps: float = 0.0) -> Detours:
+                 bandwidth_mbps: float = 0.0,
+                 residual_mbps: Mapping[int, float] | None = None) -> Detours:
     """Local repair for a protected intent (see docs/controller.md, "Protection").
 
     For each link ``l_i`` of the primary path ``n_0 .. n_k`` the detour ``D_i`` is the
@@ -101,7 +103,9 @@ def plan_detours(state: NetworkState, path: tuple[str, ...], links: tuple[int, .
     first link of ``D_i`` (``OFPP_IN_PORT`` when that is the port the traffic came in by).
     Every later switch of ``D_i`` gets a rule keyed by the port the detour enters it by (one
     priority above the intent's own flows). Reserves nothing: the caller takes
-    ``bandwidth_mbps`` on every link of :attr:`Detours.backup`."""
+    ``bandwidth_mbps`` on every link of :attr:`Detours.backup`. ``residual_mbps``: the
+    graph's residual per directed link id, when the caller keeps it (read from the graph
+    otherwise)."""
     st = state
     g = st.graph
     node_dpid = st.wiring.node_dpid
@@ -116,8 +120,10 @@ def plan_detours(state: NetworkState, path: tuple[str, ...], links: tuple[int, .
     # intent's reservation already)
     full: list[int] = []
     if bandwidth_mbps > 0:
-        full = [lk.id for lk in g.links()
-                if lk.id not in primary and lk.residual_mbps + _EPS_MBPS < bandwidth_mbps]
+        if residual_mbps is None:
+            residual_mbps = {lk.id: lk.residual_mbps for lk in g.links()}
+        need = bandwidth_mbps - _EPS_MBPS
+        full = [lid for lid, r in residual_mbps.items() if r < need and lid not in primary]
     rules: dict[int, dict[int, int]] = {}
     groups: dict[int, Buckets] = {}
     notes: list[str] = []
