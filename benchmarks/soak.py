@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=2.0, help="how long events are injected")
     p.add_argument("--seed", type=int, default=1, help="the schedule's seed (reproduces a run)")
     p.add_argument("--members", type=int, choices=(1, 3), default=1,
-                   help="controllers: 1 (SQLite store); 3 (a cluster on etcd) is not "
-                   "supported yet")
+                   help="controllers: 1 (its SQLite store) or 3 (cluster members on an etcd "
+                   "child process; kills hit members)")
     p.add_argument("--weights", type=_weights, default=None,
                    help=f"event weights over the defaults, e.g. controller_kill=0,link_flap=2 "
                    f"(kinds: {', '.join(EVENT_KINDS)})")
@@ -58,18 +58,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="controller log, store and token (default: a new temporary dir)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.members != 1:
-        print("soak: --members 3 is not supported yet; run with --members 1", file=sys.stderr)
-        return 2
     try:
         topology = load_topology_argument(args.topology)
     except CpnError as exc:
         print(f"soak: {exc}", file=sys.stderr)
         return 2
+    # a file, or zoo:NAME: the controller takes the same argument
     path = Path(args.topology)
-    if not path.exists():
-        # zoo:NAME: the controller takes the same argument
-        path = Path(args.topology)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="cpn-soak-"))
     config = SoakConfig(topology_path=path, topology=topology, minutes=args.minutes,
                         seed=args.seed, workdir=workdir, weights=args.weights,

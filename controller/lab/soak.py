@@ -42,10 +42,13 @@ from dataclasses import asdict, dataclass, field
 from itertools import count, islice
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import networkx as nx
 
+from controller.cluster.etcd import EtcdClient
+from controller.cluster.etcdproc import EtcdServer
 from controller.errors import LabError
 from controller.lab.build import ControllerAddress
 from controller.lab.network import LabNetwork
@@ -73,6 +76,8 @@ BANDWIDTHS_MBPS = (1000.0, 20000.0, 150000.0, 300000.0)
 """reservations of the bandwidth intents: the larger ones fill 400 Gbps links, so admission
 and residual capacity are exercised, not only paths"""
 SITE_STATES = ("up", "draining", "down")
+ETCD_PREFIX = "/cpn"
+"""where a cluster's store keeps its records in etcd (``controller/store/etcd.py``)"""
 EPS = 1e-6
 
 # Growth thresholds of the resource check (docs/soak.md): after the warm-up, a least-squares
@@ -131,6 +136,8 @@ class Event:
     duration_s: float = 0.0
     changes: int = 0
     writes: tuple[WriteOp, ...] = ()
+    member: int | None = None
+    """the cluster member a controller kill hits (index; None with one controller)"""
 
     def describe(self, topology: Topology | None = None) -> str:
         """The event as one line of the event log."""
@@ -143,6 +150,8 @@ class Event:
             what += f" link {name}"
         if self.node is not None:
             what += f" {self.node}"
+        if self.member is not None:
+            what += f" m{self.member + 1}"
         if self.kind == "link_flap":
             what += f" x{self.changes} in {self.duration_s:g} s"
         elif self.duration_s:
@@ -164,7 +173,7 @@ class Schedule:
 
     def __init__(self, topology: Topology, seed: int, weights: Mapping[str, float] | None = None,
                  *, max_links_down: int = 3, writes_per_event: int = 4,
-                 burst_writes: int = 12) -> None:
+                 burst_writes: int = 12, members: int = 1) -> None:
         unknown = set(weights or {}) - set(EVENT_KINDS)
         if unknown:
             raise ValueError(f"unknown event kinds {sorted(unknown)}; known: {EVENT_KINDS}")
@@ -176,6 +185,7 @@ class Schedule:
         if sum(self.weights.values()) <= 0:
             raise ValueError("at least one event kind needs a positive weight")
         self.max_links_down = max_links_down
+        self.members = members
         self.writes_per_event = writes_per_event
         self.burst_writes = burst_writes
         self._rng = random.Random(seed)
@@ -239,8 +249,10 @@ class Schedule:
             return Event(index, kind, node=rng.choice(self._nodes),
                          duration_s=round(rng.uniform(1.0, 5.0), 1), writes=writes)
         if kind == "controller_kill":
-            return Event(index, kind, duration_s=round(rng.uniform(0.5, 3.0), 1),
-                         writes=writes)
+            duration = round(rng.uniform(0.5, 3.0), 1)
+            # drawn only for a cluster, so one controller's schedules stay as they were
+            member = rng.randrange(self.members) if self.members > 1 else None
+            return Event(index, kind, duration_s=duration, writes=writes, member=member)
         return Event(index, kind, writes=writes)
 
     def _intent_body(self) -> dict[str, Any]:
@@ -511,14 +523,16 @@ class ControllerProcess:
     token on every start, so a SIGKILL and restart is exactly that."""
 
     def __init__(self, topology_path: Path, workdir: Path, *, startup_grace_s: float = 5.0,
-                 extra_args: Sequence[str] = ()) -> None:
+                 extra_args: Sequence[str] = (), name: str = "controller",
+                 token_path: Path | None = None) -> None:
         self.topology_path = topology_path
         self.workdir = workdir
+        self.name = name
         self.ofp_port = _free_port()
         self.api_port = _free_port()
         self.state_dir = workdir / "state"
         self.log_path = workdir / "controller.log"
-        self.token_path = workdir / "api-token"
+        self.token_path = token_path or workdir / "api-token"
         workdir.mkdir(parents=True, exist_ok=True)
         if not self.token_path.exists():
             self.token_path.write_text(secrets.token_urlsafe(24))
@@ -711,6 +725,98 @@ class Api:
         self.client.close()
 
 
+class Controllers:
+    """The controllers the soak runs: one process on its SQLite store, or ``members``
+    cluster members (``--cluster``) on an etcd child process, every switch connected to
+    each. All share one API token; each has its :class:`Api`."""
+
+    def __init__(self, topology_path: Path, workdir: Path, members: int = 1) -> None:
+        self.workdir = workdir
+        self.etcd: EtcdServer | None = None
+        token = workdir / "api-token"
+        workdir.mkdir(parents=True, exist_ok=True)
+        if members > 1:
+            self.etcd = EtcdServer(workdir=workdir / "etcd")
+            self.procs = [ControllerProcess(
+                topology_path, workdir / f"m{i}", name=f"m{i}", token_path=token,
+                extra_args=["--cluster", self.etcd.client_url, "--member-id", f"m{i}"])
+                for i in range(1, members + 1)]
+        else:
+            self.procs = [ControllerProcess(topology_path, workdir, token_path=token)]
+        self.apis = {p.name: Api(p) for p in self.procs}
+
+    @property
+    def cluster(self) -> bool:
+        """Members on etcd (else one controller on SQLite)."""
+        return self.etcd is not None
+
+    @property
+    def addresses(self) -> list[ControllerAddress]:
+        """Where the switches connect: every controller."""
+        return [p.address for p in self.procs]
+
+    def start(self) -> None:
+        """etcd (in a cluster), then every controller, each waited for."""
+        if self.etcd is not None:
+            self.etcd.start()
+        for p in self.procs:
+            p.start()
+
+    def stop(self) -> None:
+        """Every controller, then etcd; the API clients closed."""
+        for api in self.apis.values():
+            api.close()
+        for p in self.procs:
+            p.stop()
+        if self.etcd is not None:
+            self.etcd.stop()
+
+    def live(self) -> list[ControllerProcess]:
+        """The controllers running now."""
+        return [p for p in self.procs if p.pid is not None]
+
+    def api(self) -> Api:
+        """The API of the first running controller (reads of the whole network)."""
+        live = self.live()
+        return self.apis[(live[0] if live else self.procs[0]).name]
+
+    def api_for(self, k: int) -> Api:
+        """The API of the ``k``-th controller, counted round the running ones (writes spread
+        over the members)."""
+        live = self.live() or self.procs
+        return self.apis[live[k % len(live)].name]
+
+    def read_store(self) -> tuple[dict[int, dict[str, Any]], dict[str, dict[str, Any]],
+                                  set[str]]:
+        """The store as written, not through the controller: intents (id -> spec), compute
+        sites (id -> record) and placement ids. One controller: its SQLite file opened
+        read-only; a cluster: etcd's keys (the layout of ``controller/store/etcd.py``)."""
+        if self.etcd is None:
+            path = self.procs[0].store_path
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+            try:
+                return ({int(r[0]): json.loads(r[1])
+                         for r in db.execute("SELECT id, spec FROM intents")},
+                        {r[0]: json.loads(r[1])
+                         for r in db.execute("SELECT id, spec FROM compute_sites")},
+                        {r[0] for r in db.execute("SELECT id FROM placements")})
+            finally:
+                db.close()
+        client = EtcdClient(self.etcd.client_url, timeout_s=5.0)
+        intents = {int(kv.key.rsplit("/", 1)[1]): json.loads(kv.value)
+                   for kv in client.get_prefix(f"{ETCD_PREFIX}/intents/")[0]}
+        sites = {unquote(kv.key.rsplit("/", 1)[1]): json.loads(kv.value)
+                 for kv in client.get_prefix(f"{ETCD_PREFIX}/compute/sites/")[0]}
+        places = {unquote(kv.key.rsplit("/", 1)[1])
+                  for kv in client.get_prefix(f"{ETCD_PREFIX}/compute/placements/")[0]}
+        return intents, sites, places
+
+    def log_tails(self, lines: int = 20) -> str:
+        """The last lines of every controller's log."""
+        return "\n".join(f"--- {p.name} ({p.log_path}) ---\n{p.log_tail(lines)}"
+                         for p in self.procs)
+
+
 def fire_write(api: Api, ledger: Ledger, event: int, op: WriteOp) -> WriteRecord:
     """Send one write and record what its answer promised."""
     rec = WriteRecord(event, op.kind, None)
@@ -766,24 +872,38 @@ def fire_write(api: Api, ledger: Ledger, event: int, op: WriteOp) -> WriteRecord
 class Invariants:
     """The checks run after each quiet period (docs/soak.md lists them)."""
 
-    def __init__(self, topology: Topology, lab: LabNetwork, ctl: ControllerProcess, api: Api,
+    def __init__(self, topology: Topology, lab: LabNetwork, ctls: Controllers,
                  ledger: Ledger, *, seed: int = 0, ping_sample: int = 3,
                  settle_timeout_s: float = 30.0) -> None:
         self.topology = topology
         self.lab = lab
-        self.ctl = ctl
-        self.api = api
+        self.ctls = ctls
         self.ledger = ledger
         self.rng = random.Random(seed ^ 0x5EED)
         self.ping_sample = ping_sample
         self.settle_timeout_s = settle_timeout_s
         self.expected_down: set[int] = set()
         """links the soak holds down now"""
-        self.samples: list[ResourceSample] = []
+        self.samples: dict[str, list[ResourceSample]] = {p.name: [] for p in ctls.procs}
         self.t0 = time.monotonic()
         self.pings_sent = 0
         self.pings_lost = 0
         self.oracle_undecided = 0
+
+    @property
+    def api(self) -> Api:
+        """The API the network is read through (the first running controller)."""
+        return self.ctls.api()
+
+    def _master_api(self, node: str, masters: Mapping[str, str | None]) -> Api:
+        m = masters.get(node)
+        return self.ctls.apis[m] if m in self.ctls.apis else self.api
+
+    def masters(self) -> dict[str, str | None]:
+        """Switch name -> the member mastering it (empty for one controller)."""
+        if not self.ctls.cluster:
+            return {}
+        return {s["name"]: s["master"] for s in self.api.get("/cluster")["switches"]}
 
     # quiet -------------------------------------------------------------------------------
     def wait_quiet(self) -> list[Violation]:
@@ -808,10 +928,22 @@ class Invariants:
         except (httpx.HTTPError, ValueError) as exc:
             return [f"API: {exc}"]
         out = []
-        total = health["switches_total"]
-        if health["switches_synced"] != total or health["switches_connected"] != total:
-            out.append(f"switches connected {health['switches_connected']}, synced "
-                       f"{health['switches_synced']} of {total}")
+        healths = {self.ctls.procs[0].name: health}
+        if self.ctls.cluster:
+            try:
+                healths = {p.name: self.ctls.apis[p.name].get("/health")
+                           for p in self.ctls.live()}
+                live = set(healths)
+                out += [f"{s['name']}: master {s['master']} is not a running member"
+                        for s in self.api.get("/cluster")["switches"]
+                        if s["master"] not in live]
+            except (httpx.HTTPError, ValueError) as exc:
+                return [f"API: {exc}"]
+        for name, h in healths.items():
+            total = h["switches_total"]
+            if h["switches_synced"] != total or h["switches_connected"] != total:
+                out.append(f"{name}: switches connected {h['switches_connected']}, synced "
+                           f"{h['switches_synced']} of {total}")
         for ln in links:
             want_up = ln["index"] not in self.expected_down
             if bool(ln["up"]) != want_up:
@@ -831,8 +963,11 @@ class Invariants:
         found: dict[str, Violation] = {}
         while pending:
             found = {}
+            masters = self.masters()
             with ThreadPoolExecutor(max_workers=8) as pool:
-                for node, v in zip(pending, pool.map(self._table_of, pending), strict=True):
+                apis = [self._master_api(n, masters) for n in pending]
+                for node, v in zip(pending, pool.map(self._table_of, pending, apis),
+                                   strict=True):
                     if v is not None:
                         found[node] = v
             pending = list(found)
@@ -844,10 +979,12 @@ class Invariants:
             out = self._side_tables()
         return out
 
-    def _table_of(self, node: str) -> Violation | None:
+    def _table_of(self, node: str, api: Api) -> Violation | None:
+        """One switch read live against its plan, both through ``api`` (in a cluster, the
+        switch's master: the member whose plan it carries out)."""
         try:
-            live = self.api.get(f"/switches/{node}/flows", source="switch")
-            plan = self.api.get(f"/switches/{node}/flows", source="controller")
+            live = api.get(f"/switches/{node}/flows", source="switch")
+            plan = api.get(f"/switches/{node}/flows", source="controller")
         except (httpx.HTTPError, ValueError) as exc:
             return Violation("1", node, f"flows not readable: {exc}")
         d = diff_flows(live["flows"], plan["flows"])
@@ -1029,17 +1166,20 @@ class Invariants:
     # 4. store ---------------------------------------------------------------------------------
     def check_store(self) -> list[Violation]:
         """The SQLite file (read-only) against the API; every acknowledged write kept."""
-        db = sqlite3.connect(f"file:{self.ctl.store_path}?mode=ro", uri=True, timeout=10)
-        try:
-            stored = {int(r[0]): json.loads(r[1]) for r in
-                      db.execute("SELECT id, spec FROM intents")}
-            sites = {r[0]: json.loads(r[1]) for r in
-                     db.execute("SELECT id, spec FROM compute_sites")}
-            placements = {r[0] for r in db.execute("SELECT id FROM placements")}
-        finally:
-            db.close()
+        stored, sites, placements = self.ctls.read_store()
         api_intents = {int(i["id"]): i for i in self.api.get("/intents") if i["source"] == "api"}
         out = []
+        if self.ctls.cluster:
+            # every member applies the same committed intents
+            for p in self.ctls.live()[1:]:
+                theirs = {int(i["id"]) for i in self.ctls.apis[p.name].get("/intents")
+                          if i["source"] == "api"}
+                if theirs != set(api_intents):
+                    out.append(Violation("4", f"intents on {p.name}", "members disagree",
+                                         "\n".join([f"- missing on {p.name} {i}" for i in
+                                                    sorted(set(api_intents) - theirs)]
+                                                   + [f"+ only on {p.name} {i}" for i in
+                                                      sorted(theirs - set(api_intents))])))
         lines = []
         for iid in sorted(set(stored) | set(api_intents)):
             s, a = stored.get(iid), api_intents.get(iid)
@@ -1102,13 +1242,17 @@ class Invariants:
         return out
 
     # 5. resources -----------------------------------------------------------------------------
-    def sample_resources(self) -> ResourceSample | None:
-        """One sample of the controller process (kept for the slopes)."""
-        pid = self.ctl.pid
-        s = read_process(pid, time.monotonic() - self.t0) if pid else None
-        if s is not None:
-            self.samples.append(s)
-        return s
+    def sample_resources(self) -> None:
+        """One sample of each running controller process (kept for the slopes)."""
+        for p in self.ctls.live():
+            pid = p.pid
+            s = read_process(pid, time.monotonic() - self.t0) if pid else None
+            if s is not None:
+                self.samples[p.name].append(s)
+
+    def slopes(self) -> dict[str, dict[str, Any]]:
+        """Controller name -> :func:`resource_slopes` of its samples."""
+        return {name: resource_slopes(s) for name, s in self.samples.items()}
 
     def check(self, fault_kind: str) -> tuple[list[Violation], int]:
         """Every invariant once; the violations and the pings lost."""
@@ -1122,7 +1266,8 @@ class Invariants:
         out += self.check_store()
         pv, lost = self.check_pings(fault_kind)
         out += pv
-        out += resource_violations(resource_slopes(self.samples))
+        for slopes in self.slopes().values():
+            out += resource_violations(slopes)
         return out, lost
 
 
@@ -1130,11 +1275,11 @@ class Invariants:
 class Injector:
     """Carries out the schedule's faults on the lab and the controller."""
 
-    def __init__(self, topology: Topology, lab: LabNetwork, ctl: ControllerProcess,
+    def __init__(self, topology: Topology, lab: LabNetwork, ctls: Controllers,
                  invariants: Invariants) -> None:
         self.topology = topology
         self.lab = lab
-        self.ctl = ctl
+        self.ctls = ctls
         self.invariants = invariants
 
     def _set(self, link: int, up: bool) -> None:
@@ -1170,9 +1315,10 @@ class Injector:
             time.sleep(ev.duration_s)
             _vsctl(["set-controller", br, *(str(c) for c in self.lab.controllers)])
         elif ev.kind == "controller_kill":
-            self.ctl.kill()
+            proc = self.ctls.procs[(ev.member or 0) % len(self.ctls.procs)]
+            proc.kill()
             time.sleep(ev.duration_s)
-            self.ctl.start()
+            proc.start()
 
 
 def _vsctl(args: Sequence[str]) -> None:
@@ -1215,7 +1361,8 @@ class SoakResult:
     log: list[str] = field(default_factory=list)
     writes: int = 0
     writes_acked: int = 0
-    slopes: dict[str, Any] = field(default_factory=dict)
+    slopes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """controller (or member) name -> its resource slopes"""
     duration_s: float = 0.0
 
     @property
@@ -1240,7 +1387,6 @@ class SoakResult:
 
     def markdown(self) -> str:
         """The report as markdown."""
-        s = self.slopes
         rows = [f"| {k} | {n} | {self.pings_lost_by_kind.get(k, 0)} |"
                 for k, n in sorted(self.events_by_kind.items())]
         return "\n".join([
@@ -1249,19 +1395,20 @@ class SoakResult:
             f"{len(self.violations)} violations, {self.pings_lost} of {self.pings_sent} pings "
             f"lost, {self.writes_acked} of {self.writes} writes acknowledged.", "",
             "| event kind | events | pings lost after it |", "|---|---|---|", *rows, "",
-            f"Controller (pid {s.get('pid')}, {s.get('samples', 0)} samples over "
-            f"{s.get('span_s', 0.0) / 60:.1f} min after warm-up): RSS "
-            f"{s.get('rss_mb_per_h', 0.0):+.1f} MB/h, threads {s.get('threads_per_h', 0.0):+.1f}"
-            f"/h, fds {s.get('fds_per_h', 0.0):+.1f}/h.", "",
+            "| controller | pid | samples after warm-up | span min | RSS MB/h | threads/h "
+            "| fds/h |", "|---|---|---|---|---|---|---|",
+            *(f"| {name} | {s['pid']} | {s['samples']} | {s['span_s'] / 60:.1f} | "
+              f"{s['rss_mb_per_h']:+.1f} | {s['threads_per_h']:+.1f} | {s['fds_per_h']:+.1f} |"
+              for name, s in sorted(self.slopes.items())), "",
             *(["## Violations", "", "```", *(v.render() for v in self.violations), "```"]
               if self.violations else [])]) + "\n"
 
 
-def _start_lab(topology: Topology, ctl: ControllerProcess, wait_s: float) -> LabNetwork:
-    """A started lab connected to ``ctl``, waiting (bounded) while another lab runs."""
+def _start_lab(topology: Topology, ctls: Controllers, wait_s: float) -> LabNetwork:
+    """A started lab connected to ``ctls``, waiting (bounded) while another lab runs."""
     deadline = time.monotonic() + wait_s
     while True:
-        lab = LabNetwork(topology, controllers=[ctl.address])
+        lab = LabNetwork(topology, controllers=ctls.addresses)
         try:
             lab.start(timeout_s=180)
             return lab
@@ -1278,27 +1425,22 @@ class Soak:
     context manager (everything is stopped at the end)."""
 
     def __init__(self, config: SoakConfig) -> None:
-        if config.members != 1:
-            raise LabError("the soak runs one controller (--members 1); cluster members are "
-                           "not supported yet")
         self.config = config
-        self.ctl = ControllerProcess(config.topology_path, config.workdir)
+        self.ctls = Controllers(config.topology_path, config.workdir, config.members)
         self.lab: LabNetwork | None = None
-        self.api: Api | None = None
         self.ledger = Ledger()
         self.invariants: Invariants | None = None
         self.injector: Injector | None = None
 
     def __enter__(self) -> Soak:
         try:
-            self.ctl.start()
-            self.lab = _start_lab(self.config.topology, self.ctl, self.config.machine_wait_s)
-            self.api = Api(self.ctl)
-            self.invariants = Invariants(self.config.topology, self.lab, self.ctl, self.api,
+            self.ctls.start()
+            self.lab = _start_lab(self.config.topology, self.ctls, self.config.machine_wait_s)
+            self.invariants = Invariants(self.config.topology, self.lab, self.ctls,
                                          self.ledger, seed=self.config.seed,
                                          ping_sample=self.config.ping_sample,
                                          settle_timeout_s=self.config.settle_timeout_s)
-            self.injector = Injector(self.config.topology, self.lab, self.ctl,
+            self.injector = Injector(self.config.topology, self.lab, self.ctls,
                                      self.invariants)
         except BaseException:
             self.__exit__()
@@ -1306,11 +1448,9 @@ class Soak:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.api is not None:
-            self.api.close()
         if self.lab is not None:
             self.lab.stop()
-        self.ctl.stop()
+        self.ctls.stop()
 
 
 def run_soak(config: SoakConfig, out: Callable[[str], None] = print) -> SoakResult:
@@ -1318,27 +1458,28 @@ def run_soak(config: SoakConfig, out: Callable[[str], None] = print) -> SoakResu
     seed, log and diff at the first violation, and last the summary line. Returns the
     result (``exit_code`` 1 with violations)."""
     result = SoakResult(config.seed)
-    schedule = Schedule(config.topology, config.seed, config.weights)
+    schedule = Schedule(config.topology, config.seed, config.weights,
+                        members=config.members)
     t_start = time.monotonic()
     out(f"soak: seed {config.seed}, {config.topology.name}, {config.minutes:g} min, "
         f"workdir {config.workdir}")
     with Soak(config) as soak:
         assert soak.invariants is not None and soak.injector is not None
-        assert soak.api is not None
-        inv, api = soak.invariants, soak.api
+        inv, ctls = soak.invariants, soak.ctls
         first, lost = inv.check("start")
         result.checks += 1
         if first:
             result.violations += first
-            _report_violation(result, first, out, soak.ctl)
+            _report_violation(result, first, out, ctls)
         deadline = t_start + config.minutes * 60
         with ThreadPoolExecutor(max_workers=4) as pool:
             while (not (config.stop_on_violation and result.violations)
                    and time.monotonic() < deadline):
                 ev = schedule.next_event()
                 line = f"{time.monotonic() - t_start:7.1f}s {ev.describe(config.topology)}"
-                futures = [pool.submit(fire_write, api, soak.ledger, ev.index, op)
-                           for op in ev.writes]
+                futures = [pool.submit(fire_write, ctls.api_for(ev.index + k), soak.ledger,
+                                       ev.index, op)
+                           for k, op in enumerate(ev.writes)]
                 fault_failed: list[Violation] = []
                 try:
                     soak.injector.apply(ev)
@@ -1363,17 +1504,17 @@ def run_soak(config: SoakConfig, out: Callable[[str], None] = print) -> SoakResu
                 out(line)
                 if fault_failed or found:
                     result.violations += found
-                    _report_violation(result, fault_failed + found, out, soak.ctl)
-        result.slopes = resource_slopes(inv.samples)
+                    _report_violation(result, fault_failed + found, out, ctls)
+        result.slopes = inv.slopes()
         result.pings_sent = inv.pings_sent
         if inv.oracle_undecided:
             out(f"soak: the oracle gave up on {inv.oracle_undecided} intent checks "
                 "(too many paths within the cost order)")
     result.duration_s = time.monotonic() - t_start
-    s = result.slopes
-    out(f"soak: controller RSS {s['rss_mb_per_h']:+.1f} MB/h, threads "
-        f"{s['threads_per_h']:+.1f}/h, fds {s['fds_per_h']:+.1f}/h over "
-        f"{s['span_s'] / 60:.1f} min ({s['samples']} samples after warm-up)")
+    for name, s in result.slopes.items():
+        out(f"soak: {name} RSS {s['rss_mb_per_h']:+.1f} MB/h, threads "
+            f"{s['threads_per_h']:+.1f}/h, fds {s['fds_per_h']:+.1f}/h over "
+            f"{s['span_s'] / 60:.1f} min ({s['samples']} samples after warm-up)")
     if config.report is not None:
         write_report(result, config.report)
         out(f"soak: report written to {config.report}")
@@ -1382,14 +1523,14 @@ def run_soak(config: SoakConfig, out: Callable[[str], None] = print) -> SoakResu
 
 
 def _report_violation(result: SoakResult, found: Sequence[Violation],
-                      out: Callable[[str], None], ctl: ControllerProcess) -> None:
+                      out: Callable[[str], None], ctls: Controllers) -> None:
     out(f"soak: VIOLATION with seed {result.seed} after {result.events} events")
     out("soak: event log up to it:")
     for ln in result.log:
         out(f"  {ln}")
     for v in found:
         out(v.render())
-    out(f"soak: controller log tail ({ctl.log_path}):\n{ctl.log_tail(20)}")
+    out(f"soak: controller log tails:\n{ctls.log_tails(20)}")
 
 
 def write_report(result: SoakResult, path: Path) -> None:

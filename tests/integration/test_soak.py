@@ -53,7 +53,7 @@ def test_planted_faults_are_caught_with_a_diff(lab_env: Any, tmp_path: Path) -> 
         assert res.returncode == 0, res.stderr
         found = inv.check_tables()
         assert [(v.invariant, v.subject) for v in found] == [("1", "s2")]
-        assert "+ stray" in found[0].diff and "0xdead" in found[0].diff
+        assert "+ stray" in found[0].diff and '"cookie": "0x000000000000dead"' in found[0].diff
         assert "missing" not in found[0].diff
 
         soak.ledger.added.add(987654)  # an acknowledged add the controller never saw

@@ -35,6 +35,16 @@ def test_same_seed_same_events() -> None:
     assert [e.describe(NATIONAL) for e in a] == [e.describe(NATIONAL) for e in b]
 
 
+def test_cluster_kills_pick_members() -> None:
+    """With members, a controller kill names one (drawn from the same generator); the other
+    events do not change kind with the member count."""
+    events = Schedule(NATIONAL, seed=9, members=3).take(400)
+    kills = [e for e in events if e.kind == "controller_kill"]
+    assert {e.member for e in kills} == {0, 1, 2}
+    assert all(e.member is None for e in Schedule(NATIONAL, seed=9).take(400))
+    assert "controller_kill m" in kills[0].describe()
+
+
 def test_another_seed_other_events() -> None:
     assert Schedule(NATIONAL, seed=1).take(50) != Schedule(NATIONAL, seed=2).take(50)
 
