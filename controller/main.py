@@ -18,9 +18,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import signal
+import socket
+import stat
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +47,8 @@ if TYPE_CHECKING:
     from controller.store import Store
     from controller.store.etcd import EtcdStore
 
-__all__ = ["Controller", "StructuredFormatter", "build_controller", "build_service",
-           "configure_logging", "main", "run"]
+__all__ = ["Controller", "OpenFlowServer", "StructuredFormatter", "build_controller",
+           "build_service", "configure_logging", "main", "run"]
 
 FIELDS = ("event", "dpid", "intent", "token", "port_no", "duration_ms", "compute_ms",
           "phase0_ms", "phase1_ms", "phase2_ms", "queued_ms", "messages", "switches")
@@ -162,16 +166,17 @@ class Controller:
         return self.api.app
 
     def stop(self) -> None:
-        """Stop serving (the web map's streams first), leave the cluster (the others take
-        this member's switches at once), stop compute steering and the service's threads,
+        """Stop the service's threads (the Change being sent is given up, so requests
+        waiting for one answer now), stop serving (the web map's streams first), leave the
+        cluster (the others take this member's switches at once), stop compute steering,
         then close the store."""
+        self.service.stop()
         self.api.stop()
         if self.member is not None:
             self.member.leave()
         if self.replica is not None:
             self.replica.stop()
         self.steering.close()
-        self.service.stop()
         self.store.close()
 
 
@@ -322,27 +327,145 @@ def run(service: ControllerService, ofp_host: str, ofp_port: int) -> None:
         manager.close()
 
 
-def _run_as_daemon(service: ControllerService, ofp_host: str, ofp_port: int) -> None:
-    """:func:`run` in a daemon thread while this thread waits (and takes signals).
+class OpenFlowServer:
+    """os-ken with the CPN app on ``service``, listening on ``host``:``port``, stoppable.
 
-    os-ken's native hub runs its listener and each switch connection in plain threads it
-    cannot cancel, which would keep the process alive after SIGTERM for as long as one switch
-    stays connected. A thread inherits its daemon flag from the thread that starts it, so
-    started from here they are all daemons and the process ends once :func:`main` returns."""
-    failure: list[BaseException] = []
+    os-ken's native hub runs its listener and each switch connection in plain threads that
+    nothing cancels. A thread inherits its daemon flag from the thread that starts it, so
+    :meth:`start` instantiates the apps from a daemon thread: every os-ken thread is then a
+    daemon and none of them can hold the process. :meth:`shutdown` and :meth:`close` end
+    what they do: the waits on switches, the switch connections and the listener."""
 
-    def target() -> None:
+    def __init__(self, service: ControllerService, host: str, port: int) -> None:
+        self.service = service
+        self.host = host
+        self.port = port
+        self.app: Any = None
+        """the running :class:`~controller.network.app.CpnApp` (None before :meth:`start`)"""
+        self._manager: Any = None
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        """Instantiate os-ken's apps (the listener starts in a thread of its own). Raises
+        :class:`CpnError` when they do not come up within ``timeout_s``."""
+        failure: list[BaseException] = []
+
+        def instantiate() -> None:
+            from os_ken import cfg
+            from os_ken.base.app_manager import AppManager
+
+            from controller.network.app import CpnApp
+
+            try:
+                # registers the ofp_* options; must come after app_manager (circular imports)
+                importlib.import_module("os_ken.controller.controller")
+                cfg.CONF(args=["--ofp-listen-host", self.host, "--ofp-tcp-listen-port",
+                               str(self.port)], project="os_ken")
+                manager = AppManager.get_instance()
+                manager.load_apps(["controller.network.app"])
+                contexts: dict[str, Any] = dict(manager.create_contexts())
+                manager.instantiate_apps(cpn_service=self.service, **contexts)
+                self._manager = manager
+                self.app = next(a for a in manager.applications.values()
+                                if isinstance(a, CpnApp))
+            except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
+                failure.append(exc)
+
+        thread = threading.Thread(target=instantiate, name="cpn-openflow", daemon=True)
+        thread.start()
+        thread.join(timeout_s)
+        if failure:
+            raise failure[0]
+        if thread.is_alive():
+            raise CpnError(f"os-ken did not start within {timeout_s:g} s")
+
+    def shutdown(self) -> None:
+        """End every wait on a switch now: live reads answer that the controller is
+        stopping, the Change being sent is given up, nothing more is sent; the service's
+        threads stop (:meth:`CpnApp.shutdown`). The connections stay up."""
+        if self.app is not None:
+            self.app.shutdown()
+        else:
+            self.service.stop()
+
+    def close(self, timeout_s: float = 1.0) -> None:
+        """Shut the OpenFlow listener (its port is free once its thread lets it go) and every
+        switch connection, then stop os-ken's apps (their event threads end), waiting at most
+        ``timeout_s`` for them."""
+        self.shutdown()
+        closed = _shut_listeners(self.port)
+        switches = self.app.close_connections() if self.app is not None else 0
+        log = logging.getLogger("controller.main")
+        log.debug(f"OpenFlow: {closed} listener(s) and {switches} switch connection(s) shut",
+                  extra={"event": "openflow_close"})
+        manager = self._manager
+        if manager is None:
+            return
+        done = threading.Thread(target=manager.close, name="cpn-openflow-close", daemon=True)
+        done.start()
+        done.join(timeout_s)
+        if done.is_alive():
+            log.warning(f"os-ken's apps did not stop within {timeout_s:g} s",
+                        extra={"event": "openflow_close"})
+
+
+def _shut_listeners(port: int) -> int:
+    """Shut down this process's listening TCP sockets on ``port`` (os-ken keeps no handle on
+    its listener): its accept wakes with an error, its thread ends and lets the socket go.
+    Linux (``/proc/self/fd``); how many it shut."""
+    shut = 0
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return 0
+    for fd in fds:
         try:
-            run(service, ofp_host, ofp_port)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the waiting thread
-            failure.append(exc)
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                continue
+            sock = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            continue  # gone meanwhile, or not a socket Python knows
+        with sock:
+            try:
+                if (sock.family in (socket.AF_INET, socket.AF_INET6)
+                        and sock.type == socket.SOCK_STREAM
+                        and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+                        and sock.getsockname()[1] == port):
+                    sock.shutdown(socket.SHUT_RDWR)
+                    shut += 1
+            except OSError:
+                pass
+    return shut
 
-    thread = threading.Thread(target=target, name="cpn-openflow", daemon=True)
+
+STOP_GRACE_S = 4.0
+"""How long a stop may take, from the signal, before the process ends itself anyway."""
+
+
+def _watchdog(grace_s: float, status: int) -> threading.Thread:
+    """A daemon thread that, unless the process has ended within ``grace_s``, logs an
+    ERROR naming every thread still running and where it is (``event=stop_forced``) and
+    ends the process with ``status`` (``os._exit``: no further cleanup can hang it)."""
+    def expire() -> None:
+        time.sleep(grace_s)
+        frames = sys._current_frames()
+        me = threading.get_ident()
+        running = []
+        for t in threading.enumerate():
+            if t.ident == me or t.ident is None:
+                continue
+            frame = frames.get(t.ident)
+            where = (f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}"
+                     if frame is not None else "?")
+            running.append(f"{t.name}{'' if t.daemon else ' (not daemon)'} at {where}")
+        logging.getLogger("controller.main").error(
+            f"still running {grace_s:g} s after the stop began; ending the process. "
+            f"Threads: {'; '.join(running)}", extra={"event": "stop_forced"})
+        logging.shutdown()
+        os._exit(status)
+
+    thread = threading.Thread(target=expire, name="cpn-stop-watchdog", daemon=True)
     thread.start()
-    while thread.is_alive():
-        thread.join(0.5)
-    if failure:
-        raise failure[0]
+    return thread
 
 
 def _error(message: object) -> int:
@@ -379,18 +502,40 @@ def main(argv: Sequence[str] | None = None) -> int:
              f"{ofp.host}:{ofp.port}, fallback {settings.network.fallback}",
              extra={"event": "start"})
 
-    def _term(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
+    # The handlers only note the signal: the stop runs in this thread, in order, never
+    # interrupted half-way by an exception raised wherever the signal happened to land.
+    stop = threading.Event()
+    received: list[int] = []
 
-    signal.signal(signal.SIGTERM, _term)
+    def _signalled(signum: int, _frame: object) -> None:
+        received.append(signum)
+        if len(received) > 1:  # asked twice: do not wait for the orderly stop
+            log.error(f"{signal.Signals(signum).name} again while stopping; ending now",
+                      extra={"event": "stop_forced"})
+            logging.shutdown()
+            os._exit(128 + received[0])
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _signalled)
+    openflow = OpenFlowServer(service, ofp.host, ofp.port)
     try:
-        _run_as_daemon(service, ofp.host, ofp.port)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        log.info("stopping", extra={"event": "stop"})
+        openflow.start()
+    except (CpnError, OSError) as exc:
         controller.stop()
-    return 0
+        return _error(exc)
+    stop.wait()
+    status = 128 + received[0]
+    _watchdog(STOP_GRACE_S, status)
+    t0 = time.perf_counter()
+    log.info(f"stopping ({signal.Signals(received[0]).name})", extra={"event": "stop"})
+    openflow.shutdown()  # waits on switches end first, so requests in flight answer now
+    controller.stop()
+    openflow.close()
+    log.info(f"stopped in {(time.perf_counter() - t0) * 1000.0:.0f} ms",
+             extra={"event": "stopped",
+                    "duration_ms": round((time.perf_counter() - t0) * 1000.0, 3)})
+    return status
 
 
 if __name__ == "__main__":

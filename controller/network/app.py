@@ -32,6 +32,7 @@ handler pays a dict increment, not the counters' locks.
 from __future__ import annotations
 
 import itertools
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -59,6 +60,8 @@ switch (``ovs-ofctl del-flows`` sends one message per flow)."""
 
 BUNDLE_MIN = 2
 """FlowMods in a row that are sent as one bundle rather than one by one."""
+STOPPING = "the controller is stopping"
+"""Why waits on switches end when the app shuts down (a live read answers 503 with it)."""
 
 
 def _next_xid(dp: Any) -> int:
@@ -161,6 +164,9 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]  # os-ken ships no typ
         self._bundles: dict[int, list[_Bundle]] = {}
         """id(datapath) -> bundles whose barrier is not answered yet (under ``_send_lock``)"""
         self._bundle_ids = itertools.count(1)
+        self._connections: dict[int, Any] = {}
+        """id(datapath) -> datapath of every connection past the handshake (under
+        ``_send_lock``), closed by :meth:`close_connections`"""
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> Any:
@@ -172,9 +178,39 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]  # os-ken ships no typ
         return thread
 
     def stop(self) -> None:
-        self._stop.set()
-        self.service.stop()
+        self.shutdown()
         super().stop()
+
+    def shutdown(self) -> None:
+        """End every wait on a switch now (idempotent): barrier waits and live reads in
+        flight fail with :data:`STOPPING`, later requests fail at once and nothing more is
+        sent, the periodic thread ends and the service stops its threads (the Change being
+        sent is given up). The connections stay up (a cluster member leaves the cluster
+        first); :meth:`close_connections` ends them."""
+        self._stop.set()
+        with self._send_lock:
+            doomed = list(self._waiters.values())
+            lost = list(self._replies.values())
+            self._waiters.clear()
+            self._replies.clear()
+            self._bundles.clear()
+        for w in doomed:
+            w.event.set()
+        for r in lost:
+            r._finish(STOPPING)
+        self.service.stop()
+
+    def close_connections(self) -> int:
+        """Shut down the socket of every switch connection (os-ken's reader of each then
+        ends); how many there were."""
+        with self._send_lock:
+            dps = list(self._connections.values())
+        for dp in dps:
+            try:
+                dp.socket.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # closed already
+        return len(dps)
 
     def _periodic(self) -> None:
         next_tick = next_probe = time.monotonic()
@@ -229,6 +265,8 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]  # os-ken ships no typ
         one flow-table version change instead of one per FlowMod (2-3x less of its time
         for a change of thousands of flows) and all or nothing, so a switch never holds half
         of a phase. Meter and group mods stay outside (before the FlowMods that use them)."""
+        if self._stop.is_set():
+            return None  # stopping: nothing more leaves
         waiter = None
         dp = handle
         bufs: list[bytes] = []
@@ -295,6 +333,10 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]  # os-ken ships no typ
         dp = handle
         msg.datapath = dp
         with self._send_lock:
+            if self._stop.is_set():  # checked under the lock shutdown fails replies under
+                reply = _Reply(None, lambda: None)
+                reply._finish(STOPPING)
+                return reply
             xid = dp.set_xid(msg)
             key = (id(dp), xid)
             reply = _Reply(on_done, lambda: self._drop_reply(key))
@@ -342,12 +384,16 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]  # os-ken ships no typ
         if dp.id is None:
             return
         if ev.state == MAIN_DISPATCHER:
+            with self._send_lock:
+                self._connections[id(dp)] = dp
             # os-ken's handshake has read the port descriptions into dp.ports
             ports = {p.port_no: _live(p) for p in dp.ports.values() if p.port_no <= ofp.OFPP_MAX}
             if not self.service.switch_connected(dp.id, ports, dp):
                 return
             self._read_and_reconcile(dp)
         elif ev.state == DEAD_DISPATCHER:
+            with self._send_lock:
+                self._connections.pop(id(dp), None)
             self._fail_waiters(dp)
             self.service.switch_lost(dp.id, dp)
 

@@ -183,6 +183,10 @@ class Ticket:
     the switch once it answered again)"""
 
 
+class _Stopping(Exception):
+    """The sender was stopped while it was sending a Change."""
+
+
 class ChangeSender:
     """One thread that sends Changes strictly in submission order (see the module doc)."""
 
@@ -200,6 +204,8 @@ class ChangeSender:
         self._stalled: dict[int, Any] = {}
         """dpid -> the connection that did not answer a barrier in time: sent nothing until
         a ticket unstalls it (only the sender thread touches it)"""
+        self._stopping = threading.Event()
+        """set by :meth:`stop`: nothing more is sent and no barrier is waited for"""
         self._thread = threading.Thread(target=self._run, name="cpn-change-sender", daemon=True)
         self._thread.start()
 
@@ -209,6 +215,9 @@ class ChangeSender:
         computed). ``unstall``: switches whose stall ends when this Change starts."""
         ticket = Ticket(change, handles, t_event, time.perf_counter(),
                         unstall=dict(unstall or {}))
+        if self._stopping.is_set():
+            ticket.done.set()  # never sent: the controller is stopping
+            return ticket
         with self._busy_lock:
             self._busy += 1
         self._queue.put(ticket)
@@ -219,30 +228,55 @@ class ChangeSender:
         with self._busy_lock:
             return self._busy_lock.wait_for(lambda: self._busy == 0, timeout=timeout_s)
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 2.0) -> bool:
+        """Stop sending: the Change being sent sends no further phase and gives up its
+        barrier waits as soon as they wake (the transport wakes them when it stops), queued
+        and later Changes are not sent (their tickets are done, so nobody waits for them),
+        then the thread ends. False when it did not end within ``timeout_s``."""
+        self._stopping.set()
         self._queue.put(None)
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=timeout_s)
+        return not self._thread.is_alive()
 
     def _run(self) -> None:
         while True:
             ticket = self._queue.get()
             if ticket is None:
-                return
+                break
+            self._finish(ticket)
+        # submitted between stop's check and its end marker: done, not sent
+        while True:
             try:
+                ticket = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if ticket is not None:
+                self._finish(ticket)
+
+    def _finish(self, ticket: Ticket) -> None:
+        """Send ``ticket``'s Change (unless stopping) and mark it done, whatever happened."""
+        try:
+            if not self._stopping.is_set():
                 self._apply(ticket)
-            except Exception:  # noqa: BLE001 - the sender must survive one bad change
-                log.exception(f"change {ticket.change.token} failed",
-                              extra={"event": "change_failed"})
-            finally:
-                ticket.done.set()
-                ticket.change.emit_logs()  # the intents confirmed: after the waiters woke
-                with self._busy_lock:
-                    self._busy -= 1
-                    self._busy_lock.notify_all()
+        except _Stopping:
+            log.info(f"change {ticket.change.token} ({ticket.change.cause}) not finished: "
+                     "the controller is stopping",
+                     extra={"event": "change_abandoned", "token": ticket.change.token})
+        except Exception:  # noqa: BLE001 - the sender must survive one bad change
+            log.exception(f"change {ticket.change.token} failed",
+                          extra={"event": "change_failed"})
+        finally:
+            ticket.done.set()
+            ticket.change.emit_logs()  # the intents confirmed: after the waiters woke
+            with self._busy_lock:
+                self._busy -= 1
+                self._busy_lock.notify_all()
 
     def _phase(self, ticket: Ticket, phase: Mapping[int, list[Any]], name: str
                ) -> tuple[float, list[int]]:
         t0 = time.perf_counter()
+        if self._stopping.is_set():
+            raise _Stopping
         waiters: list[tuple[int, Barrier]] = []
         for dpid, msgs in phase.items():
             handle = ticket.handles.get(dpid)
@@ -276,6 +310,8 @@ class ChangeSender:
         for dpid, w in waiters:
             if not w.wait(max(0.0, deadline - time.monotonic())):
                 timed_out.append(dpid)
+        if self._stopping.is_set():
+            raise _Stopping  # the waits were cut short: no switch is to blame
         if timed_out:
             log.error(f"change {ticket.change.token} {name}: no barrier reply within "
                       f"{self._barrier_timeout_s:g} s from "

@@ -222,10 +222,15 @@ class ControllerService:
                   extra={"event": "gc", "duration_ms": round(ms, 3)})
         return ms
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Stop the service's threads (idempotent): the sender sends nothing more and gives
+        up the Change it is sending (:meth:`ChangeSender.stop`; Changes submitted later are
+        done at once, unsent), the port-statistics poller and the collector end. Waits at
+        most ``timeout_s`` for the sender."""
         self._poll_stop.set()
-        if self.sender is not None:
-            self.sender.stop()
+        if self.sender is not None and not self.sender.stop(timeout_s):
+            log.warning(f"the change sender did not end within {timeout_s:g} s",
+                        extra={"event": "sender_stop_timeout"})
 
     def _poll_ports(self) -> None:
         """Every ``port_stats_interval_s``: read every connected switch's port statistics
