@@ -270,22 +270,24 @@ class Schedule:
         ops: list[WriteOp] = []
         sites_touched: set[str] = set()
         for _ in range(n):
-            r = rng.random()
             # deletes grow likelier as the soak's intents pile up, so their number stays
-            # around a few dozen however long the soak runs
+            # around a few dozen however long the soak runs; the other kinds keep their share
             p_delete = min(0.45, self._soak_intents / 80)
-            if r < 0.35:
+            kind = rng.choices(("add", "batch", "delete", "compute", "site_state"),
+                               weights=(0.30, 0.10, p_delete, 0.25,
+                                        0.10 if self._sites else 0.0))[0]
+            if kind == "add":
                 ops.append(WriteOp("add", self._intent_body()))
                 self._soak_intents += 1
-            elif r < 0.45:
+            elif kind == "batch":
                 k = rng.randint(2, 5)
                 ops.append(WriteOp("batch", {"intents": [self._intent_body()
                                                          for _ in range(k)]}))
                 self._soak_intents += k
-            elif r < 0.45 + p_delete and self._soak_intents:
+            elif kind == "delete":
                 ops.append(WriteOp("delete", pick=rng.random()))
                 self._soak_intents -= 1
-            elif r < 0.85 or not self._sites:
+            elif kind == "compute":
                 if self._placements > 6 and rng.random() < 0.6:
                     ops.append(WriteOp("unplace", pick=rng.random()))
                     self._placements -= 1
@@ -310,23 +312,29 @@ class Schedule:
 class Oracle:
     """Least cost within a latency bound on the links that are up, from the topology file,
     computed with networkx (Yen's k shortest simple paths by cost, the first within the bound
-    wins). Independent of the engine under test."""
+    wins). Independent of the engine under test.
+
+    Capacity is per direction (docs/topology.md): ``residual_mbps`` gives each link's
+    residual as ``(a to b, b to a)``, and with ``min_bandwidth_mbps`` only the directions
+    with that much left are used."""
 
     def __init__(self, topology: Topology, up: Sequence[bool],
-                 residual_mbps: Sequence[float] | None = None, *,
+                 residual_mbps: Sequence[tuple[float, float]] | None = None, *,
                  min_bandwidth_mbps: float = 0.0, max_paths: int = 5000) -> None:
         self.topology = topology
         self.max_paths = max_paths
-        self.graph = nx.Graph()
+        self.graph = nx.DiGraph()
         self.graph.add_nodes_from(n.name for n in topology.nodes)
         for i, ln in enumerate(topology.links):
             if not up[i]:
                 continue
-            if residual_mbps is not None and residual_mbps[i] + EPS < min_bandwidth_mbps:
-                continue
-            old = self.graph.get_edge_data(ln.a, ln.b)
-            if old is None or ln.cost < old["cost"]:
-                self.graph.add_edge(ln.a, ln.b, cost=ln.cost, latency=ln.latency_ms, index=i)
+            for d, (u, v) in enumerate(((ln.a, ln.b), (ln.b, ln.a))):
+                if residual_mbps is not None \
+                        and residual_mbps[i][d] + EPS < min_bandwidth_mbps:
+                    continue
+                old = self.graph.get_edge_data(u, v)
+                if old is None or ln.cost < old["cost"]:
+                    self.graph.add_edge(u, v, cost=ln.cost, latency=ln.latency_ms, index=i)
         self.undecided = 0
 
     def path_cost_latency(self, path: Sequence[str]) -> tuple[float, float] | None:
@@ -1032,10 +1040,9 @@ class Invariants:
     def check_routes(self) -> list[Violation]:
         """Each intent against the oracle; bandwidth intents by feasibility on residual
         capacity."""
-        topo = self.api.get("/topology")
-        links = sorted(topo["links"], key=lambda x: x["index"])
+        links = sorted(self.api.get("/links")["links"], key=lambda x: x["index"])
         up = [bool(ln["up"]) for ln in links]
-        reserved = [float(ln.get("reserved_mbps") or 0.0) for ln in links]
+        reserved = [_reserved(ln) for ln in links]
         capacity = [ln.bandwidth_mbps for ln in self.topology.links]
         oracle = Oracle(self.topology, up)
         out: list[Violation] = []
@@ -1058,7 +1065,8 @@ class Invariants:
         return out
 
     def _check_intent(self, i: Mapping[str, Any], oracle: Oracle, up: Sequence[bool],
-                      reserved: Sequence[float], capacity: Sequence[float]) -> list[Violation]:
+                      reserved: Sequence[tuple[float, float]], capacity: Sequence[float]
+                      ) -> list[Violation]:
         subject = f"intent {i['id']} {i['name']} ({i['src']}>{i['dst']} <= " \
                   f"{i['max_latency_ms']:g} ms, {i['min_bandwidth_mbps']:g} Mbps)"
         src, dst = self.topology.host(i["src"]).node, self.topology.host(i["dst"]).node
@@ -1076,7 +1084,7 @@ class Invariants:
                                       f"path {path} latency {cl[1]:.3f} ms")]
                 return []
             # not installed: no path within the bound may have the bandwidth left
-            residual = [c - r for c, r in zip(capacity, reserved, strict=True)]
+            residual = [(c - r[0], c - r[1]) for c, r in zip(capacity, reserved, strict=True)]
             fit = Oracle(self.topology, up, residual, min_bandwidth_mbps=bw).best(
                 src, dst, bound)
             if isinstance(fit, tuple):
@@ -1134,29 +1142,34 @@ class Invariants:
 
     # 3. reservations ------------------------------------------------------------------------
     def check_capacity(self) -> list[Violation]:
-        """Reserved bandwidth within each link's capacity (the API's sum and the soak's own
-        sum over installed intents' paths); compute reservations within each site's."""
-        topo = self.api.get("/topology")
+        """Reserved bandwidth within each link's capacity in each direction (the API's sum,
+        backups of protected intents included, and the soak's own sum over the intents'
+        paths, which the API's must cover); compute reservations within each site's."""
+        links = self.api.get("/links")["links"]
         intents = self.api.get("/intents")
-        mine = [0.0] * len(self.topology.links)
-        pairs: dict[frozenset[str], list[int]] = {}
+        mine = [[0.0, 0.0] for _ in self.topology.links]
+        pairs: dict[tuple[str, str], list[tuple[int, int]]] = {}
         for k, ln in enumerate(self.topology.links):
-            pairs.setdefault(frozenset((ln.a, ln.b)), []).append(k)
+            pairs.setdefault((ln.a, ln.b), []).append((k, 0))
+            pairs.setdefault((ln.b, ln.a), []).append((k, 1))
         for i in intents:
             if i.get("path") and i["min_bandwidth_mbps"] > 0:
                 for u, v in zip(i["path"], i["path"][1:], strict=False):
-                    ks = pairs.get(frozenset((u, v)), [])
-                    if len(ks) == 1:
-                        mine[ks[0]] += float(i["min_bandwidth_mbps"])
+                    ks = pairs.get((u, v), [])
+                    if len(ks) == 1:  # parallel links: which one is the engine's to say
+                        mine[ks[0][0]][ks[0][1]] += float(i["min_bandwidth_mbps"])
         out = []
-        for ln in topo["links"]:
+        for ln in links:
             k, cap = ln["index"], self.topology.links[ln["index"]].bandwidth_mbps
-            res = float(ln.get("reserved_mbps") or 0.0)
-            if res > cap + EPS or mine[k] > cap + EPS:
-                out.append(Violation("3", f"link {k} ({ln['a']}-{ln['b']})",
-                                     "reservations exceed capacity",
-                                     f"capacity {cap:g} Mbps, API reserved {res:g}, "
-                                     f"sum of installed intents {mine[k]:g}"))
+            api = _reserved(ln)
+            for d, arrow in enumerate((f"{ln['a']}>{ln['b']}", f"{ln['b']}>{ln['a']}")):
+                if api[d] > cap + EPS or mine[k][d] > cap + EPS or mine[k][d] > api[d] + EPS:
+                    out.append(Violation("3", f"link {k} {arrow}",
+                                         "reservations exceed capacity" if max(
+                                             api[d], mine[k][d]) > cap + EPS else
+                                         "the API reserves less than the intents' paths hold",
+                                         f"capacity {cap:g} Mbps, API reserved {api[d]:g}, "
+                                         f"sum over the intents' paths {mine[k][d]:g}"))
         for s in self.api.get("/compute-sites"):
             if s["reserved"] > s["capacity"] + EPS or s["free_capacity"] < -EPS:
                 out.append(Violation("3", f"site {s['id']}", "reservations exceed capacity",
@@ -1319,6 +1332,12 @@ class Injector:
             proc.kill()
             time.sleep(ev.duration_s)
             proc.start()
+
+
+def _reserved(link: Mapping[str, Any]) -> tuple[float, float]:
+    """What ``GET /links`` says intents hold on a link: (a to b, b to a), Mbps."""
+    return (float(link.get("reserved_mbps") or 0.0),
+            float(link.get("reserved_b_to_a_mbps") or 0.0))
 
 
 def _vsctl(args: Sequence[str]) -> None:
