@@ -11,12 +11,14 @@ Three parts, each usable alone:
   the API, the controller's SQLite file and ``/proc``; each check returns the
   :class:`Violation` list, each with a diff. Its oracle of paths is built here, from the
   topology file and the link states, with networkx: it shares nothing with the engine.
-- :func:`run_soak`: a controller process, a lab connected to it, the schedule, the checks; on
-  the first violation it prints the seed, the event log and the diff and stops. Its output ends
-  with exactly one line ``soak: N events, C checks, V violations, L pings lost``.
+- :func:`run_soak`: a controller process (or three cluster members on an etcd child
+  process), a lab connected to it, the schedule, the checks; on the first violation it prints
+  the seed, the event log and the diff and stops. Its output ends with exactly one line
+  ``soak: N events, C checks, V violations, L pings lost``.
 
 The lab package never imports the controller: everything here talks to the controller over
-HTTP and reads its store file with :mod:`sqlite3`, as an operator's tool would.
+HTTP and reads its store as written (the SQLite file with :mod:`sqlite3`, or etcd's keys with
+the cluster's etcd client), as an operator's tool would.
 """
 
 from __future__ import annotations
@@ -584,9 +586,9 @@ class ControllerProcess:
         self.starts += 1
         with open(self.log_path, "a") as f:
             f.write(f"===== soak start {self.starts} =====\n")
-        self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL,
-                                     stderr=open(self.workdir / "controller.stderr", "ab"),  # noqa: SIM115
-                                     start_new_session=True)
+        with open(self.workdir / "controller.stderr", "ab") as stderr:  # the child keeps it
+            self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL,
+                                         stderr=stderr, start_new_session=True)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -1440,8 +1442,8 @@ def _start_lab(topology: Topology, ctls: Controllers, wait_s: float) -> LabNetwo
 
 
 class Soak:
-    """A controller process and a lab connected to it, ready for events and checks; use as a
-    context manager (everything is stopped at the end)."""
+    """The controllers (:class:`Controllers`) and a lab connected to them, ready for events
+    and checks; use as a context manager (everything is stopped at the end)."""
 
     def __init__(self, config: SoakConfig) -> None:
         self.config = config
