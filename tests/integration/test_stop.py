@@ -27,9 +27,12 @@ from typing import Any
 
 import httpx
 import pytest
+from cluster_harness import TOKEN as CLUSTER_TOKEN
+from cluster_harness import MemberProcess
 from harness import ControllerProcess, free_port, start_lab
 from waiting import wait_until
 
+from controller.cluster.etcdproc import EtcdServer
 from controller.lab.network import LabNetwork
 from controller.topology.files import topology_file
 from controller.topology.loader import load_topology
@@ -331,7 +334,11 @@ def test_stops_while_a_batch_of_intents_is_added(signum: int,
     took = stop_with(ctl, signum)
     writer.join(5.0)
     assert not writer.is_alive()
-    print(f"stopped in {took:.2f} s; the batch: {out.get('result') or out.get('error')!r}")
+    # accepted and stored before the stop, whether its change was finished or given up
+    answer = out.get("result")
+    assert answer is not None and answer.status_code == 201, out
+    abandoned = "event=change_abandoned" in ctl.log_text()
+    print(f"stopped in {took:.2f} s; the batch's change {'given up' if abandoned else 'done'}")
 
 
 @pytest.mark.parametrize("signum", SIGNALS)
@@ -343,4 +350,41 @@ def test_stops_after_the_switches_are_gone(signum: int, lab: LabNetwork,
                .json()["switches_connected"] == 0, 15.0, "every switch gone",
                detail=lab_controller.log_tail)
     took = stop_with(lab_controller, signum)
+    print(f"stopped in {took:.2f} s")
+
+
+# -- a cluster member ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
+    server = EtcdServer(workdir=tmp_path_factory.mktemp("etcd"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("signum", SIGNALS)
+def test_a_cluster_member_stops_and_leaves_the_cluster(signum: int, etcd: EtcdServer,
+                                                       tmp_path: Path) -> None:
+    os.environ["CPN_API_TOKEN"] = CLUSTER_TOKEN
+    member = MemberProcess(TRIANGLE, tmp_path, "m1", etcd.client_url, startup_grace_s=1.0)
+    member.start(timeout_s=30.0)
+    switches = [FakeSwitch(member.port, dpid) for dpid in (1, 2, 3)]
+    try:
+        wait_until(lambda: set(member.masters().values()) == {"m1"}, 20.0,
+                   "the member mastering the three fake switches", ignore=(httpx.HTTPError,),
+                   detail=member.log_tail)
+        took = stop_with(member, signum)
+    finally:
+        member.stop()
+        for sw in switches:
+            sw.close()
+    # it left: its id is free at once (a live member's id is refused)
+    again = MemberProcess(TRIANGLE, tmp_path / "again", "m1", etcd.client_url,
+                          startup_grace_s=1.0)
+    again.start(timeout_s=30.0)
+    try:
+        assert again.cluster()["member_id"] == "m1"
+    finally:
+        again.stop()
     print(f"stopped in {took:.2f} s")
