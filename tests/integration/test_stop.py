@@ -215,6 +215,30 @@ def test_idle_controller_stops(signum: int, tmp_path: Path) -> None:
     print(f"stopped in {took:.2f} s")
 
 
+WATCHDOG = """
+import logging, sys, threading
+from controller.main import StructuredFormatter, _watchdog
+handler = logging.FileHandler(sys.argv[1])
+handler.setFormatter(StructuredFormatter())
+logging.getLogger().addHandler(handler)
+threading.Thread(target=threading.Event().wait, name="stuck-worker").start()
+_watchdog(0.3, 143)
+"""
+
+
+def test_the_watchdog_ends_a_stop_that_hangs_and_names_what_ran(tmp_path: Path) -> None:
+    """The last resort: a non-daemon thread that never ends would hold the process; the
+    watchdog ends it after its grace and logs the thread."""
+    log = tmp_path / "watchdog.log"
+    t0 = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", WATCHDOG, str(log)], timeout=10)
+    assert done.returncode == 143
+    assert time.monotonic() - t0 < 5.0
+    text = log.read_text()
+    assert "event=stop_forced" in text and " ERROR " in text, text
+    assert "stuck-worker (not daemon) at " in text, text
+
+
 @pytest.fixture
 def frozen_switches(tmp_path: Path) -> Iterator[tuple[StopController, list[FakeSwitch]]]:
     """A controller with the triangle's three switches (:class:`FakeSwitch`) connected and
