@@ -22,6 +22,11 @@ writes refused as not master (error type 1 code 10) to :meth:`~ControllerService
 such a refused bundle is not sent again one by one. The service builds the role requests and
 the async configuration and sends them through :meth:`CpnApp.send`.
 
+Stopping: :meth:`CpnApp.shutdown` ends every wait on a switch at once (barrier waits and live
+reads fail with :data:`STOPPING`; the service's sender gives up the Change it is sending) and
+sends nothing more; :meth:`CpnApp.close_connections` then shuts every switch connection
+(``controller.main`` orders the two around the rest of the stop).
+
 OpenFlow message counters (:mod:`.counters`): messages out are counted per type once per
 :meth:`CpnApp.send` batch (role requests and async configuration too); messages in (role
 replies and errors too) are counted by the event thread into a plain dict (it is the only
