@@ -1384,6 +1384,8 @@ class SoakResult:
     writes_acked: int = 0
     slopes: dict[str, dict[str, Any]] = field(default_factory=dict)
     """controller (or member) name -> its resource slopes"""
+    samples: dict[str, list[ResourceSample]] = field(default_factory=dict)
+    """controller (or member) name -> every resource sample (to tell a plateau from growth)"""
     duration_s: float = 0.0
 
     @property
@@ -1404,6 +1406,8 @@ class SoakResult:
                 "events_by_kind": self.events_by_kind,
                 "pings_lost_by_kind": self.pings_lost_by_kind, "writes": self.writes,
                 "writes_acknowledged": self.writes_acked, "resource_slopes": self.slopes,
+                "resource_samples": {k: [asdict(x) for x in v]
+                                     for k, v in self.samples.items()},
                 "duration_s": self.duration_s, "event_log": self.log}
 
     def markdown(self) -> str:
@@ -1527,6 +1531,7 @@ def run_soak(config: SoakConfig, out: Callable[[str], None] = print) -> SoakResu
                     result.violations += found
                     _report_violation(result, fault_failed + found, out, ctls)
         result.slopes = inv.slopes()
+        result.samples = {k: list(v) for k, v in inv.samples.items()}
         result.pings_sent = inv.pings_sent
         if inv.oracle_undecided:
             out(f"soak: the oracle gave up on {inv.oracle_undecided} intent checks "
