@@ -88,6 +88,10 @@ EPS = 1e-6
 RSS_SLOPE_LIMIT_MB_PER_H = 64.0
 THREADS_SLOPE_LIMIT_PER_H = 20.0
 FDS_SLOPE_LIMIT_PER_H = 50.0
+THREAD_POOL_ALLOWANCE = 40
+"""threads the controller may add and drop with its load: the API's worker pool (anyio's,
+up to 40 threads, idle ones pruned) grows with concurrent requests, so a thread slope alone
+is not growth; the count must also rise past this over the window"""
 RESOURCE_WARMUP_S = 120.0
 RESOURCE_MIN_SPAN_S = 600.0
 
@@ -433,7 +437,7 @@ def resource_slopes(samples: Sequence[ResourceSample], warmup_s: float = RESOURC
     the last controller process after its warm-up, with the span they cover."""
     if not samples:
         return {"pid": None, "samples": 0, "span_s": 0.0, "rss_mb_per_h": 0.0,
-                "threads_per_h": 0.0, "fds_per_h": 0.0}
+                "threads_per_h": 0.0, "fds_per_h": 0.0, "threads_rise": 0}
     pid = samples[-1].pid
     mine = [s for s in samples if s.pid == pid]
     start = mine[0].t_s
@@ -443,10 +447,15 @@ def resource_slopes(samples: Sequence[ResourceSample], warmup_s: float = RESOURC
     def per_h(get: Callable[[ResourceSample], float]) -> float:
         return least_squares_slope([(s.t_s, get(s)) for s in used]) * 3600.0
 
+    quarter = max(1, len(used) // 4)
     return {"pid": pid, "samples": len(used), "span_s": span,
             "rss_mb_per_h": per_h(lambda s: s.rss_mb),
             "threads_per_h": per_h(lambda s: s.threads),
-            "fds_per_h": per_h(lambda s: s.fds)}
+            "fds_per_h": per_h(lambda s: s.fds),
+            # the least of the last quarter over the most of the first: a pool that filled
+            # up and fluctuates does not rise, a leak does
+            "threads_rise": min(s.threads for s in used[-quarter:])
+            - max(s.threads for s in used[:quarter])}
 
 
 def resource_violations(slopes: Mapping[str, Any], min_span_s: float = RESOURCE_MIN_SPAN_S
@@ -458,6 +467,8 @@ def resource_violations(slopes: Mapping[str, Any], min_span_s: float = RESOURCE_
     for key, limit, unit in (("rss_mb_per_h", RSS_SLOPE_LIMIT_MB_PER_H, "MB/h"),
                              ("threads_per_h", THREADS_SLOPE_LIMIT_PER_H, "threads/h"),
                              ("fds_per_h", FDS_SLOPE_LIMIT_PER_H, "fds/h")):
+        if key == "threads_per_h" and slopes.get("threads_rise", 0) <= THREAD_POOL_ALLOWANCE:
+            continue
         if slopes[key] > limit:
             out.append(Violation("5", f"controller pid {slopes['pid']}",
                                  f"{key} {slopes[key]:.1f} {unit} over "

@@ -179,11 +179,18 @@ def test_slopes_and_growth_threshold() -> None:
     slopes = resource_slopes(flat, warmup_s=120)
     assert slopes["rss_mb_per_h"] == pytest.approx(60.0)
     assert resource_violations(slopes) == []
-    # 2 MB per minute and a thread a minute: both grow without bound
-    leak = [ResourceSample(t, 1, 100 + 2 * t / 60, 20 + t // 60, 30) for t in
+    # 2 MB and 3 threads per minute: both grow without bound
+    leak = [ResourceSample(t, 1, 100 + 2 * t / 60, 20 + 3 * t // 60, 30) for t in
             range(0, 1800, 60)]
     found = resource_violations(resource_slopes(leak, warmup_s=120))
     assert {v.message.split()[0] for v in found} == {"rss_mb_per_h", "threads_per_h"}
+    # the API's worker pool filling up (17 -> 40 threads) and fluctuating is not growth,
+    # whatever its slope
+    pool = [ResourceSample(t, 1, 100, min(40, 17 + t // 40) - (t // 60) % 3, 30)
+            for t in range(0, 1800, 20)]
+    slopes = resource_slopes(pool, warmup_s=120)
+    assert slopes["threads_per_h"] > 20
+    assert resource_violations(slopes) == []
     # too short a span is never judged
     assert resource_violations(resource_slopes(leak[:5], warmup_s=0)) == []
     # a restarted controller: only the last process counts
