@@ -440,6 +440,9 @@ def _shut_listeners(port: int) -> int:
 STOP_GRACE_S = 4.0
 """How long a stop may take, from the signal, before the process ends itself anyway."""
 
+SIGNAL_POLL_S = 0.2
+"""How often the main thread wakes to run a signal handler whose signal another thread got."""
+
 
 def _watchdog(grace_s: float, status: int) -> threading.Thread:
     """A daemon thread that, unless the process has ended within ``grace_s``, logs an
@@ -524,7 +527,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CpnError, OSError) as exc:
         controller.stop()
         return _error(exc)
-    stop.wait()
+    # Wait in short slices: the kernel may deliver the signal to any thread, and Python runs
+    # the handler only when the main thread next executes; an untimed wait here never wakes
+    # for a signal another thread received (the stop was missed under load).
+    while not stop.wait(SIGNAL_POLL_S):
+        pass
     status = 128 + received[0]
     _watchdog(STOP_GRACE_S, status)
     t0 = time.perf_counter()
