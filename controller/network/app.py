@@ -77,11 +77,15 @@ def _next_xid(dp: Any) -> int:
 
 
 class _BarrierWaiter:
-    __slots__ = ("event", "ok")
+    """Set when the barrier is answered: ``ok`` unless the connection died or the switch
+    refused a FlowMod sent before the barrier (``error`` says which)."""
+
+    __slots__ = ("error", "event", "ok")
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.ok = False
+        self.error: str | None = None
 
     def wait(self, timeout: float | None = None) -> bool:
         return self.event.wait(timeout) and self.ok
@@ -168,6 +172,9 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]  # os-ken ships no typ
         self._ticker: threading.Thread | None = None
         self._bundles: dict[int, list[_Bundle]] = {}
         """id(datapath) -> bundles whose barrier is not answered yet (under ``_send_lock``)"""
+        self._refused: dict[int, str] = {}
+        """id(datapath) -> the first FlowMod error since its last barrier reply (under
+        ``_send_lock``): a switch answers in order, so that barrier's waiter is told"""
         self._bundle_ids = itertools.count(1)
         self._connections: dict[int, Any] = {}
         """id(datapath) -> datapath of every connection past the handshake (under
@@ -362,6 +369,7 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]  # os-ken ships no typ
             keys = [k for k in self._waiters if k[0] == id(dp)]
             doomed = [self._waiters.pop(k) for k in keys]
             self._bundles.pop(id(dp), None)
+            self._refused.pop(id(dp), None)
             rkeys = [k for k in self._replies if k[0] == id(dp)]
             lost = [self._replies.pop(k) for k in rkeys]
         for w in doomed:
@@ -375,11 +383,13 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]  # os-ken ships no typ
         dp = ev.msg.datapath
         with self._send_lock:
             waiter = self._waiters.pop((id(dp), ev.msg.xid), None)
+            refused = self._refused.pop(id(dp), None)
             held = self._bundles.get(id(dp))
             if held:
                 held[:] = [b for b in held if b.barrier_xid != ev.msg.xid]
         if waiter is not None:
-            waiter.ok = True
+            waiter.ok = refused is None
+            waiter.error = refused
             waiter.event.set()
 
     # -- switches ------------------------------------------------------------------------------
@@ -485,6 +495,16 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]  # os-ken ships no typ
             dp.send(b"".join(bundle.plain) + bytes(barrier.buf))
             count_openflow_message("OFPFlowMod", "out", len(bundle.plain))
             count_openflow_message("OFPBarrierRequest", "out")
+        elif failed == ofp.OFPT_FLOW_MOD:
+            # refused alone (not in a bundle, or again after its bundle was refused): the
+            # switch does not hold what the plan says, so the barrier after it does not
+            # confirm the change; the sender treats the switch as stalled (its table is read
+            # again and reconciled until the switch takes the FlowMod)
+            reason = f"OpenFlow error type {msg.type} code {msg.code} to a FlowMod"
+            with self._send_lock:
+                self._refused.setdefault(id(dp), reason)
+            self.logger.warning(f"switch {dp.id:#x} refused a FlowMod (xid {msg.xid}): "
+                                f"{reason}", extra={"dpid": dp.id, "event": "flowmod_refused"})
         elif failed not in (ofp.OFPT_METER_MOD, ofp.OFPT_GROUP_MOD):
             # meter and group mods are sent as ADD then MODIFY to a switch whose table is
             # unknown: one of the two fails by design

@@ -13,7 +13,9 @@ forgets its flow table (``core.desync``, so no intent through it is confirmed) a
 again until it answers; meanwhile the sender sends it nothing and waits for it no more (one
 stuck switch costs the network one barrier timeout, not one per phase and change). The
 Change it stalled is confirmed for the switches that answered. The Change that reconciles the
-switch's table once read (``Ticket.unstall``) ends the stall.
+switch's table once read (``Ticket.unstall``) ends the stall. A switch that answers the
+barrier but refused a FlowMod before it (a full table, an unsupported match) is treated the
+same: what it holds is not the plan, so it is read and reconciled until it takes the change.
 
 Every write to a switch passes a :class:`WriteGate`. A standalone controller's gate lets
 everything through; a cluster member's lets writes reach only the connections the service
@@ -49,6 +51,10 @@ BARRIER_TIMEOUT_S = 5.0
 
 
 class Barrier(Protocol):
+    """The wait for one barrier: ``wait`` is True once answered with everything before it
+    applied; False on timeout, a lost connection, or a refused FlowMod (then ``error``, if
+    the waiter has one, says which)."""
+
     def wait(self, timeout: float | None = None) -> bool: ...
 
 
@@ -307,9 +313,14 @@ class ChangeSender:
                 waiters.append((dpid, w))
         deadline = time.monotonic() + self._barrier_timeout_s
         timed_out = []
+        refused: dict[int, str] = {}
         for dpid, w in waiters:
             if not w.wait(max(0.0, deadline - time.monotonic())):
-                timed_out.append(dpid)
+                error = getattr(w, "error", None)
+                if error is not None:
+                    refused[dpid] = error
+                else:
+                    timed_out.append(dpid)
         if self._stopping.is_set():
             raise _Stopping  # the waits were cut short: no switch is to blame
         if timed_out:
@@ -317,6 +328,13 @@ class ChangeSender:
                       f"{self._barrier_timeout_s:g} s from "
                       + ", ".join(f"{d:#x}" for d in timed_out),
                       extra={"event": "barrier_timeout", "token": ticket.change.token})
+        for dpid, error in refused.items():
+            log.error(f"change {ticket.change.token} {name}: switch {dpid:#x} refused part "
+                      f"of it ({error}); its table is read again and reconciled",
+                      extra={"dpid": dpid, "event": "change_refused",
+                             "token": ticket.change.token})
+        timed_out.extend(refused)
+        if timed_out:
             stalled = {d: ticket.handles[d] for d in timed_out}
             self._stalled.update(stalled)
             self._service._unconfirmed(stalled)

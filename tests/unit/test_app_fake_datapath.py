@@ -173,6 +173,61 @@ def test_app_sends_flowmods_as_one_bundle_and_falls_back_when_refused() -> None:
     assert [t for t, _, _ in split(dp.sent[2])] == [ofp.OFPT_FLOW_MOD, ofp.OFPT_BARRIER_REQUEST]
 
 
+def test_a_flowmod_refused_alone_fails_its_barrier_waiter() -> None:
+    """A FlowMod the switch refuses on its own (after its bundle was refused and it was sent
+    again alone, or sent alone in the first place) is answered by an error before the barrier
+    reply: that barrier's waiter reports the refusal instead of success, so no change through
+    the switch is confirmed; the next barrier is not affected by it."""
+    import struct
+
+    from os_ken.ofproto import ofproto_v1_3 as ofp
+    from os_ken.ofproto import ofproto_v1_3_parser as parser
+
+    from controller.network import openflow
+    from controller.network.app import CpnApp
+    from controller.network.flows import FlowEntry
+
+    def entry(n: int) -> FlowEntry:
+        return FlowEntry(1, 10, (("eth_type", 0x0800), ("ipv4_dst", f"10.0.0.{n}")),
+                         (("output", n),), n)
+
+    def barrier_reply(xid: int) -> _Ev:
+        reply = parser.OFPBarrierReply(dp)
+        reply.datapath, reply.xid = dp, xid
+        return _Ev(reply)
+
+    def last_xid() -> int:
+        return int(struct.unpack_from("!I", dp.sent[-1], len(dp.sent[-1]) - 4)[0])
+
+    app = CpnApp(cpn_service=ControllerService(load_topology(DIAMOND)))
+    dp = _FakeDatapath()
+    mod = openflow.flowmod_add(entry(1))
+    waiter = app.send(dp, [mod, openflow.barrier_request()])
+    assert waiter is not None
+    table_full = parser.OFPErrorMsg(dp, type_=ofp.OFPET_FLOW_MOD_FAILED,
+                                    code=ofp.OFPFMFC_TABLE_FULL, data=bytes(mod.buf)[:64])
+    table_full.datapath, table_full.xid = dp, mod.xid
+    app._error(_Ev(table_full))
+    app._barrier_reply(barrier_reply(last_xid()))
+    assert not waiter.wait(0) and waiter.event.is_set()
+    assert waiter.error is not None and f"code {ofp.OFPFMFC_TABLE_FULL}" in waiter.error
+    # the next change's barrier is answered cleanly
+    ok = app.send(dp, [openflow.flowmod_add(entry(2)), openflow.barrier_request()])
+    assert ok is not None
+    app._barrier_reply(barrier_reply(last_xid()))
+    assert ok.wait(0) and ok.error is None
+    # a meter or group mod refused by design (ADD of one that exists) is not a refusal
+    meter_exists = parser.OFPErrorMsg(dp, type_=ofp.OFPET_METER_MOD_FAILED,
+                                      code=ofp.OFPMMFC_METER_EXISTS,
+                                      data=bytes([ofp.OFP_VERSION, ofp.OFPT_METER_MOD]) + b"\0" * 6)
+    meter_exists.datapath, meter_exists.xid = dp, 7
+    third = app.send(dp, [openflow.flowmod_add(entry(3)), openflow.barrier_request()])
+    assert third is not None
+    app._error(_Ev(meter_exists))
+    app._barrier_reply(barrier_reply(last_xid()))
+    assert third.wait(0)
+
+
 class _FakeReply:
     def __init__(self) -> None:
         self.parts: list[Any] = []
