@@ -56,6 +56,30 @@ class Unauthorized(CpnError):
     code = "unauthorized"
 
 
+class Forbidden(CpnError):
+    """A call's token is valid but its role is below the one the call needs
+    (``required_role``: viewer, operator or admin)."""
+
+    http_status = 403
+    code = "forbidden"
+
+    def __init__(self, message: str, *, required_role: str) -> None:
+        self.required_role = required_role
+        super().__init__(message)
+
+
+class RateLimited(CpnError):
+    """A token sent writes faster than its rate allows; ``retry_after_s``: whole seconds
+    until the next write is accepted (the ``Retry-After`` header)."""
+
+    http_status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
+
+
 class NotFound(CpnError):
     """An object named in a request does not exist (node, host, intent, site)."""
 

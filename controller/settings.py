@@ -123,6 +123,26 @@ class ApiSettings(_Section):
     intent_timeout_s: float = Field(10.0, gt=0)
     """an intent call waits this long for its flows to be confirmed before it answers
     pending"""
+    tls_cert: str | None = None
+    """PEM certificate (chain) the API serves HTTPS with (null: plain HTTP); needs tls_key"""
+    tls_key: str | None = None
+    """PEM private key of tls_cert"""
+    tokens_file: str | None = None
+    """YAML file of named tokens with roles, holding only their SHA-256 (null:
+    <state.dir>/api-tokens.yaml when it exists; see docs/security.md)"""
+    audit_retention: int = Field(10000, ge=1)
+    """the audit trail keeps this many of the latest write records (older ones are
+    dropped)"""
+    write_rate_per_s: float = Field(100.0, ge=0)
+    """writes each token may make per second, sustained (0: no limit)"""
+    write_burst: int = Field(300, ge=1)
+    """writes a token may make at once before write_rate_per_s applies"""
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ApiSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both or neither")
+        return self
 
 
 class StateSettings(_Section):
@@ -170,7 +190,8 @@ class LoggingSettings(_Section):
 
 
 _PATH_SETTINGS = frozenset({"topology.file", "api.token_file", "state.dir",
-                            "state.snapshot_file", "logging.file"})
+                            "state.snapshot_file", "logging.file", "api.tls_cert",
+                            "api.tls_key", "api.tokens_file"})
 """Settings naming a file or directory: relative values in a config file are taken from the
 config file's directory."""
 
@@ -184,6 +205,9 @@ FLAGS: dict[str, str] = {
     "api.host": "--api-host",
     "api.port": "--api-port",
     "api.token_file": "--api-token-file",
+    "api.tls_cert": "--api-tls-cert",
+    "api.tls_key": "--api-tls-key",
+    "api.tokens_file": "--api-tokens-file",
     "state.dir": "--state-dir",
     "state.snapshot_file": "--state-file",
     "cluster.endpoints": "--cluster",

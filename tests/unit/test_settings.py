@@ -96,7 +96,8 @@ def test_every_existing_flag_keeps_its_name_and_meaning(tmp_path: Path) -> None:
             "--log-file", "c.log", "--api-host", "0.0.0.0", "--api-port", "9000",
             "--port-stats-interval", "0", "--state-dir", "st", "--api-token-file", "tok",
             "--state-file", "snap.json", "--cluster", "http://127.0.0.1:2379",
-            "--member-id", "m1"]
+            "--member-id", "m1", "--api-tls-cert", "c.pem", "--api-tls-key", "k.pem",
+            "--api-tokens-file", "tokens.yaml"]
     s = load_settings(environ={}, flags=flags_of(*argv))
     assert s.model_dump() == {
         "topology": {"file": "t.yaml"},
@@ -104,7 +105,9 @@ def test_every_existing_flag_keeps_its_name_and_meaning(tmp_path: Path) -> None:
         "network": {"fallback": "drop", "startup_grace_s": 2.5, "lldp_interval_s": 2.0,
                     "lldp_timeout_s": 10.0, "port_stats_interval_s": 0.0,
                     "gc_reclaim_interval_s": 600.0},
-        "api": {"host": "0.0.0.0", "port": 9000, "token_file": "tok", "intent_timeout_s": 10.0},
+        "api": {"host": "0.0.0.0", "port": 9000, "token_file": "tok", "intent_timeout_s": 10.0,
+                "tls_cert": "c.pem", "tls_key": "k.pem", "tokens_file": "tokens.yaml",
+                "audit_retention": 10000, "write_rate_per_s": 100.0, "write_burst": 300},
         "state": {"dir": "st", "snapshot_file": "snap.json"},
         "cluster": {"endpoints": "http://127.0.0.1:2379", "member_id": "m1", "prefix": "/cpn",
                     "lease_ttl_s": 1, "peer_host": "127.0.0.1", "etcd_timeout_s": 2.0},
