@@ -57,6 +57,7 @@ from controller.network.change import Change, ChangeKind
 from controller.network.core import ControllerCore
 from controller.network.flows import FlowEntry
 from controller.network.intents import Intent
+from controller.network.lldpauth import LldpAuth, LldpGuard
 from controller.network.sender import (
     BARRIER_TIMEOUT_S,
     ChangeRecord,
@@ -97,6 +98,11 @@ GC_RECLAIM_INTERVAL_S = 600.0
 RESYNC_INTERVAL_S = 1.0
 """How often the service tries again to read the flow table of a switch that did not answer a
 barrier in time (see :meth:`ControllerService.resync_stalled`)."""
+RESYNC_MAX_INTERVAL_S = 16.0
+"""A switch that is unconfirmed again soon after each reconciliation (it keeps refusing a
+FlowMod, or answers reads but not barriers) is tried at doubling intervals up to this, so a
+switch that cannot take its flows costs a table read and a log line every 16 s, not every
+second; it is tried at the base interval again once it stays confirmed."""
 WRITE_DRAIN_TIMEOUT_S = 2.0
 """How long a demotion waits for a write to the switch that is being handed over (only a
 switch whose send queue is full takes long; the switch refuses that write anyway)."""
@@ -147,6 +153,10 @@ class ControllerService:
         """how often the app sends an LLDP probe out of every live port"""
         self._gc_thread: threading.Thread | None = None
         self._resync: dict[int, Any] = {}
+        self._resync_streak: dict[int, tuple[float, int]] = {}
+        """dpid -> (when it was last reconciled by a resync, how many times in a row it was
+        unconfirmed again soon after): the backoff of :meth:`resync_stalled`"""
+        self._resync_not_before: dict[int, float] = {}
         """dpid -> the connection that did not answer a barrier in time: its table is read
         again until it answers (under :attr:`lock`)"""
         self._resync_wake = threading.Event()
@@ -280,6 +290,11 @@ class ControllerService:
                     continue  # lost or reconnected: that connection's own handshake reads it
                 self.core.desync(dpid, now)
                 self._resync[dpid] = handle
+                last, streak = self._resync_streak.get(dpid, (-math.inf, -1))
+                streak = streak + 1 if now - last < 2 * RESYNC_MAX_INTERVAL_S else 0
+                self._resync_streak[dpid] = (last, streak)
+                delay_s = min(RESYNC_INTERVAL_S * 2 ** streak, RESYNC_MAX_INTERVAL_S)
+                self._resync_not_before[dpid] = now + delay_s - RESYNC_INTERVAL_S
         self._resync_wake.set()
 
     def _resync_loop(self) -> None:
@@ -299,11 +314,14 @@ class ControllerService:
         against what it answers: what it lacks is sent, make-before-break, and the intents
         through it become ``installed`` when that change is confirmed. A switch that still
         does not answer is tried again on the next round (every
-        :data:`RESYNC_INTERVAL_S`). Returns the dpids reconciled. The service's resync
-        thread calls it; tests may call it directly."""
+        :data:`RESYNC_INTERVAL_S`; one unconfirmed again soon after each reconciliation at
+        doubling intervals up to :data:`RESYNC_MAX_INTERVAL_S`). Returns the dpids
+        reconciled. The service's resync thread calls it; tests may call it directly."""
         bound = self._barrier_timeout_s if timeout_s is None else timeout_s
         with self.lock:
-            pending = dict(self._resync)
+            now = time.monotonic()
+            pending = {d: h for d, h in self._resync.items()
+                       if self._resync_not_before.get(d, 0.0) <= now}
         done = []
         for dpid, handle in sorted(pending.items()):
             try:
@@ -322,6 +340,8 @@ class ControllerService:
                 if self._handles.get(dpid) is not handle or self._resync.get(dpid) is not handle:
                     continue
                 del self._resync[dpid]
+                self._resync_streak[dpid] = (time.monotonic(),
+                                             self._resync_streak.get(dpid, (0.0, 0))[1])
                 log.info(f"switch {dpid:#x} answers again: {len(flows)} flows read",
                          extra={"dpid": dpid, "event": "resync"})
                 self.submit(self.core.reconcile(dpid, flows, time.monotonic()), t,
@@ -387,7 +407,8 @@ class ControllerService:
         """Returns ``(handle, msg)`` packets to send now (proxy-ARP replies)."""
         t = time.perf_counter()
         with self.lock:
-            result = self.core.packet_in(dpid, in_port, data, time.monotonic())
+            result = self.core.packet_in(dpid, in_port, data, time.monotonic(),
+                                         wall_s=time.time())
             self.submit(result.change, t)
             # a packet-out is a write: only the switch's master answers (proxy ARP)
             out = [(h, m) for d, m in result.messages
@@ -444,7 +465,7 @@ class ControllerService:
             echoes = [(h, openflow.echo_request(time.monotonic()))
                       for d, h in sorted(self._handles.items())]
             probes_out = []
-            for d, m in self.core.lldp_probes(now):
+            for d, m in self.core.lldp_probes(now, wall_s=time.time()):
                 h = self._handles.get(d)
                 if h is not None and self._gate.allows(d, h):
                     probes_out.append((h, m))
@@ -878,6 +899,21 @@ class ControllerService:
             plan = self.core.installed_plan()
             return [(self._switch_view(d), sorted(plan.entries(d)))
                     for d in self.core.state.dpids()]
+
+    def set_lldp_auth(self, auth: LldpAuth | None) -> None:
+        """Sign LLDP probes with ``auth`` and use only received LLDP that passes its checks
+        (None: unsigned discovery). Set before the switches connect (the composition root
+        does, once the discovery secret is loaded); a change drops what the old key
+        admitted to the replay cache, not the links it confirmed."""
+        with self.lock:
+            rejected = self.core.lldp.rejected
+            self.core.lldp = LldpGuard(auth)
+            self.core.lldp.rejected = rejected
+
+    def lldp_rejections(self) -> dict[str, int]:
+        """reason -> LLDP frames dropped since start (see :mod:`~controller.network.lldpauth`)."""
+        with self.lock:
+            return dict(self.core.lldp.rejected)
 
     def installed_flow_counts(self) -> dict[int, int]:
         """dpid -> how many flows the switch holds as far as the controller knows."""

@@ -256,15 +256,18 @@ def test_a_switch_that_refuses_a_flowmod_is_read_again_until_it_takes_the_change
         assert time.monotonic() - t0 < 0.3
         assert gold.path == ("s4", "s2", "s1") and gold.state == "pending"
         assert not service.switch(s2).synced
-        # read and reconciled again (bounded, once a resync interval), refused each time
+        # read and reconciled again, refused each time, at doubling intervals (1 s, 2 s,
+        # 4 s, ...): within 4 s at most 3 reads, where every second would make 4 or more
         deadline = time.monotonic() + 5
         while switches.reads.get(s2, 0) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert switches.reads.get(s2, 0) >= 2
+        time.sleep(max(0.0, t0 + 4.0 - time.monotonic()))
+        assert switches.reads[s2] <= 3, switches.reads[s2]
         assert service.intent(gold.id).state == "pending"
         # the table has room again: the next round installs it, without an operator
         switches.refusing.discard(s2)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 20
         while service.intent(gold.id).state != "installed" and time.monotonic() < deadline:
             time.sleep(0.05)
         assert service.intent(gold.id).state == "installed" and service.switch(s2).synced
