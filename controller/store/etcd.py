@@ -15,6 +15,8 @@ Keys, under a prefix ``p`` (default ``/cpn``; key parts are URL-quoted with ``sa
     {p}/compute/order/{table}/{key}             decimal text: place in the creating write
     {p}/compute/version                         written by every compute write
     {p}/settings/{key}                          JSON value
+    {p}/audit/{id:012d}                         JSON of one audit record
+    {p}/counters/audit                          decimal text: the last audit id given
 
 Order: sites, placements and services come back in the order first written, which is the
 order of their keys' create revisions (a replaced record keeps its create revision, so its
@@ -30,6 +32,11 @@ between; ``add_intent`` and the id allocation are compare-and-swap on the counte
 A value that does not parse (bad JSON, a spec that does not load, a key that does not
 parse), written by hand, is logged (``event=store_malformed``, naming key and reason) and
 skipped by every read and by the watch; it never stops the caller.
+
+Audit records take consecutive ids by compare-and-swap on their counter; the transaction
+that adds records also deletes those the retention leaves behind (ids are dense, so the ones
+``retention`` below each new id), and the first write of a store object also trims what an
+older, larger retention left.
 
 etcd limits the operations of one transaction (``--max-txn-ops``, 128 by default;
 :mod:`controller.cluster.etcdproc` runs etcd with 4096): a compute write touching more
@@ -50,7 +57,7 @@ from urllib.parse import quote, unquote
 
 from controller.cluster.etcd import KV, Compare, EtcdClient, Op, TxnResult, Watch, WatchEvent
 from controller.errors import ClusterUnavailable, StaleWrite, StoreError
-from controller.store.interface import spec_from_dict, spec_to_dict
+from controller.store.interface import AUDIT_FIELDS, spec_from_dict, spec_to_dict
 from controller.topology.model import IntentSpec
 
 __all__ = ["EtcdStore", "StoreEvent", "StoreSnapshot", "open_etcd_store"]
@@ -60,6 +67,10 @@ log = logging.getLogger(__name__)
 COMPUTE_TABLES = ("sites", "placements", "services", "assignments")
 ORDERED_TABLES = ("sites", "placements", "services")
 """compute tables kept in the order first written (assignments come by service, client)"""
+
+_AUDIT_BATCH = 50
+"""audit records per transaction (each puts one key and deletes one: within etcd's default
+128 operations)"""
 
 _MAX_ATTEMPTS = 200
 """compare-and-swap attempts of one write before it gives up (each lost attempt means
@@ -159,6 +170,8 @@ class EtcdStore:
         """the etcd revision of this object's last successful write (0: none yet)"""
         self._counter_key = f"{prefix}/counters/intent"
         self._version_key = f"{prefix}/compute/version"
+        self._audit_counter_key = f"{prefix}/counters/audit"
+        self._audit_trimmed = False
 
     # -- keys --------------------------------------------------------------------------------
     def intent_key(self, intent_id: int) -> str:
@@ -585,6 +598,90 @@ class EtcdStore:
         wanted = set(keys)
         return {kv.key: kv.create_revision for kvs in result.responses for kv in kvs
                 if kv.key in wanted}
+
+    # -- Store: audit trail --------------------------------------------------------------------
+    def audit_key(self, audit_id: int) -> str:
+        """The key of audit record ``audit_id``."""
+        return f"{self.prefix}/audit/{audit_id:012d}"
+
+    def add_audit(self, records: Sequence[Mapping[str, Any]], *, retention: int) -> list[int]:
+        """Append audit records under consecutive ids (compare-and-swap on their counter),
+        deleting in the same transaction the records ``retention`` ids below each new one;
+        batches of :data:`_AUDIT_BATCH` records, one transaction each. The new ids."""
+        self._check_open()
+        retention = max(retention, 1)
+        data = [_json({k: r.get(k) for k in AUDIT_FIELDS}) for r in records]
+        ids: list[int] = []
+        for start in range(0, len(data), _AUDIT_BATCH):
+            ids += self._add_audit_batch(data[start:start + _AUDIT_BATCH], retention)
+        if ids and not self._audit_trimmed:
+            self._trim_audit(ids[-1] - retention)
+            self._audit_trimmed = True
+        return ids
+
+    def _add_audit_batch(self, data: Sequence[bytes], retention: int) -> list[int]:
+        counter, counter_kv = self._number_at(self._audit_counter_key)
+        for attempt in range(_MAX_ATTEMPTS):
+            ids = list(range(counter + 1, counter + 1 + len(data)))
+            unchanged = (Compare.absent(self._audit_counter_key) if counter_kv is None else
+                         Compare.mod_revision(self._audit_counter_key, "=",
+                                              counter_kv.mod_revision))
+            # a batch longer than the retention keeps only its latest records, and the
+            # deletes reach below the batch only
+            floor = ids[-1] - retention
+            result = self.client.txn(
+                [unchanged],
+                [*(Op.put(self.audit_key(i), d) for i, d in zip(ids, data, strict=True)
+                   if i > floor),
+                 *(Op.delete(self.audit_key(i - retention)) for i in ids
+                   if 0 < i - retention < ids[0]),
+                 Op.put(self._audit_counter_key, str(ids[-1]))],
+                [Op.get(self._audit_counter_key)])
+            if result.succeeded:
+                self._wrote(result)
+                return ids
+            counter, counter_kv = self._counter_of(result.responses[0])
+            _pause(attempt)
+        raise StoreError(f"cannot store {len(data)} audit records: the counter kept moving "
+                         f"({_MAX_ATTEMPTS} attempts)")
+
+    def _number_at(self, key: str) -> tuple[int, KV | None]:
+        return self._counter_of(self._get(key))
+
+    def _trim_audit(self, up_to_id: int) -> None:
+        """Delete every audit record with an id up to ``up_to_id`` (what a larger retention
+        of an earlier run left), in transactions of at most 100 deletes."""
+        if up_to_id <= 0:
+            return
+        kvs, _ = self.client.get_prefix(f"{self.prefix}/audit/", keys_only=True)
+        old = [kv.key for kv in kvs
+               if kv.key.rsplit("/", 1)[-1].isdigit()
+               and int(kv.key.rsplit("/", 1)[-1]) <= up_to_id]
+        for start in range(0, len(old), 100):
+            self._wrote(self.client.txn((), [Op.delete(k) for k in old[start:start + 100]]))
+
+    def audit(self, *, limit: int = 100, since_id: int = 0) -> list[dict[str, Any]]:
+        """Audit records oldest first: the first ``limit`` after ``since_id``, or with
+        ``since_id`` 0 the latest ``limit`` (one read of the audit keys; malformed records
+        are logged and skipped)."""
+        self._check_open()
+        kvs, _ = self.client.get_prefix(f"{self.prefix}/audit/")
+        out: list[dict[str, Any]] = []
+        for kv in kvs:
+            tail = kv.key.rsplit("/", 1)[-1]
+            try:
+                if not tail.isdigit():
+                    raise _Malformed("the audit id is not a number")
+                record = _loads(kv.value)
+                if not isinstance(record, dict):
+                    raise _Malformed("not a JSON object")
+            except _Malformed as exc:
+                self._malformed(kv.key, str(exc))
+                continue
+            audit_id = int(tail)
+            if audit_id > since_id:
+                out.append({"id": audit_id, **{k: record.get(k) for k in AUDIT_FIELDS}})
+        return out[:limit] if since_id else out[-limit:] if limit > 0 else []
 
     # -- the cluster's extras ------------------------------------------------------------------
     def load(self) -> StoreSnapshot:

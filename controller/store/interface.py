@@ -10,6 +10,8 @@ which one they talk to:
   ``services`` (by service name) and ``assignments`` (by ``(service, client host)``), each
   record JSON data as steering wrote it.
 * **settings**: key -> JSON value.
+* **audit**: the API's write records (:data:`AUDIT_FIELDS`), each with an id that grows with
+  every record and is never reused; only the latest ``retention`` records are kept.
 
 Rules every implementation keeps:
 
@@ -38,7 +40,12 @@ from typing import Any, Protocol, runtime_checkable
 
 from controller.topology.model import IntentSpec, Match
 
-__all__ = ["Store", "default_state_dir", "spec_from_dict", "spec_to_dict"]
+__all__ = ["AUDIT_FIELDS", "Store", "default_state_dir", "spec_from_dict", "spec_to_dict"]
+
+AUDIT_FIELDS = ("time", "token", "remote", "method", "path", "status", "body_sha256")
+"""What an audit record holds: ``time`` (Unix seconds), ``token`` (the token's name, None when
+no valid token came), ``remote`` (the client's address), ``method``, ``path``, ``status``
+(the HTTP status answered), ``body_sha256`` (hex SHA-256 of the request body)."""
 
 
 @runtime_checkable
@@ -103,6 +110,18 @@ class Store(Protocol):
                       assignments: Mapping[tuple[str, str], Any] | None = None) -> None:
         """Apply one change to the compute records in ONE transaction: in each mapping a key
         maps to the new record (inserted or replaced; JSON data) or to None (deleted)."""
+        ...
+
+
+    # -- audit trail -----------------------------------------------------------------------
+    def add_audit(self, records: Sequence[Mapping[str, Any]], *, retention: int) -> list[int]:
+        """Append audit records (:data:`AUDIT_FIELDS`) in ONE transaction and drop the
+        oldest beyond the latest ``retention``; the new records' ids, ascending."""
+        ...
+
+    def audit(self, *, limit: int = 100, since_id: int = 0) -> list[dict[str, Any]]:
+        """Audit records oldest first, each with its ``id``: those after ``since_id`` (the
+        first ``limit`` of them) or, with ``since_id`` 0, the latest ``limit``."""
         ...
 
 

@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from controller.errors import StoreError
-from controller.store.interface import spec_from_dict, spec_to_dict
+from controller.store.interface import AUDIT_FIELDS, spec_from_dict, spec_to_dict
 from controller.topology.model import IntentSpec
 
 __all__ = ["SCHEMA_VERSION", "STORE_FILE_NAME", "SqliteStore"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STORE_FILE_NAME = "state.sqlite3"
 """the store's file in a state directory"""
 
@@ -54,7 +54,21 @@ CREATE TABLE IF NOT EXISTS service_assignments (
     PRIMARY KEY (service, client)
 );
 """
-_MIGRATIONS = ((1, _SCHEMA_V1), (2, _SCHEMA_V2))
+# v3: the API's audit trail (AUTOINCREMENT: an id is never reused, even after retention
+# dropped the newest row)
+_SCHEMA_V3 = """
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    token TEXT,
+    remote TEXT,
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    body_sha256 TEXT NOT NULL
+);
+"""
+_MIGRATIONS = ((1, _SCHEMA_V1), (2, _SCHEMA_V2), (3, _SCHEMA_V3))
 """(version, script): a store at version n gets every script above n, in order."""
 
 def _json(value: Any) -> str:
@@ -282,3 +296,34 @@ class SqliteStore:
                                    "client, data) VALUES (?, ?, ?)", (service, client, data))
         except sqlite3.Error as exc:
             raise StoreError(f"cannot store the compute change: {exc}") from exc
+
+    # -- audit trail -----------------------------------------------------------------------------
+    def add_audit(self, records: Sequence[Mapping[str, Any]], *, retention: int) -> list[int]:
+        """Append audit records in one transaction, then drop all but the latest
+        ``retention``; the new ids."""
+        if not records:
+            return []
+        rows = [tuple(r.get(k) for k in AUDIT_FIELDS) for r in records]
+        try:
+            with self._tx() as db:
+                ids = [int(db.execute(
+                    f"INSERT INTO audit ({', '.join(AUDIT_FIELDS)}) VALUES "
+                    f"({', '.join('?' * len(AUDIT_FIELDS))})", row).lastrowid or 0)
+                    for row in rows]
+                db.execute("DELETE FROM audit WHERE id <= ?", (ids[-1] - max(retention, 1),))
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot store {len(rows)} audit records: {exc}") from exc
+        return ids
+
+    def audit(self, *, limit: int = 100, since_id: int = 0) -> list[dict[str, Any]]:
+        """Audit records oldest first: the first ``limit`` after ``since_id``, or with
+        ``since_id`` 0 the latest ``limit``."""
+        columns = f"id, {', '.join(AUDIT_FIELDS)}"
+        with self._lock:
+            if since_id:
+                rows = self._db.execute(f"SELECT {columns} FROM audit WHERE id > ? "
+                                        "ORDER BY id LIMIT ?", (since_id, limit)).fetchall()
+            else:
+                rows = self._db.execute(f"SELECT {columns} FROM audit ORDER BY id DESC "
+                                        "LIMIT ?", (limit,)).fetchall()[::-1]
+        return [dict(zip(("id", *AUDIT_FIELDS), row, strict=True)) for row in rows]

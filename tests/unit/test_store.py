@@ -204,6 +204,34 @@ def test_a_closed_store_does_not_answer(reopen: OpenStore) -> None:
 
 # --- the SQLite file ------------------------------------------------------------------------------
 
+def _audit_record(n: int) -> dict:
+    return {"time": 1_700_000_000.0 + n, "token": None if n % 3 == 0 else f"t{n % 2}",
+            "remote": "127.0.0.1", "method": "POST", "path": f"/api/v1/intents/{n}",
+            "status": 201 if n % 2 else 403, "body_sha256": f"{n:064x}"}
+
+
+def test_audit_records_keep_order_and_retention_drops_the_oldest(reopen: OpenStore) -> None:
+    store = reopen()
+    assert store.audit() == []
+    ids = store.add_audit([_audit_record(n) for n in range(1, 8)], retention=5)
+    assert ids == sorted(ids) and len(set(ids)) == 7
+    kept = store.audit(limit=100)
+    assert [r["path"] for r in kept] == [f"/api/v1/intents/{n}" for n in range(3, 8)]
+    assert kept[0] == {"id": ids[2], **_audit_record(3)}
+    assert [r["id"] for r in store.audit(limit=2)] == ids[5:]
+    assert [r["id"] for r in store.audit(limit=2, since_id=ids[3])] == ids[4:6]
+    assert store.audit(since_id=ids[-1]) == []
+    # a batch larger than one etcd transaction holds, then a smaller retention on reopen
+    more = store.add_audit([_audit_record(n) for n in range(8, 128)], retention=200)
+    assert len(more) == 120 and more[0] > ids[-1]
+    assert len(store.audit(limit=1000)) == 125
+    store.close()
+    again = reopen()
+    last = again.add_audit([_audit_record(200)], retention=10)
+    assert last[0] > more[-1]  # ids are never reused
+    assert [r["id"] for r in again.audit(limit=1000)] == [*more[-9:], last[0]]
+
+
 def test_open_store_puts_the_file_in_the_state_dir(tmp_path: Path) -> None:
     store = open_store(tmp_path / "deep" / "state")
     try:
@@ -216,7 +244,7 @@ def test_open_store_puts_the_file_in_the_state_dir(tmp_path: Path) -> None:
 
 def test_store_is_wal_versioned_and_atomic(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / STORE_FILE_NAME)
-    assert store.schema_version == 2  # v2 added the compute service tables
+    assert store.schema_version == 3  # v2 added the compute service tables, v3 the audit
     mode = store._db.execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
     store.add_intent(7, IntentSpec("h1", "h2", 5.0))
@@ -250,7 +278,8 @@ def test_store_migrates_a_v1_file(tmp_path: Path) -> None:
     db.close()
     store = SqliteStore(path)
     try:
-        assert store.schema_version == SCHEMA_VERSION == 2
+        assert store.schema_version == SCHEMA_VERSION == 3
+        assert store.audit() == []
         assert [i for i, _ in store.intents()] == [7]
         assert store.compute_state() == {"sites": [], "placements": [], "services": [],
                                          "assignments": []}
