@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from controller.errors import CpnError, LabError
+from controller.lab import process
 from controller.tables import format_table
 from controller.topology.files import ZOO_PREFIX, load_topology_argument, topology_file
 from controller.topology.model import Topology
@@ -165,28 +166,13 @@ def live(topo_path: str, topo: Topology, *, api_port: int, interactive: bool,
                 lab.cli()
             return 0 if all(r.ok for r in ok) else 1
     finally:
-        ctl.terminate()
-        try:
-            ctl.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            ctl.kill()
+        process.stop(ctl)
 
 
 def _spawn(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
     with open(log_path, "ab") as log:
         return subprocess.Popen([sys.executable, "-m", "controller.main", *args], stdout=log,
                                 stderr=subprocess.STDOUT)
-
-
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-    for p in procs:
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
 
 
 def live_cluster(topo_path: str, topo: Topology, *, members: int, api_port: int,
@@ -286,7 +272,7 @@ def live_cluster(topo_path: str, topo: Topology, *, members: int, api_port: int,
                 lab.cli()
             return 0 if all(r.ok for r in ok) and took < 10.0 else 1
     finally:
-        _stop(procs)
+        process.stop(procs)
         etcd.stop()
 
 

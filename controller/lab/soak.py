@@ -30,7 +30,6 @@ import os
 import random
 import re
 import secrets
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -52,6 +51,7 @@ import networkx as nx
 from controller.cluster.etcd import EtcdClient
 from controller.cluster.etcdproc import EtcdServer
 from controller.errors import LabError
+from controller.lab import process
 from controller.lab.build import ControllerAddress
 from controller.lab.network import LabNetwork
 from controller.lab.ovs import run_command
@@ -615,19 +615,13 @@ class ControllerProcess:
 
     def kill(self) -> None:
         """SIGKILL: no goodbye to anyone."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        if self.proc is not None:
+            process.kill(self.proc)
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 10 s."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        if self.proc is not None:
+            process.stop(self.proc)
 
     def log_tail(self, lines: int = 40) -> str:
         """The last lines of its log."""

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import pytest
 from waiting import wait_until, wait_until_stable
 
 from controller.errors import LabError
+from controller.lab import process
 from controller.lab.build import ControllerAddress
 from controller.lab.cleanup import cleanup_stale
 from controller.lab.network import LabNetwork
@@ -129,18 +129,13 @@ class ControllerProcess:
 
     def kill(self) -> None:
         """SIGKILL: no goodbye to the switches."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        if self.proc is not None:
+            process.kill(self.proc)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        """SIGTERM, then SIGKILL after 10 s."""
+        if self.proc is not None:
+            process.stop(self.proc)
 
     def log_text(self) -> str:
         try:
