@@ -426,5 +426,24 @@ def apply_and_confirm(core: Any, net: FakeNetwork, change: Any, now: float) -> A
     return change
 
 
+def remove_or_flip_link(core: Any, net: FakeNetwork, topology: Any, op: tuple[Any, ...],
+                        now: float) -> list[Any]:
+    """The Changes of one random operation of a property test that is not an add:
+    ``("remove", k)`` removes the k-th intent (by id, modulo how many there are; none: no
+    Change); ``("link", i)`` flips link ``i`` in the fake network and tells the core of both
+    ports, as the switches' port-status messages would."""
+    if op[0] == "remove":
+        ids = sorted(i.id for i in core.intents())
+        return [core.remove_intent(ids[op[1] % len(ids)], now)] if ids else []
+    if op[0] == "link":
+        i = op[1]
+        up = not net.link_up[i]
+        net.set_link(i, up)
+        link = topology.links[i]
+        return [core.port_status(core.wiring.node_dpid[node], port, up, now)
+                for node, port in zip((link.a, link.b), core.wiring.link_ports[i], strict=True)]
+    raise ValueError(f"not a remove or link operation: {op!r}")
+
+
 def ipv4(src_ip: str, dst_ip: str, **extra: Any) -> dict[str, Any]:
     return {"eth_type": 0x0800, "ipv4_src": src_ip, "ipv4_dst": dst_ip, **extra}

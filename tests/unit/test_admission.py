@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import networkx as nx
 import pytest
-from fakeoftable import apply_and_confirm, running
+from fakeoftable import apply_and_confirm, remove_or_flip_link, running
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -205,17 +205,8 @@ def test_reservations_never_exceed_capacity_and_rejections_change_nothing(
                                              if i.path is not None}
                 else:  # admitted as infeasible only when the latency bound itself fails
                     assert "residual" not in intent.reason, intent.reason
-        elif op[0] == "remove":
-            ids = sorted(i.id for i in core.intents())
-            if ids:
-                changes.append(core.remove_intent(ids[op[1] % len(ids)], now))
-        elif op[0] == "link":
-            i = op[1]
-            up = not net.link_up[i]
-            net.set_link(i, up)
-            for node, port in zip((t.links[i].a, t.links[i].b), core.wiring.link_ports[i],
-                                  strict=True):
-                changes.append(core.port_status(core.wiring.node_dpid[node], port, up, now))
+        elif op[0] in ("remove", "link"):
+            changes.extend(remove_or_flip_link(core, net, t, op, now))
         for c in changes:
             apply_and_confirm(core, net, c, now)
         check_books(core)

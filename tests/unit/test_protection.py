@@ -8,7 +8,15 @@ from typing import Any
 
 import networkx as nx
 import pytest
-from fakeoftable import FakeNetwork, apply_and_confirm, bring_up, flow_entries, ipv4, running
+from fakeoftable import (
+    FakeNetwork,
+    apply_and_confirm,
+    bring_up,
+    flow_entries,
+    ipv4,
+    remove_or_flip_link,
+    running,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from os_ken.ofproto import ofproto_v1_3_parser as parser
@@ -298,17 +306,8 @@ def test_primary_and_detour_reservations_never_exceed_capacity(
                         if i.id in short_before:
                             now_short = len(i.detours.shortfalls) if i.detours else 0
                             assert now_short <= short_before[i.id], (i, short_before)
-        elif op[0] == "remove":
-            ids = sorted(i.id for i in core.intents())
-            if ids:
-                changes.append(core.remove_intent(ids[op[1] % len(ids)], now))
-        elif op[0] == "link":
-            i = op[1]
-            up = not net.link_up[i]
-            net.set_link(i, up)
-            for node, port in zip((t.links[i].a, t.links[i].b), core.wiring.link_ports[i],
-                                  strict=True):
-                changes.append(core.port_status(core.wiring.node_dpid[node], port, up, now))
+        elif op[0] in ("remove", "link"):
+            changes.extend(remove_or_flip_link(core, net, t, op, now))
         for c in changes:
             apply_and_confirm(core, net, c, now)
         check_books(core)
