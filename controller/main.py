@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from controller.cluster.replica import ClusterIntentOperations, Replica
     from controller.cluster.view import ClusterView
     from controller.compute.steering import Steering
+    from controller.network.lldpauth import LldpAuth
     from controller.operations import IntentOperations
     from controller.store import Store
     from controller.store.etcd import EtcdStore
@@ -214,6 +215,7 @@ def build_controller(settings: Settings, *, read_open: bool | None = None) -> Co
     member = parts.member if parts is not None else None
     replica = parts.replica if parts is not None else None
     try:
+        service.set_lldp_auth(_lldp_auth(settings, state_dir, parts))
         token, token_path = load_token(state_dir, api_settings.token_file)
         intents: IntentOperations | ClusterIntentOperations
         if parts is not None:
@@ -257,6 +259,23 @@ def build_controller(settings: Settings, *, read_open: bool | None = None) -> Co
              f"{'open' if reads_open else 'need the token'}", extra={"event": "api_start"})
     return Controller(service, store, intents, steering, api, token_path, cluster, member,
                       replica)
+
+
+def _lldp_auth(settings: Settings, state_dir: Path, parts: _ClusterParts | None
+               ) -> LldpAuth | None:
+    """Signed discovery as the settings say: the secret of the state directory, or the
+    cluster's in etcd; None when ``network.lldp_auth`` is off."""
+    from controller.discovery import load_lldp_secret, shared_lldp_secret
+    from controller.network.lldpauth import LldpAuth
+
+    net = settings.network
+    if not net.lldp_auth:
+        return None
+    key = shared_lldp_secret(parts.store.client, settings.cluster.prefix) \
+        if parts is not None else load_lldp_secret(state_dir)
+    max_age_s = net.lldp_max_age_s if net.lldp_max_age_s is not None \
+        else 3 * net.lldp_interval_s
+    return LldpAuth(key, max_age_s=max_age_s, skew_s=net.lldp_clock_skew_s)
 
 
 def _ofp_address(settings: Settings) -> str:

@@ -97,6 +97,14 @@ class NetworkSettings(_Section):
     than lldp_timeout_s)"""
     lldp_timeout_s: float = Field(10.0, gt=0)
     """a link LLDP has not confirmed for this long is reported missing"""
+    lldp_auth: bool = True
+    """sign LLDP probes with an HMAC (secret: <state.dir>/lldp-secret, or etcd when
+    clustered) and drop LLDP that is unsigned, wrongly signed, stale or replayed (false:
+    unsigned discovery, for interop; every member of a cluster must agree)"""
+    lldp_max_age_s: float | None = Field(None, gt=0)
+    """a signed probe older than this is stale (null: 3 x lldp_interval_s)"""
+    lldp_clock_skew_s: float = Field(0.5, ge=0)
+    """allowance for clock differences between cluster members when checking a probe's age"""
     port_stats_interval_s: float = Field(2.0, ge=0)
     """port statistics (link load) are polled this often (0: never)"""
     gc_reclaim_interval_s: float = Field(600.0, ge=0)
@@ -310,7 +318,7 @@ def _text_setting(path: str) -> bool:
     """True when the setting holds text (an environment value is then taken as it is)."""
     section, key = path.split(".")
     annotation = Settings.sections()[section].model_fields[key].annotation
-    return annotation is not int and annotation is not float
+    return annotation not in (int, float, bool, float | None)
 
 
 def _from_file(config_file: str | Path) -> tuple[dict[str, Any], dict[str, str]]:

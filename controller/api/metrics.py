@@ -8,7 +8,8 @@ Two sources:
 * Everything else is read from the :class:`~controller.network.service.ControllerService` at scrape
   time by :class:`ServiceCollector` through its read views (one ``network_snapshot`` per
   scrape): intents by state, flows per switch, link utilisation (bandwidth reserved by
-  intents / capacity), switches connected, measured link load and delay. The service's
+  intents / capacity), switches connected, measured link load and delay, LLDP frames
+  dropped by reason (``cpn_lldp_rejected_total``, signed discovery). The service's
   ``change_records()`` are folded into real histograms on each scrape (each record once, by
   token): path computation time and restoration time (from the event to the last barrier of a
   Change caused by a port going down, a switch lost or flows removed behind our back).
@@ -23,7 +24,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from controller.network.counters import PROCESS_REGISTRY
@@ -119,6 +120,12 @@ class ServiceCollector(Collector):
             if v.measured_delay_ms is not None:
                 g_delay.add_metric(link, v.measured_delay_ms)
         yield from (g_util, g_load, g_lutil, g_drops, g_delay)
+        c_lldp = CounterMetricFamily("cpn_lldp_rejected", "LLDP frames dropped, by reason "
+                                     "(unsigned, bad_mac, stale, replayed, host_port, "
+                                     "malformed)", labels=["reason"])
+        for reason, n in svc.lldp_rejections().items():
+            c_lldp.add_metric([reason], n)
+        yield c_lldp
 
 
 class Metrics:

@@ -53,6 +53,7 @@ from controller.network.flows import (
     diff_entries,
 )
 from controller.network.intents import WITHOUT_PATH, DeferredMessage, Intent, IntentState
+from controller.network.lldpauth import LldpAuth, LldpGuard
 from controller.network.router import Router
 from controller.network.state import NetworkState
 
@@ -85,10 +86,12 @@ class ControllerCore:
     def __init__(self, topology: Topology, *, wiring: Wiring | None = None,
                  fallback: str = "best_effort", now: float = 0.0,
                  startup_grace_s: float = 10.0, lldp_timeout_s: float = 10.0,
-                 load_intents: bool = True) -> None:
+                 load_intents: bool = True, lldp_auth: LldpAuth | None = None) -> None:
         self.state = NetworkState(topology, wiring, now=now, startup_grace_s=startup_grace_s,
                                   lldp_timeout_s=lldp_timeout_s)
         self.router = Router(self.state, fallback=fallback)
+        self.lldp = LldpGuard(lldp_auth)
+        """signs the probes and judges received LLDP (None auth: unsigned discovery)"""
         self._views: dict[int, set[FlowEntry]] = {}
         """dpid -> the flows the switch holds once every Change returned so far is applied;
         absent for a switch not reconciled since it (re)connected"""
@@ -618,17 +621,16 @@ class ControllerCore:
         return self._replan(now, ChangeKind.ANYCAST, "anycast flows", reroute=False)
 
     # -- packets ----------------------------------------------------------------------------------
-    def packet_in(self, dpid: int, in_port: int, data: bytes, now: float) -> PacketInResult:
+    def packet_in(self, dpid: int, in_port: int, data: bytes, now: float, *,
+                  wall_s: float | None = None) -> PacketInResult:
+        """A frame the switch sent up. ``wall_s``: the wall clock (seconds since the epoch)
+        that signed LLDP probes are checked against (None: ``now``)."""
         result = PacketInResult()
         if dpid not in self.state.switches:
             return result
         eth_type = packets.eth_type_of(data)
         if eth_type == ETH_TYPE_LLDP:
-            probe = packets.parse_lldp(data)
-            if probe is not None and probe.dpid in self.state.switches:
-                if self.state.lldp_observed(probe.dpid, probe.port_no, dpid, in_port, now):
-                    result.change = self._replan(now, ChangeKind.LLDP,
-                                                 f"lldp at {dpid:#x}:{in_port}")
+            self._lldp_in(dpid, in_port, data, now, now if wall_s is None else wall_s, result)
         elif eth_type == ETH_TYPE_ARP:
             info = packets.parse_arp(data)
             if info is None or self.wiring.is_link_port(dpid, in_port):
@@ -651,6 +653,39 @@ class ControllerCore:
                 self._learn(src_mac, src_ip, dpid, in_port, now, result)
         return result
 
+    def host_facing(self, dpid: int, port_no: int) -> bool:
+        """A port the file gives a host, or where a host was learned. A port the file does
+        not know is not host-facing until a host speaks there: LLDP on it can only show up
+        in the link report's ``unexpected`` list, never mark a link of the file miswired."""
+        peer = self.wiring.peer(dpid, port_no)
+        if peer is not None:
+            return peer[0] == "host"
+        return any(h.dpid == dpid and h.port_no == port_no for h in self.state.hosts.values())
+
+    def _lldp_in(self, dpid: int, in_port: int, data: bytes, now: float, wall_s: float,
+                 result: PacketInResult) -> None:
+        """LLDP at ``(dpid, in_port)``: used if it passes :class:`LldpGuard`'s checks, else
+        counted and (paced) recorded as ``lldp_rejected``."""
+        probe = packets.parse_lldp(data)
+        reason = "host_port" if self.host_facing(dpid, in_port) \
+            else self.lldp.check(probe, dpid, in_port, wall_s)
+        if reason is not None:
+            dropped = self.lldp.reject(reason, dpid, in_port, now)
+            if dropped is not None:
+                claimed = None if probe is None else {"dpid": probe.dpid,
+                                                      "port_no": probe.port_no}
+                sw = self.state.switches[dpid].name
+                self.state.record("lldp_rejected", now, dpid=dpid, switch=sw, port_no=in_port,
+                                  reason=reason, claimed=claimed, dropped=dropped)
+                log.warning(f"LLDP dropped at {sw}:{in_port} ({reason}); {dropped} dropped "
+                            "on this port since its last report",
+                            extra={"dpid": dpid, "event": "lldp_rejected"})
+            return
+        if probe is not None and probe.dpid in self.state.switches:
+            if self.state.lldp_observed(probe.dpid, probe.port_no, dpid, in_port, now):
+                result.change = self._replan(now, ChangeKind.LLDP,
+                                             f"lldp at {dpid:#x}:{in_port}")
+
     def _learn(self, mac: str, ip: str, dpid: int, port_no: int, now: float,
                result: PacketInResult) -> None:
         what = self.state.learn_host(mac, ip, dpid, port_no, now)
@@ -659,16 +694,20 @@ class ControllerCore:
                      extra={"dpid": dpid, "event": f"host_{what}"})
             result.change = self._replan(now, ChangeKind.HOST, f"host {ip} {what}")
 
-    def lldp_probes(self, now: float) -> list[tuple[int, Any]]:
-        """One LLDP probe out of every live port of every connected switch."""
+    def lldp_probes(self, now: float, *, wall_s: float | None = None
+                    ) -> list[tuple[int, Any]]:
+        """One LLDP probe out of every live port of every connected switch, host-facing ports
+        (:meth:`host_facing`) excepted: a host needs none, and could replay it. Signed at
+        ``wall_s`` (None: ``now``) when signing is on."""
+        wall = now if wall_s is None else wall_s
         out = []
         for dpid in self.state.dpids():
             sw = self.state.switches[dpid]
             if not sw.connected or sw.ports is None:
                 continue
             for port_no, live in sorted(sw.ports.items()):
-                if live and port_no < 0xFFFFFF00:
+                if live and port_no < 0xFFFFFF00 and not self.host_facing(dpid, port_no):
                     self.state.lldp_sent[(dpid, port_no)] = now
-                    out.append((dpid, openflow.packet_out(port_no,
-                                                          packets.lldp_probe(dpid, port_no))))
+                    out.append((dpid, openflow.packet_out(
+                        port_no, self.lldp.probe(dpid, port_no, wall))))
         return out
