@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from controller.errors import ClusterUnavailable, CpnError
+from controller.network.limits import ControlPlaneLimits
 from controller.network.service import ControllerService
 from controller.settings import FLAGS, LoggingSettings, Settings, SettingsError, load_settings
 from controller.topology.files import load_topology_argument
@@ -141,7 +142,14 @@ def build_service(settings: Settings) -> ControllerService:
                              port_stats_interval_s=net.port_stats_interval_s,
                              gc_reclaim_interval_s=net.gc_reclaim_interval_s,
                              state_file=settings.state.snapshot_file,
-                             roles=settings.cluster.endpoints is not None)
+                             roles=settings.cluster.endpoints is not None,
+                             limits=ControlPlaneLimits(
+                                 packet_in_pps=net.packet_in_pps,
+                                 packet_in_control_pps=net.packet_in_control_pps,
+                                 max_hosts_per_port=net.max_hosts_per_port,
+                                 host_move_limit=net.host_move_limit,
+                                 host_move_window_s=net.host_move_window_s,
+                                 learn_ban_s=net.learn_ban_s))
 
 
 @dataclass

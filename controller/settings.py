@@ -110,6 +110,22 @@ class NetworkSettings(_Section):
     gc_reclaim_interval_s: float = Field(600.0, ge=0)
     """the plan objects frozen after each change go back to Python's cyclic garbage
     collector this often, when no change is in flight (0: never)"""
+    packet_in_pps: int = Field(1000, ge=0, le=10_000_000)
+    """each switch sends packets to destinations no flow knows to the controller through a
+    meter of this many packets/s (0: no meter)"""
+    packet_in_control_pps: int = Field(2000, ge=0, le=10_000_000)
+    """LLDP, and apart ARP, reach the controller through a meter of this many packets/s each
+    per switch (0: no meter)"""
+    max_hosts_per_port: int = Field(64, ge=0)
+    """hosts learned at one host port at most (file-host conflicts recorded there count
+    alike; 0: no limit)"""
+    host_move_limit: int = Field(5, ge=0)
+    """an IPv4 address that moves (another port or MAC) more than this many times within
+    host_move_window_s is banned from learning for learn_ban_s (0: never banned)"""
+    host_move_window_s: float = Field(60.0, gt=0)
+    """the window host_move_limit counts moves in"""
+    learn_ban_s: float = Field(120.0, ge=0)
+    """how long an address that moved too often is not learned (0: never banned)"""
 
     @model_validator(mode="after")
     def _probes_within_timeout(self) -> NetworkSettings:

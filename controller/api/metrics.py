@@ -9,7 +9,8 @@ Two sources:
   time by :class:`ServiceCollector` through its read views (one ``network_snapshot`` per
   scrape): intents by state, flows per switch, link utilisation (bandwidth reserved by
   intents / capacity), switches connected, measured link load and delay, LLDP frames
-  dropped by reason (``cpn_lldp_rejected_total``, signed discovery). The service's
+  dropped by reason (``cpn_lldp_rejected_total``, signed discovery), hosts not learned by
+  reason (``cpn_hosts_refused_total``, host-learning limits). The service's
   ``change_records()`` are folded into real histograms on each scrape (each record once, by
   token): path computation time and restoration time (from the event to the last barrier of a
   Change caused by a port going down, a switch lost or flows removed behind our back).
@@ -126,6 +127,11 @@ class ServiceCollector(Collector):
         for reason, n in svc.lldp_rejections().items():
             c_lldp.add_metric([reason], n)
         yield c_lldp
+        c_hosts = CounterMetricFamily("cpn_hosts_refused", "Hosts not learned, by reason "
+                                      "(port_full, banned)", labels=["reason"])
+        for reason, n in svc.hosts_refused().items():
+            c_hosts.add_metric([reason], n)
+        yield c_hosts
 
 
 class Metrics:

@@ -55,6 +55,7 @@ from controller.lab import process
 from controller.lab.build import ControllerAddress
 from controller.lab.network import LabNetwork
 from controller.lab.ovs import run_command
+from controller.settings import Settings
 from controller.topology.model import Topology
 
 __all__ = ["DEFAULT_WEIGHTS", "EVENT_KINDS", "ControllerProcess", "Event", "Invariants",
@@ -508,6 +509,30 @@ def parse_groups(text: str) -> set[int]:
     return {int(g) for g in _GROUP_RE.findall(text)}
 
 
+_TO_CONTROLLER = 0xFFFF_FFFD  # OFPP_CONTROLLER
+_LLDP_ARP = (0x88CC, 0x0806)
+
+
+def packet_in_meters_wanted(flows: Sequence[Mapping[str, Any]], packet_in_pps: int,
+                            control_pps: int) -> dict[int, int]:
+    """meter id -> rate (packets/s) the switch should hold for its packet-ins: the meters
+    its flows to the controller pass (the API's form of flows), at the configured rate of
+    their kind (LLDP and ARP: ``control_pps``, anything else: ``packet_in_pps``). A flow to
+    the controller without a meter while its kind has a rate maps to id -1, which no switch
+    holds, so the check reports it."""
+    out: dict[int, int] = {}
+    for f in flows:
+        insts = [(i["type"], i["value"]) for i in f.get("instructions", [])]
+        if ("output", _TO_CONTROLLER) not in insts:
+            continue
+        rate = control_pps if f.get("match", {}).get("eth_type") in _LLDP_ARP \
+            else packet_in_pps
+        meters = [int(v) for k, v in insts if k == "meter"]
+        if rate > 0:
+            out[meters[0] if meters else -1] = rate
+    return out
+
+
 def groups_referenced(flows: Sequence[Mapping[str, Any]]) -> set[int]:
     """Group ids the flows' instructions send to."""
     out: set[int] = set()
@@ -897,6 +922,9 @@ class Invariants:
         self.rng = random.Random(seed ^ 0x5EED)
         self.ping_sample = ping_sample
         self.settle_timeout_s = settle_timeout_s
+        # the soak's controllers run with the default packet-in meter rates
+        self.packet_in_pps = int(Settings.default("network.packet_in_pps"))
+        self.packet_in_control_pps = int(Settings.default("network.packet_in_control_pps"))
         self.expected_down: set[int] = set()
         """links the soak holds down now"""
         self.samples: dict[str, list[ResourceSample]] = {p.name: [] for p in ctls.procs}
@@ -1024,16 +1052,18 @@ class Invariants:
                 out.append(Violation("1", node, "dump-meters/dump-groups failed",
                                      meters.stderr + groups.stderr))
                 continue
+            flows = self.api.get(f"/switches/{node}/flows", source="switch")["flows"]
             have = parse_meters(meters.stdout)
-            want = want_meters.get(node, {})
+            want = {**want_meters.get(node, {}),
+                    **packet_in_meters_wanted(flows, self.packet_in_pps,
+                                              self.packet_in_control_pps)}
             if have != want:
                 lines = [f"- missing meter {k} rate {v}" for k, v in sorted(want.items())
                          if have.get(k) != v]
                 lines += [f"+ stray   meter {k} rate {v}" for k, v in sorted(have.items())
                           if want.get(k) != v]
-                out.append(Violation("1", node, "meters differ from the policed intents'",
-                                     "\n".join(lines)))
-            flows = self.api.get(f"/switches/{node}/flows", source="switch")["flows"]
+                out.append(Violation("1", node, "meters differ from the policed intents' "
+                                     "and the packet-in meters", "\n".join(lines)))
             used, held = groups_referenced(flows), parse_groups(groups.stdout)
             if used != held:
                 out.append(Violation("1", node, "groups differ from those the flows use",

@@ -51,8 +51,10 @@ from controller.network.flows import (
     FlowEntry,
     FlowPlan,
     diff_entries,
+    packet_in_meters,
 )
 from controller.network.intents import WITHOUT_PATH, DeferredMessage, Intent, IntentState
+from controller.network.limits import ControlPlaneLimits
 from controller.network.lldpauth import LldpAuth, LldpGuard
 from controller.network.router import Router
 from controller.network.state import NetworkState
@@ -86,10 +88,16 @@ class ControllerCore:
     def __init__(self, topology: Topology, *, wiring: Wiring | None = None,
                  fallback: str = "best_effort", now: float = 0.0,
                  startup_grace_s: float = 10.0, lldp_timeout_s: float = 10.0,
-                 load_intents: bool = True, lldp_auth: LldpAuth | None = None) -> None:
+                 load_intents: bool = True, lldp_auth: LldpAuth | None = None,
+                 limits: ControlPlaneLimits | None = None) -> None:
         self.state = NetworkState(topology, wiring, now=now, startup_grace_s=startup_grace_s,
-                                  lldp_timeout_s=lldp_timeout_s)
-        self.router = Router(self.state, fallback=fallback)
+                                  lldp_timeout_s=lldp_timeout_s, limits=limits)
+        self.router = Router(self.state, fallback=fallback, limits=limits)
+        self._packet_in_meters = {
+            mid: (pps, True) for mid, pps in packet_in_meters(
+                self.router.limits.packet_in_pps,
+                self.router.limits.packet_in_control_pps).items()}
+        """meter id -> (rate packets/s, True): the packet-in meters every switch holds"""
         self.lldp = LldpGuard(lldp_auth)
         """signs the probes and judges received LLDP (None auth: unsigned discovery)"""
         self._views: dict[int, set[FlowEntry]] = {}
@@ -97,9 +105,10 @@ class ControllerCore:
         absent for a switch not reconciled since it (re)connected"""
         self._group_views: dict[int, dict[int, Any]] = {}
         """dpid -> {group id: buckets}, like ``_meter_views``"""
-        self._meter_views: dict[int, dict[int, int]] = {}
-        """dpid -> {meter id: rate kbit/s} the switch holds once every Change is applied;
-        absent when unknown (not reconciled since it connected)"""
+        self._meter_views: dict[int, dict[int, tuple[int, bool]]] = {}
+        """dpid -> {meter id: (rate, in packets/s)} the switch holds once every Change is
+        applied (kbit/s for policed intents, packets/s for the packet-in meters); absent when
+        unknown (not reconciled since it connected)"""
         self._unsure: set[int] = set()
         """dpids whose view may differ from the plan of the last change (just read from the
         switch, or flows lost behind our back): the next change diffs them in full"""
@@ -253,13 +262,23 @@ class ControllerCore:
                             "token": token})
         return change
 
+    def meter_plan(self) -> dict[int, dict[int, tuple[int, bool]]]:
+        """dpid -> {meter id: (rate, in packets/s)}: the meters of policed intents (kbit/s)
+        and on every switch the packet-in meters (packets/s)."""
+        out = {dpid: dict(self._packet_in_meters) for dpid in self.state.dpids()}
+        for dpid, meters in self.router.meter_plan().items():
+            out.setdefault(dpid, {}).update(
+                (mid, (rate, False)) for mid, rate in meters.items())
+        return out
+
     def _meters_into(self, phase0: dict[int, list[Any]], phase2: dict[int, list[Any]]) -> None:
-        """Meters of policed intents (see :meth:`_side_table_into`)."""
+        """Meters of policed intents and the packet-in meters (see
+        :meth:`_side_table_into`)."""
         ofp = openflow.ofp
         commands = {"add": ofp.OFPMC_ADD, "modify": ofp.OFPMC_MODIFY, "delete": ofp.OFPMC_DELETE}
-        self._side_table_into(phase0, phase2, self.router.meter_plan(), self._meter_views,
-                              lambda cmd, mid, rate=0: openflow.meter_mod(commands[cmd], mid,
-                                                                          rate))
+        self._side_table_into(phase0, phase2, self.meter_plan(), self._meter_views,
+                              lambda cmd, mid, rate=(0, False): openflow.meter_mod(
+                                  commands[cmd], mid, rate[0], pktps=rate[1]))
 
     def _groups_into(self, phase0: dict[int, list[Any]], phase2: dict[int, list[Any]]) -> None:
         """Fast-failover groups of protected intents (see :meth:`_side_table_into`)."""

@@ -10,6 +10,8 @@ nothing of os-ken). The OpenFlow 1.3 pipeline:
   MPLS tunnel segments the later switches forward by; miss -> table 2.
 * table 2, destinations: per known host, ``ipv4_dst`` = host IP -> toward the host along the
   least-latency path (at the host's switch: out of the host port); miss -> controller.
+* packet-ins pass a per-switch OpenFlow meter (packets/s, a drop band) when configured: one
+  for LLDP, one for ARP, one for the table-2 miss (:func:`packet_in_meters`).
 
 Cookies name the owner of every flow, so reconciliation and removal are exact and a restarted
 controller computes the very same cookies for the same topology and intents::
@@ -40,6 +42,7 @@ __all__ = [
     "diff_entries",
     "flow",
     "make_cookie",
+    "packet_in_meters",
     "pipeline_flows",
 ]
 
@@ -74,7 +77,14 @@ OWNER_ID_MASK = (1 << OWNER_ID_BITS) - 1
 COOKIE_KIND_MASK = 0xFF << OWNER_ID_BITS
 
 PORT_IN_PORT = 0xFFFF_FFF8  # OFPP_IN_PORT: send a packet back where it came from
-METER_ID_MAX = 0xFFFF  # policed intents use their id as meter id (OVS keeps 2^16 and more)
+METER_ID_MAX = 0xFFFC  # policed intents use their id as meter id (OVS keeps 2^16 and more)
+LLDP_METER_ID = 0xFFFD
+"""the meter of the LLDP packet-ins every switch sends (``packet_in_control_pps``)"""
+ARP_METER_ID = 0xFFFE
+"""the meter of the ARP packet-ins (``packet_in_control_pps`` too, apart from LLDP's: an ARP
+flood does not starve discovery)"""
+PACKET_IN_METER_ID = 0xFFFF
+"""the meter of the table-2 miss: packets to destinations no flow knows (``packet_in_pps``)"""
 Buckets = tuple[tuple[int, int], ...]
 """fast-failover buckets as (watch port, output port), in order of preference"""
 
@@ -197,24 +207,38 @@ def diff_entries(installed: Iterable[FlowEntry], wanted: Iterable[FlowEntry]) ->
     return FlowDiff(adds, deletes)
 
 
-def pipeline_flows() -> frozenset[FlowEntry]:
-    """The base flows every switch holds (table 0 classifier and the table misses)."""
+def pipeline_flows(packet_in_pps: int = 0, control_pps: int = 0) -> frozenset[FlowEntry]:
+    """The base flows every switch holds (table 0 classifier and the table misses). With a
+    rate (packets/s, > 0) the packet-ins they make pass a meter first (see
+    :func:`packet_in_meters`): LLDP and ARP ``control_pps`` each, the table-2 miss
+    ``packet_in_pps``."""
     def ck(n: int) -> int:
         return make_cookie(OWNER_PIPELINE, n)
 
-    to_ctl = (("output", PORT_CONTROLLER),)
+    def to_ctl(meter_id: int, pps: int) -> Instructions:
+        return ((("meter", meter_id),) if pps > 0 else ()) + (("output", PORT_CONTROLLER),)
+
     return frozenset({
-        flow(TABLE_CLASSIFIER, PRIORITY_CLASSIFIER, {"eth_type": ETH_TYPE_LLDP}, to_ctl, ck(1)),
-        flow(TABLE_CLASSIFIER, PRIORITY_CLASSIFIER, {"eth_type": ETH_TYPE_ARP}, to_ctl, ck(2)),
+        flow(TABLE_CLASSIFIER, PRIORITY_CLASSIFIER, {"eth_type": ETH_TYPE_LLDP},
+             to_ctl(LLDP_METER_ID, control_pps), ck(1)),
+        flow(TABLE_CLASSIFIER, PRIORITY_CLASSIFIER, {"eth_type": ETH_TYPE_ARP},
+             to_ctl(ARP_METER_ID, control_pps), ck(2)),
         flow(TABLE_CLASSIFIER, PRIORITY_CLASSIFIER, {"eth_type": ETH_TYPE_IPV4},
              (("goto_table", TABLE_INTENTS),), ck(3)),
         flow(TABLE_CLASSIFIER, PRIORITY_CLASSIFIER, {"eth_type": ETH_TYPE_MPLS},
              (("goto_table", TABLE_INTENTS),), ck(7)),
         flow(TABLE_CLASSIFIER, PRIORITY_MISS, {}, (), ck(4)),
         flow(TABLE_INTENTS, PRIORITY_MISS, {}, (("goto_table", TABLE_DESTINATIONS),), ck(5)),
-        flow(TABLE_DESTINATIONS, PRIORITY_MISS, {}, to_ctl, ck(6)),
+        flow(TABLE_DESTINATIONS, PRIORITY_MISS, {},
+             to_ctl(PACKET_IN_METER_ID, packet_in_pps), ck(6)),
     })
 
+
+def packet_in_meters(packet_in_pps: int = 0, control_pps: int = 0) -> dict[int, int]:
+    """meter id -> rate (packets/s) of the meters :func:`pipeline_flows` uses with the same
+    rates (a rate of 0: no meter)."""
+    return {mid: pps for mid, pps in ((LLDP_METER_ID, control_pps), (ARP_METER_ID, control_pps),
+                                      (PACKET_IN_METER_ID, packet_in_pps)) if pps > 0}
 
 
 @functools.lru_cache(maxsize=1 << 14)

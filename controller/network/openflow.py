@@ -456,16 +456,22 @@ def bundle_add(bundle_id: int, inner: bytes, flags: int = BUNDLE_FLAGS) -> bytes
         _BUNDLE_ADD.pack(bundle_id, flags) + inner
 
 
-def meter_mod(command: int, meter_id: int, rate_kbps: int = 0) -> parser.OFPMeterMod:
+def meter_mod(command: int, meter_id: int, rate_kbps: int = 0, *,
+              pktps: bool = False) -> parser.OFPMeterMod:
     """OFPMeterMod: ``OFPMC_ADD``/``OFPMC_MODIFY`` a meter with one DROP band at
     ``rate_kbps`` and a burst of 100 ms at that rate (at least 10 full-size frames; without
     ``OFPMF_BURST`` OVS allows a whole second's worth, which let twice the rate through in
-    the first second of a test), or ``OFPMC_DELETE`` it."""
-    bands = [] if command == ofp.OFPMC_DELETE else \
-        [parser.OFPMeterBandDrop(rate=rate_kbps, burst_size=max(rate_kbps // 10, 120))]
-    flags = 0 if command == ofp.OFPMC_DELETE else ofp.OFPMF_KBPS | ofp.OFPMF_BURST
-    return parser.OFPMeterMod(datapath=None, command=command, flags=flags,
-                              meter_id=meter_id, bands=bands)
+    the first second of a test), or ``OFPMC_DELETE`` it. With ``pktps`` the rate is in
+    packets/s (``OFPMF_PKTPS``; the burst again 100 ms of it, at least 10 packets)."""
+    if command == ofp.OFPMC_DELETE:
+        return parser.OFPMeterMod(datapath=None, command=command, flags=0,
+                                  meter_id=meter_id, bands=[])
+    burst = max(rate_kbps // 10, 10 if pktps else 120)
+    unit = ofp.OFPMF_PKTPS if pktps else ofp.OFPMF_KBPS
+    return parser.OFPMeterMod(datapath=None, command=command, flags=unit | ofp.OFPMF_BURST,
+                              meter_id=meter_id,
+                              bands=[parser.OFPMeterBandDrop(rate=rate_kbps,
+                                                             burst_size=burst)])
 
 
 def group_mod_ff(command: int, group_id: int,

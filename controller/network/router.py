@@ -58,6 +58,7 @@ from controller.network.intents import (
     intent_priority,
     policed,
 )
+from controller.network.limits import ControlPlaneLimits
 from controller.network.plan import OwnerPlan
 from controller.network.tunnels import Tunnels
 
@@ -76,7 +77,8 @@ _Variant = tuple[dict[int, frozenset[FlowEntry]], dict[int, Buckets]]
 class Router:
     """Routes intents and destinations over a :class:`NetworkState` and builds the plan."""
 
-    def __init__(self, state: NetworkState, *, fallback: str = "best_effort") -> None:
+    def __init__(self, state: NetworkState, *, fallback: str = "best_effort",
+                 limits: ControlPlaneLimits | None = None) -> None:
         if fallback not in FALLBACKS:
             raise ValueError(f"fallback must be one of {FALLBACKS}, not {fallback!r}")
         self.state = state
@@ -91,7 +93,8 @@ class Router:
         self.intent_groups: dict[int, dict[int, Buckets]] = {}
         """intent id -> dpid -> fast-failover buckets (protected intents; group id = intent
         id)"""
-        base = pipeline_flows()
+        self.limits = limits if limits is not None else ControlPlaneLimits()
+        base = pipeline_flows(self.limits.packet_in_pps, self.limits.packet_in_control_pps)
         # owner 0: the pipeline (its flows carry cookies of kind OWNER_PIPELINE)
         self.owner_plan.set_owner(0, {dpid: base for dpid in state.dpids()})
 

@@ -57,6 +57,7 @@ from controller.network.change import Change, ChangeKind
 from controller.network.core import ControllerCore
 from controller.network.flows import FlowEntry
 from controller.network.intents import Intent
+from controller.network.limits import ControlPlaneLimits
 from controller.network.lldpauth import LldpAuth, LldpGuard
 from controller.network.sender import (
     BARRIER_TIMEOUT_S,
@@ -139,10 +140,12 @@ class ControllerService:
                  barrier_timeout_s: float = BARRIER_TIMEOUT_S,
                  port_stats_interval_s: float = PORT_STATS_INTERVAL_S,
                  gc_reclaim_interval_s: float = GC_RECLAIM_INTERVAL_S,
-                 state_file: str | None = None, roles: bool = False) -> None:
+                 state_file: str | None = None, roles: bool = False,
+                 limits: ControlPlaneLimits | None = None) -> None:
         self.topology = topology
         self.lock = threading.RLock()
         self.core = ControllerCore(topology, fallback=fallback, now=time.monotonic(),
+                                   limits=limits,
                                    startup_grace_s=startup_grace_s,
                                    lldp_timeout_s=lldp_timeout_s)
         self.core.freeze_gc = True
@@ -909,6 +912,11 @@ class ControllerService:
             rejected = self.core.lldp.rejected
             self.core.lldp = LldpGuard(auth)
             self.core.lldp.rejected = rejected
+
+    def hosts_refused(self) -> dict[str, int]:
+        """reason -> hosts not learned since start (see :mod:`~controller.network.limits`)."""
+        with self.lock:
+            return dict(self.core.state.host_guard.refused)
 
     def lldp_rejections(self) -> dict[str, int]:
         """reason -> LLDP frames dropped since start (see :mod:`~controller.network.lldpauth`)."""

@@ -19,6 +19,9 @@ never used (the controller has no latency for it).
 Hosts come from the file and from learning (ARP and IPv4 packet-ins on host ports). A learned
 host that conflicts with the file (the file's IP at another MAC or port, a file host's MAC or
 port with another IP) is reported as an event and in :attr:`host_conflicts`, never used.
+Several hosts may be learned at one port; learning is limited by :attr:`host_guard`
+(:class:`~controller.network.limits.HostGuard`: hosts per port, a ban on addresses that move
+too often).
 
 Methods take ``now`` (seconds, any monotonic clock) where time matters. Events go to a bounded
 deque of dicts ``{"time", "kind", ...details}`` for the REST ``/events``.
@@ -34,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from controller.errors import lookup
 from controller.network.explain import fmt_ms
+from controller.network.limits import ControlPlaneLimits, HostGuard
 from controller.topology.wiring import Wiring, port_plan
 
 if TYPE_CHECKING:
@@ -85,7 +89,8 @@ class NetworkState:
 
     def __init__(self, topology: Topology, wiring: Wiring | None = None, *,
                  now: float = 0.0, startup_grace_s: float = 10.0,
-                 lldp_timeout_s: float = 10.0, max_events: int = 1000) -> None:
+                 lldp_timeout_s: float = 10.0, max_events: int = 1000,
+                 limits: ControlPlaneLimits | None = None) -> None:
         self.topology = topology
         self.wiring = wiring if wiring is not None else port_plan(topology)
         self.graph, self.link_ids = topology.to_graph()
@@ -112,7 +117,13 @@ class NetworkState:
         self._host_by_ip = {h.ip: h.name for h in self.hosts.values()}
         self._host_by_mac = {h.mac: h.name for h in self.hosts.values()}
         self._host_by_port = {(h.dpid, h.port_no): h.name for h in self.hosts.values()}
+        """file hosts by port (learned hosts are in ``_learned_at``)"""
+        self._learned_at: dict[tuple[int, int], set[str]] = {}
+        """(dpid, port_no) -> names of the hosts learned there"""
         self.host_conflicts: dict[str, dict[str, Any]] = {}
+        self._conflicts_at: dict[tuple[int, int], int] = {}
+        """(dpid, port_no) -> conflicts recorded there (bounded like learned hosts)"""
+        self.host_guard = HostGuard(limits)
         self.lldp_seen: dict[tuple[int, int], LldpSeen] = {}
         """(receiving dpid, port_no) -> the latest probe that arrived there"""
         self.events: deque[dict[str, Any]] = deque(maxlen=max_events)
@@ -361,23 +372,30 @@ class NetworkState:
     def learn_host(self, mac: str, ip: str, dpid: int, port_no: int, now: float) -> str:
         """A host spoke at (dpid, port_no). Returns what that meant: ``"ignored"`` (a link
         port, an unknown switch or no address), ``"known"``, ``"new"``, ``"moved"`` (learned
-        hosts only) or ``"conflict"`` (disagrees with the file: reported, not used)."""
+        hosts only), ``"conflict"`` (disagrees with the file: reported, not used) or
+        ``"refused"`` (a limit of :attr:`host_guard`: the port is full, or the address is
+        banned from learning; counted, not used)."""
         mac = mac.lower()
         if ip in ("0.0.0.0", "") or dpid not in self.switches \
                 or self.wiring.is_link_port(dpid, port_no):
             return "ignored"
         node = self.switches[dpid].name
+        port = (dpid, port_no)
         by_ip = self._host_by_ip.get(ip)
-        by_port = self._host_by_port.get((dpid, port_no))
+        by_port = self._host_by_port.get(port)
         by_mac = self._host_by_mac.get(mac)
         file_host = next((n for n in (by_ip, by_port, by_mac)
                           if n is not None and self.hosts[n].source == "file"), None)
+        guard = self.host_guard
         if file_host is not None:
             h = self.hosts[file_host]
             if (h.ip, h.mac, h.dpid, h.port_no) == (ip, mac, dpid, port_no):
                 return "known"
             key = f"{ip}@{dpid:#x}:{port_no}"
             if key not in self.host_conflicts:
+                if guard.port_full(self._conflicts_at.get(port, 0)):
+                    return self._refuse("port_full", ip, mac, dpid, port_no, now)
+                self._conflicts_at[port] = self._conflicts_at.get(port, 0) + 1
                 detail = {"file_host": h.name, "file_ip": h.ip, "file_mac": h.mac,
                           "file_dpid": h.dpid, "file_port": h.port_no, "ip": ip, "mac": mac,
                           "dpid": dpid, "port_no": port_no}
@@ -391,23 +409,48 @@ class NetworkState:
         old = self.hosts.get(name)
         if old is not None and (old.mac, old.dpid, old.port_no) == (mac, dpid, port_no):
             return "known"
-        # another learned host at this IP's old MAC/port is replaced
-        for stale in {by_port, by_mac} - {None, name}:
-            self._forget(stale)
+        if guard.banned(ip, now):
+            return self._refuse("banned", ip, mac, dpid, port_no, now)
+        # the record this one replaces (this address elsewhere, or this MAC with another
+        # address) makes room at the port
+        here = self._learned_at.get(port, set())
+        if guard.port_full(len(here - {by_mac, name})):
+            return self._refuse("port_full", ip, mac, dpid, port_no, now)
+        if old is not None and guard.moved(ip, now):
+            self.record("host_banned", now, ip=ip, mac=mac, dpid=dpid, port_no=port_no,
+                        until=now + guard.limits.learn_ban_s)
+            log.warning(f"host {ip} moved more than {guard.limits.host_move_limit} times in "
+                        f"{guard.limits.host_move_window_s:g} s; not learned for "
+                        f"{guard.limits.learn_ban_s:g} s",
+                        extra={"dpid": dpid, "event": "host_banned"})
+            return self._refuse("banned", ip, mac, dpid, port_no, now)
+        # a learned host with this IP's MAC (the host changed its address) is replaced
+        if by_mac is not None and by_mac != name:
+            self._forget(by_mac)
         rec = HostRecord(name, ip, mac, node, dpid, port_no, "learned")
         if old is not None:
-            self._forget(name)
+            self._forget(name, keep_moves=True)
         self.hosts[name] = rec
         self._host_by_ip[ip] = name
         self._host_by_mac[mac] = name
-        self._host_by_port[(dpid, port_no)] = name
+        self._learned_at.setdefault(port, set()).add(name)
         self.version += 1
         self.hosts_version += 1
         what = "moved" if old is not None else "new"
         self.record(f"host_{what}", now, host=name, ip=ip, mac=mac, dpid=dpid, port_no=port_no)
         return what
 
-    def _forget(self, name: str | None) -> None:
+    def _refuse(self, reason: str, ip: str, mac: str, dpid: int, port_no: int,
+                now: float) -> str:
+        detail = self.host_guard.refuse(reason, dpid, port_no, now)
+        if detail is not None:
+            self.record("host_refused", now, ip=ip, mac=mac, **detail)
+            log.warning(f"host {ip} ({mac}) at {self.switches[dpid].name}:{port_no} not "
+                        f"learned: {reason} ({detail['refused']} refused at the port since "
+                        "the last report)", extra={"dpid": dpid, "event": "host_refused"})
+        return "refused"
+
+    def _forget(self, name: str | None, *, keep_moves: bool = False) -> None:
         if name is None or name not in self.hosts:
             return
         h = self.hosts.pop(name)
@@ -415,8 +458,13 @@ class NetworkState:
             del self._host_by_ip[h.ip]
         if self._host_by_mac.get(h.mac) == name:
             del self._host_by_mac[h.mac]
-        if self._host_by_port.get((h.dpid, h.port_no)) == name:
-            del self._host_by_port[(h.dpid, h.port_no)]
+        here = self._learned_at.get((h.dpid, h.port_no))
+        if here is not None:
+            here.discard(name)
+            if not here:
+                del self._learned_at[(h.dpid, h.port_no)]
+        if not keep_moves:
+            self.host_guard.forget(h.ip)
 
     def host_by_ip(self, ip: str) -> HostRecord | None:
         name = self._host_by_ip.get(ip)

@@ -171,4 +171,5 @@ def test_metrics_expose_intents_flows_and_query_times(diamond: Api) -> None:
             assert 'cpn_link_utilisation_ratio{ends="s1-s2",link="0"} 0.0' in text
             assert 'cpn_path_computation_ms_count{source="query"} 1.0' in text
             assert "cpn_restoration_ms_count 0.0" in text
+            assert 'cpn_hosts_refused_total{reason="port_full"} 0.0' in text
             assert "# TYPE cpn_openflow_messages_total counter" in text

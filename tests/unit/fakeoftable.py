@@ -59,7 +59,7 @@ class FakeSwitch:
         self.groups: dict[int, list[tuple[int, int]]] = {}
         """fast-failover group id -> buckets as (watch port, output port)"""
         self.meters: dict[int, int] = {}
-        """meter id -> DROP band rate (kbit/s)"""
+        """meter id -> DROP band rate (kbit/s, or packets/s for a meter in packets)"""
         self.errors: list[str] = []
         """OpenFlow errors the switch would answer (meter exists, unknown meter)"""
 
@@ -113,8 +113,8 @@ class FakeSwitch:
                     for i in f.instructions)]
             return
         if len(mm.bands) != 1 or not isinstance(mm.bands[0], parser.OFPMeterBandDrop) \
-                or not mm.flags & ofp.OFPMF_KBPS:
-            raise FakeOFError("only one DROP band in kbit/s is modelled")
+                or not mm.flags & (ofp.OFPMF_KBPS | ofp.OFPMF_PKTPS):
+            raise FakeOFError("only one DROP band in kbit/s or packets/s is modelled")
         exists = mm.meter_id in self.meters
         if mm.command == ofp.OFPMC_ADD and exists:
             self.errors.append(f"meter {mm.meter_id} exists")
