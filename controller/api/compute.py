@@ -25,10 +25,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from fastapi.params import Depends
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import JsonDict, SkipJsonSchema
 
 from controller.compute.anycast import Assignment, Service
 from controller.compute.placement import TIERS_MS, Placement, resolve_bound
+from controller.compute.sites import MICRO, SITE_ID_RE, UNIT_RE
 from controller.errors import ComputeSiteError, NoCapacity
 
 if TYPE_CHECKING:
@@ -41,7 +43,14 @@ State = Literal["up", "draining", "down"]
 Policy = Literal["nearest", "cheapest", "least-loaded"]
 Tier = Literal["local", "regional", "national"]
 _Num = Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)]
-_Positive = Annotated[float, Field(gt=0, le=1e12, allow_inf_nan=False)]
+# a demand is held in micro-units (controller/compute/sites.py): less than one is refused
+_Positive = Annotated[float, Field(ge=1 / MICRO, le=1e12, allow_inf_nan=False)]
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_UNICAST_IPV4 = rf"^(22[0-3]|2[01][0-9]|1[0-9]{{2}}|[1-9][0-9]?)(\.{_OCTET}){{3}}$"
+"""dotted-quad IPv4, first octet 1-223: not 0.0.0.0, multicast or broadcast (what
+``anycast.Service`` refuses)"""
+_ONE_BOUND: JsonDict = {"oneOf": [{"required": ["max_latency_ms"]}, {"required": ["tier"]}]}
+"""exactly one of max_latency_ms and tier, stated in the document"""
 _Text = Annotated[str, Field(min_length=1, max_length=128)]
 
 
@@ -49,15 +58,23 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _not_null(value: Any) -> Any:
+    """An optional field the document declares non-nullable: leave it out or give a value."""
+    if value is None:
+        raise ValueError("leave the field out or give a value (null is not one)")
+    return value
+
+
 class SiteIn(_Body):
     """A compute site. ``free_capacity``: capacity already used by others is capacity minus
     this (default: all free)."""
 
-    id: _Text = Field(description="cs:<place>:<name>, e.g. cs:gansu-qingyang:ai-01")
+    id: Annotated[str, Field(max_length=128, pattern=SITE_ID_RE.pattern)] = Field(
+        description="cs:<place>:<name>, e.g. cs:gansu-qingyang:ai-01")
     node: _Text
     capacity: _Num
     kind: Kind = "general"
-    unit: Annotated[str, Field(min_length=1, max_length=32)] = "PFLOPS"
+    unit: Annotated[str, Field(pattern=UNIT_RE.pattern)] = "PFLOPS"
     price: _Num = Field(default=0.0, description="per unit of capacity (per hour)")
     host: _Text | None = Field(default=None, description="the host anycast traffic goes to")
     state: State = "up"
@@ -65,15 +82,19 @@ class SiteIn(_Body):
 
 
 class SitePatch(_Body):
-    """Fields to change; node, kind and unit only while the site holds no reservations."""
+    """Fields to change; node, kind and unit only while the site holds no reservations.
+    Only ``host`` may be null (no anycast host)."""
 
-    node: _Text | None = None
-    capacity: _Num | None = None
-    kind: Kind | None = None
-    unit: Annotated[str, Field(min_length=1, max_length=32)] | None = None
-    price: _Num | None = None
+    node: _Text | SkipJsonSchema[None] = None
+    capacity: _Num | SkipJsonSchema[None] = None
+    kind: Kind | SkipJsonSchema[None] = None
+    unit: Annotated[str, Field(pattern=UNIT_RE.pattern)] | SkipJsonSchema[None] = None
+    price: _Num | SkipJsonSchema[None] = None
     host: _Text | None = None
-    state: State | None = None
+    state: State | SkipJsonSchema[None] = None
+
+    _refuse_null = field_validator("node", "capacity", "kind", "unit", "price", "state",
+                                   mode="before")(_not_null)
 
 
 class ReservationOut(BaseModel):
@@ -125,13 +146,17 @@ class PlacementIn(_Body):
     """A demand to place: exactly one of ``max_latency_ms`` and ``tier`` (local 1 ms,
     regional 5 ms, national 20 ms). Policy default ``nearest``."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_ONE_BOUND)
+
     source: _Text = Field(description="a node, a host name or a host's IPv4 address")
     demand: _Positive = Field(description="units of capacity (the site's unit)")
     kind: Kind
-    max_latency_ms: _Positive | None = None
-    tier: Tier | None = None
+    max_latency_ms: _Positive | SkipJsonSchema[None] = None
+    tier: Tier | SkipJsonSchema[None] = None
     min_bandwidth_mbps: _Num = 0.0
     policy: Policy = "nearest"
+
+    _refuse_null = field_validator("max_latency_ms", "tier", mode="before")(_not_null)
 
 
 class NoCapacityBody(BaseModel):
@@ -154,13 +179,17 @@ class ErrorOut(BaseModel):
 class ServiceIn(_Body):
     """An anycast service: exactly one of ``max_latency_ms`` and ``tier``."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_ONE_BOUND)
+
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
-    anycast_ip: Annotated[str, Field(min_length=7, max_length=15)]
+    anycast_ip: Annotated[str, Field(pattern=_UNICAST_IPV4)]
     kind: Kind
     demand_per_client: _Positive
-    max_latency_ms: _Positive | None = None
-    tier: Tier | None = None
+    max_latency_ms: _Positive | SkipJsonSchema[None] = None
+    tier: Tier | SkipJsonSchema[None] = None
     policy: Policy = "nearest"
+
+    _refuse_null = field_validator("max_latency_ms", "tier", mode="before")(_not_null)
 
 
 class ServiceOut(BaseModel):
@@ -230,9 +259,6 @@ def compute_router(steering: Steering, *, read: list[Depends],
         what is in use, or node/kind/unit change while reservations exist. A site marked
         down moves its anycast clients to the next best site (``moves``)."""
         changes = body.model_dump(exclude_unset=True)
-        for key in ("node", "capacity", "kind", "unit", "price", "state"):
-            if key in changes and changes[key] is None:
-                raise ComputeSiteError(f"{key} cannot be null")
         site, moves = steering.update_site(site_id, changes)
         return {**site, "moves": [asdict(m) for m in moves]}
 

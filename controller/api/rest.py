@@ -46,6 +46,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # imported for its side effect: the cluster's counters join the process registry that
@@ -72,8 +73,10 @@ from controller.cluster.view import ClusterView, Standalone
 from controller.errors import (
     BadRequest,
     ClusterUnavailable,
+    Conflict,
     CpnError,
     InfeasibleRoute,
+    NotFound,
     SwitchUnavailable,
     Unauthorized,
 )
@@ -140,6 +143,24 @@ def _flow_dict(e: FlowEntry) -> dict[str, Any]:
             "owner": f"{owner[0]}:{owner[1]}" if owner else None}
 
 
+def allowed_methods(app: FastAPI, scope: Scope) -> str:
+    """The methods of the request's path (for a 405's ``Allow``): of every route with the
+    path template of the first route that matches (``/intents/batch``, not also
+    ``/intents/{intent_id}``)."""
+    routes = [r for r in app.router.routes if isinstance(r, Route) and r.methods]
+    first = next((r for r in routes if r.matches(scope)[0] is not Match.NONE), None)
+    if first is None:
+        return ""
+    methods = set().union(*(r.methods or () for r in routes if r.path == first.path))
+    return ", ".join(sorted(methods))
+
+
+def same_ends(src: str, dst: str) -> Conflict:
+    """Equal ends of a route: a conflict between two fields of a valid request (JSON Schema
+    cannot state ``src != dst``, so this is 409, not a schema error's 400/422)."""
+    return Conflict(f"src and dst are the same ({src!r}): a route needs two ends")
+
+
 def parse_dpid(text: str, service: ControllerService) -> int:
     """A dpid from a path segment: decimal, ``0x`` hex, ``00:00:..:01`` or a switch name."""
     t = text.strip().lower()
@@ -154,11 +175,12 @@ def parse_dpid(text: str, service: ControllerService) -> int:
         for node in service.topology.nodes:
             if node.name == text:
                 return node.dpid
+    # any text may be a switch's name, so what names no switch is 404, as the document says
     if value is None:
-        raise BadRequest(f"bad dpid {text!r}: give an integer, 0x hex, "
-                         "00:00:00:00:00:00:00:01 or a switch name")
+        raise NotFound(f"no switch {text!r}: give a dpid (an integer, 0x hex, "
+                       "00:00:00:00:00:00:00:01) or a switch name")
     if not 1 <= value <= 2**64 - 1:
-        raise BadRequest(f"dpid {text!r} out of range 1 .. 2^64-1")
+        raise NotFound(f"no switch {text!r}: dpids are 1 .. 2^64-1")
     service.switch(value)  # NotFound for a dpid the topology lacks
     return value
 
@@ -291,10 +313,17 @@ def create_app(service: ControllerService, *, intents: IntentWrites, steering: S
         return _error(422, "invalid_request", detail, errors=errs)
 
     @app.exception_handler(StarletteHTTPException)
-    def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
+    def _http(req: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed"}
-        return _error(exc.status_code, codes.get(exc.status_code, f"http_{exc.status_code}"),
-                      str(exc.detail))
+        response = _error(exc.status_code, codes.get(exc.status_code,
+                                                     f"http_{exc.status_code}"),
+                          str(exc.detail))
+        if exc.status_code == 405:
+            # RFC 9110 15.5.6: a 405 names the methods the resource has (Starlette's own
+            # header names only the first route on the path, not GET and POST of /intents)
+            response.headers["Allow"] = allowed_methods(app, req.scope)
+        return response
+
 
     @app.exception_handler(Exception)
     def _internal(_req: Request, exc: Exception) -> JSONResponse:
@@ -472,6 +501,8 @@ def create_app(service: ControllerService, *, intents: IntentWrites, steering: S
         node; 409 with the failing bound and the best latency when nothing meets them."""
         # async on purpose: the answer takes microseconds under the service lock, far less
         # than the thread-pool hop a sync endpoint costs (benchmarks/bench_api.py)
+        if src == dst:
+            raise same_ends(src, dst)
         for name, v in (("max_latency_ms", max_latency_ms),
                         ("min_bandwidth_mbps", min_bandwidth_mbps)):
             if v is not None and not math.isfinite(v):
@@ -490,6 +521,8 @@ def create_app(service: ControllerService, *, intents: IntentWrites, steering: S
         """Add an intent; answers once its flows are confirmed by barriers (bounded wait):
         ``installed``, ``pending`` (switches not there or not confirmed yet), ``infeasible``
         (no path meets the bounds: ``reason`` says why)."""
+        if body.src == body.dst:
+            raise same_ends(body.src, body.dst)
         intent = intents.add(body.to_spec())
         return intent_view(intent, "api")
 
@@ -499,6 +532,9 @@ def create_app(service: ControllerService, *, intents: IntentWrites, steering: S
         """Add many intents at once: routed in one pass, sent as one change, stored in one
         transaction (in a cluster: one etcd transaction, consecutive ids). All or nothing:
         a bad intent answers 4xx naming it (``intents[i]``) and nothing is added."""
+        for i, item in enumerate(body.intents):
+            if item.src == item.dst:
+                raise Conflict(f"intents[{i}]: {same_ends(item.src, item.dst)}")
         return [intent_view(i, "api") for i in intents.add_many(
             [item.to_spec() for item in body.intents])]
 
@@ -507,8 +543,9 @@ def create_app(service: ControllerService, *, intents: IntentWrites, steering: S
     def list_intents() -> list[dict[str, Any]]:
         return [intent_view(i, intents.source(i.id)) for i in service.intents()]
 
-    @app.get(f"{v1}/intents/{{intent_id}}", response_model=IntentDetailOut, responses=ERRORS,
-             dependencies=read, tags=["intents"])
+    # {intent_id:int}: /intents/batch is not an intent (GET on it is 405, not 422)
+    @app.get(f"{v1}/intents/{{intent_id:int}}", response_model=IntentDetailOut,
+             responses=ERRORS, dependencies=read, tags=["intents"])
     def show_intent(intent_id: int) -> dict[str, Any]:
         """State, path, history of reroutes and the intent's flows per switch (from the
         plan; ``installed`` says whether the switch holds it as far as the controller
@@ -519,7 +556,7 @@ def create_app(service: ControllerService, *, intents: IntentWrites, steering: S
                   "installed": installed} for d, e, installed in entries]
         return {**intent_view(intent, intents.source(intent_id)), "flows": flows}
 
-    @app.delete(f"{v1}/intents/{{intent_id}}", response_model=IntentDeletedOut,
+    @app.delete(f"{v1}/intents/{{intent_id:int}}", response_model=IntentDeletedOut,
                 responses=ERRORS, dependencies=write, tags=["intents"])
     def delete_intent(intent_id: int) -> dict[str, Any]:
         """Remove an intent added over the API; answers once the deletes are confirmed by
@@ -584,7 +621,75 @@ def create_app(service: ControllerService, *, intents: IntentWrites, steering: S
     app.include_router(compute_router(steering, read=read, write=write))
     app.add_middleware(ClusterGate, cluster=view)
     _document_cluster_unavailable(app)
+    _document_links(app)
     return app
+
+
+def _document_cluster_unavailable(app: FastAPI) -> None:
+    """Every write under /api/v1 may answer 503 ``cluster_unavailable`` (ClusterGate, for
+    whichever router declared the route): say so in the OpenAPI document, once, when it is
+    first built."""
+    build = app.openapi
+    error_ref = {"$ref": "#/components/schemas/ErrorBody"}
+
+    def openapi() -> dict[str, Any]:
+        doc = build()
+        for path, operations in doc.get("paths", {}).items():
+            if not path.startswith(f"{API_PREFIX}/"):
+                continue
+            for method, op in operations.items():
+                if method.upper() in WRITE_METHODS:
+                    op.setdefault("responses", {}).setdefault("503", {
+                        "description": CLUSTER_UNAVAILABLE_DOC,
+                        "content": {"application/json": {"schema": error_ref}}})
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+_LINKS: tuple[tuple[str, dict[str, str], tuple[tuple[str, str], ...]], ...] = (
+    # (the creating POST and its status, the parameters the answer gives, the operations
+    # they open: method, path)
+    ("/intents 201", {"intent_id": "$response.body#/id"},
+     (("get", "/intents/{intent_id}"), ("delete", "/intents/{intent_id}"))),
+    ("/compute-sites 201", {"site_id": "$response.body#/id"},
+     (("get", "/compute-sites/{site_id}"), ("patch", "/compute-sites/{site_id}"),
+      ("delete", "/compute-sites/{site_id}"))),
+    ("/placements 201", {"placement_id": "$response.body#/id"},
+     (("get", "/placements/{placement_id}"), ("delete", "/placements/{placement_id}"))),
+    # not to POST /services/{name}/assignments: its client must be a host of the network,
+    # and a 404 for an unknown client would read as the service missing
+    ("/services 201", {"name": "$response.body#/name"},
+     (("get", "/services/{name}"), ("delete", "/services/{name}"),
+      ("get", "/services/{name}/assignments"))),
+    ("/services/{name}/assignments 200",
+     {"name": "$request.path.name", "client": "$response.body#/client_host"},
+     (("delete", "/services/{name}/assignments/{client}"),)),
+)
+"""OpenAPI links from each POST that creates a resource to the operations on it, so a
+client (and a stateful test) can follow an id from the answer to the resource."""
+
+
+def _document_links(app: FastAPI) -> None:
+    """Add :data:`_LINKS` to the OpenAPI document when it is first built."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        doc = build()
+        paths = doc.get("paths", {})
+        for source, parameters, targets in _LINKS:
+            path, status = source.split()
+            response = paths[f"{API_PREFIX}{path}"]["post"]["responses"][status]
+            links = response.setdefault("links", {})
+            for method, target in targets:
+                op_id = paths[f"{API_PREFIX}{target}"][method]["operationId"]
+                wanted = set(re.findall(r"{(\w+)}", target))
+                links[op_id] = {
+                    "operationId": op_id,
+                    "parameters": {k: v for k, v in parameters.items() if k in wanted}}
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _document_cluster_unavailable(app: FastAPI) -> None:

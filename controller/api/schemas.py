@@ -23,7 +23,13 @@ Name = Annotated[str, Field(min_length=1, max_length=64, pattern=_NAME_PATTERN)]
 
 
 class MatchIn(_Body):
-    """Which of the traffic between the two hosts the intent covers (unset: all IPv4)."""
+    """Which of the traffic between the two hosts the intent covers (unset: all IPv4).
+    Ports need ``ip_proto`` 6 (tcp) or 17 (udp): the document states it (``anyOf``)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"properties": {"src_port": {"type": "null"}, "dst_port": {"type": "null"}}},
+        {"required": ["ip_proto"], "properties": {"ip_proto": {"enum": [6, 17]}}}]})
+
 
     ip_proto: int | None = Field(default=None, ge=0, le=255, description="6 tcp, 17 udp")
     src_port: int | None = Field(default=None, ge=0, le=65535)
@@ -32,10 +38,17 @@ class MatchIn(_Body):
 
 
 class IntentIn(_Body):
-    """A route request between two hosts with a latency bound."""
+    """A route request between two hosts with a latency bound. ``police`` needs
+    ``min_bandwidth_mbps`` > 0 (the meter's rate): the document states it (``anyOf``)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"properties": {"police": {"const": False}}},
+        {"required": ["min_bandwidth_mbps"],
+         "properties": {"min_bandwidth_mbps": {"exclusiveMinimum": 0}}}]})
+
 
     name: Name | None = None
-    src: Name
+    src: Name = Field(description="a host; src and dst the same answers 409 conflict")
     dst: Name
     max_latency_ms: float = Field(gt=0, le=1e6, allow_inf_nan=False)
     min_bandwidth_mbps: float = Field(default=0.0, ge=0, le=1e9, allow_inf_nan=False)

@@ -49,7 +49,7 @@ for the store."""
 
 # Same form as the topology loader accepts: cs:<place>:<name>[:<more>...]
 SITE_ID_RE = re.compile(r"^cs:[A-Za-z0-9_.\-]+(:[A-Za-z0-9_.\-]+)+$")
-_UNIT_RE = re.compile(r"^[A-Za-z0-9_./\- ]{1,32}$")
+UNIT_RE = re.compile(r"^[A-Za-z0-9_./\- ]{1,32}$")
 _SITE_FIELDS = ("id", "node", "kind", "capacity", "unit", "price", "host", "state",
                 "baseline_used")
 _UPDATABLE = ("node", "kind", "capacity", "unit", "price", "host", "state")
@@ -351,7 +351,7 @@ class ComputeRegistry:
                                    "cs:<place>:<name> (letters, digits, '_', '.', '-')")
         node = data["node"]
         if not isinstance(node, str) or node not in self._node_names:
-            raise ComputeSiteError(f"unknown node {node!r} in topology {self.topology.name!r}")
+            raise NotFound(f"unknown node {node!r} in topology {self.topology.name!r}")
         kind = data.get("kind", "general")
         if kind not in KINDS:
             raise ComputeSiteError(f"unknown compute kind {kind!r} (one of {', '.join(KINDS)})")
@@ -360,7 +360,7 @@ class ComputeRegistry:
             raise ComputeSiteError(f"unknown site state {state!r} (one of {', '.join(STATES)})")
         capacity_micro = to_micro(data["capacity"], "capacity")
         unit = data.get("unit", "PFLOPS")
-        if not isinstance(unit, str) or not _UNIT_RE.match(unit):
+        if not isinstance(unit, str) or not UNIT_RE.match(unit):
             raise ComputeSiteError(f"bad unit {unit!r}")
         price = data.get("price", 0.0)
         if (isinstance(price, bool) or not isinstance(price, (int, float))
@@ -373,9 +373,10 @@ class ComputeRegistry:
             except NotFound:
                 h = None
             if h is None:
-                raise ComputeSiteError(f"unknown host {host!r}")
+                raise NotFound(f"unknown host {host!r}")
             if h.node != node:
-                raise ComputeSiteError(f"host {host!r} is attached to {h.node!r}, not to the "
+                # both fields valid, they disagree (409: no schema can say it)
+                raise ComputeConflict(f"host {host!r} is attached to {h.node!r}, not to the "
                                        f"site's node {node!r}")
         if existing is not None:
             baseline = existing.baseline_used_micro
@@ -386,7 +387,7 @@ class ComputeRegistry:
         else:
             baseline = 0
         if existing is None and not 0 <= baseline <= capacity_micro:
-            raise ComputeSiteError(f"free capacity of {site_id!r} must be between 0 and its "
+            raise ComputeConflict(f"free capacity of {site_id!r} must be between 0 and its "
                                    f"capacity {from_micro(capacity_micro):g}")
         return Site(id=site_id, node=node, kind=kind, capacity_micro=capacity_micro, unit=unit,
                     price=float(price), host=host, state=state, baseline_used_micro=baseline)

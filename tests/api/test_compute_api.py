@@ -89,14 +89,16 @@ def test_sites_crud_and_every_error(national: Api) -> None:
 
         assert_error(anon.post("/compute-sites", json=NEW_SITE), 401, "unauthorized")
         assert_error(bad.post("/compute-sites", json=NEW_SITE), 401, "unauthorized")
-        for body, status in (({**NEW_SITE, "id": "gpu-01"}, 400),
-                             ({**NEW_SITE, "node": "city-nowhere"}, 400),
-                             ({**NEW_SITE, "host": "h-city-xining"}, 400),  # other node
-                             ({**NEW_SITE, "host": "h-ghost"}, 400),
+        # the document states what a schema can (422); unknown names are 404; fields that
+        # disagree with each other are 409
+        for body, status in (({**NEW_SITE, "id": "gpu-01"}, 422),
+                             ({**NEW_SITE, "node": "city-nowhere"}, 404),
+                             ({**NEW_SITE, "host": "h-city-xining"}, 409),  # other node
+                             ({**NEW_SITE, "host": "h-ghost"}, 404),
                              ({**NEW_SITE, "capacity": -1}, 422),
                              ({**NEW_SITE, "kind": "quantum"}, 422),
                              ({**NEW_SITE, "colour": "red"}, 422),
-                             ({**NEW_SITE, "free_capacity": 9.0}, 400)):  # free > capacity
+                             ({**NEW_SITE, "free_capacity": 9.0}, 409)):  # free > capacity
             assert_error(c.post("/compute-sites", json=body), status)
         assert_error(c.post("/compute-sites", json={**NEW_SITE, "id": file_ids[0],
                                                     "node": "dc-zhangjiakou",
@@ -118,7 +120,8 @@ def test_sites_crud_and_every_error(national: Api) -> None:
         assert_error(anon.patch(f"/compute-sites/{NEW_SITE['id']}", json={"price": 1}), 401)
         assert_error(c.patch(f"/compute-sites/{NEW_SITE['id']}", json={"colour": 1}), 422)
         assert_error(c.patch(f"/compute-sites/{NEW_SITE['id']}", json={"state": "gone"}), 422)
-        assert_error(c.patch(f"/compute-sites/{NEW_SITE['id']}", json={"node": "x"}), 400)
+        assert_error(c.patch(f"/compute-sites/{NEW_SITE['id']}", json={"node": "x"}), 404)
+        assert_error(c.patch(f"/compute-sites/{NEW_SITE['id']}", json={"kind": None}), 422)
 
         # with a reservation: capacity below use, kind change and delete are conflicts
         p = c.post("/placements", json={"source": "city-lanzhou", "demand": 3.0,
@@ -223,7 +226,7 @@ def test_placement_409_reasons_and_candidates(national: Api) -> None:
         assert c.get("/placements").json() == []
         # bad requests: 400 / 404 / 422, nothing reserved
         assert_error(place(max_latency_ms=5.0), 400, "bad_compute_request")  # tier and bound
-        assert_error(place(tier=None), 400)
+        assert_error(place(tier=None), 422)  # the document: not nullable
         assert_error(place(source="h-nowhere"), 404, "not_found")
         assert_error(place(demand=0), 422)
         assert_error(place(policy="random"), 422)
@@ -295,9 +298,9 @@ def test_services_assignments_and_site_down(national: Api) -> None:
         assert_error(c.post("/services", json={**svc, "name": "h", "anycast_ip": "10.0.0.51"}),
                      409)  # a host's address
         assert_error(c.post("/services", json={**svc, "name": "x", "anycast_ip": "10.0.0.999"}),
-                     400)
+                     422)  # the document's pattern: unicast dotted-quad IPv4
         assert_error(c.post("/services", json={**svc, "name": "y", "anycast_ip": "224.0.0.9"}),
-                     400)
+                     422)
         assert_error(c.post("/services", json={**svc, "name": "z", "tier": "local"}), 400)
         assert_error(c.post("/services", json={**svc, "name": "bad name"}), 422)
         assert [s["name"] for s in c.get("/services").json()] == ["infer"]
@@ -446,7 +449,7 @@ def test_cpnctl_sites_place_services_circles(national: Api) -> None:
     assert json.loads(r.stdout)["free_capacity"] == 8.0
     r = cpnctl(url, "sites", "add", "bad", "--node", "city-lanzhou", "--capacity", "1",
                token=tok)
-    assert r.returncode == 1 and "400 bad_compute_request" in r.stderr
+    assert r.returncode == 1 and "422 invalid_request" in r.stderr
     r = cpnctl(url, "--json", "place", "h-city-lanzhou", "--demand", "2", "--kind",
                "intelligent", "--tier", "local", token=tok)
     assert r.returncode == 0, r.stderr
