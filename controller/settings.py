@@ -84,6 +84,23 @@ class OpenflowSettings(_Section):
     """OpenFlow TCP port"""
     barrier_timeout_s: float = Field(5.0, gt=0)
     """how long one phase of a change waits for its barrier replies before it is given up"""
+    tls_cert: str | None = None
+    """PEM certificate the OpenFlow listener presents: with tls_key and tls_ca, OpenFlow runs
+    over TLS and only switches whose certificate tls_ca signed are accepted (null: plain
+    TCP)"""
+    tls_key: str | None = None
+    """PEM private key of tls_cert"""
+    tls_ca: str | None = None
+    """PEM CA certificate(s) that must have signed a switch's certificate"""
+
+    @model_validator(mode="after")
+    def _tls_all_or_none(self) -> OpenflowSettings:
+        given = {key: getattr(self, key) is not None for key in ("tls_cert", "tls_key", "tls_ca")}
+        if any(given.values()) and not all(given.values()):
+            missing = ", ".join(key for key, ok in given.items() if not ok)
+            raise ValueError("OpenFlow over TLS needs tls_cert, tls_key and tls_ca together: "
+                             f"{missing} missing")
+        return self
 
 
 class NetworkSettings(_Section):
@@ -215,7 +232,8 @@ class LoggingSettings(_Section):
 
 _PATH_SETTINGS = frozenset({"topology.file", "api.token_file", "state.dir",
                             "state.snapshot_file", "logging.file", "api.tls_cert",
-                            "api.tls_key", "api.tokens_file"})
+                            "api.tls_key", "api.tokens_file", "openflow.tls_cert",
+                            "openflow.tls_key", "openflow.tls_ca"})
 """Settings naming a file or directory: relative values in a config file are taken from the
 config file's directory."""
 
@@ -223,6 +241,9 @@ FLAGS: dict[str, str] = {
     "topology.file": "--topology",
     "openflow.host": "--ofp-host",
     "openflow.port": "--ofp-port",
+    "openflow.tls_cert": "--ofp-tls-cert",
+    "openflow.tls_key": "--ofp-tls-key",
+    "openflow.tls_ca": "--ofp-tls-ca",
     "network.fallback": "--fallback",
     "network.startup_grace_s": "--startup-grace",
     "network.port_stats_interval_s": "--port-stats-interval",
