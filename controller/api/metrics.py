@@ -121,6 +121,14 @@ class ServiceCollector(Collector):
             if v.measured_delay_ms is not None:
                 g_delay.add_metric(link, v.measured_delay_ms)
         yield from (g_util, g_load, g_lutil, g_drops, g_delay)
+        c_pin = CounterMetricFamily("cpn_packet_in_rejected", "Packet-ins not used, by "
+                                    "reason (unknown_switch, no_in_port, truncated, oversized, "
+                                    "arp_malformed, arp_on_trunk, ipv4_malformed, mpls, "
+                                    "other_ethertype; LLDP: cpn_lldp_rejected)",
+                                    labels=["reason"])
+        for reason, n in svc.packet_in_rejections().items():
+            c_pin.add_metric([reason], n)
+        yield c_pin
         c_lldp = CounterMetricFamily("cpn_lldp_rejected", "LLDP frames dropped, by reason "
                                      "(unsigned, bad_mac, stale, replayed, host_port, "
                                      "malformed)", labels=["reason"])

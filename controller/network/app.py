@@ -551,8 +551,9 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]  # os-ken ships no typ
         self._count_in(msg)
         dpid = msg.datapath.id
         self._packet_ins[dpid] = self._packet_ins.get(dpid, 0) + 1
-        for dp, out in self.service.packet_in(msg.datapath.id, msg.match["in_port"],
-                                              bytes(msg.data)):
+        # a malformed message may lack in_port or data: the core counts it, nothing raises
+        for dp, out in self.service.packet_in(msg.datapath.id, msg.match.get("in_port"),
+                                              bytes(msg.data or b"")):
             self.send(dp, [out])
 
 

@@ -67,6 +67,31 @@ __all__ = ["Change", "ChangeKind", "ControllerCore", "PacketInResult"]
 
 log = logging.getLogger("controller.network.core")
 
+PACKET_IN_MAX_BYTES = 9216
+"""Largest frame a packet-in may carry (a jumbo frame of the backbone); longer is refused."""
+ETH_TYPE_MPLS, ETH_TYPE_MPLS_MC = 0x8847, 0x8848
+PACKET_IN_REJECTIONS = ("unknown_switch", "no_in_port", "truncated", "oversized",
+                        "arp_malformed", "arp_on_trunk", "ipv4_malformed", "mpls",
+                        "other_ethertype")
+"""Why a packet-in is not used (LLDP's reasons are :mod:`~controller.network.lldpauth`'s):
+from a switch the topology lacks, without an in_port, shorter than an Ethernet header,
+longer than :data:`PACKET_IN_MAX_BYTES`, ARP that does not parse or arrives on a trunk
+port, an IPv4 header cut short or not version 4, MPLS (no label reaches the controller by
+design), any other Ethernet type."""
+
+
+def _malformed(known_switch: bool, in_port: int | None, data: bytes) -> str | None:
+    """The reason a packet-in is refused before its Ethernet type is read, or None."""
+    if not known_switch:
+        return "unknown_switch"
+    if in_port is None:
+        return "no_in_port"
+    if len(data) < 14:
+        return "truncated"
+    if len(data) > PACKET_IN_MAX_BYTES:
+        return "oversized"
+    return None
+
 
 def _installed_text(name: str, intent_id: int, path: tuple[str, ...]) -> str:
     return f"intent {name} ({intent_id}) installed on {'-'.join(path)}"
@@ -120,6 +145,8 @@ class ControllerCore:
         and collects now and then, when idle, to reclaim reference cycles); off by default,
         so a test process that makes thousands of cores does not keep their garbage."""
         self.anycast_arp: dict[str, str] = {}
+        self.packet_in_rejected: dict[str, int] = {}
+        """reason -> packet-ins not used since start (:data:`PACKET_IN_REJECTIONS`)"""
         """anycast IPv4 -> the MAC proxy ARP answers with (set by :meth:`set_anycast`)"""
         if load_intents:
             for spec in topology.intents:
@@ -640,12 +667,15 @@ class ControllerCore:
         return self._replan(now, ChangeKind.ANYCAST, "anycast flows", reroute=False)
 
     # -- packets ----------------------------------------------------------------------------------
-    def packet_in(self, dpid: int, in_port: int, data: bytes, now: float, *,
+    def packet_in(self, dpid: int, in_port: int | None, data: bytes, now: float, *,
                   wall_s: float | None = None) -> PacketInResult:
         """A frame the switch sent up. ``wall_s``: the wall clock (seconds since the epoch)
-        that signed LLDP probes are checked against (None: ``now``)."""
+        that signed LLDP probes are checked against (None: ``now``). Never raises on what a
+        switch sends: a frame not used is counted by reason (:attr:`packet_in_rejected`)."""
         result = PacketInResult()
-        if dpid not in self.state.switches:
+        reason = _malformed(dpid in self.state.switches, in_port, data)
+        if reason is not None or in_port is None:
+            self._reject(reason or "no_in_port")
             return result
         eth_type = packets.eth_type_of(data)
         if eth_type == ETH_TYPE_LLDP:
@@ -653,6 +683,7 @@ class ControllerCore:
         elif eth_type == ETH_TYPE_ARP:
             info = packets.parse_arp(data)
             if info is None or self.wiring.is_link_port(dpid, in_port):
+                self._reject("arp_malformed" if info is None else "arp_on_trunk")
                 return result
             self._learn(info.src_mac, info.src_ip, dpid, in_port, now, result)
             target = self.state.host_by_ip(info.dst_ip)
@@ -667,10 +698,19 @@ class ControllerCore:
                                            requester_ip=info.src_ip)
                 result.messages.append((dpid, openflow.packet_out(in_port, reply)))
         elif eth_type == ETH_TYPE_IPV4:
+            if not packets.ipv4_header_ok(data):
+                self._reject("ipv4_malformed")
+                return result
             src_ip, src_mac = packets.ipv4_src_of(data), packets.eth_src_of(data)
             if src_ip and src_mac:
                 self._learn(src_mac, src_ip, dpid, in_port, now, result)
+        else:
+            self._reject("mpls" if eth_type in (ETH_TYPE_MPLS, ETH_TYPE_MPLS_MC)
+                         else "other_ethertype")
         return result
+
+    def _reject(self, reason: str) -> None:
+        self.packet_in_rejected[reason] = self.packet_in_rejected.get(reason, 0) + 1
 
     def host_facing(self, dpid: int, port_no: int) -> bool:
         """A port the file gives a host, or where a host was learned. A port the file does

@@ -16,7 +16,8 @@ from os_ken.ofproto import ether
 
 __all__ = ["LLDP_AUTH_OUI", "LLDP_AUTH_SUBTYPE", "LLDP_CHASSIS_PREFIX", "LLDP_SRC_MAC",
            "ArpInfo", "LldpProbe", "LldpSignature", "arp_reply", "eth_src_of", "eth_type_of",
-           "ipv4_dst_of", "ipv4_src_of", "lldp_mac", "lldp_probe", "parse_arp", "parse_lldp"]
+           "ipv4_dst_of", "ipv4_header_ok", "ipv4_src_of", "lldp_mac", "lldp_probe",
+           "parse_arp", "parse_lldp"]
 
 LLDP_CHASSIS_PREFIX = "dpid:"
 LLDP_SRC_MAC = "0e:00:00:00:00:01"
@@ -150,6 +151,15 @@ def parse_lldp(data: bytes) -> LldpProbe | None:
         return None
     time_ms, nonce, mac = _AUTH_INFO.unpack(signed[0].info)
     return LldpProbe(dpid, port_no, LldpSignature(time_ms, nonce, mac))
+
+
+def ipv4_header_ok(data: bytes) -> bool:
+    """An untagged frame holding a whole IPv4 header: version 4, header length 5-15 words,
+    all of it present."""
+    if len(data) < 34 or data[14] >> 4 != 4:
+        return False
+    ihl = data[14] & 0x0F
+    return ihl >= 5 and len(data) >= 14 + 4 * ihl
 
 
 def eth_type_of(data: bytes) -> int | None:

@@ -405,9 +405,10 @@ class ControllerService:
                 return
             self.submit(self.core.flows_removed(dpid, flows, time.monotonic()), t)
 
-    def packet_in(self, dpid: int, in_port: int, data: bytes
+    def packet_in(self, dpid: int, in_port: int | None, data: bytes
                   ) -> list[tuple[Any, Any]]:
-        """Returns ``(handle, msg)`` packets to send now (proxy-ARP replies)."""
+        """Returns ``(handle, msg)`` packets to send now (proxy-ARP replies). ``in_port``
+        None: the switch's message had none (counted, not used)."""
         t = time.perf_counter()
         with self.lock:
             result = self.core.packet_in(dpid, in_port, data, time.monotonic(),
@@ -422,7 +423,8 @@ class ControllerService:
             act = self._gate.allows(dpid, self._handles.get(dpid))
         for listener in self.packet_listeners if act else ():
             try:
-                listener(dpid, in_port, data)
+                if in_port is not None:
+                    listener(dpid, in_port, data)
             except Exception:  # noqa: BLE001 - a listener must not break packet handling
                 log.exception("packet-in listener failed", extra={"event": "listener_failed"})
         if learned is not None:
@@ -917,6 +919,11 @@ class ControllerService:
         """reason -> hosts not learned since start (see :mod:`~controller.network.limits`)."""
         with self.lock:
             return dict(self.core.state.host_guard.refused)
+
+    def packet_in_rejections(self) -> dict[str, int]:
+        """reason -> packet-ins not used since start (``core.PACKET_IN_REJECTIONS``)."""
+        with self.lock:
+            return dict(self.core.packet_in_rejected)
 
     def lldp_rejections(self) -> dict[str, int]:
         """reason -> LLDP frames dropped since start (see :mod:`~controller.network.lldpauth`)."""
