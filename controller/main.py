@@ -16,11 +16,13 @@ Logs are one line per event with structured fields (``event=``, ``dpid=``, ``int
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
 import signal
 import socket
+import ssl
 import stat
 import sys
 import threading
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from controller.api.server import ApiHandle
+    from controller.api.tokens import TokenRegistry
     from controller.cluster.member import ClusterMember
     from controller.cluster.replica import ClusterIntentOperations, Replica
     from controller.cluster.view import ClusterView
@@ -207,6 +210,7 @@ def build_controller(settings: Settings, *, read_open: bool | None = None) -> Co
     Build it before os-ken runs: the stored intents are then part of the plan that
     reconnecting switches are reconciled against (same ids, same cookies). Raises
     :class:`CpnError` or :class:`OSError` (the port taken) with nothing left running."""
+    from controller.api.auth import WriteRateLimiter
     from controller.api.rest import API_PREFIX, create_app
     from controller.api.server import TOKEN_ENV, is_loopback, load_token, serve_in_thread
     from controller.cluster.view import Standalone
@@ -228,6 +232,7 @@ def build_controller(settings: Settings, *, read_open: bool | None = None) -> Co
     try:
         service.set_lldp_auth(_lldp_auth(settings, state_dir, parts))
         token, token_path = load_token(state_dir, api_settings.token_file)
+        tokens = _tokens(settings, state_dir, token)
         intents: IntentOperations | ClusterIntentOperations
         if parts is not None:
             intents = parts.intents
@@ -243,8 +248,13 @@ def build_controller(settings: Settings, *, read_open: bool | None = None) -> Co
         reads_open = is_loopback(api_settings.host) if read_open is None else read_open
         app = create_app(service, intents=intents, steering=steering,
                          store=parts.steering_store if parts is not None else store,
-                         token=token, read_open=reads_open, cluster=cluster)
-        api = serve_in_thread(app, api_settings.host, api_settings.port)
+                         token=token, read_open=reads_open, cluster=cluster,
+                         tokens=tokens, write_limiter=WriteRateLimiter(
+                             api_settings.write_rate_per_s, api_settings.write_burst),
+                         audit_retention=api_settings.audit_retention)
+        api = serve_in_thread(app, api_settings.host, api_settings.port,
+                              tls_cert=api_settings.tls_cert,
+                              tls_key=api_settings.tls_key)
         if member is not None:
             member.api_url = api.url
             try:
@@ -267,7 +277,9 @@ def build_controller(settings: Settings, *, read_open: bool | None = None) -> Co
              if clustered else f"state in {state_dir}")
     log.info(f"REST API on {api.url}{API_PREFIX} (docs {api.url}/docs); {where}; token from "
              f"{token_path or '$' + TOKEN_ENV}; reads "
-             f"{'open' if reads_open else 'need the token'}", extra={"event": "api_start"})
+             f"{'open' if reads_open else 'need the token'}; {len(tokens.entries) - 1} named "
+             f"tokens from {tokens.path if tokens.entries[1:] else 'nowhere'}",
+             extra={"event": "api_start"})
     return Controller(service, store, intents, steering, api, token_path, cluster, member,
                       replica)
 
@@ -289,8 +301,32 @@ def _lldp_auth(settings: Settings, state_dir: Path, parts: _ClusterParts | None
     return LldpAuth(key, max_age_s=max_age_s, skew_s=net.lldp_clock_skew_s)
 
 
+def _tokens(settings: Settings, state_dir: Path, default_token: str) -> TokenRegistry:
+    """The API's tokens: ``default_token`` (admin) and the named ones of ``api.tokens_file``
+    (which must exist), else of ``<state_dir>/api-tokens.yaml`` when it exists (raises
+    :class:`~controller.api.tokens.TokenFileError` naming file, line and field)."""
+    from controller.api.tokens import TOKENS_FILE_NAME, TokenRegistry
+
+    named = settings.api.tokens_file
+    return TokenRegistry(default_token, named if named is not None
+                         else state_dir / TOKENS_FILE_NAME, required=named is not None)
+
+
 def _ofp_address(settings: Settings) -> str:
-    return f"tcp:{settings.openflow.host}:{settings.openflow.port}"
+    ofp = settings.openflow
+    return f"{'ssl' if ofp.tls_cert is not None else 'tcp'}:{ofp.host}:{ofp.port}"
+
+
+def ofp_tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The OpenFlow listener's TLS context when ``openflow.tls_cert`` (with its key and CA)
+    is set, else None (plain TCP). Raises :class:`CpnError` naming the flag and file that
+    cannot be used."""
+    from controller.network.ofptls import TlsFiles, server_context
+
+    ofp = settings.openflow
+    if ofp.tls_cert is None or ofp.tls_key is None or ofp.tls_ca is None:
+        return None
+    return server_context(TlsFiles(ofp.tls_cert, ofp.tls_key, ofp.tls_ca))
 
 
 @dataclass
@@ -367,12 +403,18 @@ class OpenFlowServer:
     nothing cancels. A thread inherits its daemon flag from the thread that starts it, so
     :meth:`start` instantiates the apps from a daemon thread: every os-ken thread is then a
     daemon and none of them can hold the process. :meth:`shutdown` and :meth:`close` end
-    what they do: the waits on switches, the switch connections and the listener."""
+    what they do: the waits on switches, the switch connections and the listener.
 
-    def __init__(self, service: ControllerService, host: str, port: int) -> None:
+    ``tls``: OpenFlow over TLS with this context (:func:`ofp_tls_context`): the listener is
+    a :class:`~controller.network.ofptls.TlsListener`, and each refused handshake is an
+    ``ofp_tls_refused`` event of the service."""
+
+    def __init__(self, service: ControllerService, host: str, port: int,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.service = service
         self.host = host
         self.port = port
+        self.tls = tls
         self.app: Any = None
         """the running :class:`~controller.network.app.CpnApp` (None before :meth:`start`)"""
         self._manager: Any = None
@@ -387,6 +429,7 @@ class OpenFlowServer:
             from os_ken.base.app_manager import AppManager
 
             from controller.network.app import CpnApp
+            from controller.network.ofptls import TlsListener, install
 
             try:
                 # registers the ofp_* options; must come after app_manager (circular imports)
@@ -396,7 +439,10 @@ class OpenFlowServer:
                 manager = AppManager.get_instance()
                 manager.load_apps(["controller.network.app"])
                 contexts: dict[str, Any] = dict(manager.create_contexts())
-                manager.instantiate_apps(cpn_service=self.service, **contexts)
+                listener = (install(TlsListener(self.tls, on_refused=self._tls_refused))
+                            if self.tls is not None else contextlib.nullcontext())
+                with listener:
+                    manager.instantiate_apps(cpn_service=self.service, **contexts)
                 self._manager = manager
                 self.app = next(a for a in manager.applications.values()
                                 if isinstance(a, CpnApp))
@@ -410,6 +456,9 @@ class OpenFlowServer:
             raise failure[0]
         if thread.is_alive():
             raise CpnError(f"os-ken did not start within {timeout_s:g} s")
+
+    def _tls_refused(self, peer: str, reason: str, detail: str) -> None:
+        self.service.record_event("ofp_tls_refused", peer=peer, reason=reason, detail=detail)
 
     def shutdown(self) -> None:
         """End every wait on a switch now: live reads answer that the controller is
@@ -524,6 +573,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     configure_logging(settings.logging)
     log = logging.getLogger("controller.main")
+    try:
+        tls = ofp_tls_context(settings)
+    except CpnError as exc:
+        return _error(exc)
     # The API starts before the OpenFlow side: the stored intents are re-added with their ids,
     # so switches that reconnect are reconciled against the same plan and cookies as before.
     try:
@@ -535,7 +588,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ofp = settings.openflow
     log.info(f"topology {topo.name}: {len(topo.nodes)} switches, {len(topo.links)} links, "
              f"{len(topo.hosts)} hosts, {len(topo.intents)} intents; listening on "
-             f"{ofp.host}:{ofp.port}, fallback {settings.network.fallback}",
+             f"{ofp.host}:{ofp.port}"
+             f"{f' (TLS, switch certificates signed by {ofp.tls_ca})' if tls else ''}, "
+             f"fallback {settings.network.fallback}",
              extra={"event": "start"})
 
     # The handlers only note the signal: the stop runs in this thread, in order, never
@@ -554,7 +609,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _signalled)
-    openflow = OpenFlowServer(service, ofp.host, ofp.port)
+    openflow = OpenFlowServer(service, ofp.host, ofp.port, tls=tls)
     try:
         openflow.start()
     except (CpnError, OSError) as exc:

@@ -1,17 +1,20 @@
 """``cpnctl``: the CPN controller's REST API from a shell.
 
-    cpnctl [--url URL] [--token TOKEN] [--json] COMMAND ...
+    cpnctl [--url URL] [--token TOKEN] [--cacert FILE] [--json] COMMAND ...
 
 Commands: ``health``, ``cluster``, ``topology``, ``switches``, ``links``, ``hosts``,
-``paths SRC DST``, ``intents add|list|show|delete``, ``routes``, ``circles``, ``events``, and
-for compute
+``paths SRC DST``, ``intents add|list|show|delete``, ``routes``, ``circles``, ``events``,
+``audit`` (admin), for compute
 steering ``sites list|add|show|set|delete``, ``place``, ``placements [show|delete ID]``,
-``services list|add|show|delete|assign|assignments``. Tables for people (plain aligned
+``services list|add|show|delete|assign|assignments``; and, on the controller's machine
+without HTTP, ``token new NAME --role ROLE [--file F]`` (prints a new token once and adds its
+hash to the token file) and ``token list``. Tables for people (plain aligned
 columns, :func:`controller.tables.format_table`); ``--json`` prints the API's JSON for
 scripts.
 
-``CPN_URL`` (default ``http://127.0.0.1:8080``) and ``CPN_TOKEN`` come from the environment;
-``--url``/``--token`` override them. Without a token, ``cpnctl`` reads the token the
+``CPN_URL`` (default ``http://127.0.0.1:8080``), ``CPN_TOKEN`` and ``CPN_CACERT`` (the CA
+that signed an ``https://`` controller's certificate) come from the environment;
+``--url``/``--token``/``--cacert`` override them. Without a token, ``cpnctl`` reads the token the
 controller generated in its state directory (``$XDG_DATA_HOME/cpn-controller/api-token``)
 when it can.
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,19 +56,50 @@ class Unreachable(Exception):
     pass
 
 
+def _ssl_error(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS failure behind an httpx error, if that is what it was."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 class Client:
-    def __init__(self, url: str, token: str | None, timeout_s: float) -> None:
+    def __init__(self, url: str, token: str | None, timeout_s: float,
+                 cacert: str | None = None) -> None:
         self.url = url.rstrip("/")
+        self.cacert = cacert
         self.stale = False
         """some answer so far came from a member whose reads may lag the cluster"""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        verify: ssl.SSLContext | bool = (ssl.create_default_context(cafile=cacert)
+                                         if cacert else True)
         self._http = httpx.Client(base_url=f"{self.url}/api/v1", headers=headers,
-                                  timeout=timeout_s)
+                                  timeout=timeout_s, verify=verify)
 
     def request(self, method: str, path: str, **kw: Any) -> Any:
         try:
             r = self._http.request(method, path, **kw)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        except httpx.ConnectError as exc:
+            tls = _ssl_error(exc)
+            if tls is None:
+                raise Unreachable(f"cannot reach the CPN controller at {self.url}: {exc} "
+                                  "(is cpn-controller running with its API on this address? "
+                                  "set CPN_URL or --url)") from exc
+            reason = getattr(tls, "verify_message", None) or getattr(tls, "reason", None) \
+                or str(tls)
+            trust = f"the CA in {self.cacert}" if self.cacert else "the system's CAs"
+            raise Unreachable(f"TLS with {self.url}: certificate verify failed ({reason}): "
+                              f"it is not signed by {trust} (give the CA that signed it with "
+                              "--cacert FILE or CPN_CACERT)" if isinstance(
+                                  tls, ssl.SSLCertVerificationError) else
+                              f"TLS with {self.url} failed: {reason} (an https:// URL needs "
+                              "a controller serving HTTPS: --api-tls-cert)") from exc
+        except httpx.ConnectTimeout as exc:
             raise Unreachable(f"cannot reach the CPN controller at {self.url}: {exc} "
                               "(is cpn-controller running with its API on this address? "
                               "set CPN_URL or --url)") from exc
@@ -86,14 +121,18 @@ class Client:
         return r.json() if "json" in ctype else r.text
 
 
+def _state_dir() -> Path:
+    # the controller's default state dir (controller.store.default_state_dir; not imported
+    # to keep cpnctl's start-up light)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "cpn-controller"
+
+
 def _default_token() -> str | None:
     token = os.environ.get("CPN_TOKEN", "").strip()
     if token:
         return token
-    # the controller's default state dir (controller.store.default_state_dir; not imported
-    # to keep cpnctl's start-up light)
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    path = Path(base) / "cpn-controller" / "api-token"
+    path = _state_dir() / "api-token"
     try:
         return path.read_text(encoding="utf-8").strip() or None
     except OSError:
@@ -106,6 +145,9 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"API base URL (env CPN_URL, default {DEFAULT_URL})")
     p.add_argument("--token", default=None, help="API token for writes (env CPN_TOKEN)")
     p.add_argument("--token-file", default=None, help="read the API token from this file")
+    p.add_argument("--cacert", default=None, metavar="FILE",
+                   help="PEM CA certificate that signed an https:// controller's certificate "
+                        "(env CPN_CACERT)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument("--timeout", type=float, default=30.0, metavar="S",
                    help="HTTP timeout in seconds (30)")
@@ -151,6 +193,19 @@ def _parser() -> argparse.ArgumentParser:
     circles.add_argument("--max-latency-ms", type=float)
     events = sub.add_parser("events", help="recent events")
     events.add_argument("--limit", type=int, default=50)
+    audit = sub.add_parser("audit", help="the audit trail of writes (admin token)")
+    audit.add_argument("--limit", type=int, default=50)
+    audit.add_argument("--since", type=int, default=0, metavar="ID",
+                       help="records after this audit id (default: the latest)")
+    token = sub.add_parser("token", help="API tokens in the token file (no HTTP)")
+    tsub = token.add_subparsers(dest="action", required=True, metavar="ACTION")
+    tnew = tsub.add_parser("new", help="make a token: printed once, its hash added to the file")
+    tnew.add_argument("name")
+    tnew.add_argument("--role", required=True, choices=("viewer", "operator", "admin"))
+    tnew.add_argument("--file", default=None, help="the token file (default: "
+                      "$XDG_DATA_HOME/cpn-controller/api-tokens.yaml)")
+    tlist = tsub.add_parser("list", help="names and roles in the token file")
+    tlist.add_argument("--file", default=None)
     _compute_parsers(sub)
     return p
 
@@ -351,6 +406,8 @@ def _call(c: Client, args: argparse.Namespace) -> Any:
         return circles
     if cmd == "events":
         return c.request("GET", "/events", params={"limit": args.limit})
+    if cmd == "audit":
+        return c.request("GET", "/audit", params={"limit": args.limit, "since": args.since})
     if cmd in ("sites", "place", "placements", "services"):
         return _call_compute(c, args)
     if cmd == "intents":
@@ -488,6 +545,11 @@ def _render(args: argparse.Namespace, data: Any) -> None:
                 json.dumps({k: v for k, v in e.items() if k not in ("time", "timestamp",
                                                                      "kind")}))
                for e in data])
+    elif cmd == "audit":
+        table("audit trail", ["id", "time", "token", "remote", "method", "path", "status",
+                              "body sha256"],
+              [(a["id"], a["time"], a["token"] or "-", a["remote"] or "-", a["method"],
+                a["path"], a["status"], a["body_sha256"][:16]) for a in data])
     elif cmd in ("sites", "place", "placements", "services"):
         _render_compute(args, data, table, say)
     else:  # pragma: no cover - every command has a table above
@@ -516,12 +578,43 @@ def _render_cluster(data: dict[str, Any], table: Any) -> None:
            for s in data["switches"]])
 
 
+def _token_command(args: argparse.Namespace) -> int:
+    """``cpnctl token new|list``: the token file on this machine (no HTTP)."""
+    from controller.api.tokens import (
+        TOKENS_FILE_NAME,
+        TokenFileError,
+        add_token,
+        load_tokens_file,
+    )
+
+    path = Path(args.file) if args.file else _state_dir() / TOKENS_FILE_NAME
+    try:
+        if args.action == "new":
+            token = add_token(path, args.name, args.role)
+            print(token)
+            print(f"cpnctl: token {args.name!r} ({args.role}) added to {path}; this is the "
+                  "only time it is shown", file=sys.stderr)
+            return EXIT_OK
+        entries = load_tokens_file(path) if path.exists() else []
+    except TokenFileError as exc:
+        print(f"cpnctl: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        print(json.dumps([{"name": e.name, "role": e.role} for e in entries], indent=2))
+    else:
+        rows = [["name", "role"], *([e.name, e.role] for e in entries)]
+        print(f"tokens in {path}\n{format_table(rows)}")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return EXIT_USAGE if exc.code not in (0, None) else EXIT_OK
+    if args.command == "token":
+        return _token_command(args)
     url = args.url or os.environ.get("CPN_URL") or DEFAULT_URL
     if not url.startswith(("http://", "https://")):
         print(f"cpnctl: error: bad URL {url!r} (want http://HOST:PORT)", file=sys.stderr)
@@ -535,7 +628,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
     if token is None:
         token = _default_token()
-    client = Client(url, token, args.timeout)
+    cacert = args.cacert or os.environ.get("CPN_CACERT") or None
+    try:
+        client = Client(url, token, args.timeout, cacert)
+    except (OSError, ssl.SSLError) as exc:
+        print(f"cpnctl: error: cannot use CA file {cacert}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         data = _call(client, args)
     except Unreachable as exc:

@@ -30,7 +30,6 @@ Most endpoints are sync and run in FastAPI's thread pool (writes wait for barrie
 
 from __future__ import annotations
 
-import hmac
 import logging
 import math
 import re
@@ -39,11 +38,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
@@ -52,8 +50,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 # imported for its side effect: the cluster's counters join the process registry that
 # /metrics serves, so a scrape shows them (at zero) on a controller running alone as well
 import controller.cluster.metrics  # noqa: F401
+from controller.api.audit import AuditLayer, AuditTrail, audit_router
+from controller.api.auth import ApiAuth, WriteRateLimiter, document_auth
 from controller.api.compute import compute_router
 from controller.api.metrics import CONTENT_TYPE, Metrics
+from controller.api.openapi import ERROR_REF, edit_operations
 from controller.api.schemas import (
     CLUSTER_UNAVAILABLE_DOC,
     ERRORS,
@@ -68,6 +69,7 @@ from controller.api.schemas import (
     PathsOut,
     ReadSource,
 )
+from controller.api.tokens import TokenRegistry
 from controller.api.webmap import web_router
 from controller.cluster.view import ClusterView, Standalone
 from controller.errors import (
@@ -77,8 +79,8 @@ from controller.errors import (
     CpnError,
     InfeasibleRoute,
     NotFound,
+    RateLimited,
     SwitchUnavailable,
-    Unauthorized,
 )
 from controller.network.flows import FlowEntry
 from controller.network.intents import Intent
@@ -262,12 +264,18 @@ class ClusterGate:
 
 def create_app(service: ControllerService, *, intents: IntentWrites, steering: Steering,
                store: Store, token: str | None, read_open: bool = True,
-               cluster: ClusterView | None = None) -> FastAPI:
+               cluster: ClusterView | None = None, tokens: TokenRegistry | None = None,
+               write_limiter: WriteRateLimiter | None = None,
+               audit_retention: int = 10_000) -> FastAPI:
     """The API app: reads from ``service``, intent writes through ``intents`` (the write
     protocol: :class:`~controller.operations.IntentOperations` or a member's), compute
     steering through ``steering``, ``store`` asked only whether it answers (``/health``).
-    ``token`` None disables write access altogether (every write answers 401): there is no
-    unauthenticated write mode. ``cluster``: what this member knows of the cluster (None: a
+    ``tokens``: the tokens and their roles (:mod:`controller.api.tokens`); None: ``token``
+    alone, as admin (``token`` None too: every call that needs a token answers 401, there
+    is no unauthenticated write mode). ``write_limiter``: the per-token write rate (None: no
+    limit). Every write is recorded in ``store``'s audit trail (the latest
+    ``audit_retention``; :mod:`controller.api.audit`).
+    ``cluster``: what this member knows of the cluster (None: a
     controller running alone, :class:`~controller.cluster.view.Standalone`); the API reads
     it only through the :class:`~controller.cluster.view.ClusterView` protocol."""
     view: ClusterView = cluster if cluster is not None else Standalone(service)
@@ -281,29 +289,21 @@ def create_app(service: ControllerService, *, intents: IntentWrites, steering: S
     app.state.intents = intents
     app.state.metrics = metrics
     app.state.cluster = view
-    bearer = HTTPBearer(auto_error=False, description="API token (see docs/api.md)")
-    expected = token.encode() if token else None
-
-    def _check(creds: HTTPAuthorizationCredentials | None) -> None:
-        if creds is None:
-            raise Unauthorized("this call needs 'Authorization: Bearer <token>'")
-        if expected is None or not hmac.compare_digest(creds.credentials.encode(), expected):
-            raise Unauthorized("bad API token")
-
-    auth = Depends(bearer)
-
-    def require_write(creds: HTTPAuthorizationCredentials | None = auth) -> None:
-        _check(creds)
-
-    def require_read(creds: HTTPAuthorizationCredentials | None = auth) -> None:
-        if not read_open:
-            _check(creds)
+    # who may call what: controller/api/auth.py (roles, the token file, the rate limit)
+    access = ApiAuth(tokens if tokens is not None else TokenRegistry(token),
+                     read_open=read_open, limiter=write_limiter)
+    audit = AuditTrail(store, audit_retention)
+    app.state.audit = audit
 
     @app.exception_handler(CpnError)
     def _cpn_error(_req: Request, exc: CpnError) -> JSONResponse:
         best = exc.best_latency_ms if isinstance(exc, InfeasibleRoute) else None
-        return _error(exc.http_status, exc.code, str(exc), best_latency_ms=best,
-                      bottleneck=getattr(exc, "bottleneck", None))
+        response = _error(exc.http_status, exc.code, str(exc), best_latency_ms=best,
+                          bottleneck=getattr(exc, "bottleneck", None),
+                          required_role=getattr(exc, "required_role", None))
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
 
     @app.exception_handler(RequestValidationError)
     def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
@@ -337,8 +337,8 @@ def create_app(service: ControllerService, *, intents: IntentWrites, steering: S
 
     # with open reads, the read routes do not declare the bearer scheme, so the OpenAPI
     # document says truthfully that they need no token
-    read = [] if read_open else [Depends(require_read)]
-    write = [Depends(require_write)]
+    read = [] if read_open else [access.dependency()]
+    write = [access.dependency()]
     v1 = API_PREFIX
 
     @app.get(f"{v1}/health", response_model=HealthOut, responses=ERRORS, dependencies=read,
@@ -619,32 +619,16 @@ def create_app(service: ControllerService, *, intents: IntentWrites, steering: S
     # compute steering: sites, placements, anycast services (controller/api/compute.py)
     app.state.steering = steering
     app.include_router(compute_router(steering, read=read, write=write))
+    # the audit trail: GET /api/v1/audit (admin), and every write recorded by the outermost
+    # layer, so the cluster gate's refusals are recorded too (controller/api/audit.py)
+    app.include_router(audit_router(audit, store, dependencies=[access.dependency()],
+                                    responses=ERRORS))
     app.add_middleware(ClusterGate, cluster=view)
+    app.add_middleware(AuditLayer, trail=audit, identify=access.token_name)
+    document_auth(app)
     _document_cluster_unavailable(app)
     _document_links(app)
     return app
-
-
-def _document_cluster_unavailable(app: FastAPI) -> None:
-    """Every write under /api/v1 may answer 503 ``cluster_unavailable`` (ClusterGate, for
-    whichever router declared the route): say so in the OpenAPI document, once, when it is
-    first built."""
-    build = app.openapi
-    error_ref = {"$ref": "#/components/schemas/ErrorBody"}
-
-    def openapi() -> dict[str, Any]:
-        doc = build()
-        for path, operations in doc.get("paths", {}).items():
-            if not path.startswith(f"{API_PREFIX}/"):
-                continue
-            for method, op in operations.items():
-                if method.upper() in WRITE_METHODS:
-                    op.setdefault("responses", {}).setdefault("503", {
-                        "description": CLUSTER_UNAVAILABLE_DOC,
-                        "content": {"application/json": {"schema": error_ref}}})
-        return doc
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
 
 _LINKS: tuple[tuple[str, dict[str, str], tuple[tuple[str, str], ...]], ...] = (
@@ -694,21 +678,12 @@ def _document_links(app: FastAPI) -> None:
 
 def _document_cluster_unavailable(app: FastAPI) -> None:
     """Every write under /api/v1 may answer 503 ``cluster_unavailable`` (ClusterGate, for
-    whichever router declared the route): say so in the OpenAPI document, once, when it is
-    first built."""
-    build = app.openapi
-    error_ref = {"$ref": "#/components/schemas/ErrorBody"}
+    whichever router declared the route): say so in the OpenAPI document."""
 
-    def openapi() -> dict[str, Any]:
-        doc = build()
-        for path, operations in doc.get("paths", {}).items():
-            if not path.startswith(f"{API_PREFIX}/"):
-                continue
-            for method, op in operations.items():
-                if method.upper() in WRITE_METHODS:
-                    op.setdefault("responses", {}).setdefault("503", {
-                        "description": CLUSTER_UNAVAILABLE_DOC,
-                        "content": {"application/json": {"schema": error_ref}}})
-        return doc
+    def edit(_path: str, method: str, op: dict[str, Any]) -> None:
+        if method in WRITE_METHODS:
+            op.setdefault("responses", {}).setdefault("503", {
+                "description": CLUSTER_UNAVAILABLE_DOC,
+                "content": {"application/json": {"schema": ERROR_REF}}})
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    edit_operations(app, edit)

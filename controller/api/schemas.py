@@ -90,6 +90,9 @@ class ErrorBody(BaseModel):
         default=None, description="insufficient_bandwidth: the tightest link within the "
         "bound: link, index, residual_mbps, bandwidth_mbps; for a protected intent whose "
         "detour lacks the bandwidth also detour_around (the path link it detours)")
+    required_role: str | None = Field(
+        default=None, description="forbidden: the role the call needs (viewer, operator, "
+        "admin)")
 
 
 class PathChangeOut(BaseModel):

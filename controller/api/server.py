@@ -1,5 +1,6 @@
-"""Serving the API: uvicorn in a thread, the bearer token and where it is kept, and which
-addresses count as loopback (where reads are open).
+"""Serving the API: uvicorn in a thread (HTTPS with a certificate and key), the bearer token
+of older setups and where it is kept, and which addresses count as loopback (where reads
+are open).
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import ipaddress
 import logging
 import os
 import secrets
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -18,8 +20,8 @@ from fastapi import FastAPI
 
 from controller.errors import CpnError
 
-__all__ = ["TOKEN_ENV", "TOKEN_FILE_NAME", "ApiHandle", "is_loopback", "load_token",
-           "serve_in_thread"]
+__all__ = ["TOKEN_ENV", "TOKEN_FILE_NAME", "ApiHandle", "check_tls_files", "is_loopback",
+           "load_token", "serve_in_thread"]
 
 log = logging.getLogger("controller.api.rest")
 
@@ -36,11 +38,13 @@ class ApiHandle:
     server: Any
     thread: threading.Thread
     app: FastAPI | None = None
+    scheme: str = "http"
+    """``https`` when served with TLS"""
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
 
     def stop(self, timeout_s: float = 5.0) -> None:
         webmap = getattr(self.app.state, "webmap", None) if self.app is not None else None
@@ -48,16 +52,26 @@ class ApiHandle:
             webmap.close()  # end the web map's live streams, or uvicorn waits for them
         self.server.should_exit = True
         self.thread.join(timeout_s)
+        audit = getattr(self.app.state, "audit", None) if self.app is not None else None
+        if audit is not None:
+            audit.close()  # write the last records before the store is closed
 
 
 def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 8080, *,
+                    tls_cert: str | Path | None = None, tls_key: str | Path | None = None,
                     start_timeout_s: float = 10.0) -> ApiHandle:
     """Run uvicorn for ``app`` in a daemon thread; returns once it listens (``port`` 0 picks
-    a free port). Raises OSError when it cannot listen."""
+    a free port). With ``tls_cert`` and ``tls_key`` (PEM files) it serves HTTPS only.
+    Raises OSError when it cannot listen, :class:`CpnError` naming the files when they do
+    not make a certificate and its key."""
     import uvicorn
 
+    tls: dict[str, Any] = {}
+    if tls_cert is not None or tls_key is not None:
+        check_tls_files(tls_cert, tls_key)
+        tls = {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)}
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
-                            access_log=False, timeout_graceful_shutdown=2)
+                            access_log=False, timeout_graceful_shutdown=2, **tls)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="cpn-api", daemon=True)
     thread.start()
@@ -72,7 +86,23 @@ def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 8080, *,
     for s in server.servers:
         for sock in s.sockets:
             bound = sock.getsockname()[1]
-    return ApiHandle(host, bound, server, thread, app)
+    return ApiHandle(host, bound, server, thread, app, "https" if tls else "http")
+
+
+def check_tls_files(cert: str | Path | None, key: str | Path | None) -> None:
+    """Load the certificate and key as the server will (uvicorn fails in its own thread,
+    where the reason would be lost): :class:`CpnError` naming both files and why."""
+    if cert is None or key is None:
+        raise CpnError("the API's TLS needs both a certificate (--api-tls-cert) and its key "
+                       "(--api-tls-key)")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(str(cert), str(key))
+    except FileNotFoundError as exc:
+        raise CpnError(f"API TLS: {exc.filename or cert}: no such file") from None
+    except (ssl.SSLError, OSError) as exc:
+        raise CpnError(f"API TLS: cannot use certificate {cert} with key {key}: "
+                       f"{getattr(exc, 'reason', None) or exc}") from None
 
 
 def is_loopback(host: str) -> bool:

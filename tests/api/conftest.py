@@ -23,7 +23,7 @@ from controller.topology.files import topologies_dir, topology_file
 ROOT = Path(__file__).resolve().parents[2]
 TOPOLOGIES = topologies_dir()
 TOKEN = "test-token-0123456789"
-ERROR_KEYS = {"error", "detail", "errors", "best_latency_ms", "bottleneck"}
+ERROR_KEYS = {"error", "detail", "errors", "best_latency_ms", "bottleneck", "required_role"}
 
 
 @dataclass
