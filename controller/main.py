@@ -16,11 +16,13 @@ Logs are one line per event with structured fields (``event=``, ``dpid=``, ``int
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
 import signal
 import socket
+import ssl
 import stat
 import sys
 import threading
@@ -311,7 +313,20 @@ def _tokens(settings: Settings, state_dir: Path, default_token: str) -> TokenReg
 
 
 def _ofp_address(settings: Settings) -> str:
-    return f"tcp:{settings.openflow.host}:{settings.openflow.port}"
+    ofp = settings.openflow
+    return f"{'ssl' if ofp.tls_cert is not None else 'tcp'}:{ofp.host}:{ofp.port}"
+
+
+def ofp_tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The OpenFlow listener's TLS context when ``openflow.tls_cert`` (with its key and CA)
+    is set, else None (plain TCP). Raises :class:`CpnError` naming the flag and file that
+    cannot be used."""
+    from controller.network.ofptls import TlsFiles, server_context
+
+    ofp = settings.openflow
+    if ofp.tls_cert is None or ofp.tls_key is None or ofp.tls_ca is None:
+        return None
+    return server_context(TlsFiles(ofp.tls_cert, ofp.tls_key, ofp.tls_ca))
 
 
 @dataclass
@@ -388,12 +403,18 @@ class OpenFlowServer:
     nothing cancels. A thread inherits its daemon flag from the thread that starts it, so
     :meth:`start` instantiates the apps from a daemon thread: every os-ken thread is then a
     daemon and none of them can hold the process. :meth:`shutdown` and :meth:`close` end
-    what they do: the waits on switches, the switch connections and the listener."""
+    what they do: the waits on switches, the switch connections and the listener.
 
-    def __init__(self, service: ControllerService, host: str, port: int) -> None:
+    ``tls``: OpenFlow over TLS with this context (:func:`ofp_tls_context`): the listener is
+    a :class:`~controller.network.ofptls.TlsListener`, and each refused handshake is an
+    ``ofp_tls_refused`` event of the service."""
+
+    def __init__(self, service: ControllerService, host: str, port: int,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.service = service
         self.host = host
         self.port = port
+        self.tls = tls
         self.app: Any = None
         """the running :class:`~controller.network.app.CpnApp` (None before :meth:`start`)"""
         self._manager: Any = None
@@ -408,6 +429,7 @@ class OpenFlowServer:
             from os_ken.base.app_manager import AppManager
 
             from controller.network.app import CpnApp
+            from controller.network.ofptls import TlsListener, install
 
             try:
                 # registers the ofp_* options; must come after app_manager (circular imports)
@@ -417,7 +439,10 @@ class OpenFlowServer:
                 manager = AppManager.get_instance()
                 manager.load_apps(["controller.network.app"])
                 contexts: dict[str, Any] = dict(manager.create_contexts())
-                manager.instantiate_apps(cpn_service=self.service, **contexts)
+                listener = (install(TlsListener(self.tls, on_refused=self._tls_refused))
+                            if self.tls is not None else contextlib.nullcontext())
+                with listener:
+                    manager.instantiate_apps(cpn_service=self.service, **contexts)
                 self._manager = manager
                 self.app = next(a for a in manager.applications.values()
                                 if isinstance(a, CpnApp))
@@ -431,6 +456,9 @@ class OpenFlowServer:
             raise failure[0]
         if thread.is_alive():
             raise CpnError(f"os-ken did not start within {timeout_s:g} s")
+
+    def _tls_refused(self, peer: str, reason: str, detail: str) -> None:
+        self.service.record_event("ofp_tls_refused", peer=peer, reason=reason, detail=detail)
 
     def shutdown(self) -> None:
         """End every wait on a switch now: live reads answer that the controller is
@@ -545,6 +573,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     configure_logging(settings.logging)
     log = logging.getLogger("controller.main")
+    try:
+        tls = ofp_tls_context(settings)
+    except CpnError as exc:
+        return _error(exc)
     # The API starts before the OpenFlow side: the stored intents are re-added with their ids,
     # so switches that reconnect are reconciled against the same plan and cookies as before.
     try:
@@ -556,7 +588,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ofp = settings.openflow
     log.info(f"topology {topo.name}: {len(topo.nodes)} switches, {len(topo.links)} links, "
              f"{len(topo.hosts)} hosts, {len(topo.intents)} intents; listening on "
-             f"{ofp.host}:{ofp.port}, fallback {settings.network.fallback}",
+             f"{ofp.host}:{ofp.port}"
+             f"{f' (TLS, switch certificates signed by {ofp.tls_ca})' if tls else ''}, "
+             f"fallback {settings.network.fallback}",
              extra={"event": "start"})
 
     # The handlers only note the signal: the stop runs in this thread, in order, never
@@ -575,7 +609,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _signalled)
-    openflow = OpenFlowServer(service, ofp.host, ofp.port)
+    openflow = OpenFlowServer(service, ofp.host, ofp.port, tls=tls)
     try:
         openflow.start()
     except (CpnError, OSError) as exc:

@@ -847,6 +847,12 @@ class ControllerService:
             evs = list(self.core.state.events)
         return copy.deepcopy(evs[-limit:] if limit else evs)
 
+    def record_event(self, kind: str, **details: Any) -> None:
+        """Add an event that happened outside the core (e.g. a refused OpenFlow TLS
+        handshake) to the event log of :meth:`events`, timed now."""
+        with self.lock:
+            self.core.state.record(kind, time.monotonic(), **details)
+
     def health(self) -> dict[str, Any]:
         """Counters for ``/health``: ``topology``, ``switches_total``, ``switches_connected``,
         ``switches_synced``, ``intents``."""

@@ -1,12 +1,31 @@
-"""OpenFlow over TLS: the settings (all three files or none)."""
+"""OpenFlow over TLS: the settings (all three files or none), the listener's handshake on
+real loopback sockets (who is handed to OpenFlow, who is refused and why, what is counted and
+reported), and the errors for unusable files."""
 
 from __future__ import annotations
 
+import datetime
+import os
+import queue
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from waiting import wait_until
 
+from controller.errors import CpnError
+from controller.lab.pki import PkiFiles, issue, make_pki, new_ca
+from controller.network.ofptls import REASONS, REFUSED, TlsFiles, TlsListener, server_context
 from controller.settings import SettingsError, load_settings
+
+REPO = Path(__file__).resolve().parents[2]
 
 TLS_FLAGS = {"openflow.tls_cert": "c.pem", "openflow.tls_key": "k.pem",
              "openflow.tls_ca": "ca.pem"}
@@ -43,3 +62,216 @@ def test_the_environment_and_a_config_file_set_tls_too(tmp_path: Path) -> None:
     assert s.openflow.tls_cert == str(tmp_path / "pki" / "controller-cert.pem")
     assert s.openflow.tls_ca == "/etc/cpn/ca.pem"
     assert s.source("openflow.tls_ca") == "environment variable CPN_OPENFLOW_TLS_CA"
+
+
+# -- the listener, on real loopback sockets ----------------------------------------------------
+
+@dataclass
+class Served:
+    """A :class:`TlsListener` serving on a loopback port, with what reached os-ken's side and
+    what was refused."""
+
+    port: int
+    listener: TlsListener
+    handled: queue.Queue[tuple[Any, Any]]
+    refused: queue.Queue[tuple[str, str, str]]
+
+    def refusal(self, timeout_s: float = 5.0) -> tuple[str, str, str]:
+        return self.refused.get(timeout=timeout_s)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PkiFiles:
+    return make_pki(tmp_path_factory.mktemp("pki")).files
+
+
+@pytest.fixture
+def served(pki: PkiFiles) -> Iterator[Served]:
+    ctx = server_context(TlsFiles(str(pki.controller_cert), str(pki.controller_key),
+                                  str(pki.ca_cert)))
+    handled: queue.Queue[tuple[Any, Any]] = queue.Queue()
+    refused: queue.Queue[tuple[str, str, str]] = queue.Queue()
+
+    def handle(sock: Any, addr: Any) -> None:
+        handled.put((sock.getpeercert(), addr))
+        data = sock.recv(8)  # an OpenFlow hello, echoed back over TLS
+        sock.sendall(data)
+        sock.close()
+
+    listener = TlsListener(ctx, handle, on_refused=lambda *a: refused.put(a),
+                           handshake_timeout_s=0.5, max_handshakes=2)
+    server = socket.create_server(("127.0.0.1", 0))
+    thread = threading.Thread(target=listener.serve, args=(server,), daemon=True)
+    thread.start()
+    try:
+        yield Served(server.getsockname()[1], listener, handled, refused)
+    finally:
+        server.shutdown(socket.SHUT_RDWR)
+        server.close()
+        thread.join(5)
+        assert not thread.is_alive()
+
+
+def _client(pki: PkiFiles, cert: Path | None, key: Path | None) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(pki.ca_cert)
+    if cert is not None and key is not None:
+        ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def _connect(port: int, ctx: ssl.SSLContext) -> ssl.SSLSocket:
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    return ctx.wrap_socket(raw, server_hostname="localhost")
+
+
+HELLO = bytes([4, 0, 0, 8, 0, 0, 0, 1])  # OpenFlow 1.3 OFPT_HELLO
+
+
+def _refused_count(reason: str) -> float:
+    return REFUSED.labels(reason=reason)._value.get()
+
+
+def test_a_switch_with_a_certificate_the_ca_signed_is_handed_to_openflow(
+        served: Served, pki: PkiFiles) -> None:
+    with _connect(served.port, _client(pki, pki.switch_cert, pki.switch_key)) as tls:
+        tls.sendall(HELLO)
+        assert tls.recv(8) == HELLO
+    cert, _addr = served.handled.get(timeout=5)
+    assert dict(x[0] for x in cert["subject"])["commonName"] == "cpn-switch"
+    assert served.refused.empty()
+
+
+def _issue_to(tmp_path: Path, name: str, ca: tuple[Any, Any], **kw: Any) -> tuple[Path, Path]:
+    cert_pem, key_pem = issue(name, ca[0], ca[1], client=True, **kw)
+    cert, key = tmp_path / f"{name}-cert.pem", tmp_path / f"{name}-key.pem"
+    cert.write_bytes(cert_pem)
+    key.write_bytes(key_pem)
+    return cert, key
+
+
+def _ca_of(pki: PkiFiles) -> tuple[Any, Any]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    return (x509.load_pem_x509_certificate(pki.ca_cert.read_bytes()),
+            serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None))
+
+
+def _refused_client(served: Served, ctx: ssl.SSLContext) -> None:
+    """The client's side of a refused handshake: an error, or a connection that ends."""
+    try:
+        with _connect(served.port, ctx) as tls:
+            tls.sendall(HELLO)
+            assert tls.recv(8) == b""
+    except (ssl.SSLError, OSError):
+        pass
+
+
+@pytest.mark.parametrize(("case", "reason", "detail"), [
+    ("other CA", "untrusted_certificate", "certificate: unable to get local issuer"),
+    ("expired", "expired_certificate", "certificate: certificate has expired"),
+    ("no certificate", "no_certificate", "the peer sent no certificate"),
+])
+def test_a_bad_switch_certificate_is_refused_counted_and_reported(
+        served: Served, pki: PkiFiles, tmp_path: Path, case: str, reason: str,
+        detail: str) -> None:
+    if case == "other CA":
+        cert, key = _issue_to(tmp_path, "rogue", new_ca("Rogue CA"))
+    elif case == "expired":
+        long_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=30)
+        cert, key = _issue_to(tmp_path, "stale", _ca_of(pki), days=2, now=long_ago)
+    else:
+        cert = key = None
+    before = _refused_count(reason)
+    _refused_client(served, _client(pki, cert, key))
+    peer, got_reason, got_detail = served.refusal()
+    assert (got_reason, got_detail.startswith(detail)) == (reason, True), got_detail
+    assert peer.startswith("127.0.0.1:")
+    assert _refused_count(reason) == before + 1
+    assert served.handled.empty()
+
+
+def test_plain_tcp_openflow_is_refused_and_the_listener_keeps_serving(
+        served: Served, pki: PkiFiles) -> None:
+    before = _refused_count("not_tls")
+    with socket.create_connection(("127.0.0.1", served.port), timeout=5) as plain:
+        plain.sendall(HELLO)
+        plain.settimeout(5)
+        try:
+            answer = plain.recv(64)
+        except ConnectionResetError:
+            answer = b""
+    assert not answer.startswith(b"\x04")  # no OpenFlow answer, only (maybe) a TLS alert
+    assert served.refusal()[1:] == ("not_tls", "not a TLS handshake (WRONG_VERSION_NUMBER)")
+    assert _refused_count("not_tls") == before + 1
+    test_a_switch_with_a_certificate_the_ca_signed_is_handed_to_openflow(served, pki)
+
+
+def test_a_silent_peer_times_out_and_too_many_handshakes_are_refused_as_busy(
+        served: Served, pki: PkiFiles) -> None:
+    silent = [socket.create_connection(("127.0.0.1", served.port)) for _ in range(3)]
+    try:
+        # two take the handshake slots; the third is closed at once
+        assert served.refusal()[1] == "busy"
+        reasons = {served.refusal()[1] for _ in range(1)}
+        assert reasons == {"timeout"}  # the two silent ones: one report (same host, reason)
+    finally:
+        for s in silent:
+            s.close()
+    # the slots are free again
+    test_a_switch_with_a_certificate_the_ca_signed_is_handed_to_openflow(served, pki)
+
+
+def test_a_repeated_refusal_is_reported_once_but_always_counted(
+        served: Served, pki: PkiFiles, tmp_path: Path) -> None:
+    cert, key = _issue_to(tmp_path, "rogue", new_ca("Rogue CA"))
+    before = _refused_count("untrusted_certificate")
+    for _ in range(3):
+        _refused_client(served, _client(pki, cert, key))
+    served.refusal()
+    wait_until(lambda: _refused_count("untrusted_certificate") == before + 3, 5.0,
+               "three refusals counted")
+    assert served.refused.empty()
+
+
+@pytest.mark.parametrize("reason", REASONS)
+def test_every_reason_is_a_metric_label(reason: str) -> None:
+    assert reason.isidentifier()
+
+
+# -- the context: files a clear error at start -----------------------------------------------
+
+def test_unusable_files_are_a_clear_error(pki: PkiFiles, tmp_path: Path) -> None:
+    good = TlsFiles(str(pki.controller_cert), str(pki.controller_key), str(pki.ca_cert))
+    missing = str(tmp_path / "nope.pem")
+    with pytest.raises(CpnError, match=r"^--ofp-tls-key .*nope\.pem: cannot read: No such file"):
+        server_context(TlsFiles(good.cert, missing, good.ca))
+    with pytest.raises(CpnError, match=r"^--ofp-tls-cert .* / --ofp-tls-key .*: not a PEM "):
+        server_context(TlsFiles(good.cert, str(pki.switch_key), good.ca))  # key of another
+    with pytest.raises(CpnError, match=r"^--ofp-tls-ca .*switch-cert\.pem: holds no CA cert"):
+        server_context(TlsFiles(good.cert, good.key, str(pki.switch_cert)))
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    with pytest.raises(CpnError, match=r"^--ofp-tls-ca .*garbage\.pem: "):
+        server_context(TlsFiles(good.cert, good.key, str(garbage)))
+    unreadable = tmp_path / "unreadable.pem"
+    unreadable.write_bytes(pki.controller_key.read_bytes())
+    if os.geteuid() != 0:  # root reads any file
+        unreadable.chmod(0)
+        with pytest.raises(CpnError, match="cannot read: Permission denied"):
+            server_context(TlsFiles(good.cert, str(unreadable), good.ca))
+    assert server_context(good).verify_mode == ssl.CERT_REQUIRED
+
+
+def test_cpn_controller_exits_2_naming_an_unusable_tls_file(pki: PkiFiles, tmp_path: Path
+                                                            ) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "controller.main", "--topology", "topologies/triangle.yaml",
+         "--state-dir", str(tmp_path), "--ofp-tls-cert", str(pki.controller_cert),
+         "--ofp-tls-key", str(tmp_path / "missing.pem"), "--ofp-tls-ca", str(pki.ca_cert)],
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert done.stderr.startswith("cpn-controller: error: --ofp-tls-key "), done.stderr
+    assert "missing.pem: cannot read" in done.stderr
+    assert not (tmp_path / "cpn.sqlite").exists() and not list(tmp_path.iterdir())
