@@ -29,7 +29,8 @@ from controller.settings import Settings
 from controller.topology.files import topology_file
 from tests.waiting import wait_until
 
-from .conftest import ROOT, assert_error
+from .conftest import ROOT, MakeApi, assert_error
+from .test_cluster_api import FakeCluster
 
 DEFAULT = "default-token-0123456789"
 INTENT = {"src": "h1", "dst": "h2", "max_latency_ms": 50}
@@ -341,3 +342,18 @@ def test_cpnctl_token_new_prints_it_once_and_the_controller_takes_it(start: Star
     state_file.write_text(path.read_text())
     wait_until(lambda: ops.post("/intents", json=INTENT).status_code == 201, timeout_s=5.0,
                message="the new token accepted")
+
+
+def test_a_write_the_cluster_gate_refuses_is_audited(make_api: MakeApi) -> None:
+    """The audit layer sits outside the cluster gate: a member cut off from etcd refuses
+    writes with 503 before any handler, and the refusal is recorded with the token's name."""
+    fake = FakeCluster({1: "s1", 2: "s2", 3: "s3", 4: "s4"}, {1: "m1", 2: "m1", 3: "m1",
+                                                               4: "m1"})
+    api = make_api("diamond", cluster=fake)
+    fake.writable_ = False
+    with api.client() as c:
+        assert_error(c.post("/intents", json=INTENT), 503, "cluster_unavailable")
+        fake.writable_ = True
+        audit = c.get("/audit").json()
+    assert [(a["token"], a["status"], a["path"]) for a in audit] == [
+        ("default", 503, "/api/v1/intents")]
