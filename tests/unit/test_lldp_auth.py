@@ -302,3 +302,18 @@ def test_frame_layout_is_the_documented_one() -> None:
     time_ms, nonce = struct.unpack("!QQ", data[at + 6:at + 22])
     assert time_ms == int(WALL * 1000) and nonce == 1
     assert data[at + 22:at + 54] == packets.lldp_mac(KEY, 0x52, 3, time_ms, nonce)
+
+
+def test_rejections_are_exported_by_reason(diamond: Topology) -> None:
+    from controller.api.metrics import Metrics
+    from controller.network.service import ControllerService
+
+    svc = ControllerService(diamond)
+    svc.set_lldp_auth(AUTH)
+    svc.packet_in(1, 1, packets.lldp_probe(2, 1))
+    svc.set_lldp_auth(AUTH)  # a new key keeps the counts
+    svc.packet_in(1, 1, b"\x01\x80\xc2\x00\x00\x0e" + bytes(6) + b"\x88\xcc\x00")
+    lines = Metrics(svc).exposition().decode().splitlines()
+    assert 'cpn_lldp_rejected_total{reason="unsigned"} 1.0' in lines
+    assert 'cpn_lldp_rejected_total{reason="malformed"} 1.0' in lines
+    assert 'cpn_lldp_rejected_total{reason="stale"} 0.0' in lines
