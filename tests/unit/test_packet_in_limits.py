@@ -229,3 +229,24 @@ def test_the_soak_derives_the_packet_in_meters_from_the_flows_read_back() -> Non
     flows[2] = api_flow({}, [("output", ctl)])
     assert packet_in_meters_wanted(flows, 1000, 2000) == {7: 2000, 8: 2000, -1: 1000}
     assert packet_in_meters_wanted(flows, 0, 0) == {}
+
+
+def test_the_lab_flood_frames_are_what_the_controller_reads_as_unknown_traffic() -> None:
+    """``controller.lab.flood``: IPv4 from the host to random addresses of the destination
+    net (valid headers), and every Nth frame a gratuitous ARP from a random address."""
+    import ipaddress
+
+    from controller.lab.flood import flood_frames
+    from controller.network import packets
+
+    frames = flood_frames("02:00:00:00:00:03", "10.0.0.3", garp_every=10, count=1000)
+    arps = [packets.parse_arp(f) for f in frames if packets.eth_type_of(f) == ETH_TYPE_ARP]
+    ipv4 = [f for f in frames if packets.eth_type_of(f) == 0x0800]
+    assert len(arps) == 100 and len(ipv4) == 900
+    assert all(packets.ipv4_header_ok(f) and packets.ipv4_src_of(f) == "10.0.0.3"
+               for f in ipv4)
+    dsts = {packets.ipv4_dst_of(f) for f in ipv4}
+    assert len(dsts) > 800
+    assert all(ipaddress.ip_address(d) in ipaddress.ip_network("10.200.0.0/16") for d in dsts)
+    assert all(a is not None and a.src_ip == a.dst_ip and a.opcode == 1 for a in arps)
+    assert len({a.src_mac for a in arps if a is not None}) == 100
