@@ -100,9 +100,11 @@ class AuditTrail:
                 self._urgent -= 1
         return True
 
-    def close(self, timeout_s: float = 2.0) -> None:
-        """Write what is queued (within ``timeout_s``), then stop the thread."""
-        self.flush(timeout_s)
+    def close(self, timeout_s: float = 1.0) -> None:
+        """Write what is queued (within ``timeout_s``; at once when the store is failing,
+        so a stop is not held by a store that does not answer), then stop the thread."""
+        if not self._failing:
+            self.flush(timeout_s)
         with self._cond:
             self._closing = True
             self._cond.notify_all()
