@@ -685,10 +685,15 @@ class EtcdStore:
 
     # -- the cluster's extras ------------------------------------------------------------------
     def load(self) -> StoreSnapshot:
-        """Everything stored, as of one revision (one read)."""
+        """Everything stored but the audit trail, as of one revision (one read-only
+        transaction of the tables' prefixes: a member that starts does not read up to
+        ``audit_retention`` audit records it never uses)."""
         self._check_open()
-        kvs, revision = self.client.get_prefix(f"{self.prefix}/")
-        parsed = self._read(kvs)
+        result = self.client.txn((), [Op.get_prefix(f"{self.prefix}/{table}/")
+                                      for table in ("intents", "counters", "compute",
+                                                    "settings")])
+        revision = result.revision
+        parsed = self._read([kv for kvs in result.responses for kv in kvs])
         return StoreSnapshot(revision=revision, intents=sorted(parsed.intents.items()),
                              compute=parsed.compute(), settings=dict(parsed.settings),
                              high_water_intent_id=max([parsed.counter, *parsed.intents]))

@@ -499,10 +499,15 @@ def test_a_conditional_compute_write_loses_to_a_newer_one(store: EtcdStore) -> N
         other.close()
 
 
+AUDIT = {"time": 1.0, "token": "t", "remote": "127.0.0.1", "method": "POST",
+         "path": "/api/v1/intents", "status": 201, "body_sha256": "0" * 64}
+
+
 def test_load_is_one_revision_and_the_watch_reports_store_events(store: EtcdStore) -> None:
     store.add_intent(1, SPEC)
     store.write_compute(sites={"cs:a:1": {"id": "cs:a:1"}}, services={"web": {"name": "web"}})
     store.set_setting("policy", {"weight": "latency"})
+    store.add_audit([AUDIT], retention=10)  # the audit trail is not part of the snapshot
     snap = store.load()
     assert snap.revision == store.last_revision
     assert snap.intents == [(1, SPEC)] and snap.high_water_intent_id == 1
@@ -518,6 +523,7 @@ def test_load_is_one_revision_and_the_watch_reports_store_events(store: EtcdStor
         store.write_compute(sites={"cs:a:1": None}, assignments={("web", "h2"): {"c": 2}})
         store.set_setting("policy", None)
         store.client.put(f"{store.prefix}/members/m1", "not the store's")  # silently ignored
+        store.add_audit([AUDIT], retention=10)  # audit records are no store events
         store.remove_intent(1)
         last = store.last_revision
         wait_until(lambda: got and got[-1][1] >= last, 5, "the store's events")
