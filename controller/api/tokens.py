@@ -294,6 +294,19 @@ class TokenRegistry:
             self._stamp = self._stat()
             if self._stamp is not None:
                 self._entries = load_tokens_file(self.path)
+                self._check_mode()
+
+    def _check_mode(self) -> None:
+        """Warn when others than the owner may write the file: they could add an admin."""
+        assert self.path is not None
+        try:
+            mode = self.path.stat().st_mode
+        except OSError:
+            return
+        if mode & 0o022:
+            log.warning(f"token file {self.path} is writable by group or others, who could "
+                        "add a token of any role; chmod 600 it",
+                        extra={"event": "token_mode"})
 
     @property
     def entries(self) -> list[TokenEntry]:
@@ -324,6 +337,8 @@ class TokenRegistry:
             self._stamp = stamp
             return
         self._entries, self._stamp = entries, stamp
+        if stamp is not None:
+            self._check_mode()
         log.info(f"token file {self.path} re-read: {len(entries)} tokens",
                  extra={"event": "tokens_reloaded"})
 

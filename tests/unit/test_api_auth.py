@@ -159,6 +159,11 @@ def test_registry_default_token_is_admin_and_a_changed_file_is_reread(
     wait_until(lambda: reg.authenticate(alice) is not None and any(
         "cannot be used" in r.getMessage() for r in caplog.records), timeout_s=5.0,
         message="the broken file seen")
+    path.write_text(f"tokens:\n  - {{name: alice, role: viewer, sha256: {token_sha256(alice)}}}\n")
+    path.chmod(0o664)
+    wait_until(lambda: reg.authenticate(alice) is not None and any(
+        "writable by group or others" in r.getMessage() for r in caplog.records), timeout_s=5.0,
+               message="a warning for a file others may write")
     path.unlink()  # removing the file revokes its tokens
     wait_until(lambda: reg.authenticate(alice) is None, timeout_s=5.0,
                message="the token revoked")
