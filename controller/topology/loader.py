@@ -48,6 +48,10 @@ __all__ = ["load_topology", "parse_topology", "topology_from_dict", "yaml_with_l
 
 Path_ = tuple[str | int, ...]
 
+YAML_NODES_MAX = 100_000
+"""Most values a topology file may expand to (the national backbone has about 2,000): an alias
+bomb (nine aliases of nine aliases ...) is refused at once instead of expanding for ever."""
+
 
 def load_topology(path: str | Path) -> Topology:
     """Load and validate a topology file. Raises :class:`TopologyError`."""
@@ -84,17 +88,26 @@ def yaml_with_lines(text: str, source: str) -> tuple[Any, dict[Path_, int]]:
         problem = exc.problem or str(exc)
         raise TopologyError(f"YAML syntax error: {problem}", source=source,
                             line=mark.line + 1 if mark else None) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML refuses: no mark, a position
+        raise TopologyError(f"YAML error: {exc.reason} (character {exc.character!r})",
+                            source=source, line=text.count("\n", 0, exc.position) + 1) from None
     except yaml.YAMLError as exc:
         raise TopologyError(f"YAML error: {exc}", source=source) from None
     if root is None:
         raise TopologyError("the file is empty", source=source, line=1)
     constructor = yaml.constructor.SafeConstructor()
     lines: dict[Path_, int] = {}
+    budget = [YAML_NODES_MAX]
 
     def convert(node: yaml.Node, path: Path_, depth: int) -> Any:
         if depth > 50:
             raise TopologyError("nesting too deep", source=source,
                                 line=node.start_mark.line + 1, field=_field(path))
+        budget[0] -= 1
+        if budget[0] < 0:  # aliases repeat a node without repeating its text
+            raise TopologyError(f"the document expands to more than {YAML_NODES_MAX:,} values "
+                                "(aliases of aliases?)", source=source,
+                                line=node.start_mark.line + 1, field=_field(path) or None)
         lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
