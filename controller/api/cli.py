@@ -8,7 +8,7 @@ Commands: ``health``, ``cluster``, ``topology``, ``switches``, ``links``, ``host
 steering ``sites list|add|show|set|delete``, ``place``, ``placements [show|delete ID]``,
 ``services list|add|show|delete|assign|assignments``; and, on the controller's machine
 without HTTP, ``token new NAME --role ROLE [--file F]`` (prints a new token once and adds its
-hash to the token file) and ``token list``. Tables for people (plain aligned
+hash to the token file), ``token list`` and ``token remove NAME``. Tables for people (plain aligned
 columns, :func:`controller.tables.format_table`); ``--json`` prints the API's JSON for
 scripts.
 
@@ -206,6 +206,9 @@ def _parser() -> argparse.ArgumentParser:
                       "$XDG_DATA_HOME/cpn-controller/api-tokens.yaml)")
     tlist = tsub.add_parser("list", help="names and roles in the token file")
     tlist.add_argument("--file", default=None)
+    trm = tsub.add_parser("remove", help="revoke a token: its entry leaves the file")
+    trm.add_argument("name")
+    trm.add_argument("--file", default=None)
     _compute_parsers(sub)
     return p
 
@@ -579,12 +582,13 @@ def _render_cluster(data: dict[str, Any], table: Any) -> None:
 
 
 def _token_command(args: argparse.Namespace) -> int:
-    """``cpnctl token new|list``: the token file on this machine (no HTTP)."""
+    """``cpnctl token new|list|remove``: the token file on this machine (no HTTP)."""
     from controller.api.tokens import (
         TOKENS_FILE_NAME,
         TokenFileError,
         add_token,
         load_tokens_file,
+        remove_token,
     )
 
     path = Path(args.file) if args.file else _state_dir() / TOKENS_FILE_NAME
@@ -594,6 +598,10 @@ def _token_command(args: argparse.Namespace) -> int:
             print(token)
             print(f"cpnctl: token {args.name!r} ({args.role}) added to {path}; this is the "
                   "only time it is shown", file=sys.stderr)
+            return EXIT_OK
+        if args.action == "remove":
+            gone = remove_token(path, args.name)
+            print(f"token {gone.name!r} ({gone.role}) removed from {path}")
             return EXIT_OK
         entries = load_tokens_file(path) if path.exists() else []
     except TokenFileError as exc:

@@ -44,7 +44,7 @@ from controller.topology.loader import yaml_with_lines
 __all__ = ["API_PREFIX", "DEFAULT_TOKEN_NAME", "RANK", "ROLES", "ROUTE_ROLES",
            "TOKENS_FILE_NAME", "WRITE_METHODS", "Role", "TokenEntry", "TokenFileError",
            "TokenRegistry", "add_token", "load_tokens_file", "new_token", "parse_tokens",
-           "required_role", "route_template", "token_sha256"]
+           "remove_token", "required_role", "route_template", "token_sha256"]
 
 log = logging.getLogger("controller.api.auth")
 
@@ -250,6 +250,28 @@ def add_token(path: str | Path, name: str, role: str) -> str:
     text = appended if _holds(appended, wanted) else _HEADER + yaml.safe_dump(
         {"tokens": [{"name": e.name, "role": e.role, "sha256": e.sha256} for e in wanted]},
         sort_keys=False)
+    _write_tokens(path, text)
+    return token
+
+
+def remove_token(path: str | Path, name: str) -> TokenEntry:
+    """Take the token named ``name`` out of the token file (rewritten whole, mode 0600;
+    comments but the header are not kept); the entry removed. :class:`TokenFileError` for a
+    bad file or an unknown name (nothing written)."""
+    path = Path(path)
+    entries = load_tokens_file(path)
+    gone = [e for e in entries if e.name == name]
+    if not gone:
+        raise TokenFileError(f"{path}: no token named {name!r} (names: "
+                             f"{', '.join(e.name for e in entries) or 'none'})")
+    _write_tokens(path, _HEADER + yaml.safe_dump(
+        {"tokens": [{"name": e.name, "role": e.role, "sha256": e.sha256}
+                    for e in entries if e.name != name]}, sort_keys=False))
+    return gone[0]
+
+
+def _write_tokens(path: Path, text: str) -> None:
+    """Write the token file atomically with mode 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -259,7 +281,6 @@ def add_token(path: str | Path, name: str, role: str) -> str:
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    return token
 
 
 def _holds(text: str, wanted: list[TokenEntry]) -> bool:

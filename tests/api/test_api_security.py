@@ -335,6 +335,11 @@ def test_cpnctl_token_new_prints_it_once_and_the_controller_takes_it(start: Star
     assert listed.returncode == 0 and "ops" in listed.stdout and "operator" in listed.stdout
     again = cpnctl(c.url, "token", "new", "ops", "--role", "admin", "--file", str(path))
     assert again.returncode == 2 and "exists already" in again.stderr
+    cpnctl(c.url, "token", "new", "tmp", "--role", "viewer", "--file", str(path))
+    removed = cpnctl(c.url, "token", "remove", "tmp", "--file", str(path))
+    assert removed.returncode == 0 and "'tmp' (viewer) removed" in removed.stdout
+    names = json.loads(cpnctl(c.url, "--json", "token", "list", "--file", str(path)).stdout)
+    assert names == [{"name": "ops", "role": "operator"}]
     # the running controller re-reads its token file: move this one into place
     state_file = Path(c.store.path).parent / "api-tokens.yaml"  # type: ignore[attr-defined]
     ops = _client(c, token)

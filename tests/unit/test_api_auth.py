@@ -20,6 +20,7 @@ from controller.api.tokens import (
     add_token,
     load_tokens_file,
     parse_tokens,
+    remove_token,
     required_role,
     route_template,
     token_sha256,
@@ -139,6 +140,14 @@ def test_add_token_keeps_only_the_hash_appends_and_refuses_bad_input(tmp_path: P
     c = add_token(flow, "c", "viewer")
     assert [e.name for e in load_tokens_file(flow)] == ["a", "c"]
     assert TokenRegistry(None, flow).authenticate(c).name == "c"  # type: ignore[union-attr]
+    # removing one keeps the others, the file 0600; an unknown name changes nothing
+    assert remove_token(path, "alice").role == "operator"
+    assert [e.name for e in load_tokens_file(path)] == ["bob"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    kept = path.read_text()
+    with pytest.raises(TokenFileError, match="no token named 'carol' \\(names: bob\\)"):
+        remove_token(path, "carol")
+    assert path.read_text() == kept
 
 
 def test_registry_default_token_is_admin_and_a_changed_file_is_reread(
