@@ -29,16 +29,23 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Query
+from prometheus_client import Counter
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from controller.api.tokens import API_PREFIX, WRITE_METHODS
+from controller.network.counters import PROCESS_REGISTRY
 
 if TYPE_CHECKING:
     from controller.store import Store
 
-__all__ = ["AuditLayer", "AuditRecordOut", "AuditTrail", "audit_router"]
+__all__ = ["AUDIT_RECORDS", "AuditLayer", "AuditRecordOut", "AuditTrail", "audit_router"]
+
+AUDIT_RECORDS = Counter(
+    "cpn_api_audit_records", "audit records written to the store, and dropped (the store "
+    "stayed down while more than max_pending waited)", ["outcome"],
+    registry=PROCESS_REGISTRY)
 
 log = logging.getLogger("controller.api.audit")
 
@@ -78,10 +85,15 @@ class AuditTrail:
         never blocks on the store."""
         with self._cond:
             self._pending.append(fields)
-            while len(self._pending) > self.max_pending:
-                self._pending.popleft()
-                self.dropped += 1
+            self._bound()
             self._cond.notify_all()
+
+    def _bound(self) -> None:
+        """Drop the oldest records beyond ``max_pending`` (the lock held)."""
+        while len(self._pending) > self.max_pending:
+            self._pending.popleft()
+            self.dropped += 1
+            AUDIT_RECORDS.labels(outcome="dropped").inc()
 
     def flush(self, timeout_s: float = FLUSH_ON_READ_S) -> bool:
         """Wait until every record queued so far is written (or ``timeout_s``); True when
@@ -133,9 +145,7 @@ class AuditTrail:
                 self._in_flight = 0
                 if not ok:  # back to the front, in order, for the next try
                     self._pending.extendleft(reversed(batch))
-                    while len(self._pending) > self.max_pending:
-                        self._pending.popleft()
-                        self.dropped += 1
+                    self._bound()
                 self._cond.notify_all()
                 if not ok:
                     self._cond.wait(RETRY_S)
@@ -151,6 +161,7 @@ class AuditTrail:
                             extra={"event": "audit_store_error"})
             return False
         self.written += len(batch)
+        AUDIT_RECORDS.labels(outcome="written").inc(len(batch))
         if self._failing:
             self._failing = False
             log.info(f"audit trail written to the store again ({len(batch)} records)",

@@ -25,6 +25,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import Counter
 
 from controller.api.openapi import ERROR_REF, edit_operations
 from controller.api.tokens import (
@@ -35,8 +36,13 @@ from controller.api.tokens import (
     required_role,
 )
 from controller.errors import Forbidden, RateLimited, Unauthorized
+from controller.network.counters import PROCESS_REGISTRY
 
-__all__ = ["ApiAuth", "WriteRateLimiter", "document_auth"]
+__all__ = ["API_REFUSED", "ApiAuth", "WriteRateLimiter", "document_auth"]
+
+API_REFUSED = Counter(
+    "cpn_api_refused", "API calls refused by the access rules, by reason (unauthorized, "
+    "forbidden, rate_limited)", ["reason"], registry=PROCESS_REGISTRY)
 
 
 class WriteRateLimiter:
@@ -104,17 +110,21 @@ class ApiAuth:
         if not write and need == "viewer" and self.read_open:
             return
         if creds is None:
+            API_REFUSED.labels(reason="unauthorized").inc()
             raise Unauthorized("this call needs 'Authorization: Bearer <token>'")
         entry = self.tokens.authenticate(creds.credentials)
         if entry is None:
+            API_REFUSED.labels(reason="unauthorized").inc()
             raise Unauthorized("bad API token")
         if RANK[entry.role] < RANK[need]:
+            API_REFUSED.labels(reason="forbidden").inc()
             raise Forbidden(f"{method} {path} needs role {need}; token {entry.name!r} "
                             f"has role {entry.role}", required_role=need)
         if write:
             wait_s = self.limiter.take(entry.name)
             if wait_s > 0:
                 retry = max(1, math.ceil(wait_s))
+                API_REFUSED.labels(reason="rate_limited").inc()
                 raise RateLimited(f"token {entry.name!r} is over its write rate "
                                   f"({self.limiter.rate_per_s:g}/s, burst "
                                   f"{self.limiter.burst}); retry in {retry} s",

@@ -9,6 +9,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -209,6 +210,7 @@ def test_writes_beyond_a_tokens_rate_answer_429_with_retry_after(start: Start,
                                                                  tmp_path: Path) -> None:
     tokens = _tokens(tmp_path / "tokens.yaml")
     c = start(tokens_file=str(tmp_path / "tokens.yaml"), write_rate_per_s=0.2, write_burst=2)
+    refused_before = _refused(c)
     operator = _client(c, tokens["operator"])
     answers = [operator.delete(f"/intents/{90 + i}").status_code for i in range(3)]
     assert answers == [404, 404, 429]
@@ -222,6 +224,16 @@ def test_writes_beyond_a_tokens_rate_answer_429_with_retry_after(start: Start,
     assert _client(c, tokens["admin"]).delete("/intents/99").status_code == 404
     statuses = [a["status"] for a in _client(c, DEFAULT).get("/audit").json()]
     assert statuses.count(429) == 2
+    refused = _refused(c)
+    assert refused["rate_limited"] - refused_before.get("rate_limited", 0) == 2
+    assert refused["forbidden"] - refused_before.get("forbidden", 0) == 4
+
+
+def _refused(c: Controller) -> dict[str, float]:
+    """``cpn_api_refused_total`` by reason, as /metrics serves it."""
+    text = httpx.get(f"{c.url}/metrics", timeout=10.0).text
+    return {m.group(1): float(m.group(2)) for m in re.finditer(
+        r'^cpn_api_refused_total\{reason="(\w+)"\} (\S+)$', text, re.M)}
 
 
 def test_openapi_states_roles_403_and_429(start: Start) -> None:

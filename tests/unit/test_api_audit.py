@@ -12,6 +12,7 @@ import pytest
 
 from controller.api.audit import AuditTrail
 from controller.errors import StoreError
+from controller.network.counters import PROCESS_REGISTRY
 from controller.store import SqliteStore
 from tests.waiting import wait_until
 
@@ -47,6 +48,8 @@ def test_records_wait_in_order_while_the_store_is_down_bounded_by_max_pending(
         assert [r["path"] for r in store.audit()] == [f"/api/v1/intents/{n}"
                                                       for n in range(3, 8)]
         assert trail.written == 5
+        assert (PROCESS_REGISTRY.get_sample_value("cpn_api_audit_records_total",
+                                                  {"outcome": "dropped"}) or 0) >= 3
         assert any("written to the store again" in r.getMessage() for r in caplog.records)
     finally:
         trail.close()
