@@ -3,6 +3,7 @@
     cpn-controller --topology topologies/national.yaml [--ofp-port 6653]
                    [--ofp-host 127.0.0.1] [--fallback best_effort|drop] [--log-level info]
                    [--log-file FILE]
+                   [--ofp-tls-cert FILE --ofp-tls-key FILE --ofp-tls-ca FILE]
     cpn-controller --config controller.yaml [--print-config]
 
 Settings come from :mod:`controller.settings`: defaults < ``--config FILE`` (YAML) <

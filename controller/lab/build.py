@@ -45,7 +45,8 @@ on a full 1500-byte host packet, with headroom, as MPLS backbones are configured
 
 @dataclass(frozen=True, slots=True)
 class ControllerAddress:
-    """An OpenFlow controller the switches connect to, e.g. ``tcp:127.0.0.1:6653``."""
+    """An OpenFlow controller the switches connect to, e.g. ``tcp:127.0.0.1:6653`` (or
+    ``ssl:...``: over TLS, with the certificates of the lab's ``tls``)."""
 
     ip: str
     port: int = 6653
@@ -56,14 +57,16 @@ class ControllerAddress:
 
 
 def parse_controller(text: str) -> ControllerAddress:
-    """Parse ``tcp:HOST:PORT`` (or ``HOST:PORT``, ``HOST``); :class:`LabError` if malformed."""
+    """Parse ``tcp:HOST:PORT`` or ``ssl:HOST:PORT`` (or ``HOST:PORT``, ``HOST``: TCP);
+    :class:`LabError` if malformed."""
     parts = text.strip().split(":")
     if parts and parts[0] in ("tcp", "ssl"):
         protocol, parts = parts[0], parts[1:]
     else:
         protocol = "tcp"
     if not 1 <= len(parts) <= 2 or not parts[0]:
-        raise LabError(f"bad controller address {text!r}: expected tcp:HOST:PORT")
+        raise LabError(f"bad controller address {text!r}: expected tcp:HOST:PORT or "
+                       "ssl:HOST:PORT")
     port = 6653
     if len(parts) == 2:
         if not parts[1].isdigit() or not 0 < int(parts[1]) < 65536:

@@ -1,6 +1,7 @@
 """What a lab created, recorded so that it can always be removed, and the removal.
 
-The lab marks its bridges (``external_ids:cpn-lab-owner=<pid>``, :data:`OWNER_KEY`) and records
+The lab marks its bridges and the SSL configuration it sets for ``ssl:`` controllers
+(``external_ids:cpn-lab-owner=<pid>``, :data:`OWNER_KEY`) and records
 what it created (bridges, inter-switch veths, host shell pids) in ``/run/cpn-lab/<pid>.json``
 (:data:`STATE_DIR`). :meth:`controller.lab.network.LabNetwork.stop` removes whatever of its
 record is left after ``net.stop()``; :func:`cleanup_stale` does the same for labs whose process
@@ -17,7 +18,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from controller.lab.ovs import ovsdb_list, run_command
+from controller.lab.ovs import del_ssl, ovsdb_list, run_command, ssl_config
 
 __all__ = ["OWNER_KEY", "STATE_DIR", "cleanup_stale", "ip_links", "live_labs",
            "process_start_time", "remove_recorded"]
@@ -68,6 +69,11 @@ def remove_recorded(record: dict[str, Any]) -> list[str]:
             arg for name in doomed for arg in ("--", "--if-exists", "del-br", name)],
             timeout_s=20)
         removed.extend(f"bridge {name}" for name in doomed)
+    if record.get("ssl"):
+        current = ssl_config()
+        if current is not None and current["external_ids"].get(OWNER_KEY) == owner:
+            del_ssl()
+            removed.append("ssl configuration")
     # Deleting one end of a veth deletes its peer, so check the list again each time.
     existing = set(ip_links())
     for name in record.get("interfaces", []) + record.get("bridges", []):
@@ -116,6 +122,11 @@ def cleanup_stale(state_dir: Path = STATE_DIR) -> list[str]:
             arg for name in orphans for arg in ("--", "--if-exists", "del-br", name)],
             timeout_s=20)
         removed.extend(f"bridge {name}" for name in orphans)
+    ssl = ssl_config()
+    owner = ssl["external_ids"].get(OWNER_KEY) if ssl is not None else None
+    if owner is not None and owner.isdigit() and process_start_time(int(owner)) is None:
+        del_ssl()
+        removed.append("ssl configuration")
     return removed
 
 

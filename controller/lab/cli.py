@@ -2,7 +2,9 @@
 
 ``cpn-lab up FILE`` builds the network and opens the Mininet CLI; ``cpn-lab check FILE`` builds
 it, runs a ping matrix, prints a summary and tears it down (exit 1 on loss); ``cpn-lab clean``
-removes what crashed runs left behind. ``FILE`` may be ``zoo:NAME``, a Topology Zoo map shipped
+removes what crashed runs left behind; ``cpn-lab pki DIR`` makes the CA and certificates of
+OpenFlow over TLS (:mod:`controller.lab.pki`), which ``--controller ssl:HOST:PORT --tls-dir
+DIR`` uses. ``FILE`` may be ``zoo:NAME``, a Topology Zoo map shipped
 with the project (``cpn-lab check zoo:Abilene``).
 
 The parts: :mod:`controller.lab.plan` (names and port numbers), :mod:`controller.lab.build`
@@ -22,12 +24,13 @@ from collections.abc import Sequence
 
 from mininet.log import setLogLevel
 
-from controller.errors import CpnError
-from controller.lab.build import parse_controller
+from controller.errors import CpnError, LabError
+from controller.lab.build import ControllerAddress, parse_controller
 from controller.lab.cleanup import cleanup_stale
 from controller.lab.network import LabNetwork
 from controller.lab.ovs import probe_environment, require_root
 from controller.lab.ping import ALL_PAIRS_MAX_HOSTS
+from controller.lab.pki import DEFAULT_DAYS, make_pki, pki_files
 from controller.topology.files import ZOO_PREFIX, load_topology_argument, zoo_names
 
 __all__ = ["main"]
@@ -44,10 +47,15 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("file", help=f"topology file (YAML) or {ZOO_PREFIX}NAME")
         mode = sp.add_mutually_exclusive_group()
         mode.add_argument("--controller", action="append", default=[], metavar="tcp:HOST:PORT",
-                          help="OpenFlow controller (repeatable); switches in fail_mode=secure")
+                          help="OpenFlow controller (repeatable; ssl:HOST:PORT over TLS, with "
+                               "--tls-dir); switches in fail_mode=secure")
         mode.add_argument("--standalone", action="store_true",
                           help="no controller: OVS learning switches, RSTP on looped "
                                "topologies (the default while no --controller is given)")
+        sp.add_argument("--tls-dir", metavar="DIR",
+                        help="for ssl: controllers: the switches' key and certificate and the "
+                             "CA certificate of 'cpn-lab pki DIR' (set with ovs-vsctl set-ssl "
+                             "while the lab runs)")
         sp.add_argument("--timeout", type=float, default=180.0, metavar="S",
                         help="bring-up timeout in seconds (default 180)")
         sp.add_argument("-v", "--verbose", action="store_true", help="Mininet's own log too")
@@ -60,6 +68,14 @@ def _parser() -> argparse.ArgumentParser:
                        help=f"ping every ordered pair even above {ALL_PAIRS_MAX_HOSTS} hosts")
     check.add_argument("--count", type=int, default=1, help="echo requests per pair")
     sub.add_parser("clean", help="remove what crashed cpn-lab runs left behind")
+    pki = sub.add_parser("pki", help="make a CA and the controller's and switches' TLS "
+                                     "certificates and keys in DIR")
+    pki.add_argument("dir", metavar="DIR", help="where to put them (created 0700 if absent)")
+    pki.add_argument("--force", action="store_true",
+                     help="make all anew (default: keep what exists, make what is missing)")
+    pki.add_argument("--days", type=int, default=DEFAULT_DAYS,
+                     help=f"validity of the certificates in days (default {DEFAULT_DAYS}; the "
+                          "CA ten times that)")
     return p
 
 
@@ -84,8 +100,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(sig, handler)
 
 
+def _pki(args: argparse.Namespace) -> int:
+    result = make_pki(args.dir, force=args.force, days=args.days)
+    files = result.files
+    for path in result.made:
+        print(f"made  {path}")
+    for path in result.kept:
+        print(f"kept  {path}")
+    print(f"controller: cpn-controller --ofp-tls-cert {files.controller_cert} --ofp-tls-key "
+          f"{files.controller_key} --ofp-tls-ca {files.ca_cert}")
+    print(f"switches:   cpn-lab up FILE --controller ssl:127.0.0.1:6653 --tls-dir {files.dir} "
+          f"(or ovs-vsctl set-ssl {files.switch_key} {files.switch_cert} {files.ca_cert})")
+    return 0
+
+
+def _controllers(args: argparse.Namespace) -> list[ControllerAddress]:
+    """The --controller addresses; ssl: ones need --tls-dir and --tls-dir needs one."""
+    controllers = [parse_controller(c) for c in args.controller]
+    tls = any(c.protocol == "ssl" for c in controllers)
+    if tls and args.tls_dir is None:
+        raise LabError("an ssl: controller needs --tls-dir DIR (make it with 'cpn-lab pki DIR')")
+    if args.tls_dir is not None and not tls:
+        raise LabError("--tls-dir is for ssl: controllers (--controller ssl:HOST:PORT)")
+    return controllers
+
+
 def _run(args: argparse.Namespace) -> int:
     try:
+        if args.command == "pki":
+            return _pki(args)
+        controllers = _controllers(args) if args.command != "clean" else []
         require_root()
         if args.command == "clean":
             probe_environment()
@@ -93,8 +137,8 @@ def _run(args: argparse.Namespace) -> int:
             print("removed: " + (", ".join(removed) if removed else "nothing"))
             return 0
         topology = load_topology_argument(args.file)
-        controllers = [parse_controller(c) for c in args.controller]
-        lab = LabNetwork(topology, controllers=controllers)
+        lab = LabNetwork(topology, controllers=controllers,
+                         tls=pki_files(args.tls_dir) if args.tls_dir is not None else None)
         try:
             print(f"topology {topology.name}: {len(topology.nodes)} switches, "
                   f"{len(topology.hosts)} hosts, {len(topology.links)} links")

@@ -46,6 +46,8 @@ from controller.lab.ovs import (
     probe_environment,
     require_root,
     run_command,
+    set_ssl,
+    ssl_config,
 )
 from controller.lab.ping import (
     PING_SCRIPT,
@@ -54,6 +56,7 @@ from controller.lab.ping import (
     parse_ping_lines,
     plan_ping_pairs,
 )
+from controller.lab.pki import PkiFiles
 from controller.lab.plan import LabPlan
 from controller.topology.model import Topology
 
@@ -83,11 +86,16 @@ class LabNetwork:
     ``controllers``: OpenFlow controllers (switches in ``fail_mode=secure``, OpenFlow 1.3).
     None or empty: standalone learning switches, with RSTP when the topology has a loop
     (``rstp`` overrides the automatic choice).
+
+    ``tls``: the switches' key and certificate and the CA certificate they check the
+    controller's against (``cpn-lab pki DIR``), set as Open vSwitch's SSL configuration
+    (``ovs-vsctl set-ssl``) for ``ssl:`` controllers while the lab runs, and removed when it
+    stops (or by :func:`~controller.lab.cleanup.cleanup_stale` after a crash).
     """
 
     def __init__(self, topology: Topology, *, controllers: Sequence[ControllerAddress] = (),
                  rstp: bool | None = None, env: LabEnvironment | None = None,
-                 state_dir: Path = STATE_DIR) -> None:
+                 state_dir: Path = STATE_DIR, tls: PkiFiles | None = None) -> None:
         self.topology = topology
         self.plan = LabPlan.from_topology(topology)
         self.controllers = list(controllers)
@@ -95,6 +103,13 @@ class LabNetwork:
         self.rstp = (self.plan.has_loop() if rstp is None else rstp) and self.standalone
         self.env = env
         self.state_dir = state_dir
+        self.tls = tls
+        if tls is not None:
+            missing = [p.name for p in (tls.switch_key, tls.switch_cert, tls.ca_cert)
+                       if not p.is_file()]
+            if missing:
+                raise LabError(f"--tls-dir {tls.dir}: {', '.join(missing)} missing (make them "
+                               f"with 'cpn-lab pki {tls.dir}')")
         self.net: Mininet | None = None
         self.bring_up: BringUp | None = None
         self._record_path = state_dir / f"{os.getpid()}.json"
@@ -111,12 +126,13 @@ class LabNetwork:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def start(self, timeout_s: float = 120.0) -> BringUp:
+    def start(self, timeout_s: float = 120.0, *, connected: bool = True) -> BringUp:
         """Build and start the network; wait (bounded) until it is ready.
 
         Ready means: every bridge exists with its ports up on the planned port numbers; with
-        controllers, every switch connected to one; with RSTP, every port forwarding or
-        blocked by RSTP. Raises :class:`LabError` (after cleaning up) on failure.
+        controllers, every switch connected to one (unless ``connected`` is False: a lab
+        whose switches a controller is expected to refuse); with RSTP, every port forwarding
+        or blocked by RSTP. Raises :class:`LabError` (after cleaning up) on failure.
         """
         require_root()
         if self.net is not None:
@@ -139,6 +155,8 @@ class LabNetwork:
         try:
             self.net = self._make_net()
             self._write_record()
+            if self.tls is not None:
+                self._set_ssl(self.tls)
             self.net.build()
             self._write_record()
             self._set_backbone_mtu()
@@ -146,7 +164,7 @@ class LabNetwork:
             self.net.start()
             t2 = time.monotonic()
             remaining = max(1.0, timeout_s - (t2 - t0))
-            self.wait_until_connected(timeout_s=remaining)
+            self.wait_until_connected(timeout_s=remaining, controller=connected)
             if self.rstp:
                 self.wait_until_rstp_converged(timeout_s=max(1.0, timeout_s - (
                     time.monotonic() - t0)))
@@ -195,6 +213,16 @@ class LabNetwork:
             raise LabError(f"could not set the backbone MTU to {BACKBONE_MTU}: "
                            f"{r.stderr.strip()}")
 
+    def _set_ssl(self, tls: PkiFiles) -> None:
+        """Open vSwitch's SSL configuration from ``tls``, marked as this lab's; one that
+        cpn-lab did not make is not replaced."""
+        current = ssl_config()
+        if current is not None and OWNER_KEY not in current["external_ids"]:
+            raise LabError(f"Open vSwitch has an SSL configuration cpn-lab did not make "
+                           f"(key {current['private_key']}); remove it first (ovs-vsctl "
+                           "del-ssl)")
+        set_ssl(tls.switch_key, tls.switch_cert, tls.ca_cert, {OWNER_KEY: str(os.getpid())})
+
     def _remove_bridges_and_links(self) -> None:
         """Delete all bridges in one ovs-vsctl call and all veths in one ``ip -batch``.
 
@@ -240,6 +268,7 @@ class LabNetwork:
             "bridges": sorted(self.plan.switch_names.values()),
             "interfaces": interfaces,
             "host_pids": [h.pid for h in self.net.hosts if getattr(h, "pid", None)],
+            "ssl": self.tls is not None,
         }
         self.state_dir.mkdir(parents=True, exist_ok=True)
         tmp = self._record_path.with_suffix(".tmp")
@@ -268,7 +297,8 @@ class LabNetwork:
                                                   if self.rstp else "")
                 if self.standalone else
                 "fail_mode=secure, OpenFlow 1.3, controller "
-                + ", ".join(str(c) for c in self.controllers))
+                + ", ".join(str(c) for c in self.controllers)
+                + (f", TLS certificates from {self.tls.dir}" if self.tls is not None else ""))
         log.info("switches: %s", mode)
 
     # lookups -------------------------------------------------------------------------------
@@ -305,7 +335,8 @@ class LabNetwork:
                 if ln.strip() and "reply" not in ln]
 
     # bounded waits -------------------------------------------------------------------------
-    def _not_ready(self, switches: Iterable[str] | None = None) -> list[str]:
+    def _not_ready(self, switches: Iterable[str] | None = None,
+                   controller: bool = True) -> list[str]:
         """What keeps the (given) switches from being ready, one phrase per problem."""
         plan_ifaces = self.plan.switch_interfaces()
         names = list(plan_ifaces) if switches is None else list(switches)
@@ -328,7 +359,7 @@ class LabNetwork:
                     problems.append(f"{label}: {iface} not on port {port}")
                 elif row["link_state"] != "up" and not self._link_is_down(iface):
                     problems.append(f"{label}: {iface} link {row['link_state'] or 'unknown'}")
-            if not self.standalone:
+            if not self.standalone and controller:
                 uuids = _as_list(bridges[sw]["controller"])
                 if not any(connected.get(u) for u in uuids):
                     problems.append(f"{label}: not connected to a controller")
@@ -338,17 +369,19 @@ class LabNetwork:
         return iface in self._admin_down
 
     def wait_until_connected(self, timeout_s: float = 30.0, poll_s: float = 0.2,
-                             nodes: Iterable[str] | None = None) -> float:
+                             nodes: Iterable[str] | None = None, controller: bool = True
+                             ) -> float:
         """Wait until the switches (all, or those of ``nodes``) are ready; return seconds.
 
         Ready: bridge present, every planned port on its port number and up, and (with
-        controllers) connected. :class:`LabError` naming what is missing on timeout.
+        controllers, unless ``controller`` is False) connected. :class:`LabError` naming
+        what is missing on timeout.
         """
         switches = None if nodes is None else [self.plan.switch(n) for n in nodes]
         t0 = time.monotonic()
         problems: list[str] = []
         while True:
-            problems = self._not_ready(switches)
+            problems = self._not_ready(switches, controller)
             if not problems:
                 return time.monotonic() - t0
             if time.monotonic() - t0 > timeout_s:

@@ -45,6 +45,9 @@ __all__ = [
     "require_binaries",
     "require_root",
     "run_command",
+    "set_ssl",
+    "ssl_config",
+    "del_ssl",
 ]
 
 OVS_CTL_PATHS = (
@@ -241,3 +244,40 @@ def ovsdb_list(table: str, columns: Sequence[str]) -> list[dict[str, Any]]:
     doc = json.loads(res.stdout)
     return [{h: _ovsdb_value(v) for h, v in zip(doc["headings"], row, strict=True)}
             for row in doc["data"]]
+
+
+def ssl_config() -> dict[str, Any] | None:
+    """The SSL configuration of this machine's Open vSwitch (``private_key``,
+    ``certificate``, ``ca_cert``, ``external_ids``), None when there is none."""
+    rows = ovsdb_list("Open_vSwitch", ["ssl"])
+    if not rows or not rows[0]["ssl"]:
+        return None
+    uuid = rows[0]["ssl"]
+    for row in ovsdb_list("SSL", ["_uuid", "private_key", "certificate", "ca_cert",
+                                  "external_ids"]):
+        if row["_uuid"] == uuid:
+            return row
+    return None
+
+
+def set_ssl(private_key: Path, certificate: Path, ca_cert: Path,
+            external_ids: dict[str, str]) -> None:
+    """What ``ovs-vsctl set-ssl KEY CERT CACERT`` does (every switch of this ``ovs-vswitchd``
+    then uses these files for ``ssl:`` controllers), with ``external_ids`` on the record in
+    the same transaction. Paths are made absolute (the daemon's working directory is not
+    ours). :class:`LabError` when ``ovs-vsctl`` fails."""
+    ids = ",".join(f'"{k}"="{v}"' for k, v in external_ids.items())
+    args = ["ovs-vsctl", "--timeout=10", "--", "--id=@ssl", "create", "SSL",
+            f'private_key="{private_key.resolve()}"', f'certificate="{certificate.resolve()}"',
+            f'ca_cert="{ca_cert.resolve()}"', f"external_ids={{{ids}}}", "--", "set",
+            "Open_vSwitch", ".", "ssl=@ssl"]
+    res = run_command(args, timeout_s=20)
+    if res.returncode != 0:
+        raise LabError(f"ovs-vsctl could not set the SSL configuration: {res.stderr.strip()}")
+
+
+def del_ssl() -> None:
+    """``ovs-vsctl del-ssl``: no SSL configuration (``ssl:`` controllers cannot connect)."""
+    res = run_command(["ovs-vsctl", "--timeout=10", "del-ssl"], timeout_s=20)
+    if res.returncode != 0:
+        raise LabError(f"ovs-vsctl del-ssl failed: {res.stderr.strip()}")

@@ -191,8 +191,13 @@ def make_pki(directory: str | Path, *, force: bool = False, days: int = DEFAULT_
         _write(files.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM), 0o644)
         made += [files.ca_cert, files.ca_key]
     else:
-        ca_cert = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
-        loaded = serialization.load_pem_private_key(files.ca_key.read_bytes(), password=None)
+        try:
+            ca_cert = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
+            loaded = serialization.load_pem_private_key(files.ca_key.read_bytes(),
+                                                        password=None)
+        except (ValueError, TypeError) as exc:
+            raise LabError(f"{files.dir}: the CA's files cannot be read ({exc}); give --force "
+                           "to make all anew") from None
         if not isinstance(loaded, ec.EllipticCurvePrivateKey):
             raise LabError(f"{files.ca_key}: not an ECDSA key made by cpn-lab pki")
         ca_key = loaded

@@ -101,6 +101,9 @@ def server_context(files: TlsFiles) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.verify_mode = ssl.CERT_REQUIRED
+    # no TLS 1.3 session tickets: switches do not resume sessions, and a ticket is a write
+    # that could meet os-ken's concurrent reads and writes on the socket
+    ctx.num_tickets = 0
     for flag, path in (("--ofp-tls-cert", files.cert), ("--ofp-tls-key", files.key),
                        ("--ofp-tls-ca", files.ca)):
         try:
@@ -172,6 +175,8 @@ class TlsListener:
         self._slots = threading.BoundedSemaphore(max_handshakes)
         self._quiet_lock = threading.Lock()
         self._last_said: dict[tuple[str, str], float] = {}
+        for reason in REASONS:  # every reason shows in /metrics from the start, at 0
+            REFUSED.labels(reason=reason)
 
     def serve(self, server: socket.socket) -> None:
         """Accept on the listening socket ``server`` until it is shut; each connection's

@@ -32,6 +32,7 @@ from controller.lab import process
 from controller.lab.build import ControllerAddress
 from controller.lab.cleanup import cleanup_stale
 from controller.lab.network import LabNetwork
+from controller.lab.pki import PkiFiles
 from controller.lab.plan import LabPlan
 from controller.network.flows import make_cookie
 from controller.topology.files import topology_file
@@ -310,10 +311,12 @@ def ping_result(proc: subprocess.Popen[bytes], timeout_s: float) -> tuple[int, i
 
 def start_lab(lab_env: Any, topology: Topology,
               controller: ControllerProcess | Sequence[ControllerProcess],
-              timeout_s: float = 120.0, machine_wait_s: float = MACHINE_WAIT_S
+              timeout_s: float = 120.0, machine_wait_s: float = MACHINE_WAIT_S, *,
+              tls: PkiFiles | None = None, connected: bool = True
               ) -> tuple[LabNetwork, float]:
     """A started lab connected to ``controller`` (or to each of several: a cluster's
-    members); returns it and its bring-up seconds.
+    members); returns it and its bring-up seconds. ``tls``: the switches' certificates for
+    ``ssl:`` controllers; ``connected`` False: do not wait for the switches to connect.
 
     While another lab runs on the machine (the lab refuses to start beside one), retry for up
     to ``machine_wait_s`` seconds."""
@@ -323,10 +326,10 @@ def start_lab(lab_env: Any, topology: Topology,
     def attempt() -> bool:
         cleanup_stale()
         ctls = [controller] if isinstance(controller, ControllerProcess) else controller
-        lab = LabNetwork(topology, env=lab_env, controllers=[c.address for c in ctls])
+        lab = LabNetwork(topology, env=lab_env, controllers=[c.address for c in ctls], tls=tls)
         t0 = time.monotonic()
         try:
-            lab.start(timeout_s=timeout_s)
+            lab.start(timeout_s=timeout_s, connected=connected)
         except LabError as exc:
             lab.stop()
             if "another cpn-lab network is running" not in str(exc):
