@@ -435,14 +435,23 @@ def read_process(pid: int, t_s: float) -> ResourceSample | None:
 def resource_slopes(samples: Sequence[ResourceSample], warmup_s: float = RESOURCE_WARMUP_S
                     ) -> dict[str, Any]:
     """Per-hour least-squares slopes of RSS (MB), threads and descriptors over the samples of
-    the last controller process after its warm-up, with the span they cover."""
+    the longest-lived controller process after its warm-up (a run with controller kills has
+    several; the latest of equals), with the span they cover, and the peaks of every process
+    (``*_max``: bounded across restarts too)."""
     if not samples:
         return {"pid": None, "samples": 0, "span_s": 0.0, "rss_mb_per_h": 0.0,
-                "threads_per_h": 0.0, "fds_per_h": 0.0, "threads_rise": 0}
-    pid = samples[-1].pid
-    mine = [s for s in samples if s.pid == pid]
-    start = mine[0].t_s
-    used = [s for s in mine if s.t_s - start >= warmup_s] or mine[-1:]
+                "threads_per_h": 0.0, "fds_per_h": 0.0, "threads_rise": 0,
+                "processes": 0, "rss_mb_max": 0.0, "threads_max": 0, "fds_max": 0}
+    by_pid: dict[int, list[ResourceSample]] = {}
+    for s in samples:
+        by_pid.setdefault(s.pid, []).append(s)
+
+    def after_warmup(mine: list[ResourceSample]) -> list[ResourceSample]:
+        return [s for s in mine if s.t_s - mine[0].t_s >= warmup_s] or mine[-1:]
+
+    runs = [after_warmup(mine) for mine in by_pid.values()]  # in order of first sample
+    used = max(reversed(runs), key=lambda r: r[-1].t_s - r[0].t_s)
+    pid = used[0].pid
     span = used[-1].t_s - used[0].t_s
 
     def per_h(get: Callable[[ResourceSample], float]) -> float:
@@ -456,7 +465,10 @@ def resource_slopes(samples: Sequence[ResourceSample], warmup_s: float = RESOURC
             # the least of the last quarter over the most of the first: a pool that filled
             # up and fluctuates does not rise, a leak does
             "threads_rise": min(s.threads for s in used[-quarter:])
-            - max(s.threads for s in used[:quarter])}
+            - max(s.threads for s in used[:quarter]),
+            "processes": len(by_pid), "rss_mb_max": max(s.rss_mb for s in samples),
+            "threads_max": max(s.threads for s in samples),
+            "fds_max": max(s.fds for s in samples)}
 
 
 def resource_violations(slopes: Mapping[str, Any], min_span_s: float = RESOURCE_MIN_SPAN_S
@@ -1455,10 +1467,13 @@ class SoakResult:
             f"{len(self.violations)} violations, {self.pings_lost} of {self.pings_sent} pings "
             f"lost, {self.writes_acked} of {self.writes} writes acknowledged.", "",
             "| event kind | events | pings lost after it |", "|---|---|---|", *rows, "",
-            "| controller | pid | samples after warm-up | span min | RSS MB/h | threads/h "
-            "| fds/h |", "|---|---|---|---|---|---|---|",
-            *(f"| {name} | {s['pid']} | {s['samples']} | {s['span_s'] / 60:.1f} | "
-              f"{s['rss_mb_per_h']:+.1f} | {s['threads_per_h']:+.1f} | {s['fds_per_h']:+.1f} |"
+            "| controller | processes | longest-lived pid | samples after warm-up | span min "
+            "| RSS MB/h | threads/h | fds/h | peak RSS MB | peak threads | peak fds |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+            *(f"| {name} | {s.get('processes', 1)} | {s['pid']} | {s['samples']} | "
+              f"{s['span_s'] / 60:.1f} | {s['rss_mb_per_h']:+.1f} | {s['threads_per_h']:+.1f} "
+              f"| {s['fds_per_h']:+.1f} | {s.get('rss_mb_max', 0.0):.0f} | "
+              f"{s.get('threads_max', 0)} | {s.get('fds_max', 0)} |"
               for name, s in sorted(self.slopes.items())), "",
             *(["## Violations", "", "```", *(v.render() for v in self.violations), "```"]
               if self.violations else [])]) + "\n"

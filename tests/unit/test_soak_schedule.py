@@ -193,7 +193,15 @@ def test_slopes_and_growth_threshold() -> None:
     assert resource_violations(slopes) == []
     # too short a span is never judged
     assert resource_violations(resource_slopes(leak[:5], warmup_s=0)) == []
-    # a restarted controller: only the last process counts
+    # a restarted controller: the longest-lived process is judged (the latest of equals),
+    # the peaks cover every process
     both = leak + [ResourceSample(1800 + t, 2, 80, 20, 30) for t in range(0, 900, 60)]
-    assert resource_slopes(both, warmup_s=0)["pid"] == 2
-    assert resource_slopes(both, warmup_s=0)["rss_mb_per_h"] == 0.0
+    judged = resource_slopes(both, warmup_s=0)
+    assert judged["pid"] == 1 and judged["rss_mb_per_h"] == pytest.approx(120.0)
+    assert judged["processes"] == 2 and judged["rss_mb_max"] == pytest.approx(100 + 2 * 29)
+    assert judged["threads_max"] == 20 + 3 * 29 and judged["fds_max"] == 30
+    longer = leak[:10] + [ResourceSample(1800 + t, 2, 80, 20, 30) for t in range(0, 900, 60)]
+    assert resource_slopes(longer, warmup_s=0)["pid"] == 2
+    assert resource_slopes(longer, warmup_s=0)["rss_mb_per_h"] == 0.0
+    twins = leak[:10] + [ResourceSample(1800 + t, 2, 80, 20, 30) for t in range(0, 600, 60)]
+    assert resource_slopes(twins, warmup_s=0)["pid"] == 2
