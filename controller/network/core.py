@@ -450,8 +450,17 @@ class ControllerCore:
         self._meter_views.pop(dpid, None)
         self._group_views.pop(dpid, None)  # unknown: re-added idempotently
         self._unsure.add(dpid)
-        change = self._replan(now, ChangeKind.RECONCILE,
-                              f"reconcile {self.state.switches[dpid].name}", reroute=False)
+        name = self.state.switches[dpid].name
+        change = self._replan(now, ChangeKind.RECONCILE, f"reconcile {name}", reroute=False)
+        # what the switch lacked goes out in this change: an intent through it is installed
+        # when this change is confirmed, not by an earlier change still in flight (a switch
+        # read again in the middle of a change, after it refused part of it, counts as synced
+        # from here on, and that change's confirmation must not vouch for its flows)
+        intents = self.router.intents
+        for iid in change.intents:
+            path = intents[iid].path
+            if path is not None and name in path:
+                intents[iid].pending_since_token = change.token
         d_adds, d_dels = len(change.adds.get(dpid, ())), len(change.deletes.get(dpid, ()))
         replaced = sum(1 for e in change.adds.get(dpid, ()) if e.key in read_keys)
         self.state.record("reconciled", now, dpid=dpid, read=n_read,

@@ -57,6 +57,29 @@ def test_an_unconfirmed_switch_holds_back_only_the_intents_through_it(diamond: T
                             "ipv4_dst": h2.ip}).delivered_to == "h2"
 
 
+def test_a_switch_read_again_in_the_middle_of_a_change_is_vouched_for_by_its_reconcile(
+        diamond: Topology) -> None:
+    """s2 refuses its part of a change and is read and reconciled before that change is
+    confirmed (the resync thread is quicker than the change's last phase): the change's
+    confirmation must not install the intent through s2, which lacks its flows; the
+    reconciliation's confirmation does."""
+    core, net = running(diamond, load_intents=False)
+    s2 = dp(core, "s2")
+    fast, c1 = core.add_intent(IntentSpec("h1", "h2", max_latency_ms=3.0, name="fast"), 2.0)
+    assert fast.path == ("s1", "s2", "s4")
+    for phase in (c1.phase0, c1.phase1, c1.phase2):
+        net.apply_phase({d: m for d, m in phase.items() if d != s2})  # s2 refused its part
+    assert core.desync(s2, 2.1)
+    back = core.reconcile(s2, flow_entries(net, s2), 2.2)  # read before c1 is confirmed
+    assert back.adds.get(s2) and fast.id in back.intents
+    assert core.confirm(c1, 2.3) == [] and fast.state == "pending"
+    apply_and_confirm(core, net, back, 2.4)
+    assert fast.state == "installed"
+    h1, h2 = diamond.host("h1"), diamond.host("h2")
+    assert net.trace("h1", {"eth_type": 0x0800, "ipv4_src": h1.ip,
+                            "ipv4_dst": h2.ip}).delivered_to == "h2"
+
+
 def test_a_switch_that_applied_everything_is_reconciled_without_messages(
         diamond: Topology) -> None:
     """The messages were only late (a stalled control channel): the read shows them."""
