@@ -11,8 +11,10 @@ each handshake in a thread with no timeout (a peer that connects and sends nothi
 thread for ever), sets no minimum protocol version, and reports a refused handshake only as a
 traceback. :class:`TlsListener` does the handshake itself, bounded in time
 (:data:`HANDSHAKE_TIMEOUT_S`) and in how many run at once (:data:`MAX_HANDSHAKES`), then hands
-the authenticated socket to os-ken's own connection handler, exactly as os-ken's listener
-would. Each refusal is logged (``event=ofp_tls_refused``, the peer and the reason), counted
+the authenticated socket to os-ken's own connection handler, as os-ken's listener would,
+wrapped in a :class:`TlsConnection` (os-ken reads and writes a connection from two threads,
+which OpenSSL forbids on one TLS connection). Each refusal is logged
+(``event=ofp_tls_refused``, the peer and the reason), counted
 (``cpn_ofp_tls_refused_total{reason}``) and passed to ``on_refused`` (the controller records
 it as an ``ofp_tls_refused`` event of ``GET /api/v1/events``); the listener never stops for
 one. A peer refused again and again for the same reason is logged and recorded at most once
@@ -25,7 +27,9 @@ per :data:`REPEAT_QUIET_S` (OVS retries every few seconds); the counter counts e
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import select
 import socket
 import ssl
 import threading
@@ -39,8 +43,8 @@ from prometheus_client import Counter
 from controller.errors import CpnError
 from controller.network.counters import PROCESS_REGISTRY
 
-__all__ = ["HANDSHAKE_TIMEOUT_S", "MAX_HANDSHAKES", "REASONS", "REFUSED", "TlsFiles",
-           "TlsListener", "install", "refusal_reason", "server_context"]
+__all__ = ["HANDSHAKE_TIMEOUT_S", "MAX_HANDSHAKES", "REASONS", "REFUSED", "TlsConnection",
+           "TlsFiles", "TlsListener", "install", "refusal_reason", "server_context"]
 
 log = logging.getLogger("controller.network.ofptls")
 
@@ -101,9 +105,7 @@ def server_context(files: TlsFiles) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.verify_mode = ssl.CERT_REQUIRED
-    # no TLS 1.3 session tickets: switches do not resume sessions, and a ticket is a write
-    # that could meet os-ken's concurrent reads and writes on the socket
-    ctx.num_tickets = 0
+    ctx.num_tickets = 0  # no TLS 1.3 session tickets: switches do not resume sessions
     for flag, path in (("--ofp-tls-cert", files.cert), ("--ofp-tls-key", files.key),
                        ("--ofp-tls-ca", files.ca)):
         try:
@@ -210,10 +212,9 @@ class TlsListener:
         peer = _subject_cn(tls.getpeercert())
         log.info(f"OpenFlow TLS from {_peer(addr)}: {tls.version()}, switch certificate "
                  f"CN={peer}", extra={"event": "ofp_tls_accepted"})
-        tls.settimeout(None)  # os-ken's Datapath sets its own socket timeout
         assert self.handle is not None, "no connection handler: see install()"
         try:
-            self.handle(tls, addr)
+            self.handle(TlsConnection(tls), addr)
         except Exception:  # noqa: BLE001 - os-ken logged it; the connection is closed
             log.debug(f"OpenFlow connection from {_peer(addr)} ended with an error",
                       exc_info=True, extra={"event": "ofp_connection_error"})
@@ -238,6 +239,74 @@ class TlsListener:
                 self.on_refused(peer, reason, detail)
             except Exception:  # noqa: BLE001 - a recorder's failure must not stop the listener
                 log.exception("recording a refused OpenFlow TLS handshake failed")
+
+
+class TlsConnection:
+    """A switch's TLS socket as os-ken's ``Datapath`` uses it, safe for its two threads.
+
+    os-ken reads a switch's socket in one thread and writes it in another, at the same time.
+    OpenSSL forbids that on one connection (``SSL_read`` and ``SSL_write`` on the same
+    ``SSL`` object from two threads, openssl/openssl#20446); CPython's ``SSLSocket`` adds no
+    lock (python/cpython#151508 is a crash from it). Here the TLS socket is non-blocking
+    and every TLS call runs under one lock, never held while waiting: a call that needs the
+    network returns at once (``SSLWantReadError``/``SSLWantWriteError``), and the caller
+    waits for the file descriptor outside the lock, up to the timeout os-ken set (then
+    ``TimeoutError``, as a socket with a timeout raises). Data TLS has already decrypted is
+    read before any wait."""
+
+    def __init__(self, tls: ssl.SSLSocket) -> None:
+        tls.setblocking(False)
+        self._tls = tls
+        self._fd = tls.fileno()
+        self._lock = threading.Lock()
+        self._timeout: float | None = None
+
+    def settimeout(self, timeout_s: float | None) -> None:
+        self._timeout = timeout_s
+
+    def gettimeout(self) -> float | None:
+        return self._timeout
+
+    def __getattr__(self, name: str) -> Any:  # setsockopt, getpeercert, fileno, ...
+        return getattr(self._tls, name)
+
+    def _call(self, op: Callable[[], Any]) -> Any:
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        while True:
+            with self._lock:
+                try:
+                    return op()
+                except ssl.SSLWantReadError:
+                    event = select.POLLIN
+                except ssl.SSLWantWriteError:
+                    event = select.POLLOUT
+            poller = select.poll()
+            poller.register(self._fd, event)
+            wait_ms = None if deadline is None else max(0.0, deadline - time.monotonic()) * 1e3
+            if not poller.poll(wait_ms):
+                raise TimeoutError("timed out")
+
+    def recv(self, size: int) -> bytes:
+        return bytes(self._call(lambda: self._tls.recv(size)))
+
+    def send(self, data: bytes) -> int:
+        return int(self._call(lambda: self._tls.send(data)))
+
+    def sendall(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            # after a want-write the same bytes are offered again, as OpenSSL requires
+            view = view[self._call(functools.partial(self._tls.send, view)):]
+
+    def shutdown(self, how: int) -> None:
+        """Shut the TCP connection (``SSLSocket.shutdown`` would also drop the TLS layer
+        under the other thread, which would then read the raw records)."""
+        with self._lock:
+            socket.socket.shutdown(self._tls, how)
+
+    def close(self) -> None:
+        with self._lock:
+            self._tls.close()
 
 
 def _peer(addr: Any) -> str:

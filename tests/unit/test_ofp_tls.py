@@ -7,8 +7,10 @@ from __future__ import annotations
 import datetime
 import os
 import queue
+import random
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import threading
@@ -22,7 +24,14 @@ from waiting import wait_until
 
 from controller.errors import CpnError
 from controller.lab.pki import PkiFiles, issue, make_pki, new_ca
-from controller.network.ofptls import REASONS, REFUSED, TlsFiles, TlsListener, server_context
+from controller.network.ofptls import (
+    REASONS,
+    REFUSED,
+    TlsConnection,
+    TlsFiles,
+    TlsListener,
+    server_context,
+)
 from controller.settings import SettingsError, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -275,3 +284,90 @@ def test_cpn_controller_exits_2_naming_an_unusable_tls_file(pki: PkiFiles, tmp_p
     assert done.stderr.startswith("cpn-controller: error: --ofp-tls-key "), done.stderr
     assert "missing.pem: cannot read" in done.stderr
     assert not (tmp_path / "cpn.sqlite").exists() and not list(tmp_path.iterdir())
+
+
+# -- the connection os-ken gets: reads and writes from two threads at once --------------------
+
+def _tls_pair(pki: PkiFiles) -> tuple[TlsConnection, TlsConnection]:
+    """Both ends of one TLS connection over loopback, each as a :class:`TlsConnection`."""
+    server_ctx = server_context(TlsFiles(str(pki.controller_cert), str(pki.controller_key),
+                                         str(pki.ca_cert)))
+    a, b = socket.socketpair()
+    done: queue.Queue[ssl.SSLSocket] = queue.Queue()
+    threading.Thread(target=lambda: done.put(server_ctx.wrap_socket(a, server_side=True)),
+                     daemon=True).start()
+    client = _client(pki, pki.switch_cert, pki.switch_key).wrap_socket(
+        b, server_hostname="localhost")
+    return TlsConnection(done.get(timeout=5)), TlsConnection(client)
+
+
+def _frames(seed: int, count: int) -> list[bytes]:
+    rng = random.Random(seed)
+    return [struct.pack("!II", i, n) + rng.randbytes(n)
+            for i, n in enumerate(rng.randrange(0, 6000) for _ in range(count))]
+
+
+def _read_frames(conn: TlsConnection, count: int) -> list[bytes]:
+    out, buf = [], b""
+    while len(out) < count:
+        while len(buf) >= 8 and len(buf) >= 8 + struct.unpack("!II", buf[:8])[1]:
+            n = 8 + struct.unpack("!II", buf[:8])[1]
+            out.append(buf[:n])
+            buf = buf[n:]
+        if len(out) < count:
+            data = conn.recv(4096)
+            assert data, "the connection ended early"
+            buf += data
+    return out
+
+
+def test_a_connection_reads_and_writes_from_two_threads_at_once(pki: PkiFiles) -> None:
+    """Four threads (a reader and a writer at each end) move 2 x 600 frames of up to 6 kB
+    at the same time; every frame arrives intact and in order."""
+    ends = _tls_pair(pki)
+    for end in ends:
+        end.settimeout(10.0)
+    sent = [_frames(1, 600), _frames(2, 600)]
+    got: list[list[bytes]] = [[], []]
+    errors: list[BaseException] = []
+
+    def guarded(fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    def write(end: TlsConnection, frames: list[bytes]) -> None:
+        for f in frames:
+            end.sendall(f)
+
+    def read(end: TlsConnection, into: list[bytes]) -> None:
+        into.extend(_read_frames(end, 600))
+
+    threads = [threading.Thread(target=guarded, args=(write, ends[0], sent[0])),
+               threading.Thread(target=guarded, args=(write, ends[1], sent[1])),
+               threading.Thread(target=guarded, args=(read, ends[1], got[0])),
+               threading.Thread(target=guarded, args=(read, ends[0], got[1]))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+    assert got == sent
+    for end in ends:
+        end.close()
+
+
+def test_a_read_with_nothing_to_read_times_out_and_shutdown_ends_it(pki: PkiFiles) -> None:
+    server, client = _tls_pair(pki)
+    server.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        server.recv(8)
+    client.sendall(HELLO)
+    assert server.recv(8) == HELLO
+    server.settimeout(5.0)
+    client.shutdown(socket.SHUT_RDWR)
+    assert server.recv(8) == b""  # the peer's end, not a timeout
+    server.close()
+    client.close()
