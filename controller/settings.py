@@ -143,6 +143,20 @@ class NetworkSettings(_Section):
     """the window host_move_limit counts moves in"""
     learn_ban_s: float = Field(120.0, ge=0)
     """how long an address that moved too often is not learned (0: never banned)"""
+    delay_source: Literal["lldp", "external", "max"] = "external"
+    """which link delay routes and SLA checks use: external (a fresh measurement from PUT
+    /links/{index}/measurements, else LLDP's), lldp (LLDP's always) or max (the larger of the
+    two fresh ones)"""
+    measurement_max_age_s: float = Field(30.0, gt=0)
+    """an external link measurement older than this is no longer used"""
+    sla_interval_s: float = Field(1.0, ge=0)
+    """every intent's measured path latency is sampled this often (0: no SLA monitoring)"""
+    sla_samples: int = Field(3, ge=1, le=1000)
+    """an intent violates its SLA after this many samples in a row over its bound, and is
+    restored after as many within it"""
+    sla_ewma_alpha: float = Field(0.3, gt=0, le=1)
+    """weight of the newest sample in the smoothed (EWMA) measured latency (1: no
+    smoothing)"""
 
     @model_validator(mode="after")
     def _probes_within_timeout(self) -> NetworkSettings:
@@ -183,6 +197,25 @@ class ApiSettings(_Section):
     def _tls_pair(self) -> ApiSettings:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together: give both or neither")
+        return self
+
+
+class ComputeSettings(_Section):
+    metrics_interval_s: float = Field(5.0, gt=0, le=3600)
+    """sites report their metrics (push) or are scraped (pull) this often; metrics older than
+    three intervals are stale"""
+    scrape_timeout_s: float = Field(2.0, gt=0, le=60)
+    """a scrape of a site's metrics_url that takes longer fails"""
+    stale_policy: Literal["no_new_clients", "down", "use_last"] = "no_new_clients"
+    """what a site with stale or no metrics is: no_new_clients (keeps its clients, takes no
+    new ones), down (treated as down) or use_last (its last metrics still count); the cats
+    policy never takes a site without fresh metrics"""
+
+    @model_validator(mode="after")
+    def _scrape_within_interval(self) -> ComputeSettings:
+        if self.scrape_timeout_s > self.metrics_interval_s:
+            raise ValueError(f"scrape_timeout_s ({self.scrape_timeout_s:g}) must not exceed "
+                             f"metrics_interval_s ({self.metrics_interval_s:g})")
         return self
 
 
@@ -273,6 +306,7 @@ class Settings(BaseModel):
     openflow: OpenflowSettings = OpenflowSettings()
     network: NetworkSettings = NetworkSettings()
     api: ApiSettings = ApiSettings()
+    compute: ComputeSettings = ComputeSettings()
     state: StateSettings = StateSettings()
     cluster: ClusterSettings = ClusterSettings()
     logging: LoggingSettings = LoggingSettings()

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from controller.errors import ComputeConflict, ComputeSiteError, NotFound, lookup
 
 if TYPE_CHECKING:
+    from controller.compute.metrics import SiteMetrics
     from controller.topology.model import ComputeSite, Host, Topology
 
 __all__ = [
@@ -170,6 +171,8 @@ class ComputeRegistry:
         self._node_names = {n.name for n in topology.nodes}
         self._sites: dict[str, Site] = {}
         self._reservations: dict[str, Reservation] = {}
+        self._metrics: dict[str, SiteMetrics] = {}
+        """last good live metrics per site: soft state, never stored"""
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -259,7 +262,18 @@ class ComputeRegistry:
                 f"({site.reserved:g} {site.unit}); release them (or mark it down and move them) "
                 "first")
         del self._sites[site_id]
+        self._metrics.pop(site_id, None)
         return site
+
+    # -- live metrics (controller.compute.metrics) ----------------------------------------------
+    def set_metrics(self, site_id: str, m: SiteMetrics) -> None:
+        """Keep ``m`` as the site's last good metrics (:class:`NotFound` for an unknown site)."""
+        self.site(site_id)
+        self._metrics[site_id] = m
+
+    def metrics(self, site_id: str) -> SiteMetrics | None:
+        """The site's last good metrics, or None if it never reported (or is unknown)."""
+        return self._metrics.get(site_id)
 
     # -- capacity -------------------------------------------------------------------------------
     def reserve(self, site_id: str, amount: float | int, *, reservation_id: str | None = None,
