@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 
 import networkx as nx  # noqa: E402
 
-from controller.compute.placement import POLICIES, TIERS_MS, Scheduler  # noqa: E402
+from controller.compute.placement import STATIC_POLICIES, TIERS_MS, Scheduler  # noqa: E402
 from controller.compute.sites import ComputeRegistry  # noqa: E402
 from controller.errors import NoCapacity  # noqa: E402
 from controller.topology.files import topology_file  # noqa: E402
@@ -54,7 +54,7 @@ def requests(topo: Topology, n: int, seed: int) -> list[Request]:
     rng = random.Random(seed)
     cities = [c.name for c in topo.nodes_of_kind("city")]
     return [(rng.choice(cities), rng.choice(("general", "intelligent")),
-             rng.randint(5, 100) / 100, rng.choice(list(TIERS_MS)), rng.choice(POLICIES))
+             rng.randint(5, 100) / 100, rng.choice(list(TIERS_MS)), rng.choice(STATIC_POLICIES))
             for _ in range(n)]
 
 

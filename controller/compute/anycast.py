@@ -1,6 +1,9 @@
 """Anycast services (pure): each client of a service's anycast address is assigned one compute
 site by the placement policies of :mod:`.placement`, and keeps it while it serves (affinity)
-until the site goes down, drains or leaves the client's bound; then the client moves.
+until the site fails (down, unhealthy, stale under ``cats``, out of the client's bound): then
+the client moves at once. Under the delay policies (``nearest``, ``cats``) a client also moves
+when another site is enough better (a site came back, or its load fell), under the dampening
+of :mod:`.dampening` and only when the caller says the client is idle (:meth:`rebalance`).
 
 The NAT flows that rewrite the anycast address to the site's and back are built by
 :mod:`.steering` from :class:`FlowTuple` records. The caller holds the lock around every call.
@@ -9,12 +12,14 @@ The NAT flows that rewrite the anycast address to the site's and back are built 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from controller.compute.dampening import Dampener
 from controller.compute.placement import (
     DEFAULT_POLICY,
+    Choice,
     PathRecord,
     Scheduler,
     check_kind,
@@ -23,11 +28,16 @@ from controller.compute.placement import (
 )
 from controller.compute.sites import new_id, to_micro
 from controller.errors import ComputeConflict, ComputeSiteError, NoCapacity, NotFound, lookup
+from controller.network.explain import fmt_ms
 
 if TYPE_CHECKING:
     from controller.topology.model import Host
 
-__all__ = ["AnycastServices", "Assignment", "FlowTuple", "Move", "Service"]
+__all__ = ["DELAY_POLICIES", "AnycastServices", "Assignment", "FlowTuple", "Move", "Service"]
+
+DELAY_POLICIES: tuple[str, ...] = ("nearest", "cats")
+"""policies whose clients move for load (their score is a delay in ms); clients of the others
+move only for failure"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,17 +125,21 @@ class Move:
 class AnycastServices:
     """Per-client site assignment for anycast services, on top of a :class:`Scheduler`.
 
-    Sticky: a client keeps its site while the site is up or draining and a path within the
-    service's bound exists. New clients never go to a draining, down or full site. Existing
-    clients are moved (by :meth:`assign` or :meth:`reassign_after`) only when their site is down
-    or out of reach within the bound.
+    Sticky: a client keeps its site while the site is up or draining, healthy, (under
+    ``cats``) fresh, and a path within the service's bound exists. New clients never go to a
+    draining, down, full, unhealthy or stale site. :meth:`assign` and :meth:`reassign_after`
+    move clients off failed sites at once; :meth:`rebalance` also moves clients of the delay
+    policies for load, under ``dampener``.
     """
 
-    def __init__(self, scheduler: Scheduler) -> None:
+    def __init__(self, scheduler: Scheduler, dampener: Dampener | None = None) -> None:
         self.scheduler = scheduler
+        self.dampener = dampener if dampener is not None else Dampener()
         self._services: dict[str, Service] = {}
         self._by_ip: dict[str, str] = {}
         self._assignments: dict[str, dict[str, Assignment]] = {}
+        self.explained: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        """(service, client host) -> the candidates of the client's last choice (in memory)"""
 
     # -- services -------------------------------------------------------------------------------
     def add_service(self, service: Service) -> Service:
@@ -155,8 +169,9 @@ class AnycastServices:
         service = self.service(name)
         gone = list(self._assignments[name].values())
         for a in gone:
-            self.scheduler.registry.release(a.reservation_id)
+            self._drop(a)
         del self._assignments[name], self._services[name], self._by_ip[service.anycast_ip]
+        self.dampener.forget_service(name)
         return gone
 
     # -- assignments ----------------------------------------------------------------------------
@@ -168,7 +183,7 @@ class AnycastServices:
         self.service(name)
         return self._assignments[name].get(client_host)
 
-    def assign(self, name: str, client_host: str) -> Assignment:
+    def assign(self, name: str, client_host: str, now: float | None = None) -> Assignment:
         """The site for ``client_host`` (host name or IPv4) of service ``name``: the existing
         one if it is still good (see the class docstring), else a new choice by the policy,
         with the capacity reserved. :class:`NoCapacity` if nothing fits (and an existing
@@ -177,13 +192,13 @@ class AnycastServices:
         node, host = self.scheduler.resolve_source(client_host)
         if host is None:
             raise ComputeSiteError(f"client {client_host!r} is a switch, not a host")
+        now = self.scheduler.clock() if now is None else now
         current = self._assignments[name].get(host.name)
         if current is not None:
-            kept = self._recheck(service, current)
-            if kept is not None:
-                return kept
+            if self._failure(service, current, now) is None:
+                return current
             self._drop(current)
-        return self._new(service, host, exclude=())
+        return self._new(service, host, exclude=(), now=now)
 
     def unassign(self, name: str, client_host: str) -> Assignment:
         """Forget a client's assignment and release its capacity."""
@@ -195,13 +210,16 @@ class AnycastServices:
         self._drop(a)
         return a
 
-    def reassign_after(self, site_id: str | None = None) -> list[Move]:
-        """Re-examine the assignments at ``site_id`` (all, if None) after a site or network
-        change; move those whose site is down or no longer within the bound. Assignments on
-        draining or full sites stay (only new clients go elsewhere). Returns the moves, in
+    def reassign_after(self, site_id: str | None = None, now: float | None = None
+                       ) -> list[Move]:
+        """Re-examine the assignments at ``site_id`` (all, if None) after a site, metrics or
+        network change; move, at once, those whose site failed (down, unhealthy, stale under
+        ``cats`` or with ``stale_policy`` ``down``, no longer within the bound). Assignments
+        on draining or full sites stay (only new clients go elsewhere). Returns the moves, in
         (service, client) order; ``to_site`` None when nothing could take the client."""
         if site_id is not None:
             self.scheduler.registry.site(site_id)
+        now = self.scheduler.clock() if now is None else now
         moves: list[Move] = []
         for name in sorted(self._assignments):
             service = self._services[name]
@@ -209,19 +227,61 @@ class AnycastServices:
                 a = self._assignments[name][client]
                 if site_id is not None and a.site_id != site_id:
                     continue
-                if self._recheck(service, a) is not None:
+                why = self._failure(service, a, now)
+                if why is None:
                     continue
-                old_site = self.scheduler.registry.site(a.site_id)
-                why = (f"site {old_site.id} is down" if old_site.state == "down"
-                       else f"site {old_site.id} is not within {service.max_latency_ms:g} ms")
                 self._drop(a)
                 host = self.scheduler.topology.host(a.client_host)
                 try:
-                    new = self._new(service, host, exclude=(a.site_id,))
+                    new = self._new(service, host, exclude=(a.site_id,), now=now)
                 except NoCapacity as exc:
                     moves.append(Move(name, client, a.site_id, None, f"{why}; {exc.reason}"))
                     continue
                 moves.append(Move(name, client, a.site_id, new.site_id, why, new.latency_ms))
+        return moves
+
+    def rebalance(self, now: float | None = None,
+                  ready: Callable[[str, str], bool] | None = None) -> list[Move]:
+        """Failure moves (:meth:`reassign_after`), then load moves: each client of a service
+        under a delay policy (:data:`DELAY_POLICIES`) whose best site by the policy is another
+        one moves there when the dampener allows it (gain in ms and %, held, within the
+        service's budget) and ``ready(service, client_host)`` says it is idle (affinity: a
+        busy client keeps its site; None: every client is idle). Load moves carry the reason
+        ``load: <current> ms -> <new> ms`` (end-to-end under ``cats``, network otherwise)."""
+        now = self.scheduler.clock() if now is None else now
+        moves = self.reassign_after(now=now)
+        sched = self.scheduler
+        for name in sorted(self._assignments):
+            service = self._services[name]
+            if service.policy not in DELAY_POLICIES:
+                continue
+            cats = service.policy == "cats"
+            demand = to_micro(service.demand_per_client, "demand_per_client")
+            for client in sorted(self._assignments[name]):
+                a = self._assignments[name][client]
+                try:
+                    choice = sched.select(a.client_node, demand, service.kind,
+                                          service.max_latency_ms, policy=service.policy,
+                                          need_host=True, now=now)
+                except NoCapacity:
+                    choice = None
+                cur = None if choice is None else next(
+                    (c for c in choice.candidates if c[0] == a.site_id), None)
+                if choice is None or choice.site.id == a.site_id or cur is None \
+                        or cur[1] is None:
+                    self.dampener.forget(name, client)
+                    continue
+                cur_ms = cur[1] + ((cur[2] or 0.0) if cats else 0.0)
+                new_ms = choice.least_latency_ms + (
+                    (choice.compute_delay_ms or 0.0) if cats else 0.0)
+                if not self.dampener.offer(name, client, cur_ms, new_ms, now,
+                                           ready=ready is None or ready(name, client)):
+                    continue
+                host = self.scheduler.topology.host(a.client_host)
+                self._drop(a)
+                new = self._commit(service, host, choice)
+                moves.append(Move(name, client, a.site_id, new.site_id,
+                                  f"load: {fmt_ms(cur_ms)} -> {fmt_ms(new_ms)}", new.latency_ms))
         return moves
 
     def flow_tuple(self, assignment: Assignment) -> FlowTuple | None:
@@ -269,30 +329,47 @@ class AnycastServices:
             self._assignments[a.service][a.client_host] = a
 
     # -- internals ------------------------------------------------------------------------------
-    def _recheck(self, service: Service, a: Assignment) -> Assignment | None:
-        """``a`` (path refreshed) if its site is up/draining and reachable within the bound."""
+    def _failure(self, service: Service, a: Assignment, now: float) -> str | None:
+        """Why ``a``'s site can no longer serve it (None: it can; its path is refreshed)."""
         sched = self.scheduler
         site = sched.registry.site(a.site_id)
-        if site.state == "down" or (sched.node_up is not None and not sched.node_up(site.node)):
-            return None
-        path = sched.graph.constrained_path(a.client_node, site.node,
-                                            max_latency_ms=service.max_latency_ms,
-                                            min_bandwidth_mbps=0.0, weight="cost")
+        bound = service.max_latency_ms
+        if site.state == "down":
+            return f"site {site.id} is down"
+        if sched.node_up is not None and not sched.node_up(site.node):
+            return f"site {site.id} is not within {bound:g} ms"
+        _m, blocker = sched.live_metrics(site, now, service.policy)
+        if blocker == "unhealthy":
+            return f"site {site.id} reports unhealthy"
+        if blocker == "stale" and (service.policy == "cats" or sched.stale_policy == "down"):
+            return f"site {site.id} has no fresh metrics"
+        path = sched.graph.constrained_path(
+            a.client_node, site.node, max_latency_ms=bound, min_bandwidth_mbps=0.0,
+            weight="latency" if service.policy == "cats" else "cost")
         if path is None:
-            return None
+            return f"site {site.id} is not within {bound:g} ms"
         a.path, a.link_ids, a.latency_ms = tuple(path.nodes), tuple(path.links), path.latency_ms
-        return a
+        return None
 
     def _drop(self, a: Assignment) -> None:
         self.scheduler.registry.release(a.reservation_id)
         del self._assignments[a.service][a.client_host]
+        self.dampener.forget(a.service, a.client_host)
+        self.explained.pop((a.service, a.client_host), None)
 
-    def _new(self, service: Service, host: Host, exclude: Iterable[str]) -> Assignment:
+    def _new(self, service: Service, host: Host, exclude: Iterable[str],
+             now: float | None = None) -> Assignment:
+        demand_micro = to_micro(service.demand_per_client, "demand_per_client")
+        choice = self.scheduler.select(host.node, demand_micro, service.kind,
+                                       service.max_latency_ms, policy=service.policy,
+                                       exclude=exclude, need_host=True, now=now,
+                                       source_label=f"{host.name} (at {host.node})")
+        return self._commit(service, host, choice)
+
+    def _commit(self, service: Service, host: Host, choice: Choice) -> Assignment:
+        """Reserve the client's demand at the chosen site and record the assignment."""
         sched = self.scheduler
         demand_micro = to_micro(service.demand_per_client, "demand_per_client")
-        choice = sched.select(host.node, demand_micro, service.kind, service.max_latency_ms,
-                              policy=service.policy, exclude=exclude, need_host=True,
-                              source_label=f"{host.name} (at {host.node})")
         rid = new_id(f"svc-{service.name}")
         sched.registry.reserve(choice.site.id, demand_micro, micro=True, reservation_id=rid,
                                owner=f"service:{service.name}")
@@ -302,4 +379,5 @@ class AnycastServices:
                        link_ids=tuple(choice.path.links), latency_ms=choice.path.latency_ms,
                        price=choice.site.price * service.demand_per_client)
         self._assignments[service.name][host.name] = a
+        self.explained[(service.name, host.name)] = choice.explain()
         return a

@@ -18,6 +18,15 @@ and among those the best by the policy:
     least price x demand; ties by latency, then site id.
 ``least-loaded``
     highest free fraction of capacity *after* placing the demand; ties by latency, then id.
+``cats``
+    least end-to-end delay: the least network latency to the site plus the site's reported
+    ``compute_delay_ms`` (:mod:`.metrics`), within the bound, which is then end to end;
+    ties by utilisation, then price, then id. Only sites with fresh, healthy metrics are
+    candidates; the path is the least-latency one (the delay ranked is the delay installed).
+
+Under every policy a site whose metrics say it is unhealthy takes no new work, and one whose
+metrics went stale takes none either (``stale_policy`` ``no_new_clients`` or ``down``; a site
+that never reported is judged by the other policies as before).
 
 The least latency of every node comes from one ``within_latency(src, bound)`` call. The path
 reported (and the one the controller installs) is the one intents get: the least-*cost* path
@@ -37,10 +46,12 @@ bandwidths, or ``Topology.to_graph()``); the caller holds the lock around every 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Self
 
+from controller.compute.metrics import SiteMetrics, is_fresh
 from controller.compute.sites import (
     KINDS,
     ComputeRegistry,
@@ -59,7 +70,9 @@ if TYPE_CHECKING:
 __all__ = [
     "CIRCLE_TIERS_MS",
     "DEFAULT_POLICY",
+    "LOSS_REASONS",
     "POLICIES",
+    "STATIC_POLICIES",
     "TIERS_MS",
     "Choice",
     "PathRecord",
@@ -72,7 +85,9 @@ __all__ = [
 
 TIERS_MS: dict[str, float] = {"local": 1.0, "regional": 5.0, "national": 20.0}
 CIRCLE_TIERS_MS: tuple[float, ...] = (1.0, 5.0, 20.0)
-POLICIES: tuple[str, ...] = ("nearest", "cheapest", "least-loaded")
+STATIC_POLICIES: tuple[str, ...] = ("nearest", "cheapest", "least-loaded")
+"""the policies on the registered data alone (no live metrics)"""
+POLICIES: tuple[str, ...] = (*STATIC_POLICIES, "cats")
 DEFAULT_POLICY = "nearest"
 
 
@@ -111,8 +126,20 @@ def _check_bandwidth(bw: float) -> float:
     return float(bw)
 
 
-def policy_key(policy: str, site: Site, latency_ms: float, demand_micro: int) -> tuple[Any, ...]:
-    """Sort key of a candidate site under ``policy`` (smaller is better)."""
+STALE_POLICIES: tuple[str, ...] = ("no_new_clients", "down", "use_last")
+LOSS_REASONS: tuple[str, ...] = ("worse", "over_bound", "stale", "unhealthy", "no_capacity",
+                                 "no_bandwidth", "no_host", "down", "draining", "excluded")
+"""why a candidate site was not chosen (``Choice.explain``)"""
+
+
+def policy_key(policy: str, site: Site, latency_ms: float, demand_micro: int,
+               metrics: SiteMetrics | None = None) -> tuple[Any, ...]:
+    """Sort key of a candidate site under ``policy`` (smaller is better); ``cats`` needs the
+    site's ``metrics``. The first element is the candidate's score in explanations."""
+    if policy == "cats":
+        if metrics is None:
+            raise ComputeSiteError(f"policy cats needs metrics of site {site.id}")
+        return (latency_ms + metrics.compute_delay_ms, metrics.utilisation, site.price, site.id)
     if policy == "nearest":
         return (latency_ms, site.price, site.id)
     if policy == "cheapest":
@@ -122,17 +149,33 @@ def policy_key(policy: str, site: Site, latency_ms: float, demand_micro: int) ->
     raise ComputeSiteError(f"unknown policy {policy!r}")
 
 
+Candidate = tuple[str, float | None, float | None, float | None, str]
+"""(site id, network ms, compute ms, score, status) of one site considered for a demand"""
+
+
 @dataclass(frozen=True, slots=True)
 class Choice:
-    """A site chosen for a demand (nothing reserved yet)."""
+    """A site chosen for a demand (nothing reserved yet), with every site considered."""
 
     site: Site
     path: pathcore.Path
     least_latency_ms: float
+    compute_delay_ms: float | None = None
+    """the chosen site's reported compute delay (None: it reports none)"""
+    candidates: tuple[Candidate, ...] = ()
+    """the chosen site first, then the others in policy order, then those not eligible"""
 
     @property
     def latency_ms(self) -> float:
         return self.path.latency_ms
+
+    def explain(self) -> list[dict[str, Any]]:
+        """Per site considered: ``site``, ``network_ms`` (least latency from the source; None
+        beyond the bound or unreachable), ``compute_ms`` (reported compute delay, None if
+        none), ``score`` (the policy's first sort key: for ``cats`` the end-to-end ms) and
+        ``status``: ``chosen`` or why it lost (:data:`LOSS_REASONS`)."""
+        return [{"site": sid, "network_ms": net, "compute_ms": comp, "score": score,
+                 "status": status} for sid, net, comp, score, status in self.candidates]
 
 
 class PathRecord:
@@ -190,12 +233,41 @@ class Scheduler:
     """
 
     def __init__(self, registry: ComputeRegistry, graph: pathcore.Graph, *,
-                 node_up: Callable[[str], bool] | None = None) -> None:
+                 node_up: Callable[[str], bool] | None = None,
+                 metrics_interval_s: float = 5.0, stale_policy: str = "no_new_clients",
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.registry = registry
         self.topology: Topology = registry.topology
         self.graph = graph
         self.node_up = node_up
+        self.metrics_interval_s = metrics_interval_s
+        """sites report this often; metrics older than three intervals are stale"""
+        if stale_policy not in STALE_POLICIES:
+            raise ComputeSiteError(f"unknown stale_policy {stale_policy!r}")
+        self.stale_policy = stale_policy
+        self.clock = clock
+        """monotonic seconds, the time metrics are judged at when a call gives no ``now``"""
         self._placements: dict[str, Placement] = {}
+        self.explained: dict[str, list[dict[str, Any]]] = {}
+        """placement id -> :meth:`Choice.explain` of its choice (in memory only)"""
+
+    # -- live metrics ---------------------------------------------------------------------------
+    def live_metrics(self, site: Site, now: float, policy: str
+                     ) -> tuple[SiteMetrics | None, str | None]:
+        """``(metrics, blocker)`` of a site for new work at ``now``: the metrics that count
+        (None when none do) and ``stale`` / ``unhealthy`` when the site may take no new work.
+        ``cats`` needs fresh metrics (a site that never reported is ``stale``); the other
+        policies refuse a site whose metrics went stale (unless ``stale_policy`` is
+        ``use_last``) and judge a site that never reported by its static data."""
+        m = self.registry.metrics(site.id)
+        if m is None:
+            return None, "stale" if policy == "cats" else None
+        if not is_fresh(m, now, self.metrics_interval_s) and (
+                policy == "cats" or self.stale_policy != "use_last"):
+            return None, "stale"
+        if not m.healthy:
+            return m, "unhealthy"
+        return m, None
 
     # -- sources --------------------------------------------------------------------------------
     def resolve_source(self, source: str) -> tuple[str, Host | None]:
@@ -220,55 +292,82 @@ class Scheduler:
     def select(self, source_node: str, demand_micro: int, kind: str, bound_ms: float, *,
                min_bandwidth_mbps: float = 0.0, policy: str = DEFAULT_POLICY,
                exclude: Iterable[str] = (), need_host: bool = False,
-               source_label: str | None = None) -> Choice:
-        """The best site for the demand (nothing reserved); :class:`NoCapacity` with reasons."""
+               source_label: str | None = None, now: float | None = None) -> Choice:
+        """The best site for the demand (nothing reserved); :class:`NoCapacity` with reasons.
+        ``now``: the time site metrics are judged at (default ``self.clock()``)."""
         g, reg = self.graph, self.registry
         label = source_label or source_node
         excluded = set(exclude)
+        now = self.clock() if now is None else now
+        cats = policy == "cats"
         of_kind = reg.sites(kind=kind)
         if not of_kind:
             raise NoCapacity([f"no {kind} compute site is registered"])
         reach = g.within_latency(source_node, bound_ms)
         node_up = self.node_up
-        usable: list[tuple[tuple[Any, ...], Site, float]] = []
-        blocked: list[tuple[Site, str, float]] = []
+        usable: list[tuple[tuple[Any, ...], Site, float, float | None]] = []
+        blocked: list[tuple[Site, str, str, float, float | None]] = []
         in_bound = 0
         for site in of_kind:
             lat = reach.get(site.node)
             if lat is None or (node_up is not None and not node_up(site.node)):
                 continue
             in_bound += 1
+            m, blocker = self.live_metrics(site, now, policy)
+            compute = None if m is None else m.compute_delay_ms
             if site.state != "up":
-                blocked.append((site, site.state, lat))
+                blocked.append((site, site.state, site.state, lat, compute))
             elif site.id in excluded:
-                blocked.append((site, "being left", lat))
+                blocked.append((site, "excluded", "being left", lat, compute))
+            elif blocker is not None:
+                blocked.append((site, blocker, "stale metrics" if blocker == "stale"
+                                else "reports unhealthy", lat, compute))
             elif site.free_micro < demand_micro:
-                blocked.append((site, f"free {site.free_capacity:g} of {site.capacity:g} "
-                                      f"{site.unit}", lat))
+                blocked.append((site, "no_capacity", f"free {site.free_capacity:g} of "
+                                f"{site.capacity:g} {site.unit}", lat, compute))
             elif need_host and site.host is None:
-                blocked.append((site, "no host to steer traffic to", lat))
+                blocked.append((site, "no_host", "no host to steer traffic to", lat, compute))
+            elif cats and m is not None and lat + m.compute_delay_ms > bound_ms:
+                blocked.append((site, "over_bound", f"network {fmt_ms(lat)} + compute "
+                                f"{fmt_ms(m.compute_delay_ms)} over the bound", lat, compute))
             else:
-                usable.append((policy_key(policy, site, lat, demand_micro), site, lat))
+                usable.append((policy_key(policy, site, lat, demand_micro, m), site, lat,
+                               compute))
         usable.sort(key=lambda t: t[0])
         no_path: list[tuple[Site, float]] = []
-        for _key, site, lat in usable:
-            path = g.constrained_path(source_node, site.node, max_latency_ms=bound_ms,
-                                      min_bandwidth_mbps=min_bandwidth_mbps, weight="cost")
+        for i, (key, site, lat, compute) in enumerate(usable):
+            # cats installs the least-latency path within what the compute delay leaves of
+            # the end-to-end bound; the other policies the least-cost path within the bound
+            path = g.constrained_path(
+                source_node, site.node,
+                max_latency_ms=bound_ms - compute if cats and compute is not None else bound_ms,
+                min_bandwidth_mbps=min_bandwidth_mbps, weight="latency" if cats else "cost")
             if path is not None:
-                return Choice(site=site, path=path, least_latency_ms=lat)
+                explained: list[Candidate] = [(site.id, lat, compute, key[0], "chosen")]
+                explained += [(s.id, la, c, k[0], "worse") for k, s, la, c in usable[i + 1:]]
+                explained += [(s.id, la, None, None, "no_bandwidth") for s, la in no_path]
+                explained += [(s.id, la, c, None, st) for s, st, _, la, c in blocked]
+                seen = {c[0] for c in explained}
+                explained += [(s.id, None, None, None, "down" if node_up is not None
+                               and not node_up(s.node) else "over_bound")
+                              for s in of_kind if s.id not in seen]
+                return Choice(site=site, path=path, least_latency_ms=lat,
+                              compute_delay_ms=compute, candidates=tuple(explained))
             no_path.append((site, lat))
         raise self._no_capacity(label, source_node, kind, bound_ms, min_bandwidth_mbps,
                                 of_kind, in_bound, blocked, no_path)
 
     def _no_capacity(self, label: str, source_node: str, kind: str, bound_ms: float,
                      bw: float, of_kind: Sequence[Site], in_bound: int,
-                     blocked: list[tuple[Site, str, float]],
+                     blocked: list[tuple[Site, str, str, float, float | None]],
                      no_path: list[tuple[Site, float]]) -> NoCapacity:
         reasons: list[str] = []
         candidates: list[dict[str, object]] = []
-        for site, why, lat in blocked:
-            status = "full" if why.startswith("free ") else why
-            candidates.append({"site": site.id, "latency_ms": lat, "status": status,
+        old_names = {"no_capacity": "full", "excluded": "being left",
+                     "no_host": "no host to steer traffic to"}
+        for site, status, _why, lat, compute in blocked:
+            candidates.append({"site": site.id, "latency_ms": lat,
+                               "status": old_names.get(status, status), "compute_ms": compute,
                                "state": site.state, "free_capacity": site.free_capacity,
                                "capacity": site.capacity, "unit": site.unit})
         for site, lat in no_path:
@@ -298,7 +397,7 @@ class Scheduler:
         else:
             if blocked:
                 reasons.append(f"{kind} sites within {bound_ms:g} ms of {label} but full or not "
-                               "up: " + ", ".join(f"{s.id} ({why})" for s, why, _ in blocked))
+                               "up: " + ", ".join(f"{s.id} ({why})" for s, _, why, _, _ in blocked))
             if no_path:
                 reasons.append(f"{kind} sites within {bound_ms:g} ms of {label} without a path "
                                f"of {bw:g} Mbps residual bandwidth within the bound: "
@@ -316,7 +415,8 @@ class Scheduler:
     # -- placements -----------------------------------------------------------------------------
     def place(self, source: str, demand: float, kind: str, *, max_latency_ms: float | None = None,
               tier: str | None = None, min_bandwidth_mbps: float = 0.0,
-              policy: str = DEFAULT_POLICY, placement_id: str | None = None) -> Placement:
+              policy: str = DEFAULT_POLICY, placement_id: str | None = None,
+              now: float | None = None) -> Placement:
         """Choose a site for ``demand`` units of ``kind`` computing near ``source`` (node, host
         name or host IP) and reserve the capacity. See the module docstring for the rules.
 
@@ -335,7 +435,7 @@ class Scheduler:
             raise ComputeConflict(f"placement id {pid!r} is already in use")
         label = node if host is None else f"{host.name} (at {node})"
         choice = self.select(node, demand_micro, kind, bound, min_bandwidth_mbps=bw,
-                             policy=policy, source_label=label)
+                             policy=policy, source_label=label, now=now)
         site = choice.site
         self.registry.reserve(site.id, demand_micro, micro=True, reservation_id=pid,
                               owner="placement")
@@ -346,6 +446,7 @@ class Scheduler:
             link_ids=tuple(choice.path.links), latency_ms=choice.path.latency_ms,
             price=site.price * from_micro(demand_micro))
         self._placements[pid] = placement
+        self.explained[pid] = choice.explain()
         return placement
 
     def release(self, placement_id: str) -> Placement:
@@ -353,6 +454,7 @@ class Scheduler:
         placement = self.placement(placement_id)
         self.registry.release(placement_id)
         del self._placements[placement_id]
+        self.explained.pop(placement_id, None)
         return placement
 
     def placement(self, placement_id: str) -> Placement:
@@ -368,10 +470,11 @@ class Scheduler:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], topology: Topology, graph: pathcore.Graph, *,
-                  node_up: Callable[[str], bool] | None = None) -> Scheduler:
-        """Rebuild from :meth:`to_dict`. Every placement must have its reservation."""
+                  node_up: Callable[[str], bool] | None = None, **kw: Any) -> Scheduler:
+        """Rebuild from :meth:`to_dict`. Every placement must have its reservation. ``kw``:
+        the other arguments of the constructor (metrics interval, stale policy, clock)."""
         reg = ComputeRegistry.from_dict(data.get("registry", {}), topology)
-        sched = cls(reg, graph, node_up=node_up)
+        sched = cls(reg, graph, node_up=node_up, **kw)
         for d in data.get("placements", []):
             p = Placement.from_dict(d)
             res = reg.reservation(p.id)

@@ -22,7 +22,7 @@ from compute_oracles import (
 from controller.compute.anycast import AnycastServices, Service
 from controller.compute.placement import (
     DEFAULT_POLICY,
-    POLICIES,
+    STATIC_POLICIES,
     TIERS_MS,
     Scheduler,
     latency_circles,
@@ -76,7 +76,7 @@ def check_against_oracle(topo: Topology, sched: Scheduler, g: nx.Graph, src: str
     return "placed"
 
 
-@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("policy", STATIC_POLICIES)
 def test_policies_match_brute_force_on_the_national_model(policy: str) -> None:
     topo = national()
     sched = scheduler(topo)
@@ -100,7 +100,7 @@ def test_policies_match_brute_force_on_the_national_model(policy: str) -> None:
     assert outcomes["placed"] >= 150 and outcomes["refused"] >= 50, outcomes
 
 
-@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("policy", STATIC_POLICIES)
 def test_policies_match_brute_force_on_a_small_topology(policy: str) -> None:
     topo = small()
     g = nx_graph(topo)
