@@ -210,6 +210,19 @@ class ComputeSettings(_Section):
     """what a site with stale or no metrics is: no_new_clients (keeps its clients, takes no
     new ones), down (treated as down) or use_last (its last metrics still count); the cats
     policy never takes a site without fresh metrics"""
+    move_gain_ms: float = Field(2.0, ge=0, le=3_600_000)
+    """an anycast client moves for load (nearest and cats services) only when its delay falls
+    by at least this many ms ..."""
+    move_gain_pct: float = Field(20.0, ge=0, le=100)
+    """... and by at least this percentage of its current delay ..."""
+    move_hold_s: float = Field(10.0, ge=0, le=86400)
+    """... continuously for this long; moves for failure are immediate"""
+    max_moves: int = Field(10, ge=0, le=1_000_000)
+    """at most this many load moves per service in move_interval_s"""
+    move_interval_s: float = Field(60.0, gt=0, le=86400)
+    rebalance_interval_s: float = Field(2.0, gt=0, le=3600)
+    """how often load moves are considered; a client whose NAT flow counted no packet between
+    two looks is idle and may move (a busy client keeps its site)"""
 
     @model_validator(mode="after")
     def _scrape_within_interval(self) -> ComputeSettings:
