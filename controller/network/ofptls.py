@@ -174,6 +174,7 @@ class TlsListener:
         self.handle = handle
         self.on_refused = on_refused
         self.handshake_timeout_s = handshake_timeout_s
+        self.max_handshakes = max_handshakes
         self._slots = threading.BoundedSemaphore(max_handshakes)
         self._quiet_lock = threading.Lock()
         self._last_said: dict[tuple[str, str], float] = {}
@@ -190,7 +191,7 @@ class TlsListener:
                 return  # the listener was shut (controller.main's stop)
             if not self._slots.acquire(blocking=False):
                 sock.close()
-                self._refused(addr, "busy", f"{MAX_HANDSHAKES} handshakes in progress")
+                self._refused(addr, "busy", f"{self.max_handshakes} handshakes in progress")
                 continue
             threading.Thread(target=self.connection, args=(sock, addr),
                              name=f"cpn-ofp-tls-{addr[0]}:{addr[1]}", daemon=True).start()
