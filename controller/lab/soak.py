@@ -1429,6 +1429,9 @@ class SoakResult:
     log: list[str] = field(default_factory=list)
     writes: int = 0
     writes_acked: int = 0
+    writes_by_answer: dict[str, int] = field(default_factory=dict)
+    """``op status`` (status ``none``: no answer) -> writes: why writes were not acknowledged
+    (a 409 of an infeasible add or a 404 of a placement without a site is an honest no)"""
     slopes: dict[str, dict[str, Any]] = field(default_factory=dict)
     """controller (or member) name -> its resource slopes"""
     samples: dict[str, list[ResourceSample]] = field(default_factory=dict)
@@ -1452,7 +1455,8 @@ class SoakResult:
                 "pings_sent": self.pings_sent, "pings_lost": self.pings_lost,
                 "events_by_kind": self.events_by_kind,
                 "pings_lost_by_kind": self.pings_lost_by_kind, "writes": self.writes,
-                "writes_acknowledged": self.writes_acked, "resource_slopes": self.slopes,
+                "writes_acknowledged": self.writes_acked,
+                "writes_by_answer": self.writes_by_answer, "resource_slopes": self.slopes,
                 "resource_samples": {k: [asdict(x) for x in v]
                                      for k, v in self.samples.items()},
                 "duration_s": self.duration_s, "event_log": self.log}
@@ -1466,6 +1470,9 @@ class SoakResult:
             f"{self.duration_s / 60:.1f} min, {self.events} events, {self.checks} checks, "
             f"{len(self.violations)} violations, {self.pings_lost} of {self.pings_sent} pings "
             f"lost, {self.writes_acked} of {self.writes} writes acknowledged.", "",
+            "Writes by answer: " + (", ".join(f"{k} x{n}" for k, n in
+                                              sorted(self.writes_by_answer.items())) or "none")
+            + ".", "",
             "| event kind | events | pings lost after it |", "|---|---|---|", *rows, "",
             "| controller | processes | longest-lived pid | samples after warm-up | span min "
             "| RSS MB/h | threads/h | fds/h | peak RSS MB | peak threads | peak fds |",
@@ -1566,6 +1573,9 @@ def run_soak(config: SoakConfig, out: Callable[[str], None] = print) -> SoakResu
                 result.events_by_kind[ev.kind] = result.events_by_kind.get(ev.kind, 0) + 1
                 result.writes += len(recs)
                 result.writes_acked += sum(1 for r in recs if r.acked)
+                for r in recs:
+                    key = f"{r.op} {r.status if r.status is not None else 'none'}"
+                    result.writes_by_answer[key] = result.writes_by_answer.get(key, 0) + 1
                 t_check = time.monotonic()
                 found, lost = ([], 0) if fault_failed else inv.check(ev.kind)
                 result.checks += 1
