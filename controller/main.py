@@ -238,13 +238,13 @@ def build_controller(settings: Settings, *, read_open: bool | None = None) -> Co
         if parts is not None:
             intents = parts.intents
             steering = Steering(service, parts.steering_store, leader=parts.member.is_leader,
-                                sync=parts.sync)
+                                sync=parts.sync, compute=settings.compute)
             parts.replica.on_compute = steering.reload
             cluster: ClusterView = parts.member
         else:
             intents = IntentOperations(service, store, timeout_s=api_settings.intent_timeout_s)
             intents.reload()
-            steering = Steering(service, store)
+            steering = Steering(service, store, compute=settings.compute)
             cluster = Standalone(service, openflow=_ofp_address(settings))
         reads_open = is_loopback(api_settings.host) if read_open is None else read_open
         app = create_app(service, intents=intents, steering=steering,

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from dataclasses import fields as dataclass_fields
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_type_hints
 
 from fastapi import APIRouter, Query
 from fastapi.params import Depends
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from pydantic.json_schema import JsonDict, SkipJsonSchema
 
 from controller.compute.anycast import Assignment, Service
@@ -40,7 +41,7 @@ __all__ = ["compute_router"]
 
 Kind = Literal["general", "intelligent", "hpc"]
 State = Literal["up", "draining", "down"]
-Policy = Literal["nearest", "cheapest", "least-loaded"]
+Policy = Literal["nearest", "cheapest", "least-loaded", "cats"]
 Tier = Literal["local", "regional", "national"]
 _Num = Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)]
 # a demand is held in micro-units (controller/compute/sites.py): less than one is refused
@@ -159,6 +160,36 @@ class PlacementIn(_Body):
     _refuse_null = field_validator("max_latency_ms", "tier", mode="before")(_not_null)
 
 
+class CandidateOut(BaseModel):
+    """One site considered for a choice, and why it won or lost."""
+
+    site: str
+    network_ms: float | None = Field(
+        description="least network latency from the source's node (null: beyond the bound "
+                    "or unreachable)")
+    compute_ms: float | None = Field(
+        description="the site's reported compute delay (null: no metrics that count)")
+    score: float | None = Field(
+        description="the policy's first sort key, smaller is better (cats: network_ms + "
+                    "compute_ms; nearest: network ms; null: not ranked)")
+    status: str = Field(
+        description="chosen, or why it lost: worse, over_bound, stale, unhealthy, "
+                    "no_capacity, no_bandwidth, no_host, down, draining, excluded")
+
+
+def _with_candidates(record: type, name: str) -> type[BaseModel]:
+    """``record``'s fields plus ``candidates`` (the answer of a choice)."""
+    hints = get_type_hints(record)
+    fields: dict[str, Any] = {f.name: (hints[f.name], ...) for f in dataclass_fields(record)}
+    return create_model(name, candidates=(list[CandidateOut], Field(
+        default_factory=list, description="every site considered, the chosen one first")),
+        **fields)
+
+
+PlacementOut = _with_candidates(Placement, "PlacementOut")
+AssignmentOut = _with_candidates(Assignment, "AssignmentOut")
+
+
 class NoCapacityBody(BaseModel):
     error: str = Field(description="no_capacity")
     detail: str
@@ -270,10 +301,11 @@ def compute_router(steering: Steering, *, read: list[Depends],
         return {"id": site_id, "deleted": True}
 
     # -- placements -------------------------------------------------------------------------
-    @r.post("/placements", status_code=201, response_model=Placement, responses=_E_PLACE,
-            dependencies=write)
+    @r.post("/placements", status_code=201, response_model=PlacementOut,
+            responses=_E_PLACE, dependencies=write)
     def place(body: PlacementIn) -> Any:
-        """Choose a site for the demand by the policy and reserve the capacity. 409
+        """Choose a site for the demand by the policy and reserve the capacity; the answer's
+        ``candidates`` say, per site, network ms, compute ms, score and why it lost. 409
         ``no_capacity`` with ``reasons`` and per-site ``candidates`` when nothing fits."""
         try:
             p = steering.place(body.source, body.demand, body.kind,
@@ -281,7 +313,7 @@ def compute_router(steering: Steering, *, read: list[Depends],
                                min_bandwidth_mbps=body.min_bandwidth_mbps, policy=body.policy)
         except NoCapacity as exc:
             return _no_capacity(exc)
-        return p.to_dict()
+        return {**p.to_dict(), "candidates": steering.placement_explained(p.id)}
 
     @r.get("/placements", response_model=list[Placement], responses=_E, dependencies=read)
     def list_placements() -> list[dict[str, Any]]:
@@ -323,22 +355,27 @@ def compute_router(steering: Steering, *, read: list[Depends],
         """Remove the service and release every client's capacity."""
         return {"name": name, "deleted": True, "released": steering.remove_service(name)}
 
-    @r.get("/services/{name}/assignments", response_model=list[Assignment], responses=_E,
-           dependencies=read)
+    @r.get("/services/{name}/assignments", response_model=list[AssignmentOut],  # type: ignore[valid-type]
+           responses=_E, dependencies=read)
     def assignments(name: str) -> list[dict[str, Any]]:
-        """Which site each client of the service is steered to."""
-        return steering.assignments(name)
+        """Which site each client of the service is steered to, with the candidates as the
+        policy sees them now (network ms, compute ms, score, why each lost; a ``chosen``
+        site other than the client's is a load move held back by dampening or affinity)."""
+        explained = steering.candidates(name)
+        return [{**a, "candidates": explained.get(a["client_host"], [])}
+                for a in steering.assignments(name)]
 
-    @r.post("/services/{name}/assignments", response_model=Assignment,
+    @r.post("/services/{name}/assignments", response_model=AssignmentOut,
             responses=_E_PLACE, dependencies=write)
     def assign(name: str, body: AssignIn) -> Any:
         """The client's site: kept while it is up or draining and within the bound (sticky),
         else a new choice by the service's policy (capacity reserved). 409 ``no_capacity``
         with reasons when no site can take the client."""
         try:
-            return steering.assign(name, body.client)
+            a = steering.assign(name, body.client)
         except NoCapacity as exc:
             return _no_capacity(exc)
+        return {**a, "candidates": steering.decision(name, a["client_host"])}
 
     @r.delete("/services/{name}/assignments/{client}", response_model=Assignment,
               responses=_E, dependencies=write)

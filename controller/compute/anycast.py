@@ -122,6 +122,11 @@ class Move:
     latency_ms: float | None = None
 
 
+_STATUS = {"full": "no_capacity", "beyond_bound": "over_bound", "being left": "excluded",
+           "no host to steer traffic to": "no_host"}
+"""the statuses of :class:`NoCapacity` candidates as :data:`~.placement.LOSS_REASONS`"""
+
+
 class AnycastServices:
     """Per-client site assignment for anycast services, on top of a :class:`Scheduler`.
 
@@ -262,7 +267,7 @@ class AnycastServices:
                 try:
                     choice = sched.select(a.client_node, demand, service.kind,
                                           service.max_latency_ms, policy=service.policy,
-                                          need_host=True, now=now)
+                                          need_host=True, now=now, credit={a.site_id: demand})
                 except NoCapacity:
                     choice = None
                 cur = None if choice is None else next(
@@ -283,6 +288,29 @@ class AnycastServices:
                 moves.append(Move(name, client, a.site_id, new.site_id,
                                   f"load: {fmt_ms(cur_ms)} -> {fmt_ms(new_ms)}", new.latency_ms))
         return moves
+
+    def explain(self, name: str, client_host: str, now: float | None = None
+                ) -> list[dict[str, Any]]:
+        """The candidates as the client's service's policy sees them now (its own demand
+        counted as free at its site), in the form of :meth:`Choice.explain`: ``chosen`` is the
+        best site now; when that is not the client's, a load move is pending (dampening) or
+        the client is busy. Sites nothing can take say why (``over_bound``, ``no_capacity``,
+        ...)."""
+        service = self.service(name)
+        a = self._assignments[name].get(client_host)
+        if a is None:
+            raise NotFound(f"client {client_host!r} has no assignment in service {name!r}")
+        demand = to_micro(service.demand_per_client, "demand_per_client")
+        try:
+            return self.scheduler.select(
+                a.client_node, demand, service.kind, service.max_latency_ms,
+                policy=service.policy, need_host=True, now=now,
+                credit={a.site_id: demand}).explain()
+        except NoCapacity as exc:
+            return [{"site": c["site"], "network_ms": c["latency_ms"] if c["status"]
+                     != "beyond_bound" else None, "compute_ms": c.get("compute_ms"),
+                     "score": None, "status": _STATUS.get(str(c["status"]), c["status"])}
+                    for c in exc.candidates]
 
     def flow_tuple(self, assignment: Assignment) -> FlowTuple | None:
         """The addresses and path the data plane's NAT flows need for this assignment; None

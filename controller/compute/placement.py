@@ -292,9 +292,12 @@ class Scheduler:
     def select(self, source_node: str, demand_micro: int, kind: str, bound_ms: float, *,
                min_bandwidth_mbps: float = 0.0, policy: str = DEFAULT_POLICY,
                exclude: Iterable[str] = (), need_host: bool = False,
-               source_label: str | None = None, now: float | None = None) -> Choice:
+               source_label: str | None = None, now: float | None = None,
+               credit: Mapping[str, int] | None = None) -> Choice:
         """The best site for the demand (nothing reserved); :class:`NoCapacity` with reasons.
-        ``now``: the time site metrics are judged at (default ``self.clock()``)."""
+        ``now``: the time site metrics are judged at (default ``self.clock()``); ``credit``:
+        micro-units per site counted as free (a client's own reservation, when it is
+        weighed against moving)."""
         g, reg = self.graph, self.registry
         label = source_label or source_node
         excluded = set(exclude)
@@ -322,7 +325,7 @@ class Scheduler:
             elif blocker is not None:
                 blocked.append((site, blocker, "stale metrics" if blocker == "stale"
                                 else "reports unhealthy", lat, compute))
-            elif site.free_micro < demand_micro:
+            elif site.free_micro + (credit.get(site.id, 0) if credit else 0) < demand_micro:
                 blocked.append((site, "no_capacity", f"free {site.free_capacity:g} of "
                                 f"{site.capacity:g} {site.unit}", lat, compute))
             elif need_host and site.host is None:

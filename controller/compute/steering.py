@@ -22,7 +22,11 @@ packet-in or a topology change, outside its lock and in the app's event thread. 
 queue work; one worker thread assigns a client on its first packet to an anycast address
 (:meth:`Steering.assign_on_packet`, re-injecting that packet) and moves clients off sites
 that became unreachable (:meth:`Steering.reassign_on_change`), through the same write path
-as the REST calls (persisted, NAT flows pushed, barriers awaited).
+as the REST calls (persisted, NAT flows pushed, barriers awaited). Every
+``compute.rebalance_interval_s`` the worker also reads the packet counters of the clients'
+ingress NAT flows and runs :meth:`AnycastServices.rebalance` (:meth:`Steering.rebalance_tick`):
+failure moves at once, load moves dampened and only for clients whose counters stood still
+since the last look (affinity: a busy client's connections are never cut for load).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from controller.compute.anycast import AnycastServices, FlowTuple, Move, Service
+from controller.compute.dampening import Dampener, Dampening
 from controller.compute.placement import Placement, Scheduler, latency_circles
 from controller.compute.sites import ComputeRegistry, Site
 from controller.errors import CpnError, StaleWrite
@@ -56,6 +61,7 @@ if TYPE_CHECKING:
     import pathcore
     from controller.network.service import ControllerService
     from controller.network.views import NetworkView
+    from controller.settings import ComputeSettings
     from controller.store import Store
 
 __all__ = ["ANYCAST_MAC", "ANYCAST_PRIORITY", "FILE_SITES_SEEDED", "Steering", "anycast_flows"]
@@ -143,8 +149,21 @@ class Steering:
 
     def __init__(self, service: ControllerService, store: Store | None = None, *,
                  leader: Callable[[], bool] | None = None,
-                 sync: Callable[[int], None] | None = None) -> None:
+                 sync: Callable[[int], None] | None = None,
+                 compute: ComputeSettings | None = None) -> None:
         self.service = service
+        self._scheduler_kw: dict[str, Any] = {} if compute is None else {
+            "metrics_interval_s": compute.metrics_interval_s,
+            "stale_policy": compute.stale_policy}
+        self.dampener = Dampener(None if compute is None else Dampening(
+            gain_ms=compute.move_gain_ms, gain_pct=compute.move_gain_pct,
+            hold_s=compute.move_hold_s, max_moves=compute.max_moves,
+            interval_s=compute.move_interval_s))
+        """kept across rebuilds: hold timers and move budgets outlive a reload"""
+        self.rebalance_interval_s = 2.0 if compute is None else compute.rebalance_interval_s
+        self._next_rebalance = time.monotonic() + self.rebalance_interval_s
+        self._activity: dict[str, int] = {}
+        """client IPv4 -> packets its ingress NAT flow counted at the last look"""
         self.store = store
         self.leader = leader
         self.sync = sync
@@ -237,9 +256,9 @@ class Steering:
                           "reservations": [d["reservation"] for d in (*placements,
                                                                       *assignments)]},
              "placements": [d["placement"] for d in placements]},
-            self.topology, graph, node_up=self._node_up)
+            self.topology, graph, node_up=self._node_up, **self._scheduler_kw)
         self.registry: ComputeRegistry = self.scheduler.registry
-        self.anycast = AnycastServices(self.scheduler)
+        self.anycast = AnycastServices(self.scheduler, self.dampener)
         self.anycast.restore({"services": services,
                               "assignments": [d["assignment"] for d in assignments]})
 
@@ -475,7 +494,18 @@ class Steering:
 
     def _run(self) -> None:
         while True:
-            job = self._work.get()
+            try:
+                job = self._work.get(
+                    timeout=max(0.0, self._next_rebalance - time.monotonic()))
+            except queue.Empty:
+                self._next_rebalance = time.monotonic() + self.rebalance_interval_s
+                try:
+                    if self.leader is None or self.leader():
+                        self.rebalance_tick()
+                except Exception:  # noqa: BLE001 - the worker must survive one bad look
+                    log.exception("anycast rebalance failed",
+                                  extra={"event": "steering_job_failed"})
+                continue
             if job is None:
                 return
             try:
@@ -550,15 +580,74 @@ class Steering:
         moves = self.reassign()
         if moves:
             ms = (time.perf_counter() - t_event) * 1000.0 if t_event is not None else None
-            log.info(f"{cause}: {len(moves)} anycast client(s) moved"
-                     + (f" in {ms:.1f} ms" if ms is not None else "") + ": "
-                     + ", ".join(f"{m.client_host} {m.from_site} -> {m.to_site}"
-                                 for m in moves),
-                     extra={"event": "anycast_moved"})
-            self.moves_log.append({"cause": cause, "moves": [asdict(m) for m in moves],
-                                   "duration_ms": ms})
-            del self.moves_log[:-100]
+            self._log_moves(cause, moves, ms)
         return moves
+
+    def client_activity(self) -> dict[str, int]:
+        """Packets each assigned client's ingress NAT flows have counted, read from the
+        switches now (one flow-stats read per client switch; a switch that does not answer
+        leaves its clients out)."""
+        with self._locked() as net:
+            per_dpid: dict[int, set[str]] = {}
+            for t in self.anycast.flow_tuples():
+                c = net.host(t.client_host)
+                if c is not None:
+                    per_dpid.setdefault(c.dpid, set()).add(t.client_ip)
+        counts: dict[str, int] = {}
+        for dpid, clients in per_dpid.items():
+            try:
+                stats = self.service.read_flow_stats(dpid, timeout_s=PUSH_TIMEOUT_S)
+            except CpnError:
+                continue
+            for st in stats:
+                src = dict(st.entry.match).get("ipv4_src")
+                if src in clients and st.entry.cookie == make_cookie(
+                        OWNER_ANYCAST, int(ipaddress.IPv4Address(src))):
+                    counts[src] = counts.get(src, 0) + st.packets
+        return counts
+
+    def rebalance_tick(self, now: float | None = None) -> list[Move]:
+        """One look at every assignment (:meth:`AnycastServices.rebalance`): failure moves
+        at once; load moves dampened, and only for clients idle since the last look (their
+        ingress NAT flows counted no packet in between; a client not seen before is busy)."""
+        seen = self.client_activity()
+        before, self._activity = self._activity, seen
+        idle = {ip for ip, n in seen.items() if before.get(ip) == n}
+        t = time.perf_counter()
+
+        def ready(_service: str, client_host: str) -> bool:
+            return self.topology.host(client_host).ip in idle
+
+        moves = self._change(lambda: self.anycast.rebalance(now, ready))
+        if moves:
+            self._log_moves("rebalance", moves, (time.perf_counter() - t) * 1000.0)
+        return moves
+
+    def _log_moves(self, cause: str, moves: list[Move], ms: float | None) -> None:
+        log.info(f"{cause}: {len(moves)} anycast client(s) moved"
+                 + (f" in {ms:.1f} ms" if ms is not None else "") + ": "
+                 + ", ".join(f"{m.client_host} {m.from_site} -> {m.to_site} ({m.reason})"
+                             for m in moves),
+                 extra={"event": "anycast_moved"})
+        self.moves_log.append({"cause": cause, "moves": [asdict(m) for m in moves],
+                               "duration_ms": ms})
+        del self.moves_log[:-100]
+
+    def candidates(self, name: str) -> dict[str, list[dict[str, Any]]]:
+        """Client host -> the candidates as its service's policy sees them now
+        (:meth:`AnycastServices.explain`)."""
+        with self._locked():
+            return {a.client_host: self.anycast.explain(name, a.client_host)
+                    for a in self.anycast.assignments(name)}
+
+    def decision(self, name: str, client_host: str) -> list[dict[str, Any]]:
+        """The candidates of the client's last choice (empty after a restart)."""
+        with self._locked():
+            return list(self.anycast.explained.get((name, client_host), []))
+
+    def placement_explained(self, placement_id: str) -> list[dict[str, Any]]:
+        with self._locked():
+            return list(self.scheduler.explained.get(placement_id, []))
 
     # -- latency circles ------------------------------------------------------------------------
     def circles(self, *, tiers_ms: tuple[float, ...] | list[float] | None = None,

@@ -286,3 +286,21 @@ def test_dampening_stops_flapping_around_the_threshold() -> None:
     # damped: b -> d gains 0.1 ms (under 1 ms) and d -> b is never held 30 s
     assert (undamped, damped) == (31, 0)
     assert mean_damped <= mean_undamped * 1.1
+
+
+def test_the_live_explanation_counts_the_clients_own_demand_and_shows_a_held_move() -> None:
+    svc, sched = cats_services(Dampening(gain_ms=0.5, gain_pct=10.0, hold_s=60.0))
+    sched.registry.update_site("cs:b:ai-1", {"capacity": 0.1})   # room for one client only
+    for sid in ("cs:b:ai-1", "cs:d:ai-1", "cs:c:ai-1"):
+        report(sched, sid, 0.2)
+    assert svc.assign("infer", "h-a", now=0.0).site_id == "cs:b:ai-1"
+    rows = {r["site"]: r for r in svc.explain("infer", "h-a", now=0.0)}
+    assert rows["cs:b:ai-1"]["status"] == "chosen"   # full, but by this client's own demand
+    report(sched, "cs:b:ai-1", 4.0)                   # 4.5 ms: d (1.2 ms) is better now
+    assert svc.rebalance(now=1.0) == []               # held for 60 s
+    rows = {r["site"]: r for r in svc.explain("infer", "h-a", now=1.0)}
+    assert rows["cs:d:ai-1"]["status"] == "chosen" and rows["cs:b:ai-1"]["status"] == "worse"
+    assert svc.assignment("infer", "h-a").site_id == "cs:b:ai-1"  # type: ignore[union-attr]
+    report(sched, "cs:b:ai-1", 9.9, at=16.0)          # 10.4 ms > 5 ms; d and c go stale
+    rows = {r["site"]: r["status"] for r in svc.explain("infer", "h-a", now=16.0)}
+    assert rows == {"cs:b:ai-1": "over_bound", "cs:d:ai-1": "stale", "cs:c:ai-1": "stale"}
