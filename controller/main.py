@@ -215,12 +215,18 @@ def build_controller(settings: Settings, *, read_open: bool | None = None) -> Co
     from controller.api.rest import API_PREFIX, create_app
     from controller.api.server import TOKEN_ENV, is_loopback, load_token, serve_in_thread
     from controller.cluster.view import Standalone
+    from controller.compute.sitemetrics import SiteMetricsPlane
     from controller.compute.steering import Steering
     from controller.operations import IntentOperations
     from controller.store import default_state_dir, open_store
 
     log = logging.getLogger("controller.main")
     service = build_service(settings)
+    net = settings.network
+    service.configure_measurements(
+        delay_source=net.delay_source, measurement_max_age_s=net.measurement_max_age_s,
+        sla_interval_s=net.sla_interval_s, sla_samples=net.sla_samples,
+        sla_ewma_alpha=net.sla_ewma_alpha)
     api_settings = settings.api
     state_dir = Path(settings.state.dir) if settings.state.dir is not None \
         else default_state_dir()
@@ -246,6 +252,9 @@ def build_controller(settings: Settings, *, read_open: bool | None = None) -> Co
             intents.reload()
             steering = Steering(service, store, compute=settings.compute)
             cluster = Standalone(service, openflow=_ofp_address(settings))
+        cs = settings.compute
+        SiteMetricsPlane(steering, interval_s=cs.metrics_interval_s,
+                         timeout_s=cs.scrape_timeout_s, stale_policy=cs.stale_policy).start()
         reads_open = is_loopback(api_settings.host) if read_open is None else read_open
         app = create_app(service, intents=intents, steering=steering,
                          store=parts.steering_store if parts is not None else store,

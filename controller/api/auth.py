@@ -29,10 +29,10 @@ from prometheus_client import Counter
 
 from controller.api.openapi import ERROR_REF, edit_operations
 from controller.api.tokens import (
-    RANK,
     ROUTE_ROLES,
     WRITE_METHODS,
     TokenRegistry,
+    allows,
     required_role,
 )
 from controller.errors import Forbidden, RateLimited, Unauthorized
@@ -116,10 +116,12 @@ class ApiAuth:
         if entry is None:
             API_REFUSED.labels(reason="unauthorized").inc()
             raise Unauthorized("bad API token")
-        if RANK[entry.role] < RANK[need]:
+        if not allows(entry, need, method, path):
             API_REFUSED.labels(reason="forbidden").inc()
-            raise Forbidden(f"{method} {path} needs role {need}; token {entry.name!r} "
-                            f"has role {entry.role}", required_role=need)
+            which = (" of that site, or admin" if need == "site" else "")
+            mine = f" of site {entry.site}" if entry.site is not None else ""
+            raise Forbidden(f"{method} {path} needs role {need}{which}; token {entry.name!r} "
+                            f"has role {entry.role}{mine}", required_role=need)
         if write:
             wait_s = self.limiter.take(entry.name)
             if wait_s > 0:

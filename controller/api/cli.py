@@ -201,7 +201,10 @@ def _parser() -> argparse.ArgumentParser:
     tsub = token.add_subparsers(dest="action", required=True, metavar="ACTION")
     tnew = tsub.add_parser("new", help="make a token: printed once, its hash added to the file")
     tnew.add_argument("name")
-    tnew.add_argument("--role", required=True, choices=("viewer", "operator", "admin"))
+    tnew.add_argument("--role", required=True,
+                      choices=("viewer", "operator", "admin", "site"))
+    tnew.add_argument("--site", default=None, metavar="SITE_ID",
+                      help="role site: the compute site whose metrics the token may write")
     tnew.add_argument("--file", default=None, help="the token file (default: "
                       "$XDG_DATA_HOME/cpn-controller/api-tokens.yaml)")
     tlist = tsub.add_parser("list", help="names and roles in the token file")
@@ -594,7 +597,7 @@ def _token_command(args: argparse.Namespace) -> int:
     path = Path(args.file) if args.file else _state_dir() / TOKENS_FILE_NAME
     try:
         if args.action == "new":
-            token = add_token(path, args.name, args.role)
+            token = add_token(path, args.name, args.role, args.site)
             print(token)
             print(f"cpnctl: token {args.name!r} ({args.role}) added to {path}; this is the "
                   "only time it is shown", file=sys.stderr)

@@ -4,6 +4,9 @@
 * ``/api/v1/compute-sites`` (GET list, POST) and ``/compute-sites/{site_id}`` (GET, PATCH,
   DELETE): the site registry. Marking a site ``down`` moves its anycast clients (the answer
   lists the moves).
+* ``/api/v1/compute-sites/{site_id}/metrics`` (PUT): a site's live metrics (role ``site`` for
+  its own site, or ``admin``); 400 for nonsense, which keeps the last good metrics. Sites
+  are shown with a ``metrics`` block (age, stale, CATS levels, scrape state).
 * ``/api/v1/placements`` (POST -> 201 with site, path, latency, price; 409 ``no_capacity`` with
   ``reasons`` and ``candidates``; GET) and ``/placements/{id}`` (GET, DELETE releases).
 * ``/api/v1/services`` (POST, GET), ``/services/{name}`` (GET, DELETE),
@@ -18,20 +21,22 @@ Errors use the API's one shape (``error``, ``detail``), from :mod:`controller.er
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict
 from dataclasses import fields as dataclass_fields
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_type_hints
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.params import Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from pydantic.json_schema import JsonDict, SkipJsonSchema
+from starlette.concurrency import run_in_threadpool
 
 from controller.compute.anycast import Assignment, Service
 from controller.compute.placement import TIERS_MS, Placement, resolve_bound
-from controller.compute.sites import MICRO, SITE_ID_RE, UNIT_RE
+from controller.compute.sites import METRICS_URL_RE, MICRO, SITE_ID_RE, UNIT_RE
 from controller.errors import ComputeSiteError, NoCapacity
 
 if TYPE_CHECKING:
@@ -53,6 +58,10 @@ _UNICAST_IPV4 = rf"^(22[0-3]|2[01][0-9]|1[0-9]{{2}}|[1-9][0-9]?)(\.{_OCTET}){{3}
 _ONE_BOUND: JsonDict = {"oneOf": [{"required": ["max_latency_ms"]}, {"required": ["tier"]}]}
 """exactly one of max_latency_ms and tier, stated in the document"""
 _Text = Annotated[str, Field(min_length=1, max_length=128)]
+_MetricsUrl = Annotated[str, Field(max_length=512, pattern=METRICS_URL_RE.pattern,
+                                   description="http(s) URL serving the site's metrics as "
+                                               "Prometheus text, scraped every "
+                                               "compute.metrics_interval_s")]
 
 
 class _Body(BaseModel):
@@ -80,6 +89,7 @@ class SiteIn(_Body):
     host: _Text | None = Field(default=None, description="the host anycast traffic goes to")
     state: State = "up"
     free_capacity: _Num | None = None
+    metrics_url: _MetricsUrl | None = None
 
 
 class SitePatch(_Body):
@@ -93,6 +103,7 @@ class SitePatch(_Body):
     price: _Num | SkipJsonSchema[None] = None
     host: _Text | None = None
     state: State | SkipJsonSchema[None] = None
+    metrics_url: _MetricsUrl | None = None
 
     _refuse_null = field_validator("node", "capacity", "kind", "unit", "price", "state",
                                    mode="before")(_not_null)
@@ -115,6 +126,49 @@ class MoveOut(BaseModel):
     latency_ms: float | None
 
 
+class LevelsOut(BaseModel):
+    raw: dict[str, Any] = Field(description="level 0: the values as reported")
+    categories: dict[str, float | None] = Field(
+        description="level 1: compute, capacity (null when not reported), health; 0..1, "
+                    "1 best (docs/compute.md)")
+    score: float = Field(description="level 2: one score, 0..1, 1 best")
+
+
+class ScrapeOut(BaseModel):
+    url: str
+    error: str | None = Field(description="why the last scrape failed (null: it worked)")
+    last_success_age_s: float | None
+
+
+class SiteMetricsOut(BaseModel):
+    source: Literal["push", "pull"] | None = Field(description="null: never reported")
+    age_s: float | None
+    stale: bool = Field(description="older than three intervals, or never reported")
+    interval_s: float
+    stale_policy: str
+    levels: LevelsOut | None
+    scrape: ScrapeOut | None = None
+
+
+class SiteMetricsUpdatedOut(BaseModel):
+    id: str
+    metrics: SiteMetricsOut
+
+
+_METRICS_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {
+        "type": "object", "required": ["utilisation", "compute_delay_ms", "healthy"],
+        "properties": {
+            "utilisation": {"type": "number", "minimum": 0, "maximum": 1},
+            "compute_delay_ms": {"type": "number", "minimum": 0, "maximum": 3600000},
+            "free_capacity": {"type": ["number", "null"], "minimum": 0, "maximum": 1e12},
+            "healthy": {"type": "boolean"}},
+        "additionalProperties": {"type": ["number", "string", "boolean", "null"]},
+        "maxProperties": 36}}}}}
+"""the document's schema of a metrics report; the route checks it itself
+(:func:`~controller.compute.metrics.parse_metrics`) so nonsense answers 400 naming the field"""
+
+
 class SiteOut(BaseModel):
     id: str
     node: str
@@ -128,6 +182,9 @@ class SiteOut(BaseModel):
     host: str | None
     state: str
     reservations: int
+    metrics_url: str | None = None
+    metrics: SiteMetricsOut | None = Field(
+        default=None, description="live metrics: age, stale, CATS levels, scrape state")
 
 
 class SiteDetailOut(SiteOut):
@@ -265,23 +322,27 @@ def compute_router(steering: Steering, *, read: list[Depends],
     """The compute endpoints; ``read``/``write`` are the app's auth dependencies."""
     r = APIRouter(prefix="/api/v1", tags=["compute"])
 
+    def shown(site: dict[str, Any]) -> dict[str, Any]:
+        plane = steering.metrics_plane
+        return site if plane is None else plane.decorate(site)
+
     # -- sites ------------------------------------------------------------------------------
     @r.get("/compute-sites", response_model=list[SiteOut], responses=_E, dependencies=read)
     def list_sites(kind: Kind | None = None, state: State | None = None) -> list[dict[str, Any]]:
         """Registered sites in registration order (optionally of one kind / state)."""
-        return steering.sites(kind=kind, state=state)
+        return [shown(s) for s in steering.sites(kind=kind, state=state)]
 
     @r.post("/compute-sites", status_code=201, response_model=SiteOut, responses=_E,
             dependencies=write)
     def add_site(body: SiteIn) -> dict[str, Any]:
         """Register a site (persisted). 400 bad id / unknown node or host; 409 duplicate."""
-        return steering.add_site(body.model_dump(exclude_none=True))
+        return shown(steering.add_site(body.model_dump(exclude_none=True)))
 
     @r.get("/compute-sites/{site_id}", response_model=SiteDetailOut, responses=_E,
            dependencies=read)
     def show_site(site_id: str) -> dict[str, Any]:
         """One site with its reservations (placements and anycast clients)."""
-        return steering.site(site_id)
+        return shown(steering.site(site_id))
 
     @r.patch("/compute-sites/{site_id}", response_model=SiteUpdatedOut, responses=_E,
              dependencies=write)
@@ -291,7 +352,23 @@ def compute_router(steering: Steering, *, read: list[Depends],
         down moves its anycast clients to the next best site (``moves``)."""
         changes = body.model_dump(exclude_unset=True)
         site, moves = steering.update_site(site_id, changes)
-        return {**site, "moves": [asdict(m) for m in moves]}
+        return {**shown(site), "moves": [asdict(m) for m in moves]}
+
+    @r.put("/compute-sites/{site_id}/metrics", response_model=SiteMetricsUpdatedOut,
+           responses=_E, dependencies=write, openapi_extra=_METRICS_BODY)
+    async def put_metrics(site_id: str, request: Request) -> dict[str, Any]:
+        """A site's live metrics (``utilisation`` 0..1, ``compute_delay_ms`` >= 0,
+        ``free_capacity``, ``healthy``, other scalar fields kept). Needs a ``site`` token of
+        this site, or ``admin``. 400 naming the field for nonsense (negative or NaN delay,
+        text, utilisation outside 0..1): the site keeps its last good metrics."""
+        plane = steering.metrics_plane
+        if plane is None:
+            raise ComputeSiteError("this controller takes no site metrics")
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError):
+            raise ComputeSiteError("the body is not JSON") from None
+        return await run_in_threadpool(plane.push, site_id, body)
 
     @r.delete("/compute-sites/{site_id}", response_model=DeletedOut, responses=_E,
               dependencies=write)

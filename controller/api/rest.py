@@ -30,6 +30,7 @@ Most endpoints are sync and run in FastAPI's thread pool (writes wait for barrie
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -84,6 +85,7 @@ from controller.errors import (
 )
 from controller.network.flows import FlowEntry
 from controller.network.intents import Intent
+from controller.network.measure import MEASUREMENT_SCHEMA
 from controller.network.openflow import PORT_COUNTERS
 
 if TYPE_CHECKING:
@@ -482,8 +484,28 @@ def create_app(service: ControllerService, *, intents: IntentWrites, steering: S
 
     @app.get(f"{v1}/links", responses=ERRORS, dependencies=read, tags=["state"])
     def links() -> dict[str, Any]:
-        """Each file link with its state, and the LLDP report (missing, unexpected, ...)."""
-        return {"links": service.link_states(), "report": jsonable_encoder(service.links())}
+        """Each file link with its state and ``measurements`` (external one-way delay and
+        loss per direction, the delay that counts and its origin), and the LLDP report
+        (missing, unexpected, ...)."""
+        measured = service.link_measurements()
+        return {"links": [{**s, "measurements": m} for s, m in zip(
+                    service.link_states(), measured, strict=True)],
+                "report": jsonable_encoder(service.links())}
+
+    @app.put(f"{v1}/links/{{index}}/measurements", responses=ERRORS, dependencies=write,
+             tags=["state"], openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": MEASUREMENT_SCHEMA}}}})
+    async def put_link_measurements(index: int, request: Request) -> dict[str, Any]:
+        """One-way delay (``delay_ms``) and ``loss`` (0..1) per direction measured by an
+        operator's probes (TWAMP and the like): ``{"a_to_b": {...}, "b_to_a": {...}}``.
+        Which delay counts is ``network.delay_source``. 400 naming the field for nonsense
+        (nothing kept), 404 for an unknown link."""
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest("the body is not JSON") from None
+        view = await run_in_threadpool(service.set_link_measurement, index, body)
+        return {"index": index, **view}
 
     @app.get(f"{v1}/hosts", responses=ERRORS, dependencies=read, tags=["state"])
     def hosts() -> list[dict[str, Any]]:

@@ -57,6 +57,9 @@ class IntentIn(_Body):
     protection: bool = False
     police: bool = Field(default=False, description="hold the traffic to min_bandwidth_mbps "
                          "with an OpenFlow meter at the ingress switch")
+    sla_reroute: bool = Field(default=False, description="when the measured latency of its "
+                              "path breaks max_latency_ms (sla violated), route it on measured "
+                              "link delays")
 
     def to_spec(self) -> IntentSpec:
         m = self.match
@@ -65,7 +68,7 @@ class IntentIn(_Body):
                           match=Match(m.ip_proto, m.src_port, m.dst_port, m.dscp)
                           if m is not None else None,
                           priority=self.priority, protection=self.protection,
-                          police=self.police)
+                          police=self.police, sla_reroute=self.sla_reroute)
 
 
 INTENT_BATCH_MAX = 2000
@@ -135,6 +138,11 @@ class IntentOut(BaseModel):
     priority: int
     protection: bool
     police: bool = False
+    sla_reroute: bool = False
+    sla: dict[str, Any] | None = Field(
+        default=None, description="SLA monitoring: state (ok, violated), measured_ms "
+        "(smoothed measured latency of the path), last_sample_ms, bound_ms, "
+        "unmeasured_links, violations (null: not sampled yet, or no path)")
     protection_note: str = Field(default="", description="protection: links of the path "
                                  "without a detour (none exists, the in-port clash, or no "
                                  "detour with the intent's bandwidth), or with one over the "

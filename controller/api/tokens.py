@@ -2,7 +2,9 @@
 
 * **Roles**, each including the one below: ``viewer`` reads; ``operator`` also writes
   intents, placements and service assignments; ``admin`` also writes compute sites and
-  services (and would settings and cluster operations) and reads the audit trail.
+  services (and would settings and cluster operations) and reads the audit trail. Apart
+  from that ladder, ``site``: a token bound to one compute site (its ``site`` in the file)
+  that reads as a viewer and writes only that site's metrics (:func:`allows`).
   :data:`ROUTE_ROLES` is the one table of which call needs which role: every write route
   has an entry (``tests/unit/test_api_auth.py`` walks the app's routes), a read that is not
   listed needs ``viewer``, and a write missing from the table needs ``admin``.
@@ -43,14 +45,16 @@ from controller.topology.loader import yaml_with_lines
 
 __all__ = ["API_PREFIX", "DEFAULT_TOKEN_NAME", "RANK", "ROLES", "ROUTE_ROLES",
            "TOKENS_FILE_NAME", "WRITE_METHODS", "Role", "TokenEntry", "TokenFileError",
-           "TokenRegistry", "add_token", "load_tokens_file", "new_token", "parse_tokens",
+           "TokenRegistry", "add_token", "allows", "load_tokens_file", "new_token", "parse_tokens",
            "remove_token", "required_role", "route_template", "token_sha256"]
 
 log = logging.getLogger("controller.api.auth")
 
-Role = Literal["viewer", "operator", "admin"]
-ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
-RANK: dict[str, int] = {role: i for i, role in enumerate(ROLES)}
+Role = Literal["viewer", "operator", "admin", "site"]
+ROLES: tuple[Role, ...] = ("viewer", "operator", "admin", "site")
+RANK: dict[str, int] = {"viewer": 0, "operator": 1, "admin": 2, "site": 0}
+"""the ladder; ``site`` ranks as a viewer, and a route that needs ``site`` is checked by
+:func:`allows`"""
 DEFAULT_TOKEN_NAME = "default"
 """the name of the single token of older setups (``--api-token-file``, ``$CPN_API_TOKEN``,
 ``<state-dir>/api-token``); role admin"""
@@ -77,6 +81,10 @@ ROUTE_ROLES: dict[tuple[str, str], Role] = {
     ("DELETE", f"{_V1}/compute-sites/{{site_id}}"): "admin",
     ("POST", f"{_V1}/services"): "admin",
     ("DELETE", f"{_V1}/services/{{name}}"): "admin",
+    # external link measurements
+    ("PUT", f"{_V1}/links/{{index}}/measurements"): "operator",
+    # a site's live metrics: its own site token, or admin
+    ("PUT", f"{_V1}/compute-sites/{{site_id}}/metrics"): "site",
     # reads beyond viewer
     ("GET", f"{_V1}/audit"): "admin",
 }
@@ -117,6 +125,22 @@ def required_role(method: str, path: str) -> Role:
     return "admin" if method in WRITE_METHODS else "viewer"
 
 
+_SITE_METRICS = re.compile(rf"^{re.escape(_V1)}/compute-sites/([^/]+)/metrics/?$")
+
+
+def allows(entry: TokenEntry, need: Role, method: str, path: str) -> bool:
+    """Whether ``entry`` may make a call that needs ``need`` (:func:`required_role`): a call
+    that needs ``site`` is for an admin, or a site token whose ``site`` is the one in
+    ``path``; any other by rank (a site token ranks as a viewer)."""
+    if need == "site":
+        if entry.role == "admin":
+            return True
+        m = _SITE_METRICS.match(path)
+        return (entry.role == "site" and entry.site is not None and m is not None
+                and m.group(1) == entry.site)
+    return RANK[entry.role] >= RANK[need]
+
+
 def token_sha256(token: str) -> str:
     """The hex SHA-256 of a token, as the token file holds it."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
@@ -134,6 +158,8 @@ class TokenEntry:
     name: str
     role: Role
     sha256: str
+    site: str | None = None
+    """for role ``site``: the compute site whose metrics the token may write"""
 
 
 class TokenFileError(CpnError):
@@ -144,7 +170,8 @@ class TokenFileError(CpnError):
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
-_KEYS = ("name", "role", "sha256")
+_KEYS = ("name", "role", "sha256", "site")
+_SITE_ID = re.compile(r"^cs:[A-Za-z0-9_.\-]+(:[A-Za-z0-9_.\-]+)+$")
 
 
 def load_tokens_file(path: str | Path) -> list[TokenEntry]:
@@ -192,7 +219,7 @@ def parse_tokens(text: str, source: str = "<string>") -> list[TokenEntry]:
         for key in item:
             if key not in _KEYS:
                 raise fail(f"unknown key (known: {', '.join(_KEYS)})", "tokens", i, key)
-        for key in _KEYS:
+        for key in _KEYS[:3]:
             if key not in item:
                 raise fail(f"missing {key}", "tokens", i)
         name, role, digest = item["name"], item["role"], item["sha256"]
@@ -214,9 +241,15 @@ def parse_tokens(text: str, source: str = "<string>") -> list[TokenEntry]:
         digest = digest.lower()
         if digest in hashes:
             raise fail("the same token as an earlier entry", "tokens", i, "sha256")
+        site = item.get("site")
+        if role == "site" and (not isinstance(site, str) or not _SITE_ID.match(site)):
+            raise fail("a token of role site names its compute site: site: cs:<place>:<name>",
+                       "tokens", i, "site")
+        if role != "site" and site is not None:
+            raise fail("only a token of role site names a site", "tokens", i, "site")
         names.add(name)
         hashes.add(digest)
-        out.append(TokenEntry(name, cast(Role, role), digest))
+        out.append(TokenEntry(name, cast(Role, role), digest, site))
     return out
 
 
@@ -224,10 +257,11 @@ _HEADER = ("# CPN controller API tokens (docs/security.md): name, role (viewer, 
            "# admin) and the SHA-256 of the token; the tokens themselves are not kept.\n")
 
 
-def add_token(path: str | Path, name: str, role: str) -> str:
-    """Make a new token named ``name`` with ``role``, add its hash to the token file at
-    ``path`` (created with mode 0600 when missing) and return the token, which is
-    nowhere else. :class:`TokenFileError` (nothing written) for a bad file, name or role.
+def add_token(path: str | Path, name: str, role: str, site: str | None = None) -> str:
+    """Make a new token named ``name`` with ``role`` (``site``: the compute site of a
+    token of role site), add its hash to the token file at ``path`` (created with mode 0600
+    when missing) and return the token, which is nowhere else. :class:`TokenFileError`
+    (nothing written) for a bad file, name, role or site.
     The entry is appended to the file's text (comments kept), or the file is rewritten
     whole when its layout does not allow that."""
     path = Path(path)
@@ -241,14 +275,19 @@ def add_token(path: str | Path, name: str, role: str) -> str:
                              f"{DEFAULT_TOKEN_NAME!r})")
     if any(e.name == name for e in entries):
         raise TokenFileError(f"{path}: a token named {name!r} exists already")
+    if (role == "site") != (site is not None) or (site is not None
+                                                  and not _SITE_ID.match(site)):
+        raise TokenFileError("a token of role site, and only one, names its compute site "
+                             "(cs:<place>:<name>)")
     token = new_token()
-    entry = TokenEntry(name, role, token_sha256(token))
+    entry = TokenEntry(name, role, token_sha256(token), site)
     wanted = [*entries, entry]
-    entry_text = f"  - name: {name}\n    role: {role}\n    sha256: {entry.sha256}\n"
+    entry_text = f"  - name: {name}\n    role: {role}\n    sha256: {entry.sha256}\n" + (
+        f"    site: {site}\n" if site is not None else "")
     appended = (old.rstrip("\n") + "\n" + entry_text) if old.strip() else \
         _HEADER + "tokens:\n" + entry_text
     text = appended if _holds(appended, wanted) else _HEADER + yaml.safe_dump(
-        {"tokens": [{"name": e.name, "role": e.role, "sha256": e.sha256} for e in wanted]},
+        {"tokens": [_entry_dict(e) for e in wanted]},
         sort_keys=False)
     _write_tokens(path, text)
     return token
@@ -265,9 +304,15 @@ def remove_token(path: str | Path, name: str) -> TokenEntry:
         raise TokenFileError(f"{path}: no token named {name!r} (names: "
                              f"{', '.join(e.name for e in entries) or 'none'})")
     _write_tokens(path, _HEADER + yaml.safe_dump(
-        {"tokens": [{"name": e.name, "role": e.role, "sha256": e.sha256}
-                    for e in entries if e.name != name]}, sort_keys=False))
+        {"tokens": [_entry_dict(e) for e in entries if e.name != name]}, sort_keys=False))
     return gone[0]
+
+
+def _entry_dict(e: TokenEntry) -> dict[str, str]:
+    out = {"name": e.name, "role": e.role, "sha256": e.sha256}
+    if e.site is not None:
+        out["site"] = e.site
+    return out
 
 
 def _write_tokens(path: Path, text: str) -> None:

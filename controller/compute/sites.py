@@ -51,9 +51,11 @@ for the store."""
 # Same form as the topology loader accepts: cs:<place>:<name>[:<more>...]
 SITE_ID_RE = re.compile(r"^cs:[A-Za-z0-9_.\-]+(:[A-Za-z0-9_.\-]+)+$")
 UNIT_RE = re.compile(r"^[A-Za-z0-9_./\- ]{1,32}$")
+METRICS_URL_RE = re.compile(r"^https?://[^\s/?#]+(/[^\s#]*)?$")
+"""a site's ``metrics_url``: http or https, no fragment (at most 512 characters)"""
 _SITE_FIELDS = ("id", "node", "kind", "capacity", "unit", "price", "host", "state",
-                "baseline_used")
-_UPDATABLE = ("node", "kind", "capacity", "unit", "price", "host", "state")
+                "baseline_used", "metrics_url")
+_UPDATABLE = ("node", "kind", "capacity", "unit", "price", "host", "state", "metrics_url")
 
 
 def to_micro(value: float, what: str = "capacity") -> int:
@@ -120,6 +122,8 @@ class Site:
     state: str = "up"
     baseline_used_micro: int = 0
     """Capacity in use by others, outside this controller's reservations."""
+    metrics_url: str | None = None
+    """where the site serves its metrics as Prometheus text (None: it pushes them, or none)"""
     reserved_micro: int = 0
     reservations: dict[str, int] = field(default_factory=dict)
 
@@ -155,7 +159,7 @@ class Site:
                 "free_capacity": self.free_capacity, "reserved": self.reserved,
                 "baseline_used": self.baseline_used, "unit": self.unit, "price": self.price,
                 "host": self.host, "state": self.state,
-                "reservations": len(self.reservations)}
+                "reservations": len(self.reservations), "metrics_url": self.metrics_url}
 
 
 class ComputeRegistry:
@@ -275,6 +279,13 @@ class ComputeRegistry:
         """The site's last good metrics, or None if it never reported (or is unknown)."""
         return self._metrics.get(site_id)
 
+    def adopt_metrics(self, other: ComputeRegistry) -> None:
+        """Take ``other``'s metrics of the sites this registry holds (a registry rebuilt from
+        the store keeps the live metrics, which the store never holds)."""
+        for site_id, m in other._metrics.items():
+            if site_id in self._sites:
+                self._metrics[site_id] = m
+
     # -- capacity -------------------------------------------------------------------------------
     def reserve(self, site_id: str, amount: float | int, *, reservation_id: str | None = None,
                 owner: str = "placement", micro: bool = False) -> Reservation:
@@ -347,7 +358,7 @@ class ComputeRegistry:
     def _as_input(site: Site) -> dict[str, Any]:
         return {"id": site.id, "node": site.node, "kind": site.kind, "capacity": site.capacity,
                 "unit": site.unit, "price": site.price, "host": site.host, "state": site.state,
-                "baseline_used": site.baseline_used}
+                "baseline_used": site.baseline_used, "metrics_url": site.metrics_url}
 
     def _validated(self, data: Mapping[str, Any], existing: Site | None) -> Site:
         if not isinstance(data, Mapping):
@@ -392,6 +403,12 @@ class ComputeRegistry:
                 # both fields valid, they disagree (409: no schema can say it)
                 raise ComputeConflict(f"host {host!r} is attached to {h.node!r}, not to the "
                                        f"site's node {node!r}")
+        metrics_url = data.get("metrics_url")
+        if metrics_url is not None and (not isinstance(metrics_url, str)
+                                        or len(metrics_url) > 512
+                                        or not METRICS_URL_RE.match(metrics_url)):
+            raise ComputeSiteError(f"bad metrics_url {metrics_url!r}: expected an http:// or "
+                                   "https:// URL of at most 512 characters")
         if existing is not None:
             baseline = existing.baseline_used_micro
         elif data.get("baseline_used") is not None:
@@ -404,7 +421,8 @@ class ComputeRegistry:
             raise ComputeConflict(f"free capacity of {site_id!r} must be between 0 and its "
                                    f"capacity {from_micro(capacity_micro):g}")
         return Site(id=site_id, node=node, kind=kind, capacity_micro=capacity_micro, unit=unit,
-                    price=float(price), host=host, state=state, baseline_used_micro=baseline)
+                    price=float(price), host=host, state=state, baseline_used_micro=baseline,
+                    metrics_url=metrics_url)
 
 
 def _site_entry_dict(s: ComputeSite) -> dict[str, Any]:

@@ -59,6 +59,7 @@ from controller.network.flows import (
 
 if TYPE_CHECKING:
     import pathcore
+    from controller.compute.sitemetrics import SiteMetricsPlane
     from controller.network.service import ControllerService
     from controller.network.views import NetworkView
     from controller.settings import ComputeSettings
@@ -180,6 +181,8 @@ class Steering:
         self._reassign_queued = False
         self.moves_log: list[dict[str, Any]] = []
         """automatic reassignments (cause, moves, duration_ms), most recent last (<= 100)"""
+        self.metrics_plane: SiteMetricsPlane | None = None
+        """the sites' live metrics (push, pull, freshness); set by the composition root"""
         initial = self._initial_state()
         with service.network() as net:
             self._build(initial, net.graph)
@@ -190,7 +193,10 @@ class Steering:
         service.topology_listeners.append(self._on_topology)
 
     def close(self) -> None:
-        """Stop listening to the service and end the worker thread."""
+        """Stop listening to the service and end the worker thread (and the metrics
+        scraper)."""
+        if self.metrics_plane is not None:
+            self.metrics_plane.stop()
         if self._on_packet in self.service.packet_listeners:
             self.service.packet_listeners.remove(self._on_packet)
         if self._on_topology in self.service.topology_listeners:
@@ -257,7 +263,10 @@ class Steering:
                                                                       *assignments)]},
              "placements": [d["placement"] for d in placements]},
             self.topology, graph, node_up=self._node_up, **self._scheduler_kw)
+        before: ComputeRegistry | None = getattr(self, "registry", None)
         self.registry: ComputeRegistry = self.scheduler.registry
+        if before is not None:
+            self.registry.adopt_metrics(before)  # live metrics are not stored: keep them
         self.anycast = AnycastServices(self.scheduler, self.dampener)
         self.anycast.restore({"services": services,
                               "assignments": [d["assignment"] for d in assignments]})

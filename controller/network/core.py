@@ -57,6 +57,7 @@ from controller.network.intents import WITHOUT_PATH, DeferredMessage, Intent, In
 from controller.network.limits import ControlPlaneLimits
 from controller.network.lldpauth import LldpAuth, LldpGuard
 from controller.network.router import Router
+from controller.network.sla import SlaMonitor, SlaSample
 from controller.network.state import NetworkState
 
 if TYPE_CHECKING:
@@ -145,6 +146,10 @@ class ControllerCore:
         and collects now and then, when idle, to reclaim reference cycles); off by default,
         so a test process that makes thousands of cores does not keep their garbage."""
         self.anycast_arp: dict[str, str] = {}
+        self.sla = SlaMonitor()
+        """SLA monitoring of the intents' measured latency (sampled by :meth:`tick`)"""
+        self._sla_routed_version = -1
+        """``state.measurements_version`` when intents were last routed on measured delays"""
         self.packet_in_rejected: dict[str, int] = {}
         """reason -> packet-ins not used since start (:data:`PACKET_IN_REJECTIONS`)"""
         """anycast IPv4 -> the MAC proxy ARP answers with (set by :meth:`set_anycast`)"""
@@ -431,10 +436,51 @@ class ControllerCore:
                             f"port {name}:{port_no} {'up' if up else 'down'}")
 
     def tick(self, now: float) -> Change:
-        """Call every few seconds: ends the startup grace period when it is due."""
+        """Call every few seconds: ends the startup grace period when it is due, and samples
+        the intents' measured latency when due (:meth:`sla_sample`)."""
         if self.state.tick(now):
             return self._replan(now, ChangeKind.GRACE_OVER, "startup grace over")
+        if self.sla.due(now) and self.sla_sample(now):
+            return self._replan(now, ChangeKind.INTENTS, "sla reroute")
         return Change(token=self._last_token, cause="tick")
+
+    def sla_sample(self, now: float) -> set[int]:
+        """One SLA round (:class:`~controller.network.sla.SlaMonitor`): every routed intent's
+        measured path latency against its bound; events ``sla_violation`` and
+        ``sla_restored``. Returns the ids of the intents with ``sla_reroute`` that are now
+        violated and were not yet routed on measured delays, or that were and stay violated
+        while new measurements came (routing them is the caller's replan)."""
+        st = self.state
+        table = self.router.table
+        samples = []
+        for intent in table.intents.values():
+            if intent.links is None or intent.state in WITHOUT_PATH:
+                intent.sla = None
+                continue
+            ms, unmeasured = st.path_measured_ms(intent.links, now)
+            samples.append(SlaSample(intent.id, intent.links, intent.spec.max_latency_ms, ms,
+                                     unmeasured))
+        for ev in self.sla.sample(now, samples):
+            kind = ev.pop("kind")
+            intent = table.intents[ev["intent"]]
+            st.record(kind, now, name=intent.name, **ev)
+            text = (f"intent {intent.name} ({intent.id}): measured latency "
+                    f"{ev['measured_ms']:g} ms " + ("over" if kind == "sla_violation" else
+                                                    "back within") +
+                    f" its bound {ev['bound_ms']:g} ms")
+            (log.warning if kind == "sla_violation" else log.info)(
+                text, extra={"intent": intent.id, "event": kind})
+        for iid, rec in self.sla.records.items():
+            table.intents[iid].sla = rec.as_dict()
+        wanted = {i for i in self.sla.violated()
+                  if table.intents[i].spec.sla_reroute} - table.measured_routing
+        table.measured_routing |= wanted
+        again = set()
+        if st.measurements_version != self._sla_routed_version:
+            again = self.sla.violated() & table.measured_routing
+        if wanted or again:
+            self._sla_routed_version = st.measurements_version
+        return wanted | again
 
     def reconcile(self, dpid: int, flows: Iterable[FlowEntry], now: float) -> Change:
         """Adopt a switch's flow table (as read by flow stats): flows in the plan are kept

@@ -111,6 +111,9 @@ class Intent:
     detours_key: tuple[Any, ...] | None = field(default=None, repr=False, compare=False)
     """what ``detours`` of an intent without bandwidth was computed from (path, graph and
     hosts versions): kept on the intent so a trial's rollback restores it with ``detours``"""
+    sla: dict[str, Any] | None = field(default=None, compare=False)
+    """SLA monitoring's view of the intent (:meth:`SlaRecord.as_dict
+    <controller.network.sla.SlaRecord.as_dict>`; None: not sampled, or no path)"""
     traffic: tuple[Any, ...] = field(init=False, repr=False, compare=False)
     """what the intent's flows match besides the hosts' addresses, and their priority: two
     intents with the same hosts and ``traffic`` cannot both hold flows"""
@@ -150,6 +153,7 @@ class Intent:
             "max_latency_ms": spec.max_latency_ms,
             "min_bandwidth_mbps": spec.min_bandwidth_mbps, "priority": spec.priority,
             "protection": spec.protection, "police": spec.police,
+            "sla_reroute": spec.sla_reroute,
             "protection_note": self.protection_note,
             "match": ({k: v for k, v in (("ip_proto", m.ip_proto), ("src_port", m.src_port),
                                          ("dst_port", m.dst_port), ("dscp", m.dscp))
@@ -159,6 +163,7 @@ class Intent:
             "state": str(self.state), "reason": self.reason,
             "path": list(self.path) if self.path else None,
             "latency_ms": self.latency_ms, "cost": self.cost, "history": history,
+            "sla": self.sla,
         }
 
 
@@ -252,6 +257,10 @@ class IntentTable:
         self.backup_mbps: dict[int, float] = {}
         """directed pathcore link id -> bandwidth the detours of protected intents hold on it
         (their backup reservations, part of what the graph's residual has taken)"""
+        self.measured_routing: set[int] = set()
+        """ids of intents (``sla_reroute``) routed on measured link delays since their
+        measured latency broke their bound (:mod:`controller.network.sla`); when no path
+        meets the bound on measured delays they are routed as the others"""
 
     def __getitem__(self, intent_id: int) -> Intent:
         return lookup(self.intents, intent_id, "no intent {}")
@@ -304,6 +313,7 @@ class IntentTable:
         self._max_id = None
         self._order = None
         self.dirty.add(intent_id)
+        self.measured_routing.discard(intent_id)
         return intent
 
     @contextmanager
@@ -349,6 +359,7 @@ class IntentTable:
         routes: dict[int, _Route] = {}
         traffic_owner: dict[tuple[Any, ...], int] = {}
         batch: list[tuple[Intent, str, str]] = []
+        measured = self.measured_routing
         for intent in order:
             spec = intent.spec
             src, dst = hosts.get(spec.src), hosts.get(spec.dst)
@@ -372,6 +383,12 @@ class IntentTable:
             if not a_up or not b_up:
                 routes[intent.id] = (None, f"no path: switch {a if not a_up else b} is down",
                                      None)
+            elif intent.id in measured and (mpath := st.measured_graph(now).constrained_path(
+                    a, b, max_latency_ms=spec.max_latency_ms,
+                    min_bandwidth_mbps=spec.min_bandwidth_mbps, weight="cost")) is not None:
+                if spec.min_bandwidth_mbps > 0:
+                    st.reserve(mpath.links, spec.min_bandwidth_mbps)
+                routes[intent.id] = (mpath, "", None)
             elif spec.min_bandwidth_mbps > 0:
                 path = g.constrained_path(a, b, max_latency_ms=spec.max_latency_ms,
                                           min_bandwidth_mbps=spec.min_bandwidth_mbps,

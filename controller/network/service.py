@@ -68,6 +68,7 @@ from controller.network.sender import (
     Transport,
     WriteGate,
 )
+from controller.network.sla import SlaMonitor
 from controller.network.views import (
     LinkView,
     NetworkSnapshot,
@@ -910,6 +911,30 @@ class ControllerService:
             plan = self.core.installed_plan()
             return [(self._switch_view(d), sorted(plan.entries(d)))
                     for d in self.core.state.dpids()]
+
+    # -- measured delay and SLA monitoring (controller.network.measure, .sla) -------------------
+    def configure_measurements(self, *, delay_source: str = "external",
+                               measurement_max_age_s: float = 30.0, sla_interval_s: float = 1.0,
+                               sla_samples: int = 3, sla_ewma_alpha: float = 0.3) -> None:
+        """Which measured delay counts and how intents' SLAs are sampled (the settings
+        ``network.delay_source`` ... ``network.sla_ewma_alpha``)."""
+        with self.lock:
+            st = self.core.state
+            st.delay_source, st.measurement_max_age_s = delay_source, measurement_max_age_s
+            self.core.sla = SlaMonitor(samples=sla_samples, alpha=sla_ewma_alpha,
+                                       interval_s=sla_interval_s)
+
+    def set_link_measurement(self, index: int, body: Any) -> dict[str, Any]:
+        """An external measurement of link ``index`` (``PUT /links/{index}/measurements``);
+        the link's measurement view. 404 unknown link, 400 nonsense (nothing kept)."""
+        with self.lock:
+            return self.core.state.set_link_measurement(index, body, time.monotonic())
+
+    def link_measurements(self) -> list[dict[str, Any]]:
+        """Per link of the file, in order: :meth:`NetworkState.link_measurement_view`."""
+        with self.lock:
+            st, now = self.core.state, time.monotonic()
+            return [st.link_measurement_view(i, now) for i in range(len(self.topology.links))]
 
     def set_lldp_auth(self, auth: LldpAuth | None) -> None:
         """Sign LLDP probes with ``auth`` and use only received LLDP that passes its checks

@@ -35,12 +35,20 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from controller.errors import lookup
+from controller.errors import NotFound, lookup
 from controller.network.explain import fmt_ms
 from controller.network.limits import ControlPlaneLimits, HostGuard
+from controller.network.measure import (
+    DIRECTIONS,
+    DirectionMeasurement,
+    effective_delay_ms,
+    parse_measurements,
+    path_delay_ms,
+)
 from controller.topology.wiring import Wiring, port_plan
 
 if TYPE_CHECKING:
+    import pathcore
     from controller.topology.model import Topology
 
 __all__ = ["HostRecord", "NetworkState", "SwitchRecord"]
@@ -141,6 +149,16 @@ class NetworkState:
         """(link index, sending dpid) -> controller -> switch -> link -> switch -> controller"""
         self.link_delay_ms: dict[int, float] = {}
         """link index -> measured one-way delay (see :meth:`lldp_observed`)"""
+        self.link_measurements: dict[int, dict[str, DirectionMeasurement]] = {}
+        """link index -> direction -> the latest external measurement
+        (:mod:`controller.network.measure`)"""
+        self.delay_source = "external"
+        """``network.delay_source``: which measured delay counts (lldp, external, max)"""
+        self.measurement_max_age_s = 30.0
+        """``network.measurement_max_age_s``: older external measurements are not used"""
+        self._measured_graph: pathcore.Graph | None = None
+        self.measurements_version = 0
+        """bumped by every external measurement"""
         self._delay_high: set[int] = set()
         self._port_prev: dict[tuple[int, int], tuple[float, int, int]] = {}
         """(dpid, port_no) -> (switch-side seconds, tx_bytes, drops) of the last poll"""
@@ -336,6 +354,63 @@ class NetworkState:
             self._delay_high.discard(index)
             self.record("link_delay_normal", now, link=index, a=lk.a, b=lk.b,
                         measured_ms=round(delay_ms, 3), configured_ms=lk.latency_ms)
+
+    # -- measured delay (controller.network.measure) -------------------------------------------
+    def set_link_measurement(self, index: int, body: Any, now: float) -> dict[str, Any]:
+        """Keep an external measurement of link ``index`` (:func:`parse_measurements`;
+        :class:`NotFound` for an index the topology lacks, BadRequest for nonsense: nothing
+        kept). The link's measurement view."""
+        if isinstance(index, bool) or not 0 <= index < len(self.topology.links):
+            raise NotFound(f"no link {index} (the topology has {len(self.topology.links)})")
+        parsed = parse_measurements(body, now)
+        self.link_measurements.setdefault(index, {}).update(parsed)
+        self.measurements_version += 1
+        return self.link_measurement_view(index, now)
+
+    def directed_delay_ms(self, link_id: int, now: float) -> tuple[float | None, str | None]:
+        """The measured delay that counts for the directed pathcore link ``link_id`` and its
+        origin (``external``/``lldp``; None: not measured)."""
+        index, forward = self._link_of_id[link_id]
+        ext = self.link_measurements.get(index, {}).get(DIRECTIONS[0 if forward else 1])
+        return effective_delay_ms(self.delay_source, self.link_delay_ms.get(index), ext, now,
+                                  self.measurement_max_age_s)
+
+    def path_measured_ms(self, link_ids: Iterable[int], now: float) -> tuple[float, int]:
+        """A path's measured latency and how many of its links had no measurement (their
+        configured latency counted)."""
+        g = self.graph
+        return path_delay_ms(link_ids, lambda lid: (self.directed_delay_ms(lid, now)[0],
+                                                    g.link(lid).latency_ms))
+
+    def link_measurement_view(self, index: int, now: float) -> dict[str, Any]:
+        """Per direction of link ``index``: the external measurement (or None), the delay
+        that counts and its origin; and the delay source setting."""
+        out: dict[str, Any] = {"delay_source": self.delay_source,
+                               "lldp_delay_ms": self.link_delay_ms.get(index)}
+        ext = self.link_measurements.get(index, {})
+        for direction, forward in zip(DIRECTIONS, (True, False), strict=True):
+            lid = self.link_ids[index] if forward else self.graph.reverse_link(
+                self.link_ids[index])
+            m = ext.get(direction)
+            ms, origin = (None, None) if lid is None else self.directed_delay_ms(lid, now)
+            out[direction] = {"external": None if m is None else m.as_dict(now),
+                              "delay_ms": ms, "origin": origin}
+        return out
+
+    def measured_graph(self, now: float) -> pathcore.Graph:
+        """A copy of the path graph whose link latencies are the measured delays (the
+        configured latency where nothing is measured), with the live graph's link states
+        and residual bandwidths: what an intent is routed on once its measured latency
+        broke its bound (``sla_reroute``)."""
+        if self._measured_graph is None:
+            self._measured_graph = self.topology.to_graph()[0]
+        mg = self._measured_graph
+        for lk in self.graph.links():
+            ms = self.directed_delay_ms(lk.id, now)[0]
+            mg.set_link_up(lk.id, lk.up)
+            mg.set_link_latency(lk.id, lk.latency_ms if ms is None else ms)
+            mg.set_residual_bandwidth(lk.id, lk.residual_mbps)
+        return mg
 
     def link_report(self, now: float) -> dict[str, list[dict[str, Any]]]:
         """LLDP against the file: ``verified`` (seen both ways within ``lldp_timeout_s``),

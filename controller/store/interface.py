@@ -138,7 +138,7 @@ def spec_to_dict(spec: IntentSpec) -> dict[str, Any]:
                            "max_latency_ms": spec.max_latency_ms,
                            "min_bandwidth_mbps": spec.min_bandwidth_mbps,
                            "priority": spec.priority, "protection": spec.protection,
-                           "police": spec.police}
+                           "police": spec.police, "sla_reroute": spec.sla_reroute}
     if spec.name is not None:
         out["name"] = spec.name
     if spec.match is not None:
@@ -159,4 +159,5 @@ def spec_from_dict(data: Mapping[str, Any]) -> IntentSpec:
                       match=Match(**match) if match is not None else None,
                       priority=int(data.get("priority", 100)),
                       protection=bool(data.get("protection", False)),
-                      police=bool(data.get("police", False)))
+                      police=bool(data.get("police", False)),
+                      sla_reroute=bool(data.get("sla_reroute", False)))

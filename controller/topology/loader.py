@@ -382,7 +382,7 @@ def _build(doc: TopologyDocument, ctx: _Ctx) -> Topology:
         intents.append(IntentSpec(src=it.src, dst=it.dst, max_latency_ms=it.max_latency_ms,
                                   min_bandwidth_mbps=it.min_bandwidth_mbps, name=it.name,
                                   match=match, priority=it.priority, protection=it.protection,
-                                  police=it.police))
+                                  police=it.police, sla_reroute=it.sla_reroute))
 
     if not math.isfinite(doc.route_factor):  # pragma: no cover - pydantic already refuses
         raise ctx.error("route_factor must be finite", ("route_factor",))

@@ -103,6 +103,8 @@ class IntentSpec:
     priority: int = DEFAULT_INTENT_PRIORITY
     protection: bool = False
     police: bool = False
+    sla_reroute: bool = False
+    """when its measured latency breaks the bound, route it on measured link delays"""
 
 
 @dataclass(frozen=True)
@@ -254,6 +256,8 @@ def _intent_dict(i: IntentSpec) -> dict[str, Any]:
         d["protection"] = True
     if i.police:
         d["police"] = True
+    if i.sla_reroute:
+        d["sla_reroute"] = True
     return d
 
 

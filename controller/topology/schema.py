@@ -172,6 +172,8 @@ class IntentEntry(_Entry):
     protection: bool = False
     police: bool = False
     """hold the intent's traffic to ``min_bandwidth_mbps`` with a meter at its ingress"""
+    sla_reroute: bool = False
+    """when the measured latency of its path breaks the bound, route it on measured delays"""
 
 
 class TopologyDocument(_Entry):
