@@ -10,7 +10,9 @@ land in the middle of the controller's own work.
    store: no stray flow, no lost intent, the unacknowledged batch absent as a whole;
 5. a switch that stops answering (its control connection through a paused TCP proxy) costs
    one barrier timeout, its intents stay ``pending`` while it lacks their flows, and they
-   are installed once it answers again.
+   are installed once it answers again;
+6. a switch that refuses a FlowMod (its flow tables capped at what they hold): the intent
+   through it stays ``pending`` until the cap is lifted, then is installed.
 
 The lab: h1 on s1 reaches h2 on s4 over s2 (2 ms, cost 2), s3 (4 ms, cost 10) or s5 (8 ms,
 cost 20), every link 100 Mbps; h3 hangs off s3, h4 off s2. Timing is made deterministic with
@@ -689,3 +691,67 @@ def _post_quietly(controller: HardController, batch: list[dict[str, Any]]) -> No
     """POST the batch; the controller is killed under it, so no answer is expected."""
     with contextlib.suppress(httpx.HTTPError):
         controller.post("/intents/batch", {"intents": batch}, timeout_s=10)
+
+
+# -- 6. a switch that refuses a FlowMod --------------------------------------------------------
+
+def _table_counts(lab: LabNetwork, node: str) -> dict[int, int]:
+    counts = {t: 0 for t in range(3)}  # the pipeline's tables (classifier, intents, dests)
+    for f in flows_of(lab, node):
+        counts[f.table] = counts.get(f.table, 0) + 1
+    return counts
+
+
+def _limit_tables(lab: LabNetwork, node: str, limits: dict[int, int] | None) -> None:
+    """Cap ``node``'s flow tables at ``limits`` (table -> flows; Open vSwitch refuses a
+    FlowMod that would add beyond it with OFPFMFC_TABLE_FULL), or lift every cap (None)."""
+    bridge = lab.plan.switch(node)
+    if limits is None:
+        cmd = ["ovs-vsctl", "--timeout=5", "clear", "Bridge", bridge, "flow_tables"]
+    else:
+        cmd = ["ovs-vsctl", "--timeout=5"]
+        for table, n in limits.items():
+            cmd += ["--", f"--id=@t{table}", "create", "Flow_Table", f"flow_limit={n}",
+                    "overflow_policy=refuse",
+                    "--", "set", "Bridge", bridge, f"flow_tables:{table}=@t{table}"]
+    res = run_command(cmd)
+    assert res.returncode == 0, res.stderr
+
+
+def test_a_switch_that_refuses_a_flowmod_keeps_the_intent_pending_until_it_takes_it(
+        home: LabNetwork, controller: HardController) -> None:
+    """A full flow table answers the barrier but refuses the FlowMod before it: the intent
+    must not read ``installed`` (the switch does not hold its flows), and once the table has
+    room the controller installs it without an operator."""
+    lab = home
+    log_mark = len(controller.log_text().splitlines())
+    _limit_tables(lab, "s2", _table_counts(lab, "s2"))
+    stall: dict[str, Any] | None = None
+    try:
+        r = controller.post("/intents", {"name": "refused", "src": "h1", "dst": "h4",
+                                         "max_latency_ms": 10})
+        assert r.status_code == 201, r.text
+        stall = r.json()
+        assert stall["path"] == ["s1", "s2"] and stall["state"] == "pending", stall
+        cookies = set(route_cookies(stall))
+        assert not _intent_cookies_on(lab, "s2", cookies)
+        # it stays so: each read-and-reconcile of s2 is refused again
+        time.sleep(2.5)  # the scenario: more than two resync rounds (1 s each) pass
+        assert controller.get(f"/intents/{stall['id']}")["state"] == "pending"
+        assert controller.get("/health")["switches_synced"] == len(NODES) - 1
+        log = "\n".join(_change_log(controller, log_mark))
+        assert "event=flowmod_refused" in log and "event=change_refused" in log, log[-3000:]
+        assert "event=switch_unconfirmed" in log, log[-3000:]
+    finally:
+        _limit_tables(lab, "s2", None)
+    assert stall is not None
+    installed = until(
+        lambda: (lambda i: i if i["state"] == "installed" else None)(
+            controller.get(f"/intents/{stall['id']}")), 20,
+        "the refused intent installed once s2's table has room (tried again at doubling "
+        "intervals)")
+    assert installed["path"] == ["s1", "s2"]
+    assert _intent_cookies_on(lab, "s2", set(route_cookies(installed)))
+    controller.wait_synced(len(NODES), 10)
+    _ping_ok(lab, "h1", "h4")
+    assert controller.delete(f"/intents/{stall['id']}").status_code == 200
