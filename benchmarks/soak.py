@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -70,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
                         seed=args.seed, workdir=workdir, weights=args.weights,
                         members=args.members, report=args.report,
                         stop_on_violation=not args.keep_going)
+    # SIGTERM unwinds like Ctrl-C: the lab, the controllers and etcd are stopped on the way
+    # out (the default action would leave a controller running, holding its ports)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         return run_soak(config).exit_code
     except CpnError as exc:
