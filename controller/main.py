@@ -420,11 +420,14 @@ class OpenFlowServer:
     ``ofp_tls_refused`` event of the service."""
 
     def __init__(self, service: ControllerService, host: str, port: int,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, *, echo_interval_s: float = 5.0,
+                 echo_misses: int = 3) -> None:
         self.service = service
         self.host = host
         self.port = port
         self.tls = tls
+        self.echo_interval_s = echo_interval_s
+        self.echo_misses = echo_misses
         self.app: Any = None
         """the running :class:`~controller.network.app.CpnApp` (None before :meth:`start`)"""
         self._manager: Any = None
@@ -438,6 +441,7 @@ class OpenFlowServer:
             from os_ken import cfg
             from os_ken.base.app_manager import AppManager
 
+            from controller.network import ofpguard
             from controller.network.app import CpnApp
             from controller.network.ofptls import TlsListener, install
 
@@ -446,6 +450,10 @@ class OpenFlowServer:
                 importlib.import_module("os_ken.controller.controller")
                 cfg.CONF(args=["--ofp-listen-host", self.host, "--ofp-tcp-listen-port",
                                str(self.port)], project="os_ken")
+                # a peer that stops answering echo requests is closed by os-ken's echo loop
+                cfg.CONF.set_override("echo_request_interval", self.echo_interval_s)
+                cfg.CONF.set_override("maximum_unreplied_echo_requests", self.echo_misses)
+                ofpguard.install(self._misbehaved)
                 manager = AppManager.get_instance()
                 manager.load_apps(["controller.network.app"])
                 contexts: dict[str, Any] = dict(manager.create_contexts())
@@ -466,6 +474,14 @@ class OpenFlowServer:
             raise failure[0]
         if thread.is_alive():
             raise CpnError(f"os-ken did not start within {timeout_s:g} s")
+
+    def _misbehaved(self, datapath: Any, reason: str) -> None:
+        peer = ":".join(str(p) for p in (getattr(datapath, "address", None) or ("?",)))
+        dpid = getattr(datapath, "id", None)
+        logging.getLogger("controller.main").warning(
+            f"OpenFlow peer {peer} (dpid {dpid if dpid is None else hex(dpid)}) "
+            f"disconnected: {reason}", extra={"event": "switch_misbehaved"})
+        self.service.record_event("switch_misbehaved", peer=peer, dpid=dpid, reason=reason)
 
     def _tls_refused(self, peer: str, reason: str, detail: str) -> None:
         self.service.record_event("ofp_tls_refused", peer=peer, reason=reason, detail=detail)
@@ -619,7 +635,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _signalled)
-    openflow = OpenFlowServer(service, ofp.host, ofp.port, tls=tls)
+    openflow = OpenFlowServer(service, ofp.host, ofp.port, tls=tls,
+                              echo_interval_s=ofp.echo_interval_s, echo_misses=ofp.echo_misses)
     try:
         openflow.start()
     except (CpnError, OSError) as exc:

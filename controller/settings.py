@@ -84,6 +84,10 @@ class OpenflowSettings(_Section):
     """OpenFlow TCP port"""
     barrier_timeout_s: float = Field(5.0, gt=0)
     """how long one phase of a change waits for its barrier replies before it is given up"""
+    echo_interval_s: float = Field(5.0, gt=0, le=3600)
+    """seconds between the echo requests os-ken sends each switch"""
+    echo_misses: int = Field(3, ge=1, le=100)
+    """a switch that leaves this many echo requests in a row unanswered is disconnected"""
     tls_cert: str | None = None
     """PEM certificate the OpenFlow listener presents: with tls_key and tls_ca, OpenFlow runs
     over TLS and only switches whose certificate tls_ca signed are accepted (null: plain
