@@ -287,6 +287,19 @@ def test_cluster_members_share_one_secret(etcd_server: EtcdServer) -> None:
         assert shared_lldp_secret(b, "/another-prefix-" + str(os.getpid())) != first
 
 
+def test_one_member_checks_another_members_probe(etcd_server: EtcdServer) -> None:
+    """Two members, one secret from etcd: a probe one signs passes the other's checks while
+    their clocks differ by less than the skew allowance, and is stale beyond it."""
+    prefix = f"/test-lldp-members-{os.getpid()}"
+    with EtcdClient(etcd_server.client_url) as a, EtcdClient(etcd_server.client_url) as b:
+        key_a, key_b = shared_lldp_secret(a, prefix), shared_lldp_secret(b, prefix)
+    sender = LldpGuard(LldpAuth(key_a, max_age_s=6.0, skew_s=0.5))
+    for offset_s, reason in ((0.4, None), (-0.4, None), (-0.6, "stale"), (6.6, "stale")):
+        receiver = LldpGuard(LldpAuth(key_b, max_age_s=6.0, skew_s=0.5))
+        probe = packets.parse_lldp(sender.probe(7, 1, WALL))
+        assert receiver.check(probe, 8, 1, WALL + offset_s) == reason
+
+
 def test_settings_default_to_signed_discovery() -> None:
     s = load_settings(environ={})
     assert s.network.lldp_auth is True and s.network.lldp_max_age_s is None
