@@ -182,6 +182,9 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--src-port", type=int)
     add.add_argument("--dst-port", type=int)
     add.add_argument("--dscp", type=int)
+    add.add_argument("--sla-reroute", action="store_true",
+                     help="when its measured latency breaks the bound, route it on measured "
+                          "link delays")
     isub.add_parser("list", help="list intents")
     show = isub.add_parser("show", help="one intent with its flows and history")
     show.add_argument("id", type=int)
@@ -432,6 +435,8 @@ def _call(c: Client, args: argparse.Namespace) -> Any:
                  if getattr(args, k) is not None}
         if match:
             body["match"] = match
+        if args.sla_reroute:
+            body["sla_reroute"] = True
         return c.request("POST", "/intents", json=body)
     raise AssertionError(cmd)
 
@@ -504,9 +509,11 @@ def _render(args: argparse.Namespace, data: Any) -> None:
                 _num(p["bottleneck_mbps"], "{:g}")) for i, p in enumerate(data["paths"])])
     elif cmd == "intents" and args.action == "list":
         table("intents", ["id", "name", "src", "dst", "max ms", "state", "path", "latency ms",
-                          "reason"],
+                          "sla", "measured ms", "reason"],
               [(i["id"], i["name"], i["src"], i["dst"], i["max_latency_ms"], i["state"],
-                _path(i["path"]), _num(i["latency_ms"]), i["reason"]) for i in data])
+                _path(i["path"]), _num(i["latency_ms"]),
+                (i.get("sla") or {}).get("state", "-"),
+                _num((i.get("sla") or {}).get("measured_ms")), i["reason"]) for i in data])
     elif cmd == "intents" and args.action == "delete":
         say(f"intent {data['id']} deleted ({data['flows_removed']} flows removed)")
     elif cmd == "intents":

@@ -35,6 +35,7 @@ from pydantic.json_schema import JsonDict, SkipJsonSchema
 from starlette.concurrency import run_in_threadpool
 
 from controller.compute.anycast import Assignment, Service
+from controller.compute.metrics import MAX_FIELDS
 from controller.compute.placement import TIERS_MS, Placement, resolve_bound
 from controller.compute.sites import METRICS_URL_RE, MICRO, SITE_ID_RE, UNIT_RE
 from controller.errors import ComputeSiteError, NoCapacity
@@ -163,8 +164,10 @@ _METRICS_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
             "compute_delay_ms": {"type": "number", "minimum": 0, "maximum": 3600000},
             "free_capacity": {"type": ["number", "null"], "minimum": 0, "maximum": 1e12},
             "healthy": {"type": "boolean"}},
-        "additionalProperties": {"type": ["number", "string", "boolean", "null"]},
-        "maxProperties": 36}}}}}
+        "additionalProperties": {"type": ["number", "string", "boolean", "null"],
+                                 "maxLength": 256},
+        "propertyNames": {"minLength": 1, "maxLength": 64},
+        "maxProperties": MAX_FIELDS}}}}}
 """the document's schema of a metrics report; the route checks it itself
 (:func:`~controller.compute.metrics.parse_metrics`) so nonsense answers 400 naming the field"""
 

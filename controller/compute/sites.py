@@ -51,8 +51,10 @@ for the store."""
 # Same form as the topology loader accepts: cs:<place>:<name>[:<more>...]
 SITE_ID_RE = re.compile(r"^cs:[A-Za-z0-9_.\-]+(:[A-Za-z0-9_.\-]+)+$")
 UNIT_RE = re.compile(r"^[A-Za-z0-9_./\- ]{1,32}$")
-METRICS_URL_RE = re.compile(r"^https?://[^\s/?#]+(/[^\s#]*)?$")
-"""a site's ``metrics_url``: http or https, no fragment (at most 512 characters)"""
+METRICS_URL_RE = re.compile(r"^https?://[A-Za-z0-9._~%!$&'()*+,;=:@\[\]-]+(/[!-\"$-~]*)?$")
+"""a site's ``metrics_url``: http or https, printable ASCII, no fragment (at most 512
+characters); explicit ASCII classes so the API document's pattern means the same to every
+regex engine"""
 _SITE_FIELDS = ("id", "node", "kind", "capacity", "unit", "price", "host", "state",
                 "baseline_used", "metrics_url")
 _UPDATABLE = ("node", "kind", "capacity", "unit", "price", "host", "state", "metrics_url")

@@ -64,6 +64,10 @@ def make_api(tmp_path: Path) -> Iterator[MakeApi]:
                     "token_file": str(token_file_) if token_file_ is not None else None},
             "state": {"dir": str(state)}})
         handle = build_controller(settings, read_open=read_open)
+        if handle.steering.metrics_plane is not None:
+            # no metrics scraper: a fuzzed metrics_url must not send the test off loopback
+            # (tests/api/test_site_metrics_api.py runs its own planes against local servers)
+            handle.steering.metrics_plane.stop()
         if cluster is not None:
             # build_controller serves the standalone view; the same parts (service, store,
             # intents, steering) are served again by an app reading the given view

@@ -126,3 +126,39 @@ def test_the_registry_keeps_the_last_good_metrics_per_site() -> None:
         reg.set_metrics("cs:nowhere:x", m)
     reg.remove_site(site)
     assert reg.metrics(site) is None
+
+
+def test_a_site_token_names_its_site_and_may_write_only_its_metrics(tmp_path: Any) -> None:
+    from controller.api.tokens import (
+        TokenEntry,
+        TokenFileError,
+        add_token,
+        allows,
+        load_tokens_file,
+        parse_tokens,
+        required_role,
+    )
+
+    path = tmp_path / "tokens.yaml"
+    add_token(path, "agent", "site", "cs:gansu-qingyang:ai-01")
+    add_token(path, "ops", "operator")
+    agent, ops = load_tokens_file(path)
+    assert (agent.role, agent.site, ops.site) == ("site", "cs:gansu-qingyang:ai-01", None)
+    for bad in [("x", "site", None), ("y", "operator", "cs:a:b"), ("z", "site", "not-a-site")]:
+        with pytest.raises(TokenFileError, match="site"):
+            add_token(path, *bad)
+    with pytest.raises(TokenFileError, match="site"):
+        parse_tokens("tokens:\n  - {name: a, role: site, sha256: " + "a" * 64 + "}\n")
+    mine = "/api/v1/compute-sites/cs:gansu-qingyang:ai-01/metrics"
+    other = "/api/v1/compute-sites/cs:gansu-qingyang:ai-02/metrics"
+    need = required_role("PUT", mine)
+    assert need == "site"
+    admin = TokenEntry("root", "admin", "0" * 64)
+    assert allows(agent, need, "PUT", mine) and allows(admin, need, "PUT", other)
+    assert not allows(agent, need, "PUT", other) and not allows(ops, need, "PUT", mine)
+    # a site token reads as a viewer and writes nothing else
+    assert allows(agent, "viewer", "GET", "/api/v1/intents")
+    assert not allows(agent, required_role("POST", "/api/v1/intents"), "POST",
+                      "/api/v1/intents")
+    assert not allows(agent, required_role("PATCH", "/api/v1/compute-sites/x"), "PATCH",
+                      "/api/v1/compute-sites/cs:gansu-qingyang:ai-01")

@@ -678,8 +678,18 @@ function renderSites(sites) {
     bar.append(fill);
     const cap = html("td");
     cap.append(bar, `${fmt(used, 1)} / ${fmt(s.capacity, 1)} ${s.unit || ""}`);
+    // live metrics (CATS levels): the one score, or stale when older than three intervals
+    const m = s.metrics;
+    const stale = Boolean(m && m.stale);
+    const score = m && m.levels ? m.levels.score : null;
+    tr.dataset.stale = String(stale);
+    if (score !== null) tr.dataset.score = String(score);
+    if (stale) tr.classList.add("site-stale");
+    const scoreCell = html("td", !m ? "—" : stale ? (score === null ? "stale" : `stale (${fmt(score, 2)})`) : fmt(score, 2));
+    if (m && m.levels) scoreCell.title = Object.entries(m.levels.categories)
+      .map(([k, v]) => `${k} ${v === null ? "—" : fmt(v, 2)}`).join(" · ") + ` · age ${fmt(m.age_s, 1)} s`;
     tr.append(html("td", s.id), html("td", s.node),
-      html("td", s.state && s.state !== "up" ? `${s.kind} (${s.state})` : s.kind), cap);
+      html("td", s.state && s.state !== "up" ? `${s.kind} (${s.state})` : s.kind), cap, scoreCell);
     tr.addEventListener("click", () => pickNode(s.node));
     tb.append(tr);
   }
