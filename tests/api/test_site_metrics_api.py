@@ -20,6 +20,7 @@ from controller.compute.sitemetrics import SiteMetricsPlane
 
 from .conftest import Api, MakeApi, assert_error
 
+SITE = "cs:hebei-zhangjiakou:gen-01"
 GOOD = {"utilisation": 0.25, "compute_delay_ms": 4.0, "free_capacity": 3.0, "healthy": True}
 PROM = """# HELP cpn_site_utilisation share in use
 # TYPE cpn_site_utilisation gauge
@@ -37,12 +38,13 @@ process_cpu_seconds_total 12.5
 def api(make_api: MakeApi, tmp_path: Path) -> Iterator[tuple[Api, dict[str, str], list[str]]]:
     tokens_path = tmp_path / "state" / TOKENS_FILE_NAME
     tokens_path.parent.mkdir(parents=True, exist_ok=True)
-    a = make_api("national")
-    sites = [s["id"] for s in a.client().get("/compute-sites").json()]
-    tokens = {"site": add_token(tokens_path, "site-a", "site", sites[0]),
+    # the tokens are in the file before the controller starts (no wait for a re-read)
+    tokens = {"site": add_token(tokens_path, "site-a", "site", SITE),
               "operator": add_token(tokens_path, "op-1", "operator"),
               "viewer": add_token(tokens_path, "viewer-1", "viewer")}
-    time.sleep(1.1)  # the token file is re-read at most once a second
+    a = make_api("national")
+    sites = [s["id"] for s in a.client().get("/compute-sites").json()]
+    assert sites[0] == SITE
     yield a, tokens, sites
 
 
