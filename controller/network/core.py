@@ -148,6 +148,9 @@ class ControllerCore:
         self.anycast_arp: dict[str, str] = {}
         self.sla = SlaMonitor()
         """SLA monitoring of the intents' measured latency (sampled by :meth:`tick`)"""
+        self.sla_reroute = True
+        """intents with ``sla_reroute`` may be routed on measured delays (False in a cluster:
+        each member measures for itself, and members must route alike)"""
         self._sla_routed_version = -1
         """``state.measurements_version`` when intents were last routed on measured delays"""
         self.packet_in_rejected: dict[str, int] = {}
@@ -472,6 +475,8 @@ class ControllerCore:
                 text, extra={"intent": intent.id, "event": kind})
         for iid, rec in self.sla.records.items():
             table.intents[iid].sla = rec.as_dict()
+        if not self.sla_reroute:
+            return set()
         wanted = {i for i in self.sla.violated()
                   if table.intents[i].spec.sla_reroute} - table.measured_routing
         table.measured_routing |= wanted

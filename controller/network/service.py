@@ -915,14 +915,18 @@ class ControllerService:
     # -- measured delay and SLA monitoring (controller.network.measure, .sla) -------------------
     def configure_measurements(self, *, delay_source: str = "external",
                                measurement_max_age_s: float = 30.0, sla_interval_s: float = 1.0,
-                               sla_samples: int = 3, sla_ewma_alpha: float = 0.3) -> None:
+                               sla_samples: int = 3, sla_ewma_alpha: float = 0.3,
+                               sla_reroute: bool = True) -> None:
         """Which measured delay counts and how intents' SLAs are sampled (the settings
-        ``network.delay_source`` ... ``network.sla_ewma_alpha``)."""
+        ``network.delay_source`` ... ``network.sla_ewma_alpha``); ``sla_reroute`` False
+        keeps every intent on configured latencies (a cluster member: measurements are each
+        member's own, and every member must compute the same routes)."""
         with self.lock:
             st = self.core.state
             st.delay_source, st.measurement_max_age_s = delay_source, measurement_max_age_s
             self.core.sla = SlaMonitor(samples=sla_samples, alpha=sla_ewma_alpha,
                                        interval_s=sla_interval_s)
+            self.core.sla_reroute = sla_reroute
 
     def set_link_measurement(self, index: int, body: Any) -> dict[str, Any]:
         """An external measurement of link ``index`` (``PUT /links/{index}/measurements``);

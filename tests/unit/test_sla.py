@@ -198,3 +198,15 @@ def test_the_measured_route_is_the_cheapest_path_within_the_bound_on_measured_de
     else:  # nothing meets the bound on measured delays: routed as any other intent
         plain = core.state.graph.constrained_path("s1", "s5", max_latency_ms=bound)
         assert got.path == (tuple(plain.nodes) if plain is not None else None)
+
+
+def test_without_sla_reroute_allowed_the_core_reports_and_moves_nothing(diamond: Topology
+                                                                      ) -> None:
+    core = ControllerCore(diamond, now=0.0, load_intents=False)
+    core.sla = SlaMonitor(samples=1, alpha=1.0, interval_s=1.0)
+    core.sla_reroute = False  # a cluster member
+    core.add_intent(IntentSpec("h1", "h2", 12.0, sla_reroute=True), 0.0)
+    core.state.set_link_measurement(2, {"a_to_b": {"delay_ms": 20.0}}, 0.5)
+    assert core.tick(1.0).cause == "tick"
+    assert core.intent(1).sla is not None and core.intent(1).sla["state"] == "violated"
+    assert core.intent(1).path == ("s1", "s3", "s4")
