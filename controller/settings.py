@@ -211,9 +211,10 @@ class ComputeSettings(_Section):
     scrape_timeout_s: float = Field(2.0, gt=0, le=60)
     """a scrape of a site's metrics_url that takes longer fails"""
     stale_policy: Literal["no_new_clients", "down", "use_last"] = "no_new_clients"
-    """what a site with stale or no metrics is: no_new_clients (keeps its clients, takes no
-    new ones), down (treated as down) or use_last (its last metrics still count); the cats
-    policy never takes a site without fresh metrics"""
+    """what a site whose metrics went stale is: no_new_clients (keeps its clients, takes no
+    new ones), down (treated as down) or use_last (its last metrics still count); a site
+    that never reported is judged by its static data, and the cats policy never takes a
+    site without fresh metrics"""
     move_gain_ms: float = Field(2.0, ge=0, le=3_600_000)
     """an anycast client moves for load (nearest and cats services) only when its delay falls
     by at least this many ms ..."""
