@@ -51,7 +51,10 @@ for the store."""
 # Same form as the topology loader accepts: cs:<place>:<name>[:<more>...]
 SITE_ID_RE = re.compile(r"^cs:[A-Za-z0-9_.\-]+(:[A-Za-z0-9_.\-]+)+$")
 UNIT_RE = re.compile(r"^[A-Za-z0-9_./\- ]{1,32}$")
-METRICS_URL_RE = re.compile(r"^https?://[A-Za-z0-9._~%!$&'()*+,;=:@\[\]-]+(/[!-\"$-~]*)?$")
+# the authority is a host (a name, IPv4, or an IPv6 literal in brackets) and an optional port:
+# brackets elsewhere (``http://w]x``) pass a character class yet no URL parser takes them
+METRICS_URL_RE = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%!$&'()*+,;=-]+)"
+                            r"(:[0-9]{1,5})?(/[!-\"$-~]*)?$")
 """a site's ``metrics_url``: http or https, printable ASCII, no fragment (at most 512
 characters); explicit ASCII classes so the API document's pattern means the same to every
 regex engine"""
