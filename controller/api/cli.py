@@ -222,7 +222,7 @@ def _parser() -> argparse.ArgumentParser:
 # --- compute steering: sites, placements, services (docs/compute.md) --------------------------
 
 _KINDS = ("general", "intelligent", "hpc")
-_POLICIES = ("nearest", "cheapest", "least-loaded")
+_POLICIES = ("nearest", "cheapest", "least-loaded", "cats")
 _TIERS = ("local", "regional", "national")
 
 
