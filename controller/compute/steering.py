@@ -85,6 +85,9 @@ PUSH_TIMEOUT_S = 5.0
 RETRY_HOLDOFF_S = 2.0
 """after a first packet could not be assigned (no capacity), that client's packets to the
 service are ignored this long (they all reach the controller while it has no NAT flows)"""
+ACTIVITY_READ_TIMEOUT_S = 1.0
+"""a client switch that does not answer the flow-stats read of a rebalance look this fast
+leaves its clients out of that look (busy): the worker must not stall failure moves"""
 WORK_QUEUE_SIZE = 1024
 """first packets and topology changes waiting for the steering worker; more are dropped"""
 
@@ -605,7 +608,7 @@ class Steering:
         counts: dict[str, int] = {}
         for dpid, clients in per_dpid.items():
             try:
-                stats = self.service.read_flow_stats(dpid, timeout_s=PUSH_TIMEOUT_S)
+                stats = self.service.read_flow_stats(dpid, timeout_s=ACTIVITY_READ_TIMEOUT_S)
             except CpnError:
                 continue
             for st in stats:
