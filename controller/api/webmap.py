@@ -100,7 +100,9 @@ def _live_state(net: NetworkSnapshot, topo: Topology, masters: dict[int, str | N
                 "max_latency_ms": i.spec.max_latency_ms, "state": i.state,
                 "reason": i.reason, "path": list(i.path) if i.path else None,
                 "latency_ms": _finite(i.latency_ms), "cost": _finite(i.cost),
-                "reroutes": len(i.history)}
+                "reroutes": len(i.history),
+                "sla": None if i.sla is None else i.sla["state"],
+                "measured_ms": None if i.sla is None else _finite(i.sla["measured_ms"])}
                for i in net.intents]
     events = []
     for ev in net.events:

@@ -1,8 +1,12 @@
-"""The web map's compute site table shows each site's live metrics: the CATS score of a site
-that reported (the number the API shows), ``stale`` for one that never did."""
+"""The web map shows live measurements: in the compute site table the CATS score of a site
+that reported (the number the API shows), ``stale`` for one that never did; in the intents
+table an SLA badge on an intent whose measured latency is over its bound."""
 
 from __future__ import annotations
 
+import time
+
+from controller.network.sla import SlaMonitor
 from tests.browser.conftest import MapServer, OpenMap, wait_for
 
 
@@ -28,3 +32,24 @@ def test_site_rows_show_the_score_or_stale(national: MapServer, open_map: OpenMa
     assert shown["text"] == f"{score:.2f}".rstrip("0").rstrip(".")
     silent = row(sites[1])
     assert silent is not None and silent["stale"] == "true" and silent["text"] == "stale"
+
+
+def test_an_intent_over_its_bound_shows_the_sla_badge(national: MapServer,
+                                                      open_map: OpenMap) -> None:
+    with national.client() as c:
+        intent = next(i for i in c.get("/intents").json() if i["path"])
+        a, b = intent["path"][:2]
+        index = next(i for i, lk in enumerate(national.topology.links) if {lk.a, lk.b} == {a, b})
+        r = c.put(f"/links/{index}/measurements", json={"a_to_b": {"delay_ms": 1000.0},
+                                                        "b_to_a": {"delay_ms": 1000.0}})
+        assert r.status_code == 200, r.text
+    driver = open_map(national)
+    core = national.service.core
+    core.sla = SlaMonitor(samples=1, alpha=1.0, interval_s=1.0)
+    with national.service.lock:  # one SLA round (the os-ken app's tick does it every second)
+        core.sla_sample(time.monotonic())
+    css = f"#intents tr[data-intent='{intent['id']}']"
+    wait_for(driver, lambda d: d.execute_script(
+        "const tr = document.querySelector(arguments[0]);"
+        "return tr && tr.dataset.sla === 'violated' && tr.querySelector('.sla-violated')", css),
+        "the SLA badge on the intent's row")

@@ -210,3 +210,24 @@ def test_without_sla_reroute_allowed_the_core_reports_and_moves_nothing(diamond:
     assert core.tick(1.0).cause == "tick"
     assert core.intent(1).sla is not None and core.intent(1).sla["state"] == "violated"
     assert core.intent(1).path == ("s1", "s3", "s4")
+
+
+def test_the_web_maps_live_state_carries_each_intents_sla(diamond: Topology) -> None:
+    import time
+
+    from controller.api.webmap import live_state
+    from controller.network.service import ControllerService
+
+    service = ControllerService(diamond, startup_grace_s=60.0)
+    service.configure_measurements(sla_samples=1, sla_ewma_alpha=1.0)
+    assert {i["sla"] for i in live_state(service)["intents"]} == {None}  # not sampled yet
+    service.set_link_measurement(2, {"a_to_b": {"delay_ms": 20.0}})
+    with service.lock:
+        service.core.sla_sample(time.monotonic())
+    shown = {i["name"]: i for i in live_state(service)["intents"]}
+    assert (shown["fast"]["sla"], shown["cheap"]["sla"]) == ("ok", "ok")
+    service.set_link_measurement(2, {"b_to_a": {"delay_ms": 20.0}})  # cheap runs s4-s3-s1
+    with service.lock:
+        service.core.sla_sample(time.monotonic() + 5)
+    shown = {i["name"]: i for i in live_state(service)["intents"]}
+    assert shown["cheap"]["sla"] == "violated" and shown["cheap"]["measured_ms"] > 15

@@ -594,6 +594,12 @@ function renderIntents() {
     tr.append(html("td", it.id), html("td", it.name), html("td", `${it.src} → ${it.dst}`));
     const st = html("td");
     st.append(html("span", it.state, { class: `state state-${it.state}`, title: it.reason || "" }));
+    // SLA monitoring: the measured latency of the path is over the bound
+    if (it.sla === "violated") {
+      st.append(" ", html("span", "SLA", { class: "state sla-violated",
+        title: `measured ${fmt(it.measured_ms, 2)} ms over the bound ${fmt(it.max_latency_ms)} ms` }));
+    }
+    tr.dataset.sla = it.sla || "";
     tr.append(st, html("td", it.latency_ms !== null && it.latency_ms !== undefined ? fmt(it.latency_ms, 2) : "–"));
     if (it.id === S.selectedIntent) tr.classList.add("selected");
     tr.addEventListener("click", () => selectIntent(it.id === S.selectedIntent ? null : it.id));
@@ -623,6 +629,7 @@ function highlightIntent() {
     for (const i of linksAlong(it.path)) S.linkEl[i].classList.add("on-intent");
     lines.push(`${it.path.join(" → ")}`, `latency ${fmt(it.latency_ms)} ms · cost ${fmt(it.cost)}`);
   }
+  if (it.sla) lines.push(`SLA ${it.sla}: measured ${fmt(it.measured_ms, 2)} ms`);
   const n = it.reroutes !== undefined ? it.reroutes : (it.history || []).length;
   if (n) lines.push(`${n} path change(s)`);
   box.textContent = lines.join("\n");
@@ -780,7 +787,7 @@ function applyLive(msg) {
   }
   if (msg.intents) {
     // re-render only on a change: rows under the pointer stay put
-    const key = JSON.stringify(msg.intents.map((i) => [i.id, i.state, i.path, i.latency_ms, i.reroutes]));
+    const key = JSON.stringify(msg.intents.map((i) => [i.id, i.state, i.path, i.latency_ms, i.reroutes, i.sla]));
     if (key !== S.intentsKey) { S.intentsKey = key; S.intents = msg.intents; renderIntents(); }
   }
   if (msg.events) renderEvents(msg.events);
