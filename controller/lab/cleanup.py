@@ -21,7 +21,7 @@ from typing import Any
 from controller.lab.ovs import del_ssl, ovsdb_list, run_command, ssl_config
 
 __all__ = ["OWNER_KEY", "STATE_DIR", "cleanup_stale", "ip_links", "live_labs",
-           "process_start_time", "remove_recorded"]
+           "process_start_time", "remove_recorded", "remove_ssl_of"]
 
 STATE_DIR = Path("/run/cpn-lab")
 OWNER_KEY = "cpn-lab-owner"
@@ -69,11 +69,8 @@ def remove_recorded(record: dict[str, Any]) -> list[str]:
             arg for name in doomed for arg in ("--", "--if-exists", "del-br", name)],
             timeout_s=20)
         removed.extend(f"bridge {name}" for name in doomed)
-    if record.get("ssl"):
-        current = ssl_config()
-        if current is not None and current["external_ids"].get(OWNER_KEY) == owner:
-            del_ssl()
-            removed.append("ssl configuration")
+    if record.get("ssl") and remove_ssl_of(owner):
+        removed.append("ssl configuration")
     # Deleting one end of a veth deletes its peer, so check the list again each time.
     existing = set(ip_links())
     for name in record.get("interfaces", []) + record.get("bridges", []):
@@ -81,6 +78,16 @@ def remove_recorded(record: dict[str, Any]) -> list[str]:
             removed.append(f"link {name}")
             existing = set(ip_links())
     return removed
+
+
+def remove_ssl_of(owner: str) -> bool:
+    """Remove Open vSwitch's SSL configuration if the lab of process ``owner`` set it;
+    True if it did."""
+    current = ssl_config()
+    if current is None or current["external_ids"].get(OWNER_KEY) != owner:
+        return False
+    del_ssl()
+    return True
 
 
 def ip_links() -> list[str]:

@@ -39,6 +39,7 @@ from controller.lab.cleanup import (
     live_labs,
     process_start_time,
     remove_recorded,
+    remove_ssl_of,
 )
 from controller.lab.ovs import (
     LabEnvironment,
@@ -188,6 +189,11 @@ class LabNetwork:
                     self.net.stop()
                 except Exception as exc:  # keep cleaning even if Mininet trips
                     log.warning("mininet stop failed (%s); removing the lab's leftovers", exc)
+            if self.tls is not None:
+                try:
+                    remove_ssl_of(str(os.getpid()))
+                except LabError as exc:  # the record's removal below tries again
+                    log.warning("could not remove the lab's SSL configuration: %s", exc)
             if self._wrote_record and self._record_path.exists():
                 try:
                     record = json.loads(self._record_path.read_text())
