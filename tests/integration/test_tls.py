@@ -35,7 +35,7 @@ from controller.topology.loader import load_topology
 
 HELLO = bytes([4, 0, 0, 8, 0, 0, 0, 1])  # OpenFlow 1.3 OFPT_HELLO
 INTENT_PINGS = 8
-"""How many of the national file's intents are pinged along (both ways)."""
+"""At most this many of the national file's intents (it has 7) are pinged along, both ways."""
 
 
 class TlsController(ControllerProcess):
