@@ -27,6 +27,7 @@ from harness import DIAMOND, ControllerProcess, start_lab
 from waiting import wait_until
 
 from controller.lab.network import LabNetwork
+from controller.lab.ovs import run_command
 from controller.network import packets
 from controller.network.lldpauth import LldpAuth, LldpGuard
 from controller.topology.loader import load_topology
@@ -159,6 +160,8 @@ def test_injected_and_replayed_lldp(lab: LabNetwork, controller: LldpController)
                           "the forged neighbour to take s1-s2 down")
         assert (down[0]["a"], down[0]["b"]) == ("s1", "s2"), down
         assert sum(rejected(controller).values()) == 0
+        # s2's next genuine probe sets it right again
+        wait_until(lambda: routing_state(controller) == before, 15, "s1-s2 back after the lie")
         return
 
     # 1. from a host, on its own port
@@ -213,3 +216,48 @@ def test_the_secret_is_private(controller: LldpController) -> None:
         return
     assert path.stat().st_mode & 0o777 == 0o600
     assert len(bytes.fromhex(path.read_text().strip())) == 32
+
+
+def test_a_port_the_file_does_not_know(lab: LabNetwork, controller: LldpController) -> None:
+    """A veth the test adds to s3 (a port the topology file does not have): a genuine probe
+    arriving there (signed with the deployment's secret when signing is on) shows up in the
+    link report as unexpected and moves nothing; with signing on, an unsigned one there is
+    dropped."""
+    topo = lab.topology
+    dpid = {n.name: n.dpid for n in topo.nodes}
+    bridge = f"lldpx{time.monotonic_ns() % 10**6}a"  # the end on s3
+    outside = bridge[:-1] + "b"  # the end the test writes to
+    before = routing_state(controller)
+    assert run_command(["ip", "link", "add", bridge, "type", "veth", "peer", "name",
+                        outside]).returncode == 0
+    try:
+        for name in (bridge, outside):
+            assert run_command(["ip", "link", "set", name, "up"]).returncode == 0
+        added = run_command(["ovs-vsctl", "--timeout=5", "add-port",
+                             lab.plan.switch("s3"), bridge])
+        assert added.returncode == 0, added.stderr
+        port = int(run_command(["ovs-vsctl", "--timeout=5", "get", "Interface", bridge,
+                                "ofport"]).stdout.strip())
+        assert port not in port_plan(topo).ports_of(dpid["s3"])
+        guard = LldpGuard(LldpAuth(bytes.fromhex(
+            (Path(controller.state_dir) / "lldp-secret").read_text().strip()),
+            max_age_s=60) if controller.signed else None)
+        before_unsigned = rejected(controller).get("unsigned", 0)
+
+        def unexpected() -> list[Any]:
+            send_root(outside, [guard.probe(dpid["s1"], 1, time.time())])
+            links = api(controller, "/api/v1/links")["report"]["unexpected"]
+            return [u for u in links if (u["dst_dpid"], u["dst_port"]) == (dpid["s3"], port)]
+
+        # the port comes up (port status) and the frame is read: bounded, re-sent each poll
+        seen = wait_until(unexpected, 15, "the probe at the added port in the link report",
+                          poll_s=0.5)
+        assert (seen[0]["src_dpid"], seen[0]["src_port"]) == (dpid["s1"], 1)
+        if controller.signed:
+            send_root(outside, [packets.lldp_probe(dpid["s1"], 1)])
+            wait_until(lambda: rejected(controller).get("unsigned", 0) > before_unsigned, 10,
+                       "the unsigned frame at the added port counted")
+        assert routing_state(controller) == before
+    finally:
+        run_command(["ovs-vsctl", "--timeout=5", "--if-exists", "del-port", bridge])
+        run_command(["ip", "link", "del", bridge])
