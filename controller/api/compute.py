@@ -243,6 +243,10 @@ def _with_candidates(record: type, name: str) -> type[BaseModel]:
     fields: dict[str, Any] = {f.name: (hints[f.name], ...) for f in dataclass_fields(record)}
     return create_model(name, candidates=(list[CandidateOut], Field(
         default_factory=list, description="every site considered, the chosen one first")),
+        measured_ms=(float | None, Field(
+            default=None, description="assignments: the measured latency of the path now "
+                                      "(measured link delays, configured where none; "
+                                      "compare with latency_ms and the service's bound)")),
         **fields)
 
 
@@ -442,8 +446,12 @@ def compute_router(steering: Steering, *, read: list[Depends],
         policy sees them now (network ms, compute ms, score, why each lost; a ``chosen``
         site other than the client's is a load move held back by dampening or affinity)."""
         explained = steering.candidates(name)
-        return [{**a, "candidates": explained.get(a["client_host"], [])}
-                for a in steering.assignments(name)]
+        out = []
+        for a in steering.assignments(name):
+            measured = steering.service.path_measured_ms(a["link_ids"])
+            out.append({**a, "candidates": explained.get(a["client_host"], []),
+                        "measured_ms": None if measured is None else round(measured[0], 3)})
+        return out
 
     @r.post("/services/{name}/assignments", response_model=AssignmentOut,
             responses=_E_PLACE, dependencies=write)

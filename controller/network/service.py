@@ -934,6 +934,16 @@ class ControllerService:
         with self.lock:
             return self.core.state.set_link_measurement(index, body, time.monotonic())
 
+    def path_measured_ms(self, link_ids: Sequence[int]) -> tuple[float, int] | None:
+        """The measured latency of a path (directed pathcore link ids) and how many of its
+        links had no measurement (configured latency counted); None for an id the graph
+        lacks."""
+        with self.lock:
+            try:
+                return self.core.state.path_measured_ms(link_ids, time.monotonic())
+            except KeyError:
+                return None
+
     def link_measurements(self) -> list[dict[str, Any]]:
         """Per link of the file, in order: :meth:`NetworkState.link_measurement_view`."""
         with self.lock:

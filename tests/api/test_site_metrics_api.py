@@ -199,3 +199,24 @@ def test_link_measurements_in_and_shown(api: tuple[Api, dict[str, str], list[str
     assert m["a_to_b"]["external"]["delay_ms"] == 7.5  # the refused one changed nothing
     assert m["a_to_b"]["external"]["loss"] == 0.01 and m["b_to_a"]["external"] is None
     assert links[1]["measurements"]["a_to_b"]["external"] is None
+
+
+def test_an_assignment_shows_its_paths_measured_latency(
+        api: tuple[Api, dict[str, str], list[str]]) -> None:
+    a, _, _ = api
+    c = a.client()
+    assert c.post("/services", json={"name": "infer", "anycast_ip": "10.255.0.1",
+                                     "kind": "intelligent", "demand_per_client": 0.01,
+                                     "max_latency_ms": 5.0}).status_code == 201
+    first = c.post("/services/infer/assignments", json={"client": "h-city-lanzhou"}).json()
+    shown = c.get("/services/infer/assignments").json()[0]
+    assert shown["measured_ms"] == pytest.approx(first["latency_ms"], abs=1e-3)  # none yet
+    links = a.service.topology.links
+    a_node, b_node = first["path"][:2]
+    index = next(i for i, lk in enumerate(links) if {lk.a, lk.b} == {a_node, b_node})
+    direction = "a_to_b" if links[index].a == a_node else "b_to_a"
+    assert c.put(f"/links/{index}/measurements",
+                 json={direction: {"delay_ms": 40.0}}).status_code == 200
+    shown = c.get("/services/infer/assignments").json()[0]
+    assert shown["measured_ms"] == pytest.approx(
+        first["latency_ms"] - links[index].latency_ms + 40.0, abs=1e-3)
