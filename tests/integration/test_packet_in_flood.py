@@ -193,13 +193,15 @@ def test_a_flood_is_held_to_the_meters_and_harms_nobody_else(
     assert len(answers) >= 10 and set(answers) == {200}, answers
     # the meters: the flood offered many times their rate, they passed at most their rate
     passed = {}
-    for meter, rate in ((MISS_METER, MISS_PPS), (ARP_METER, CONTROL_PPS)):
+    # (offered: what reached the meter; userspace OVS took in 75-95% of the frames sent in
+    # two runs here, so the ARP meter saw 2.4-2.9x its rate)
+    for meter, rate, over in ((MISS_METER, MISS_PPS, 10), (ARP_METER, CONTROL_PPS, 1.5)):
         offered = meters1[meter][0] - meters0[meter][0]
         dropped = meters1[meter][1] - meters0[meter][1]
         passed[meter] = offered - dropped
         print(f"meter {meter:#x}: offered {offered}, dropped {dropped}, passed "
               f"{passed[meter]} in {window_s:.1f} s (rate {rate}/s)")
-        assert offered >= 2 * rate * FLOOD_S, (meter, offered)
+        assert offered >= over * rate * FLOOD_S, (meter, offered)
         assert passed[meter] <= rate * window_s * SLACK + rate // 10, (meter, passed)
     # the controller's packet-ins from s1 stay within the meters' rates (LLDP: a few/s)
     got = {d: after.get(("cpn_packet_ins_total", d), 0.0) - before.get(
