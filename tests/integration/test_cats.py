@@ -132,6 +132,14 @@ class Env:
                              headers={"Authorization": f"Bearer {self.token}"}, timeout=30.0,
                              **kw)
 
+    def agent_logs(self) -> str:
+        """Each agent's exit status and the tail of its output (PUT statuses, errors)."""
+        return "\n".join(
+            f"--- agent {site} (exit {p.poll()}) ---\n" + "\n".join(
+                (self.scripts / f"agent-{site.split(':')[-1]}.log").read_text(
+                    errors="replace").splitlines()[-8:])
+            for site, p in self.agents.items())
+
     def session(self, client: str) -> str:
         out = self.lab.host(client).cmd(
             f"timeout 5 python3 {self.scripts / 'session.py'} {ANYCAST_IP} {PORT} 2>&1")
@@ -161,6 +169,7 @@ def env(lab_env: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]
             token = (ctl.state_dir / "api-token").read_text().strip()
             tx_offload_off(lab, ["h-city", "h-city2", "h-a", "h-b", "h-gen"])
             agents: dict[str, subprocess.Popen[bytes]] = {}
+            made: Env | None = None
             try:
                 for site, host in ((SITE_A, "h-a"), (SITE_B, "h-b")):
                     agents[site] = subprocess.Popen(
@@ -168,10 +177,14 @@ def env(lab_env: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]
                          "--netns-pid", str(lab.host(host).pid), "--site", site,
                          "--api", f"http://127.0.0.1:{ctl.api_port}", "--token", token,
                          "--port", str(PORT), "--service-ms", "2", "--interval-s", "0.5"],
-                        stdout=open(work / f"agent-{host}.log", "wb"),  # noqa: SIM115
+                        stdout=open(work / f"agent-{site.split(':')[-1]}.log",  # noqa: SIM115
+                                    "wb"),
                         stderr=subprocess.STDOUT)
-                yield Env(ctl, lab, token, work, agents)
+                made = Env(ctl, lab, token, work, agents)
+                yield made
             finally:
+                if made is not None:
+                    print(made.agent_logs())
                 for p in agents.values():
                     p.terminate()
                     try:
@@ -196,7 +209,8 @@ def compute_ms(env: Env, site_id: str) -> float | None:
 def test_clients_follow_live_load_dampened_and_a_running_session_is_never_cut(env: Env) -> None:
     wait_until(lambda: compute_ms(env, SITE_A) is not None and compute_ms(env, SITE_B)
                is not None, 10, "both agents' metrics fresh at the controller",
-               detail=lambda: str([site_view(env, s).get("metrics") for s in (SITE_A, SITE_B)]))
+               detail=lambda: str([site_view(env, s).get("metrics") for s in (SITE_A, SITE_B)])
+               + "\n" + env.agent_logs())
     assert env.api("POST", "/services", json=SERVICE).status_code == 201
     # 1. idle: A is best; a long session starts on A
     assert env.session("h-city") == SITE_A
@@ -272,7 +286,16 @@ def test_a_site_whose_metrics_stop_goes_stale_and_takes_no_new_clients(env: Env)
     stale_s = time.monotonic() - t0
     assert stale_s >= 3 * INTERVAL_S - 0.6          # not before three intervals (its last
     assert env.session("h-gen") == SITE_B           # report may be 0.5 s old)
-    assert env.session("h-city") == SITE_B
+
+    def site_of(client: str) -> str | None:
+        return next((x["site_id"] for x in env.api("GET", "/services/infer/assignments").json()
+                     if x["client_host"] == client), None)
+
+    # a client on A (h-city) moves at the next look, without a hold: a failure move
+    if site_of("h-city") is not None:
+        wait_until(lambda: site_of("h-city") == SITE_B, 2 * LOOK_S + 2.0,
+                   "h-city moved off the stale site", detail=lambda: str(site_of("h-city")))
+        assert env.session("h-city") == SITE_B
     [a] = [x for x in env.api("GET", "/services/infer/assignments").json()
            if x["client_host"] == "h-gen"]
     rows = {c["site"]: c["status"] for c in a["candidates"]}
