@@ -225,6 +225,7 @@ class ComputeSettings(_Section):
     max_moves: int = Field(10, ge=0, le=1_000_000)
     """at most this many load moves per service in move_interval_s"""
     move_interval_s: float = Field(60.0, gt=0, le=86400)
+    """the window of max_moves"""
     rebalance_interval_s: float = Field(2.0, gt=0, le=3600)
     """how often load moves are considered; a client whose NAT flow counted no packet between
     two looks is idle and may move (a busy client keeps its site)"""
