@@ -133,6 +133,8 @@ class Cluster:
         self.startup_grace_s = startup_grace_s
         self.n = n
         self.members: list[MemberProcess] = []
+        self.api_token: str | None = None
+        """every member's ``$CPN_API_TOKEN`` (None: each makes its own)"""
 
     @property
     def endpoints(self) -> str:
@@ -147,6 +149,7 @@ class Cluster:
         for i in range(1, self.n + 1):
             m = MemberProcess(self.topology_file, self.workdir, f"m{i}", self.endpoints,
                               startup_grace_s=self.startup_grace_s)
+            m.api_token = self.api_token
             m.start(timeout_s=30.0)
             self.members.append(m)
 
@@ -195,9 +198,7 @@ def cluster_and_lab(lab_env: Any, cluster: Cluster, *, synced_timeout_s: float =
                     ) -> Iterator[tuple[Cluster, LabNetwork]]:
     """``cluster`` started and a lab whose switches connect to all its members; every switch
     mastered and reconciled. Everything stopped at the end (logs printed)."""
-    import os
-
-    os.environ["CPN_API_TOKEN"] = TOKEN
+    cluster.api_token = TOKEN
     try:
         cluster.start()
         topology = load_topology(cluster.topology_file)

@@ -89,6 +89,10 @@ class ControllerProcess:
         self.startup_grace_s = startup_grace_s
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.api_token: str | None = None
+        """the API's write token, given as ``$CPN_API_TOKEN``; None: the controller makes one
+        in its state directory (a ``CPN_API_TOKEN`` of the test process is never passed on,
+        so one test's token cannot leak into another's controller)"""
 
     @property
     def address(self) -> ControllerAddress:
@@ -114,8 +118,11 @@ class ControllerProcess:
         with open(self.log_path, "a") as f:
             f.write(f"===== start {self.starts} =====\n")
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
+        env = {k: v for k, v in os.environ.items() if k != "CPN_API_TOKEN"}
+        if self.api_token is not None:
+            env["CPN_API_TOKEN"] = self.api_token
         self.proc = subprocess.Popen(self.command(), cwd=REPO, stdout=log,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, env=env)
         log.close()
         proc = self.proc
 

@@ -179,8 +179,12 @@ def test_first_packet_assigns_a_client_and_a_stopped_site_switch_moves_it(env: E
     env.lab.stop_switch(site_node)
     stopped_s = time.time() - t0
     try:
-        # a ping every 20 ms for 3 s; the first reply's own timestamp times the move
-        out = env.lab.host(AUTO_CLIENT).cmd(f"ping -D -n -c 150 -i 0.02 -W 1 {ANYCAST_IP}")
+        # a ping every 20 ms until 100 are answered (at most 15 s: on a loaded machine
+        # Open vSwitch may take seconds to drop a deleted bridge's controller connection,
+        # which is when the controller learns of the loss); the first reply's own timestamp
+        # times the move
+        out = env.lab.host(AUTO_CLIENT).cmd(
+            f"ping -D -n -c 100 -w 15 -i 0.02 -W 1 {ANYCAST_IP}")
         replies = [(float(t), int(seq)) for t, seq in
                    re.findall(r"\[(\d+\.\d+)\] \d+ bytes from .* icmp_seq=(\d+)", out)]
         assert replies, out
@@ -191,8 +195,9 @@ def test_first_packet_assigns_a_client_and_a_stopped_site_switch_moves_it(env: E
         print(f"\nswitch {site_node} stopped at {t0:.3f} -> {AUTO_CLIENT} answered by "
               f"{AUTO_NEXT} after {moved_ms:.0f} ms (stopping the bridge took "
               f"{stopped_s * 1000:.0f} ms); controller: {moved_log[-1:]}")
-        # once answered, answered for good (the later sequence numbers all came back)
-        assert len(answered) >= 150 - min(answered) - 1, out
+        # once answered, answered for good (the later sequence numbers all came back, one
+        # in flight at the move aside)
+        assert max(answered) - min(answered) + 1 - len(answered) <= 1, out
         mine = [x for x in env.api("GET", "/services/infer/assignments").json()
                 if x["client_host"] == AUTO_CLIENT]
         assert [x["site_id"] for x in mine] == [AUTO_NEXT], mine

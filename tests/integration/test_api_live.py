@@ -210,12 +210,14 @@ def test_metrics_count_openflow_messages_and_packet_ins(live: Live) -> None:
     assert _of(m1, "OFPPacketOut", "out") - _of(m0, "OFPPacketOut", "out") >= n
 
     # at rest, the app's counts agree with the controller's own Change records: every
-    # FlowMod and barrier the app sent belongs to a Change, and every barrier was answered
+    # FlowMod, meter and group mod and barrier the app sent belongs to a Change (the
+    # packet-in meters are a Change's too), and every barrier was answered
     def agree() -> str | None:
         m = live.metrics()
         flowmods, barriers = _of(m, "OFPFlowMod", "out"), _of(m, "OFPBarrierRequest", "out")
+        tables = _of(m, "OFPMeterMod", "out") + _of(m, "OFPGroupMod", "out")
         changes = _metric(m, "cpn_change_messages_total")
-        ok = (flowmods > 0 and barriers > 0 and flowmods + barriers == changes
+        ok = (flowmods > 0 and barriers > 0 and flowmods + tables + barriers == changes
               and _of(m, "OFPBarrierReply", "in") == barriers)
         return m if ok else None
 

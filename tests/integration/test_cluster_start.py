@@ -4,7 +4,6 @@ fails start-up naming it, and hand-written junk in etcd is logged and skipped.""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -34,9 +33,9 @@ def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
 
 @pytest.fixture
 def member(etcd: EtcdServer, tmp_path: Path) -> Iterator[MemberProcess]:
-    os.environ["CPN_API_TOKEN"] = TOKEN
     m = MemberProcess(DIAMOND, tmp_path, "m1", etcd.client_url,
                       extra=["--log-level", "info"])
+    m.api_token = TOKEN
     m.start(timeout_s=30.0)
     yield m
     m.stop()

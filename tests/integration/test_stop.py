@@ -14,7 +14,6 @@ previous controller freed it.
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -124,7 +123,7 @@ class StopController(ControllerProcess):
         return f"http://127.0.0.1:{self.api_port}/api/v1"
 
     def start(self, timeout_s: float = 20.0) -> None:
-        os.environ["CPN_API_TOKEN"] = TOKEN
+        self.api_token = TOKEN
         super().start(timeout_s)
 
     def metric(self, msg_type: str) -> float:
@@ -390,8 +389,8 @@ def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
 @pytest.mark.parametrize("signum", SIGNALS)
 def test_a_cluster_member_stops_and_leaves_the_cluster(signum: int, etcd: EtcdServer,
                                                        tmp_path: Path) -> None:
-    os.environ["CPN_API_TOKEN"] = CLUSTER_TOKEN
     member = MemberProcess(TRIANGLE, tmp_path, "m1", etcd.client_url, startup_grace_s=1.0)
+    member.api_token = CLUSTER_TOKEN
     member.start(timeout_s=30.0)
     switches = [FakeSwitch(member.port, dpid) for dpid in (1, 2, 3)]
     try:
@@ -406,6 +405,7 @@ def test_a_cluster_member_stops_and_leaves_the_cluster(signum: int, etcd: EtcdSe
     # it left: its id is free at once (a live member's id is refused)
     again = MemberProcess(TRIANGLE, tmp_path / "again", "m1", etcd.client_url,
                           startup_grace_s=1.0)
+    again.api_token = CLUSTER_TOKEN
     again.start(timeout_s=30.0)
     try:
         assert again.cluster()["member_id"] == "m1"
