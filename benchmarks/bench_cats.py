@@ -45,6 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import networkx as nx  # noqa: E402
+from bench_placement import nx_place  # noqa: E402
 
 from controller.compute.anycast import AnycastServices, Service  # noqa: E402
 from controller.compute.dampening import NO_DAMPENING, Dampener, Dampening  # noqa: E402
@@ -135,27 +136,14 @@ def run_networkx(topo: Topology, first: list[Report], reqs: list[Request],
             sid, comp, util, healthy = later[i // REPORT_EVERY]
             by_id[sid].update(comp=comp, util=util, healthy=healthy)
         need = round(demand * 1_000_000)
-        dist = nx.single_source_dijkstra_path_length(g, src, cutoff=bound, weight="latency")
-        best: tuple[Any, ...] | None = None
-        best_site = None
-        for s in sites:
-            lat = dist.get(s["node"])
-            if (s["kind"] != kind or lat is None or s["free"] < need or not s["healthy"]
-                    or lat + s["comp"] > bound):
-                continue
-            key = (lat + s["comp"], s["util"], s["price"], s["id"])
-            if best is None or key < best:
-                best, best_site = key, s
-        if best_site is None:
-            chosen.append(None)
-            continue
-        nx.dijkstra_path(g, src, best_site["node"], weight="latency")
-        best_site["free"] -= need
-        chosen.append(best_site["id"])
-        held.append((best_site, need))
-        if len(held) > live:
-            site, amount = held.popleft()
-            site["free"] += amount
+
+        def key(s: dict[str, Any], lat: float, kind: str = kind, bound: float = bound
+                ) -> tuple[Any, ...] | None:
+            if s["kind"] != kind or not s["healthy"] or lat + s["comp"] > bound:
+                return None
+            return (lat + s["comp"], s["util"], s["price"], s["id"])
+
+        chosen.append(nx_place(g, src, sites, need, bound, key, held, live))
     return time.perf_counter() - t0, chosen
 
 

@@ -30,6 +30,7 @@ import random
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,34 @@ def run_ours(topo: Topology, reqs: list[Request], live: int) -> tuple[float, lis
     return elapsed, chosen
 
 
+def nx_place(g: nx.Graph, src: str, sites: list[dict[str, Any]], need: int, bound_ms: float,
+             key: Callable[[dict[str, Any], float], tuple[Any, ...] | None],
+             held: deque[tuple[dict[str, Any], int]], live: int) -> str | None:
+    """The networkx peer's one placement: latencies from ``src`` within ``bound_ms``
+    (Dijkstra), the site with the least ``key(site, latency)`` among those with ``need``
+    free (``key`` None: not a candidate), its path, and its reservation held (the oldest
+    released beyond ``live``). The chosen site's id, or None."""
+    dist = nx.single_source_dijkstra_path_length(g, src, cutoff=bound_ms, weight="latency")
+    best: tuple[Any, ...] | None = None
+    best_site = None
+    for s in sites:
+        lat = dist.get(s["node"])
+        if lat is None or s["free"] < need:
+            continue
+        k = key(s, lat)
+        if k is not None and (best is None or k < best):
+            best, best_site = k, s
+    if best_site is None:
+        return None
+    nx.dijkstra_path(g, src, best_site["node"], weight="latency")
+    best_site["free"] -= need
+    held.append((best_site, need))
+    if len(held) > live:
+        site, amount = held.popleft()
+        site["free"] += amount
+    return str(best_site["id"])
+
+
 def run_networkx(topo: Topology, reqs: list[Request], live: int) -> tuple[float,
                                                                             list[str | None]]:
     g = nx.Graph()
@@ -94,33 +123,19 @@ def run_networkx(topo: Topology, reqs: list[Request], live: int) -> tuple[float,
     chosen: list[str | None] = []
     t0 = time.perf_counter()
     for src, kind, demand, tier, policy in reqs:
-        bound = TIERS_MS[tier]
         need = round(demand * 1_000_000)
-        dist = nx.single_source_dijkstra_path_length(g, src, cutoff=bound, weight="latency")
-        best: tuple[Any, ...] | None = None
-        best_site = None
-        for s in sites:
-            lat = dist.get(s["node"])
-            if s["kind"] != kind or lat is None or s["free"] < need:
-                continue
+
+        def key(s: dict[str, Any], lat: float, kind: str = kind, policy: str = policy,
+                demand: float = demand, need: int = need) -> tuple[Any, ...] | None:
+            if s["kind"] != kind:
+                return None
             if policy == "nearest":
-                key: tuple[Any, ...] = (lat, s["price"], s["id"])
-            elif policy == "cheapest":
-                key = (s["price"] * demand, lat, s["id"])
-            else:
-                key = (-(s["free"] - need) / s["capacity"], lat, s["id"])
-            if best is None or key < best:
-                best, best_site = key, s
-        if best_site is None:
-            chosen.append(None)
-            continue
-        nx.dijkstra_path(g, src, best_site["node"], weight="latency")
-        best_site["free"] -= need
-        chosen.append(best_site["id"])
-        held.append((best_site, need))
-        if len(held) > live:
-            site, amount = held.popleft()
-            site["free"] += amount
+                return (lat, s["price"], s["id"])
+            if policy == "cheapest":
+                return (s["price"] * demand, lat, s["id"])
+            return (-(s["free"] - need) / s["capacity"], lat, s["id"])
+
+        chosen.append(nx_place(g, src, sites, need, TIERS_MS[tier], key, held, live))
     elapsed = time.perf_counter() - t0
     return elapsed, chosen
 
