@@ -18,7 +18,6 @@ per server and kind and each ratio to ``no audit``.
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from bench_api import _free_port
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "bench-token-0123456789"
@@ -66,12 +66,6 @@ def serve(port: int, state_dir: str, mode: str) -> None:
     print("ready", flush=True)
     sys.stdin.read()
     handle.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _pct(xs: list[float], q: float) -> float:

@@ -167,12 +167,39 @@ class StallingSwitches:
         self._event(dpid).set()
 
 
+class _Refused:
+    """A barrier answered at once, after the switch refused a FlowMod before it."""
+
+    error = "OpenFlow error type 5 code 1 to a FlowMod"
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return False
+
+
+class RefusingSwitches(StallingSwitches):
+    """Switches in ``refusing`` answer every barrier at once but apply none of the
+    FlowMods sent before it (a full table): the barrier's waiter carries the refusal."""
+
+    def __init__(self, net: FakeNetwork) -> None:
+        super().__init__(net)
+        self.refusing: set[int] = set()
+
+    def send(self, handle: Any, msgs: Any) -> Any:
+        dpid = int(handle)
+        if dpid in self.refusing:
+            self.sent[dpid] = self.sent.get(dpid, 0) + 1
+            return _Refused()
+        return super().send(handle, msgs)
+
+
 @pytest.fixture
-def stalling(diamond: Topology) -> Iterator[tuple[ControllerService, StallingSwitches]]:
+def stalling(diamond: Topology) -> Iterator[tuple[ControllerService, RefusingSwitches]]:
+    """A running service over the diamond's fake switches, every intent installed; the
+    switches stall or refuse only when a test says so."""
     service = ControllerService(diamond, startup_grace_s=0.0, port_stats_interval_s=0.0,
                                 gc_reclaim_interval_s=0.0, barrier_timeout_s=0.3)
     net = FakeNetwork(service.wiring)
-    transport = StallingSwitches(net)
+    transport = RefusingSwitches(net)
     service.start(transport)
     wiring = service.wiring
     for dpid in sorted(wiring.dpid_node):
@@ -232,73 +259,36 @@ def test_a_stalled_switch_costs_one_timeout_and_is_reconciled_when_it_answers(
     assert switches.sent[s2] > before
 
 
-class _Refused:
-    """A barrier answered at once, after the switch refused a FlowMod before it."""
-
-    error = "OpenFlow error type 5 code 1 to a FlowMod"
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return False
-
-
-class RefusingSwitches(StallingSwitches):
-    """Switches in ``refusing`` answer every barrier at once but apply none of the
-    FlowMods sent before it (a full table): the barrier's waiter carries the refusal."""
-
-    def __init__(self, net: FakeNetwork) -> None:
-        super().__init__(net)
-        self.refusing: set[int] = set()
-
-    def send(self, handle: Any, msgs: Any) -> Any:
-        dpid = int(handle)
-        if dpid in self.refusing:
-            self.sent[dpid] = self.sent.get(dpid, 0) + 1
-            return _Refused()
-        return super().send(handle, msgs)
-
-
 def test_a_switch_that_refuses_a_flowmod_is_read_again_until_it_takes_the_change(
-        diamond: Topology) -> None:
-    service = ControllerService(diamond, startup_grace_s=0.0, port_stats_interval_s=0.0,
-                                gc_reclaim_interval_s=0.0, barrier_timeout_s=0.3)
-    switches = RefusingSwitches(FakeNetwork(service.wiring))
-    service.start(switches)
-    try:
-        wiring = service.wiring
-        for dpid in sorted(wiring.dpid_node):
-            assert service.switch_connected(dpid, dict.fromkeys(wiring.ports_of(dpid), True),
-                                            dpid)
-            service.reconcile(dpid, [], dpid)
-        assert service.wait_idle(5)
-        s2 = 2
-        switches.refusing.add(s2)
-        t0 = time.monotonic()
-        gold = service.add_intent(IntentSpec("h2", "h1", 3.0, name="gold", priority=300),
-                                  timeout_s=5.0)
-        # answered at once (no barrier timeout to wait out), and truthfully
-        assert time.monotonic() - t0 < 0.3
-        assert gold.path == ("s4", "s2", "s1") and gold.state == "pending"
-        # its table was forgotten (it may be read and reconciled again at once: the first
-        # retry is immediate, so its synced flag is not asserted here)
-        assert any(e["kind"] == "switch_unconfirmed" and e.get("dpid") == s2
-                   for e in service.events())
-        # read and reconciled again, refused each time, at doubling intervals (1 s, 2 s,
-        # 4 s, ...): within 4 s at most 3 reads, where every second would make 4 or more
-        deadline = time.monotonic() + 5
-        while switches.reads.get(s2, 0) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert switches.reads.get(s2, 0) >= 2
-        time.sleep(max(0.0, t0 + 4.0 - time.monotonic()))
-        assert switches.reads[s2] <= 3, switches.reads[s2]
-        assert service.intent(gold.id).state == "pending"
-        # the table has room again: the next round installs it, without an operator
-        switches.refusing.discard(s2)
-        deadline = time.monotonic() + 20
-        while service.intent(gold.id).state != "installed" and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert service.intent(gold.id).state == "installed" and service.switch(s2).synced
-        h1, h2 = diamond.host("h1"), diamond.host("h2")
-        assert switches.net.trace("h2", {"eth_type": 0x0800, "ipv4_src": h2.ip,
-                                         "ipv4_dst": h1.ip}).delivered_to == "h1"
-    finally:
-        service.stop()
+        stalling: tuple[ControllerService, RefusingSwitches], diamond: Topology) -> None:
+    service, switches = stalling
+    s2 = 2
+    switches.refusing.add(s2)
+    t0 = time.monotonic()
+    gold = service.add_intent(IntentSpec("h2", "h1", 3.0, name="gold", priority=300),
+                              timeout_s=5.0)
+    # answered at once (no barrier timeout to wait out), and truthfully
+    assert time.monotonic() - t0 < 0.3
+    assert gold.path == ("s4", "s2", "s1") and gold.state == "pending"
+    # its table was forgotten (it may be read and reconciled again at once: the first
+    # retry is immediate, so its synced flag is not asserted here)
+    assert any(e["kind"] == "switch_unconfirmed" and e.get("dpid") == s2
+               for e in service.events())
+    # read and reconciled again, refused each time, at doubling intervals (1 s, 2 s,
+    # 4 s, ...): within 4 s at most 3 reads, where every second would make 4 or more
+    deadline = time.monotonic() + 5
+    while switches.reads.get(s2, 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert switches.reads.get(s2, 0) >= 2
+    time.sleep(max(0.0, t0 + 4.0 - time.monotonic()))
+    assert switches.reads[s2] <= 3, switches.reads[s2]
+    assert service.intent(gold.id).state == "pending"
+    # the table has room again: the next round installs it, without an operator
+    switches.refusing.discard(s2)
+    deadline = time.monotonic() + 20
+    while service.intent(gold.id).state != "installed" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert service.intent(gold.id).state == "installed" and service.switch(s2).synced
+    h1, h2 = diamond.host("h1"), diamond.host("h2")
+    assert switches.net.trace("h2", {"eth_type": 0x0800, "ipv4_src": h2.ip,
+                                     "ipv4_dst": h1.ip}).delivered_to == "h1"
