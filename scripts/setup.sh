@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
-DEB_PACKAGES=(mininet openvswitch-switch iperf3 iputils-ping iproute2 ethtool chromium chromium-driver etcd-server)
+DEB_PACKAGES=(mininet openvswitch-switch iperf3 iputils-ping iproute2 ethtool chromium chromium-driver etcd-server frr tshark)
 
 log() { printf '[setup] %s\n' "$*"; }
 
