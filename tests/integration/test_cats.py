@@ -1,15 +1,16 @@
 """CATS on real Open vSwitch: clients of a ``cats`` anycast service follow the sites' live
 load, dampened, without breaking a running connection; a site whose metrics stop goes stale.
 
-A small lab (four switches; the national one would not fit this test's time budget): the
-city's switch reaches site A in 1 ms and site B in 3 ms; a load generator sits beside A.
+The national lab (52 switches). Two intelligent sites, A at Wuhu and B at the Yangtze River
+Delta demo zone; the Hefei host reaches A in 1.7 ms and B in 3.5 ms, a load generator at the
+Beijing hub sends straight to A's address.
 Each site host runs ``tests/siteagent.py``: a request service in the host's namespace whose
 one worker spends 2 ms per request (concurrent requests queue), and a reporter that PUTs the
 delay requests really saw, every 0.5 s. The controller runs with 1 s metric intervals, 2 s
 of hold time, 1 ms / 20 % of gain, a look every 0.5 s.
 
-1. Idle, A is best (1 + ~2 ms against 3 + ~2 ms): a session from the city is answered by A,
-   and a long-running session (one request every 50 ms) starts on A.
+1. Idle, A is best (1.7 + ~2 ms against 3.5 + ~2 ms): a session from Hefei is answered by A,
+   and a long-running session from Qingdao (one request every 50 ms) starts on A.
 2. The load generator keeps 10 requests outstanding at A (straight to A's address): A's
    measured delay climbs to ~20 ms, and within the metrics interval plus the hold time new
    sessions from the city are answered by B, whose end-to-end delay is within the bound.
@@ -41,29 +42,12 @@ from waiting import wait_until
 
 from controller.lab.network import LabNetwork
 
-TOPOLOGY = """
-name: cats-lab
-nodes:
-  - {name: city}
-  - {name: a}
-  - {name: b}
-  - {name: gen}
-links:
-  - {a: city, b: a, latency_ms: 1.0, bandwidth_mbps: 1000, cost: 1}
-  - {a: city, b: b, latency_ms: 3.0, bandwidth_mbps: 1000, cost: 1}
-  - {a: a, b: b, latency_ms: 5.0, bandwidth_mbps: 1000, cost: 1}
-  - {a: gen, b: a, latency_ms: 0.5, bandwidth_mbps: 1000, cost: 1}
-hosts:
-  - {name: h-city, node: city}
-  - {name: h-city2, node: city}
-  - {name: h-a, node: a}
-  - {name: h-b, node: b}
-  - {name: h-gen, node: gen}
-compute_sites:
-  - {id: 'cs:lab:a', node: a, kind: intelligent, capacity: 10, unit: GPU, price: 1.0, host: h-a}
-  - {id: 'cs:lab:b', node: b, kind: intelligent, capacity: 10, unit: GPU, price: 1.0, host: h-b}
-"""
-SITE_A, SITE_B = "cs:lab:a", "cs:lab:b"
+NATIONAL = REPO / "topologies" / "national.yaml"
+SITE_A, SITE_B = "cs:anhui-wuhu:ai-01", "cs:yrd-demo-zone:ai-01"
+HOST_A, HOST_B = "h-dc-wuhu", "h-dc-yrd-demo"
+# Hefei reaches A in 1.7 ms and B in 3.5 ms; Qingdao reaches A in 4.1 ms and B in 4.5 ms;
+# Changsha A in 6.2 ms, B in 7.1 ms; the load comes from the Beijing hub, straight to A.
+CITY, CITY2, FRESH, GEN = "h-city-hefei", "h-city-qingdao", "h-city-changsha", "h-hub-jjj"
 ANYCAST_IP = "10.255.0.7"
 PORT = 8000
 BOUND_MS = 20.0
@@ -157,21 +141,19 @@ class Env:
 @pytest.fixture(scope="module")
 def env(lab_env: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     work = tmp_path_factory.mktemp("ctl-cats")
-    topo_path = work / "cats-lab.yaml"
-    topo_path.write_text(TOPOLOGY)
     for name, code in (("session.py", SESSION), ("stream.py", STREAM), ("load.py", LOAD)):
         (work / name).write_text(code)
     with pytest.MonkeyPatch.context() as mp:
         for k, v in SETTINGS.items():
             mp.setenv(k, v)
-        with controller_and_lab(lab_env, topo_path, work, startup_grace_s=2.0,
-                                lab_timeout_s=60, synced_timeout_s=30) as (ctl, lab):
+        with controller_and_lab(lab_env, NATIONAL, work, startup_grace_s=2.0,
+                                lab_timeout_s=90, synced_timeout_s=60) as (ctl, lab):
             token = (ctl.state_dir / "api-token").read_text().strip()
-            tx_offload_off(lab, ["h-city", "h-city2", "h-a", "h-b", "h-gen"])
+            tx_offload_off(lab, [CITY, CITY2, FRESH, GEN, HOST_A, HOST_B])
             agents: dict[str, subprocess.Popen[bytes]] = {}
             made: Env | None = None
             try:
-                for site, host in ((SITE_A, "h-a"), (SITE_B, "h-b")):
+                for site, host in ((SITE_A, HOST_A), (SITE_B, HOST_B)):
                     agents[site] = subprocess.Popen(
                         [sys.executable, str(REPO / "tests" / "siteagent.py"),
                          "--netns-pid", str(lab.host(host).pid), "--site", site,
@@ -213,20 +195,20 @@ def test_clients_follow_live_load_dampened_and_a_running_session_is_never_cut(en
                + "\n" + env.agent_logs())
     assert env.api("POST", "/services", json=SERVICE).status_code == 201
     # 1. idle: A is best; a long session starts on A
-    assert env.session("h-city") == SITE_A
+    assert env.session(CITY) == SITE_A
     stop = env.scripts / "stop-stream"
-    stream = env.lab.host("h-city2").popen(
+    stream = env.lab.host(CITY2).popen(
         ["python3", str(env.scripts / "stream.py"), ANYCAST_IP, str(PORT), str(stop), "60"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     load_stop = env.scripts / "stop-load"
     load = None
     try:
-        wait_until(lambda: any(x["client_host"] == "h-city2" for x in env.api(
+        wait_until(lambda: any(x["client_host"] == CITY2 for x in env.api(
             "GET", "/services/infer/assignments").json()), 10, "the long session assigned")
         idle_a = compute_ms(env, SITE_A)
         # 2. saturate A: new sessions from the city go to B within interval + hold (+ looks)
-        load = env.lab.host("h-gen").popen(
-            ["python3", str(env.scripts / "load.py"), env.lab.host("h-a").IP(), str(PORT),
+        load = env.lab.host(GEN).popen(
+            ["python3", str(env.scripts / "load.py"), env.lab.host(HOST_A).IP(), str(PORT),
              "10", "40", str(load_stop)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wait_until(lambda: (compute_ms(env, SITE_A) or 0.0) > 10.0, 10,
                    "A's measured delay rising under the load",
@@ -237,14 +219,14 @@ def test_clients_follow_live_load_dampened_and_a_running_session_is_never_cut(en
 
         def moved_to(site: str) -> bool:
             time.sleep(1.0)  # idle between sessions: only an idle client moves
-            answers.append(env.session("h-city"))
+            answers.append(env.session(CITY))
             return answers[-1] == site
 
         wait_until(lambda: moved_to(SITE_B), INTERVAL_S + HOLD_S + 6.0,
                    "a new session from the city answered by B", poll_s=0.1,
                    detail=lambda: str(answers))
         to_b_s = time.monotonic() - loaded_at
-        assert env.e2e_ms("h-city") <= BOUND_MS
+        assert env.e2e_ms(CITY) <= BOUND_MS
         # 3. the load stops: new sessions come back to A under the same dampening
         load_stop.touch()
         load.wait(timeout=10)
@@ -264,7 +246,7 @@ def test_clients_follow_live_load_dampened_and_a_running_session_is_never_cut(en
         assert result["error"] is None and set(result["sites"]) == {SITE_A}, result
         assert result["sites"][SITE_A] > 20, result
         moves = [x for x in env.api("GET", "/services/infer/assignments").json()
-                 if x["client_host"] == "h-city2"]
+                 if x["client_host"] == CITY2]
         assert moves[0]["site_id"] == SITE_A
     finally:
         stop.touch()
@@ -285,18 +267,20 @@ def test_a_site_whose_metrics_stop_goes_stale_and_takes_no_new_clients(env: Env)
                "A's metrics stale", detail=lambda: str(site_view(env, SITE_A)["metrics"]))
     stale_s = time.monotonic() - t0
     assert stale_s >= 3 * INTERVAL_S - 0.6          # not before three intervals (its last
-    assert env.session("h-gen") == SITE_B           # report may be 0.5 s old)
+    assert env.session(FRESH) == SITE_B           # report may be 0.5 s old)
 
     def site_of(client: str) -> str | None:
         return next((x["site_id"] for x in env.api("GET", "/services/infer/assignments").json()
                      if x["client_host"] == client), None)
 
-    # a client on A (h-city) moves at the next look, without a hold: a failure move
-    if site_of("h-city") is not None:
-        wait_until(lambda: site_of("h-city") == SITE_B, 2 * LOOK_S + 2.0,
-                   "h-city moved off the stale site", detail=lambda: str(site_of("h-city")))
-        assert env.session("h-city") == SITE_B
+    # a client on A (the Hefei host) moves at the next look, without a hold: a failure move
+    if site_of(CITY) is not None:
+        wait_until(lambda: site_of(CITY) == SITE_B, 2 * LOOK_S + 2.0,
+                   "the Hefei client moved off the stale site", detail=lambda: str(site_of(CITY)))
+        assert env.session(CITY) == SITE_B
     [a] = [x for x in env.api("GET", "/services/infer/assignments").json()
-           if x["client_host"] == "h-gen"]
+           if x["client_host"] == FRESH]
     rows = {c["site"]: c["status"] for c in a["candidates"]}
-    assert rows == {SITE_B: "chosen", SITE_A: "stale"}, a["candidates"]
+    # B chosen; A stale now, and so is every site whose host runs no agent (never reported)
+    assert rows.pop(SITE_B) == "chosen", a["candidates"]
+    assert rows[SITE_A] == "stale" and set(rows.values()) == {"stale"}, a["candidates"]
