@@ -346,6 +346,28 @@ def bench_dijkstra(data: GraphData, n_pairs: int, n_sources: int, repeat: int) -
             target="≥ rustworkx, ≥ 20x networkx at 10k",
         )
     )
+
+    def pc_arrays() -> list[tuple[list[float], list[int]]]:
+        return [pc.shortest_path_arrays(names[s]) for s in sources]
+
+    t_arr, a_arr = timed(pc_arrays, repeat)
+    for (dist, _), mn in zip(a_arr, a_nx, strict=True):
+        assert sum(math.isfinite(d) for d in dist) == len(mn)
+        for v, d in mn.items():
+            assert math.isclose(dist[v], d, rel_tol=1e-9, abs_tol=1e-12)  # node id v = "v{v}"
+    rows.append(
+        Row(
+            "Dijkstra single source, all targets, arrays (per source)",
+            data.name,
+            t_arr / n_sources,
+            {"rustworkx": t_rx / n_sources, "networkx": t_nx / n_sources},
+            note=(
+                f"{n_sources} sources, best of {repeat}; pathcore = shortest_path_arrays(src): "
+                "(dist, pred) lists by node id"
+            ),
+            target="≥ rustworkx, ≥ 20x networkx",
+        )
+    )
     return rows
 
 
@@ -379,8 +401,14 @@ def bench_tree(data: GraphData, n_targets: int, repeat: int) -> list[Row]:
             out.append(hops)
         return out
 
+    def pc_tree_arrays() -> list[tuple[list[float], list[int]]]:
+        return [pc.shortest_path_arrays(names[t], reverse=True) for t in targets]
+
     t_pc, trees = timed(pc_tree, repeat)
+    t_arr, tree_arrays = timed(pc_tree_arrays, repeat)
     t_nx, nx_trees = timed(nx_tree, repeat)
+    for tree, (_, pred) in zip(trees, tree_arrays, strict=True):
+        assert tree == {names[i]: p for i, p in enumerate(pred) if p >= 0}
     # n shortest_path calls per target: only on the controller-sized maps
     peers = {"networkx": t_nx / n_targets}
     if data.n <= 1000:
@@ -404,7 +432,17 @@ def bench_tree(data: GraphData, n_targets: int, repeat: int) -> list[Row]:
                 f"{n_targets} targets, best of {repeat}; pathcore = shortest_path_tree(t); "
                 "networkx = single_source_dijkstra on the reversed graph"
             ),
-        )
+        ),
+        Row(
+            "Least-latency next-hop tree toward one target, arrays (per target)",
+            data.name,
+            t_arr / n_targets,
+            {"networkx": t_nx / n_targets, "pathcore shortest_path_tree": t_pc / n_targets},
+            note=(
+                f"{n_targets} targets, best of {repeat}; pathcore = "
+                "shortest_path_arrays(t, reverse=True): the same next hops by node id"
+            ),
+        ),
     ]
 
 

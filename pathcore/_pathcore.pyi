@@ -107,6 +107,9 @@ class Graph:
         exclude_links: Iterable[int] | None = None,
     ) -> Path | None: ...
     def shortest_path_tree(self, target: str, weight: str = "latency") -> dict[str, int]: ...
+    def shortest_path_arrays(
+        self, root: str, weight: str = "latency", *, reverse: bool = False
+    ) -> tuple[list[float], list[int]]: ...
     def constrained_path(
         self,
         src: str,

@@ -154,3 +154,59 @@ def test_zoo_trees_match_networkx(path: Path | None) -> None:
             dist = nx.single_source_dijkstra_path_length(g_w, target, weight=weight)
             tree = z.graph.shortest_path_tree(target, weight)
             check_tree(z.model, tree, target, weight, dist)
+
+
+@given(graph_specs())
+@examples(150)
+def test_arrays_match_networkx_and_the_tree(spec: GraphSpec) -> None:
+    """``shortest_path_arrays(root, weight, reverse=)``: dist per node id equals networkx's
+    distance from (to) root, inf where networkx does not reach; pred is -1 exactly for root
+    and unreached nodes, else a usable link ending (reverse: starting) at the node whose other
+    end's distance plus the link's value is the node's distance; with reverse=True, pred is
+    the next hop of ``shortest_path_tree``."""
+    built = build(spec)
+    g, model = built.graph, built.model
+    names = g.nodes()
+    usable = {link.id for link in model.usable()}
+    for weight in WEIGHTS:
+        fwd = model.nx_digraph(weight)
+        for reverse in (False, True):
+            nxg = fwd.reverse(copy=False) if reverse else fwd
+            for root in model.nodes:
+                dist, pred = g.shortest_path_arrays(root, weight, reverse=reverse)
+                want = nx.single_source_dijkstra_path_length(nxg, root, weight="w")
+                assert len(dist) == len(pred) == len(names)
+                for i, node in enumerate(names):
+                    if node not in want:
+                        assert dist[i] == math.inf and pred[i] == -1, (node, dist[i], pred[i])
+                        continue
+                    assert math.isclose(dist[i], want[node], rel_tol=1e-9, abs_tol=TOL)
+                    if node == root:
+                        assert pred[i] == -1
+                        continue
+                    link = model.links[pred[i]]
+                    assert pred[i] in usable
+                    near, far = (link.u, link.v) if reverse else (link.v, link.u)
+                    assert near == node, (node, link)
+                    via = dist[names.index(far)] + link_value(link, weight)
+                    assert math.isclose(via, dist[i], rel_tol=1e-9, abs_tol=TOL)
+                if reverse:
+                    tree = g.shortest_path_tree(root, weight)
+                    assert tree == {names[i]: p for i, p in enumerate(pred) if p >= 0}
+
+
+def test_arrays_errors_and_excluded_nothing() -> None:
+    g = pathcore.Graph()
+    g.add_nodes(["a", "b", "c"])
+    ab = g.add_link("a", "b", latency_ms=2.0, bandwidth_mbps=1.0, cost=3.0, bidirectional=False)
+    assert g.shortest_path_arrays("a") == ([0.0, 2.0, math.inf], [-1, ab, -1])
+    assert g.shortest_path_arrays("a", "cost", reverse=True) == ([0.0, math.inf, math.inf],
+                                                                 [-1, -1, -1])
+    assert g.shortest_path_arrays("b", "hops", reverse=True) == ([1.0, 0.0, math.inf],
+                                                                 [ab, -1, -1])
+    g.set_link_up(ab, False)
+    assert g.shortest_path_arrays("a") == ([0.0, math.inf, math.inf], [-1, -1, -1])
+    with pytest.raises(KeyError):
+        g.shortest_path_arrays("nope")
+    with pytest.raises(ValueError, match="weight must be"):
+        g.shortest_path_arrays("a", weight="bandwidth")
