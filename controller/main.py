@@ -244,13 +244,15 @@ def build_controller(settings: Settings, *, read_open: bool | None = None) -> Co
         if parts is not None:
             intents = parts.intents
             steering = Steering(service, parts.steering_store, leader=parts.member.is_leader,
-                                sync=parts.sync, compute=settings.compute)
+                                sync=parts.sync, compute=settings.compute,
+                                sla_samples=net.sla_samples, sla_alpha=net.sla_ewma_alpha)
             parts.replica.on_compute = steering.reload
             cluster: ClusterView = parts.member
         else:
             intents = IntentOperations(service, store, timeout_s=api_settings.intent_timeout_s)
             intents.reload()
-            steering = Steering(service, store, compute=settings.compute)
+            steering = Steering(service, store, compute=settings.compute,
+                                sla_samples=net.sla_samples, sla_alpha=net.sla_ewma_alpha)
             cluster = Standalone(service, openflow=_ofp_address(settings))
         cs = settings.compute
         SiteMetricsPlane(steering, interval_s=cs.metrics_interval_s,

@@ -346,11 +346,12 @@ def _render_compute(args: argparse.Namespace, data: Any, table: Any, say: Any) -
         return [v["name"], v["anycast_ip"], v["kind"], f"{v['demand_per_client']:g}",
                 f"{v['max_latency_ms']:g}", v["policy"], v["clients"]]
 
-    as_cols = ["client", "client node", "site", "path", "latency ms"]
+    as_cols = ["client", "client node", "site", "path", "latency ms", "sla", "measured ms"]
 
     def as_row(a: dict[str, Any]) -> list[Any]:
+        sla = a.get("sla") or {}
         return [a["client_host"], a["client_node"], a["site_id"], _path(a["path"]),
-                _num(a["latency_ms"])]
+                _num(a["latency_ms"]), sla.get("state", "-"), _num(sla.get("measured_ms"))]
 
     if cmd == "sites" and action == "list":
         table("compute sites", site_cols, [site_row(s) for s in data])

@@ -247,6 +247,11 @@ def _with_candidates(record: type, name: str) -> type[BaseModel]:
             default=None, description="assignments: the measured latency of the path now "
                                       "(measured link delays, configured where none; "
                                       "compare with latency_ms and the service's bound)")),
+        sla=(dict[str, Any] | None, Field(
+            default=None, description="assignments: SLA monitoring of the client against its "
+            "service's bound: state (ok, violated), measured_ms (smoothed: the path's "
+            "measured latency plus, under cats, the site's reported compute delay), "
+            "last_sample_ms, bound_ms, unmeasured_links, violations (null: not sampled yet)")),
         **fields)
 
 

@@ -26,7 +26,10 @@ as the REST calls (persisted, NAT flows pushed, barriers awaited). Every
 ``compute.rebalance_interval_s`` the worker also reads the packet counters of the clients'
 ingress NAT flows and runs :meth:`AnycastServices.rebalance` (:meth:`Steering.rebalance_tick`):
 failure moves at once, load moves dampened and only for clients whose counters stood still
-since the last look (affinity: a busy client's connections are never cut for load).
+since the last look (affinity: a busy client's connections are never cut for load). Each
+look also samples every assignment's SLA (:meth:`Steering.sla_tick`): the measured latency
+of its path plus, under ``cats``, its site's reported compute delay, against the service's
+bound; ``sla_violation`` / ``sla_restored`` events as for intents.
 """
 
 from __future__ import annotations
@@ -42,12 +45,15 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from prometheus_client import Counter, Gauge
+
 from controller.compute.anycast import AnycastServices, FlowTuple, Move, Service
 from controller.compute.dampening import Dampener, Dampening
 from controller.compute.placement import Placement, Scheduler, latency_circles
 from controller.compute.sites import ComputeRegistry, Site
 from controller.errors import CpnError, StaleWrite
 from controller.network import openflow, packets
+from controller.network.counters import PROCESS_REGISTRY
 from controller.network.flows import (
     ETH_TYPE_IPV4,
     OWNER_ANYCAST,
@@ -56,6 +62,7 @@ from controller.network.flows import (
     flow,
     make_cookie,
 )
+from controller.network.sla import SlaMonitor, SlaSample
 
 if TYPE_CHECKING:
     import pathcore
@@ -89,6 +96,13 @@ ACTIVITY_READ_TIMEOUT_S = 1.0
 """a client switch that does not answer the flow-stats read of a rebalance look this fast
 leaves its clients out of that look (busy): the worker must not stall failure moves"""
 WORK_QUEUE_SIZE = 1024
+ASSIGNMENT_SLA_VIOLATIONS = Counter(
+    "cpn_assignment_sla_violations", "Anycast assignments that went over their service's "
+    "bound (measured path latency plus reported compute delay, smoothed) for the configured "
+    "number of samples", registry=PROCESS_REGISTRY)
+ASSIGNMENT_SLA_VIOLATED = Gauge(
+    "cpn_assignments_sla_violated", "Anycast assignments whose measured latency is over "
+    "their service's bound now", registry=PROCESS_REGISTRY)
 """first packets and topology changes waiting for the steering worker; more are dropped"""
 
 
@@ -154,8 +168,12 @@ class Steering:
     def __init__(self, service: ControllerService, store: Store | None = None, *,
                  leader: Callable[[], bool] | None = None,
                  sync: Callable[[int], None] | None = None,
-                 compute: ComputeSettings | None = None) -> None:
+                 compute: ComputeSettings | None = None,
+                 sla_samples: int = 3, sla_alpha: float = 0.3) -> None:
         self.service = service
+        self.sla = SlaMonitor(samples=sla_samples, alpha=sla_alpha,
+                              metrics=(ASSIGNMENT_SLA_VIOLATIONS, ASSIGNMENT_SLA_VIOLATED))
+        """per ``(service, client host)``: sampled at every rebalance look"""
         self._scheduler_kw: dict[str, Any] = {} if compute is None else {
             "metrics_interval_s": compute.metrics_interval_s,
             "stale_policy": compute.stale_policy}
@@ -441,8 +459,13 @@ class Steering:
             return self.anycast.service(name), len(self.anycast.assignments(name))
 
     def assignments(self, name: str) -> list[dict[str, Any]]:
+        """The service's assignments, each with ``sla`` (None before its first sample)."""
         with self._locked():
-            return [a.to_dict() for a in self.anycast.assignments(name)]
+            out = [a.to_dict() for a in self.anycast.assignments(name)]
+        for a in out:
+            rec = self.sla.records.get((name, a["client_host"]))
+            a["sla"] = None if rec is None else rec.as_dict()
+        return out
 
     def assign(self, name: str, client: str) -> dict[str, Any]:
         """The client's site (sticky; a new choice, reserved, when it has none or its site
@@ -514,6 +537,7 @@ class Steering:
                 try:
                     if self.leader is None or self.leader():
                         self.rebalance_tick()
+                    self.sla_tick()
                 except Exception:  # noqa: BLE001 - the worker must survive one bad look
                     log.exception("anycast rebalance failed",
                                   extra={"event": "steering_job_failed"})
@@ -634,6 +658,43 @@ class Steering:
         if moves:
             self._log_moves("rebalance", moves, (time.perf_counter() - t) * 1000.0)
         return moves
+
+    def sla_tick(self, now: float | None = None) -> list[dict[str, Any]]:
+        """One SLA round over every assignment: the measured latency of its path (measured
+        link delays, configured where none), plus under ``cats`` its site's last reported
+        compute delay (the bound is then end to end), against the service's bound. Logs and
+        records the events (``sla_violation``, ``sla_restored``) and returns them."""
+        now = time.monotonic() if now is None else now
+        with self._locked():
+            rows = []
+            for svc in self.anycast.services():
+                for a in self.anycast.assignments(svc.name):
+                    m = self.registry.metrics(a.site_id) if svc.policy == "cats" else None
+                    rows.append(((svc.name, a.client_host), a.link_ids, svc.max_latency_ms,
+                                 0.0 if m is None else m.compute_delay_ms, a.site_id))
+        samples, sites = [], {}
+        for key, link_ids, bound, compute_ms, site in rows:
+            measured = self.service.path_measured_ms(link_ids)
+            if measured is None:
+                continue
+            samples.append(SlaSample(key, link_ids, bound, measured[0] + compute_ms,
+                                     measured[1]))
+            sites[key] = site
+        out = []
+        for ev in self.sla.sample(now, samples):
+            name, client = ev["key"]
+            kind, details = ev["kind"], {"service": name, "client": client,
+                                         "site": sites[(name, client)],
+                                         "measured_ms": ev["measured_ms"],
+                                         "bound_ms": ev["bound_ms"]}
+            self.service.record_event(kind, **details)
+            (log.warning if kind == "sla_violation" else log.info)(
+                f"service {name}: client {client} on {details['site']}: measured latency "
+                f"{ev['measured_ms']:g} ms " + ("over" if kind == "sla_violation" else
+                                                "back within") +
+                f" the bound {ev['bound_ms']:g} ms", extra={"event": kind})
+            out.append({"kind": kind, **details})
+        return out
 
     def _log_moves(self, cause: str, moves: list[Move], ms: float | None) -> None:
         log.info(f"{cause}: {len(moves)} anycast client(s) moved"

@@ -28,7 +28,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from controller.errors import CpnError, InsufficientBandwidth, NotFound
 from controller.network import openflow, packets
@@ -469,16 +469,18 @@ class ControllerCore:
             st.record(kind, now, name=intent.name, **ev)
             text = (f"intent {intent.name} ({intent.id}): measured latency "
                     f"{ev['measured_ms']:g} ms " + ("over" if kind == "sla_violation" else
+            ev["intent"] = ev.pop("key")
                                                     "back within") +
                     f" its bound {ev['bound_ms']:g} ms")
             (log.warning if kind == "sla_violation" else log.info)(
                 text, extra={"intent": intent.id, "event": kind})
         for iid, rec in self.sla.records.items():
-            table.intents[iid].sla = rec.as_dict()
+            table.intents[cast(int, iid)].sla = rec.as_dict()
         if not self.sla_reroute:
             return set()
-        wanted = {i for i in self.sla.violated()
-                  if table.intents[i].spec.sla_reroute} - table.measured_routing
+        violated = cast(set[int], self.sla.violated())
+        wanted = {i for i in violated if table.intents[i].spec.sla_reroute} \
+            - table.measured_routing
         table.measured_routing |= wanted
         again = set()
         if st.measurements_version != self._sla_routed_version:

@@ -1,4 +1,5 @@
-"""SLA monitoring of intents: the measured latency of each intent's path next to its bound.
+"""SLA monitoring: the measured latency of each intent's (or anycast assignment's) path next
+to its bound.
 
 Every ``network.sla_interval_s`` the core hands :meth:`SlaMonitor.sample` each routed
 intent's measured path latency (the sum of its links' measured delays,
@@ -9,13 +10,17 @@ is returned; after as many in a row within the bound it is ``ok`` again with
 ``sla_restored``. When an intent moves to another path its smoothing starts again from the
 new path's first sample (its state and the counts do not carry a stale path's figures).
 
+The same monitor watches anycast assignments (:mod:`controller.compute.steering`: the key is
+``(service, client host)``, the measured latency the path's plus the site's reported compute
+delay under ``cats``), with its own pair of metrics.
+
 Pure: ``now`` is an argument. The process-wide metrics ``cpn_sla_violations_total`` and
-``cpn_intents_sla_violated`` are kept here.
+``cpn_intents_sla_violated`` (intents) are kept here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -33,11 +38,11 @@ SLA_VIOLATED = Gauge("cpn_intents_sla_violated", "Intents whose measured latency
 
 
 class SlaSample(NamedTuple):
-    """One intent's measurement: its path (directed link ids), bound and measured latency;
-    ``unmeasured``: links of the path with no measurement (their configured latency
-    counted)."""
+    """One measurement of what ``key`` names (an intent id, an assignment): its path
+    (directed link ids), bound and measured latency; ``unmeasured``: links of the path with
+    no measurement (their configured latency counted)."""
 
-    intent_id: int
+    key: Hashable
     links: tuple[int, ...]
     bound_ms: float
     measured_ms: float
@@ -67,16 +72,19 @@ class SlaRecord:
 
 
 class SlaMonitor:
-    """Per-intent SLA state (see the module docstring)."""
+    """SLA state per key (see the module docstring); ``metrics``: the counter of violations
+    and the gauge of keys violated now that this monitor keeps (the intents' by default)."""
 
     def __init__(self, *, samples: int = 3, alpha: float = 0.3,
-                 interval_s: float = 1.0) -> None:
+                 interval_s: float = 1.0,
+                 metrics: tuple[Counter, Gauge] = (SLA_VIOLATIONS, SLA_VIOLATED)) -> None:
         if samples < 1 or not 0 < alpha <= 1:
             raise ValueError("samples >= 1 and 0 < alpha <= 1")
         self.samples = samples
         self.alpha = alpha
         self.interval_s = interval_s
-        self.records: dict[int, SlaRecord] = {}
+        self._violations, self._violated = metrics
+        self.records: dict[Hashable, SlaRecord] = {}
         self._last: float | None = None
 
     def due(self, now: float) -> bool:
@@ -87,20 +95,20 @@ class SlaMonitor:
 
     def sample(self, now: float, samples: Iterable[SlaSample]) -> list[dict[str, Any]]:
         """Take one round of samples; intents not in it (removed, or without a path) are
-        forgotten. Returns the events (``kind`` sla_violation or sla_restored, ``intent``,
+        forgotten. Returns the events (``kind`` sla_violation or sla_restored, ``key``,
         ``measured_ms``, ``bound_ms``)."""
         self._last = now
         events: list[dict[str, Any]] = []
-        seen: set[int] = set()
+        seen: set[Hashable] = set()
         for s in samples:
-            seen.add(s.intent_id)
-            r = self.records.get(s.intent_id)
+            seen.add(s.key)
+            r = self.records.get(s.key)
             if r is None or r.links != s.links:
                 state = r.state if r is not None else "ok"
                 r = SlaRecord(s.links, s.bound_ms, s.measured_ms, s.measured_ms, s.unmeasured,
                               state=state, since=r.since if r is not None else None,
                               violations=r.violations if r is not None else 0)
-                self.records[s.intent_id] = r
+                self.records[s.key] = r
             else:
                 r.smoothed_ms = self.alpha * s.measured_ms + (1 - self.alpha) * r.smoothed_ms
             r.last_ms, r.bound_ms, r.unmeasured = s.measured_ms, s.bound_ms, s.unmeasured
@@ -113,15 +121,15 @@ class SlaMonitor:
                 if r.state == "ok":
                     r.state, kind = "violated", "sla_violation"
                     r.violations += 1
-                    SLA_VIOLATIONS.inc()
+                    self._violations.inc()
                 else:
                     r.state, kind = "ok", "sla_restored"
-                events.append({"kind": kind, "intent": s.intent_id,
+                events.append({"kind": kind, "key": s.key,
                                "measured_ms": round(r.smoothed_ms, 3), "bound_ms": r.bound_ms})
         for gone in self.records.keys() - seen:
             del self.records[gone]
-        SLA_VIOLATED.set(sum(1 for r in self.records.values() if r.state == "violated"))
+        self._violated.set(sum(1 for r in self.records.values() if r.state == "violated"))
         return events
 
-    def violated(self) -> set[int]:
+    def violated(self) -> set[Hashable]:
         return {i for i, r in self.records.items() if r.state == "violated"}

@@ -86,7 +86,7 @@ def test_violation_after_n_samples_in_a_row_and_restoration_after_n_within() -> 
     assert _round(mon, 1.0, 12.0) == []
     assert _round(mon, 2.0, 9.0) == []  # the streak is broken
     assert _round(mon, 3.0, 12.0) == [] and _round(mon, 4.0, 12.0) == []
-    assert _round(mon, 5.0, 12.0) == [{"kind": "sla_violation", "intent": 7,
+    assert _round(mon, 5.0, 12.0) == [{"kind": "sla_violation", "key": 7,
                                        "measured_ms": 12.0, "bound_ms": 10.0}]
     assert mon.violated() == {7} and mon.records[7].as_dict()["state"] == "violated"
     assert SLA_VIOLATIONS._value.get() == before + 1

@@ -4,13 +4,16 @@ anycast address, and the flows following assignments through Steering."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import pytest
 from os_ken.lib.packet import arp, ethernet, icmp, ipv4, packet
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from controller.compute.anycast import FlowTuple, Service
+from controller.compute.metrics import SiteMetrics
 from controller.compute.steering import ANYCAST_MAC, ANYCAST_PRIORITY, Steering, anycast_flows
 from controller.network import openflow
 from controller.network.flows import OWNER_ANYCAST, TABLE_INTENTS, flow, make_cookie
@@ -270,3 +273,53 @@ def test_a_link_cut_isolating_the_site_moves_its_clients_automatically() -> None
     (b,) = steering.assignments("infer")
     assert b["site_id"] != a["site_id"] and site_node not in b["path"]
     assert set(anycast_entries(service)) == set(b["path"])
+
+
+# -- SLA monitoring of assignments -----------------------------------------------------------
+
+def link_index(service: ControllerService, a: str, b: str) -> int:
+    return next(i for i, lk in enumerate(service.topology.links) if {lk.a, lk.b} == {a, b})
+
+
+def test_an_assignment_over_its_bound_raises_the_event_and_comes_back() -> None:
+    service = ControllerService(load_topology(NATIONAL))
+    steering = Steering(service, sla_samples=2, sla_alpha=1.0)
+    steering.add_service(Service("infer", ANYCAST_IP, "intelligent", 0.01, 5.0))
+    a = steering.assign("infer", "h-city-lanzhou")
+    assert steering.assignments("infer")[0]["sla"] is None          # not sampled yet
+    assert steering.sla_tick(0.0) == []
+    [row] = steering.assignments("infer")
+    assert row["sla"]["state"] == "ok"
+    assert row["sla"]["measured_ms"] == pytest.approx(a["latency_ms"], abs=1e-3)
+    # an external probe reports 9 ms on the path's first link, both ways: over the 5 ms bound
+    first = link_index(service, a["path"][0], a["path"][1])
+    slow = {"a_to_b": {"delay_ms": 9.0}, "b_to_a": {"delay_ms": 9.0}}
+    service.configure_measurements(delay_source="external", measurement_max_age_s=1e9,
+                                   sla_interval_s=1.0, sla_samples=2, sla_ewma_alpha=1.0,
+                                   sla_reroute=False)
+    service.set_link_measurement(first, slow)
+    assert steering.sla_tick(1.0) == []                             # one sample is not enough
+    [ev] = steering.sla_tick(2.0)
+    assert ev["kind"] == "sla_violation" and ev["client"] == "h-city-lanzhou"
+    assert ev["site"] == a["site_id"] and ev["bound_ms"] == 5.0 and ev["measured_ms"] > 9.0
+    [row] = steering.assignments("infer")
+    assert row["sla"]["state"] == "violated" and row["sla"]["violations"] == 1
+    assert any(e["kind"] == "sla_violation" and e.get("client") == "h-city-lanzhou"
+               for e in service.events())
+    service.set_link_measurement(first, {"a_to_b": {"delay_ms": 0.1}, "b_to_a": {"delay_ms": 0.1}})
+    steering.sla_tick(3.0)
+    [ev] = steering.sla_tick(4.0)
+    assert ev["kind"] == "sla_restored"
+    assert steering.assignments("infer")[0]["sla"]["state"] == "ok"
+    # under cats the site's reported compute delay counts against the (end-to-end) bound
+    steering.remove_service("infer")
+    steering.add_service(Service("cats", ANYCAST_IP, "intelligent", 0.01, 30.0, policy="cats"))
+    for s in steering.registry.sites():
+        steering.registry.set_metrics(s.id, SiteMetrics(
+            utilisation=0.1, compute_delay_ms=2.0, free_capacity=None, healthy=True,
+            received_at=time.monotonic()))
+    c = steering.assign("cats", "h-city-lanzhou")
+    steering.sla_tick(5.0)
+    [row] = steering.assignments("cats")
+    assert row["sla"]["measured_ms"] == pytest.approx(c["latency_ms"] + 2.0, abs=1e-3)
+    assert row["sla"]["bound_ms"] == 30.0
