@@ -18,6 +18,9 @@ and among those the best by the policy:
     least price x demand; ties by latency, then site id.
 ``least-loaded``
     highest free fraction of capacity *after* placing the demand; ties by latency, then id.
+    A site with live metrics counts as no freer than its reported ``utilisation`` says (the
+    free fraction is the smaller of the two): reservations say what was promised, the site
+    what it is doing.
 ``cats``
     least end-to-end delay: the least network latency to the site plus the site's reported
     ``compute_delay_ms`` (:mod:`.metrics`), within the bound, which is then end to end;
@@ -145,7 +148,10 @@ def policy_key(policy: str, site: Site, latency_ms: float, demand_micro: int,
     if policy == "cheapest":
         return (site.price * from_micro(demand_micro), latency_ms, site.id)
     if policy == "least-loaded":
-        return (-site.free_fraction_after(demand_micro), latency_ms, site.id)
+        free = site.free_fraction_after(demand_micro)
+        if metrics is not None:
+            free = min(free, 1.0 - metrics.utilisation)
+        return (-free, latency_ms, site.id)
     raise ComputeSiteError(f"unknown policy {policy!r}")
 
 

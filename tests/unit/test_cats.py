@@ -15,7 +15,7 @@ from controller.compute.anycast import AnycastServices, Service
 from controller.compute.dampening import NO_DAMPENING, Dampener, Dampening
 from controller.compute.metrics import SiteMetrics
 from controller.compute.placement import LOSS_REASONS, Scheduler
-from controller.compute.sites import ComputeRegistry
+from controller.compute.sites import ComputeRegistry, to_micro
 from controller.errors import ComputeSiteError, NoCapacity
 from controller.topology.model import Topology
 
@@ -151,6 +151,23 @@ def test_a_site_that_never_reported_is_no_cats_candidate_but_serves_the_other_po
     assert lenient.select("a", 1, "intelligent", 5.0, policy="nearest").site.id == "cs:b:ai-1"
     with pytest.raises(ComputeSiteError):
         scheduler(small(), stale_policy="maybe")
+
+
+def test_least_loaded_counts_a_sites_reported_utilisation() -> None:
+    sched = scheduler(small())
+    one = to_micro(1.0)  # one GPU, in micro-units
+    # by reservations alone: c has 90 % free after the demand, d 75 %, b 50 %
+    assert sched.select("a", one, "intelligent", 100.0, policy="least-loaded").site.id \
+        == "cs:c:ai-1"
+    report(sched, "cs:c:ai-1", 1.0, utilisation=0.95)    # c says it is nearly busy
+    choice = sched.select("a", one, "intelligent", 100.0, policy="least-loaded")
+    assert choice.site.id == "cs:d:ai-1"
+    rows = {r["site"]: r for r in choice.explain()}
+    assert rows["cs:c:ai-1"]["status"] == "worse"
+    assert rows["cs:c:ai-1"]["score"] == pytest.approx(-0.05)
+    report(sched, "cs:c:ai-1", 1.0, utilisation=0.05)    # less busy than promised: reservations
+    assert sched.select("a", one, "intelligent", 100.0, policy="least-loaded").site.id \
+        == "cs:c:ai-1"
 
 
 def test_placement_answers_carry_the_explanation() -> None:
