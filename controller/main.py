@@ -226,7 +226,9 @@ def build_controller(settings: Settings, *, read_open: bool | None = None) -> Co
     service.configure_measurements(
         delay_source=net.delay_source, measurement_max_age_s=net.measurement_max_age_s,
         sla_interval_s=net.sla_interval_s, sla_samples=net.sla_samples,
-        sla_ewma_alpha=net.sla_ewma_alpha, sla_reroute=settings.cluster.endpoints is None)
+        sla_ewma_alpha=net.sla_ewma_alpha, sla_reroute=settings.cluster.endpoints is None,
+        bandwidth_admission=net.bandwidth_admission if settings.cluster.endpoints is None
+        else "reserved")
     api_settings = settings.api
     state_dir = Path(settings.state.dir) if settings.state.dir is not None \
         else default_state_dir()

@@ -161,6 +161,11 @@ class NetworkSettings(_Section):
     sla_ewma_alpha: float = Field(0.3, gt=0, le=1)
     """weight of the newest sample in the smoothed (EWMA) measured latency (1: no
     smoothing)"""
+    bandwidth_admission: Literal["reserved", "measured"] = "reserved"
+    """what an intent's bandwidth reservation is admitted against on each link direction:
+    the capacity minus the reservations (reserved), or minus also the best-effort traffic
+    port statistics measured beyond them (measured; a lone controller only: a cluster member
+    admits on reservations)"""
 
     @model_validator(mode="after")
     def _probes_within_timeout(self) -> NetworkSettings:

@@ -816,14 +816,13 @@ class ControllerService:
         for i, lk in enumerate(self.topology.links):
             lid = st.link_ids[i]
             back = g.reverse_link(lid)
-            residual_mbps = g.link(lid).residual_mbps
-            residual_back_mbps = lk.bandwidth_mbps if back is None \
-                else g.link(back).residual_mbps
-            out.append(LinkView(i, lk.a, lk.b, lk.latency_ms, lk.bandwidth_mbps, lk.cost,
+            cap = lk.bandwidth_mbps
+            out.append(LinkView(i, lk.a, lk.b, lk.latency_ms, cap, lk.cost,
                                 lk.distance_km, st.link_usable(i),
-                                lk.bandwidth_mbps - residual_mbps, st.link_load(i),
+                                st.reserved_mbps(lid, cap), st.link_load(i),
                                 st.link_delay_ms.get(i),
-                                lk.bandwidth_mbps - residual_back_mbps, backup.get(lid, 0.0),
+                                0.0 if back is None else st.reserved_mbps(back, cap),
+                                backup.get(lid, 0.0),
                                 0.0 if back is None else backup.get(back, 0.0)))
         return out
 
@@ -916,9 +915,11 @@ class ControllerService:
     def configure_measurements(self, *, delay_source: str = "external",
                                measurement_max_age_s: float = 30.0, sla_interval_s: float = 1.0,
                                sla_samples: int = 3, sla_ewma_alpha: float = 0.3,
-                               sla_reroute: bool = True) -> None:
-        """Which measured delay counts and how intents' SLAs are sampled (the settings
-        ``network.delay_source`` ... ``network.sla_ewma_alpha``); ``sla_reroute`` False
+                               sla_reroute: bool = True,
+                               bandwidth_admission: str = "reserved") -> None:
+        """Which measured delay counts, how intents' SLAs are sampled and what reservations
+        are admitted against (the settings ``network.delay_source`` ...
+        ``network.sla_ewma_alpha``, ``network.bandwidth_admission``); ``sla_reroute`` False
         keeps every intent on configured latencies (a cluster member: measurements are each
         member's own, and every member must compute the same routes)."""
         with self.lock:
@@ -960,9 +961,13 @@ class ControllerService:
             self.core.lldp = LldpGuard(auth)
             self.core.lldp.rejected = rejected
 
+        if bandwidth_admission not in ("reserved", "measured"):
+            raise ValueError(f"bandwidth_admission {bandwidth_admission!r}: reserved or "
+                             "measured")
     def hosts_refused(self) -> dict[str, int]:
         """reason -> hosts not learned since start (see :mod:`~controller.network.limits`)."""
         with self.lock:
+            st.bandwidth_admission = bandwidth_admission
             return dict(self.core.state.host_guard.refused)
 
     def packet_in_rejections(self) -> dict[str, int]:

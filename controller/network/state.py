@@ -156,6 +156,13 @@ class NetworkState:
         """``network.delay_source``: which measured delay counts (lldp, external, max)"""
         self.measurement_max_age_s = 30.0
         """``network.measurement_max_age_s``: older external measurements are not used"""
+        self.bandwidth_admission = "reserved"
+        """``network.bandwidth_admission``: what a reservation is admitted against: the
+        capacity minus the reservations (``reserved``), or minus the best-effort traffic the
+        port statistics measured too (``measured``; :meth:`reset_residuals`)"""
+        self.best_effort_mbps: dict[int, float] = {}
+        """directed link id -> measured traffic beyond the link's reservations, taken off its
+        residual at the last :meth:`reset_residuals` (``measured`` admission only)"""
         self._measured_graph: pathcore.Graph | None = None
         self.measurements_version = 0
         """bumped by every external measurement"""
@@ -595,10 +602,39 @@ class NetworkState:
     """some residual is below its capacity (reset before routing, or a release is lost)"""
 
     def reset_residuals(self) -> None:
+        """Every directed link's residual back to its capacity, before routing again.
+
+        With ``measured`` admission each direction also loses its best-effort traffic: the
+        load of the last port-statistics sample beyond what the reservations held on it
+        until now (reserved traffic is counted once, as its reservation, so an intent never
+        competes with its own packets). Only routing reads it: a link whose best-effort
+        load grows sends reservations elsewhere at the next replan, none is made on load
+        changes alone."""
+        measured = self.bandwidth_admission == "measured"
+        best: dict[int, float] = {}
+        g = self.graph
         for i, lk in enumerate(self.topology.links):
-            self.graph.set_residual_bandwidth(self.link_ids[i], lk.bandwidth_mbps,
-                                              both_directions=True)
-        self.reservations_active = False
+            lid, cap = self.link_ids[i], lk.bandwidth_mbps
+            load = self.link_load(i) if measured else None
+            if load is None:
+                g.set_residual_bandwidth(lid, cap, both_directions=True)
+                continue
+            for d, key in ((lid, "a_to_b_mbps"), (g.reverse_link(lid), "b_to_a_mbps")):
+                if d is None:
+                    continue
+                reserved = cap - g.link(d).residual_mbps - self.best_effort_mbps.get(d, 0.0)
+                extra = min(cap, load[key] - max(0.0, reserved))
+                if extra > 0:
+                    best[d] = extra
+                g.set_residual_bandwidth(d, cap - best.get(d, 0.0), both_directions=False)
+        self.best_effort_mbps = best
+        self.reservations_active = bool(best)
+
+    def reserved_mbps(self, lid: int, capacity_mbps: float) -> float:
+        """What reservations hold on directed link ``lid`` now (its residual's shortfall
+        from capacity, less the best-effort traffic measured admission took off)."""
+        return capacity_mbps - self.graph.link(lid).residual_mbps \
+            - self.best_effort_mbps.get(lid, 0.0)
 
     def reserve(self, link_ids: Iterable[int], bandwidth_mbps: float) -> None:
         """Take ``bandwidth_mbps`` from the residual of each directed link."""
