@@ -29,6 +29,9 @@ from pydantic import (
 from controller.errors import TopologyError
 from controller.topology.geo import fiber_latency_ms, great_circle_km
 from controller.topology.model import (
+    DEFAULT_SRGB_SIZE,
+    DEFAULT_SRGB_START,
+    MAX_MPLS_LABEL,
     ComputeSite,
     Host,
     IntentSpec,
@@ -201,6 +204,85 @@ def _resolve(data: Any, lines: dict[Path_, int], source: str) -> Topology:
     return _build(doc, ctx)
 
 
+def _check_segment_routing(doc: TopologyDocument, ctx: _Ctx) -> None:
+    """A file that gives any segment routing field is an SR topology: every node needs a
+    router id and a node-SID index inside its SRGB; SIDs, router ids and interface addresses
+    are unique; adjacency SIDs lie outside their node's SRGB and come with both addresses."""
+    sr_link_fields = ("igp_metric", "a_address", "b_address", "a_adj_sid", "b_adj_sid")
+    if not any(n.router_id is not None or n.srgb is not None or n.node_sid_index is not None
+               for n in doc.nodes) and not any(getattr(lk, f) is not None
+                                               for lk in doc.links for f in sr_link_fields):
+        return
+    router_ids: dict[ipaddress.IPv4Address, int] = {}
+    sid_indexes: dict[int, int] = {}
+    srgb_of: dict[str, tuple[int, int]] = {}
+    for i, n in enumerate(doc.nodes):
+        path: Path_ = ("nodes", i)
+        if n.router_id is None:
+            raise ctx.error(f"missing router_id: node {n.name!r} of a segment routing "
+                            "topology needs one", path + ("router_id",))
+        try:
+            rid = ipaddress.IPv4Address(n.router_id)
+        except ValueError:
+            raise ctx.error(f"bad IPv4 router id {n.router_id!r}", path + ("router_id",)) \
+                from None
+        if rid in router_ids:
+            raise ctx.error(f"duplicate router_id {rid} (also nodes[{router_ids[rid]}])",
+                            path + ("router_id",))
+        router_ids[rid] = i
+        start = n.srgb.start if n.srgb else DEFAULT_SRGB_START
+        size = n.srgb.size if n.srgb else DEFAULT_SRGB_SIZE
+        if start + size - 1 > MAX_MPLS_LABEL:
+            raise ctx.error(f"SRGB {start} + {size} labels passes the last MPLS label "
+                            f"{MAX_MPLS_LABEL}", path + ("srgb",))
+        srgb_of[n.name] = (start, start + size - 1)
+        if n.node_sid_index is None:
+            raise ctx.error(f"missing node_sid_index: node {n.name!r} of a segment routing "
+                            "topology needs one", path + ("node_sid_index",))
+        if n.node_sid_index >= size:
+            raise ctx.error(f"node SID index {n.node_sid_index} is outside the SRGB "
+                            f"[{start}, {start + size - 1}] ({size} labels)",
+                            path + ("node_sid_index",))
+        if n.node_sid_index in sid_indexes:
+            raise ctx.error(f"duplicate node SID index {n.node_sid_index} (also "
+                            f"nodes[{sid_indexes[n.node_sid_index]}])",
+                            path + ("node_sid_index",))
+        sid_indexes[n.node_sid_index] = i
+    addresses: dict[ipaddress.IPv4Address, str] = {}
+    adj_sids: dict[tuple[str, int], str] = {}
+    for i, lk in enumerate(doc.links):
+        path = ("links", i)
+        for end, node in (("a", lk.a), ("b", lk.b)):
+            addr, sid = getattr(lk, f"{end}_address"), getattr(lk, f"{end}_adj_sid")
+            where = f"links[{i}].{end}_address"
+            if addr is not None:
+                try:
+                    ip = ipaddress.IPv4Address(addr)
+                except ValueError:
+                    raise ctx.error(f"bad IPv4 address {addr!r}", path + (f"{end}_address",)) \
+                        from None
+                if ip in addresses or ip in router_ids:
+                    other = addresses.get(ip) or f"nodes[{router_ids[ip]}].router_id"
+                    raise ctx.error(f"duplicate address {ip} (also {other})",
+                                    path + (f"{end}_address",))
+                addresses[ip] = where
+            if sid is None:
+                continue
+            if lk.a_address is None or lk.b_address is None:
+                missing = "a_address" if lk.a_address is None else "b_address"
+                raise ctx.error("an adjacency SID needs both interface addresses (its NAI)",
+                                path + (missing,))
+            first, last = srgb_of[node]
+            if first <= sid <= last:
+                raise ctx.error(f"adjacency SID {sid} lies inside the SRGB [{first}, {last}] "
+                                f"of {node!r} (node SIDs live there)",
+                                path + (f"{end}_adj_sid",))
+            if (node, sid) in adj_sids:
+                raise ctx.error(f"duplicate adjacency SID {sid} at {node!r} (also "
+                                f"{adj_sids[(node, sid)]})", path + (f"{end}_adj_sid",))
+            adj_sids[(node, sid)] = f"links[{i}].{end}_adj_sid"
+
+
 def _build(doc: TopologyDocument, ctx: _Ctx) -> Topology:
     # Host network ------------------------------------------------------------------------------
     try:
@@ -237,7 +319,10 @@ def _build(doc: TopologyDocument, ctx: _Ctx) -> Topology:
             dpid = next_dpid
             next_dpid += 1
         nodes.append(Node(name=n.name, kind=n.kind, dpid=dpid, lat=n.lat, lon=n.lon,
-                          label=n.label))
+                          label=n.label, router_id=n.router_id,
+                          srgb_start=n.srgb.start if n.srgb else None,
+                          srgb_size=n.srgb.size if n.srgb else None,
+                          node_sid_index=n.node_sid_index))
     by_name = {n.name: n for n in nodes}
 
     def need_node(name: str, path: Path_) -> Node:
@@ -267,7 +352,10 @@ def _build(doc: TopologyDocument, ctx: _Ctx) -> Topology:
                             "from", ("links", i, "latency_ms"))
         links.append(Link(a=lk.a, b=lk.b, latency_ms=latency_ms, bandwidth_mbps=lk.bandwidth_mbps,
                           cost=lk.cost, route_factor=lk.route_factor, latency_computed=computed,
-                          distance_km=distance_km))
+                          distance_km=distance_km, igp_metric=lk.igp_metric,
+                          a_address=lk.a_address, b_address=lk.b_address,
+                          a_adj_sid=lk.a_adj_sid, b_adj_sid=lk.b_adj_sid))
+    _check_segment_routing(doc, ctx)
 
     # Hosts -------------------------------------------------------------------------------------
     host_entries: list[tuple[HostEntry, Path_ | None]]

@@ -27,6 +27,11 @@ DEFAULT_COST = 1.0
 DEFAULT_HOST_NETWORK = "10.0.0.0/8"
 DEFAULT_INTENT_PRIORITY = 100
 IP_PROTO_NAMES = {"icmp": 1, "tcp": 6, "udp": 17}
+MIN_MPLS_LABEL = 16
+"""Labels 0-15 are reserved (RFC 3032)."""
+MAX_MPLS_LABEL = 2**20 - 1
+DEFAULT_SRGB_START = 16000
+DEFAULT_SRGB_SIZE = 8000
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +42,24 @@ class Node:
     lat: float | None = None
     lon: float | None = None
     label: str | None = None
+    router_id: str | None = None
+    """segment routing: the node's IPv4 router id (None: not an SR node)"""
+    srgb_start: int | None = None
+    """segment routing: first label of the SRGB (None when the file gives none)"""
+    srgb_size: int | None = None
+    node_sid_index: int | None = None
 
     @property
     def has_coordinates(self) -> bool:
         return self.lat is not None and self.lon is not None
+
+    @property
+    def node_sid(self) -> int | None:
+        """The node SID as an MPLS label: the SRGB's start plus the index."""
+        if self.node_sid_index is None:
+            return None
+        start = self.srgb_start if self.srgb_start is not None else DEFAULT_SRGB_START
+        return start + self.node_sid_index
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +75,13 @@ class Link:
     """True when latency_ms was computed from coordinates rather than written in the file."""
     distance_km: float | None = None
     """Great-circle distance between the ends, when both have coordinates."""
+    igp_metric: int | None = None
+    """segment routing: the IGP metric (both directions)"""
+    a_address: str | None = None
+    b_address: str | None = None
+    a_adj_sid: int | None = None
+    """segment routing: the adjacency SID at ``a`` toward ``b``"""
+    b_adj_sid: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,14 +214,19 @@ class Topology:
             doc["host_network"] = self.host_network
         doc["nodes"] = [
             _drop_none({"name": n.name, "kind": n.kind, "label": n.label, "lat": n.lat,
-                        "lon": n.lon, "dpid": n.dpid})
+                        "lon": n.lon, "dpid": n.dpid, "router_id": n.router_id,
+                        "srgb": None if n.srgb_start is None else
+                        {"start": n.srgb_start, "size": n.srgb_size},
+                        "node_sid_index": n.node_sid_index})
             for n in self.nodes
         ]
         doc["links"] = [
             _drop_none({"a": lk.a, "b": lk.b,
                         "latency_ms": None if lk.latency_computed else lk.latency_ms,
                         "bandwidth_mbps": lk.bandwidth_mbps, "cost": lk.cost,
-                        "route_factor": lk.route_factor})
+                        "route_factor": lk.route_factor, "igp_metric": lk.igp_metric,
+                        "a_address": lk.a_address, "b_address": lk.b_address,
+                        "a_adj_sid": lk.a_adj_sid, "b_adj_sid": lk.b_adj_sid})
             for lk in self.links
         ]
         doc["hosts"] = [

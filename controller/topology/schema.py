@@ -29,6 +29,8 @@ from controller.topology.model import (
     DEFAULT_INTENT_PRIORITY,
     IP_PROTO_NAMES,
     MAX_DPID,
+    MAX_MPLS_LABEL,
+    MIN_MPLS_LABEL,
 )
 
 __all__ = ["NODE_KINDS", "TopologyDocument"]
@@ -103,6 +105,16 @@ class _Entry(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
+MplsLabel = Annotated[int, Field(ge=MIN_MPLS_LABEL, le=MAX_MPLS_LABEL)]
+
+
+class SrgbEntry(_Entry):
+    """A segment routing global block: labels ``start`` .. ``start + size - 1``."""
+
+    start: MplsLabel
+    size: Annotated[int, Field(ge=1, le=MAX_MPLS_LABEL)]
+
+
 class NodeEntry(_Entry):
     """A switch of the backbone. ``dpid`` defaults to the next free integer in file order."""
 
@@ -112,6 +124,11 @@ class NodeEntry(_Entry):
     lat: float | None = Field(default=None, ge=-90, le=90, description="latitude, degrees")
     lon: float | None = Field(default=None, ge=-180, le=180, description="longitude, degrees")
     dpid: Dpid | None = Field(default=None, description="OpenFlow datapath id, 1 .. 2^64-1")
+    router_id: str | None = Field(default=None, description="segment routing: IPv4 router id")
+    srgb: SrgbEntry | None = Field(
+        default=None, description="segment routing global block (default 16000, size 8000)")
+    node_sid_index: Annotated[int, Field(ge=0, le=MAX_MPLS_LABEL)] | None = Field(
+        default=None, description="segment routing: node-SID index into the SRGB")
 
 
 class LinkEntry(_Entry):
@@ -125,6 +142,14 @@ class LinkEntry(_Entry):
     route_factor: RouteFactor | None = Field(
         default=None, description="overrides the file's route_factor for this link"
     )
+    igp_metric: Annotated[int, Field(ge=1, le=16_777_215)] | None = Field(
+        default=None, description="segment routing: the IGP metric of both directions")
+    a_address: str | None = Field(default=None, description="IPv4 address of a's interface")
+    b_address: str | None = Field(default=None, description="IPv4 address of b's interface")
+    a_adj_sid: MplsLabel | None = Field(
+        default=None, description="adjacency SID (label) at a for the direction a -> b")
+    b_adj_sid: MplsLabel | None = Field(
+        default=None, description="adjacency SID (label) at b for the direction b -> a")
 
 
 class HostEntry(_Entry):

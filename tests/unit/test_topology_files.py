@@ -28,7 +28,8 @@ def test_the_data_lives_in_the_repository() -> None:
     assert files.zoo_names() == ZOO_MAPS
     assert "CC BY 4.0" in (files.zoo_dir() / "README.md").read_text()
     assert (files.sites_csv().parent / "README.md").is_file()
-    assert files.topology_names() == ["diamond", "national", "ring", "triangle"]
+    assert files.topology_names() == ["diamond", "diamond-sr", "national", "national-sr", "ring",
+                                     "triangle"]
 
 
 def test_zoo_files_by_name() -> None:
