@@ -252,7 +252,10 @@ class ControllerCore:
             intent = self.router.intents[iid]
             if intent.state is IntentState.PENDING:
                 intent.pending_since_token = token
-        # flows of intents now in fallback are deleted in phase 0 (nothing to make first)
+        # flows of intents now in fallback are deleted in phase 0 (nothing to make first), and
+        # so are destination flows: one whose next hop became its switch's default route
+        # must go for the default (made or moved in the same phase, before it) to carry its
+        # host's traffic, and a default route leaves once its hosts' exact flows are made
         intents = self.router.intents
         early: dict[int, list[FlowEntry]] = {}
         late: dict[int, list[FlowEntry]] = {}
@@ -260,7 +263,8 @@ class ControllerCore:
             for e in entries:
                 owner = e.owner
                 fell = None if owner is None or owner[0] != "intent" else intents.get(owner[1])
-                is_early = fell is not None and fell.state in WITHOUT_PATH
+                is_early = (fell is not None and fell.state in WITHOUT_PATH) \
+                    or (owner is not None and owner[0] == "destination")
                 (early if is_early else late).setdefault(dpid, []).append(e)
         # everything goes in phase 0 but the ingress flows that move live traffic onto a
         # tunnel made in this change: those wait in phase 1 until the tunnel is confirmed

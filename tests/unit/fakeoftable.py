@@ -12,6 +12,7 @@ model, so the tests check the messages, not the controller's idea of them.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,13 +40,32 @@ class FakeFlow:
     packet_count: int = 0
 
 
+_MASKABLE = frozenset({"ipv4_src", "ipv4_dst"})
+"""masked fields that are modelled: (address, mask) of IPv4 addresses"""
+
+
 def _match_dict(match: parser.OFPMatch) -> dict[str, Any]:
     out = {}
     for k, v in match.items():
-        if isinstance(v, tuple):
+        if isinstance(v, tuple) and k not in _MASKABLE:
             raise FakeOFError(f"masked match fields are not modelled: {k}={v}")
         out[k] = v
     return out
+
+
+def _ipv4_int(address: str) -> int:
+    return int(ipaddress.IPv4Address(address))
+
+
+def _field_matches(fields: dict[str, Any], k: str, v: Any) -> bool:
+    """A packet field against a flow's match value (an IPv4 (address, mask) pair matches
+    the packet's address under the mask, as OpenFlow 1.3 specifies)."""
+    if k not in fields:
+        return False
+    if isinstance(v, tuple):
+        mask = _ipv4_int(v[1])
+        return _ipv4_int(fields[k]) & mask == _ipv4_int(v[0]) & mask
+    return bool(fields[k] == v)
 
 
 class FakeSwitch:
@@ -194,7 +214,7 @@ class FakeSwitch:
             hits = [
                 f
                 for f in self.tables[table_id]
-                if all(k in fields and fields[k] == v for k, v in f.match.items())
+                if all(_field_matches(fields, k, v) for k, v in f.match.items())
             ]
             if not hits:
                 return outputs  # no table-miss flow: OF1.3 drops
