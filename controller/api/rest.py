@@ -635,7 +635,8 @@ def create_app(service: ControllerService, *, intents: IntentWrites, steering: S
             summary="Prometheus metrics")(_metrics)
     app.get("/metrics", include_in_schema=False, dependencies=read)(_metrics)
     # the web map: the page at / and the live stream /api/v1/stream (docs/webmap.md)
-    web = web_router(service, dependencies=read, cluster=view)
+    web = web_router(service, dependencies=read, cluster=view,
+                     compute_marker=steering.sites_marker)
     app.state.webmap = web.broadcaster  # type: ignore[attr-defined]
     app.include_router(web)
     # compute steering: sites, placements, anycast services (controller/api/compute.py)

@@ -10,7 +10,9 @@
   member's reads may lag the cluster (``stale``), intents (state, path, latency, cost) and the
   latest events. One shared :class:`Broadcaster` per app polls the service's change marker
   (``ControllerService.change_marker``: a version counter, the newest event and the intents'
-  states and paths) and the cluster's masters and staleness every :data:`POLL_INTERVAL_S`
+  states and paths), the cluster's masters and staleness, and the compute sites' state and
+  live metrics (a site's report or its going stale: the page then reads the sites again)
+  every :data:`POLL_INTERVAL_S`
   while at least one page listens, and builds a message from one consistent
   ``network_snapshot`` only when one of them moves. So a link
   going down reaches every page within about a quarter of a second, and ten open pages cost
@@ -29,7 +31,7 @@ import json
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -154,8 +156,12 @@ class Broadcaster:
 
     def __init__(self, service: ControllerService, *, interval_s: float = POLL_INTERVAL_S,
                  max_subscribers: int = MAX_SUBSCRIBERS,
-                 cluster: ClusterView | None = None) -> None:
+                 cluster: ClusterView | None = None,
+                 compute_marker: Callable[[], Hashable] | None = None) -> None:
         self.service = service
+        self.compute_marker = compute_marker
+        """what the compute table shows (Steering.sites_marker): a new message when it moves,
+        so a site's live score and freshness reach the page without a reload"""
         self.cluster: ClusterView = cluster if cluster is not None else Standalone(service)
         self.interval_s = interval_s
         self.max_subscribers = max_subscribers
@@ -181,7 +187,8 @@ class Broadcaster:
             # mastership moves without the service's marker moving: both count
             masters = self.cluster.switch_masters()
             stale = self.cluster.stale()
-            cluster_key = (tuple(sorted(masters.items())), stale)
+            compute = None if self.compute_marker is None else self.compute_marker()
+            cluster_key = (tuple(sorted(masters.items())), stale, compute)
             marker = (self.service.change_marker(), cluster_key)
             if marker == self._last_marker and self._last_message is not None:
                 return None
@@ -252,15 +259,18 @@ class Broadcaster:
 
 def web_router(service: ControllerService, *, dependencies: Sequence[Depends] = (),
                broadcaster: Broadcaster | None = None,
-               cluster: ClusterView | None = None) -> APIRouter:
+               cluster: ClusterView | None = None,
+               compute_marker: Callable[[], Hashable] | None = None) -> APIRouter:
     """The page (``/``), its assets (``/static/...``) and the live stream
     (``/api/v1/stream``). ``dependencies``: the API's read-access check, applied to the
     stream; the page and its assets hold no data and are always served (when reads need the
     token, the page sends it from its token field with every call). ``cluster``: where the
     stream reads each switch's master (None: the controller runs alone). The router's
-    ``broadcaster`` attribute is the shared poller (close it before stopping the server)."""
+    ``broadcaster`` attribute is the shared poller (close it before stopping the server).
+    ``compute_marker``: see :class:`Broadcaster`."""
     router = APIRouter()
-    hub = broadcaster if broadcaster is not None else Broadcaster(service, cluster=cluster)
+    hub = broadcaster if broadcaster is not None else Broadcaster(
+        service, cluster=cluster, compute_marker=compute_marker)
     router.broadcaster = hub  # type: ignore[attr-defined]
     no_cache = {"Cache-Control": "no-cache"}
 

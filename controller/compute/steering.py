@@ -49,6 +49,7 @@ from prometheus_client import Counter, Gauge
 
 from controller.compute.anycast import AnycastServices, FlowTuple, Move, Service
 from controller.compute.dampening import Dampener, Dampening
+from controller.compute.metrics import is_fresh
 from controller.compute.placement import Placement, Scheduler, latency_circles
 from controller.compute.sites import ComputeRegistry, Site
 from controller.errors import CpnError, StaleWrite
@@ -658,6 +659,18 @@ class Steering:
         if moves:
             self._log_moves("rebalance", moves, (time.perf_counter() - t) * 1000.0)
         return moves
+
+    def sites_marker(self, now: float | None = None) -> tuple[Any, ...]:
+        """What the web map's compute table shows, as a value that changes when it does:
+        each site's state, free capacity, last report and freshness (the stream sends a new
+        message when it moves, and the page reads the sites again)."""
+        now = time.monotonic() if now is None else now
+        interval = self.scheduler.metrics_interval_s
+        with self._locked():
+            reg = self.registry
+            return tuple((s.id, s.state, s.free_micro,
+                          None if (m := reg.metrics(s.id)) is None else m.received_at,
+                          is_fresh(m, now, interval)) for s in reg.sites())
 
     def sla_tick(self, now: float | None = None) -> list[dict[str, Any]]:
         """One SLA round over every assignment: the measured latency of its path (measured

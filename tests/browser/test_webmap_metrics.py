@@ -53,3 +53,32 @@ def test_an_intent_over_its_bound_shows_the_sla_badge(national: MapServer,
         "const tr = document.querySelector(arguments[0]);"
         "return tr && tr.dataset.sla === 'violated' && tr.querySelector('.sla-violated')", css),
         "the SLA badge on the intent's row")
+
+
+def test_a_new_report_reaches_the_open_page_without_a_reload(national: MapServer,
+                                                            open_map: OpenMap) -> None:
+    with national.client() as c:
+        site = [s["id"] for s in c.get("/compute-sites").json()][2]
+    driver = open_map(national)
+
+    def shown() -> str | None:
+        return driver.execute_script(
+            "const tr = document.querySelector(`#sites tr[data-site='${arguments[0]}']`);"
+            "return tr ? (tr.dataset.score || null) : null", site)
+
+    wait_for(driver, lambda d: driver.execute_script(
+        "return document.querySelector(`#sites tr[data-site='${arguments[0]}']`)", site),
+        "the site's row")
+    marker = driver.execute_script("return document.body.dataset.seq")
+    scores = []
+    for delay in (5.0, 40.0):                 # two reports, the page open all along
+        with national.client() as c:
+            r = c.put(f"/compute-sites/{site}/metrics",
+                      json={"utilisation": 0.3, "compute_delay_ms": delay,
+                            "free_capacity": 1.0, "healthy": True})
+            assert r.status_code == 200, r.text
+            scores.append(r.json()["metrics"]["levels"]["score"])
+        wait_for(driver, lambda d, want=scores[-1]: shown() == str(want) or (
+            shown() is not None and float(shown()) == want), "the site's new score")
+    assert scores[0] != scores[1]
+    assert driver.execute_script("return document.body.dataset.seq") != marker
