@@ -80,6 +80,10 @@ RULES = [
      r"controller\.network\.(core|router|tunnels|destinations|protection|plan|state|sender)",
      "outer layers use the service's operations and views (and the records they hand out: "
      "intents, flows, views), not the core's machinery"),
+    (r"controller\.pce\.(?!main$).*",
+     r"controller\.(network|compute|api|store|lab|operations|main|cluster)(\..*)?",
+     "the PCE computes on routers' topology files; it knows nothing of the OpenFlow controller"),
+    (r"controller\.pce\.codec", r"controller(\..*)?", "PCEP on the wire is a leaf"),
 ]
 
 
