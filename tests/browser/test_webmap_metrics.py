@@ -82,3 +82,38 @@ def test_a_new_report_reaches_the_open_page_without_a_reload(national: MapServer
             shown() is not None and float(shown()) == want), "the site's new score")
     assert scores[0] != scores[1]
     assert driver.execute_script("return document.body.dataset.seq") != marker
+
+
+def test_an_assignment_over_its_bound_is_marked_in_the_services_list(
+        national: MapServer, open_map: OpenMap) -> None:
+    steering = national.handle.steering
+    with national.client() as c:
+        r = c.post("/services", json={"name": "sla-map", "anycast_ip": "10.255.0.9",
+                                      "kind": "intelligent", "demand_per_client": 0.01,
+                                      "max_latency_ms": 20.0})
+        assert r.status_code == 201, r.text
+        a = c.post("/services/sla-map/assignments", json={"client": "h-city-lanzhou"}).json()
+        first = next(i for i, lk in enumerate(national.topology.links)
+                     if {lk.a, lk.b} == set(a["path"][:2]))
+        slow = {"delay_ms": 500.0}
+        assert c.put(f"/links/{first}/measurements",
+                     json={"a_to_b": slow, "b_to_a": slow}).status_code == 200
+    driver = open_map(national)
+    try:
+        # the steering worker samples every rebalance look (2 s): violated after 3 samples
+        css = "#services ul.assignments li.sla-violated"
+        wait_for(driver, lambda d: d.execute_script(
+            "const li = document.querySelector(arguments[0]);"
+            "return li && li.textContent.startsWith('h-city-lanzhou')", css),
+            "the violated assignment marked in the services list",
+            timeout_s=3 * steering.rebalance_interval_s + 6.0)
+        with national.client() as c:
+            [row] = c.get("/services/sla-map/assignments").json()
+        assert row["sla"]["state"] == "violated" and row["sla"]["measured_ms"] > 500.0
+        assert any(e["kind"] == "sla_violation" and e.get("service") == "sla-map"
+                   for e in national.service.events())
+    finally:
+        with national.client() as c:
+            c.delete("/services/sla-map")
+            c.put(f"/links/{first}/measurements", json={"a_to_b": {"delay_ms": 0.1},
+                                                         "b_to_a": {"delay_ms": 0.1}})

@@ -738,7 +738,10 @@ async function refreshCompute() {
       if (!a.ok || !Array.isArray(a.body)) continue;
       const ul = html("ul", null, { class: "assignments" });
       for (const x of a.body.slice(0, 50)) {
-        ul.append(html("li", `${x.client_host} → ${x.site_id} (${fmt(x.latency_ms, 2)} ms)`));
+        const over = x.sla && x.sla.state === "violated";
+        const li = html("li", `${x.client_host} → ${x.site_id} (${fmt(x.latency_ms, 2)} ms)`, over ? { class: "sla-violated", "data-sla": "violated" } : {});
+        if (over) li.title = `SLA violated: measured ${fmt(x.sla.measured_ms, 2)} ms over the bound ${fmt(x.sla.bound_ms)} ms`;
+        ul.append(li);
       }
       box.append(ul);
     }
