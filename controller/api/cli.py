@@ -475,9 +475,12 @@ def _render(args: argparse.Namespace, data: Any) -> None:
               [(lk["index"], lk["a"], lk["b"], _num(lk["latency_ms"]), lk["bandwidth_mbps"],
                 lk["reserved_mbps"], lk["up"]) for lk in data["links"]])
     elif cmd == "switches":
-        table("switches", ["name", "dpid", "connected", "synced", "ports"],
+        table("switches", ["name", "dpid", "connected", "synced", "ports", "pending",
+                           "behind s"],
               [(s["name"], s["dpid_hex"], s["connected"], s["synced"],
-                len(s["ports"]) if s["ports"] is not None else "-") for s in data])
+                len(s["ports"]) if s["ports"] is not None else "-",
+                s.get("pending_changes", 0),
+                "-" if s.get("behind_s") is None else _num(s["behind_s"])) for s in data])
     elif cmd in ("flows",):
         table(f"flows of {data.get('switch', data['dpid'])} (source {data['source']})",
               ["table", "priority", "match", "actions", "cookie", "owner"],

@@ -80,15 +80,29 @@ class _BarrierWaiter:
     """Set when the barrier is answered: ``ok`` unless the connection died or the switch
     refused a FlowMod sent before the barrier (``error`` says which)."""
 
-    __slots__ = ("error", "event", "ok")
+    __slots__ = ("_callback", "error", "event", "ok")
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.ok = False
         self.error: str | None = None
+        self._callback: Callable[[], None] | None = None
 
     def wait(self, timeout: float | None = None) -> bool:
         return self.event.wait(timeout) and self.ok
+
+    def notify(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the wait is over (at once if it is already)."""
+        self._callback = callback
+        if self.event.is_set():
+            callback()
+
+    def set(self) -> None:
+        """The wait is over (``ok`` and ``error`` are set before)."""
+        self.event.set()
+        callback = self._callback
+        if callback is not None:
+            callback()
 
 
 class _Reply:
@@ -207,7 +221,7 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]  # os-ken ships no typ
             self._replies.clear()
             self._bundles.clear()
         for w in doomed:
-            w.event.set()
+            w.set()
         for r in lost:
             r._finish(STOPPING)
         self.service.stop()
@@ -373,7 +387,7 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]  # os-ken ships no typ
             rkeys = [k for k in self._replies if k[0] == id(dp)]
             lost = [self._replies.pop(k) for k in rkeys]
         for w in doomed:
-            w.event.set()
+            w.set()
         for r in lost:
             r._finish("the connection to the switch was lost")
 
@@ -390,7 +404,7 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]  # os-ken ships no typ
         if waiter is not None:
             waiter.ok = refused is None
             waiter.error = refused
-            waiter.event.set()
+            waiter.set()
 
     # -- switches ------------------------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])

@@ -1,21 +1,38 @@
-"""The sender: one thread that sends each Change to the switches, make-before-break.
+"""The sender: one thread that sends each Change to the switches, make-before-break,
+without one switch's wait holding back the others.
 
-For every Change, in the order the core returned them: phase 0 on every switch (each
-switch's messages as one OpenFlow bundle ending with a barrier), wait for all phase-0 barrier
-replies (bounded by the barrier timeout), then phase 1 (the ingress flows onto tunnels phase 0
-made, when there are any) likewise, then phase 2 (deletes), wait for its barriers, then the
+Each Change goes out in its phases (``change.phases()``): phase 0 on every switch (each
+switch's messages as one OpenFlow bundle ending with a barrier), phase 1 (the ingress flows
+onto tunnels phase 0 made, when there are any) only once every phase-0 barrier of that Change
+is answered (or given up, below), then phase 2 (deletes) once phase 1's are, then the
 service's confirm (``core.confirm``). Each Change leaves a :class:`ChangeRecord` of its
 timings. Switches are reached through a :class:`Transport` (the os-ken app implements it;
 tests fake it).
 
+Ordering is per switch. Every Change queues its messages for a switch, phase by phase, behind
+those of the Changes submitted before it, and a switch is sent its next phase only once it
+has answered the barrier of the one before (one phase outstanding per switch): on each switch
+the messages of Change *n* are applied before those of Change *n+1*, in submission order, and
+a bundle the switch refuses is sent again one by one before anything later. Changes are not
+otherwise ordered among themselves: while a slow switch has not answered Change *n*, Change
+*n+1* goes out to, is answered by and is confirmed on every switch that Change *n* is done
+with. A Change that needs the slow switch, or a switch whose queue holds a later phase of
+Change *n*, waits for it. Confirming is held back the same way: a Change confirmed while an
+earlier one is still in flight does not mark ``installed`` an intent whose path crosses a
+switch the earlier one is not done with; that intent is confirmed when the earlier one ends.
+:meth:`ChangeSender.backlog` says which switches are behind and since when (the API's
+``pending_changes`` and ``behind_s`` of a switch).
+
 A switch whose barrier does not come back within the bound is *stalled*: the service
 forgets its flow table (``core.desync``, so no intent through it is confirmed) and reads it
 again until it answers; meanwhile the sender sends it nothing and waits for it no more (one
-stuck switch costs the network one barrier timeout, not one per phase and change). The
-Change it stalled is confirmed for the switches that answered. The Change that reconciles the
-switch's table once read (``Ticket.unstall``) ends the stall. A switch that answers the
-barrier but refused a FlowMod before it (a full table, an unsupported match) is treated the
-same: what it holds is not the plan, so it is read and reconciled until it takes the change.
+stuck switch costs the Changes that need it one barrier timeout, not one per phase and
+change). The Change it stalled is confirmed for the switches that answered. The Change that
+reconciles the switch's table once read (``Ticket.unstall``) ends the stall, and what earlier
+Changes still queued for the switch is dropped (the reconciliation supersedes it). A switch
+that answers the barrier but refused a FlowMod before it (a full table, an unsupported match)
+is treated the same: what it holds is not the plan, so it is read and reconciled until it
+takes the change.
 
 Every write to a switch passes a :class:`WriteGate`. A standalone controller's gate lets
 everything through; a cluster member's lets writes reach only the connections the service
@@ -28,7 +45,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import queue
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -38,6 +54,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from controller.network.change import Change, ChangeKind
 
 if TYPE_CHECKING:
+    from controller.network.flows import FlowEntry
+    from controller.network.intents import Intent
     from controller.network.service import ControllerService
 
 __all__ = ["BARRIER_TIMEOUT_S", "Barrier", "ChangeRecord", "ChangeSender", "Reply", "Ticket",
@@ -53,7 +71,8 @@ BARRIER_TIMEOUT_S = 5.0
 class Barrier(Protocol):
     """The wait for one barrier: ``wait`` is True once answered with everything before it
     applied; False on timeout, a lost connection, or a refused FlowMod (then ``error``, if
-    the waiter has one, says which)."""
+    the waiter has one, says which). A waiter may also offer ``notify(callback)``: the
+    callback runs (in any thread) once the wait is over, so the sender need not poll it."""
 
     def wait(self, timeout: float | None = None) -> bool: ...
 
@@ -187,14 +206,59 @@ class Ticket:
     unstall: Mapping[int, Any] = field(default_factory=dict)
     """dpid -> connection whose stall this Change ends (it reconciles the table read from
     the switch once it answered again)"""
+    queued_at: float = field(default_factory=time.monotonic)
+    """``time.monotonic()`` of the submission (how long a switch is behind)"""
 
 
-class _Stopping(Exception):
-    """The sender was stopped while it was sending a Change."""
+class _Flight:
+    """One Change being sent: which phase it is in and what that phase still waits for."""
+
+    __slots__ = ("late", "made", "phase_index", "phase_t0", "phases", "rec", "skip",
+                 "ticket", "unsent", "waiting")
+
+    def __init__(self, ticket: Ticket, rec: ChangeRecord) -> None:
+        self.ticket = ticket
+        self.rec = rec
+        self.phases = ticket.change.phases()
+        self.phase_index = -1
+        self.phase_t0 = 0.0
+        self.unsent: set[int] = set()
+        """dpids of the current phase not sent yet (queued behind an earlier Change)"""
+        self.waiting: set[int] = set()
+        """dpids of the current phase sent, their barrier not answered yet"""
+        self.skip: set[int] = set()
+        """dpids whose queued messages were dropped (a reconciliation superseded them)"""
+        self.late: set[int] = set()
+        """dpids that timed out or refused in any phase so far"""
+        self.made = False
+        """every phase before the deletes is answered (the new flows carry traffic)"""
+
+    @property
+    def token(self) -> int:
+        return self.ticket.change.token
+
+    def dpids_ahead(self) -> set[int]:
+        """Switches this Change is not done with (this phase and the ones after)."""
+        out = self.unsent | self.waiting
+        for _, phase in self.phases[self.phase_index + 1:]:
+            out.update(d for d in phase if d not in self.skip)
+        return out
+
+
+@dataclass
+class _Outstanding:
+    """The one phase a switch has been sent and not answered yet."""
+
+    flight: _Flight
+    barrier: Barrier
+    deadline: float
+    handle: Any
+    sent_at: float
 
 
 class ChangeSender:
-    """One thread that sends Changes strictly in submission order (see the module doc)."""
+    """One thread that sends Changes make-before-break, in order on each switch, without one
+    switch's wait holding back the others (see the module doc)."""
 
     def __init__(self, service: ControllerService, transport: Transport,
                  barrier_timeout_s: float = BARRIER_TIMEOUT_S, keep: int = 10_000,
@@ -203,13 +267,26 @@ class ChangeSender:
         self._transport = transport
         self._gate = gate if gate is not None else WriteGate(enforced=False)
         self._barrier_timeout_s = barrier_timeout_s
-        self._queue: queue.Queue[Ticket | None] = queue.Queue()
+        self._inbox: collections.deque[Ticket] = collections.deque()
+        self._inbox_lock = threading.Lock()
+        self._wake = threading.Event()
         self._busy = 0
         self._busy_lock = threading.Condition()
         self.records: collections.deque[ChangeRecord] = collections.deque(maxlen=keep)
         self._stalled: dict[int, Any] = {}
         """dpid -> the connection that did not answer a barrier in time: sent nothing until
         a ticket unstalls it (only the sender thread touches it)"""
+        self._flights: list[_Flight] = []
+        """Changes being sent, in submission order (sender thread only, as below)"""
+        self._queues: dict[int, collections.deque[tuple[_Flight, int]]] = {}
+        """dpid -> (Change, phase index) still to send it, in the order they go"""
+        self._outstanding: dict[int, _Outstanding] = {}
+        """dpid -> the phase sent to it whose barrier is not answered yet (at most one)"""
+        self._partial: list[_Flight] = []
+        """done Changes confirmed while an earlier one was in flight: confirmed again when
+        one ends (intents through the switches it was not done with were held back)"""
+        self._backlog: dict[int, tuple[int, float]] = {}
+        """see :meth:`backlog` (replaced whole by the sender thread; read from any thread)"""
         self._stopping = threading.Event()
         """set by :meth:`stop`: nothing more is sent and no barrier is waited for"""
         self._thread = threading.Thread(target=self._run, name="cpn-change-sender", daemon=True)
@@ -221,12 +298,14 @@ class ChangeSender:
         computed). ``unstall``: switches whose stall ends when this Change starts."""
         ticket = Ticket(change, handles, t_event, time.perf_counter(),
                         unstall=dict(unstall or {}))
-        if self._stopping.is_set():
-            ticket.done.set()  # never sent: the controller is stopping
-            return ticket
-        with self._busy_lock:
-            self._busy += 1
-        self._queue.put(ticket)
+        with self._inbox_lock:
+            if self._stopping.is_set():
+                ticket.done.set()  # never sent: the controller is stopping
+                return ticket
+            with self._busy_lock:
+                self._busy += 1
+            self._inbox.append(ticket)
+        self._wake.set()
         return ticket
 
     def idle(self, timeout_s: float) -> bool:
@@ -234,149 +313,302 @@ class ChangeSender:
         with self._busy_lock:
             return self._busy_lock.wait_for(lambda: self._busy == 0, timeout=timeout_s)
 
+    def backlog(self) -> dict[int, tuple[int, float]]:
+        """The switches behind: dpid -> (how many phases of Changes in flight are still to
+        be sent to it or answered by it, ``time.monotonic()`` since when the oldest of them
+        waits for it). Empty when every switch has answered everything."""
+        return self._backlog
+
     def stop(self, timeout_s: float = 2.0) -> bool:
-        """Stop sending: the Change being sent sends no further phase and gives up its
-        barrier waits as soon as they wake (the transport wakes them when it stops), queued
-        and later Changes are not sent (their tickets are done, so nobody waits for them),
-        then the thread ends. False when it did not end within ``timeout_s``."""
-        self._stopping.set()
-        self._queue.put(None)
+        """Stop sending: the Changes in flight send no further phase and give up their
+        barrier waits, queued and later Changes are not sent (their tickets are done, so
+        nobody waits for them), then the thread ends. False when it did not end within
+        ``timeout_s``."""
+        with self._inbox_lock:
+            self._stopping.set()
+        self._wake.set()
         self._thread.join(timeout=timeout_s)
         return not self._thread.is_alive()
 
+    # -- the sender thread ------------------------------------------------------------------------
     def _run(self) -> None:
         while True:
-            ticket = self._queue.get()
-            if ticket is None:
-                break
-            self._finish(ticket)
-        # submitted between stop's check and its end marker: done, not sent
-        while True:
-            try:
-                ticket = self._queue.get_nowait()
-            except queue.Empty:
+            self._wake.wait(self._sleep_s())
+            self._wake.clear()
+            if self._stopping.is_set():
+                self._abandon()
                 return
-            if ticket is not None:
-                self._finish(ticket)
+            try:
+                self._round()
+            except Exception:  # noqa: BLE001 - the sender must survive one bad change
+                log.exception("change sender round failed; the changes in flight are given "
+                              "up", extra={"event": "change_failed"})
+                for flight in list(self._flights):
+                    self._drop(flight)
+                self._queues.clear()
+                self._outstanding.clear()
+                self._backlog = {}
 
-    def _finish(self, ticket: Ticket) -> None:
-        """Send ``ticket``'s Change (unless stopping) and mark it done, whatever happened."""
-        try:
-            if not self._stopping.is_set():
-                self._apply(ticket)
-        except _Stopping:
-            log.info(f"change {ticket.change.token} ({ticket.change.cause}) not finished: "
-                     "the controller is stopping",
-                     extra={"event": "change_abandoned", "token": ticket.change.token})
-        except Exception:  # noqa: BLE001 - the sender must survive one bad change
-            log.exception(f"change {ticket.change.token} failed",
-                          extra={"event": "change_failed"})
-        finally:
-            ticket.done.set()
-            ticket.change.emit_logs()  # the intents confirmed: after the waiters woke
-            with self._busy_lock:
-                self._busy -= 1
-                self._busy_lock.notify_all()
+    def _sleep_s(self) -> float | None:
+        """Until the next barrier deadline (None: until woken). A barrier that cannot call
+        back when it is over (a test's fake) is looked at every 5 ms."""
+        if not self._outstanding:
+            return None
+        if any(getattr(o.barrier, "notify", None) is None for o in self._outstanding.values()):
+            return 0.005
+        deadline = min(o.deadline for o in self._outstanding.values())
+        return max(0.0, deadline - time.monotonic())
 
-    def _phase(self, ticket: Ticket, phase: Mapping[int, list[Any]], name: str
-               ) -> tuple[float, list[int]]:
-        t0 = time.perf_counter()
-        if self._stopping.is_set():
-            raise _Stopping
-        waiters: list[tuple[int, Barrier]] = []
-        for dpid, msgs in phase.items():
-            handle = ticket.handles.get(dpid)
-            if handle is not None and self._stalled.get(dpid) is handle:
-                # its table is unknown (the core forgot it); it is read and reconciled
-                # when it answers again, so these messages are not needed and not waited for
-                log.info(f"change {ticket.change.token} {name}: switch {dpid:#x} is not "
-                         f"answering; {len(msgs)} messages held back until it is read again",
-                         extra={"dpid": dpid, "event": "change_skip_stalled",
-                                "token": ticket.change.token})
-                continue
-            if handle is None or not self._transport.alive(handle):
-                # the switch went away after the change was computed: the core forgot its
-                # view and reconciles it when it comes back
-                log.info(f"change {ticket.change.token} {name}: switch {dpid:#x} gone; "
-                         f"skipping {len(msgs)} messages",
-                         extra={"dpid": dpid, "event": "change_skip"})
-                continue
-            # checked when the phase leaves, not when the change was computed: a switch
-            # demoted meanwhile gets nothing more
-            sent, w = self._gate.send(self._transport, dpid, handle, msgs)
-            if not sent:
-                log.debug(f"change {ticket.change.token} {name}: switch {dpid:#x} is not "
-                          f"mastered here; {len(msgs)} messages not sent",
-                          extra={"dpid": dpid, "event": "change_not_master"})
-                continue
-            if w is not None:
-                waiters.append((dpid, w))
-        deadline = time.monotonic() + self._barrier_timeout_s
-        timed_out = []
-        refused: dict[int, str] = {}
-        for dpid, w in waiters:
-            if not w.wait(max(0.0, deadline - time.monotonic())):
-                error = getattr(w, "error", None)
-                if error is not None:
-                    refused[dpid] = error
-                else:
-                    timed_out.append(dpid)
-        if self._stopping.is_set():
-            raise _Stopping  # the waits were cut short: no switch is to blame
-        if timed_out:
-            log.error(f"change {ticket.change.token} {name}: no barrier reply within "
-                      f"{self._barrier_timeout_s:g} s from "
-                      + ", ".join(f"{d:#x}" for d in timed_out),
-                      extra={"event": "barrier_timeout", "token": ticket.change.token})
-        for dpid, error in refused.items():
-            log.error(f"change {ticket.change.token} {name}: switch {dpid:#x} refused part "
-                      f"of it ({error}); its table is read again and reconciled",
-                      extra={"dpid": dpid, "event": "change_refused",
-                             "token": ticket.change.token})
-        timed_out.extend(refused)
-        if timed_out:
-            stalled = {d: ticket.handles[d] for d in timed_out}
-            self._stalled.update(stalled)
-            self._service._unconfirmed(stalled)
-        return (time.perf_counter() - t0) * 1000.0, timed_out
+    def _round(self) -> None:
+        with self._inbox_lock:
+            new, self._inbox = list(self._inbox), collections.deque()
+        for ticket in new:
+            self._start(ticket)
+        # bounded: every pass answers a barrier, sends a phase or moves a Change on, and
+        # there are finitely many of each
+        progressed = True
+        while progressed:
+            progressed = self._answered()
+            for flight in [f for f in self._flights if not f.unsent and not f.waiting]:
+                self._next_phase(flight)
+                progressed = True
+            progressed = self._pump() or progressed
+        self._publish_backlog()
 
-    def _apply(self, ticket: Ticket) -> None:
+    def _start(self, ticket: Ticket) -> None:
         change = ticket.change
-        t_start = time.perf_counter()
         for dpid, handle in ticket.unstall.items():
             if self._stalled.get(dpid) is handle:
+                # what earlier Changes still hold for it is stale: its table was read and
+                # this Change reconciles it
+                for flight, pi in self._queues.pop(dpid, ()):
+                    flight.skip.add(dpid)
+                    if pi == flight.phase_index:
+                        flight.unsent.discard(dpid)
                 del self._stalled[dpid]
         rec = ChangeRecord(token=change.token, cause=change.cause, kind=change.kind,
                            messages=change.message_count(), switches=len(change.dpids),
                            compute_ms=change.compute_ms,
-                           queued_ms=(t_start - ticket.t_queued) * 1000.0)
-        rec.phase0_ms, late0 = self._phase(ticket, change.phase0, "phase0")
-        late1: list[int] = []
-        if change.phase1:
-            rec.phase1_ms, late1 = self._phase(ticket, change.phase1, "phase1")
-        rec.event_to_phase1_ms = (time.perf_counter() - ticket.t_event) * 1000.0
-        change.emit_logs()
-        rec.phase2_ms, late2 = self._phase(ticket, change.phase2, "phase2")
-        rec.timed_out = tuple(sorted(set(late0) | set(late1) | set(late2)))
-        # a switch that timed out is unsynced in the core now, so the intents through it
-        # stay pending; the others' flows are confirmed
-        confirmed = self._service._confirm(change)
-        rec.confirmed = tuple(i.id for i in confirmed)
-        rec.event_to_confirm_ms = (time.perf_counter() - ticket.t_event) * 1000.0
-        ticket.record = rec
-        self.records.append(rec)
-        if not change.empty or rec.confirmed:
-            log.info(f"change {change.token} ({change.cause}): {rec.messages} messages to "
-                     f"{rec.switches} switches, compute {rec.compute_ms:.1f} ms, "
-                     f"phase0 {rec.phase0_ms:.1f} ms, "
-                     + (f"phase1 {rec.phase1_ms:.1f} ms, " if change.phase1 else "")
-                     + f"phase2 {rec.phase2_ms:.1f} ms, "
-                     f"{len(rec.confirmed)} intents confirmed",
-                     extra={"event": "change", "token": change.token,
-                            "duration_ms": round(rec.event_to_confirm_ms, 3),
-                            "compute_ms": round(rec.compute_ms, 3),
-                            "phase0_ms": round(rec.phase0_ms, 3),
-                            "phase1_ms": round(rec.phase1_ms, 3),
-                            "phase2_ms": round(rec.phase2_ms, 3),
-                            "queued_ms": round(rec.queued_ms, 3),
-                            "messages": rec.messages, "switches": rec.switches})
+                           queued_ms=(time.perf_counter() - ticket.t_queued) * 1000.0)
+        flight = _Flight(ticket, rec)
+        self._flights.append(flight)
+        # its place on every switch, behind the Changes before it, phase by phase
+        for pi, (_, phase) in enumerate(flight.phases):
+            for dpid in phase:
+                self._queues.setdefault(dpid, collections.deque()).append((flight, pi))
+
+    def _next_phase(self, flight: _Flight) -> None:
+        """The flight's current phase is answered: record it, then start the next or end."""
+        now = time.perf_counter()
+        if flight.phase_index >= 0:
+            name = flight.phases[flight.phase_index][0]
+            setattr(flight.rec, f"{name}_ms", (now - flight.phase_t0) * 1000.0)
+        flight.phase_index += 1
+        more = flight.phase_index < len(flight.phases)
+        if not flight.made and (not more or flight.phases[flight.phase_index][0] == "phase2"):
+            flight.made = True  # every make is answered: traffic runs on the new flows
+            flight.rec.event_to_phase1_ms = (now - flight.ticket.t_event) * 1000.0
+            flight.ticket.change.emit_logs()
+        if not more:
+            self._end(flight)
+            return
+        flight.phase_t0 = now
+        flight.unsent = {d for d in flight.phases[flight.phase_index][1]
+                         if d not in flight.skip}
+
+    def _pump(self) -> bool:
+        """Send each free switch the phase at the head of its queue when that Change has
+        reached it; True if any left."""
+        sent_any = False
+        for dpid in [d for d in self._queues if d not in self._outstanding]:
+            queue_ = self._queues[dpid]
+            while queue_ and dpid not in self._outstanding:
+                flight, pi = queue_[0]
+                if pi != flight.phase_index:
+                    break  # an earlier phase of that Change is not answered yet
+                queue_.popleft()
+                flight.unsent.discard(dpid)
+                self._send(flight, dpid)
+                sent_any = True
+            if not queue_:
+                del self._queues[dpid]
+        return sent_any
+
+    def _send(self, flight: _Flight, dpid: int) -> None:
+        ticket = flight.ticket
+        name, phase = flight.phases[flight.phase_index]
+        msgs = phase[dpid]
+        handle = ticket.handles.get(dpid)
+        token = ticket.change.token
+        if handle is not None and self._stalled.get(dpid) is handle:
+            # its table is unknown (the core forgot it); it is read and reconciled when it
+            # answers again, so these messages are not needed and not waited for
+            log.info(f"change {token} {name}: switch {dpid:#x} is not answering; "
+                     f"{len(msgs)} messages held back until it is read again",
+                     extra={"dpid": dpid, "event": "change_skip_stalled", "token": token})
+            return
+        if handle is None or not self._transport.alive(handle):
+            # the switch went away after the change was computed: the core forgot its view
+            # and reconciles it when it comes back
+            log.info(f"change {token} {name}: switch {dpid:#x} gone; skipping "
+                     f"{len(msgs)} messages", extra={"dpid": dpid, "event": "change_skip"})
+            return
+        # checked when the phase leaves, not when the change was computed: a switch demoted
+        # meanwhile gets nothing more
+        sent, w = self._gate.send(self._transport, dpid, handle, msgs)
+        if not sent:
+            log.debug(f"change {token} {name}: switch {dpid:#x} is not mastered here; "
+                      f"{len(msgs)} messages not sent",
+                      extra={"dpid": dpid, "event": "change_not_master"})
+            return
+        if w is None:
+            return
+        now = time.monotonic()
+        self._outstanding[dpid] = _Outstanding(flight, w, now + self._barrier_timeout_s,
+                                               handle, now)
+        flight.waiting.add(dpid)
+        notify = getattr(w, "notify", None)
+        if notify is not None:
+            notify(self._wake.set)
+
+    def _answered(self) -> bool:
+        """Collect the barriers answered, refused or out of time; True if any."""
+        now = time.monotonic()
+        over = []
+        for dpid, o in self._outstanding.items():
+            if o.barrier.wait(0):
+                over.append((dpid, True))
+            elif (getattr(o.barrier, "error", None) is not None or now >= o.deadline
+                  or _gave_up(o.barrier)):
+                over.append((dpid, False))
+        stalled: dict[int, Any] = {}
+        for dpid, ok in over:
+            o = self._outstanding.pop(dpid)
+            flight = o.flight
+            flight.waiting.discard(dpid)
+            if ok:
+                continue
+            token, name = flight.token, flight.phases[flight.phase_index][0]
+            error = getattr(o.barrier, "error", None)
+            if error is not None:
+                log.error(f"change {token} {name}: switch {dpid:#x} refused part of it "
+                          f"({error}); its table is read again and reconciled",
+                          extra={"dpid": dpid, "event": "change_refused", "token": token})
+            else:
+                log.error(f"change {token} {name}: no barrier reply within "
+                          f"{self._barrier_timeout_s:g} s from {dpid:#x}",
+                          extra={"dpid": dpid, "event": "barrier_timeout", "token": token})
+            flight.late.add(dpid)
+            stalled[dpid] = o.handle
+        if stalled:
+            self._stalled.update(stalled)
+            self._service._unconfirmed(stalled)
+        return bool(over)
+
+    def _end(self, flight: _Flight) -> None:
+        """Every phase is answered: confirm (holding back the intents through switches an
+        earlier Change in flight is not done with) and wake whoever waits."""
+        self._flights.remove(flight)
+        rec = flight.rec
+        rec.timed_out = tuple(sorted(flight.late))
+        try:
+            # a switch that timed out is unsynced in the core now, so the intents through it
+            # stay pending; the others' flows are confirmed
+            rec.confirmed = tuple(i.id for i in self._confirm(flight))
+            rec.event_to_confirm_ms = (time.perf_counter() - flight.ticket.t_event) * 1000.0
+            flight.ticket.record = rec
+            self.records.append(rec)
+            self._log(flight)
+        finally:
+            self._done(flight)
+        # Changes done earlier may now confirm what they held back for this one
+        for later in list(self._partial):
+            more = self._confirm(later)
+            if more:
+                later.rec.confirmed += tuple(i.id for i in more)
+                later.ticket.change.emit_logs()
+
+    def _confirm(self, flight: _Flight) -> list[Intent]:
+        hold: dict[int, list[FlowEntry] | None] = {}
+        for f in self._flights:
+            if f.token < flight.token:
+                change = f.ticket.change
+                for dpid in f.dpids_ahead():
+                    entries = [*change.adds.get(dpid, ()), *change.deletes.get(dpid, ())]
+                    held = hold.get(dpid, [])
+                    hold[dpid] = None if held is None or not entries else held + entries
+        if flight in self._partial:
+            if not hold:
+                self._partial.remove(flight)
+        elif hold:
+            self._partial.append(flight)
+        return self._service._confirm(flight.ticket.change, hold)
+
+    def _log(self, flight: _Flight) -> None:
+        change, rec = flight.ticket.change, flight.rec
+        if change.empty and not rec.confirmed:
+            return
+        log.info(f"change {change.token} ({change.cause}): {rec.messages} messages to "
+                 f"{rec.switches} switches, compute {rec.compute_ms:.1f} ms, "
+                 f"phase0 {rec.phase0_ms:.1f} ms, "
+                 + (f"phase1 {rec.phase1_ms:.1f} ms, " if change.phase1 else "")
+                 + f"phase2 {rec.phase2_ms:.1f} ms, "
+                 f"{len(rec.confirmed)} intents confirmed",
+                 extra={"event": "change", "token": change.token,
+                        "duration_ms": round(rec.event_to_confirm_ms, 3),
+                        "compute_ms": round(rec.compute_ms, 3),
+                        "phase0_ms": round(rec.phase0_ms, 3),
+                        "phase1_ms": round(rec.phase1_ms, 3),
+                        "phase2_ms": round(rec.phase2_ms, 3),
+                        "queued_ms": round(rec.queued_ms, 3),
+                        "messages": rec.messages, "switches": rec.switches})
+
+    def _done(self, flight: _Flight) -> None:
+        flight.ticket.done.set()
+        flight.ticket.change.emit_logs()  # the intents confirmed: after the waiters woke
+        with self._busy_lock:
+            self._busy -= 1
+            self._busy_lock.notify_all()
+
+    def _drop(self, flight: _Flight) -> None:
+        """Give up ``flight`` (stopping, or its round failed): done, not confirmed."""
+        if flight in self._flights:
+            self._flights.remove(flight)
+        if flight in self._partial:
+            self._partial.remove(flight)
+        self._done(flight)
+
+    def _abandon(self) -> None:
+        with self._inbox_lock:
+            new, self._inbox = list(self._inbox), collections.deque()
+        for flight in list(self._flights):
+            log.info(f"change {flight.token} ({flight.ticket.change.cause}) not finished: "
+                     "the controller is stopping",
+                     extra={"event": "change_abandoned", "token": flight.token})
+            self._drop(flight)
+        for ticket in new:
+            ticket.done.set()  # never sent
+            with self._busy_lock:
+                self._busy -= 1
+                self._busy_lock.notify_all()
+        self._queues.clear()
+        self._outstanding.clear()
+        self._backlog = {}
+
+    def _publish_backlog(self) -> None:
+        now = time.monotonic()
+        backlog: dict[int, tuple[int, float]] = {}
+        for dpid, o in self._outstanding.items():
+            backlog[dpid] = (1, o.sent_at)
+        for dpid, queue_ in self._queues.items():
+            n, since = backlog.get(dpid, (0, now))
+            if n == 0:
+                since = min((f.ticket.queued_at for f, _ in queue_), default=now)
+            backlog[dpid] = (n + len(queue_), since)
+        self._backlog = backlog
+
+
+def _gave_up(barrier: Barrier) -> bool:
+    """The waiter ended without an answer (the connection died, or the app stops)."""
+    event = getattr(barrier, "event", None)
+    return event is not None and bool(event.is_set())

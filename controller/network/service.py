@@ -39,6 +39,7 @@ switch is written.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import gc
 import json
 import logging
@@ -279,9 +280,43 @@ class ControllerService:
         handles = {d: self._handles[d] for d in change.dpids if d in self._handles}
         return self.sender.submit(change, handles, t_event, unstall)
 
-    def _confirm(self, change: Change) -> list[Intent]:
+    def _confirm(self, change: Change,
+                 hold: Mapping[int, Sequence[FlowEntry] | None] | None = None) -> list[Intent]:
+        """The sender's: every barrier of ``change`` is answered. ``hold``: switches an
+        earlier Change in flight is not done with -> the flows it adds or deletes there
+        (None: not only flows). An intent whose path crosses such a switch is not confirmed
+        now unless none of those flows is one its traffic may use (another intent's ingress
+        flows, tunnels of other labels); the sender confirms ``change`` again when the
+        earlier Change ends."""
         with self.lock:
+            if hold:
+                change = dataclasses.replace(change, intents=tuple(
+                    i for i in change.intents if not self._held_back(i, hold)))
             return self.core.confirm(change, time.monotonic())
+
+    def _held_back(self, intent_id: int, hold: Mapping[int, Sequence[FlowEntry] | None]
+                   ) -> bool:
+        intent = self.core.router.intents.get(intent_id)
+        if intent is None or intent.path is None:
+            return False
+        labels = {intent.mpls_label, *intent.mpls_labels}
+        node_dpid = self.core.wiring.node_dpid
+        for node in intent.path:
+            dpid = node_dpid.get(node)
+            if dpid is None or dpid not in hold:
+                continue
+            entries = hold[dpid]
+            if entries is None:
+                return True
+            for e in entries:
+                owner = e.owner
+                if owner is None:
+                    return True
+                kind, oid = owner
+                if not ((kind == "intent" and oid != intent_id)
+                        or (kind == "tunnel" and oid not in labels)):
+                    return True
+        return False
 
     def _unconfirmed(self, handles: Mapping[int, Any]) -> None:
         """The sender's: these switches (dpid -> connection) did not answer a barrier within
@@ -786,8 +821,12 @@ class ControllerService:
 
     def _switch_view(self, dpid: int) -> SwitchView:
         s = self.core.state.switch(dpid)
-        return SwitchView(s.name, s.dpid, s.connected, self.core.synced(dpid),
-                          dict(s.ports) if s.ports is not None else None)
+        pending, since = (self.sender.backlog().get(dpid, (0, None)) if self.sender is not None
+                          else (0, None))
+        # synced: its table is known and it has answered every Change sent to it
+        return SwitchView(s.name, s.dpid, s.connected, self.core.synced(dpid) and not pending,
+                          dict(s.ports) if s.ports is not None else None, pending,
+                          None if since is None else round(time.monotonic() - since, 3))
 
     def switch(self, dpid: int) -> SwitchView:
         """One switch; :class:`NotFound` for a dpid the topology lacks."""

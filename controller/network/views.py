@@ -45,14 +45,21 @@ class SwitchView:
     dpid: int
     connected: bool
     synced: bool
-    """the controller has read its flow table since it connected (its view is exact)"""
+    """the controller has read its flow table since it connected (its view is exact) and
+    the switch has answered every Change sent to it (``pending_changes`` is 0)"""
     ports: Mapping[int, bool] | None
     """port_no -> live as the switch last reported; None until it connects"""
+    pending_changes: int = 0
+    """phases of Changes in flight still to be sent to it or answered by it (0: it has
+    answered everything sent)"""
+    behind_s: float | None = None
+    """how long the oldest of those has waited for it (None: not behind)"""
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "dpid": self.dpid, "connected": self.connected,
                 "synced": self.synced,
-                "ports": dict(self.ports) if self.ports is not None else None}
+                "ports": dict(self.ports) if self.ports is not None else None,
+                "pending_changes": self.pending_changes, "behind_s": self.behind_s}
 
 
 @dataclass(frozen=True, slots=True)

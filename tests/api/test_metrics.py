@@ -16,10 +16,13 @@ from .conftest import TOPOLOGIES
 
 
 class _Sender:
-    """Stands in for the ChangeSender thread: only its ``records`` are read."""
+    """Stands in for the ChangeSender thread: only its ``records`` (and backlog) are read."""
 
     def __init__(self) -> None:
         self.records: collections.deque[ChangeRecord] = collections.deque()
+
+    def backlog(self) -> dict[int, tuple[int, float]]:
+        return {}  # no switch is behind
 
 
 def _value(text: str, name: str) -> float:

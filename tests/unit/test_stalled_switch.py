@@ -192,12 +192,10 @@ class RefusingSwitches(StallingSwitches):
         return super().send(handle, msgs)
 
 
-@pytest.fixture
-def stalling(diamond: Topology) -> Iterator[tuple[ControllerService, RefusingSwitches]]:
-    """A running service over the diamond's fake switches, every intent installed; the
-    switches stall or refuse only when a test says so."""
+def _running(diamond: Topology, barrier_timeout_s: float
+             ) -> tuple[ControllerService, RefusingSwitches]:
     service = ControllerService(diamond, startup_grace_s=0.0, port_stats_interval_s=0.0,
-                                gc_reclaim_interval_s=0.0, barrier_timeout_s=0.3)
+                                gc_reclaim_interval_s=0.0, barrier_timeout_s=barrier_timeout_s)
     net = FakeNetwork(service.wiring)
     transport = RefusingSwitches(net)
     service.start(transport)
@@ -208,6 +206,14 @@ def stalling(diamond: Topology) -> Iterator[tuple[ControllerService, RefusingSwi
         service.reconcile(dpid, [], dpid)
     assert service.wait_idle(5)
     assert all(i.state == "installed" for i in service.intents())
+    return service, transport
+
+
+@pytest.fixture
+def stalling(diamond: Topology) -> Iterator[tuple[ControllerService, RefusingSwitches]]:
+    """A running service over the diamond's fake switches, every intent installed; the
+    switches stall or refuse only when a test says so."""
+    service, transport = _running(diamond, 0.3)
     yield service, transport
     service.stop()
 
@@ -292,3 +298,78 @@ def test_a_switch_that_refuses_a_flowmod_is_read_again_until_it_takes_the_change
     h1, h2 = diamond.host("h1"), diamond.host("h2")
     assert switches.net.trace("h2", {"eth_type": 0x0800, "ipv4_src": h2.ip,
                                      "ipv4_dst": h1.ip}).delivered_to == "h1"
+
+
+@pytest.fixture
+def patient(diamond: Topology) -> Iterator[tuple[ControllerService, RefusingSwitches]]:
+    """As :func:`stalling`, with a barrier bound long enough that a test can act while a
+    switch has not answered and has not been given up on yet."""
+    service, transport = _running(diamond, 30.0)
+    yield service, transport
+    service.stop()
+
+
+def _add_gold_while_s2_is_silent(service: ControllerService, switches: RefusingSwitches
+                                 ) -> tuple[threading.Thread, list[Any]]:
+    """Stall s2 and add (in a thread) an intent through it; return once s2 was sent its
+    part (the thread, and the list the added intent lands in)."""
+    s2 = 2
+    switches.stalled.add(s2)
+    added: list[Any] = []
+    adder = threading.Thread(target=lambda: added.append(service.add_intent(
+        IntentSpec("h2", "h1", 3.0, name="gold", priority=300), timeout_s=20.0)))
+    adder.start()
+    deadline = time.monotonic() + 5
+    while not switches.held.get(s2) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert switches.held.get(s2), "the change through s2 was not sent"
+    return adder, added
+
+
+def test_a_slow_switch_does_not_hold_back_changes_to_the_others(
+        patient: tuple[ControllerService, RefusingSwitches], diamond: Topology) -> None:
+    """s2 has not answered a change (within the bound): a later change that does not need
+    s2 is sent, answered and confirmed meanwhile; s2 shows as behind; when s2 answers, its
+    change is confirmed and its table is the plan, with no stall and no read."""
+    service, switches = patient
+    s2 = 2
+    adder, added = _add_gold_while_s2_is_silent(service, switches)
+    # a change elsewhere: sent, answered and confirmed while s2's barrier is outstanding
+    # (the old sender waited for s2 first: up to the 30 s bound)
+    slow = service.add_intent(IntentSpec("h1", "h2", 15.0, name="slow", priority=300),
+                              timeout_s=10.0)
+    assert slow.path == ("s1", "s3", "s4") and slow.state == "installed"
+    assert adder.is_alive() and switches.held.get(s2)
+    view = service.switch(s2)
+    assert view.connected and not view.synced
+    assert view.pending_changes >= 1 and view.behind_s is not None and view.behind_s >= 0
+    assert service.switch(3).pending_changes == 0 and service.switch(3).synced
+    # s2 answers: its change is confirmed, without a timeout, a stall or a read
+    switches.answer(s2)
+    adder.join(10)
+    assert not adder.is_alive() and added[0].state == "installed"
+    assert service.wait_idle(5)
+    assert "switch_unconfirmed" not in [e["kind"] for e in service.events()]
+    assert switches.reads.get(s2, 0) == 0
+    assert sorted(flow_entries(switches.net, s2)) == service.plan_flows(s2)[1]
+    view = service.switch(s2)
+    assert view.synced and view.pending_changes == 0 and view.behind_s is None
+    h1, h2 = diamond.host("h1"), diamond.host("h2")
+    assert switches.net.trace("h2", {"eth_type": 0x0800, "ipv4_src": h2.ip,
+                                     "ipv4_dst": h1.ip}).delivered_to == "h1"
+
+
+def test_a_change_confirmed_ahead_of_an_earlier_one_holds_back_intents_through_its_switches(
+        patient: tuple[ControllerService, RefusingSwitches]) -> None:
+    """An intent whose path crosses a switch an earlier Change in flight is not done with is
+    not ``installed`` by a later Change's confirmation; it is when the earlier one ends."""
+    service, switches = patient
+    adder, results = _add_gold_while_s2_is_silent(service, switches)
+    gold = next(i for i in service.intents() if i.name == "gold")
+    assert gold.path == ("s4", "s2", "s1")
+    # a later change (an intent elsewhere) lists every pending intent, gold too
+    service.add_intent(IntentSpec("h1", "h2", 15.0, name="slow", priority=300), timeout_s=10.0)
+    assert service.intent(gold.id).state == "pending"
+    switches.answer(2)
+    adder.join(10)
+    assert results and results[0].state == "installed"
