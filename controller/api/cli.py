@@ -37,6 +37,7 @@ from typing import Any
 
 import httpx
 
+from controller.api import pce_cli
 from controller.tables import format_table
 
 __all__ = ["main"]
@@ -216,6 +217,7 @@ def _parser() -> argparse.ArgumentParser:
     trm.add_argument("name")
     trm.add_argument("--file", default=None)
     _compute_parsers(sub)
+    pce_cli.add_parsers(sub)
     return p
 
 
@@ -420,6 +422,8 @@ def _call(c: Client, args: argparse.Namespace) -> Any:
         return c.request("GET", "/audit", params={"limit": args.limit, "since": args.since})
     if cmd in ("sites", "place", "placements", "services"):
         return _call_compute(c, args)
+    if cmd == "pce":
+        return pce_cli.call(c, args)
     if cmd == "intents":
         if args.action == "list":
             return c.request("GET", "/intents")
@@ -569,6 +573,8 @@ def _render(args: argparse.Namespace, data: Any) -> None:
                 a["path"], a["status"], a["body_sha256"][:16]) for a in data])
     elif cmd in ("sites", "place", "placements", "services"):
         _render_compute(args, data, table, say)
+    elif cmd == "pce":
+        pce_cli.render(args, data, table)
     else:  # pragma: no cover - every command has a table above
         print(json.dumps(data, indent=2))
 
