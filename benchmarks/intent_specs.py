@@ -9,12 +9,17 @@ from collections import Counter
 from controller.topology.files import topology_file
 from controller.topology.model import IntentSpec, Match, Topology
 
-__all__ = ["ONOS_1000_INTENTS_MS", "ONOS_1_INTENT_MS", "RESTORE_TARGET_MS", "Specs", "TOPOLOGY"]
+__all__ = ["ONOS_1000_INTENTS_MS", "ONOS_1_INTENT_MS", "ONOS_5000_INTENTS_MS",
+           "ANCHORS_MS", "RESTORE_TARGET_MS", "Specs", "TOPOLOGY"]
 
 ONOS_1_INTENT_MS = 15.5
 """ONOS 1.0 on one node, one intent installed (as published by ON.Lab)"""
 ONOS_1000_INTENTS_MS = 48.0
 """ONOS 1.0 on one node, 1,000 intents installed"""
+ONOS_5000_INTENTS_MS = 364.6
+"""ONOS 1.0 on one node, 5,000 intents installed"""
+ANCHORS_MS = {1: ONOS_1_INTENT_MS, 1000: ONOS_1000_INTENTS_MS, 5000: ONOS_5000_INTENTS_MS}
+"""intents in one batch -> ONOS 1.0's published time on one node"""
 RESTORE_TARGET_MS = 100.0
 """issue 4's restoration target: port-status to the new flows confirmed"""
 TOPOLOGY = topology_file("national")
@@ -34,7 +39,8 @@ class Specs:
         self.graph, self.link_ids = topology.to_graph()
         self.cities = [h for h in topology.hosts if h.name.startswith("h-city-")]
         self.clusters = [h for h in topology.hosts if h.name.startswith("h-dc-")]
-        self.used: set[tuple[str, str]] = {(i.src, i.dst) for i in topology.intents}
+        self.used: Counter[tuple[str, str]] = Counter((i.src, i.dst) for i in topology.intents)
+        """(src, dst) -> intents made for it and not released"""
         self.port = 20000
         self.via_link = via_link
         self.cut: list[int] = []
@@ -83,10 +89,15 @@ class Specs:
             if not self._ok(a.node, b.node, bound):
                 continue
             match, priority = None, 100
-            if (a.name, b.name) in self.used:
+            if self.used[(a.name, b.name)]:
                 self.port += 1
                 match, priority = Match(ip_proto=6, dst_port=self.port), 200
-            self.used.add((a.name, b.name))
+            self.used[(a.name, b.name)] += 1
             out.append(IntentSpec(src=a.name, dst=b.name, max_latency_ms=bound,
                                   match=match, priority=priority))
         return out
+
+    def release(self, specs: list[IntentSpec]) -> None:
+        """``specs`` were removed: their pairs may have an intent for all traffic again."""
+        for spec in specs:
+            self.used[(spec.src, spec.dst)] -= 1

@@ -39,6 +39,7 @@ __all__ = [
     "WITHOUT_PATH",
     "PathChange",
     "intent_match",
+    "intent_match_items",
     "intent_priority",
     "policed",
 ]
@@ -193,6 +194,15 @@ def policed(spec: IntentSpec) -> bool:
     return bool(getattr(spec, "police", False)) and spec.min_bandwidth_mbps > 0
 
 
+def intent_match_items(spec: IntentSpec, src_ip: str, dst_ip: str) -> tuple[Any, ...]:
+    """:func:`intent_match` as a FlowEntry's match: its items sorted by field name (built
+    directly for an intent without a traffic match, the common case: a batch or a cut
+    builds a thousand of them)."""
+    if spec.match is None:
+        return (("eth_type", ETH_TYPE_IPV4), ("ipv4_dst", dst_ip), ("ipv4_src", src_ip))
+    return tuple(sorted(intent_match(spec, src_ip, dst_ip).items()))
+
+
 def intent_match(spec: IntentSpec, src_ip: str, dst_ip: str) -> dict[str, Any]:
     """The OXM match of an intent's traffic (OpenFlow 1.3 prerequisites included)."""
     match: dict[str, Any] = {"eth_type": ETH_TYPE_IPV4, "ipv4_src": src_ip, "ipv4_dst": dst_ip}
@@ -237,6 +247,12 @@ _Route = tuple[Any, str, "int | None"]
 """(pathcore path or None, why not, the id of the intent holding the same traffic)"""
 
 
+def _route_key(intent: Intent) -> tuple[bool, int, int]:
+    """Routing order: bandwidth reservations first, by priority, then id."""
+    spec = intent.spec
+    return (not spec.min_bandwidth_mbps > 0, -spec.priority, intent.id)
+
+
 class IntentTable:
     """The intents by id, and their routes over a :class:`NetworkState`.
 
@@ -257,6 +273,21 @@ class IntentTable:
         self.backup_mbps: dict[int, float] = {}
         """directed pathcore link id -> bandwidth the detours of protected intents hold on it
         (their backup reservations, part of what the graph's residual has taken)"""
+        self.incremental = True
+        """route only the intents added since the last routing when the others' routes
+        cannot have moved (see :meth:`route_all`); False routes every intent every time (the
+        reference the tests hold the shortcut to)"""
+        self._routed: tuple[int, int] | None = None
+        """(graph version, hosts version) of the last :meth:`route_all` that routed every
+        intent; None when something since may move an intent routed then (a removal that
+        frees bandwidth or traffic, a trial's rollback)"""
+        self._fresh: list[int] = []
+        """ids added since the last :meth:`route_all`"""
+        self._traffic_owner: dict[tuple[Any, ...], int] = {}
+        """(src address, dst address, traffic) -> the id of the intent holding that traffic,
+        as the last :meth:`route_all` found it"""
+        self._conflicts = False
+        """some intent was refused its traffic (held by another) at the last routing"""
         self.measured_routing: set[int] = set()
         """ids of intents (``sla_reroute``) routed on measured link delays since their
         measured latency broke their bound (:mod:`controller.network.sla`); when no path
@@ -285,6 +316,7 @@ class IntentTable:
         self._order = None
         self._max_id = max(self._max_id, intent_id)
         self.dirty.add(intent_id)
+        self._fresh.append(intent_id)
         return intent
 
     def check(self, spec: IntentSpec) -> None:
@@ -312,6 +344,15 @@ class IntentTable:
             raise NotFound(f"no intent {intent_id}") from None
         self._max_id = None
         self._order = None
+        if intent.spec.min_bandwidth_mbps > 0 or self._conflicts:
+            # its bandwidth, or its traffic, may pass to another intent: route all again
+            self._routed = None
+        else:
+            src, dst = self.state.hosts.get(intent.spec.src), self.state.hosts.get(intent.spec.dst)
+            if src is not None and dst is not None:
+                tkey = (src.ip, dst.ip, intent.traffic)
+                if self._traffic_owner.get(tkey) == intent_id:
+                    del self._traffic_owner[tkey]
         self.dirty.add(intent_id)
         self.measured_routing.discard(intent_id)
         return intent
@@ -334,6 +375,7 @@ class IntentTable:
             del self.log_records[n_records:]
             self._broken = broken
             self.backup_mbps = backup
+            self._routed = None
             self.dirty.update(added)
 
         yield rollback
@@ -348,16 +390,70 @@ class IntentTable:
         Then every protected intent gets its detours (:meth:`_route_detours`): those of
         intents with a reservation, in the same order, take it on the links they add (after
         every intent's path: traffic first, protection against the next failure second).
+
+        When only intents without bandwidth were added (or removed without freeing
+        bandwidth or traffic) since the last routing, on the same graph and hosts, only the
+        new ones are routed (the others' routes are what routing all would give them again;
+        ``incremental = False`` turns this off).
         """
         st = self.state
-        g = st.graph
         order = self._route_order()
-        if st.reservations_active or (order and order[0].spec.min_bandwidth_mbps > 0):
+        fresh, self._fresh = self._fresh, []
+        context = (st.graph_version, st.hosts_version)
+        if self.incremental and self._routed == context and not self.measured_routing \
+                and getattr(st, "bandwidth_admission", "reserved") == "reserved":
+            # only intents were added, or removed without freeing bandwidth or traffic, since
+            # every intent was routed on this very graph: the routes of the others stand
+            # (reservations are routed first and take what the others' routes do not
+            # depend on), so route the new ones alone, unless one reserves bandwidth or
+            # would take the traffic of an intent routed before it
+            new = self._fresh_in_order(fresh)
+            if new is not None:
+                changed = self._route(new, self._traffic_owner, now, cause)
+                self._route_detours(new, fresh=True)
+                return changed
+        reserving = order and order[0].spec.min_bandwidth_mbps > 0
+        if st.reservations_active or reserving:
             st.reset_residuals()  # also releases the last reservation of a removed intent
+        self._traffic_owner = {}
+        self._conflicts = False
+        changed = self._route(order, self._traffic_owner, now, cause)
+        self._routed = context
+        self._route_detours(order)
+        return changed
+
+    def _fresh_in_order(self, fresh: list[int]) -> list[Intent] | None:
+        """The intents of ``fresh`` (added since the last :meth:`route_all`) in routing
+        order, or None when one reserves bandwidth or holds the traffic of an intent routed
+        before it (an explicit lower id): routing all is needed then."""
+        owner_of = self._traffic_owner
+        hosts = self.state.hosts
+        new = []
+        for iid in fresh:
+            intent = self.intents.get(iid)
+            if intent is None:
+                continue
+            spec = intent.spec
+            if spec.min_bandwidth_mbps > 0:
+                return None
+            src, dst = hosts.get(spec.src), hosts.get(spec.dst)
+            if src is not None and dst is not None:
+                other = owner_of.get((src.ip, dst.ip, intent.traffic))
+                if other is not None and other > iid:
+                    return None
+            new.append(intent)
+        new.sort(key=_route_key)
+        return new
+
+    def _route(self, order: list[Intent], traffic_owner: dict[tuple[Any, ...], int],
+               now: float, cause: str) -> set[int]:
+        """Route the intents of ``order`` (in that order; ``traffic_owner``: the traffic
+        held so far, updated); the ids whose flows change."""
+        st = self.state
+        g = st.graph
         hosts = st.hosts
         present: dict[str, bool] = {}
         routes: dict[int, _Route] = {}
-        traffic_owner: dict[tuple[Any, ...], int] = {}
         batch: list[tuple[Intent, str, str]] = []
         measured = self.measured_routing
         for intent in order:
@@ -372,6 +468,7 @@ class IntentTable:
             if other != intent.id:
                 routes[intent.id] = (None, f"same traffic match and priority as intent {other}",
                                      other)
+                self._conflicts = True
                 continue
             a, b = src.node, dst.node
             a_up = present.get(a)
@@ -429,14 +526,15 @@ class IntentTable:
                 continue
             if before[0] and not down.isdisjoint(before[0]):
                 self._broken.add(intent.id)
-        self._route_detours(order)
         return changed
 
-    def _route_detours(self, order: list[Intent]) -> None:
+    def _route_detours(self, order: list[Intent], fresh: bool = False) -> None:
         """Give every protected intent with a path its detours (:func:`plan_detours`),
         in routing order; an intent with ``min_bandwidth_mbps`` reserves it on the links its
         detours use beyond its path (one backup reservation per intent and link: backups of
-        different intents do not share). An intent whose detours changed is marked dirty."""
+        different intents do not share). An intent whose detours changed is marked dirty.
+        With ``fresh``, ``order`` holds only intents added since the last routing, none with
+        bandwidth: the backup reservations stay as they are."""
         st = self.state
         hosts = st.hosts
         backup_mbps: dict[int, float] = {}
@@ -472,7 +570,8 @@ class IntentTable:
             if d != intent.detours:
                 intent.detours, intent.protection_note = d, d.note
                 self.dirty.add(intent.id)
-        self.backup_mbps = backup_mbps
+        if not fresh:
+            self.backup_mbps = backup_mbps
 
     def _why(self, src: str, dst: str, spec: IntentSpec) -> str:
         return why_no_path(self.state.graph, src, dst, max_latency_ms=spec.max_latency_ms,
@@ -482,8 +581,7 @@ class IntentTable:
         """The intents in routing order: bandwidth reservations first, by priority, then id
         (cached until an intent is added or removed, or the table is replaced)."""
         if self._order is None:
-            self._order = sorted(self.intents.values(), key=lambda i: (
-                -(i.spec.min_bandwidth_mbps > 0), -i.spec.priority, i.id))
+            self._order = sorted(self.intents.values(), key=_route_key)
         return self._order
 
     def _set_route(self, intent: Intent, path: Any, reason: str, now: float,

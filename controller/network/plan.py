@@ -9,7 +9,7 @@ diffs only what moved.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from controller.network.flows import FlowEntry, FlowPlan, Match
 
@@ -59,8 +59,17 @@ class OwnerPlan:
         if old is flows:
             return
         want_of, keys_of, delta_of = self._want, self._want_keys, self._delta
-        for dpid in (old.keys() | flows.keys()) if old else flows:
-            was = old.get(dpid, _EMPTY) if old else _EMPTY
+        dpids: Iterable[int]
+        if not old:
+            old, dpids = {}, flows
+        elif not flows or old.keys() == flows.keys():
+            # the common moves: an owner gone, or new flows on the same switches (a
+            # rerouted intent's ingress)
+            dpids = old
+        else:
+            dpids = old.keys() | flows.keys()
+        for dpid in dpids:
+            was = old.get(dpid, _EMPTY)
             now = flows.get(dpid, _EMPTY)
             if was is now or was == now:
                 continue

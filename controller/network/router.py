@@ -47,15 +47,13 @@ from controller.network.flows import (
     FlowPlan,
     Instructions,
     Match,
-    make_cookie,
     pipeline_flows,
 )
 from controller.network.intents import (
     WITHOUT_PATH,
     Intent,
     IntentTable,
-    intent_match,
-    intent_priority,
+    intent_match_items,
     policed,
 )
 from controller.network.limits import ControlPlaneLimits
@@ -140,8 +138,7 @@ class Router:
             self._hosts_version = st.hosts_version
             dirty.update(self.intents)
         if dirty:
-            for iid in sorted(dirty):
-                self._refresh_intent(iid)
+            self._refresh_intents(sorted(dirty))
             dirty.clear()
         self._tunnels.drop_idle()
 
@@ -201,62 +198,85 @@ class Router:
         return out
 
     # -- each intent's own flows --------------------------------------------------------------
-    def _refresh_intent(self, intent_id: int) -> None:
-        cookie = (OWNER_INTENT << OWNER_ID_BITS) | intent_id  # make_cookie, inlined: hot
-        intent = self.intents.get(intent_id)
-        if intent is None:
-            self._intent_keys.pop(intent_id, None)
-            self._intent_variants.pop(intent_id, None)
-            self.intent_groups.pop(intent_id, None)
-            self._tunnels.detach(intent_id)
-            self.owner_plan.set_owner(cookie, {})
-            return
-        st = self.state
-        label = self._tunnels.attach(intent)
-        # what the flows are a function of (the hosts' records by their version: hashing two
-        # records for every moved intent cost more than building its flows)
-        key = (intent.path, intent.links, intent.state in WITHOUT_PATH,
-               intent.conflict_with is not None, st.hosts_version, label,
-               # detours depend on every link's state and the residuals, not only the path
-               # (route_all recomputes them and marks the intent dirty when they change)
-               intent.detours)
-        if self._intent_keys.get(intent_id) == key:
-            return
-        self._intent_keys[intent_id] = key
-        # the last few flow sets of each intent are kept: a flapping link moves intents
-        # back and forth between the same paths
-        variants = self._intent_variants.setdefault(intent_id, {})
-        entry = variants.pop(key, None)
-        if entry is None:
-            groups: dict[int, Buckets] = {}
-            raw = self._intent_flows(intent, label, groups)
-            entry = ({dpid: frozenset(es) for dpid, es in raw.items()}, groups)
-            if len(variants) >= _INTENT_VARIANTS:
-                del variants[next(iter(variants))]
-        variants[key] = entry
-        flows, groups = entry
-        if groups:
-            self.intent_groups[intent_id] = groups
-        else:
-            self.intent_groups.pop(intent_id, None)
-        self.owner_plan.set_owner(cookie, flows)
+    def _refresh_intents(self, ids: list[int]) -> None:
+        """Rebuild the flows of the intents ``ids`` whose route, state, tunnel, detours or
+        hosts changed, in this order (new tunnel segments take their labels in it). One loop
+        for all: a batch or a cut refreshes a thousand intents, and the per-intent work is
+        what such a change costs."""
+        intents = self.table.intents
+        attach = self._tunnels.attach
+        keys_of, variants_of = self._intent_keys, self._intent_variants
+        intent_groups = self.intent_groups
+        set_owner = self.owner_plan.set_owner
+        hosts_version = self.state.hosts_version
+        for iid in ids:
+            cookie = (OWNER_INTENT << OWNER_ID_BITS) | iid  # make_cookie, inlined: hot
+            intent = intents.get(iid)
+            if intent is None:
+                keys_of.pop(iid, None)
+                variants_of.pop(iid, None)
+                intent_groups.pop(iid, None)
+                self._tunnels.detach(iid)
+                set_owner(cookie, {})
+                continue
+            label = attach(intent)
+            # what the flows are a function of (the hosts' records by their version: hashing
+            # two records for every moved intent cost more than building its flows)
+            key = (intent.path, intent.links, intent.state in WITHOUT_PATH,
+                   intent.conflict_with is not None, hosts_version, label,
+                   # detours depend on every link's state and the residuals, not only the
+                   # path (route_all recomputes them and marks the intent dirty when they
+                   # change)
+                   intent.detours)
+            if keys_of.get(iid) == key:
+                continue
+            keys_of[iid] = key
+            # the last few flow sets of each intent are kept: a flapping link moves intents
+            # back and forth between the same paths
+            variants = variants_of.get(iid)
+            if variants is None:
+                variants = variants_of[iid] = {}
+                entry = None
+            else:
+                entry = variants.pop(key, None)
+            if entry is None:
+                groups: dict[int, Buckets] = {}
+                entry = (self._intent_flows(intent, label, groups, cookie), groups)
+                if len(variants) >= _INTENT_VARIANTS:
+                    del variants[next(iter(variants))]
+            variants[key] = entry
+            flows, groups = entry
+            if groups:
+                intent_groups[iid] = groups
+            elif iid in intent_groups:
+                del intent_groups[iid]
+            set_owner(cookie, flows)
 
-    def _intent_flows(self, intent: Intent, label: int | None, groups: dict[int, Buckets]
-                      ) -> dict[int, list[FlowEntry]]:
-        """The flows of ``intent`` per dpid (``label``: the tunnel its ingress pushes onto);
-        fills ``groups`` for a protected intent (from its detours)."""
+    def _intent_flows(self, intent: Intent, label: int | None, groups: dict[int, Buckets],
+                      cookie: int) -> dict[int, frozenset[FlowEntry]]:
+        """The flows of ``intent`` (its cookie: ``cookie``) per dpid (``label``: the tunnel
+        its ingress pushes onto); fills ``groups`` for a protected intent (from its
+        detours)."""
         st = self.state
         spec = intent.spec
+        hosts = st.hosts
+        src, dst = hosts.get(spec.src), hosts.get(spec.dst)
+        if src is None or dst is None:
+            return {}
+        match = intent_match_items(spec, src.ip, dst.ip)
+        prio = intent.traffic[1]  # intent_priority(spec)
+        first: Instructions = (("meter", intent.id),) if policed(spec) else ()
+        path, links = intent.path, intent.links
+        if label is not None and path is not None and links is not None:
+            # the ingress pushes the tunnel's label; the tunnel does the rest
+            u = path[0]
+            return {st.wiring.node_dpid[u]: frozenset((FlowEntry(
+                TABLE_INTENTS, prio, match,
+                first + (("push_mpls", ETH_TYPE_MPLS), ("set_field", ("mpls_label", label)),
+                         ("output", st.out_port(u, links[0]))), cookie),))}
         out: dict[int, list[FlowEntry]] = {}
-        if spec.src not in st.hosts or spec.dst not in st.hosts:
-            return out
-        src, dst = st.hosts[spec.src], st.hosts[spec.dst]
-        match = tuple(sorted(intent_match(spec, src.ip, dst.ip).items()))
-        prio = intent_priority(spec)
-        cookie = make_cookie(OWNER_INTENT, intent.id)
-        if intent.path is not None and intent.links is not None:
+        if path is not None and links is not None:
             node_dpid = st.wiring.node_dpid
-            first: Instructions = (("meter", intent.id),) if policed(spec) else ()
             d = intent.detours
             if d is not None:
                 groups.update(d.groups)
@@ -266,15 +286,7 @@ class Router:
                             TABLE_INTENTS, min(prio + 1, 0xFFFF),
                             tuple(sorted(match + (("in_port", in_port),))),
                             (("output", out_port),), cookie))
-            if label is not None:
-                # the ingress pushes the tunnel's label; the tunnel does the rest
-                u = intent.path[0]
-                out[node_dpid[u]] = [FlowEntry(
-                    TABLE_INTENTS, prio, match,
-                    first + (("push_mpls", ETH_TYPE_MPLS), ("set_field", ("mpls_label", label)),
-                             ("output", st.out_port(u, intent.links[0]))), cookie)]
-                return out
-            for u, lid in zip(intent.path, intent.links, strict=False):
+            for u, lid in zip(path, links, strict=False):
                 act = ("group", intent.id) if node_dpid[u] in groups \
                     else ("output", st.out_port(u, lid))
                 out.setdefault(node_dpid[u], []).append(
@@ -286,4 +298,4 @@ class Router:
             fallback: Instructions = () if self.fallback == "drop" \
                 else (("goto_table", TABLE_DESTINATIONS),)
             out[src.dpid] = [FlowEntry(TABLE_INTENTS, prio, match, fallback, cookie)]
-        return out
+        return {dpid: frozenset(es) for dpid, es in out.items()}

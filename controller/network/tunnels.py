@@ -62,6 +62,9 @@ class Tunnels:
         """label -> ids of the intents whose ingress pushes it"""
         self._intent_label: dict[int, int] = {}
         """intent id -> the label its ingress pushes"""
+        self._chains: dict[int, tuple[int, ...]] = {}
+        """label -> the labels a packet pushed with it carries, switch by switch (fixed while
+        the label lives: a segment's next segment never changes)"""
         self._idle: set[int] = set()
         """labels whose references dropped to 0 (removed by :meth:`drop_idle`)"""
 
@@ -73,18 +76,23 @@ class Tunnels:
         over. Sets the intent's ``mpls_label`` and ``mpls_labels``."""
         iid = intent.id
         path, links = intent.path, intent.links
-        old = self._intent_label.pop(iid, None)
-        if old is not None:  # let go first: the same tunnel again must keep the intent
-            self._heads[old].discard(iid)
-            self._unref(old)
+        old = self._intent_label.get(iid)
         label = None
         chain: tuple[int, ...] = ()
+        spec = intent.spec
         if path is not None and links is not None and len(path) > 1 \
-                and not intent.spec.protection:
+                and not spec.protection:
             hosts = self.state.hosts
-            dst = hosts.get(intent.spec.dst)
-            if dst is not None and intent.spec.src in hosts:
+            dst = hosts.get(spec.dst)
+            if dst is not None and spec.src in hosts:
                 label = self._labels.get((path[1], links[1:], dst.port_no))
+                if label is not None and label == old:
+                    # the same tunnel (a refresh for another reason): nothing moves
+                    intent.mpls_label = label
+                    chain = intent.mpls_labels = self._chains[label]
+                    return label
+                if old is not None:
+                    self._let_go(iid, old)
                 if label is None:
                     label = self._segment(path, links, 1, dst.port_no)
                 self._refs[label] += 1
@@ -93,17 +101,27 @@ class Tunnels:
                     heads = self._heads[label] = set()
                 heads.add(iid)
                 self._intent_label[iid] = label
-                chain = self._chain(label)
+                chain = self._chains[label]
+                intent.mpls_label = label
+                intent.mpls_labels = chain
+                return label
+        if old is not None:
+            self._let_go(iid, old)
         intent.mpls_label = label
         intent.mpls_labels = chain
         return label
 
+    def _let_go(self, intent_id: int, label: int) -> None:
+        """``intent_id``'s ingress pushes ``label`` no more."""
+        del self._intent_label[intent_id]
+        self._heads[label].discard(intent_id)
+        self._unref(label)
+
     def detach(self, intent_id: int) -> None:
         """``intent_id``'s ingress pushes no label any more."""
-        label = self._intent_label.pop(intent_id, None)
+        label = self._intent_label.get(intent_id)
         if label is not None:
-            self._heads[label].discard(intent_id)
-            self._unref(label)
+            self._let_go(intent_id, label)
 
     def _segment(self, path: tuple[str, ...], links: tuple[int, ...], k: int,
                  egress_port: int) -> int:
@@ -121,6 +139,7 @@ class Tunnels:
         self._keys[label] = skey
         self._refs[label] = 0
         self._next[label] = nxt
+        self._chains[label] = (label,) if nxt is None else (label,) + self._chains[nxt]
         if nxt is None:
             inst: Instructions = (("pop_mpls", ETH_TYPE_IPV4), ("output", egress_port))
         else:
@@ -131,15 +150,6 @@ class Tunnels:
             TABLE_INTENTS, PRIORITY_TUNNEL, (("eth_type", ETH_TYPE_MPLS), ("mpls_label", label)),
             inst, cookie)})})
         return label
-
-    def _chain(self, label: int) -> tuple[int, ...]:
-        """The labels a packet pushed with ``label`` carries, switch by switch."""
-        out = [label]
-        nxt = self._next[label]
-        while nxt is not None:
-            out.append(nxt)
-            nxt = self._next[nxt]
-        return tuple(out)
 
     def _new_label(self, tkey: TunnelKey) -> int:
         """A free label for a new segment: a stable hash of the segment (so a restarted
@@ -170,6 +180,7 @@ class Tunnels:
                 del self._refs[label]
                 self._heads.pop(label, None)
                 del self._labels[self._keys.pop(label)]
+                del self._chains[label]
                 self.plan.set_owner(make_cookie(OWNER_TUNNEL, label), {})
                 nxt = self._next.pop(label)
                 if nxt is not None:
@@ -180,6 +191,6 @@ class Tunnels:
         pushes it and those of every segment that swaps to it)."""
         riders: dict[int, set[int]] = {label: set() for label in self._refs}
         for head, ids in self._heads.items():
-            for label in self._chain(head):
+            for label in self._chains[head]:
                 riders[label] |= ids
         return {label: sorted(ids) for label, ids in sorted(riders.items())}
