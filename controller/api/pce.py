@@ -55,6 +55,7 @@ class PathIn(_Body):
 class LspIn(PathIn):
     pcc: str = Field(description="address of the PCC's PCEP session")
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    color: int = Field(default=1, ge=1, le=2**32 - 1, description="the SR policy's colour")
 
 
 class LinkIn(_Body):
@@ -89,7 +90,7 @@ def pce_router(server: PceServer, *, read: list[Depends], write: list[Depends]) 
         """Create an LSP on a PCC (PCInitiate) on the path computed for the bounds; the PCC
         reports it when it has made it."""
         try:
-            out = server.initiate(body.pcc, body.request(), body.name)
+            out = server.initiate(body.pcc, body.request(), body.name, body.color)
         except LookupError as exc:
             raise Conflict(str(exc)) from None
         if not out["sent"]:

@@ -18,8 +18,9 @@ from enum import IntEnum
 __all__ = [
     "HEADER_LEN", "MAX_MESSAGE_LEN", "Bandwidth", "Close", "CloseReason", "EndPoints", "Ero",
     "ErrorObject", "Lsp", "LspIdentifiers", "Message", "MessageType", "Metric", "MetricType",
-    "NoPath", "ObjectiveFunction", "Open", "PcepDecodeError", "PcepObject", "RawObject", "Rp",
-    "SrSubobject", "Srp", "Tlv", "decode_message", "encode_message", "frame_length",
+    "NoPath", "ObjectiveFunction", "Open", "PcepDecodeError", "PcepObject", "PolicyColor",
+    "RawObject", "Rp", "SrSubobject", "Srp", "Tlv", "decode_message", "encode_message",
+    "frame_length",
 ]
 
 VERSION = 1
@@ -469,6 +470,21 @@ def _decode_sr(sub: bytes, *, loose: bool) -> SrSubobject:
         elif nai_type == NAI_IPV6_NODE:
             nai = (str(ipaddress.IPv6Address(raw)),)
     return SrSubobject(label=label, nai_type=nai_type, nai=nai, loose=loose)
+
+
+ENTERPRISE_CISCO = 9
+CISCO_COLOR = 0x00010004
+"""The SR policy colour as the VENDOR-INFORMATION object carries it (Cisco's enterprise
+number and colour TLV): what FRR's PCC reads the colour of a PCE-initiated policy from."""
+
+
+@dataclass
+class PolicyColor(PcepObject):
+    color: int = 0
+    obj_class = ObjClass.VENDOR_INFORMATION
+
+    def body(self) -> bytes:
+        return struct.pack("!III", ENTERPRISE_CISCO, CISCO_COLOR, self.color)
 
 
 @dataclass(frozen=True, slots=True)

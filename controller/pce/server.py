@@ -40,6 +40,7 @@ from controller.pce.codec import (
     Open,
     PcepDecodeError,
     PcepObject,
+    PolicyColor,
     Rp,
     Srp,
     SrSubobject,
@@ -54,6 +55,8 @@ OPEN_WAIT_S = 60.0
 """RFC 5440's OpenWait and KeepWait timers."""
 MAX_UNKNOWN_MESSAGES = 5
 """Unknown messages a peer may send in a minute before its session is closed (reason 5)."""
+ASKED_KEPT = 16
+"""Requests kept per (source, destination) for the reports that follow them."""
 MAX_ERRORS = 20
 """Malformed objects a peer may send in a minute before its session is closed (reason 3)."""
 OF_OBJECTIVES = {1: "te", 2: "te", 3: "te"}
@@ -106,9 +109,10 @@ class _Session:
         self.recent_errors: list[float] = []
         self.pending_srp: dict[int, int] = {}
         """SRP id of an update or initiate sent -> its PLSP-ID (0 for an initiate)"""
-        self.last_request: dict[tuple[str, str], tuple[PathRequest, Answer]] = {}
-        """the last request per (source, destination) and its answer: a PCC that asks
-        before it reports (FRR's dynamic candidate paths) reports the LSP afterwards"""
+        self.asked: dict[tuple[str, str], list[tuple[PathRequest, Answer]]] = {}
+        """recent requests per (source, destination) with their answers: a PCC that asks
+        before it reports (FRR's dynamic candidate paths) reports the LSP afterwards, with
+        the SIDs it was given, by which the report finds its request"""
 
     # sending ------------------------------------------------------------------------------------
     async def send(self, msg_type: int, objects: list[PcepObject]) -> None:
@@ -291,7 +295,9 @@ class _Session:
             else:
                 with self.server.lock:
                     answer = self.server.engine.compute(req)
-                    self.last_request[(req.source, req.destination)] = (req, answer)
+                    asked = self.asked.setdefault((req.source, req.destination), [])
+                    asked.append((req, answer))
+                    del asked[:-ASKED_KEPT]
                     lsp = next((o for o in objs if isinstance(o, Lsp)), None)
                     if lsp is not None and lsp.plsp_id:
                         rec = self.server.engine.lsp(self.info.peer, lsp.plsp_id)
@@ -393,7 +399,7 @@ class _Session:
             rec.segments = tuple(s for s in segs if s is not None)
         if rec.request is None and rec.source and rec.destination and \
                 rec.source != "0.0.0.0":
-            asked = self.last_request.get((rec.source, rec.destination))
+            asked = self._asked_for(rec, objs)
             if asked is not None:
                 rec.request, rec.computed = asked
             else:
@@ -405,6 +411,23 @@ class _Session:
             if delay is not None:
                 rec.computed = Answer(segments=rec.segments, latency_ms=delay)
 
+    def _asked_for(self, rec: LspRecord, objs: list[PcepObject]
+                   ) -> tuple[PathRequest, Answer] | None:
+        """The latest request for the LSP's ends answered with the SIDs it reports (and the
+        bandwidth, when it reports one)."""
+        labels = [s.label for s in rec.segments]
+        bandwidth = next((o.mbps for o in objs if isinstance(o, Bandwidth)
+                          and o.obj_type == 1), None)
+        assert rec.source is not None and rec.destination is not None
+        for req, answer in reversed(self.asked.get((rec.source, rec.destination), [])):
+            if [s.label for s in answer.segments] != labels:
+                continue
+            if bandwidth is not None and not math.isclose(bandwidth, req.min_bandwidth_mbps,
+                                                          rel_tol=1e-6, abs_tol=1e-9):
+                continue
+            return req, answer
+        return None
+
     async def send_update(self, rec: LspRecord, answer: Answer, srp_id: int) -> None:
         self.pending_srp[srp_id] = rec.plsp_id
         self.info.counters["updates"] += 1
@@ -415,7 +438,7 @@ class _Session:
             Lsp(plsp_id=rec.plsp_id, delegate=True, administrative=True, name=None),
             *_answer_objects(answer, rec.request, for_reply=False)])
 
-    async def send_initiate(self, req: PathRequest, answer: Answer, name: str,
+    async def send_initiate(self, req: PathRequest, answer: Answer, name: str, color: int,
                             srp_id: int) -> None:
         self.pending_srp[srp_id] = 0
         self.info.counters["initiates"] += 1
@@ -424,7 +447,7 @@ class _Session:
             Srp(srp_id=srp_id),
             Lsp(plsp_id=0, delegate=True, administrative=True, create=True, name=name),
             EndPoints(source=req.source, destination=req.destination),
-            *_answer_objects(answer, req, for_reply=False)])
+            *_answer_objects(answer, req, for_reply=False), PolicyColor(color=color)])
 
 
 def _split(objects: list[PcepObject], head: type[PcepObject],
@@ -672,10 +695,11 @@ class PceServer:
 
         return list(self._call(go))
 
-    def initiate(self, pcc: str, req: PathRequest, name: str) -> dict[str, Any]:
-        """Ask the PCC at ``pcc`` to create an LSP on the path computed for ``req``
-        (PCInitiate). LookupError when no such session is up or it does not take
-        PCE-initiated LSPs; the answer's reason when no path meets the bounds."""
+    def initiate(self, pcc: str, req: PathRequest, name: str, color: int = 1) -> dict[str, Any]:
+        """Ask the PCC at ``pcc`` to create an LSP, of SR policy colour ``color``, on the
+        path computed for ``req`` (PCInitiate). LookupError when no such session is up or
+        it does not take PCE-initiated LSPs; the answer's reason when no path meets the
+        bounds."""
 
         async def go() -> dict[str, Any]:
             sess = self.sessions_by_peer.get(pcc)
@@ -689,7 +713,7 @@ class PceServer:
             if not answer.found:
                 return {"sent": False, **answer.as_dict()}
             srp_id = self._srp_id()
-            await sess.send_initiate(req, answer, name, srp_id)
+            await sess.send_initiate(req, answer, name, color, srp_id)
             return {"sent": True, "srp_id": srp_id, **answer.as_dict()}
 
         return dict(self._call(go))
