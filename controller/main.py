@@ -36,7 +36,14 @@ from typing import TYPE_CHECKING, Any
 from controller.errors import ClusterUnavailable, CpnError
 from controller.network.limits import ControlPlaneLimits
 from controller.network.service import ControllerService
-from controller.settings import FLAGS, LoggingSettings, Settings, SettingsError, load_settings
+from controller.settings import (
+    FLAGS,
+    ApiSettings,
+    LoggingSettings,
+    Settings,
+    SettingsError,
+    load_settings,
+)
 from controller.topology.files import load_topology_argument
 
 if TYPE_CHECKING:
@@ -118,6 +125,10 @@ def _parser() -> argparse.ArgumentParser:
     flag("state.snapshot_file", metavar="FILE")
     flag("cluster.endpoints", metavar="URL[,URL...]")
     flag("cluster.member_id", metavar="NAME")
+    flag("cluster.etcd_ca", metavar="FILE")
+    flag("cluster.etcd_cert", metavar="FILE")
+    flag("cluster.etcd_key", metavar="FILE")
+    flag("api.allow_plaintext", action="store_true")
     return p
 
 
@@ -221,6 +232,7 @@ def build_controller(settings: Settings, *, read_open: bool | None = None) -> Co
     from controller.store import default_state_dir, open_store
 
     log = logging.getLogger("controller.main")
+    check_api_exposure(settings.api)
     service = build_service(settings)
     net = settings.network
     service.configure_measurements(
@@ -298,6 +310,25 @@ def build_controller(settings: Settings, *, read_open: bool | None = None) -> Co
                       replica)
 
 
+def check_api_exposure(api: ApiSettings) -> None:
+    """Refuse an API on an address beyond loopback over plain HTTP (bearer tokens in clear
+    text on the network) unless ``api.allow_plaintext`` says so, which is then logged as a
+    warning: :class:`CpnError` naming the fix."""
+    from controller.api.server import is_loopback
+
+    if is_loopback(api.host) or api.tls_cert is not None:
+        return
+    if not api.allow_plaintext:
+        raise CpnError(f"the API on {api.host} (not a loopback address) would send bearer "
+                       "tokens in clear text: give it a certificate (--api-tls-cert FILE "
+                       "--api-tls-key FILE), bind it to 127.0.0.1 (--api-host), or accept "
+                       "plain HTTP explicitly (--api-allow-plaintext, api.allow_plaintext: "
+                       "true)")
+    logging.getLogger("controller.main").warning(
+        f"the API on {api.host} serves plain HTTP beyond loopback (api.allow_plaintext): "
+        "tokens cross the network in clear text", extra={"event": "api_plaintext"})
+
+
 def _lldp_auth(settings: Settings, state_dir: Path, parts: _ClusterParts | None
                ) -> LldpAuth | None:
     """Signed discovery as the settings say: the secret of the state directory, or the
@@ -359,7 +390,7 @@ def _cluster_parts(settings: Settings, service: ControllerService) -> _ClusterPa
     """etcd store, replica (stored intents added), member (not joined yet) and the cluster's
     intent operations. Fails within a few seconds naming the etcd addresses when none
     answers."""
-    from controller.cluster.etcd import EtcdClient
+    from controller.cluster.etcd import EtcdClient, EtcdTls
     from controller.cluster.member import ClusterMember
     from controller.cluster.replica import ClusterIntentOperations, Replica, ReplicaStore
     from controller.store.etcd import EtcdStore
@@ -367,7 +398,10 @@ def _cluster_parts(settings: Settings, service: ControllerService) -> _ClusterPa
     cs = settings.cluster
     assert cs.endpoints is not None and cs.member_id is not None
     endpoints = [e.strip() for e in cs.endpoints.split(",") if e.strip()]
-    client = EtcdClient(endpoints, timeout_s=cs.etcd_timeout_s)
+    tls = EtcdTls(cs.etcd_ca, cs.etcd_cert, cs.etcd_key) \
+        if cs.etcd_ca is not None and cs.etcd_cert is not None and cs.etcd_key is not None \
+        else None
+    client = EtcdClient(endpoints, timeout_s=cs.etcd_timeout_s, tls=tls)
     try:
         store = EtcdStore(client, prefix=cs.prefix)
         if not store.ok():
@@ -378,7 +412,8 @@ def _cluster_parts(settings: Settings, service: ControllerService) -> _ClusterPa
         client.close()
         raise
     # leases are renewed on a client of their own, with a timeout well inside the TTL
-    keepalive = EtcdClient(endpoints, timeout_s=min(cs.etcd_timeout_s, cs.lease_ttl_s / 3))
+    keepalive = EtcdClient(endpoints, timeout_s=min(cs.etcd_timeout_s, cs.lease_ttl_s / 3),
+                           tls=tls)
     member = ClusterMember(client, service, member_id=cs.member_id, prefix=cs.prefix,
                            openflow=_ofp_address(settings), ttl_s=float(cs.lease_ttl_s),
                            peer_host=cs.peer_host, keepalive_client=keepalive,

@@ -201,6 +201,10 @@ class ApiSettings(_Section):
     """writes each token may make per second, sustained (0: no limit)"""
     write_burst: int = Field(300, ge=1)
     """writes a token may make at once before write_rate_per_s applies"""
+    allow_plaintext: bool = False
+    """serve the API over plain HTTP on an address that is not loopback (bearer tokens in
+    clear text on the network; logged as a warning at start); without it such a start is
+    refused unless tls_cert and tls_key are set"""
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ApiSettings:
@@ -268,6 +272,14 @@ class ClusterSettings(_Section):
     learn of this process's death when the connection ends)"""
     etcd_timeout_s: float = Field(2.0, gt=0)
     """an etcd request that takes longer fails over to the next endpoint"""
+    etcd_ca: str | None = None
+    """PEM CA certificate that signed etcd's server certificates: with etcd_cert and
+    etcd_key, etcd is reached over TLS (https:// endpoints) with this member's client
+    certificate (null: the endpoints' scheme decides, no client certificate)"""
+    etcd_cert: str | None = None
+    """PEM client certificate this member presents to etcd (etcd's --client-cert-auth)"""
+    etcd_key: str | None = None
+    """PEM private key of etcd_cert"""
 
     @model_validator(mode="after")
     def _member_needs_id(self) -> ClusterSettings:
@@ -277,6 +289,12 @@ class ClusterSettings(_Section):
                 "_", "").replace(".", "").isalnum():
             raise ValueError(f"member_id {self.member_id!r}: use letters, digits, '-', "
                              "'_' and '.' only")
+        given = {key: getattr(self, key) is not None
+                 for key in ("etcd_ca", "etcd_cert", "etcd_key")}
+        if any(given.values()) and not all(given.values()):
+            missing = ", ".join(key for key, ok in given.items() if not ok)
+            raise ValueError("etcd over TLS needs etcd_ca, etcd_cert and etcd_key together: "
+                             f"{missing} missing")
         return self
 
 
@@ -290,7 +308,8 @@ class LoggingSettings(_Section):
 _PATH_SETTINGS = frozenset({"topology.file", "api.token_file", "state.dir",
                             "state.snapshot_file", "logging.file", "api.tls_cert",
                             "api.tls_key", "api.tokens_file", "openflow.tls_cert",
-                            "openflow.tls_key", "openflow.tls_ca"})
+                            "openflow.tls_key", "openflow.tls_ca", "cluster.etcd_ca",
+                            "cluster.etcd_cert", "cluster.etcd_key"})
 """Settings naming a file or directory: relative values in a config file are taken from the
 config file's directory."""
 
@@ -310,10 +329,14 @@ FLAGS: dict[str, str] = {
     "api.tls_cert": "--api-tls-cert",
     "api.tls_key": "--api-tls-key",
     "api.tokens_file": "--api-tokens-file",
+    "api.allow_plaintext": "--api-allow-plaintext",
     "state.dir": "--state-dir",
     "state.snapshot_file": "--state-file",
     "cluster.endpoints": "--cluster",
     "cluster.member_id": "--member-id",
+    "cluster.etcd_ca": "--etcd-ca",
+    "cluster.etcd_cert": "--etcd-cert",
+    "cluster.etcd_key": "--etcd-key",
     "logging.level": "--log-level",
     "logging.file": "--log-file",
 }

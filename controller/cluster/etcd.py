@@ -22,6 +22,14 @@ endpoint, so connections are kept alive); reads take the header revision, which 
 Watches use :mod:`http.client` directly: the watch thread must own its socket to stop at
 once (a shutdown wakes the blocked read), and it needs each response's header revision and
 the compaction notice, which etcd3gw's watcher does not pass on.
+
+TLS: ``https://`` endpoints with an :class:`EtcdTls` (``cluster.etcd_ca``, ``etcd_cert``,
+``etcd_key``) trust only that CA for etcd's server certificates and present this member's
+client certificate, which an etcd started with ``--client-cert-auth`` requires. The files are
+checked when the client is made (:meth:`EtcdTls.context`: a file missing, unreadable, not PEM,
+a key that does not match its certificate, a CA file without a CA are refused naming the
+flag and file). A handshake refused either way fails the request at once, like an endpoint
+that does not answer, with the reason in words (:func:`_short`).
 """
 
 from __future__ import annotations
@@ -32,11 +40,13 @@ import json
 import logging
 import re
 import socket
+import ssl
 import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -57,8 +67,8 @@ with warnings.catch_warnings():
 from controller.cluster.metrics import ETCD_REQUEST_SECONDS
 from controller.errors import ClusterUnavailable, StoreError
 
-__all__ = ["KV", "Compare", "EtcdClient", "Lease", "Op", "TxnResult", "Watch", "WatchEvent",
-           "prefix_end", "prefix_range"]
+__all__ = ["KV", "Compare", "EtcdClient", "EtcdTls", "Lease", "Op", "TxnResult", "Watch",
+           "WatchEvent", "prefix_end", "prefix_range"]
 
 log = logging.getLogger(__name__)
 
@@ -296,9 +306,34 @@ def _op_response(item: Mapping[str, Any]) -> Any:
 
 # -- errors ------------------------------------------------------------------------------------
 
+_TLS_REFUSALS = {
+    "CERTIFICATE_VERIFY_FAILED": "etcd's server certificate is not signed by the CA this "
+                                 "member trusts (--etcd-ca)",
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "etcd requires a client certificate and got none "
+                                         "(--etcd-cert, --etcd-key)",
+    "SSLV3_ALERT_BAD_CERTIFICATE": "etcd refused this member's client certificate (not "
+                                   "signed by the CA etcd trusts?)",
+    "TLSV1_ALERT_UNKNOWN_CA": "etcd refused this member's client certificate: signed by a "
+                              "CA etcd does not trust",
+    "WRONG_VERSION_NUMBER": "the endpoint does not speak TLS (an http:// etcd?)",
+}
+"""OpenSSL's reason for a refused handshake -> what it means here."""
+
+
 def _short(text: str) -> str:
     """The useful part of a requests/urllib3 connection error ("[Errno 111] Connection
-    refused" rather than three nested reprs)."""
+    refused" rather than three nested reprs; a refused TLS handshake in words)."""
+    tls = re.search(r"\[SSL: ([A-Z0-9_]+)\] ([^'\"(]+)", text)
+    if tls:
+        meaning = _TLS_REFUSALS.get(tls.group(1))
+        detail = tls.group(2).strip()
+        return f"TLS handshake refused: {meaning} ({detail})" if meaning \
+            else f"TLS handshake refused: {detail}"
+    if "EOF occurred in violation of protocol" in text:
+        return ("TLS handshake refused: etcd closed the connection (it requires a client "
+                "certificate signed by the CA it trusts: --etcd-cert, --etcd-key)")
+    if "RemoteDisconnected" in text:
+        return "closed the connection without an answer (an https:// etcd asked over http://?)"
     found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
     if found:
         return found.group(1).strip().lower()
@@ -317,14 +352,63 @@ def _gateway_error(exc: Etcd3Exception) -> tuple[int | None, str]:
         return None, text or type(exc).__name__
 
 
+# -- TLS ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class EtcdTls:
+    """PEM files of a member's TLS to etcd: the CA that signed etcd's server certificates
+    and this member's client certificate and key (``cluster.etcd_ca``, ``etcd_cert``,
+    ``etcd_key``)."""
+
+    ca: str
+    cert: str
+    key: str
+
+    def context(self) -> ssl.SSLContext:
+        """A client context (TLS 1.2 or later, etcd's certificate checked against ``ca``
+        and its name against the endpoint's host, the client certificate loaded).
+        :class:`StoreError` naming the flag and file for a file that is missing or
+        unreadable, not PEM, a key that does not match the certificate, or a CA file that
+        holds no CA certificate."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        for flag, path in (("--etcd-ca", self.ca), ("--etcd-cert", self.cert),
+                           ("--etcd-key", self.key)):
+            try:
+                Path(path).read_bytes()
+            except OSError as exc:
+                raise StoreError(f"etcd TLS: {flag} {path}: cannot read: "
+                                 f"{exc.strerror or exc}") from None
+        try:
+            ctx.load_verify_locations(cafile=self.ca)
+        except ssl.SSLError as exc:
+            raise StoreError(f"etcd TLS: --etcd-ca {self.ca}: not a PEM CA certificate "
+                             f"({exc.reason or exc})") from None
+        if ctx.cert_store_stats().get("x509_ca", 0) == 0:
+            raise StoreError(f"etcd TLS: --etcd-ca {self.ca}: holds no CA certificate "
+                             "(basicConstraints CA:TRUE)")
+        try:
+            ctx.load_cert_chain(self.cert, self.key)
+        except ssl.SSLError as exc:
+            if exc.reason == "KEY_VALUES_MISMATCH":
+                raise StoreError(f"etcd TLS: --etcd-key {self.key} is not the key of "
+                                 f"--etcd-cert {self.cert}") from None
+            raise StoreError(f"etcd TLS: --etcd-cert {self.cert} / --etcd-key {self.key}: "
+                             f"not a PEM certificate and its private key "
+                             f"({exc.reason or exc})") from None
+        return ctx
+
+
 # -- the client ------------------------------------------------------------------------------
 
 class EtcdClient:
     """An etcd v3 client over the HTTP gateway of ``endpoints`` (URLs of one cluster, like
-    ``http://127.0.0.1:2379``). ``timeout_s`` bounds each request on each endpoint. Safe to
-    use from several threads."""
+    ``http://127.0.0.1:2379``). ``timeout_s`` bounds each request on each endpoint. ``tls``:
+    reach etcd over TLS with a client certificate (every endpoint must then be
+    ``https://``). Safe to use from several threads."""
 
-    def __init__(self, endpoints: Sequence[str] | str, *, timeout_s: float = 2.0) -> None:
+    def __init__(self, endpoints: Sequence[str] | str, *, timeout_s: float = 2.0,
+                 tls: EtcdTls | None = None) -> None:
         urls = [endpoints] if isinstance(endpoints, str) else list(endpoints)
         urls = [u.strip().rstrip("/") for u in urls if u.strip()]
         if not urls:
@@ -333,8 +417,13 @@ class EtcdClient:
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise StoreError(f"bad etcd endpoint {url!r}: expected http://HOST:PORT")
+            if tls is not None and parts.scheme != "https":
+                raise StoreError(f"etcd endpoint {url!r} is plain HTTP, but etcd TLS "
+                                 f"(--etcd-ca {tls.ca}) is set: use https://")
         self.endpoints: list[str] = urls
         self.timeout_s = timeout_s
+        self.tls = tls
+        self.tls_context: ssl.SSLContext | None = tls.context() if tls is not None else None
         self._clients = [self._gateway(url) for url in urls]
         self._current = 0
         self._closed = False
@@ -344,6 +433,9 @@ class EtcdClient:
         session = requests.Session()
         session.trust_env = False  # no proxy lookups per request; etcd is reached directly
         session.headers.update(_HEADERS)
+        if self.tls is not None:
+            session.verify = self.tls.ca
+            session.cert = (self.tls.cert, self.tls.key)
         # enough pooled connections for the threads of one controller (the pool's default,
         # 10, would make the eleventh concurrent caller open and drop a connection)
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=32, max_retries=0)
@@ -596,6 +688,7 @@ class Watch:
         self._endpoints = list(client.endpoints)
         self._endpoint = client._current
         self._connect_timeout_s = client.timeout_s
+        self._tls_context = client.tls_context
         self._on_events = on_events
         self._on_error = on_error
         self.last_revision = max(0, start_revision - 1)
@@ -665,9 +758,11 @@ class Watch:
 
     def _stream(self, url: str) -> None:
         parts = urlsplit(url)
-        cls = http.client.HTTPSConnection if parts.scheme == "https" else \
-            http.client.HTTPConnection
-        conn = cls(parts.hostname or "127.0.0.1", parts.port, timeout=self._connect_timeout_s)
+        host = parts.hostname or "127.0.0.1"
+        conn = http.client.HTTPSConnection(host, parts.port, timeout=self._connect_timeout_s,
+                                           context=self._tls_context) \
+            if parts.scheme == "https" else \
+            http.client.HTTPConnection(host, parts.port, timeout=self._connect_timeout_s)
         with self._sock_lock:
             if self._stop.is_set():
                 raise _WatchDone

@@ -13,6 +13,13 @@ expired leases every 500 ms. Measured on loopback with etcd 3.4: with these valu
 lease is granted as 1 s and its keys are gone 1.1 to 1.5 s after the last keepalive (a 2 s
 lease: 2.5 s); with etcd's defaults a 1 s lease is granted as 2 s and goes after 2.5 s.
 They also run with ``--max-txn-ops 4096`` (see :data:`MAX_TXN_OPS`).
+
+TLS mode (``tls=`` a :class:`ServerTls`): clients talk to the members over ``https://``
+(``--cert-file --key-file --trusted-ca-file --client-cert-auth``): etcd then requires a
+client certificate signed by the CA and refuses a connection without one. Peer URLs stay
+plain HTTP: the members of these clusters all run on 127.0.0.1, where no one else is on the
+wire (a cluster across machines would set ``--peer-cert-file`` and its kin too).
+:func:`server_tls` makes the files with :func:`controller.lab.pki.make_etcd_pki`.
 """
 
 from __future__ import annotations
@@ -32,12 +39,14 @@ import threading
 import time
 import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from controller.cluster.etcd import EtcdTls
 from controller.errors import StoreError
 
-__all__ = ["EtcdCluster", "EtcdServer", "etcd_binary", "free_port"]
+__all__ = ["EtcdCluster", "EtcdServer", "ServerTls", "etcd_binary", "free_port", "server_tls"]
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +86,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True, slots=True)
+class ServerTls:
+    """etcd's side of TLS: the CA it trusts for client certificates (and that signed its
+    own), its server certificate and key, and the client certificate the launcher's own
+    health checks present (``client``)."""
+
+    ca: str
+    cert: str
+    key: str
+    client: EtcdTls
+
+
+def server_tls(pki_dir: str | Path, member: str = "launcher") -> ServerTls:
+    """A :class:`ServerTls` from the files of ``cpn-lab pki DIR --etcd-member member``
+    under ``pki_dir`` (made when missing; kept when present)."""
+    from controller.lab.pki import make_etcd_pki
+
+    files = make_etcd_pki(pki_dir, [member]).files
+    return ServerTls(ca=str(files.ca_cert), cert=str(files.server_cert),
+                     key=str(files.server_key), client=files.client_tls(member))
+
+
 class EtcdServer:
-    """One etcd member on 127.0.0.1.
+    """One etcd member on 127.0.0.1 (over TLS for clients with ``tls``).
 
     ``client_port`` and ``peer_port`` default to free ports chosen once, so a restart comes
     back at the same addresses. ``workdir`` defaults to a temporary directory that
@@ -91,8 +122,10 @@ class EtcdServer:
                  initial_cluster: str | None = None,
                  heartbeat_interval_ms: int = HEARTBEAT_INTERVAL_MS,
                  election_timeout_ms: int = ELECTION_TIMEOUT_MS,
-                 extra_args: Sequence[str] = ()) -> None:
+                 extra_args: Sequence[str] = (), tls: ServerTls | None = None) -> None:
         self.name = name
+        self.tls = tls
+        self._health_context = tls.client.context() if tls is not None else None
         self._own_dir = workdir is None
         self.workdir = Path(workdir) if workdir is not None else Path(
             tempfile.mkdtemp(prefix=f"cpn-etcd-{name}-"))
@@ -108,8 +141,9 @@ class EtcdServer:
     # -- addresses and files ---------------------------------------------------------------
     @property
     def client_url(self) -> str:
-        """Where clients talk to this member (``http://127.0.0.1:PORT``)."""
-        return f"http://127.0.0.1:{self.client_port}"
+        """Where clients talk to this member (``http://127.0.0.1:PORT``, ``https://`` with
+        TLS)."""
+        return f"{'https' if self.tls is not None else 'http'}://127.0.0.1:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -151,7 +185,13 @@ class EtcdServer:
                 "--election-timeout", str(self.election_timeout_ms),
                 "--max-txn-ops", str(MAX_TXN_OPS),
                 "--logger", "zap", "--log-outputs", "stderr",
-                *self.extra_args]
+                *self._tls_args(), *self.extra_args]
+
+    def _tls_args(self) -> list[str]:
+        if self.tls is None:
+            return []
+        return ["--cert-file", self.tls.cert, "--key-file", self.tls.key,
+                "--trusted-ca-file", self.tls.ca, "--client-cert-auth"]
 
     # -- life cycle ------------------------------------------------------------------------
     def launch(self) -> None:
@@ -205,7 +245,10 @@ class EtcdServer:
 
     def health(self) -> tuple[bool, str]:
         """(healthy, why not): one ``GET /health``, bounded by a second."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.client_port, timeout=1.0)
+        conn = http.client.HTTPSConnection("127.0.0.1", self.client_port, timeout=1.0,
+                                           context=self._health_context) \
+            if self._health_context is not None else \
+            http.client.HTTPConnection("127.0.0.1", self.client_port, timeout=1.0)
         try:
             conn.request("GET", "/health")
             resp = conn.getresponse()
@@ -285,7 +328,8 @@ class EtcdCluster:
 
     def __init__(self, n: int = 3, *, workdir: str | Path | None = None,
                  heartbeat_interval_ms: int = HEARTBEAT_INTERVAL_MS,
-                 election_timeout_ms: int = ELECTION_TIMEOUT_MS) -> None:
+                 election_timeout_ms: int = ELECTION_TIMEOUT_MS,
+                 tls: ServerTls | None = None) -> None:
         if n < 1:
             raise ValueError(f"a cluster needs at least one member, not {n}")
         self._own_dir = workdir is None
@@ -300,7 +344,7 @@ class EtcdCluster:
                                    client_port=client, peer_port=peer,
                                    initial_cluster=initial,
                                    heartbeat_interval_ms=heartbeat_interval_ms,
-                                   election_timeout_ms=election_timeout_ms)
+                                   election_timeout_ms=election_timeout_ms, tls=tls)
                         for name, (client, peer) in zip(names, ports, strict=True)]
 
     @property

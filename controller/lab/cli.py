@@ -30,7 +30,7 @@ from controller.lab.cleanup import cleanup_stale
 from controller.lab.network import LabNetwork
 from controller.lab.ovs import probe_environment, require_root
 from controller.lab.ping import ALL_PAIRS_MAX_HOSTS
-from controller.lab.pki import DEFAULT_DAYS, make_pki, pki_files
+from controller.lab.pki import DEFAULT_DAYS, make_etcd_pki, make_pki, pki_files
 from controller.topology.files import ZOO_PREFIX, load_topology_argument, zoo_names
 
 __all__ = ["main"]
@@ -76,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     pki.add_argument("--days", type=int, default=DEFAULT_DAYS,
                      help=f"validity of the certificates in days (default {DEFAULT_DAYS}; the "
                           "CA ten times that)")
+    pki.add_argument("--etcd-member", action="append", default=[], metavar="NAME",
+                     help="also make DIR/etcd: an etcd CA, etcd's server certificate and a "
+                          "client certificate for cluster member NAME (repeat for each)")
     return p
 
 
@@ -111,6 +114,18 @@ def _pki(args: argparse.Namespace) -> int:
           f"{files.controller_key} --ofp-tls-ca {files.ca_cert}")
     print(f"switches:   cpn-lab up FILE --controller ssl:127.0.0.1:6653 --tls-dir {files.dir} "
           f"(or ovs-vsctl set-ssl {files.switch_key} {files.switch_cert} {files.ca_cert})")
+    if args.etcd_member:
+        etcd = make_etcd_pki(args.dir, args.etcd_member, force=args.force, days=args.days)
+        for path in etcd.made:
+            print(f"made  {path}")
+        for path in etcd.kept:
+            print(f"kept  {path}")
+        e = etcd.files
+        print(f"etcd:       etcd --cert-file {e.server_cert} --key-file {e.server_key} "
+              f"--trusted-ca-file {e.ca_cert} --client-cert-auth (https:// client URLs)")
+        for member in args.etcd_member:
+            print(f"member {member}: cpn-controller --member-id {member} --etcd-ca {e.ca_cert} "
+                  f"--etcd-cert {e.client_cert(member)} --etcd-key {e.client_key(member)}")
     return 0
 
 

@@ -20,6 +20,19 @@ The files, in ``DIR``:
 Keys are ECDSA P-256. All switches of a lab share one certificate: Open vSwitch has one SSL
 configuration per ``ovs-vswitchd``, and a lab's switches all run in the machine's one.
 
+``cpn-lab pki DIR --etcd-member NAME ...`` also makes, in ``DIR/etcd/``, what a TLS etcd
+and its clients need, under a CA of their own (a switch's certificate, whose key sits on
+every switch, must not open etcd):
+
+==============================  ===========================================================
+``ca-cert.pem``, ``ca-key.pem``  the etcd CA (etcd's ``--trusted-ca-file``; members'
+                                 ``--etcd-ca``)
+``server-cert.pem``, ``-key``    etcd's ``--cert-file`` / ``--key-file`` (names
+                                 ``localhost`` and ``127.0.0.1``; client use too: etcd's
+                                 gateway presents it to etcd's own gRPC server)
+``client-NAME-cert.pem``, ``-key``  member NAME's ``--etcd-cert`` / ``--etcd-key``
+==============================  ===========================================================
+
 Idempotent: files that exist are kept unless ``force``; missing end certificates are signed
 by the existing CA. A CA missing while certificates it would have signed exist, or a
 certificate without its key (or the reverse), is an error that changes nothing.
@@ -33,6 +46,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -41,7 +55,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from controller.errors import LabError
 
-__all__ = ["DEFAULT_DAYS", "PkiFiles", "PkiResult", "make_pki", "pki_files"]
+if TYPE_CHECKING:
+    from controller.cluster.etcd import EtcdTls
+
+__all__ = ["DEFAULT_DAYS", "EtcdPkiFiles", "PkiFiles", "PkiResult", "etcd_pki_files",
+           "make_etcd_pki", "make_pki", "pki_files"]
 
 DEFAULT_DAYS = 365
 """Validity of the controller's and the switches' certificates, days (the CA: ten times)."""
@@ -73,8 +91,51 @@ def pki_files(directory: str | Path) -> PkiFiles:
 
 
 @dataclass(frozen=True, slots=True)
-class PkiResult:
-    files: PkiFiles
+class EtcdPkiFiles:
+    """Where ``cpn-lab pki DIR --etcd-member NAME`` puts etcd's files (``DIR/etcd``)."""
+
+    dir: Path
+    ca_cert: Path
+    ca_key: Path
+    server_cert: Path
+    server_key: Path
+
+    def client_cert(self, member: str) -> Path:
+        """Member ``member``'s client certificate (``--etcd-cert``)."""
+        return self.dir / f"client-{member}-cert.pem"
+
+    def client_key(self, member: str) -> Path:
+        """Its private key (``--etcd-key``)."""
+        return self.dir / f"client-{member}-key.pem"
+
+    def client_tls(self, member: str) -> EtcdTls:
+        """Member ``member``'s side of TLS to etcd (``--etcd-ca``, ``--etcd-cert``,
+        ``--etcd-key``)."""
+        from controller.cluster.etcd import EtcdTls
+
+        return EtcdTls(str(self.ca_cert), str(self.client_cert(member)),
+                       str(self.client_key(member)))
+
+    def pairs(self, members: Iterable[str]) -> list[tuple[str, Path, Path]]:
+        """(role, certificate, key): the CA first, then the server, then each member."""
+        return [("ca", self.ca_cert, self.ca_key),
+                ("server", self.server_cert, self.server_key),
+                *((f"client-{m}", self.client_cert(m), self.client_key(m)) for m in members)]
+
+
+def etcd_pki_files(directory: str | Path) -> EtcdPkiFiles:
+    """The etcd files under ``directory`` (the ``DIR`` of ``cpn-lab pki``)."""
+    d = Path(directory) / "etcd"
+    return EtcdPkiFiles(d, d / "ca-cert.pem", d / "ca-key.pem", d / "server-cert.pem",
+                        d / "server-key.pem")
+
+
+FilesT = TypeVar("FilesT", PkiFiles, EtcdPkiFiles)
+
+
+@dataclass(frozen=True, slots=True)
+class PkiResult(Generic[FilesT]):
+    files: FilesT
     made: list[Path]
     kept: list[Path]
 
@@ -131,14 +192,16 @@ def _certificate(subject: x509.Name, key: ec.EllipticCurvePrivateKey, issuer: x5
 
 
 def issue(subject_cn: str, ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, *,
-          client: bool, days: int = DEFAULT_DAYS, now: datetime.datetime | None = None
-          ) -> tuple[bytes, bytes]:
+          client: bool, days: int = DEFAULT_DAYS, now: datetime.datetime | None = None,
+          also_client: bool = False) -> tuple[bytes, bytes]:
     """(certificate PEM, key PEM) of a new end certificate ``subject_cn`` signed by the CA:
     for a TLS client (a switch) when ``client``, else for a server (the controller, named
-    ``localhost`` and ``127.0.0.1`` too). ``now`` shifts the validity (tests make expired
-    certificates with it)."""
+    ``localhost`` and ``127.0.0.1`` too; a client as well with ``also_client``). ``now``
+    shifts the validity (tests make expired certificates with it)."""
     key = ec.generate_private_key(ec.SECP256R1())
     usage = [ExtendedKeyUsageOID.CLIENT_AUTH] if client else [ExtendedKeyUsageOID.SERVER_AUTH]
+    if also_client and not client:
+        usage.append(ExtendedKeyUsageOID.CLIENT_AUTH)
     names: list[x509.GeneralName] = [] if client else [
         x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
     cert = _certificate(_name(subject_cn), key, ca_cert.subject, ca_key, days, ca=False,
@@ -154,23 +217,25 @@ def new_ca(common_name: str = "CPN lab CA", days: int = 10 * DEFAULT_DAYS
     return cert, key
 
 
-def _check_pairs(files: PkiFiles) -> None:
-    """Refuse half pairs and end certificates whose CA is gone (nothing is written)."""
+def _check_pairs(directory: Path, pairs: list[tuple[str, Path, Path]]) -> None:
+    """Refuse half pairs and end certificates whose CA (the first pair) is gone (nothing
+    is written)."""
     problems = []
-    for role, cert, key in files.pairs():
+    for role, cert, key in pairs:
         if cert.exists() != key.exists():
             have, lack = (cert, key) if cert.exists() else (key, cert)
             problems.append(f"{have.name} exists but {lack.name} does not ({role})")
-    ca_exists = files.ca_cert.exists() and files.ca_key.exists()
-    if not ca_exists and (files.controller_cert.exists() or files.switch_cert.exists()):
+    _, ca_cert, ca_key = pairs[0]
+    ca_exists = ca_cert.exists() and ca_key.exists()
+    if not ca_exists and any(cert.exists() for _, cert, _ in pairs[1:]):
         problems.append("end certificates exist but not the CA that signed them")
     if problems:
-        raise LabError(f"{files.dir}: " + "; ".join(problems)
+        raise LabError(f"{directory}: " + "; ".join(problems)
                        + " - remove the directory's files or give --force to make all anew")
 
 
 def make_pki(directory: str | Path, *, force: bool = False, days: int = DEFAULT_DAYS
-             ) -> PkiResult:
+             ) -> PkiResult[PkiFiles]:
     """Make what is missing of the CA, the controller's and the switches' certificates and
     keys in ``directory`` (created 0700 if absent); with ``force``, make all anew. Keys are
     written 0600, certificates 0644. Raises :class:`LabError` for bad input (nothing
@@ -181,34 +246,79 @@ def make_pki(directory: str | Path, *, force: bool = False, days: int = DEFAULT_
     if files.dir.exists() and not files.dir.is_dir():
         raise LabError(f"{files.dir} exists and is not a directory")
     if not force:
-        _check_pairs(files)
+        _check_pairs(files.dir, files.pairs())
     files.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    made: list[Path] = []
-    kept: list[Path] = []
-    if force or not files.ca_cert.exists():
-        ca_cert, ca_key = new_ca(days=10 * days)
-        _write(files.ca_key, _key_bytes(ca_key), 0o600)
-        _write(files.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM), 0o644)
-        made += [files.ca_cert, files.ca_key]
-    else:
-        try:
-            ca_cert = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
-            loaded = serialization.load_pem_private_key(files.ca_key.read_bytes(),
-                                                        password=None)
-        except (ValueError, TypeError) as exc:
-            raise LabError(f"{files.dir}: the CA's files cannot be read ({exc}); give --force "
-                           "to make all anew") from None
-        if not isinstance(loaded, ec.EllipticCurvePrivateKey):
-            raise LabError(f"{files.ca_key}: not an ECDSA key made by cpn-lab pki")
-        ca_key = loaded
-        kept += [files.ca_cert, files.ca_key]
+    result: PkiResult[PkiFiles] = PkiResult(files, [], [])
+    ca_cert, ca_key = _ca(files.dir, files.ca_cert, files.ca_key, "CPN lab CA", force, days,
+                          result)
     for role, cert_path, key_path in files.pairs()[1:]:
-        if not force and cert_path.exists():
-            kept += [cert_path, key_path]
-            continue
-        cert_pem, key_pem = issue(f"cpn-{role}", ca_cert, ca_key, client=role == "switch",
-                                  days=days)
-        _write(key_path, key_pem, 0o600)
-        _write(cert_path, cert_pem, 0o644)
-        made += [cert_path, key_path]
-    return PkiResult(files, made, kept)
+        _end(f"cpn-{role}", cert_path, key_path, ca_cert, ca_key, force, days, result,
+             client=role == "switch")
+    return result
+
+
+def make_etcd_pki(directory: str | Path, members: Iterable[str], *, force: bool = False,
+                  days: int = DEFAULT_DAYS) -> PkiResult[EtcdPkiFiles]:
+    """Make what is missing of etcd's CA, its server certificate and a client certificate
+    per member name in ``directory``/etcd (see the module's table); with ``force``, make
+    all anew. The same checks and modes as :func:`make_pki` (:class:`LabError`, nothing
+    written, for bad input)."""
+    names = list(members)
+    bad = [m for m in names if not m or not m.replace("-", "").replace("_", "").replace(
+        ".", "").isalnum()]
+    if bad:
+        raise LabError(f"etcd member names: use letters, digits, '-', '_' and '.' only "
+                       f"(got {bad!r})")
+    if days < 1:
+        raise LabError(f"--days must be at least 1 (got {days})")
+    files = etcd_pki_files(directory)
+    if not force:
+        _check_pairs(files.dir, files.pairs(names))
+    files.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    result: PkiResult[EtcdPkiFiles] = PkiResult(files, [], [])
+    ca_cert, ca_key = _ca(files.dir, files.ca_cert, files.ca_key, "CPN etcd CA", force, days,
+                          result)
+    _end("cpn-etcd-server", files.server_cert, files.server_key, ca_cert, ca_key, force, days,
+         result, client=False, also_client=True)
+    for m in names:
+        _end(f"cpn-etcd-client-{m}", files.client_cert(m), files.client_key(m), ca_cert,
+             ca_key, force, days, result, client=True)
+    return result
+
+
+def _ca(directory: Path, cert_path: Path, key_path: Path, common_name: str, force: bool,
+        days: int, result: PkiResult[Any]
+        ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """The CA of ``cert_path``/``key_path``: made (and recorded in ``result``) when missing
+    or ``force``, else read."""
+    if force or not cert_path.exists():
+        ca_cert, ca_key = new_ca(common_name, days=10 * days)
+        _write(key_path, _key_bytes(ca_key), 0o600)
+        _write(cert_path, ca_cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        result.made.extend([cert_path, key_path])
+        return ca_cert, ca_key
+    try:
+        ca_cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        loaded = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise LabError(f"{directory}: the CA's files cannot be read ({exc}); give --force "
+                       "to make all anew") from None
+    if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+        raise LabError(f"{key_path}: not an ECDSA key made by cpn-lab pki")
+    result.kept.extend([cert_path, key_path])
+    return ca_cert, loaded
+
+
+def _end(common_name: str, cert_path: Path, key_path: Path, ca_cert: x509.Certificate,
+         ca_key: ec.EllipticCurvePrivateKey, force: bool, days: int, result: PkiResult[Any], *,
+         client: bool, also_client: bool = False) -> None:
+    """Issue the end certificate at ``cert_path``/``key_path`` unless it exists (and not
+    ``force``)."""
+    if not force and cert_path.exists():
+        result.kept.extend([cert_path, key_path])
+        return
+    cert_pem, key_pem = issue(common_name, ca_cert, ca_key, client=client, days=days,
+                              also_client=also_client)
+    _write(key_path, key_pem, 0o600)
+    _write(cert_path, cert_pem, 0o644)
+    result.made.extend([cert_path, key_path])

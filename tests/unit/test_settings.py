@@ -98,7 +98,8 @@ def test_every_existing_flag_keeps_its_name_and_meaning(tmp_path: Path) -> None:
             "--state-file", "snap.json", "--cluster", "http://127.0.0.1:2379",
             "--member-id", "m1", "--api-tls-cert", "c.pem", "--api-tls-key", "k.pem",
             "--api-tokens-file", "tokens.yaml", "--ofp-tls-cert", "oc.pem", "--ofp-tls-key",
-            "ok.pem", "--ofp-tls-ca", "ca.pem"]
+            "ok.pem", "--ofp-tls-ca", "ca.pem", "--etcd-ca", "eca.pem", "--etcd-cert",
+            "ec.pem", "--etcd-key", "ek.pem", "--api-allow-plaintext"]
     s = load_settings(environ={}, flags=flags_of(*argv))
     assert s.model_dump() == {
         "topology": {"file": "t.yaml"},
@@ -116,14 +117,16 @@ def test_every_existing_flag_keeps_its_name_and_meaning(tmp_path: Path) -> None:
                     "bandwidth_admission": "reserved"},
         "api": {"host": "0.0.0.0", "port": 9000, "token_file": "tok", "intent_timeout_s": 10.0,
                 "tls_cert": "c.pem", "tls_key": "k.pem", "tokens_file": "tokens.yaml",
-                "audit_retention": 10000, "write_rate_per_s": 100.0, "write_burst": 300},
+                "audit_retention": 10000, "write_rate_per_s": 100.0, "write_burst": 300,
+                "allow_plaintext": True},
         "compute": {"metrics_interval_s": 5.0, "scrape_timeout_s": 2.0,
                     "stale_policy": "no_new_clients", "move_gain_ms": 2.0,
                     "move_gain_pct": 20.0, "move_hold_s": 10.0, "max_moves": 10,
                     "move_interval_s": 60.0, "rebalance_interval_s": 2.0},
         "state": {"dir": "st", "snapshot_file": "snap.json"},
         "cluster": {"endpoints": "http://127.0.0.1:2379", "member_id": "m1", "prefix": "/cpn",
-                    "lease_ttl_s": 1, "peer_host": "127.0.0.1", "etcd_timeout_s": 2.0},
+                    "lease_ttl_s": 1, "peer_host": "127.0.0.1", "etcd_timeout_s": 2.0,
+                    "etcd_ca": "eca.pem", "etcd_cert": "ec.pem", "etcd_key": "ek.pem"},
         "logging": {"level": "debug", "file": "c.log"},
     }
     assert sorted(FLAGS.values()) == sorted(a for a in argv if a.startswith("--"))
