@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, cast
 from controller.network.flows import (
     ETH_TYPE_IPV4,
     OWNER_DESTINATION,
+    OWNER_ID_MASK,
     PRIORITY_DESTINATION,
     TABLE_DESTINATIONS,
     FlowEntry,
@@ -53,9 +54,12 @@ from controller.topology.wiring import LinkPeer
 if TYPE_CHECKING:
     from controller.network.state import NetworkState
 
-__all__ = ["DEFAULT_ROUTE_COOKIE", "PRIORITY_DEFAULT_ROUTE", "Destinations",
-           "covering_prefix", "default_routes"]
+__all__ = ["DEFAULT_ROUTE_COOKIE", "DEFAULT_ROUTE_MIN_HOSTS", "PRIORITY_DEFAULT_ROUTE",
+           "Destinations", "covering_prefix", "default_routes"]
 
+DEFAULT_ROUTE_MIN_HOSTS = 2
+"""a switch gets a default route when at least this many hosts' next hops share its port (with
+one, the default would replace one exact flow by one default flow)"""
 PRIORITY_DEFAULT_ROUTE = 50
 """below the hosts' exact flows (:data:`PRIORITY_DESTINATION`), above the table miss"""
 DEFAULT_ROUTE_COOKIE = make_cookie(OWNER_DESTINATION, 0)
@@ -64,10 +68,10 @@ _Sources = list[tuple[Any, dict[int, int]]]
 """the hosts of one destination cookie with their trees (two hosts may share an address)"""
 
 
-def covering_prefix(addresses: Iterable[str]) -> tuple[str, int] | None:
-    """The smallest IPv4 prefix holding every address, as ``(network, prefix length)``;
-    None for no address."""
-    ints = [int(ipaddress.IPv4Address(a)) for a in addresses]
+def covering_prefix(addresses: Iterable[int]) -> tuple[str, int] | None:
+    """The smallest IPv4 prefix holding every address (as integers), as ``(network, prefix
+    length)``; None for no address."""
+    ints = list(addresses)
     if not ints:
         return None
     length = 32 - (min(ints) ^ max(ints)).bit_length()
@@ -78,7 +82,7 @@ def covering_prefix(addresses: Iterable[str]) -> tuple[str, int] | None:
 def default_routes(counts: Mapping[int, Mapping[int, int]],
                    next_switch: Mapping[tuple[int, int], int]) -> dict[int, int]:
     """The default port of each switch: the port most of its tree next hops use (ties: the
-    lowest port), where at least two do (one saves no flow); then loop-free: the defaults
+    lowest port), where at least :data:`DEFAULT_ROUTE_MIN_HOSTS` do; then loop-free: the defaults
     are followed from every switch and a cycle is broken at its switch with the fewest
     hosts behind its default (ties: the lowest dpid).
 
@@ -87,7 +91,8 @@ def default_routes(counts: Mapping[int, Mapping[int, int]],
     chosen: dict[int, int] = {}
     for dpid, per_port in counts.items():
         best = max(per_port.items(), key=lambda kv: (kv[1], -kv[0]), default=None)
-        if best is not None and best[1] >= 2 and (dpid, best[0]) in next_switch:
+        if best is not None and best[1] >= DEFAULT_ROUTE_MIN_HOSTS \
+                and (dpid, best[0]) in next_switch:
             chosen[dpid] = best[0]
     done: set[int] = set()
     for start in sorted(chosen):
@@ -122,6 +127,8 @@ class Destinations:
         self._defaults: dict[int, int] = {}
         """dpid -> default port (see :func:`default_routes`)"""
         self._prefix: tuple[str, int] | None = None
+        self._cookie_of: dict[str, int] = {}
+        """host address -> its destination cookie (parsing the address is not free)"""
         self._next_switch: dict[tuple[int, int], int] = {}
         """(dpid, link port) -> the switch at the link's other end"""
         for dpid in state.wiring.node_dpid.values():
@@ -178,12 +185,16 @@ class Destinations:
             tree = self._trees.get(h.node)
             if tree is None:
                 tree = self._trees[h.node] = self.tree(h.node, present)
-            sources.setdefault(destination_cookie(h.ip), []).append((h, tree))
+            cookie = self._cookie_of.get(h.ip)
+            if cookie is None:
+                cookie = self._cookie_of[h.ip] = destination_cookie(h.ip)
+            sources.setdefault(cookie, []).append((h, tree))
         plan = self.plan
         counts = self._counts
         changed: dict[int, _Sources | None] = {}
         """cookie -> its sources before (None: new); gone cookies are removed at once"""
-        for cookie in [c for c in self._sources if c not in sources]:
+        gone = [c for c in self._sources if c not in sources]
+        for cookie in gone:
             self._count(self._sources.pop(cookie), -1)
             plan.set_owner(cookie, {})
         for cookie, src in sources.items():
@@ -195,11 +206,15 @@ class Destinations:
             self._count(src, +1)
             self._sources[cookie] = src
             changed[cookie] = prev
+        if not gone and not changed:
+            return  # no host and no tree changed: neither did the defaults
         old_defaults = self._defaults
         self._defaults = default_routes(counts, self._next_switch)
         moved = {d for d in old_defaults.keys() | self._defaults.keys()
                  if old_defaults.get(d) != self._defaults.get(d)}
-        prefix = covering_prefix(h.ip for src in sources.values() for h, _ in src)
+        prefix = self._prefix if not gone and all(
+            changed[c] is not None for c in changed) else covering_prefix(
+            c & OWNER_ID_MASK for c in sources)
         if prefix != self._prefix or moved:
             self._prefix = prefix
             self._set_default_flows()

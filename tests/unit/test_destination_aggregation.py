@@ -6,6 +6,7 @@ latency and the least-latency path is unique: the walk must be exactly that path
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 import networkx as nx
@@ -69,7 +70,7 @@ def _graph(t: Topology, down: set[int]) -> nx.Graph:
 def _unused_address(t: Topology) -> str:
     """An address inside the hosts' block that no host has."""
     used = {h.ip for h in t.hosts}
-    net, _ = covering_prefix(used) or ("10.0.0.0", 8)
+    net, _ = covering_prefix(int(ipaddress.IPv4Address(a)) for a in used) or ("10.0.0.0", 8)
     base = [int(x) for x in net.split(".")]
     for last in range(1, 255):
         ip = ".".join(map(str, base[:3] + [last]))
@@ -163,7 +164,7 @@ def test_a_default_route_needs_two_hosts_and_ties_take_the_lowest_port() -> None
     ([], None),
 ])
 def test_covering_prefix(addresses: list[str], want: tuple[str, int] | None) -> None:
-    assert covering_prefix(addresses) == want
+    assert covering_prefix(int(ipaddress.IPv4Address(a)) for a in addresses) == want
 
 
 @st.composite
