@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from controller.errors import ClusterUnavailable, CpnError
+from controller.errors import CpnError
 from controller.network.limits import ControlPlaneLimits
 from controller.network.service import ControllerService
 from controller.settings import (
@@ -404,8 +404,9 @@ def _cluster_parts(settings: Settings, service: ControllerService) -> _ClusterPa
     client = EtcdClient(endpoints, timeout_s=cs.etcd_timeout_s, tls=tls)
     try:
         store = EtcdStore(client, prefix=cs.prefix)
-        if not store.ok():
-            raise ClusterUnavailable(f"etcd does not answer at {', '.join(endpoints)}")
+        # a quorum read that raises says why etcd does not answer (refused, timed out, a
+        # TLS handshake refused either way), which store.ok() would keep to itself
+        client.get(f"{store.prefix}/counters/intent")
         replica = Replica(store, service)
         replica.load()
     except BaseException:
