@@ -540,6 +540,12 @@ class Lsp(PcepObject):
         out = struct.pack("!I", (self.plsp_id << 12) | flags)
         if self.name is not None:
             out += Tlv(TLV_SYMBOLIC_PATH_NAME, self.name.encode()).encode()
+        ids = self.identifiers
+        if ids is not None:
+            out += Tlv(TLV_IPV4_LSP_IDENTIFIERS, ipaddress.IPv4Address(ids.sender).packed
+                       + struct.pack("!HH", ids.lsp_id, ids.tunnel_id)
+                       + ipaddress.IPv4Address(ids.extended_tunnel_id).packed
+                       + ipaddress.IPv4Address(ids.endpoint).packed).encode()
         return out
 
 

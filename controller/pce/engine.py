@@ -139,6 +139,8 @@ class PceEngine:
                     table[rev] = i
                     self._ids_of[i].append((graph, rev))
         self.lsps: dict[tuple[str, int], LspRecord] = {}
+        self._held: dict[int, float] = {}
+        """bandwidth held per link (file index) as last written to the graphs"""
 
     # topology changes --------------------------------------------------------------------------
     def link_index(self, a: str, b: str) -> int:
@@ -158,10 +160,7 @@ class PceEngine:
                 graph.set_link_up(lid, up)
             if latency_ms is not None:
                 graph.set_link_latency(lid, latency_ms)
-        if up is not None:
-            (self.sr.down.discard if up else self.sr.down.add)(index)
-        if latency_ms is not None:
-            self.sr.latency_ms[index] = latency_ms
+        self.sr.set_link(index, up=up, latency_ms=latency_ms)
 
     def link_state(self, index: int) -> dict[str, Any]:
         lk = self.topology.links[index]
@@ -170,18 +169,24 @@ class PceEngine:
                 "igp_metric": self.sr.adjacency(lk.a, index).igp_metric,
                 "bandwidth_mbps": lk.bandwidth_mbps}
 
-    def _apply_reservations(self) -> None:
-        """Residual bandwidth = capacity less what delegated LSPs' computed paths hold."""
+    def _apply_reservations(self, release: LspRecord | None = None) -> None:
+        """Residual bandwidth = capacity less what delegated LSPs' computed paths hold (but
+        ``release``'s); only links whose holding changed are written to the graphs."""
         held: dict[int, float] = {}
         for rec in self.lsps.values():
             ans, req = rec.computed, rec.request
-            if not rec.delegated or ans is None or not ans.found or req is None:
+            if rec is release or not rec.delegated or ans is None or not ans.found \
+                    or req is None or not req.min_bandwidth_mbps:
                 continue
             for idx in ans.link_indexes:
                 held[idx] = held.get(idx, 0.0) + req.min_bandwidth_mbps
-        for i, lk in enumerate(self.topology.links):
+        for i in held.keys() | self._held.keys():
+            if held.get(i, 0.0) == self._held.get(i, 0.0):
+                continue
+            residual = max(0.0, self.topology.links[i].bandwidth_mbps - held.get(i, 0.0))
             for graph, lid in self._ids_of[i]:
-                graph.set_residual_bandwidth(lid, max(0.0, lk.bandwidth_mbps - held.get(i, 0)))
+                graph.set_residual_bandwidth(lid, residual)
+        self._held = held
 
     # computation -------------------------------------------------------------------------------
     def compute(self, req: PathRequest, *, release: LspRecord | None = None) -> Answer:
@@ -199,10 +204,7 @@ class PceEngine:
             return Answer(reason="source and destination are the same router")
         if req.objective not in OBJECTIVES:
             return Answer(reason=f"objective {req.objective!r} is not one of {OBJECTIVES}")
-        saved = None
-        if release is not None:
-            saved, release.delegated = release.delegated, False
-        self._apply_reservations()
+        self._apply_reservations(release)
         try:
             graph = self.igp_graph if req.objective == "igp" else self.te_graph
             weight = {"te": "cost", "igp": "cost", "hops": "hops", "latency": "latency"}[
@@ -215,9 +217,8 @@ class PceEngine:
             table = self._igp_index_of if graph is self.igp_graph else self._index_of
             indexes = tuple(table[lid] for lid in path.links)
         finally:
-            if release is not None and saved is not None:
-                release.delegated = saved
-            self._apply_reservations()
+            if release is not None:
+                self._apply_reservations()
         links = [self.topology.links[i] for i in indexes]
         nodes = tuple(path.nodes)
         te_cost = sum(lk.cost for lk in links)

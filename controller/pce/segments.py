@@ -75,11 +75,28 @@ class SrTopology:
                                                  lk.a_address, lk.b_adj_sid))
             self.latency_ms[i] = lk.latency_ms
         self.down: set[int] = set()
+        self._spf_cache: dict[str, tuple[dict[str, int], dict[str, int], dict[str, float]]] = {}
+
+    def set_link(self, index: int, *, up: bool | None = None,
+                 latency_ms: float | None = None) -> None:
+        """A link (file index) down or up, or its delay; the IGP's answers are recomputed."""
+        if up is not None:
+            (self.down.discard if up else self.down.add)(index)
+        if latency_ms is not None:
+            self.latency_ms[index] = latency_ms
+        self._spf_cache.clear()
 
     # the IGP -------------------------------------------------------------------------------
     def _spf(self, src: str) -> tuple[dict[str, int], dict[str, int], dict[str, float]]:
         """Dijkstra by IGP metric over up links: distance, number of shortest paths (parallel
-        links count apart) and the worst latency among the shortest paths, per node."""
+        links count apart) and the worst latency among the shortest paths, per node (kept
+        until a link changes)."""
+        cached = self._spf_cache.get(src)
+        if cached is None:
+            cached = self._spf_cache[src] = self._dijkstra(src)
+        return cached
+
+    def _dijkstra(self, src: str) -> tuple[dict[str, int], dict[str, int], dict[str, float]]:
         dist = {src: 0}
         count = {src: 1}
         worst = {src: 0.0}

@@ -20,7 +20,7 @@ from controller.pce.server import PceServer
 from controller.topology.files import topology_file
 from controller.topology.loader import load_topology
 from tests.unit.pcep_peer import FakePcc
-from tests.unit.test_pce_server import S1, S4, _report, _with_identifiers, labels, wait_for
+from tests.unit.test_pce_server import S1, S4, _report, labels, wait_for
 
 TOKEN = "pce-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -97,7 +97,7 @@ def test_cpnctl_pce(stack: tuple[PceServer, ApiHandle]) -> None:
     rep = pcc.request(S1, S4, bound_ms=5.0)
     segs = [SrSubobject(label=x, nai=(f"10.0.0.{x - 16000}",)) for x in labels(rep)
             if x is not None]
-    pcc.send_raw(_with_identifiers(_report(3, segs)))
+    pcc.send(MessageType.PCRPT, _report(3, segs))
     wait_for(lambda: len(server.lsps()) == 1, "the report")
     out = cpnctl(api.url, "pce", "sessions")
     assert out.returncode == 0 and "127.0.0.2" in out.stdout and "up" in out.stdout, out

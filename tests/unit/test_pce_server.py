@@ -105,32 +105,13 @@ def _report(plsp_id: int, segments: list[SrSubobject], *, srp_id: int = 0,
             Ero(segments=segments)]
 
 
-def _with_identifiers(objs: list[codec.PcepObject]) -> bytes:
-    """The report encoded with the LSP object's IPV4-LSP-IDENTIFIERS TLV (the codec writes
-    only the name TLV, as a PCE needs)."""
-    body = b""
-    for o in objs:
-        enc = o.encode()
-        if isinstance(o, Lsp) and o.identifiers is not None:
-            ids = o.identifiers
-            import ipaddress
-
-            value = (ipaddress.IPv4Address(ids.sender).packed + struct.pack("!HH", 0, 0)
-                     + ipaddress.IPv4Address(ids.extended_tunnel_id).packed
-                     + ipaddress.IPv4Address(ids.endpoint).packed)
-            tlv = codec.Tlv(codec.TLV_IPV4_LSP_IDENTIFIERS, value).encode()
-            enc = enc[:2] + struct.pack("!H", len(enc) + len(tlv)) + enc[4:] + tlv
-        body += enc
-    return struct.pack("!BBH", 0x20, MessageType.PCRPT, 4 + len(body)) + body
-
-
 def test_report_sync_delegation_and_an_update_after_a_cut(pce: PceServer) -> None:
     pcc = FakePcc(pce.port)
     pcc.open()
     rep = pcc.request(S1, S4, bound_ms=5.0)
     segs = [SrSubobject(label=x, nai=(f"10.0.0.{x - 16000}",)) for x in labels(rep)
             if x is not None]
-    pcc.send_raw(_with_identifiers(_report(1, segs, sync=True)))
+    pcc.send(MessageType.PCRPT, _report(1, segs, sync=True))
     pcc.send(MessageType.PCRPT, [Lsp(plsp_id=0), Ero()])  # end of synchronisation
     wait_for(lambda: pce.sessions()[0]["synced"], "the end of synchronisation")
     [lsp] = pce.lsps()
@@ -145,7 +126,7 @@ def test_report_sync_delegation_and_an_update_after_a_cut(pce: PceServer) -> Non
     assert labels(upd) == [16002, 16004]
     assert len([o for o in upd.objects if isinstance(o, Ero)]) == 1
     new = [SrSubobject(label=x, nai=(f"10.0.0.{x - 16000}",)) for x in (16002, 16004)]
-    pcc.send_raw(_with_identifiers(_report(1, new, srp_id=srp.srp_id)))
+    pcc.send(MessageType.PCRPT, _report(1, new, srp_id=srp.srp_id))
     wait_for(lambda: pce.lsps()[0]["history"][-1]["event"] == "acknowledged", "the ack")
     assert pce.lsps()[0]["history"][-1]["labels"] == [16002, 16004]
     # bringing the link back moves nothing: the new path still meets its bound
