@@ -10,6 +10,8 @@ from __future__ import annotations
 import http.client
 import logging
 import ssl
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -294,3 +296,26 @@ def test_allow_plaintext_starts_beyond_loopback_with_a_warning(
         assert len(warned) == 1 and "clear text" in warned[0].getMessage()
     finally:
         handle.stop()
+
+
+def test_the_command_refuses_a_plain_api_beyond_loopback_with_status_2(tmp_path: Path
+                                                                       ) -> None:
+    done = subprocess.run([sys.executable, "-m", "controller.main", "--topology",
+                           str(topology_file("triangle")), "--api-host", "0.0.0.0",
+                           "--state-dir", str(tmp_path)], capture_output=True, text=True,
+                          timeout=60, env={"PATH": "/usr/bin:/bin"})
+    assert done.returncode == 2, done.stderr
+    assert "would send bearer tokens in clear text" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_member_with_unusable_etcd_files_is_refused_naming_the_file(pki: Path,
+                                                                      tmp_path: Path) -> None:
+    good = _member_tls(pki)
+    settings = load_settings(environ={}, flags={
+        "topology.file": str(topology_file("triangle")), "state.dir": str(tmp_path),
+        "api.port": 0, "cluster.endpoints": "https://127.0.0.1:2379",
+        "cluster.member_id": "m1", "cluster.etcd_ca": good.ca,
+        "cluster.etcd_cert": good.cert, "cluster.etcd_key": str(tmp_path / "gone.pem")})
+    with pytest.raises(StoreError, match=f"--etcd-key {tmp_path / 'gone.pem'}: cannot read"):
+        build_controller(settings)
