@@ -39,6 +39,8 @@ class Specs:
         self.graph, self.link_ids = topology.to_graph()
         self.cities = [h for h in topology.hosts if h.name.startswith("h-city-")]
         self.clusters = [h for h in topology.hosts if h.name.startswith("h-dc-")]
+        if not self.cities or not self.clusters:  # a carrier map: any host to any other
+            self.cities = self.clusters = list(topology.hosts)
         self.used: Counter[tuple[str, str]] = Counter((i.src, i.dst) for i in topology.intents)
         """(src, dst) -> intents made for it and not released"""
         self.port = 20000
@@ -83,6 +85,8 @@ class Specs:
             a, b = self.rng.choice(self.cities), self.rng.choice(self.clusters)
             if self.rng.random() < 0.5:
                 a, b = b, a
+            if a.node == b.node:
+                continue
             best = self.graph.shortest_path(a.node, b.node)
             assert best is not None
             bound = round(best.latency_ms * self.rng.uniform(1.3, 2.5) + 1.0, 2)

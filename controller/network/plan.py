@@ -82,6 +82,22 @@ class OwnerPlan:
             if d is None:
                 d = delta_of[dpid] = (set(), set())
             removed, added = d
+            if len(was) == 1 and len(now) == 1:
+                (gone,), (came,) = was, now
+                if gone.key == came.key:
+                    # one flow replaced by another with the same key (a rerouted intent's
+                    # ingress, a moved destination): the key counts stay as they are
+                    want.discard(gone)
+                    want.add(came)
+                    if gone in added:
+                        added.discard(gone)
+                    else:
+                        removed.add(gone)
+                    if came in removed:
+                        removed.discard(came)
+                    else:
+                        added.add(came)
+                    continue
             for e in (was - now) if now else was:
                 want.discard(e)
                 k = e.key
