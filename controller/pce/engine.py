@@ -102,9 +102,10 @@ class LspRecord:
             "delegated": self.delegated, "operational": self.operational,
             "administrative": self.administrative, "created_by_pce": self.created_by_pce,
             "segments": [s.as_dict() for s in self.segments],
-            "max_latency_ms": None if req is None or math.isinf(req.max_latency_ms)
-            else req.max_latency_ms,
-            "min_bandwidth_mbps": req.min_bandwidth_mbps if req else None,
+            "max_latency_ms": req.max_latency_ms if req and math.isfinite(req.max_latency_ms)
+            else None,
+            "min_bandwidth_mbps": req.min_bandwidth_mbps
+            if req and math.isfinite(req.min_bandwidth_mbps) else None,
             "objective": req.objective if req else None,
             "computed": self.computed.as_dict() if self.computed else None,
             "history": list(self.history),
@@ -204,6 +205,9 @@ class PceEngine:
             return Answer(reason="source and destination are the same router")
         if req.objective not in OBJECTIVES:
             return Answer(reason=f"objective {req.objective!r} is not one of {OBJECTIVES}")
+        if math.isnan(req.max_latency_ms) or req.max_latency_ms < 0 or \
+                not math.isfinite(req.min_bandwidth_mbps) or req.min_bandwidth_mbps < 0:
+            return Answer(reason="the delay bound and the bandwidth must be numbers >= 0")
         self._apply_reservations(release)
         try:
             graph = self.igp_graph if req.objective == "igp" else self.te_graph

@@ -324,8 +324,10 @@ class _Session:
         for o in objs:
             if isinstance(o, Metric):
                 if o.bound:
-                    if o.metric_type == MetricType.PATH_DELAY:
-                        max_latency = min(max_latency, o.value / 1000.0)
+                    if o.metric_type == MetricType.PATH_DELAY:  # NaN kept: refused later
+                        bound_ms = o.value / 1000.0
+                        max_latency = bound_ms if math.isnan(bound_ms) else min(max_latency,
+                                                                               bound_ms)
                     elif o.metric_type in (MetricType.TE, MetricType.IGP):
                         max_cost = o.value
                     elif o.metric_type == MetricType.HOP_COUNT:
@@ -341,7 +343,7 @@ class _Session:
                 elif o.metric_type == MetricType.PATH_DELAY:
                     objective = "latency"
             elif isinstance(o, Bandwidth) and o.obj_type == 1:
-                bandwidth = max(0.0, o.mbps)
+                bandwidth = o.mbps
         return PathRequest(source=ends.source, destination=ends.destination,
                            max_latency_ms=max_latency, min_bandwidth_mbps=bandwidth,
                            objective=objective, max_cost=max_cost, max_hops=max_hops,

@@ -204,6 +204,12 @@ def test_bad_objects_get_errors_and_the_session_goes_on(pce: PceServer) -> None:
     pcc.send(MessageType.PCRPT, [Ero()])  # a report without an LSP object
     assert errors(pcc.recv_type(MessageType.PCERR)) == [(6, 8)]
     assert labels(pcc.request(S1, S4, bound_ms=3.0)) == [16002, 16004]
+    for value in (float("nan"), -5.0, float("inf")):  # bounds no path can be held to
+        objs = pcc.request_objects(S1, S4)
+        objs.insert(2, Metric(metric_type=MetricType.PATH_DELAY, value=value, bound=True))
+        objs.insert(2, codec.Bandwidth(bytes_per_s=value))
+        pcc.send(MessageType.PCREQ, objs)
+        assert isinstance(pcc.recv_type(MessageType.PCREP).first(NoPath), NoPath)
     pcc.send(MessageType.OPEN, [Open()])  # a second Open
     assert errors(pcc.recv_type(MessageType.PCERR)) == [(9, 1)]
     pcc.close()
