@@ -469,11 +469,11 @@ class ControllerCore:
                                      unmeasured))
         for ev in self.sla.sample(now, samples):
             kind = ev.pop("kind")
+            ev["intent"] = ev.pop("key")
             intent = table.intents[ev["intent"]]
             st.record(kind, now, name=intent.name, **ev)
             text = (f"intent {intent.name} ({intent.id}): measured latency "
                     f"{ev['measured_ms']:g} ms " + ("over" if kind == "sla_violation" else
-            ev["intent"] = ev.pop("key")
                                                     "back within") +
                     f" its bound {ev['bound_ms']:g} ms")
             (log.warning if kind == "sla_violation" else log.info)(
@@ -488,7 +488,7 @@ class ControllerCore:
         table.measured_routing |= wanted
         again = set()
         if st.measurements_version != self._sla_routed_version:
-            again = self.sla.violated() & table.measured_routing
+            again = violated & table.measured_routing
         if wanted or again:
             self._sla_routed_version = st.measurements_version
         return wanted | again
