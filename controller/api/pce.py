@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.params import Depends
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.api.auth import ApiAuth
@@ -150,6 +150,27 @@ def create_pce_app(server: PceServer, *, token: str | None,
     def health() -> dict[str, Any]:
         return {"status": "ok", "pcep": f"{server.host}:{server.port}"}
 
+    @app.get("/metrics", response_class=PlainTextResponse, dependencies=[access.dependency()])
+    def prometheus() -> str:
+        """The counters of ``GET /api/v1/pce/metrics`` in Prometheus' text format."""
+        return exposition(server.stats())
+
     app.include_router(pce_router(server, read=[access.dependency()],
                                   write=[access.dependency()]))
     return app
+
+
+_GAUGES = {"sessions_up", "lsps", "lsps_delegated", "request_ms_p50", "request_ms_max"}
+
+
+def exposition(stats: dict[str, Any]) -> str:
+    """Prometheus text: ``cpn_pce_<name>_total`` for counters, ``cpn_pce_<name>`` for
+    gauges (a value not known yet is left out)."""
+    lines = []
+    for name, value in sorted(stats.items()):
+        if value is None:
+            continue
+        metric = f"cpn_pce_{name}" if name in _GAUGES else f"cpn_pce_{name}_total"
+        kind = "gauge" if name in _GAUGES else "counter"
+        lines += [f"# TYPE {metric} {kind}", f"{metric} {value}"]
+    return "\n".join(lines) + "\n"

@@ -81,6 +81,9 @@ def test_reads_writes_and_errors(stack: tuple[PceServer, ApiHandle]) -> None:
         assert http.get("/api/v1/pce/lsps/127.0.0.2/1").status_code == 404
         stats = http.get("/api/v1/pce/metrics").json()
         assert stats["sessions_up"] == 1 and stats["initiates"] == 1
+        text = http.get("/metrics").text
+        assert "cpn_pce_sessions_up 1\n" in text and "cpn_pce_initiates_total 1\n" in text
+        assert "# TYPE cpn_pce_requests_total counter" in text
     pcc.close()
 
 
