@@ -97,6 +97,17 @@ def pce_router(server: PceServer, *, read: list[Depends], write: list[Depends]) 
             raise Conflict(f"no path: {out['reason']}")
         return out
 
+    @r.delete("/lsps/{pcc}/{plsp_id}", status_code=202, dependencies=write)
+    def remove(pcc: str, plsp_id: int) -> dict[str, Any]:
+        """Ask the PCC to remove an LSP the PCE created (PCInitiate with the R flag); the
+        PCC's report then removes it from the database."""
+        try:
+            return server.remove_initiated(pcc, plsp_id)
+        except KeyError as exc:
+            raise NotFound(str(exc.args[0])) from None
+        except LookupError as exc:
+            raise Conflict(str(exc)) from None
+
     @r.get("/path", dependencies=read)
     def path(query: Annotated[PathIn, Query()]) -> dict[str, Any]:
         """The path the PCE would answer a PCReq with (nothing is sent or kept)."""

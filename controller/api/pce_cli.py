@@ -42,6 +42,9 @@ def add_parsers(sub: Any) -> None:
     init.add_argument("destination")
     init.add_argument("--max-latency-ms", type=float, default=None)
     init.add_argument("--min-bandwidth-mbps", type=float, default=None)
+    rm = psub.add_parser("remove", help="remove an LSP the PCE created (PCInitiate, R flag)")
+    rm.add_argument("pcc")
+    rm.add_argument("plsp_id", type=int)
     psub.add_parser("metrics", help="counters of sessions and requests")
 
 
@@ -52,8 +55,9 @@ def call(c: Any, args: argparse.Namespace) -> Any:
     action = args.action
     if action in ("sessions", "lsps", "links", "metrics"):
         return c.request("GET", f"/pce/{action}")
-    if action == "lsp":
-        return c.request("GET", f"/pce/lsps/{args.pcc}/{args.plsp_id}")
+    if action in ("lsp", "remove"):
+        return c.request("GET" if action == "lsp" else "DELETE",
+                         f"/pce/lsps/{args.pcc}/{args.plsp_id}")
     opts = {k: getattr(args, k) for k in ("max_latency_ms", "min_bandwidth_mbps", "objective")
             if getattr(args, k, None) is not None}
     if action == "link":
@@ -119,6 +123,8 @@ def render(args: argparse.Namespace, data: Any, table: Table) -> None:
               [("nodes", " → ".join(data["nodes"])), ("segments", _labels(data["segments"])),
                ("latency ms", _num(data["latency_ms"])), ("te cost", data["te_cost"]),
                ("igp cost", data["igp_cost"])])
+    elif action == "remove":
+        table("PCInitiate (remove) sent", ["srp id"], [(data["srp_id"],)])
     elif action == "initiate":
         table("PCInitiate sent", ["srp id", "segments", "delay ms"],
               [(data["srp_id"], _labels(data["segments"]), _num(data["latency_ms"]))])

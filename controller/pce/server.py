@@ -719,3 +719,27 @@ class PceServer:
             return {"sent": True, "srp_id": srp_id, **answer.as_dict()}
 
         return dict(self._call(go))
+
+    def remove_initiated(self, pcc: str, plsp_id: int) -> dict[str, Any]:
+        """Ask the PCC at ``pcc`` to remove its LSP ``plsp_id`` (PCInitiate with the SRP's R
+        flag; RFC 8281 lets a PCE remove only the LSPs it created). KeyError for an LSP not
+        in the database, LookupError when its session is not up; the PCC's report with the
+        LSP's R flag then removes it from the database."""
+
+        async def go() -> dict[str, Any]:
+            with self.lock:
+                rec = self.engine.lsps.get((pcc, plsp_id))
+                if rec is None:
+                    raise KeyError(f"no LSP {plsp_id} of PCC {pcc}")
+                srp_id = self._srp_id()
+                rec.note(time.time(), "remove", srp_id=srp_id)
+            sess = self.sessions_by_peer.get(pcc)
+            if sess is None or sess.info.state != "up":
+                raise LookupError(f"no PCEP session with {pcc} is up")
+            sess.pending_srp[srp_id] = plsp_id
+            await sess.send(MessageType.PCINITIATE, [
+                Srp(srp_id=srp_id, remove=True),
+                Lsp(plsp_id=plsp_id, delegate=True, name=rec.name)])
+            return {"sent": True, "srp_id": srp_id}
+
+        return dict(self._call(go))

@@ -332,3 +332,10 @@ def test_pcinitiate_from_the_rest_api_creates_a_policy(frr: FrrLab) -> None:
     lsp = wait_for(lambda: frr.lsp("initiated"), "the initiated LSP's report")
     assert lsp["delegated"]
     json.dumps(lsp)  # the record is plain JSON
+    # and removed again: PCInitiate with the R flag, FRR's report with R drops the record
+    gone = frr.write("DELETE", f"/lsps/{ROUTER_ID}/{lsp['plsp_id']}", {})
+    assert gone.status_code == 202, gone.text
+    wait_for(lambda: "Name: initiated" not in frr.vtysh("show sr-te policy detail"),
+             "the policy to leave the router")
+    wait_for(lambda: frr.lsp("initiated") is None, "the LSP to leave the database")
+    assert frr.lsp("delay5-dyn") is not None  # the router's own LSP stays

@@ -14,7 +14,7 @@ import pytest
 
 from controller.api.pce import create_pce_app
 from controller.api.server import ApiHandle, serve_in_thread
-from controller.pce.codec import MessageType, SrSubobject
+from controller.pce.codec import Ero, Lsp, MessageType, Srp, SrSubobject
 from controller.pce.engine import PceEngine
 from controller.pce.server import PceServer
 from controller.topology.files import topology_file
@@ -79,6 +79,20 @@ def test_reads_writes_and_errors(stack: tuple[PceServer, ApiHandle]) -> None:
                             headers=AUTH)
         assert refused.status_code == 409 and "no PCEP session" in refused.json()["detail"]
         assert http.get("/api/v1/pce/lsps/127.0.0.2/1").status_code == 404
+        # the PCC reports the LSP it made; removing it sends PCInitiate with the R flag
+        made = [SrSubobject(label=x, nai=(f"10.0.0.{x - 16000}",)) for x in (16002, 16004)]
+        pcc.send(MessageType.PCRPT, _report(5, made))
+        wait_for(lambda: http.get("/api/v1/pce/lsps/127.0.0.2/5").status_code == 200, "it")
+        assert http.delete("/api/v1/pce/lsps/127.0.0.2/5").status_code == 401
+        assert http.delete("/api/v1/pce/lsps/127.0.0.2/6", headers=AUTH).status_code == 404
+        removed = http.delete("/api/v1/pce/lsps/127.0.0.2/5", headers=AUTH)
+        assert removed.status_code == 202, removed.text
+        msg = pcc.recv_type(MessageType.PCINITIATE)
+        srp, lsp = msg.first(Srp), msg.first(Lsp)
+        assert isinstance(srp, Srp) and srp.remove and srp.srp_id == removed.json()["srp_id"]
+        assert isinstance(lsp, Lsp) and lsp.plsp_id == 5 and msg.first(Ero) is None
+        pcc.send(MessageType.PCRPT, [Srp(srp_id=srp.srp_id), Lsp(plsp_id=5, remove=True)])
+        wait_for(lambda: http.get("/api/v1/pce/lsps/127.0.0.2/5").status_code == 404, "gone")
         stats = http.get("/api/v1/pce/metrics").json()
         assert stats["sessions_up"] == 1 and stats["initiates"] == 1
         text = http.get("/metrics").text
