@@ -186,6 +186,30 @@ def tshark_labels(pcap: Path, msg_type: int) -> list[list[int]]:
     return [[int(x) for x in line.split(",") if x] for line in out.splitlines() if line]
 
 
+def _remove_stale_labs() -> None:
+    """Namespaces, veths and FRR daemons of earlier runs of this module whose process is
+    gone (a run that was killed): they hold the PCE's address."""
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                           timeout=30).stdout.split()
+    for ns in (n for n in names if re.fullmatch(r"cpce\d+", n)):
+        try:
+            os.kill(int(ns[4:]), 0)
+            continue  # its run is alive
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        rundir = Path("/var/run/frr") / ns
+        for pidfile in rundir.glob("*.pid"):
+            try:
+                os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
+            except (ProcessLookupError, ValueError):
+                pass
+        subprocess.run(["ip", "link", "del", f"{ns}h"], capture_output=True, timeout=30)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+        shutil.rmtree(rundir, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def frr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FrrLab]:
     if os.geteuid() != 0:
@@ -197,6 +221,7 @@ def frr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FrrLab]:
     if missing:
         pytest.fail(f"missing {', '.join(missing)}: install Debian's frr and tshark "
                     "(scripts/setup.sh does)", pytrace=False)
+    _remove_stale_labs()
     tag = f"{os.getpid() % 100000}"
     ns, veth = f"cpce{tag}", f"cpce{tag}h"
     work = tmp_path_factory.mktemp("frr")
@@ -286,7 +311,7 @@ def test_delay_bound_gets_the_exact_path_and_tighter_gets_none(frr: FrrLab) -> N
     assert "Segment-List: (undefined)" in tight, detail  # NO-PATH: FRR holds no path
     assert frr.get("/metrics")["replies_no_path"] >= 1
     # Wireshark reads our PCRep's SR-ERO the same way
-    assert labels in tshark_labels(frr.pcap, 4)
+    wait_for(lambda: labels in tshark_labels(frr.pcap, 4), "the PCRep in the capture", 15)
 
 
 def test_a_hostile_peer_does_not_touch_frrs_session(frr: FrrLab) -> None:
@@ -313,7 +338,8 @@ def test_a_cut_moves_the_delegated_lsp_by_pcupd(frr: FrrLab) -> None:
     acks = wait_for(lambda: [h for h in frr.lsp("delay5-dyn")["history"]  # type: ignore[index]
                              if h["event"] == "acknowledged"], "FRR's report of the update")
     assert acks[-1]["srp_id"] == moved["srp_id"] and acks[-1]["labels"] == labels
-    assert [16002, 16004] in tshark_labels(frr.pcap, 11)  # the PCUpd, as Wireshark reads it
+    wait_for(lambda: [16002, 16004] in tshark_labels(frr.pcap, 11),  # Wireshark's reading
+             "the PCUpd in the capture", 15)
     # the link back: the new path still meets its bound, nothing moves
     assert frr.write("PUT", "/links/s1/s5", {"up": True}).json() == {"moved": []}
 
