@@ -39,6 +39,7 @@ from controller.network.service import ControllerService
 from controller.settings import (
     FLAGS,
     ApiSettings,
+    ClusterSettings,
     LoggingSettings,
     Settings,
     SettingsError,
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 
     from controller.api.server import ApiHandle
     from controller.api.tokens import TokenRegistry
+    from controller.cluster.etcd import EtcdAuth
     from controller.cluster.member import ClusterMember
     from controller.cluster.replica import ClusterIntentOperations, Replica
     from controller.cluster.view import ClusterView
@@ -127,6 +129,8 @@ def _parser() -> argparse.ArgumentParser:
     flag("cluster.member_id", metavar="NAME")
     flag("cluster.etcd_ca", metavar="FILE")
     flag("cluster.etcd_cert", metavar="FILE")
+    flag("cluster.etcd_user", metavar="NAME")
+    flag("cluster.etcd_password_file", metavar="FILE")
     flag("cluster.etcd_key", metavar="FILE")
     flag("api.allow_plaintext", action="store_true")
     return p
@@ -401,7 +405,8 @@ def _cluster_parts(settings: Settings, service: ControllerService) -> _ClusterPa
     tls = EtcdTls(cs.etcd_ca, cs.etcd_cert, cs.etcd_key) \
         if cs.etcd_ca is not None and cs.etcd_cert is not None and cs.etcd_key is not None \
         else None
-    client = EtcdClient(endpoints, timeout_s=cs.etcd_timeout_s, tls=tls)
+    auth = _etcd_auth(cs)
+    client = EtcdClient(endpoints, timeout_s=cs.etcd_timeout_s, tls=tls, auth=auth)
     try:
         store = EtcdStore(client, prefix=cs.prefix)
         # a quorum read that raises says why etcd does not answer (refused, timed out, a
@@ -414,7 +419,7 @@ def _cluster_parts(settings: Settings, service: ControllerService) -> _ClusterPa
         raise
     # leases are renewed on a client of their own, with a timeout well inside the TTL
     keepalive = EtcdClient(endpoints, timeout_s=min(cs.etcd_timeout_s, cs.lease_ttl_s / 3),
-                           tls=tls)
+                           tls=tls, auth=auth)
     member = ClusterMember(client, service, member_id=cs.member_id, prefix=cs.prefix,
                            openflow=_ofp_address(settings), ttl_s=float(cs.lease_ttl_s),
                            peer_host=cs.peer_host, keepalive_client=keepalive,
@@ -423,6 +428,25 @@ def _cluster_parts(settings: Settings, service: ControllerService) -> _ClusterPa
                                       timeout_s=settings.api.intent_timeout_s)
     return _ClusterParts(store, ReplicaStore(store, replica, member.etcd_healthy), replica,
                          member, intents)
+
+
+def _etcd_auth(cs: ClusterSettings) -> EtcdAuth | None:
+    """The etcd user and the password of ``cluster.etcd_password_file`` (its first line),
+    or None; :class:`CpnError` naming the file when it cannot be read or is empty."""
+    from controller.cluster.etcd import EtcdAuth
+
+    if cs.etcd_user is None or cs.etcd_password_file is None:
+        return None
+    path = cs.etcd_password_file
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CpnError(f"--etcd-password-file {path}: cannot read: "
+                       f"{getattr(exc, 'strerror', None) or exc}") from None
+    password = lines[0].strip() if lines else ""
+    if not password:
+        raise CpnError(f"--etcd-password-file {path}: empty (the password is its first line)")
+    return EtcdAuth(cs.etcd_user, password)
 
 
 def run(service: ControllerService, ofp_host: str, ofp_port: int) -> None:

@@ -280,6 +280,11 @@ class ClusterSettings(_Section):
     """PEM client certificate this member presents to etcd (etcd's --client-cert-auth)"""
     etcd_key: str | None = None
     """PEM private key of etcd_cert"""
+    etcd_user: str | None = None
+    """etcd user this member authenticates as when etcd's authentication is enabled (with
+    etcd_password_file; null: no authentication)"""
+    etcd_password_file: str | None = None
+    """file holding etcd_user's password (its first line)"""
 
     @model_validator(mode="after")
     def _member_needs_id(self) -> ClusterSettings:
@@ -295,6 +300,9 @@ class ClusterSettings(_Section):
             missing = ", ".join(key for key, ok in given.items() if not ok)
             raise ValueError("etcd over TLS needs etcd_ca, etcd_cert and etcd_key together: "
                              f"{missing} missing")
+        if (self.etcd_user is None) != (self.etcd_password_file is None):
+            raise ValueError("etcd authentication needs etcd_user and etcd_password_file "
+                             "together")
         return self
 
 
@@ -309,7 +317,8 @@ _PATH_SETTINGS = frozenset({"topology.file", "api.token_file", "state.dir",
                             "state.snapshot_file", "logging.file", "api.tls_cert",
                             "api.tls_key", "api.tokens_file", "openflow.tls_cert",
                             "openflow.tls_key", "openflow.tls_ca", "cluster.etcd_ca",
-                            "cluster.etcd_cert", "cluster.etcd_key"})
+                            "cluster.etcd_cert", "cluster.etcd_key",
+                            "cluster.etcd_password_file"})
 """Settings naming a file or directory: relative values in a config file are taken from the
 config file's directory."""
 
@@ -337,6 +346,8 @@ FLAGS: dict[str, str] = {
     "cluster.etcd_ca": "--etcd-ca",
     "cluster.etcd_cert": "--etcd-cert",
     "cluster.etcd_key": "--etcd-key",
+    "cluster.etcd_user": "--etcd-user",
+    "cluster.etcd_password_file": "--etcd-password-file",
     "logging.level": "--log-level",
     "logging.file": "--log-file",
 }

@@ -30,6 +30,13 @@ checked when the client is made (:meth:`EtcdTls.context`: a file missing, unread
 a key that does not match its certificate, a CA file without a CA are refused naming the
 flag and file). A handshake refused either way fails the request at once, like an endpoint
 that does not answer, with the reason in words (:func:`_short`).
+
+Authentication (etcd's ``auth enable``): with an :class:`EtcdAuth` the client gets a token
+from ``/v3/auth/authenticate`` before its first request and sends it in the
+``Authorization`` header of every request and watch. etcd forgets its tokens when it
+restarts (and drops idle ones after ``--auth-token-ttl``): a request or watch refused with
+"invalid auth token" authenticates again and is sent once more. Wrong credentials are a
+:class:`StoreError` naming the user.
 """
 
 from __future__ import annotations
@@ -65,10 +72,10 @@ with warnings.catch_warnings():
     )
 
 from controller.cluster.metrics import ETCD_REQUEST_SECONDS
-from controller.errors import ClusterUnavailable, StoreError
+from controller.errors import ClusterUnavailable, CpnError, StoreError
 
-__all__ = ["KV", "Compare", "EtcdClient", "EtcdTls", "Lease", "Op", "TxnResult", "Watch",
-           "WatchEvent", "prefix_end", "prefix_range"]
+__all__ = ["KV", "Compare", "EtcdAuth", "EtcdClient", "EtcdTls", "Lease", "Op", "TxnResult",
+           "Watch", "WatchEvent", "prefix_end", "prefix_range"]
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +87,7 @@ _HEADERS = {"Grpc-Metadata-hasleader": "true"}
 # DEADLINE_EXCEEDED, CANCELED, RESOURCE_EXHAUSTED (too many requests)
 _UNAVAILABLE_CODES = {1, 4, 8, 14}
 _NOT_FOUND = 5
+_INVALID_TOKEN = "invalid auth token"
 
 _WATCH_BACKOFF_S = (0.05, 0.1, 0.2, 0.5, 1.0)
 """pauses before reconnect attempts of a broken watch (the last one repeats)"""
@@ -399,16 +407,29 @@ class EtcdTls:
         return ctx
 
 
+@dataclass(frozen=True, slots=True)
+class EtcdAuth:
+    """An etcd user and its password (``cluster.etcd_user``, the password from
+    ``cluster.etcd_password_file``)."""
+
+    user: str
+    password: str = ""
+
+    def __repr__(self) -> str:  # the password stays out of logs and tracebacks
+        return f"EtcdAuth(user={self.user!r})"
+
+
 # -- the client ------------------------------------------------------------------------------
 
 class EtcdClient:
     """An etcd v3 client over the HTTP gateway of ``endpoints`` (URLs of one cluster, like
     ``http://127.0.0.1:2379``). ``timeout_s`` bounds each request on each endpoint. ``tls``:
     reach etcd over TLS with a client certificate (every endpoint must then be
-    ``https://``). Safe to use from several threads."""
+    ``https://``). ``auth``: authenticate as that etcd user. Safe to use from several
+    threads."""
 
     def __init__(self, endpoints: Sequence[str] | str, *, timeout_s: float = 2.0,
-                 tls: EtcdTls | None = None) -> None:
+                 tls: EtcdTls | None = None, auth: EtcdAuth | None = None) -> None:
         urls = [endpoints] if isinstance(endpoints, str) else list(endpoints)
         urls = [u.strip().rstrip("/") for u in urls if u.strip()]
         if not urls:
@@ -427,6 +448,9 @@ class EtcdClient:
         self._clients = [self._gateway(url) for url in urls]
         self._current = 0
         self._closed = False
+        self.auth = auth
+        self._token: str | None = None
+        self._auth_lock = threading.Lock()
 
     def _gateway(self, url: str) -> Etcd3Client:
         parts = urlsplit(url)
@@ -446,8 +470,51 @@ class EtcdClient:
                            session=session)
 
     # -- transport ---------------------------------------------------------------------------
+    def auth_headers(self, stale: str | None = None) -> dict[str, str]:
+        """The ``Authorization`` header of the current token ({} without :attr:`auth`),
+        authenticating first when there is none yet or the current one is ``stale`` (the
+        token etcd just called invalid: another thread may have replaced it already)."""
+        if self.auth is None:
+            return {}
+        with self._auth_lock:
+            if self._token is None or self._token == stale:
+                self._token = self._authenticate(self.auth)
+                for gateway in self._clients:
+                    gateway.session.headers["Authorization"] = self._token
+            return {"Authorization": self._token}
+
+    def _authenticate(self, auth: EtcdAuth) -> str:
+        try:
+            # without the session's (stale) token, which etcd would refuse first
+            answer = self._send("authenticate", "auth/authenticate",
+                                {"name": auth.user, "password": auth.password},
+                                headers={"Authorization": None})
+        except _EtcdAnswer as exc:
+            raise StoreError(f"etcd refused user {auth.user!r}: {exc.message}") from None
+        token = answer.get("token")
+        if not token:
+            raise StoreError(f"etcd gave user {auth.user!r} no token (is etcd's "
+                             "authentication enabled?)")
+        return str(token)
+
     def _post(self, op: str, path: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-        """POST ``payload`` to ``/v3/<path>`` on the first endpoint that answers."""
+        """POST ``payload`` to ``/v3/<path>`` on the first endpoint that answers (with the
+        auth token; once more with a new one when etcd calls it invalid)."""
+        if self.auth is None:
+            return self._send(op, path, payload)
+        token = self.auth_headers()["Authorization"]
+        try:
+            return self._send(op, path, payload)
+        except _EtcdAnswer as exc:
+            if _INVALID_TOKEN not in exc.message:
+                raise
+        self.auth_headers(stale=token)
+        return self._send(op, path, payload)
+
+    def _send(self, op: str, path: str, payload: Mapping[str, Any],
+              headers: Mapping[str, str | None] | None = None) -> dict[str, Any]:
+        """One POST of ``payload`` to ``/v3/<path>``, failing over between endpoints
+        (``headers``: over the session's; None drops one)."""
         if self._closed:
             raise StoreError("the etcd client is closed")
         started = time.perf_counter()
@@ -459,7 +526,8 @@ class EtcdClient:
                 i = (first + k) % n
                 gateway = self._clients[i]
                 try:
-                    answer = gateway.post(gateway.base_url + _API + path, json=payload)
+                    answer = gateway.post(gateway.base_url + _API + path, json=payload,
+                                          **({"headers": headers} if headers else {}))
                 except ConnectionTimeoutError:
                     reasons.append(f"{self.endpoints[i]}: no answer within "
                                    f"{self.timeout_s:g} s")
@@ -689,6 +757,8 @@ class Watch:
         self._endpoint = client._current
         self._connect_timeout_s = client.timeout_s
         self._tls_context = client.tls_context
+        self._client = client
+        self._stream_auth: dict[str, str] = {}
         self._on_events = on_events
         self._on_error = on_error
         self.last_revision = max(0, start_revision - 1)
@@ -771,11 +841,14 @@ class Watch:
         body = json.dumps({"create_request": {
             "key": _b64(start), "range_end": _b64(end),
             "start_revision": str(self.last_revision + 1), "progress_notify": True}})
+        auth = self._stream_auth = self._client.auth_headers()
         conn.request("POST", _API + "watch", body=body,
-                     headers={"Content-Type": "application/json", **_HEADERS})
+                     headers={"Content-Type": "application/json", **_HEADERS, **auth})
         response = conn.getresponse()
         if response.status != 200:
-            raise _StreamBroken(f"HTTP {response.status}: {response.read(300)!r}")
+            text = response.read(300).decode(errors="replace")
+            self._refresh_token(text, auth)
+            raise _StreamBroken(f"HTTP {response.status}: {text}")
         assert conn.sock is not None
         # reads block until etcd sends something (a quiet watch is normal); cancel() shuts
         # the socket down to end the wait
@@ -789,25 +862,41 @@ class Watch:
             message = json.loads(line)
             if "error" in message:
                 error = message["error"]
-                raise _StreamBroken(str(error.get("message") if isinstance(error, dict)
-                                        else error))
+                text = str(error.get("message") if isinstance(error, dict) else error)
+                self._refresh_token(text, auth)
+                raise _StreamBroken(text)
             self._handle(message.get("result", {}))
+
+    def _refresh_token(self, refusal: str, auth: Mapping[str, str]) -> None:
+        """etcd called the token invalid (it restarted and forgot it), or refused the watch
+        (which is all a watch with a token etcd forgot gets): a new token for the reconnect
+        (a failure to get one is the reconnect's to report)."""
+        if auth and (_INVALID_TOKEN in refusal or "permission denied" in refusal):
+            try:
+                self._client.auth_headers(stale=auth["Authorization"])
+            except CpnError as exc:
+                log.warning(f"etcd watch of {self.prefix!r}: cannot authenticate again: {exc}",
+                            extra={"event": "etcd_watch_auth_failed"})
 
     def _handle(self, result: Mapping[str, Any]) -> None:
         if self._stop.is_set():
             raise _WatchDone
-        if result.get("created"):
-            self.connected = True
-            log.debug(f"etcd watch of {self.prefix!r} open from {self.last_revision + 1}",
-                      extra={"event": "etcd_watch_open"})
-            return
+        # canceled before created: a watch etcd refuses (permission denied) comes back as
+        # both at once
         if result.get("canceled"):
             compacted = _int(result.get("compact_revision"))
             if compacted:
                 self._fail(StoreError(
                     f"watch of {self.prefix!r}: revision {self.last_revision + 1} is "
                     f"compacted (etcd keeps history from {compacted}); reload"))
-            raise _StreamBroken(f"etcd canceled the watch: {result.get('cancel_reason')}")
+            reason = str(result.get("cancel_reason") or "")
+            self._refresh_token(reason, self._stream_auth)
+            raise _StreamBroken(f"etcd canceled the watch: {reason}")
+        if result.get("created"):
+            self.connected = True
+            log.debug(f"etcd watch of {self.prefix!r} open from {self.last_revision + 1}",
+                      extra={"event": "etcd_watch_open"})
+            return
         events = [_event(e) for e in result.get("events") or []]
         header = _int(result.get("header", {}).get("revision"))
         revision = events[-1].mod_revision if events else header

@@ -25,6 +25,7 @@ wire (a cluster across machines would set ``--peer-cert-file`` and its kin too).
 from __future__ import annotations
 
 import atexit
+import base64
 import contextlib
 import http.client
 import json
@@ -38,12 +39,13 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
-from controller.cluster.etcd import EtcdTls
+from controller.cluster.etcd import EtcdAuth, EtcdClient, EtcdTls, prefix_range
 from controller.errors import StoreError
 
 __all__ = ["EtcdCluster", "EtcdServer", "ServerTls", "etcd_binary", "free_port", "server_tls"]
@@ -137,6 +139,8 @@ class EtcdServer:
         self.extra_args = list(extra_args)
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
+        self.auth_root: EtcdAuth | None = None
+        """etcd's root user once :meth:`enable_auth` turned authentication on"""
 
     # -- addresses and files ---------------------------------------------------------------
     @property
@@ -261,6 +265,35 @@ class EtcdServer:
             return False, str(exc) or type(exc).__name__
         finally:
             conn.close()
+
+    def enable_auth(self, root_password: str, users: Mapping[str, str],
+                    prefix: str = "/cpn") -> None:
+        """Turn etcd's authentication on (``etcdctl auth enable``): a ``root`` user with
+        ``root_password``, a role ``cpn-member`` that may read and write every key under
+        ``prefix`` and nothing else, and each of ``users`` (name -> password) with that
+        role. :class:`StoreError` naming the step etcd refused."""
+        start, end = prefix_range(f"{prefix.rstrip('/')}/".encode())
+        steps: list[tuple[str, dict[str, Any]]] = [
+            ("auth/role/add", {"name": "root"}),
+            ("auth/user/add", {"name": "root", "password": root_password}),
+            ("auth/user/grant", {"user": "root", "role": "root"}),
+            ("auth/role/add", {"name": "cpn-member"}),
+            ("auth/role/grant", {"name": "cpn-member", "perm": {
+                "permType": "READWRITE", "key": base64.b64encode(start).decode(),
+                "range_end": base64.b64encode(end).decode()}}),
+        ]
+        for name, password in users.items():
+            steps += [("auth/user/add", {"name": name, "password": password}),
+                      ("auth/user/grant", {"user": name, "role": "cpn-member"})]
+        steps.append(("auth/enable", {}))
+        with EtcdClient([self.client_url], tls=self.tls.client if self.tls else None,
+                        timeout_s=5.0) as client:
+            for path, body in steps:
+                try:
+                    client._send("auth", path, body)
+                except Exception as exc:  # noqa: BLE001 - named, whatever it was
+                    raise StoreError(f"etcd {self.name}: {path} refused: {exc}") from None
+        self.auth_root = EtcdAuth("root", root_password)
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """SIGTERM, then SIGKILL if it has not exited within ``timeout_s``; waits for it."""

@@ -30,7 +30,8 @@ every switch, must not open etcd):
 ``server-cert.pem``, ``-key``    etcd's ``--cert-file`` / ``--key-file`` (names
                                  ``localhost`` and ``127.0.0.1``; client use too: etcd's
                                  gateway presents it to etcd's own gRPC server)
-``client-NAME-cert.pem``, ``-key``  member NAME's ``--etcd-cert`` / ``--etcd-key``
+``client-NAME-cert.pem``, ``-key``  member NAME's ``--etcd-cert`` / ``--etcd-key`` (no
+                                 common name: see :func:`issue`)
 ==============================  ===========================================================
 
 Idempotent: files that exist are kept unless ``force``; missing end certificates are signed
@@ -193,18 +194,24 @@ def _certificate(subject: x509.Name, key: ec.EllipticCurvePrivateKey, issuer: x5
 
 def issue(subject_cn: str, ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, *,
           client: bool, days: int = DEFAULT_DAYS, now: datetime.datetime | None = None,
-          also_client: bool = False) -> tuple[bytes, bytes]:
+          also_client: bool = False, unit_only: bool = False) -> tuple[bytes, bytes]:
     """(certificate PEM, key PEM) of a new end certificate ``subject_cn`` signed by the CA:
     for a TLS client (a switch) when ``client``, else for a server (the controller, named
     ``localhost`` and ``127.0.0.1`` too; a client as well with ``also_client``). ``now``
-    shifts the validity (tests make expired certificates with it)."""
+    shifts the validity (tests make expired certificates with it). ``unit_only``: the name
+    goes in the subject's organizational unit and the subject has no common name (etcd
+    refuses, through its HTTP gateway with authentication on, a client certificate that has
+    one)."""
     key = ec.generate_private_key(ec.SECP256R1())
     usage = [ExtendedKeyUsageOID.CLIENT_AUTH] if client else [ExtendedKeyUsageOID.SERVER_AUTH]
     if also_client and not client:
         usage.append(ExtendedKeyUsageOID.CLIENT_AUTH)
     names: list[x509.GeneralName] = [] if client else [
         x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    cert = _certificate(_name(subject_cn), key, ca_cert.subject, ca_key, days, ca=False,
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "CPN lab"),
+                         x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, subject_cn)]) \
+        if unit_only else _name(subject_cn)
+    cert = _certificate(subject, key, ca_cert.subject, ca_key, days, ca=False,
                         usage=usage, names=names, now=now)
     return cert.public_bytes(serialization.Encoding.PEM), _key_bytes(key)
 
@@ -282,7 +289,7 @@ def make_etcd_pki(directory: str | Path, members: Iterable[str], *, force: bool 
          result, client=False, also_client=True)
     for m in names:
         _end(f"cpn-etcd-client-{m}", files.client_cert(m), files.client_key(m), ca_cert,
-             ca_key, force, days, result, client=True)
+             ca_key, force, days, result, client=True, unit_only=True)
     return result
 
 
@@ -311,14 +318,14 @@ def _ca(directory: Path, cert_path: Path, key_path: Path, common_name: str, forc
 
 def _end(common_name: str, cert_path: Path, key_path: Path, ca_cert: x509.Certificate,
          ca_key: ec.EllipticCurvePrivateKey, force: bool, days: int, result: PkiResult[Any], *,
-         client: bool, also_client: bool = False) -> None:
+         client: bool, also_client: bool = False, unit_only: bool = False) -> None:
     """Issue the end certificate at ``cert_path``/``key_path`` unless it exists (and not
     ``force``)."""
     if not force and cert_path.exists():
         result.kept.extend([cert_path, key_path])
         return
     cert_pem, key_pem = issue(common_name, ca_cert, ca_key, client=client, days=days,
-                              also_client=also_client)
+                              also_client=also_client, unit_only=unit_only)
     _write(key_path, key_pem, 0o600)
     _write(cert_path, cert_pem, 0o644)
     result.made.extend([cert_path, key_path])

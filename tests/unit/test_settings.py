@@ -99,7 +99,8 @@ def test_every_existing_flag_keeps_its_name_and_meaning(tmp_path: Path) -> None:
             "--member-id", "m1", "--api-tls-cert", "c.pem", "--api-tls-key", "k.pem",
             "--api-tokens-file", "tokens.yaml", "--ofp-tls-cert", "oc.pem", "--ofp-tls-key",
             "ok.pem", "--ofp-tls-ca", "ca.pem", "--etcd-ca", "eca.pem", "--etcd-cert",
-            "ec.pem", "--etcd-key", "ek.pem", "--api-allow-plaintext"]
+            "ec.pem", "--etcd-key", "ek.pem", "--api-allow-plaintext", "--etcd-user", "m1",
+            "--etcd-password-file", "pw"]
     s = load_settings(environ={}, flags=flags_of(*argv))
     assert s.model_dump() == {
         "topology": {"file": "t.yaml"},
@@ -126,7 +127,8 @@ def test_every_existing_flag_keeps_its_name_and_meaning(tmp_path: Path) -> None:
         "state": {"dir": "st", "snapshot_file": "snap.json"},
         "cluster": {"endpoints": "http://127.0.0.1:2379", "member_id": "m1", "prefix": "/cpn",
                     "lease_ttl_s": 1, "peer_host": "127.0.0.1", "etcd_timeout_s": 2.0,
-                    "etcd_ca": "eca.pem", "etcd_cert": "ec.pem", "etcd_key": "ek.pem"},
+                    "etcd_ca": "eca.pem", "etcd_cert": "ec.pem", "etcd_key": "ek.pem",
+                    "etcd_user": "m1", "etcd_password_file": "pw"},
         "logging": {"level": "debug", "file": "c.log"},
     }
     assert sorted(FLAGS.values()) == sorted(a for a in argv if a.startswith("--"))
