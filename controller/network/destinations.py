@@ -150,12 +150,16 @@ class Destinations:
         self._ends: list[tuple[int, int, int, int, float, float]] = []
         """per topology link: (id of end a, id of end b, link id a->b, link id b->a,
         latency a->b, latency b->a)"""
+        self._node_links: dict[int, list[int]] = {}
+        """engine node id -> its topology links"""
         for i in range(len(state.topology.links)):
             fwd = g.link(state.link_ids[i])
             rev_id = fwd.reverse if fwd.reverse is not None else fwd.id
             rev = g.link(rev_id)
             self._ends.append((node_ids[fwd.u], node_ids[fwd.v], fwd.id, rev_id,
                                fwd.latency_ms, rev.latency_ms))
+            for end in (fwd.u, fwd.v):
+                self._node_links.setdefault(node_ids[end], []).append(i)
             for lk in (fwd, rev):
                 self._hop[lk.id] = (lk.u, node_dpid[lk.u], state.out_port(lk.u, lk.id))
 
@@ -197,13 +201,24 @@ class Destinations:
         for cookie in gone:
             self._count(self._sources.pop(cookie), -1)
             plan.set_owner(cookie, {})
+        moves: dict[int, set[int]] = {}
+        """cookie of one host whose tree changed -> the switches whose next hop did"""
         for cookie, src in sources.items():
             prev = self._sources.get(cookie)
             if prev == src:
                 continue
-            if prev is not None:
-                self._count(prev, -1)
-            self._count(src, +1)
+            if prev is not None and len(src) == len(prev) == 1 and prev[0][0] == src[0][0]:
+                # a tree moved: count only what changed (a switch joining changes one entry
+                # of every tree)
+                before, after = prev[0][1], src[0][1]
+                left, came = before.items() - after.items(), after.items() - before.items()
+                self._count_items(left, -1)
+                self._count_items(came, +1)
+                moves[cookie] = {d for d, _ in left} | {d for d, _ in came}
+            else:
+                if prev is not None:
+                    self._count(prev, -1)
+                self._count(src, +1)
             self._sources[cookie] = src
             changed[cookie] = prev
         if not gone and not changed:
@@ -225,24 +240,25 @@ class Destinations:
             if prev is None or len(src) != 1 or len(prev) != 1 or prev[0][0] != src[0][0]:
                 self._rebuild(cookie, src, None)
                 continue
-            before, after = prev[0][1], src[0][1]
-            revisit = moved.intersection(after) | (before.keys() - after.keys())
-            if after is not before:
-                revisit.update(d for d, p in after.items() if before.get(d) != p)
+            revisit = moved.intersection(src[0][1]) | moves.get(cookie, set())
             if revisit:
                 self._rebuild(cookie, src, revisit)
 
     def _count(self, src: _Sources, sign: int) -> None:
         """Add (``sign`` 1) or take away (-1) the next hops of ``src``'s trees."""
-        counts = self._counts
         for _, tree in src:
-            for dpid, port_no in tree.items():
-                c = counts.get(dpid)
-                if c is None:
-                    c = counts[dpid] = Counter()
-                c[port_no] += sign
-                if not c[port_no]:
-                    del c[port_no]
+            self._count_items(tree.items(), sign)
+
+    def _count_items(self, items: Iterable[tuple[int, int]], sign: int) -> None:
+        """Add (``sign`` 1) or take away (-1) next hops (dpid, port)."""
+        counts = self._counts
+        for dpid, port_no in items:
+            c = counts.get(dpid)
+            if c is None:
+                c = counts[dpid] = Counter()
+            c[port_no] += sign
+            if not c[port_no]:
+                del c[port_no]
 
     def _set_default_flows(self) -> None:
         prefix = self._prefix
@@ -291,34 +307,82 @@ class Destinations:
         self.plan.set_owner(cookie, flows)
 
     def _forget_touched_trees(self, present: Mapping[str, bool]) -> None:
-        """Drop the trees the graph's change since the last refresh can touch (see the module
-        docstring); they are recomputed when asked for."""
+        """Bring the kept trees up to date with the graph's change since the last refresh
+        (see the module docstring): keep the untouched ones, extend those a switch joined as a
+        leaf, drop the others (recomputed when asked for). Presence needs nothing of its own:
+        an absent switch's links are down, so its change is a change of links."""
+        self._present = dict(present)
         link_up = list(self.state.link_up)
-        if present != self._present or len(link_up) != len(self._link_up):
+        if len(link_up) != len(self._link_up):
             self._trees.clear()
             self._dist.clear()
             self._pred.clear()
         else:
-            changed = [(self._ends[i], up) for i, (was, up)
+            changed = [(i, up) for i, (was, up)
                        in enumerate(zip(self._link_up, link_up, strict=True)) if was != up]
-            for root in [r for r in self._trees if self._touched(r, changed)]:
-                del self._trees[root], self._dist[root], self._pred[root]
+            if changed:
+                for root in list(self._trees):
+                    if not self._update_tree(root, changed, link_up):
+                        del self._trees[root], self._dist[root], self._pred[root]
         self._link_up = link_up
-        self._present = dict(present)
 
-    def _touched(self, root: str,
-                 changed: list[tuple[tuple[int, int, int, int, float, float], bool]]) -> bool:
+    def _update_tree(self, root: str, changed: list[tuple[int, bool]],
+                     link_up: list[bool]) -> bool:
+        """False when the tree of ``root`` must be recomputed; True when it is kept as is, or
+        was extended by a switch ``u`` that joined it as a leaf: ``u`` was unreachable, all
+        its links lead to switches of the tree, one of them gives it a strictly shortest path
+        and none gives another switch a path as short as its own through ``u``. The engine
+        would then settle every other switch as before and give ``u`` that link."""
         dist, pred = self._dist[root], self._pred[root]
-        for (a, b, ab, ba, w_ab, w_ba), up in changed:
-            if up:
-                da, db = dist[a], dist[b]
-                if da != db and (db + w_ab <= da or da + w_ba <= db):
-                    return True  # a shorter path, or a tie the new link could win
-                if da == db and da != float("inf") and min(w_ab, w_ba) == 0.0:
-                    return True  # a zero-latency link between equals: a tie
-            elif pred[a] == ab or pred[b] == ba:
-                return True
-        return False
+        inf = float("inf")
+        joined: int | None = None
+        for i, up in changed:
+            a, b, ab, ba, w_ab, w_ba = self._ends[i]
+            if not up:
+                if pred[a] == ab or pred[b] == ba:
+                    return False
+                continue
+            da, db = dist[a], dist[b]
+            if da == db:
+                if da != inf and min(w_ab, w_ba) == 0.0:
+                    return False  # a zero-latency link between equals: a tie
+                continue
+            if db + w_ab > da and da + w_ba > db:
+                continue
+            # a shorter path, or a tie the new link could win: only a leaf joining is cheap
+            u = a if da == inf else b if db == inf else None
+            if u is None or joined not in (None, u):
+                return False
+            joined = u
+        if joined is None:
+            return True
+        best: tuple[float, int] | None = None
+        second = inf
+        links = []
+        for i in self._node_links[joined]:
+            if not link_up[i]:
+                continue
+            a, b, ab, ba, w_ab, w_ba = self._ends[i]
+            v, out, w_out, w_in = (b, ab, w_ab, w_ba) if a == joined else (a, ba, w_ba, w_ab)
+            if dist[v] == inf:
+                return False
+            links.append((v, w_in))
+            d = dist[v] + w_out
+            if best is None or d < best[0]:
+                second = inf if best is None else best[0]
+                best = (d, out)
+            elif d < second:
+                second = d
+        if best is None or not best[0] < second:
+            return False
+        d_u, out = best
+        if any(not d_u + w_in > dist[v] for v, w_in in links):
+            return False
+        dist[joined], pred[joined] = d_u, out
+        node, dpid, port = self._hop[out]
+        if self._present.get(node, True):
+            self._trees[root] = {**self._trees[root], dpid: port}
+        return True
 
     def tree(self, node: str, present: Mapping[str, bool] | None = None) -> dict[int, int]:
         """For every other switch that can reach ``node``: dpid -> out port on a least-latency

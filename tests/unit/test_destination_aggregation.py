@@ -180,26 +180,40 @@ def tied_networks(draw: st.DrawFn) -> tuple[Topology, list[int]]:
         "links": [{"a": f"s{a}", "b": f"s{b}", "latency_ms": draw(st.integers(0, 8)) / 4}
                   for a, b in pairs],
     }
-    flips = draw(st.lists(st.integers(0, len(pairs) - 1), min_size=1, max_size=8))
+    # a link index to flip, or -1 - k: switch k's connection goes (or comes back)
+    flips = draw(st.lists(st.integers(-n, len(pairs) - 1), min_size=1, max_size=8))
     return topology_from_dict(doc), flips
 
 
 @given(tied_networks())
 @examples(60)
 def test_kept_trees_equal_fresh_trees_after_link_changes(case: Any) -> None:
-    """A tree kept across a change (not recomputed because the change cannot touch it) is the
-    tree a fresh reverse Dijkstra gives, ties included."""
+    """A tree kept across a change of links or switches (not recomputed because the change
+    cannot touch it, or extended by a switch that joined it as a leaf) is the tree a fresh
+    reverse Dijkstra gives, ties included."""
     t, flips = case
     core, net = running(t, load_intents=False)
     dest = core.router.destinations
     st_ = core.state
+    lost: set[int] = set()
     for k, i in enumerate(flips):
-        up = not net.link_up[i]
-        net.set_link(i, up)
-        for node, port in zip((t.links[i].a, t.links[i].b), core.wiring.link_ports[i],
-                              strict=True):
-            apply_and_confirm(core, net, core.port_status(core.wiring.node_dpid[node], port,
-                                                          up, 2.0 + k), 2.0 + k)
+        now = 2.0 + k
+        if i < 0:  # a switch lost, or connected again
+            dpid = core.wiring.node_dpid[f"s{-1 - i}"]
+            if dpid in lost:
+                lost.discard(dpid)
+                ports = {p: net.port_live(dpid, p) for p in core.wiring.ports_of(dpid)}
+                apply_and_confirm(core, net, core.switch_connected(dpid, ports, now), now)
+            else:
+                lost.add(dpid)
+                apply_and_confirm(core, net, core.switch_lost(dpid, now), now)
+        else:
+            up = not net.link_up[i]
+            net.set_link(i, up)
+            for node, port in zip((t.links[i].a, t.links[i].b), core.wiring.link_ports[i],
+                                  strict=True):
+                apply_and_confirm(core, net, core.port_status(core.wiring.node_dpid[node],
+                                                              port, up, now), now)
         core.router.refresh()
         for root, kept in dest._trees.items():
             fresh = {core.wiring.node_dpid[u]: st_.out_port(u, lid)
