@@ -3,7 +3,10 @@ send either decode or raise PcepDecodeError (never another exception)."""
 
 from __future__ import annotations
 
+import shutil
 import struct
+import subprocess
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -122,3 +125,42 @@ def test_mutated_reports_decode_or_raise_a_pcep_error(flips: list[tuple[int, int
         codec.decode_message(bytes(data))
     except PcepDecodeError:
         pass
+
+
+def test_wiresharks_pcep_dissector_reads_what_the_pce_sends(tmp_path: Path) -> None:
+    """An independent decoder: our PCRep (node and adjacency SIDs with their NAI, metrics),
+    PCUpd and PCErr wrapped in TCP by text2pcap and read by tshark."""
+    for tool in ("text2pcap", "tshark"):
+        assert shutil.which(tool), f"{tool} is missing (Debian's tshark; scripts/setup.sh)"
+    messages = [
+        codec.encode_message(MessageType.PCREP, [Rp(request_id=3), SAMPLE[6], Metric(
+            metric_type=MetricType.PATH_DELAY, value=4000.0, computed=True)]),
+        codec.encode_message(MessageType.PCUPD, [Srp(srp_id=9), Lsp(plsp_id=4, delegate=True),
+                                                 SAMPLE[6]]),
+        codec.encode_message(MessageType.PCERR, [ErrorObject(error_type=6, error_value=3)]),
+    ]
+    hexdump = tmp_path / "messages.txt"
+    hexdump.write_text("".join("0000 " + " ".join(f"{b:02x}" for b in m) + "\n"
+                               for m in messages))
+    pcap = tmp_path / "messages.pcap"
+    subprocess.run(["text2pcap", "-q", "-T", "4189,4189", str(hexdump), str(pcap)],
+                   check=True, capture_output=True, timeout=60)
+    fields = ["pcep.msg", "pcep.subobj.sr.sid.label", "pcep.subobj.sr.nai.ipv4node",
+              "pcep.subobj.sr.nai.localipv4addr", "pcep.subobj.sr.nai.remoteipv4addr",
+              "pcep.obj.metric.type", "pcep.obj.metric.metric_value", "pcep.error.type",
+              "pcep.error.value"]
+    out = subprocess.run(["tshark", "-r", str(pcap), "-d", "tcp.port==4189,pcep", "-T",
+                          "fields", *[x for f in fields for x in ("-e", f)]],
+                         check=True, capture_output=True, text=True, timeout=60).stdout
+    rows = [dict(zip(fields, line.split("\t"), strict=True)) for line in out.splitlines()]
+    assert len(rows) == 3
+    rep, upd, err = rows
+    assert rep["pcep.msg"] == "4"
+    assert rep["pcep.subobj.sr.sid.label"] == "16005,24012"
+    assert rep["pcep.subobj.sr.nai.ipv4node"] == "10.0.0.5"
+    assert (rep["pcep.subobj.sr.nai.localipv4addr"],
+            rep["pcep.subobj.sr.nai.remoteipv4addr"]) == ("10.1.12.1", "10.1.12.2")
+    assert "12" in rep["pcep.obj.metric.type"].split(",")
+    assert float(rep["pcep.obj.metric.metric_value"]) == 4000.0
+    assert upd["pcep.msg"] == "11" and upd["pcep.subobj.sr.sid.label"] == "16005,24012"
+    assert (err["pcep.msg"], err["pcep.error.type"], err["pcep.error.value"]) == ("6", "6", "3")
