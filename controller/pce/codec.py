@@ -309,6 +309,9 @@ class EndPoints(PcepObject):
     obj_class = ObjClass.END_POINTS
     p_flag = True
 
+    def __post_init__(self) -> None:
+        self.obj_type = 2 if self.ipv6 else 1
+
     @property
     def ipv6(self) -> bool:
         return ":" in self.source

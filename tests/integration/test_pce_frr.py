@@ -299,8 +299,9 @@ def test_delay_bound_gets_the_exact_path_and_tighter_gets_none(frr: FrrLab) -> N
     want = oracle(topo, "s1", "s4", 5.0)  # s1-s5-s4: 4 ms, cost 8
     labels = wait_for(lambda: frr.frr_labels("delay5-dyn"), "pathd to hold delay5's path")
     assert replay(topo, "s1", segments_of(topo, labels)) == [want]
-    lsp = wait_for(lambda: frr.lsp("delay5-dyn"), "delay5 in the LSP database")
-    assert [s["label"] for s in lsp["segments"]] == labels
+    lsp = wait_for(lambda: (r := frr.lsp("delay5-dyn")) and
+                   [s["label"] for s in r["segments"]] == labels and r,
+                   "delay5's report of those SIDs in the LSP database")
     assert lsp["delegated"] and lsp["max_latency_ms"] == 5.0
     assert lsp["min_bandwidth_mbps"] == pytest.approx(1.0)  # 125000 bytes/s
     assert lsp["computed"]["latency_ms"] == 4.0 and lsp["computed"]["te_cost"] == 8.0

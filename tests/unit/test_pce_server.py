@@ -210,6 +210,13 @@ def test_bad_objects_get_errors_and_the_session_goes_on(pce: PceServer) -> None:
         objs.insert(2, codec.Bandwidth(bytes_per_s=value))
         pcc.send(MessageType.PCREQ, objs)
         assert isinstance(pcc.recv_type(MessageType.PCREP).first(NoPath), NoPath)
+    pcc.send(MessageType.PCREQ, [Rp(request_id=11), EndPoints(source="fc00::1",
+                                                               destination="fc00::4")])
+    assert errors(pcc.recv_type(MessageType.PCERR)) == [(4, 2)]  # IPv6: not supported
+    of = codec.ObjectiveFunction(code=7)
+    of.p_flag = True  # a function it must use, and this PCE does not have
+    pcc.send(MessageType.PCREQ, [*pcc.request_objects(S1, S4)[:2], of])
+    assert errors(pcc.recv_type(MessageType.PCERR)) == [(4, 4)]
     pcc.send(MessageType.OPEN, [Open()])  # a second Open
     assert errors(pcc.recv_type(MessageType.PCERR)) == [(9, 1)]
     pcc.close()
