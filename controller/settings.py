@@ -178,7 +178,8 @@ class NetworkSettings(_Section):
 
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
-    """REST API address (on a loopback address reads need no token)"""
+    """REST API address (on a loopback address reads need no token; beyond loopback the API
+    needs tls_cert and tls_key, or allow_plaintext)"""
     port: int = Field(8080, ge=0, le=65535)
     """REST API port"""
     token_file: str | None = None
