@@ -1,9 +1,11 @@
-"""cpn-pce with FRR's PCC (Debian's frr: zebra + pathd -M pathd_pcep, run as user frr) in a
-network namespace the test makes, joined to the test's namespace by a veth pair.
+"""cpn-pce with FRR's PCC (Debian's frr: zebra + pathd -M pathd_pcep, run as user frr) on two
+routers, each in a network namespace the test makes, joined to the test's namespace by a veth
+pair (the PCE's address on the test's side of both).
 
-The router is s1 of topologies/diamond-sr.yaml (router id 10.0.0.1). Its pathd has two dynamic
-candidate paths to s4: ``delay5`` bounded to 5 ms (5000 us, METRIC 12 with the B flag) with a
-bandwidth and objective function MCP, and ``tight`` bounded to 1.5 ms, which no path meets.
+The routers are s1 and s2 of topologies/diamond-sr.yaml (router ids 10.0.0.1 and 10.0.0.2).
+s1's pathd has two dynamic candidate paths to s4: ``delay5`` bounded to 5 ms (5000 us, METRIC 12
+with the B flag) with a bandwidth and objective function MCP, and ``tight`` bounded to 1.5 ms,
+which no path meets; s2's has ``delay6`` (6 ms), which a cut of s1-s5 does not touch.
 What FRR holds is read from FRR itself (the segments pathd logs when it sends its report,
 ``show sr-te policy detail``) and from tshark's PCEP dissector on the captured session; what
 it should hold is computed here by brute force over the file's simple paths and a networkx
@@ -54,19 +56,7 @@ debug pathd pcep basic
 debug pathd pcep path
 segment-routing
  traffic-eng
-  policy color 1 endpoint 10.0.0.4
-   name delay5
-   candidate-path preference 100 name dyn dynamic
-    metric bound pd 5000 required
-    bandwidth 125000 required
-    objective-function mcp required
-  !
-  policy color 2 endpoint 10.0.0.4
-   name tight
-   candidate-path preference 100 name dyn dynamic
-    metric bound pd 1500 required
-    objective-function mcp required
-  !
+{policies}
   pcep
    pce PCE
     address ip {pce}
@@ -81,12 +71,25 @@ segment-routing
  !
 !
 """
+POLICY = """\
+  policy color {color} endpoint 10.0.0.4
+   name {name}
+   candidate-path preference 100 name dyn dynamic
+    metric bound pd {bound_us} required
+{extra}    objective-function mcp required
+  !
+"""
+ROUTERS = {  # node of diamond-sr: (router id, its policies to s4: name, colour, bound in us)
+    "s1": ("10.0.0.1", [("delay5", 1, 5000, "    bandwidth 125000 required\n"),
+                        ("tight", 2, 1500, "")]),
+    "s2": ("10.0.0.2", [("delay6", 1, 6000, "")]),
+}
 # An IPv6 router id: without one FRR 8.4's PCC waits about 19 s before it connects.
 ZEBRA_CONF = """\
 hostname {name}
 log file {log}
 ip router-id {router_id}
-ipv6 router-id fc00::1
+ipv6 router-id fc00::{index}
 """
 
 
@@ -107,19 +110,16 @@ def sh(*cmd: str) -> str:
 
 @dataclass
 class FrrLab:
-    ns: str
-    veth: str
-    workdir: Path
+    namespaces: dict[str, str]
+    """router (node name) -> its network namespace (also FRR's pathspace)"""
     api: str
-    pce: subprocess.Popen[str]
-    capture: subprocess.Popen[bytes]
     pcap: Path
-    pathd_log: Path
     topo: Topology
 
-    def vtysh(self, command: str) -> str:
-        return subprocess.run(["ip", "netns", "exec", self.ns, "vtysh", "-N", self.ns, "-c",
-                               command], capture_output=True, text=True, timeout=30).stdout
+    def vtysh(self, command: str, router: str = "s1") -> str:
+        ns = self.namespaces[router]
+        return subprocess.run(["ip", "netns", "exec", ns, "vtysh", "-N", ns, "-c", command],
+                              capture_output=True, text=True, timeout=30).stdout
 
     def get(self, path: str) -> Any:
         return httpx.get(f"{self.api}/api/v1/pce{path}", timeout=10).json()
@@ -131,9 +131,10 @@ class FrrLab:
     def lsp(self, name: str) -> dict[str, Any] | None:
         return next((r for r in self.get("/lsps") if r["name"] == name), None)
 
-    def frr_labels(self, path_name: str) -> list[int] | None:
+    def frr_labels(self, path_name: str, router: str = "s1") -> list[int] | None:
         """The SIDs pathd last reported for ``path_name``, from its own debug log."""
-        text = self.pathd_log.read_text(errors="replace")
+        log = Path("/var/run/frr") / self.namespaces[router] / "pathd.log"
+        text = log.read_text(errors="replace")
         start = text.rfind(f"Sending path {path_name}:")
         if start < 0:
             return None
@@ -191,9 +192,9 @@ def _remove_stale_labs() -> None:
     gone (a run that was killed): they hold the PCE's address."""
     names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
                            timeout=30).stdout.split()
-    for ns in (n for n in names if re.fullmatch(r"cpce\d+", n)):
+    for ns in (n for n in names if re.fullmatch(r"cpce\d+[a-z]", n)):
         try:
-            os.kill(int(ns[4:]), 0)
+            os.kill(int(ns[4:-1]), 0)
             continue  # its run is alive
         except ProcessLookupError:
             pass
@@ -223,25 +224,27 @@ def frr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FrrLab]:
                     "(scripts/setup.sh does)", pytrace=False)
     _remove_stale_labs()
     tag = f"{os.getpid() % 100000}"
-    ns, veth = f"cpce{tag}", f"cpce{tag}h"
+    namespaces = {node: f"cpce{tag}{chr(ord('a') + i)}" for i, node in enumerate(ROUTERS)}
     work = tmp_path_factory.mktemp("frr")
-    rundir = Path("/var/run/frr") / ns  # FRR's sockets; its configs, logs and pids too
     procs: list[subprocess.Popen[Any]] = []
-    pidfiles = [rundir / "pathd.pid", rundir / "zebra.pid"]
     try:
-        sh("ip", "netns", "add", ns)
-        sh("ip", "-n", ns, "link", "set", "lo", "up")
-        sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
-        sh("ip", "addr", "add", PCE_ADDR, "peer", f"{ROUTER_ID}/32", "dev", veth)
-        sh("ip", "link", "set", veth, "up")
-        sh("ip", "-n", ns, "addr", "add", ROUTER_ID, "peer", f"{PCE_ADDR}/32", "dev", "eth0")
-        sh("ip", "-n", ns, "link", "set", "eth0", "up")
+        for node, ns in namespaces.items():  # a namespace per router, a veth pair to the PCE
+            router_id, veth = ROUTERS[node][0], f"{ns}h"
+            sh("ip", "netns", "add", ns)
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+            sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            sh("ip", "addr", "add", PCE_ADDR, "peer", f"{router_id}/32", "dev", veth)
+            sh("ip", "link", "set", veth, "up")
+            sh("ip", "-n", ns, "addr", "add", router_id, "peer", f"{PCE_ADDR}/32", "dev",
+               "eth0")
+            sh("ip", "-n", ns, "link", "set", "eth0", "up")
         pcap = work / "pcep.pcap"
-        capture = subprocess.Popen(["dumpcap", "-q", "-i", veth, "-f", "tcp port 4189", "-w",
-                                    str(pcap)], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
+        capture = subprocess.Popen(
+            ["dumpcap", "-q", *[x for ns in namespaces.values() for x in ("-i", f"{ns}h")],
+             "-f", "tcp port 4189", "-w", str(pcap)], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
         procs.append(capture)
-        wait_for(lambda: pcap.exists() and pcap.stat().st_size > 0, "tshark to capture")
+        wait_for(lambda: pcap.exists() and pcap.stat().st_size > 0, "dumpcap to capture")
         env = {**os.environ, "CPN_API_TOKEN": TOKEN}
         pce_out = work / "cpn-pce.log"
         with pce_out.open("w") as out:
@@ -253,45 +256,59 @@ def frr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FrrLab]:
         procs.append(pce)
         found = wait_for(lambda: pce.poll() is None and re.search(
             r"API on (http://\S+)", pce_out.read_text()), "cpn-pce to start")
-        rundir.mkdir(parents=True, exist_ok=True)
-        shutil.chown(rundir, "frr", "frr")
-        for daemon, conf in (("zebra", ZEBRA_CONF), ("pathd", PATHD_CONF)):
-            path = rundir / f"{daemon}.conf"
-            path.write_text(conf.format(name=ns, log=rundir / f"{daemon}.log", pce=PCE_ADDR,
-                                        router_id=ROUTER_ID))
-            extra = ["-M", "pathd_pcep"] if daemon == "pathd" else []
-            sh("ip", "netns", "exec", ns, str(FRR / daemon), "-d", "-N", ns, *extra, "-f",
-               str(path), "-i", str(rundir / f"{daemon}.pid"))
-        lab = FrrLab(ns=ns, veth=veth, workdir=work, api=found.group(1), pce=pce,
-                     capture=capture, pcap=pcap, pathd_log=rundir / "pathd.log",
+        for i, (node, ns) in enumerate(namespaces.items(), 1):
+            router_id, policies = ROUTERS[node]
+            rundir = Path("/var/run/frr") / ns  # FRR's sockets; its configs, logs, pids too
+            rundir.mkdir(parents=True, exist_ok=True)
+            shutil.chown(rundir, "frr", "frr")
+            text = "".join(POLICY.format(name=name, color=color, bound_us=bound, extra=extra)
+                           for name, color, bound, extra in policies)
+            for daemon, conf in (("zebra", ZEBRA_CONF), ("pathd", PATHD_CONF)):
+                path = rundir / f"{daemon}.conf"
+                path.write_text(conf.format(name=ns, log=rundir / f"{daemon}.log",
+                                            pce=PCE_ADDR, router_id=router_id, index=i,
+                                            policies=text.rstrip("\n")))
+                extra_args = ["-M", "pathd_pcep"] if daemon == "pathd" else []
+                sh("ip", "netns", "exec", ns, str(FRR / daemon), "-d", "-N", ns, *extra_args,
+                   "-f", str(path), "-i", str(rundir / f"{daemon}.pid"))
+        lab = FrrLab(namespaces=namespaces, api=found.group(1), pcap=pcap,
                      topo=load_topology(TOPOLOGY))
-        wait_for(lambda: any(s["peer"] == ROUTER_ID and s["synced"]
-                             for s in lab.get("/sessions")), "FRR's session and its sync")
+        wait_for(lambda: sorted(s["peer"] for s in lab.get("/sessions") if s["synced"]) ==
+                 sorted(r for r, _ in ROUTERS.values()), "both routers' sessions and sync")
         yield lab
     finally:
-        for pidfile in pidfiles:  # FRR's daemons, by the pid they wrote
-            if pidfile.exists():
+        for ns in namespaces.values():  # FRR's daemons, by the pid they wrote
+            for daemon in ("pathd", "zebra"):
+                pidfile = Path("/var/run/frr") / ns / f"{daemon}.pid"
                 try:
                     os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
-                except (ProcessLookupError, ValueError):
+                except (OSError, ValueError):
                     pass
         for proc in reversed(procs):
-            proc.send_signal(signal.SIGINT if proc is procs[0] else signal.SIGTERM)
+            proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
-        subprocess.run(["ip", "link", "del", veth], capture_output=True, timeout=30)
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
-        shutil.rmtree(rundir, ignore_errors=True)
+        for ns in namespaces.values():
+            subprocess.run(["ip", "link", "del", f"{ns}h"], capture_output=True, timeout=30)
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+            shutil.rmtree(Path("/var/run/frr") / ns, ignore_errors=True)
 
 
-def test_session_and_report_synchronisation(frr: FrrLab) -> None:
-    [session] = [s for s in frr.get("/sessions") if s["peer"] == ROUTER_ID]
-    assert session["state"] == "up" and session["synced"] and session["stateful"]
-    assert session["instantiation"] and session["msd"] is not None
-    assert "Session Status UP" in frr.vtysh("show sr-te pcep session")
+def test_sessions_and_report_synchronisation(frr: FrrLab) -> None:
+    sessions = {s["peer"]: s for s in frr.get("/sessions")}
+    assert sorted(sessions) == ["10.0.0.1", "10.0.0.2"]
+    for session in sessions.values():
+        assert session["state"] == "up" and session["synced"] and session["stateful"]
+        assert session["instantiation"] and session["msd"] is not None
+    for router in ROUTERS:
+        assert "Session Status UP" in frr.vtysh("show sr-te pcep session", router)
+    # s2's own policy: s2-s5-s4 (5 ms, cost 9) is the least cost within 6 ms
+    labels = wait_for(lambda: frr.frr_labels("delay6-dyn", "s2"), "s2's path")
+    assert replay(frr.topo, "s2", segments_of(frr.topo, labels)) == \
+        [oracle(frr.topo, "s2", "s4", 6.0)]
 
 
 def test_delay_bound_gets_the_exact_path_and_tighter_gets_none(frr: FrrLab) -> None:
@@ -323,6 +340,7 @@ def test_a_hostile_peer_does_not_touch_frrs_session(frr: FrrLab) -> None:
     assert bad.closed_with() == CloseReason.MALFORMED
     after = [s for s in frr.get("/sessions") if s["peer"] == ROUTER_ID][0]
     assert after["connected_at"] == before["connected_at"] and after["state"] == "up"
+    assert len(frr.get("/sessions")) == 2
 
 
 def test_a_cut_moves_the_delegated_lsp_by_pcupd(frr: FrrLab) -> None:
@@ -330,7 +348,8 @@ def test_a_cut_moves_the_delegated_lsp_by_pcupd(frr: FrrLab) -> None:
     cut = next(i for i, lk in enumerate(topo.links) if {lk.a, lk.b} == {"s1", "s5"})
     out = frr.write("PUT", "/links/s1/s5", {"up": False})
     assert out.status_code == 200, out.text
-    [moved] = [m for m in out.json()["moved"] if m["pcc"] == ROUTER_ID]
+    [moved] = out.json()["moved"]  # s2's LSP does not use the link: it stays
+    assert moved["pcc"] == ROUTER_ID
     want = oracle(topo, "s1", "s4", 5.0, frozenset({cut}))  # s1-s2-s4
     assert moved["found"] and [s["label"] for s in moved["segments"]] == [16002, 16004]
     labels = wait_for(lambda: (x := frr.frr_labels("delay5-dyn")) != [16005, 16004] and x,
