@@ -24,7 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from waiting import wait_until
 
 from controller.cluster.etcd import Compare, EtcdAuth, EtcdClient, EtcdTls, Op, WatchEvent
-from controller.cluster.etcdproc import EtcdServer, ServerTls, server_tls
+from controller.cluster.etcdproc import EtcdCluster, EtcdServer, ServerTls, server_tls
 from controller.errors import ClusterUnavailable, CpnError, StoreError
 from controller.lab.cli import main as lab_main
 from controller.lab.pki import etcd_pki_files, make_etcd_pki, make_pki
@@ -106,6 +106,18 @@ def test_leases_transactions_and_watches_over_tls(client: EtcdClient) -> None:
                                                        ("delete", f"{ns}lock")]
     assert errors == []
     assert client.get(f"{ns}lock") is None
+
+
+def test_a_three_member_tls_etcd_fails_over_between_https_endpoints(pki: Path,
+                                                                    tmp_path: Path) -> None:
+    with EtcdCluster(3, workdir=tmp_path, tls=server_tls(pki / "ours", "launcher")) as etcd:
+        assert all(url.startswith("https://") for url in etcd.client_urls)
+        with EtcdClient(etcd.client_urls, tls=_member_tls(pki)) as c:
+            c.put("/t/failover", "before")
+            etcd.kill(0)  # the endpoint the client used first
+            assert c.put("/t/failover", "after") > 0
+            kv = c.get("/t/failover")
+            assert kv is not None and kv.value == b"after"
 
 
 def _refused(url: str, tls: EtcdTls | None) -> str:
