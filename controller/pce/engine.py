@@ -141,6 +141,7 @@ class PceEngine:
                     self._ids_of[i].append((graph, rev))
         self.lsps: dict[tuple[str, int], LspRecord] = {}
         self._held: dict[int, float] = {}
+        self._per_pcc: dict[str, int] = {}
         """bandwidth held per link (file index) as last written to the graphs"""
 
     # topology changes --------------------------------------------------------------------------
@@ -276,19 +277,26 @@ class PceEngine:
         return None
 
     def lsp(self, pcc: str, plsp_id: int) -> LspRecord:
+        """The record of a PCC's LSP, made empty when new."""
         rec = self.lsps.get((pcc, plsp_id))
         if rec is None:
             rec = self.lsps[(pcc, plsp_id)] = LspRecord(pcc=pcc, plsp_id=plsp_id)
+            self._per_pcc[pcc] = self._per_pcc.get(pcc, 0) + 1
         return rec
 
+    def lsp_count(self, pcc: str) -> int:
+        return self._per_pcc.get(pcc, 0)
+
     def remove_lsp(self, pcc: str, plsp_id: int) -> None:
-        self.lsps.pop((pcc, plsp_id), None)
+        if self.lsps.pop((pcc, plsp_id), None) is not None:
+            self._per_pcc[pcc] -= 1
         self._apply_reservations()
 
     def drop_pcc(self, pcc: str) -> None:
         """Forget every LSP of a PCC whose session ended (its delegations end with it)."""
         for key in [k for k in self.lsps if k[0] == pcc]:
             del self.lsps[key]
+        self._per_pcc.pop(pcc, None)
         self._apply_reservations()
 
     def reoptimize(self) -> list[tuple[LspRecord, Answer]]:

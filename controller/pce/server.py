@@ -57,6 +57,11 @@ MAX_UNKNOWN_MESSAGES = 5
 """Unknown messages a peer may send in a minute before its session is closed (reason 5)."""
 ASKED_KEPT = 16
 """Requests kept per (source, destination) for the reports that follow them."""
+ASKED_PAIRS_KEPT = 4096
+"""(source, destination) pairs whose requests a session keeps (a flood of random pairs
+cannot grow it further)."""
+MAX_LSPS_PER_PCC = 10_000
+"""LSPs the database keeps per PCC; a report of one more gets PCErr 20/1."""
 MAX_ERRORS = 20
 """Malformed objects a peer may send in a minute before its session is closed (reason 3)."""
 OF_OBJECTIVES = {1: "te", 2: "te", 3: "te"}
@@ -298,6 +303,8 @@ class _Session:
                     asked = self.asked.setdefault((req.source, req.destination), [])
                     asked.append((req, answer))
                     del asked[:-ASKED_KEPT]
+                    if len(self.asked) > ASKED_PAIRS_KEPT:  # the oldest pair goes
+                        self.asked.pop(next(iter(self.asked)))
                     lsp = next((o for o in objs if isinstance(o, Lsp)), None)
                     if lsp is not None and lsp.plsp_id:
                         rec = self.server.engine.lsp(self.info.peer, lsp.plsp_id)
@@ -375,7 +382,14 @@ class _Session:
                 if lsp.remove:
                     engine.remove_lsp(self.info.peer, lsp.plsp_id)
                     continue
-                rec = engine.lsp(self.info.peer, lsp.plsp_id)
+                full = (self.info.peer, lsp.plsp_id) not in engine.lsps and \
+                    engine.lsp_count(self.info.peer) >= self.server.max_lsps_per_pcc
+                if not full:
+                    rec = engine.lsp(self.info.peer, lsp.plsp_id)
+            if full:  # RFC 8231: the PCE cannot process (an otherwise valid) report
+                await self.send_error(20, 1, [lsp])
+                continue
+            with self.server.lock:
                 self._update_record(rec, lsp, ero, objs)
                 if srp is not None and srp.srp_id in self.pending_srp:
                     self.pending_srp.pop(srp.srp_id)
@@ -508,7 +522,8 @@ class PceServer:
     def __init__(self, engine: PceEngine, host: str = "127.0.0.1", port: int = 4189, *,
                  keepalive_s: int = 30, dead_timer_s: int = 120,
                  open_wait_s: float = OPEN_WAIT_S, request_rate: float = 500.0,
-                 request_burst: int = 1000, max_sessions: int = 256) -> None:
+                 request_burst: int = 1000, max_sessions: int = 256,
+                 max_lsps_per_pcc: int = MAX_LSPS_PER_PCC) -> None:
         ipaddress.ip_address(host)  # a literal address: ValueError otherwise
         self.engine = engine
         self.host = host
@@ -519,6 +534,7 @@ class PceServer:
         self.request_rate = request_rate
         self.request_burst = request_burst
         self.max_sessions = max_sessions
+        self.max_lsps_per_pcc = max_lsps_per_pcc
         self.lock = threading.RLock()
         self.sessions_by_peer: dict[str, _Session] = {}
         self.metrics: dict[str, int] = {

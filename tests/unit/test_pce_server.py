@@ -260,6 +260,22 @@ def test_dead_timer_and_a_peer_that_stops_mid_message(pce: PceServer) -> None:
     _healthy(pce)
 
 
+def test_reports_past_the_lsp_limit_are_refused(pce: PceServer) -> None:
+    pce.max_lsps_per_pcc = 3
+    pcc = FakePcc(pce.port)
+    pcc.open()
+    seg = [SrSubobject(label=16004, nai=("10.0.0.4",))]
+    for plsp in range(1, 6):
+        pcc.send(MessageType.PCRPT, _report(plsp, seg))
+    assert errors(pcc.recv_type(MessageType.PCERR))[-1] == (20, 1)  # the 4th
+    assert errors(pcc.recv_type(MessageType.PCERR))[-1] == (20, 1)  # the 5th
+    pcc.send(MessageType.PCRPT, _report(2, seg))  # one it has: still taken
+    pcc.send(MessageType.PCRPT, [Lsp(plsp_id=3, remove=True)])
+    pcc.send(MessageType.PCRPT, _report(6, seg))  # room again
+    wait_for(lambda: sorted(r["plsp_id"] for r in pce.lsps()) == [1, 2, 6], "the database")
+    pcc.close()
+
+
 def test_a_flood_of_requests_is_limited_and_others_are_served(pce: PceServer) -> None:
     flood = FakePcc(pce.port)
     flood.open()
