@@ -343,7 +343,7 @@ def test_a_hostile_peer_does_not_touch_frrs_session(frr: FrrLab) -> None:
     assert len(frr.get("/sessions")) == 2
 
 
-def test_a_cut_moves_the_delegated_lsp_by_pcupd(frr: FrrLab) -> None:
+def test_a_cut_or_a_measured_delay_moves_the_delegated_lsp_by_pcupd(frr: FrrLab) -> None:
     topo = frr.topo
     cut = next(i for i, lk in enumerate(topo.links) if {lk.a, lk.b} == {"s1", "s5"})
     out = frr.write("PUT", "/links/s1/s5", {"up": False})
@@ -362,6 +362,13 @@ def test_a_cut_moves_the_delegated_lsp_by_pcupd(frr: FrrLab) -> None:
              "the PCUpd in the capture", 15)
     # the link back: the new path still meets its bound, nothing moves
     assert frr.write("PUT", "/links/s1/s5", {"up": True}).json() == {"moved": []}
+    # a measured delay of 4.5 ms on s2-s4 puts s1-s2-s4 at 5.5 ms, over the bound: the LSP
+    # goes back to s1-s5-s4 (4 ms), the least cost within 5 ms on the measured delays
+    out = frr.write("PUT", "/links/s2/s4", {"latency_ms": 4.5})
+    [moved] = out.json()["moved"]
+    assert [s["label"] for s in moved["segments"]] == [16005, 16004]
+    wait_for(lambda: frr.frr_labels("delay5-dyn") == [16005, 16004], "pathd to move back")
+    frr.write("PUT", "/links/s2/s4", {"latency_ms": 1.0})
 
 
 def test_pcinitiate_from_the_rest_api_creates_a_policy(frr: FrrLab) -> None:
