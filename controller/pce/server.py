@@ -60,6 +60,9 @@ ASKED_KEPT = 16
 ASKED_PAIRS_KEPT = 4096
 """(source, destination) pairs whose requests a session keeps (a flood of random pairs
 cannot grow it further)."""
+WRITE_TIMEOUT_S = 10.0
+"""How long a message may wait for a peer to read (its buffers full) before the PCE drops
+the connection: a peer that sends and never reads holds nothing for longer."""
 MAX_LSPS_PER_PCC = 10_000
 """LSPs the database keeps per PCC; a report of one more gets PCErr 20/1."""
 MAX_ERRORS = 20
@@ -121,9 +124,15 @@ class _Session:
 
     # sending ------------------------------------------------------------------------------------
     async def send(self, msg_type: int, objects: list[PcepObject]) -> None:
+        """Write one message; a peer that has not read what it was sent within the
+        server's ``write_timeout_s`` (its buffers full) loses its connection."""
         self.writer.write(codec.encode_message(msg_type, objects))
         self.info.counters["messages_out"] += 1
-        await self.writer.drain()
+        try:
+            await asyncio.wait_for(self.writer.drain(), self.server.write_timeout_s)
+        except TimeoutError:
+            self.writer.transport.abort()
+            raise _SessionClosed("the peer stopped reading") from None
 
     async def send_error(self, error_type: int, error_value: int,
                          extra: list[PcepObject] | None = None) -> None:
@@ -134,7 +143,7 @@ class _Session:
                                                      error_value=error_value)])
 
     async def close(self, reason: int) -> None:
-        with contextlib.suppress(OSError, ConnectionError):
+        with contextlib.suppress(OSError, ConnectionError, _SessionClosed):
             await self.send(MessageType.CLOSE, [Close(reason=reason)])
         raise _SessionClosed(f"closed: reason {reason}")
 
@@ -231,8 +240,10 @@ class _Session:
             return
         while True:
             await asyncio.sleep(self.server.keepalive_s)
-            with contextlib.suppress(OSError, ConnectionError):
+            try:
                 await self.send(MessageType.KEEPALIVE, [])
+            except (OSError, ConnectionError, _SessionClosed):
+                return  # the connection is gone: the session's reader ends it
 
     async def dispatch(self, msg: Message) -> None:
         kind = msg.type
@@ -523,7 +534,8 @@ class PceServer:
                  keepalive_s: int = 30, dead_timer_s: int = 120,
                  open_wait_s: float = OPEN_WAIT_S, request_rate: float = 500.0,
                  request_burst: int = 1000, max_sessions: int = 256,
-                 max_lsps_per_pcc: int = MAX_LSPS_PER_PCC) -> None:
+                 max_lsps_per_pcc: int = MAX_LSPS_PER_PCC,
+                 write_timeout_s: float = WRITE_TIMEOUT_S) -> None:
         ipaddress.ip_address(host)  # a literal address: ValueError otherwise
         self.engine = engine
         self.host = host
@@ -535,6 +547,7 @@ class PceServer:
         self.request_burst = request_burst
         self.max_sessions = max_sessions
         self.max_lsps_per_pcc = max_lsps_per_pcc
+        self.write_timeout_s = write_timeout_s
         self.lock = threading.RLock()
         self.sessions_by_peer: dict[str, _Session] = {}
         self.metrics: dict[str, int] = {
@@ -706,12 +719,13 @@ class PceServer:
                     else:
                         rec.note(now, "no path", reason=answer.reason)
                     out.append(entry)
-            for sess, rec, answer, srp_id in sends:
-                with contextlib.suppress(OSError, ConnectionError):
-                    await sess.send_update(rec, answer, srp_id)
+            # at once: a PCC that does not read holds up only its own updates
+            await asyncio.gather(*(sess.send_update(rec, answer, srp_id)
+                                   for sess, rec, answer, srp_id in sends),
+                                 return_exceptions=True)
             return out
 
-        return list(self._call(go))
+        return list(self._call(go, self.write_timeout_s + 10.0))
 
     def initiate(self, pcc: str, req: PathRequest, name: str, color: int = 1) -> dict[str, Any]:
         """Ask the PCC at ``pcc`` to create an LSP, of SR policy colour ``color``, on the
@@ -731,10 +745,13 @@ class PceServer:
             if not answer.found:
                 return {"sent": False, **answer.as_dict()}
             srp_id = self._srp_id()
-            await sess.send_initiate(req, answer, name, color, srp_id)
+            try:
+                await sess.send_initiate(req, answer, name, color, srp_id)
+            except (_SessionClosed, OSError) as exc:
+                raise LookupError(f"the session with {pcc} ended: {exc}") from None
             return {"sent": True, "srp_id": srp_id, **answer.as_dict()}
 
-        return dict(self._call(go))
+        return dict(self._call(go, self.write_timeout_s + 10.0))
 
     def remove_initiated(self, pcc: str, plsp_id: int) -> dict[str, Any]:
         """Ask the PCC at ``pcc`` to remove its LSP ``plsp_id`` (PCInitiate with the SRP's R
@@ -753,9 +770,12 @@ class PceServer:
             if sess is None or sess.info.state != "up":
                 raise LookupError(f"no PCEP session with {pcc} is up")
             sess.pending_srp[srp_id] = plsp_id
-            await sess.send(MessageType.PCINITIATE, [
-                Srp(srp_id=srp_id, remove=True),
-                Lsp(plsp_id=plsp_id, delegate=True, name=rec.name)])
+            try:
+                await sess.send(MessageType.PCINITIATE, [
+                    Srp(srp_id=srp_id, remove=True),
+                    Lsp(plsp_id=plsp_id, delegate=True, name=rec.name)])
+            except (_SessionClosed, OSError) as exc:
+                raise LookupError(f"the session with {pcc} ended: {exc}") from None
             return {"sent": True, "srp_id": srp_id}
 
-        return dict(self._call(go))
+        return dict(self._call(go, self.write_timeout_s + 10.0))

@@ -276,6 +276,37 @@ def test_reports_past_the_lsp_limit_are_refused(pce: PceServer) -> None:
     pcc.close()
 
 
+def test_a_peer_that_never_reads_is_dropped() -> None:
+    """A message that waits longer than write_timeout_s for the peer to read (its buffers
+    full) aborts the connection: the session ends instead of holding on for ever."""
+    import asyncio
+
+    from controller.pce.server import SessionInfo, _Session, _SessionClosed
+
+    class StuckWriter:
+        def __init__(self) -> None:
+            self.aborted = False
+            self.transport = self
+
+        def write(self, data: bytes) -> None:
+            pass
+
+        async def drain(self) -> None:
+            await asyncio.sleep(3600)  # the peer never reads
+
+        def abort(self) -> None:
+            self.aborted = True
+
+    server = PceServer(PceEngine(load_topology(topology_file("diamond-sr"))),
+                       write_timeout_s=0.2)
+    writer = StuckWriter()
+    sess = _Session(server, None, writer, SessionInfo("127.0.0.2", 4189, 1, 0.0))  # type: ignore[arg-type]
+    started = time.monotonic()
+    with pytest.raises(_SessionClosed, match="stopped reading"):
+        asyncio.run(sess.send(MessageType.KEEPALIVE, []))
+    assert writer.aborted and 0.15 < time.monotonic() - started < 2
+
+
 def test_a_flood_of_requests_is_limited_and_others_are_served(pce: PceServer) -> None:
     flood = FakePcc(pce.port)
     flood.open()
