@@ -61,8 +61,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "'PCE unavailable' (burst: twice this)")
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         topo = load_topology_argument(args.topology)
         engine = PceEngine(topo)
@@ -70,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         server = PceServer(engine, pcep_host, pcep_port, keepalive_s=args.keepalive,
                            dead_timer_s=args.dead_timer, request_rate=args.request_rate,
                            request_burst=max(1, int(2 * args.request_rate)))
+        logging.basicConfig(level=args.log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         server.start()
     except (CpnError, ValueError, OSError) as exc:
         print(f"cpn-pce: {exc}", file=sys.stderr)
