@@ -177,18 +177,23 @@ def _spawn(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
 
 def live_cluster(topo_path: str, topo: Topology, *, members: int, api_port: int,
                  interactive: bool, workdir: Path) -> int:
-    """A local etcd and ``members`` controllers sharing the network (every switch connects
-    to all of them); show the mastership, kill the member mastering the most switches and
-    show the takeover with the routes still installed."""
-    from controller.cluster.etcdproc import EtcdServer
+    """A local etcd over TLS (client certificates required) and ``members`` controllers
+    sharing the network (every switch connects to all of them), each with its own etcd
+    client certificate; show the mastership, kill the member mastering the most switches
+    and show the takeover with the routes still installed."""
+    from controller.cluster.etcdproc import EtcdServer, server_tls
     from controller.lab.build import ControllerAddress
     from controller.lab.network import LabNetwork
     from controller.lab.ovs import require_root
+    from controller.lab.pki import make_etcd_pki
 
     require_root()
-    etcd = EtcdServer(workdir=workdir / "etcd")
+    member_ids = [f"m{i}" for i in range(1, members + 1)]
+    pki = make_etcd_pki(workdir / "pki", member_ids).files
+    etcd = EtcdServer(workdir=workdir / "etcd", tls=server_tls(workdir / "pki"))
     etcd.start()
-    print(f"etcd {etcd.client_url} (data in {etcd.data_dir})", flush=True)
+    print(f"etcd {etcd.client_url} (TLS, client certificates of the etcd CA in {pki.dir} "
+          f"required; data in {etcd.data_dir})", flush=True)
     procs: list[subprocess.Popen[bytes]] = []
     urls: dict[str, str] = {}
     ofps: list[ControllerAddress] = []
@@ -204,7 +209,10 @@ def live_cluster(topo_path: str, topo: Topology, *, members: int, api_port: int,
             procs.append(_spawn(["--topology", topo_path, "--ofp-port", str(ofp_port),
                                  "--api-port", str(port), "--state-dir",
                                  str(workdir / mid), "--log-file", str(log_path),
-                                 "--cluster", etcd.client_url, "--member-id", mid], log_path))
+                                 "--cluster", etcd.client_url, "--member-id", mid,
+                                 "--etcd-ca", str(pki.ca_cert),
+                                 "--etcd-cert", str(pki.client_cert(mid)),
+                                 "--etcd-key", str(pki.client_key(mid))], log_path))
         def answers(url: str) -> Callable[[], bool]:
             return lambda: bool(_get_json(f"{url}/api/v1/cluster"))
 

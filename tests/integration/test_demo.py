@@ -47,6 +47,8 @@ def test_demo_cluster_kills_a_member_and_the_others_take_over(lab_env) -> None:
     assert proc.returncode == 0, f"cpn-demo exited {proc.returncode}\n{out}\n{proc.stderr}"
     topo = load_topology(NATIONAL)
     assert "each connected to 3 controllers" in out, out
+    # the members reach etcd over TLS with their own client certificates
+    assert re.search(r"etcd https://127\.0\.0\.1:\d+ \(TLS, client certificates", out), out
     killed = re.search(r"killing member (m\d) \(SIGKILL\), master of (\d+) switches", out)
     assert killed is not None and int(killed.group(2)) in (17, 18), out
     took = re.search(r"mastered by the survivors (\d+) ms after the kill", out)
