@@ -1,5 +1,6 @@
-"""A cluster on an etcd that speaks only TLS with client certificates (``--client-cert-auth``,
-members as processes, no switches): two members with their own certificates join, split the
+"""A cluster on an etcd that speaks only TLS with client certificates (``--client-cert-auth``)
+and has its authentication on (a user per member, allowed the cluster's prefix only); members
+as processes, no switches: two members with their own certificates and users join, split the
 switches between them, share an intent through etcd, and one takes over when the other is
 killed; a member whose certificate another CA signed is refused at start, naming the reason."""
 
@@ -21,6 +22,7 @@ from controller.lab.pki import etcd_pki_files, make_etcd_pki
 from controller.topology.files import topology_file
 
 DIAMOND = topology_file("diamond")
+PASSWORDS = {"m1": "m1-etcd-password", "m2": "m2-etcd-password"}
 
 
 def _tls_flags(pki: Path, member: str) -> list[str]:
@@ -41,6 +43,7 @@ def etcd(pki: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdSe
     server = EtcdServer(workdir=tmp_path_factory.mktemp("etcd"),
                         tls=server_tls(pki, "launcher"))
     server.start()
+    server.enable_auth("root-etcd-password", PASSWORDS, prefix="/cpn")
     yield server
     server.cleanup()
 
@@ -50,8 +53,11 @@ def members(etcd: EtcdServer, pki: Path, tmp_path: Path) -> Iterator[list[Member
     started: list[MemberProcess] = []
     try:
         for member_id in ("m1", "m2"):
+            password_file = tmp_path / f"{member_id}-etcd-password"
+            password_file.write_text(PASSWORDS[member_id] + "\n")
             m = MemberProcess(DIAMOND, tmp_path, member_id, etcd.client_url,
-                              extra=_tls_flags(pki, member_id))
+                              extra=[*_tls_flags(pki, member_id), "--etcd-user", member_id,
+                                     "--etcd-password-file", str(password_file)])
             m.api_token = TOKEN
             m.start(timeout_s=30.0)
             started.append(m)
@@ -61,7 +67,7 @@ def members(etcd: EtcdServer, pki: Path, tmp_path: Path) -> Iterator[list[Member
             m.stop()
 
 
-def test_members_on_a_tls_etcd_elect_share_and_take_over(members: list[MemberProcess],
+def test_members_on_a_tls_etcd_with_users_elect_share_and_take_over(members: list[MemberProcess],
                                                          etcd: EtcdServer) -> None:
     m1, m2 = members
     assert etcd.client_url.startswith("https://")
