@@ -672,8 +672,9 @@ impl PyGraph {
     /// (also when src or dst is excluded). Unknown node or link → KeyError; negative/NaN
     /// bound, negative/NaN/inf bandwidth or bad weight → ValueError.
     /// Method: if the least-weight path meets the bound it is returned; otherwise reverse
-    /// Dijkstra lower bounds on latency and weight, then best-first label setting with
-    /// Pareto dominance (exact). Up to four Dijkstras, O((n + m) log n), plus the label
+    /// Dijkstra lower bounds on latency and weight, LARAC for the Lagrange multiplier of the
+    /// bound, then best-first label setting in order of the Lagrangian lower bound with
+    /// Pareto dominance (exact). A few Dijkstras, O((n + m) log n) each, plus the label
     /// search (worst case exponential, small in practice). The GIL is released.
     #[pyo3(signature = (src, dst, *, max_latency_ms, min_bandwidth_mbps=0.0, weight="cost", exclude_nodes=None, exclude_links=None))]
     #[allow(clippy::too_many_arguments)]

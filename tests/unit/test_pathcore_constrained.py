@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import networkx as nx
@@ -379,3 +379,121 @@ def test_constrained_on_knapsack_ladders(data: st.DataObject) -> None:
     assert path is not None, f"bound {bound}: optimum cost {min(feasible)}"
     assert path.latency_ms <= bound and path.hops == stages
     assert path.cost == min(feasible), f"bound {bound}: pathcore {path.cost}, DP {min(feasible)}"
+
+
+@st.composite
+def tie_heavy_specs(draw: st.DrawFn) -> GraphSpec:
+    """Small multigraphs whose links all take cost = latency from {0, 0.5, 1} (or cost 1 and
+    latency from {0.5, 1}): many paths equal in cost and latency with different hop counts,
+    and paths with fewer hops that are worse in cost or latency."""
+    spec = draw(graph_specs(min_nodes=3, max_nodes=8, max_links=16))
+    correlated = draw(st.booleans())
+    links = []
+    for link in spec.links:
+        if correlated:
+            v = draw(st.sampled_from([0.0, 0.5, 1.0]))
+            links.append(replace(link, latency_ms=v, cost=v))
+        else:
+            links.append(replace(link, latency_ms=draw(st.sampled_from([0.5, 1.0])), cost=1.0))
+    return GraphSpec(spec.n_nodes, tuple(links))
+
+
+@given(tie_heavy_specs(), st.data())
+@examples(150)
+def test_ties_in_cost_and_latency_go_to_fewer_hops(spec: GraphSpec, data: st.DataObject) -> None:
+    """Among feasible paths of least cost and then least latency, the fewest hops; hops never
+    let a label with more cost or latency survive in place of a better one (the brute-force
+    lexicographic optimum must be found exactly)."""
+    built = build(spec)
+    q = draw_query(data, built)
+    for weight in ("cost", "latency", "hops"):
+        best = _lexicographic_best(built, q, weight)
+        path = solve(built.graph, q, weight)
+        got = None if path is None else (path_value(path, weight), path.latency_ms, path.hops)
+        assert got == best, f"{q} ({weight}): pathcore {got}, lexicographic optimum {best}"
+        if path is not None:
+            check_path(built.model, path, q.src, q.dst)
+
+
+def test_fewer_hops_do_not_outweigh_cost_or_latency() -> None:
+    """s->t three ways: three links of cost 1 and 1 ms (cost 3, 3 ms), one link of cost 3 and
+    3 ms (the same cost and latency, fewer hops: the answer), and two links of cost 2, 4 ms
+    (cheaper, too slow for 3 ms). Through a middle node m the one-hop label s->m is worse in
+    cost than the two-hop one and must not displace it."""
+    import pathcore
+
+    g = pathcore.Graph()
+    g.add_nodes(["s", "a", "b", "m", "c", "t"])
+    for u, v in (("s", "a"), ("a", "b"), ("b", "t")):
+        g.add_link(u, v, latency_ms=1.0, bandwidth_mbps=1.0, cost=1.0, bidirectional=False)
+    g.add_link("s", "t", latency_ms=3.0, bandwidth_mbps=1.0, cost=3.0, bidirectional=False)
+    g.add_link("s", "c", latency_ms=2.0, bandwidth_mbps=1.0, cost=1.0, bidirectional=False)
+    g.add_link("c", "t", latency_ms=2.0, bandwidth_mbps=1.0, cost=1.0, bidirectional=False)
+    p = g.constrained_path("s", "t", max_latency_ms=3.0)
+    assert (list(p.nodes), p.cost, p.latency_ms) == (["s", "t"], 3.0, 3.0)
+    p = g.constrained_path("s", "t", max_latency_ms=4.0)
+    assert (list(p.nodes), p.cost, p.latency_ms) == (["s", "c", "t"], 2.0, 4.0)
+    # middle node: s->m direct (cost 2, 1 ms) vs s->a->m (cost 1 + 0.5, 1 ms: cheaper,
+    # more hops); m->t slow and cheap or fast and dear.
+    h = pathcore.Graph()
+    h.add_nodes(["s", "a", "m", "t"])
+    h.add_link("s", "m", latency_ms=1.0, bandwidth_mbps=1.0, cost=2.0, bidirectional=False)
+    h.add_link("s", "a", latency_ms=0.5, bandwidth_mbps=1.0, cost=1.0, bidirectional=False)
+    h.add_link("a", "m", latency_ms=0.5, bandwidth_mbps=1.0, cost=0.5, bidirectional=False)
+    h.add_link("m", "t", latency_ms=5.0, bandwidth_mbps=1.0, cost=1.0, bidirectional=False)
+    h.add_link("m", "t", latency_ms=1.0, bandwidth_mbps=1.0, cost=4.0, bidirectional=False)
+    p = h.constrained_path("s", "t", max_latency_ms=2.0)
+    assert (list(p.nodes), p.cost, p.hops) == (["s", "a", "m", "t"], 5.5, 3)
+
+
+@given(st.data())
+@examples(60)
+def test_constrained_on_road_grids(data: st.DataObject) -> None:
+    """Perturbed road grids (up to 8 x 8, streets missing at random) with correlated values:
+    cost = street length (integer 1..4), latency = length x a road class factor (1..3), the
+    bound between the fastest and the cheapest path. Oracle: dynamic programming over
+    (node, total latency) with (cost, hops) minimised lexicographically -- exact because every
+    link costs at least 1, so a walk with a cycle is never the optimum."""
+    import pathcore
+
+    rows = data.draw(st.integers(2, 8), label="rows")
+    cols = data.draw(st.integers(2, 8), label="cols")
+    g = pathcore.Graph()
+    names = [f"x{r}_{c}" for r in range(rows) for c in range(cols)]
+    g.add_nodes(names)
+    arcs: list[tuple[int, int, int, int]] = []  # (u, v, latency, cost), both directions
+    for r in range(rows):
+        for c in range(cols):
+            i = r * cols + c
+            for j, ok in ((i + 1, c + 1 < cols), (i + cols, r + 1 < rows)):
+                if not ok or data.draw(st.integers(0, 9)) == 0:
+                    continue
+                length = data.draw(st.integers(1, 4))
+                latency = length * data.draw(st.sampled_from([1, 2, 3]))
+                g.add_link(names[i], names[j], float(latency), 1.0, float(length), True)
+                arcs += [(i, j, latency, length), (j, i, latency, length)]
+    src, dst = 0, rows * cols - 1
+    fastest = g.shortest_path(names[src], names[dst], weight="latency")
+    if fastest is None:
+        return
+    cheapest = g.shortest_path(names[src], names[dst], weight="cost")
+    assert cheapest is not None
+    lo, hi = int(fastest.latency_ms), int(cheapest.latency_ms)
+    bound = data.draw(st.integers(lo, max(lo, hi)), label="bound")
+    # best[L][v] = least (cost, hops) of a walk src -> v of latency exactly L
+    inf = (math.inf, math.inf)
+    best = [[inf] * (rows * cols) for _ in range(bound + 1)]
+    best[0][src] = (0, 0)
+    for lat in range(bound + 1):
+        for u, v, a_lat, a_cost in arcs:
+            cu, hu = best[lat][u]
+            if cu != math.inf and lat + a_lat <= bound:
+                cand = (cu + a_cost, hu + 1)
+                best[lat + a_lat][v] = min(best[lat + a_lat][v], cand)
+    want = min(
+        ((c, float(lat), h) for lat in range(bound + 1) for c, h in [best[lat][dst]]),
+        default=None,
+    )
+    path = g.constrained_path(names[src], names[dst], max_latency_ms=float(bound))
+    assert path is not None and want is not None and want[0] != math.inf
+    assert (path.cost, path.latency_ms, path.hops) == want, (bound, want, path)

@@ -200,10 +200,11 @@ def test_arrays_errors_and_excluded_nothing() -> None:
     g.add_nodes(["a", "b", "c"])
     ab = g.add_link("a", "b", latency_ms=2.0, bandwidth_mbps=1.0, cost=3.0, bidirectional=False)
     assert g.shortest_path_arrays("a") == ([0.0, 2.0, math.inf], [-1, ab, -1])
-    assert g.shortest_path_arrays("a", "cost", reverse=True) == ([0.0, math.inf, math.inf],
-                                                                 [-1, -1, -1])
-    assert g.shortest_path_arrays("b", "hops", reverse=True) == ([1.0, 0.0, math.inf],
-                                                                 [ab, -1, -1])
+    assert g.shortest_path_arrays("a", "cost", reverse=True) == (
+        [0.0, math.inf, math.inf],
+        [-1, -1, -1],
+    )
+    assert g.shortest_path_arrays("b", "hops", reverse=True) == ([1.0, 0.0, math.inf], [ab, -1, -1])
     g.set_link_up(ab, False)
     assert g.shortest_path_arrays("a") == ([0.0, math.inf, math.inf], [-1, -1, -1])
     with pytest.raises(KeyError):
