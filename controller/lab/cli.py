@@ -79,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     pki.add_argument("--etcd-member", action="append", default=[], metavar="NAME",
                      help="also make DIR/etcd: an etcd CA, etcd's server certificate and a "
                           "client certificate for cluster member NAME (repeat for each)")
+    pki.add_argument("--etcd-host", action="append", default=[], metavar="HOST",
+                     help="a name or address members reach etcd at, put in etcd's server "
+                          "certificate beside localhost and 127.0.0.1 (repeat for each)")
     return p
 
 
@@ -114,8 +117,9 @@ def _pki(args: argparse.Namespace) -> int:
           f"{files.controller_key} --ofp-tls-ca {files.ca_cert}")
     print(f"switches:   cpn-lab up FILE --controller ssl:127.0.0.1:6653 --tls-dir {files.dir} "
           f"(or ovs-vsctl set-ssl {files.switch_key} {files.switch_cert} {files.ca_cert})")
-    if args.etcd_member:
-        etcd = make_etcd_pki(args.dir, args.etcd_member, force=args.force, days=args.days)
+    if args.etcd_member or args.etcd_host:
+        etcd = make_etcd_pki(args.dir, args.etcd_member, force=args.force, days=args.days,
+                             hosts=args.etcd_host)
         for path in etcd.made:
             print(f"made  {path}")
         for path in etcd.kept:

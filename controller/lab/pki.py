@@ -28,8 +28,9 @@ every switch, must not open etcd):
 ``ca-cert.pem``, ``ca-key.pem``  the etcd CA (etcd's ``--trusted-ca-file``; members'
                                  ``--etcd-ca``)
 ``server-cert.pem``, ``-key``    etcd's ``--cert-file`` / ``--key-file`` (names
-                                 ``localhost`` and ``127.0.0.1``; client use too: etcd's
-                                 gateway presents it to etcd's own gRPC server)
+                                 ``localhost``, ``127.0.0.1`` and each ``--etcd-host``;
+                                 client use too: etcd's gateway presents it to etcd's own
+                                 gRPC server)
 ``client-NAME-cert.pem``, ``-key``  member NAME's ``--etcd-cert`` / ``--etcd-key`` (no
                                  common name: see :func:`issue`)
 ==============================  ===========================================================
@@ -44,6 +45,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,26 +196,49 @@ def _certificate(subject: x509.Name, key: ec.EllipticCurvePrivateKey, issuer: x5
 
 def issue(subject_cn: str, ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, *,
           client: bool, days: int = DEFAULT_DAYS, now: datetime.datetime | None = None,
-          also_client: bool = False, unit_only: bool = False) -> tuple[bytes, bytes]:
+          also_client: bool = False, unit_only: bool = False,
+          hosts: Iterable[str] = ()) -> tuple[bytes, bytes]:
     """(certificate PEM, key PEM) of a new end certificate ``subject_cn`` signed by the CA:
     for a TLS client (a switch) when ``client``, else for a server (the controller, named
     ``localhost`` and ``127.0.0.1`` too; a client as well with ``also_client``). ``now``
     shifts the validity (tests make expired certificates with it). ``unit_only``: the name
     goes in the subject's organizational unit and the subject has no common name (etcd
     refuses, through its HTTP gateway with authentication on, a client certificate that has
-    one)."""
+    one). ``hosts``: more names (DNS names or IP addresses) a server certificate holds."""
     key = ec.generate_private_key(ec.SECP256R1())
     usage = [ExtendedKeyUsageOID.CLIENT_AUTH] if client else [ExtendedKeyUsageOID.SERVER_AUTH]
     if also_client and not client:
         usage.append(ExtendedKeyUsageOID.CLIENT_AUTH)
     names: list[x509.GeneralName] = [] if client else [
-        x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        *(_general_name(h) for h in hosts if h not in ("localhost", "127.0.0.1"))]
     subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "CPN lab"),
                          x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, subject_cn)]) \
         if unit_only else _name(subject_cn)
     cert = _certificate(subject, key, ca_cert.subject, ca_key, days, ca=False,
                         usage=usage, names=names, now=now)
     return cert.public_bytes(serialization.Encoding.PEM), _key_bytes(key)
+
+
+_DNS_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
+
+
+def _is_host(host: str) -> bool:
+    """``host`` is an IP address or a DNS name."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return _DNS_NAME.fullmatch(host) is not None
+
+
+def _general_name(host: str) -> x509.GeneralName:
+    """``host`` as a subject alternative name: an IP address, else a DNS name."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
 
 
 def new_ca(common_name: str = "CPN lab CA", days: int = 10 * DEFAULT_DAYS
@@ -265,12 +290,19 @@ def make_pki(directory: str | Path, *, force: bool = False, days: int = DEFAULT_
 
 
 def make_etcd_pki(directory: str | Path, members: Iterable[str], *, force: bool = False,
-                  days: int = DEFAULT_DAYS) -> PkiResult[EtcdPkiFiles]:
-    """Make what is missing of etcd's CA, its server certificate and a client certificate
-    per member name in ``directory``/etcd (see the module's table); with ``force``, make
-    all anew. The same checks and modes as :func:`make_pki` (:class:`LabError`, nothing
+                  days: int = DEFAULT_DAYS, hosts: Iterable[str] = ()
+                  ) -> PkiResult[EtcdPkiFiles]:
+    """Make what is missing of etcd's CA, its server certificate (named ``localhost``,
+    ``127.0.0.1`` and each of ``hosts``: the names or addresses members reach etcd at) and a
+    client certificate per member name in ``directory``/etcd (see the module's table); with
+    ``force``, make all anew (an existing server certificate is kept, with the names it
+    has). The same checks and modes as :func:`make_pki` (:class:`LabError`, nothing
     written, for bad input)."""
     names = list(members)
+    host_names = list(hosts)
+    bad_hosts = [h for h in host_names if not _is_host(h)]
+    if bad_hosts:
+        raise LabError(f"--etcd-host: a DNS name or an IP address each (got {bad_hosts!r})")
     bad = [m for m in names if not m or not m.replace("-", "").replace("_", "").replace(
         ".", "").isalnum()]
     if bad:
@@ -286,7 +318,7 @@ def make_etcd_pki(directory: str | Path, members: Iterable[str], *, force: bool 
     ca_cert, ca_key = _ca(files.dir, files.ca_cert, files.ca_key, "CPN etcd CA", force, days,
                           result)
     _end("cpn-etcd-server", files.server_cert, files.server_key, ca_cert, ca_key, force, days,
-         result, client=False, also_client=True)
+         result, client=False, also_client=True, hosts=host_names)
     for m in names:
         _end(f"cpn-etcd-client-{m}", files.client_cert(m), files.client_key(m), ca_cert,
              ca_key, force, days, result, client=True, unit_only=True)
@@ -318,14 +350,15 @@ def _ca(directory: Path, cert_path: Path, key_path: Path, common_name: str, forc
 
 def _end(common_name: str, cert_path: Path, key_path: Path, ca_cert: x509.Certificate,
          ca_key: ec.EllipticCurvePrivateKey, force: bool, days: int, result: PkiResult[Any], *,
-         client: bool, also_client: bool = False, unit_only: bool = False) -> None:
+         client: bool, also_client: bool = False, unit_only: bool = False,
+         hosts: Iterable[str] = ()) -> None:
     """Issue the end certificate at ``cert_path``/``key_path`` unless it exists (and not
     ``force``)."""
     if not force and cert_path.exists():
         result.kept.extend([cert_path, key_path])
         return
     cert_pem, key_pem = issue(common_name, ca_cert, ca_key, client=client, days=days,
-                              also_client=also_client, unit_only=unit_only)
+                              also_client=also_client, unit_only=unit_only, hosts=hosts)
     _write(key_path, key_pem, 0o600)
     _write(cert_path, cert_pem, 0o644)
     result.made.extend([cert_path, key_path])

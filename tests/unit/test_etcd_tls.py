@@ -237,7 +237,8 @@ def test_etcd_tls_paths_in_a_config_file_are_from_its_directory(tmp_path: Path) 
 
 def test_cpn_lab_pki_makes_an_etcd_ca_server_and_member_certificates(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert lab_main(["pki", str(tmp_path), "--etcd-member", "m1", "--etcd-member", "m2"]) == 0
+    assert lab_main(["pki", str(tmp_path), "--etcd-member", "m1", "--etcd-member", "m2",
+                     "--etcd-host", "etcd-a.example.net", "--etcd-host", "10.1.2.3"]) == 0
     out = capsys.readouterr().out
     files = etcd_pki_files(tmp_path)
     assert f"--etcd-cert {files.client_cert('m2')}" in out
@@ -248,7 +249,8 @@ def test_cpn_lab_pki_makes_an_etcd_ca_server_and_member_certificates(
     usage = server.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert set(usage) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
     names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert {str(n.value) for n in names} == {"localhost", "127.0.0.1"}
+    assert {str(n.value) for n in names} == {"localhost", "127.0.0.1", "etcd-a.example.net",
+                                             "10.1.2.3"}
     for member in ("m1", "m2"):
         cert = x509.load_pem_x509_certificate(files.client_cert(member).read_bytes())
         cert.verify_directly_issued_by(ca)
@@ -261,6 +263,9 @@ def test_cpn_lab_pki_makes_an_etcd_ca_server_and_member_certificates(
 def test_bad_etcd_member_names_and_half_pairs_change_nothing(tmp_path: Path) -> None:
     with pytest.raises(CpnError, match="etcd member names"):
         make_etcd_pki(tmp_path / "a", ["m/1"])
+    with pytest.raises(CpnError, match=r"--etcd-host: a DNS name or an IP address each \(got "
+                                       r"\['etcd a'\]\)"):
+        make_etcd_pki(tmp_path / "a", ["m1"], hosts=["etcd a", "::1"])
     assert not (tmp_path / "a").exists()
     make_etcd_pki(tmp_path / "b", ["m1"])
     files = etcd_pki_files(tmp_path / "b")
