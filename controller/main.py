@@ -129,9 +129,9 @@ def _parser() -> argparse.ArgumentParser:
     flag("cluster.member_id", metavar="NAME")
     flag("cluster.etcd_ca", metavar="FILE")
     flag("cluster.etcd_cert", metavar="FILE")
+    flag("cluster.etcd_key", metavar="FILE")
     flag("cluster.etcd_user", metavar="NAME")
     flag("cluster.etcd_password_file", metavar="FILE")
-    flag("cluster.etcd_key", metavar="FILE")
     flag("api.allow_plaintext", action="store_true")
     return p
 
