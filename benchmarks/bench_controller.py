@@ -113,7 +113,7 @@ def timed_add(service: ControllerService, specs: list[IntentSpec], keep: bool = 
         intents = service.add_intents(specs, timeout_s=60)
     wall_ms = (time.perf_counter() - t0) * 1000.0
     recs = service.change_records()[n_before:]
-    states = Counter(i.state for i in intents)
+    states = Counter(str(i.state) for i in intents)
     rec = main_record(recs)
     if not keep:
         service.wait_change(service.apply_intents([], [i.id for i in intents]), 60)
@@ -230,7 +230,7 @@ def cut_and_measure(lab: LabNetwork, service: ControllerService, topology: Topol
         out, _ = proc.communicate(timeout=30)
         m = _TX.search(out.decode(errors="replace"))
         lost = int(m.group(1)) - int(m.group(2)) if m else None
-    states = Counter(service.intent(i).state for i in crossing)
+    states = Counter(str(service.intent(i).state) for i in crossing)
     n_before = len(service.change_records())
     lab.link_up(lk.a, lk.b, index=link_index)
     wait("the link-up change", lambda: any("up" in r.cause for r in
@@ -355,19 +355,26 @@ def report(res: dict[str, Any]) -> str:
              f"(lab start {res['lab_start_s']:.1f} s). Load average at start "
              f"{res['load_average'][0]:.1f}, thread switch interval "
              f"{res['switch_interval_ms']:g} ms.", "",
-             "| intents | install, median (ms) | compute | queued | phase 0 | phase 1 | "
-             "phase 2 | messages | switches | states | ONOS 1.0 (ms) | ONOS / ours |",
+             "| intents | install, median (ms) | min-max | compute | queued | phase 0 | "
+             "phase 1 | messages | switches | states | ONOS 1.0 (ms) | ONOS / ours |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
     for n, runs in res["install"].items():
-        med = statistics.median(r["wall_ms"] for r in runs)
+        walls = [r["wall_ms"] for r in runs]
+        med = statistics.median(walls)
         last = runs[-1]
         anchor = ANCHORS_MS.get(n)
+
+        def part(key: str, rs: list[dict[str, Any]] = runs) -> str:
+            return f"{statistics.median(r[key] for r in rs):.1f}"
+
         lines.append(
-            f"| {n} | {med:.1f} ({len(runs)} runs) | {last['compute_ms']:.1f} | "
-            f"{last['queued_ms']:.1f} | {last['phase0_ms']:.1f} | "
-            f"{last['phase1_ms']:.1f} | {last['phase2_ms']:.1f} | {last['messages']} | "
+            f"| {n} | {med:.1f} ({len(runs)} runs) | {min(walls):.1f}-{max(walls):.1f} | "
+            f"{part('compute_ms')} | {part('queued_ms')} | {part('phase0_ms')} | "
+            f"{part('phase1_ms')} | {last['messages']} | "
             f"{last['switches']} | {last['states']} | {anchor if anchor else '-'} | "
             f"{f'{anchor / med:.2f}' if anchor else '-'} |")
+    lines += ["", "compute, queued and phases: medians of the runs (queued: from the end of the "
+                  "compute to the first message sent)."]
     lines += ["", "| link cut | intents crossing | after | port-status to new flows "
               "confirmed (ms) | to old flows removed (ms) | compute | queued | phase 0 | "
               "phase 1 | phase 2 | messages | target (ms) | pings lost at 10 ms | "
