@@ -431,18 +431,26 @@ def test_a_queued_change_does_not_reach_a_switch_demoted_meanwhile(member: Membe
     _connect_all(m)
     for dpid in DPIDS:
         m.master(dpid, 20 + dpid)
-    # the sender is stuck in a change: s1 does not answer its barrier yet
+    # the sender is stuck in a change: s1 does not answer its barrier yet; and s4 does not
+    # answer another change entering there
     m.hold.add(1)
     first = m.service.add_intent(CROSSING, timeout_s=0.05)
     wait_until(lambda: m.held, 5.0, "the change waiting for s1's barrier", poll_s=0.01)
-    # queued behind it: an intent entering at s4 (h2's switch), then one entering at s1
+    m.hold.add(4)
+    blocker = m.service.add_intent(
+        IntentSpec("h2", "h1", max_latency_ms=50.0, match=Match(ip_proto=17, dst_port=53)),
+        timeout_s=0.05)
+    wait_until(lambda: len(m.held) == 2, 5.0, "the change waiting for s4's barrier",
+               poll_s=0.01)
+    # queued behind them on those switches: an intent entering at s4 (h2's switch), then one
+    # entering at s1
     second = m.service.add_intent(
         IntentSpec("h2", "h1", max_latency_ms=50.0, match=Match(ip_proto=6, dst_port=443)),
         timeout_s=0.05)
     third = m.service.add_intent(
         IntentSpec("h1", "h2", max_latency_ms=50.0, match=Match(ip_proto=6, dst_port=22)),
         timeout_s=0.05)
-    assert first.state == second.state == third.state == "pending"
+    assert first.state == blocker.state == second.state == third.state == "pending"
     dp4, dp1 = m.dps[4], m.dps[1]
     mark4 = len(wire(dp4))
     m.service.want_role(4, False, 30)  # writes stop before it returns
