@@ -17,7 +17,6 @@ Logs are one line per event with structured fields (``event=``, ``dpid=``, ``int
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import logging
 import os
@@ -505,7 +504,7 @@ class OpenFlowServer:
             from os_ken import cfg
             from os_ken.base.app_manager import AppManager
 
-            from controller.network import ofpguard
+            from controller.network import ofpguard, ofpio
             from controller.network.app import CpnApp
             from controller.network.ofptls import TlsListener, install
 
@@ -521,8 +520,10 @@ class OpenFlowServer:
                 manager = AppManager.get_instance()
                 manager.load_apps(["controller.network.app"])
                 contexts: dict[str, Any] = dict(manager.create_contexts())
+                # plain TCP: every switch connection in one thread (ofpio), not two or three
+                # threads per switch as os-ken's native hub serves them
                 listener = (install(TlsListener(self.tls, on_refused=self._tls_refused))
-                            if self.tls is not None else contextlib.nullcontext())
+                            if self.tls is not None else ofpio.install())
                 with listener:
                     manager.instantiate_apps(cpn_service=self.service, **contexts)
                 self._manager = manager
