@@ -198,6 +198,20 @@ pub fn constrained_path(
     weight: Weight,
     filter: &Filter,
 ) -> Option<Path> {
+    constrained_path_budget(g, src, dst, max_latency_ms, weight, filter, PLAIN_LABELS)
+}
+
+/// [`constrained_path`] whose plain label search (step 3) may create `plain_labels` labels
+/// before the Lagrangian steps take over (the tests run both ways on small graphs).
+fn constrained_path_budget(
+    g: &Graph,
+    src: NodeId,
+    dst: NodeId,
+    max_latency_ms: f64,
+    weight: Weight,
+    filter: &Filter,
+    plain_labels: usize,
+) -> Option<Path> {
     let bound = slack(max_latency_ms);
     if !filter.node_ok(src) || !filter.node_ok(dst) || bound.is_nan() || bound < 0.0 {
         return None;
@@ -232,6 +246,7 @@ pub fn constrained_path(
                         &mut ra.borrow_mut(),
                         &mut rb.borrow_mut(),
                         &mut lb.borrow_mut(),
+                        plain_labels,
                     )
                 })
             })
@@ -239,7 +254,7 @@ pub fn constrained_path(
     })
 }
 
-/// Steps 1 to 3 of the module documentation, for a query whose least-weight path is
+/// Steps 2 to 5 of the module documentation, for a query whose least-weight path is
 /// infeasible.
 fn search(
     q: Query<'_>,
@@ -247,6 +262,7 @@ fn search(
     rev_w: &mut Tree,
     rev_lat: &mut Tree,
     labels: &mut Labels,
+    plain_labels: usize,
 ) -> Option<Path> {
     // 0. (done by the caller) the least-weight path is infeasible.
     // 1. Least latency to dst, cut at the bound: lb_lat, and the nodes that can be on a
@@ -299,15 +315,34 @@ fn search(
     if p_w.latency_ms <= q.bound {
         return Some(p_w);
     }
-    // 3. Lagrangian bounds inside the region (nodes with a finite lb_w): a near-optimal
+    // 3. Plain best-first label setting (A* on the weight), given a budget of labels: on
+    //    backbones and small graphs it ends well within it, and the Lagrangian bounds of
+    //    step 4 would cost more than they save (measured 15 % slower on 10,000 queries on
+    //    1,000 nodes).
+    let lb_w = |v: NodeId| rev_w.st.get(v).a;
+    let lb_lat = |v: NodeId| rev_lat.st.get(v).a;
+    let incumbent = Some(p_lat.clone());
+    if let Some(found) = label_search_lagrangian(
+        q,
+        &lb_w,
+        &lb_lat,
+        0.0,
+        &lb_w,
+        incumbent,
+        labels,
+        plain_labels,
+    ) {
+        return found;
+    }
+    // 4. Lagrangian bounds inside the region (nodes with a finite lb_w): a near-optimal
     //    feasible incumbent and, for every label, a lower bound on its best completion.
     //    The bounds are copied into one compact array first: the searches below read them
     //    for every node they touch.
     let lb: Vec<(f64, f64)> = (0..q.g.node_count() as NodeId)
-        .map(|v| (rev_w.st.get(v).a, rev_lat.st.get(v).a))
+        .map(|v| (lb_w(v), lb_lat(v)))
         .collect();
     let lag = lagrangian(q, &lb, p_w, p_lat);
-    // 4. Best-first label setting in order of the Lagrangian bound.
+    // 5. Best-first label setting in order of the Lagrangian bound.
     label_search_lagrangian(
         q,
         &|v| lb[v as usize].0,
@@ -316,8 +351,14 @@ fn search(
         &|v| lag.dist[v as usize],
         Some(lag.incumbent),
         labels,
+        usize::MAX,
     )
+    .flatten()
 }
+
+/// Labels the plain label search of step 3 may create before the Lagrangian bounds of step 4
+/// are computed (a few milliseconds of work).
+const PLAIN_LABELS: usize = 20_000;
 
 /// What [`lagrangian`] finds: the multiplier, the best feasible path met, and the least
 /// Lagrangian weight from every node to dst.
@@ -471,7 +512,7 @@ pub(crate) fn label_search<W: Fn(NodeId) -> f64, L: Fn(NodeId) -> f64>(
     incumbent: Option<Path>,
     labels: &mut Labels,
 ) -> Option<Path> {
-    label_search_lagrangian(q, &lb_w, &lb_lat, 0.0, &lb_w, incumbent, labels)
+    label_search_lagrangian(q, &lb_w, &lb_lat, 0.0, &lb_w, incumbent, labels, usize::MAX).flatten()
 }
 
 /// [`label_search`] in order of the Lagrangian lower bound: a label `(v, w, lat)` is keyed
@@ -479,7 +520,10 @@ pub(crate) fn label_search<W: Fn(NodeId) -> f64, L: Fn(NodeId) -> f64>(
 /// to dst (consistent, so keys never decrease along a path), and no completion of it within
 /// the bound weighs less than `key - lambda * bound` (nor less than `w + lb_w(v)`). Labels
 /// leave the heap in order of that bound; the search stops when the least one exceeds the
-/// best weight found. With `lambda` = 0 and `d` = `lb_w` this is A* on the weight.
+/// best weight found. With `lambda` = 0 and `d` = `lb_w` this is A* on the weight. `None` if
+/// the search would hold more than `max_labels` labels (it gives up), else the answer as
+/// [`label_search`] gives it.
+#[allow(clippy::too_many_arguments)]
 fn label_search_lagrangian<W: Fn(NodeId) -> f64, L: Fn(NodeId) -> f64, D: Fn(NodeId) -> f64>(
     q: Query<'_>,
     lb_w: &W,
@@ -488,9 +532,10 @@ fn label_search_lagrangian<W: Fn(NodeId) -> f64, L: Fn(NodeId) -> f64, D: Fn(Nod
     d: &D,
     incumbent: Option<Path>,
     labels: &mut Labels,
-) -> Option<Path> {
+    max_labels: usize,
+) -> Option<Option<Path>> {
     if !q.filter.node_ok(q.src) || !q.filter.node_ok(q.dst) || !lb_w(q.src).is_finite() {
-        return incumbent;
+        return Some(incumbent);
     }
     let (mut best_w, mut best_lat, mut best_hops) = match &incumbent {
         Some(p) => (p.weight(q.weight), p.latency_ms, p.hops as u32),
@@ -560,13 +605,16 @@ fn label_search_lagrangian<W: Fn(NodeId) -> f64, L: Fn(NodeId) -> f64, D: Fn(Nod
                 continue;
             }
             let idx = labels.arena.len() as u32;
+            if labels.arena.len() >= max_labels {
+                return None;
+            }
             if labels.admit(v, nw, nlat, nh, idx) {
                 labels.arena.push(new);
                 labels.heap.push(entry(key, nlat, nh, idx));
             }
         }
     }
-    match best_label {
+    Some(match best_label {
         None => incumbent,
         Some(i) => {
             let mut links = walk_back(i, |j| {
@@ -576,7 +624,7 @@ fn label_search_lagrangian<W: Fn(NodeId) -> f64, L: Fn(NodeId) -> f64, D: Fn(Nod
             links.reverse();
             Some(Path::from_links(q.g, q.src, links))
         }
-    }
+    })
 }
 
 #[cfg(test)]
@@ -609,8 +657,12 @@ mod tests {
             if g.link_count() > 0 && rng.below(3) == 0 {
                 f.exclude_link(rng.below(g.link_count() as u64) as u32);
             }
-            for w in [Weight::Latency, Weight::Cost, Weight::Hops] {
-                let got = constrained_path(&g, s, d, max_lat, w, &f);
+            for (w, budget) in [Weight::Latency, Weight::Cost, Weight::Hops]
+                .into_iter()
+                .flat_map(|w| [(w, PLAIN_LABELS), (w, 0)])
+            {
+                // Budget 0: straight to the Lagrangian steps.
+                let got = constrained_path_budget(&g, s, d, max_lat, w, &f, budget);
                 let all: Vec<Path> = if f.node_ok(s) && f.node_ok(d) {
                     all_simple_paths(&g, s, d, &|l| f.link_ok(l, &g.links[l as usize]))
                 } else {
@@ -634,13 +686,15 @@ mod tests {
                         for &l in &p.links {
                             assert!(f.link_ok(l, &g.links[l as usize]));
                         }
-                        // Tie-break: no feasible optimum has less latency.
-                        let min_lat = feas
+                        // Tie-break: the lexicographic (weight, latency, hops) least
+                        // (the values are dyadic: sums are exact).
+                        let key = |q: &Path| (q.weight(w), q.latency_ms, q.hops);
+                        let lex = feas
                             .iter()
-                            .filter(|q| (q.weight(w) - best).abs() < 1e-12)
-                            .map(|q| q.latency_ms)
-                            .fold(f64::INFINITY, f64::min);
-                        assert!(p.latency_ms <= min_lat + 1e-9);
+                            .map(|q| key(q))
+                            .min_by(|a, b| a.partial_cmp(b).unwrap())
+                            .unwrap();
+                        assert_eq!(key(&p), lex, "not the lexicographic optimum");
                     }
                 }
             }
