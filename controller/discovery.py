@@ -18,7 +18,6 @@ import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from controller.cluster.etcd import Compare, Op
 from controller.errors import CpnError
 
 if TYPE_CHECKING:
@@ -83,6 +82,9 @@ def shared_lldp_secret(client: EtcdClient, prefix: str) -> bytes:
     otherwise."""
     key = f"{prefix.rstrip('/')}/secrets/lldp"
     mine = secrets.token_hex(SECRET_BYTES)
+    # imported here: the etcd client library costs a standalone controller 0.3-1 s of start-up
+    from controller.cluster.etcd import Compare, Op
+
     result = client.txn([Compare.absent(key)], [Op.put(key, mine)], [Op.get(key)])
     if result.succeeded:
         log.info(f"created the cluster's LLDP discovery secret at {key}",

@@ -52,7 +52,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as ofp_parser
 from controller.network import openflow
 from controller.network.counters import PACKET_INS, count_openflow_message
 from controller.network.flows import FlowEntry
-from controller.network.service import ControllerService
+from controller.network.service import PROBE_CHECK_S, ControllerService
 
 __all__ = ["CpnApp"]
 
@@ -239,12 +239,16 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]  # os-ken ships no typ
         return len(dps)
 
     def _periodic(self) -> None:
-        next_tick = next_probe = time.monotonic()
+        next_tick = next_probe = next_lldp = time.monotonic()
         while not self._stop.wait(FLOW_REMOVED_BATCH_S):
             try:
                 self._flush_removed()
                 self._flush_counts()
                 now = time.monotonic()
+                if now >= next_lldp:
+                    next_lldp = now + PROBE_CHECK_S
+                    for dp, msg in self.service.lldp_due():
+                        self.send(dp, [msg])
                 if now >= next_tick:
                     next_tick = now + TICK_S
                     probes = now >= next_probe

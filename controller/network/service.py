@@ -52,7 +52,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from controller.errors import BadRequest, CpnError, NotFound, SwitchUnavailable
+from controller.errors import BadRequest, NotFound, SwitchUnavailable
 from controller.network import openflow
 from controller.network.change import Change, ChangeKind
 from controller.network.core import ControllerCore
@@ -60,6 +60,7 @@ from controller.network.flows import FlowEntry
 from controller.network.intents import Intent
 from controller.network.limits import ControlPlaneLimits
 from controller.network.lldpauth import LldpAuth, LldpGuard
+from controller.network.probes import ProbeSchedule
 from controller.network.sender import (
     BARRIER_TIMEOUT_S,
     ChangeRecord,
@@ -98,6 +99,12 @@ LLDP_INTERVAL_S = 2.0
 GC_RECLAIM_INTERVAL_S = 600.0
 """How often the service hands the frozen plan objects back to the cyclic collector (see
 :meth:`ControllerService.reclaim_garbage`)."""
+IDLE_PORT_BPS = 64_000
+"""A switch whose link ports carried less than this (bits/s, both ways, all ports) since its
+last port-statistics poll is idle: polled :data:`IDLE_POLL_FACTOR` times less often."""
+IDLE_POLL_FACTOR = 4
+PROBE_CHECK_S = 0.1
+"""How often the app asks for the LLDP probes due (:meth:`ControllerService.lldp_due`)."""
 RESYNC_INTERVAL_S = 1.0
 """How often the service tries again to read the flow table of a switch that did not answer a
 barrier in time (see :meth:`ControllerService.resync_stalled`)."""
@@ -155,7 +162,10 @@ class ControllerService:
         self.gc_reclaim_interval_s = gc_reclaim_interval_s
         """how often :meth:`start`'s collector thread unfreezes and collects (0: never)"""
         self.lldp_interval_s = lldp_interval_s
-        """how often the app sends an LLDP probe out of every live port"""
+        """how often the app sends an LLDP probe out of every live port whose link is not
+        settled (and an echo request to every switch)"""
+        self.probe_schedule = ProbeSchedule(lldp_interval_s, lldp_timeout_s)
+        """when each port's next LLDP probe is due (:meth:`lldp_due`)"""
         self._gc_thread: threading.Thread | None = None
         self._resync: dict[int, Any] = {}
         self._resync_streak: dict[int, tuple[float, int]] = {}
@@ -248,22 +258,46 @@ class ControllerService:
                         extra={"event": "sender_stop_timeout"})
 
     def _poll_ports(self) -> None:
-        """Every ``port_stats_interval_s``: read every connected switch's port statistics
-        (:meth:`read_ports`) and hand them to the state (per-link load and drops)."""
+        """Port statistics of the connected switches (one aggregate request per switch for
+        all its ports, sent to every due switch at once, then the replies waited for under
+        one deadline), handed to the state (per-link load and drops). A switch is due every
+        ``port_stats_interval_s``; one whose link ports carried less than
+        :data:`IDLE_PORT_BPS` since its last poll every :data:`IDLE_POLL_FACTOR` times that."""
         interval = self.port_stats_interval_s
+        due: dict[int, float] = {}
+        last: dict[int, tuple[float, int]] = {}
+        """dpid -> (switch clock s, link-port bytes both ways) at its last poll"""
         while not self._poll_stop.wait(interval):
+            now = time.monotonic()
             with self.lock:
-                dpids = [d for d in self.core.state.dpids()
-                         if self.core.state.switches[d].connected]
-            for dpid in dpids:
-                try:
-                    rows = self.read_ports(dpid, timeout_s=min(interval, READ_TIMEOUT_S))
-                except CpnError as exc:
-                    log.debug(f"port stats of {dpid:#x}: {exc}",
+                handles = {d: h for d, h in self._handles.items()
+                           if self.core.state.switches[d].connected and due.get(d, 0.0) <= now}
+            transport = self._transport
+            if transport is None:
+                continue
+            replies = [(d, transport.request(h, openflow.port_stats_request()))
+                       for d, h in sorted(handles.items())]
+            deadline = time.monotonic() + min(interval, READ_TIMEOUT_S)
+            for dpid, reply in replies:
+                if reply is None or not reply.wait(max(0.0, deadline - time.monotonic())) \
+                        or reply.error is not None:
+                    if reply is not None:
+                        reply.cancel()
+                    log.debug(f"port stats of {dpid:#x}: no answer",
                               extra={"event": "port_stats", "dpid": dpid})
                     continue
+                rows = openflow.port_rows_of((), reply.parts)
                 with self.lock:
                     self.core.state.port_counters(dpid, rows, time.monotonic())
+                    links = [r for r in rows if (p := self.core.wiring.peer(
+                        dpid, r["port_no"])) is not None and p[0] == "link"]
+                total = sum(int(r["tx_bytes"] or 0) + int(r["rx_bytes"] or 0) for r in links)
+                clock = max((r["duration_s"] or 0.0 for r in links), default=0.0)
+                prev = last.get(dpid)
+                last[dpid] = (clock, total)
+                idle = prev is not None and clock > prev[0] and total >= prev[1] and \
+                    (total - prev[1]) * 8 / (clock - prev[0]) < IDLE_PORT_BPS
+                due[dpid] = now + interval * (IDLE_POLL_FACTOR if idle else 1) - interval / 2
 
     def submit(self, change: Change | None, t_event: float,
                unstall: Mapping[int, Any] | None = None) -> Ticket | None:
@@ -490,7 +524,9 @@ class ControllerService:
         return sent
 
     def periodic(self, probes: bool) -> list[tuple[Any, Any]]:
-        """``core.tick``; with ``probes``, the LLDP probes to send as ``(handle, msg)``."""
+        """``core.tick``; with ``probes`` (every ``lldp_interval_s``), an echo request to
+        every switch, as ``(handle, msg)``, whose round trips the LLDP probes' delays need.
+        The probes themselves: :meth:`lldp_due`."""
         t = time.perf_counter()
         with self.lock:
             now = time.monotonic()
@@ -503,10 +539,38 @@ class ControllerService:
                 return []
             # echo requests first: their round trips (control channel) are subtracted from the
             # LLDP probes' transit times to give link delays (NetworkState._measure_delay)
-            echoes = [(h, openflow.echo_request(time.monotonic()))
-                      for d, h in sorted(self._handles.items())]
+            return [(h, openflow.echo_request(time.monotonic()))
+                    for d, h in sorted(self._handles.items())]
+
+    def lldp_due(self) -> list[tuple[Any, Any]]:
+        """The LLDP probes due now (:class:`~.probes.ProbeSchedule`: spread over the
+        interval, settled links less often, new ports at once), as ``(handle, msg)``; the app
+        asks every :data:`PROBE_CHECK_S`."""
+        with self.lock:
+            now = time.monotonic()
+            st = self.core.state
+            schedule = self.probe_schedule
+            live = {(d, p) for d, sw in st.switches.items() if sw.connected and sw.ports
+                    for p, up in sw.ports.items() if up}
+            schedule.forget(schedule.known() - live)
+            window_s = min(schedule.settled_interval_s * 1.5, st.lldp_timeout_s)
+
+            def seen(here: tuple[int, int], there: tuple[int, int]) -> bool:
+                s = st.lldp_seen.get(here)
+                return s is not None and (s.src_dpid, s.src_port) == there \
+                    and now - s.time <= window_s
+
+            def due(dpid: int, port_no: int) -> bool:
+                key = (dpid, port_no)
+                if not schedule.due(key, now):
+                    return False
+                peer = st.wiring.link_peer(dpid, port_no)
+                settled = peer is not None and seen(key, peer[1:]) and seen(peer[1:], key)
+                schedule.sent(key, now, settled)
+                return True
+
             probes_out = []
-            for d, m in self.core.lldp_probes(now, wall_s=time.time()):
+            for d, m in self.core.lldp_probes(now, wall_s=time.time(), due=due):
                 h = self._handles.get(d)
                 if h is not None and self._gate.allows(d, h):
                     probes_out.append((h, m))
@@ -516,7 +580,7 @@ class ControllerService:
                     sent = self.core.state.lldp_sent
                     for key in [k for k in sent if k[0] == d]:
                         del sent[key]
-            return echoes + probes_out
+            return probes_out
 
     def echo_reply(self, dpid: int, data: bytes) -> None:
         """An echo reply from ``dpid`` (the app): one of ours gives a control-channel RTT."""

@@ -291,7 +291,7 @@ def test_member_configures_async_first_and_writes_nothing_it_does_not_master(
     for dpid in DPIDS:
         assert writes(m.dps[dpid]) == [], f"s{dpid} was written by a standby"
     # no packet-outs: neither probes nor packets nor proxy-ARP answers
-    out = m.service.periodic(probes=True)
+    out = m.service.periodic(probes=True) + m.service.lldp_due()
     assert out and all(isinstance(msg, parser.OFPEchoRequest) for _, msg in out)
     assert not m.service.send_packet(1, openflow.packet_out(1, b"\x00" * 60))
     seen: list[int] = []
@@ -559,7 +559,7 @@ def test_the_master_answers_packets_and_probes_links(member: Member) -> None:
     back = _arp_request("02:00:0a:00:00:02", "10.0.0.2", "10.0.0.1")
     assert m.service.packet_in(4, h2_port, back) == []  # s4 is not mastered here
     assert seen == [1]
-    probes = [(h, msg) for h, msg in m.service.periodic(probes=True)
+    probes = [(h, msg) for h, msg in m.service.lldp_due()
               if isinstance(msg, parser.OFPPacketOut)]
     assert probes and all(h is m.dps[1] for h, _ in probes)
 
