@@ -67,7 +67,7 @@ if TYPE_CHECKING:
 __all__ = ["FALLBACKS", "Router"]
 
 FALLBACKS = ("best_effort", "drop")
-_INTENT_VARIANTS = 3  # flow sets kept per intent (see Router._refresh_intent)
+_INTENT_VARIANTS = 3  # flow sets kept per intent (see Router._refresh_intents)
 _Variant = tuple[dict[int, frozenset[FlowEntry]], dict[int, Buckets]]
 """an intent's flows per switch, its fast-failover groups per switch"""
 
