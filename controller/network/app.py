@@ -253,7 +253,9 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]  # os-ken ships no typ
                     next_tick = now + TICK_S
                     probes = now >= next_probe
                     if probes:
-                        next_probe = now + self.service.lldp_interval_s
+                        # echo requests (control-channel round trips for the link delays)
+                        # as often as a settled link is probed
+                        next_probe = now + self.service.probe_schedule.settled_interval_s
                     for dp, msg in self.service.periodic(probes):
                         self.send(dp, [msg])
                     if self.service.state_file:

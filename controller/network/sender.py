@@ -494,6 +494,10 @@ class ChangeSender:
                 log.error(f"change {token} {name}: switch {dpid:#x} refused part of it "
                           f"({error}); its table is read again and reconciled",
                           extra={"dpid": dpid, "event": "change_refused", "token": token})
+            elif _gave_up(o.barrier) and not self._transport.alive(o.handle):
+                log.info(f"change {token} {name}: the connection to switch {dpid:#x} ended "
+                         "before its barrier reply",
+                         extra={"dpid": dpid, "event": "barrier_lost", "token": token})
             else:
                 log.error(f"change {token} {name}: no barrier reply within "
                           f"{self._barrier_timeout_s:g} s from {dpid:#x}",

@@ -524,8 +524,9 @@ class ControllerService:
         return sent
 
     def periodic(self, probes: bool) -> list[tuple[Any, Any]]:
-        """``core.tick``; with ``probes`` (every ``lldp_interval_s``), an echo request to
-        every switch, as ``(handle, msg)``, whose round trips the LLDP probes' delays need.
+        """``core.tick``; with ``probes`` (the app asks every settled-link probe interval),
+        an echo request to every switch, as ``(handle, msg)``, whose round trips the LLDP
+        probes' delays need.
         The probes themselves: :meth:`lldp_due`."""
         t = time.perf_counter()
         with self.lock:

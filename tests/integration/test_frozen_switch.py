@@ -43,8 +43,13 @@ from controller.lab.network import LabNetwork
 from controller.lab.ovs import run_command
 from controller.topology.loader import load_topology
 
-BARRIER_TIMEOUT_S = 20.0
+BARRIER_TIMEOUT_S = 30.0
 """longer than the scenario: the controller never gives up on s5 while the test acts"""
+ECHO_INTERVAL_S = 15.0
+"""the controller's echo requests (3 unanswered end a connection): nor does its echo check"""
+INACTIVITY_PROBE_MS = 60_000
+"""s5's own probe of the controller connection (Open vSwitch's default, 5 s, drops a silent
+controller after about 10 s): nor does s5"""
 TOKEN = "frozen-switch-3b9c"
 NODES = ("s1", "s2", "s3", "s4", "s5", "s6")
 DPID = {n: i for i, n in enumerate(NODES, start=1)}
@@ -69,7 +74,8 @@ class FrozenController(ControllerProcess):
         super().__init__(topology_file, workdir, startup_grace_s=3.0)
         self.config = workdir / "controller.yaml"
         self.config.write_text(yaml.safe_dump({
-            "openflow": {"barrier_timeout_s": BARRIER_TIMEOUT_S},
+            "openflow": {"barrier_timeout_s": BARRIER_TIMEOUT_S,
+                         "echo_interval_s": ECHO_INTERVAL_S},
             "api": {"intent_timeout_s": BARRIER_TIMEOUT_S + 5}}))
         self.token_file = workdir / "token"
         self.token_file.write_text(f"{TOKEN}\n")
@@ -124,8 +130,11 @@ def frozen_lab(lab_env: object, tmp_path_factory: pytest.TempPathFactory
 
 
 def _set_controller(lab: LabNetwork, node: str, port: int) -> None:
-    res = run_command(["ovs-vsctl", "--timeout=5", "set-controller", lab.plan.switch(node),
-                       f"tcp:127.0.0.1:{port}"])
+    res = run_command(["ovs-vsctl", "--timeout=5", "--id=@c", "create", "Controller",
+                       f'target="tcp:127.0.0.1:{port}"',
+                       f"inactivity_probe={INACTIVITY_PROBE_MS}", "max_backoff=1000", "--",
+                       "set", "Bridge",
+                       lab.plan.switch(node), "controller=@c"])
     assert res.returncode == 0, res.stderr
 
 
