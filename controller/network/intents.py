@@ -15,6 +15,7 @@ lost its path); its traffic then falls back to best effort or is dropped (see
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -247,6 +248,11 @@ _Route = tuple[Any, str, "int | None"]
 """(pathcore path or None, why not, the id of the intent holding the same traffic)"""
 
 
+_INSERT_MAX = 64
+"""intents added between two routings that are put into the cached routing order one by
+one; more and the order is sorted anew"""
+
+
 def _route_key(intent: Intent) -> tuple[bool, int, int]:
     """Routing order: bandwidth reservations first, by priority, then id."""
     spec = intent.spec
@@ -273,6 +279,8 @@ class IntentTable:
         self.backup_mbps: dict[int, float] = {}
         """directed pathcore link id -> bandwidth the detours of protected intents hold on it
         (their backup reservations, part of what the graph's residual has taken)"""
+        self.policed: set[int] = set()
+        """ids of the intents whose traffic a meter polices (:func:`policed`)"""
         self.incremental = True
         """route only the intents added since the last routing when the others' routes
         cannot have moved (see :meth:`route_all`); False routes every intent every time (the
@@ -313,7 +321,14 @@ class IntentTable:
                                 f"{METER_ID_MAX}", field="police")
         intent = Intent(id=intent_id, spec=spec)
         self.intents[intent_id] = intent
-        self._order = None
+        if self._order is not None:
+            if len(self._fresh) < _INSERT_MAX:
+                # one intent beside thousands: its place in the order, not a new sort
+                bisect.insort(self._order, intent, key=_route_key)
+            else:
+                self._order = None
+        if policed(spec):
+            self.policed.add(intent_id)
         self._max_id = max(self._max_id, intent_id)
         self.dirty.add(intent_id)
         self._fresh.append(intent_id)
@@ -343,7 +358,14 @@ class IntentTable:
         except KeyError:
             raise NotFound(f"no intent {intent_id}") from None
         self._max_id = None
-        self._order = None
+        order = self._order
+        if order is not None:
+            k = bisect.bisect_left(order, _route_key(intent), key=_route_key)
+            if k < len(order) and order[k] is intent:
+                del order[k]
+            else:
+                self._order = None
+        self.policed.discard(intent_id)
         if intent.spec.min_bandwidth_mbps > 0 or self._conflicts:
             # its bandwidth, or its traffic, may pass to another intent: route all again
             self._routed = None
@@ -376,6 +398,7 @@ class IntentTable:
             self._broken = broken
             self.backup_mbps = backup
             self._routed = None
+            self.policed = {i for i, x in saved.items() if policed(x.spec)}
             self.dirty.update(added)
 
         yield rollback

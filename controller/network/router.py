@@ -182,8 +182,10 @@ class Router:
         rate."""
         node_dpid = self.state.wiring.node_dpid
         out: dict[int, dict[int, int]] = {}
-        for intent in self.intents.values():
-            if intent.path is None or not policed(intent.spec):
+        intents = self.intents
+        for iid in sorted(self.table.policed):
+            intent = intents[iid]
+            if intent.path is None:
                 continue
             out.setdefault(node_dpid[intent.path[0]], {})[intent.id] = max(
                 1, round(intent.spec.min_bandwidth_mbps * 1000))

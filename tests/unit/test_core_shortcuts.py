@@ -111,17 +111,19 @@ def test_national_batches_removals_and_cuts_equal_routing_all() -> None:
     rng = random.Random(7)
     hosts = [h.name for h in t.hosts]
 
-    def spec() -> IntentSpec:
+    def spec(police: bool = True) -> IntentSpec:
         a, b = rng.sample(hosts, 2)
         match = Match(ip_proto=6, dst_port=rng.randrange(5000, 5004)) \
             if rng.random() < 0.5 else None
+        bw = 100.0 if rng.random() < 0.05 else 0.0
         return IntentSpec(a, b, max_latency_ms=rng.uniform(5.0, 60.0), match=match,
-                          priority=200 if match else 100,
-                          min_bandwidth_mbps=100.0 if rng.random() < 0.05 else 0.0)
+                          priority=200 if match else 100, min_bandwidth_mbps=bw,
+                          police=police and bw > 0 and rng.random() < 0.5)
 
     now = 1.0
     for round_ in range(6):
-        specs = [spec() for _ in range(rng.choice((1, 40, 300)))]
+        # ids above the meter ids from round 3 on: those intents are not policed
+        specs = [spec(police=round_ < 3) for _ in range(rng.choice((1, 40, 300)))]
         ids = None
         if round_ == 3:  # ids below the others': a newcomer may hold older intents' traffic
             ids = [100_000 - k for k in range(len(specs))]
@@ -142,10 +144,11 @@ def test_national_batches_removals_and_cuts_equal_routing_all() -> None:
         for core in (long, short):
             core.port_status(core.wiring.node_dpid[lk.a], pa, up, now)
         same(long, short, rec_long, rec_short)
-        specs = [spec() for _ in range(30)]
+        specs = [spec(police=False) for _ in range(30)]
         for core in (long, short):
             core.add_intents(specs, now)
         same(long, short, rec_long, rec_short)
     # the shortcut was taken (batches, removals) and the long way too (a cut, reservations)
     assert any(n < held for n, held in routed)
     assert any(n == held for n, held in routed)
+    assert short.router.table.policed and short.meter_plan() == long.meter_plan()
