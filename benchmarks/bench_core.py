@@ -6,7 +6,8 @@ reconciled from an empty table, then 1, 100 (x repeats), 5,000 (``--big``) and 1
 (``--batches`` runs) intents between random city/cluster hosts, each crossing the link most
 city/cluster paths use and with a detour within its bound (each large batch but the last
 1,000 removed again before the next); then that link is cut (port-status down on both ends)
-and restored, ``--cuts`` times. Times are the core's compute (``Change.compute_ms``:
+and restored, ``--cuts`` times; last, intents are added up to ``--beside`` and 5 more one by
+one. Times are the core's compute (``Change.compute_ms``:
 re-route, plan, diff and building the OpenFlow messages); the ONOS 1.0 anchors (15.5 ms for 1
 intent, 48 ms for 1,000, 364.6 ms for 5,000, end to end on one node) and the 100 ms
 restoration target are printed as ratios anchor / ours (above
@@ -60,7 +61,7 @@ def timed(fn: Any) -> tuple[Any, float]:
 
 def run(seed: int, repeats: int, cuts: int, profile: cProfile.Profile | None,
         batches: int = 5, big: int = 5000, topology_arg: str = str(TOPOLOGY),
-        crossing_at_least: int = 0) -> dict[str, Any]:
+        crossing_at_least: int = 0, beside: int = 6000) -> dict[str, Any]:
     topology = load_topology_argument(topology_arg)
     # every intent crosses the busiest link and has a detour within its bound without it
     specs = Specs(topology, seed, via_link=Specs(topology, seed).busiest_link())
@@ -121,6 +122,14 @@ def run(seed: int, repeats: int, cuts: int, profile: cProfile.Profile | None,
                 "ms": ms, "messages": sum(c.message_count() for c in changes),
                 "states": dict(Counter(i.state for i in core.intents()))}
         res["cuts"].append(cut)
+    if beside > len(core.intents()):  # one intent at a time beside many (not timed: the rest)
+        core.confirm(core.add_intents(specs.make(beside - len(core.intents())), now)[1], now)
+    singles = []
+    for spec in specs.make(5) if beside else ():
+        (_, change), ms = timed(lambda sp=spec: core.add_intent(sp, now))
+        core.confirm(change, now)
+        singles.append(ms)
+    res["beside"] = {"intents": len(core.intents()) - len(singles), "ms": singles}
     return res
 
 
@@ -147,6 +156,9 @@ def report(res: dict[str, Any]) -> str:
         lines.append(f"| {k} | {d['ms']:.1f} | {d['messages']} | {u['ms']:.1f} | "
                      f"{u['messages']} | {RESTORE_TARGET_MS:.0f} | "
                      f"{RESTORE_TARGET_MS / d['ms']:.1f} |")
+    if res["beside"]["ms"]:
+        lines += ["", f"One intent added beside {res['beside']['intents']:,}: median "
+                      f"{statistics.median(res['beside']['ms']):.2f} ms of compute (5 runs)."]
     return "\n".join(lines)
 
 
@@ -156,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="topology file or zoo:NAME (default: the national backbone)")
     p.add_argument("--crossing", type=int, default=0,
                    help="add intents across the cut link until this many cross it")
+    p.add_argument("--beside", type=int, default=6000,
+                   help="at the end, intents added up to this many, then 5 more one by one "
+                        "(0: none)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3, help="runs of the 1- and 100-intent adds")
     p.add_argument("--batches", type=int, default=5, help="runs of the 1,000-intent batch")
@@ -167,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     prof = cProfile.Profile() if args.profile else None
     res = run(args.seed, args.repeats, args.cuts, prof, args.batches, args.big, args.topology,
-              args.crossing)
+              args.crossing, args.beside)
     print(report(res))
     if prof is not None:
         pstats.Stats(prof).sort_stats("cumulative").print_stats(35)
