@@ -195,6 +195,13 @@ class LabSwitch(OVSSwitch):  # type: ignore[misc]  # mininet ships no types: Any
                      f" other_config:rstp-forward-delay={forward_delay_s}")
         return opts
 
+    def start(self, controllers: Any) -> None:
+        """Create the bridge without its controllers: :class:`LabNetwork
+        <controller.lab.network.LabNetwork>` attaches them to every bridge at once when all
+        exist (a switch that connects while ovs-vswitchd is still creating hundreds of others
+        answers its controller seconds late)."""
+        super().start([])
+
     @classmethod
     def batchStartup(cls, switches: Any, run: Any = errRun) -> Any:  # noqa: N802
         """Mininet's batch start (a few ``ovs-vsctl`` calls for all switches), not waiting

@@ -167,7 +167,9 @@ class LabNetwork:
             self._set_backbone_mtu()
             t1 = time.monotonic()
             self.net.start()
-            self._set_inactivity_probe(self.plan.switch_names.values())
+            self.wait_until_connected(timeout_s=max(1.0, timeout_s - (time.monotonic() - t0)),
+                                      controller=False)
+            self._attach_controllers(self.plan.switch_names.values())
             t2 = time.monotonic()
             remaining = max(1.0, timeout_s - (t2 - t0))
             self.wait_until_connected(timeout_s=remaining, controller=connected)
@@ -224,27 +226,27 @@ class LabNetwork:
             raise LabError(f"could not set the backbone MTU to {BACKBONE_MTU}: "
                            f"{r.stderr.strip()}")
 
-    def _set_inactivity_probe(self, bridges: Iterable[str]) -> None:
-        """Give the controller connections of ``bridges`` an inactivity probe of
-        :data:`INACTIVITY_PROBE_MS` (one ``ovs-vsctl`` transaction, not waiting for
-        ovs-vswitchd). Open vSwitch's default, 5 s, drops a connection whose echo request is
-        not answered within 5 s; with 754 userspace bridges on two cores the echo replies
-        (and vswitchd's own reading of them) lag that much, and the Kdl lab lost 1,379
-        connections that way during bring-up, each one a reconnection and a resync."""
+    def _attach_controllers(self, bridges: Iterable[str]) -> None:
+        """Give ``bridges`` (created without) their controllers, in one ``ovs-vsctl``
+        transaction once every bridge and port exists: switches that connect while
+        ovs-vswitchd still creates hundreds of others answer seconds late (Kdl: barrier
+        replies over 5 s). Each connection gets an inactivity probe of
+        :data:`INACTIVITY_PROBE_MS` (Open vSwitch's default, 5 s, drops a connection whose
+        echo request is not answered within 5 s; the Kdl lab lost 1,379 connections that way
+        during bring-up, each one a reconnection and a resync)."""
         if self.standalone:
             return
-        wanted = set(bridges)
-        uuids = [u for b in ovsdb_list("Bridge", ["name", "controller"]) if b["name"] in wanted
-                 for u in _as_list(b["controller"])]
-        if not uuids:
-            return
-        res = run_command(["ovs-vsctl", "--no-wait", "--timeout=60"] + [
-            a for u in uuids for a in ("--", "set", "Controller", u,
-                                       f"inactivity_probe={INACTIVITY_PROBE_MS}")],
-            timeout_s=120)
+        args = ["ovs-vsctl", "--timeout=120"]
+        for i, bridge in enumerate(bridges):
+            ids = []
+            for k, c in enumerate(self.controllers):
+                ids.append(f"@c{i}x{k}")
+                args += ["--", f"--id={ids[-1]}", "create", "Controller", f'target="{c}"',
+                         f"inactivity_probe={INACTIVITY_PROBE_MS}", "max_backoff=1000"]
+            args += ["--", "set", "Bridge", bridge, f"controller=[{','.join(ids)}]"]
+        res = run_command(args, timeout_s=240)
         if res.returncode != 0:
-            raise LabError(f"could not set the controllers' inactivity probe: "
-                           f"{res.stderr.strip()}")
+            raise LabError(f"could not attach the controllers: {res.stderr.strip()[-800:]}")
 
     def _set_ssl(self, tls: PkiFiles) -> None:
         """Open vSwitch's SSL configuration from ``tls``, marked as this lab's; one that
@@ -591,7 +593,7 @@ class LabNetwork:
         """Recreate ``node``'s bridge with the same dpid, ports and controllers; wait until
         it is ready. Returns seconds waited."""
         self.switch(node).start(self._net().controllers)
-        self._set_inactivity_probe([self.plan.switch(node)])
+        self._attach_controllers([self.plan.switch(node)])
         return self.wait_until_connected(timeout_s=timeout_s, nodes=[node])
 
     def restart_switch(self, node: str, timeout_s: float = 30.0) -> float:
