@@ -1026,9 +1026,13 @@ class ControllerService:
         ``network.sla_ewma_alpha``, ``network.bandwidth_admission``); ``sla_reroute`` False
         keeps every intent on configured latencies (a cluster member: measurements are each
         member's own, and every member must compute the same routes)."""
+        if bandwidth_admission not in ("reserved", "measured"):
+            raise ValueError(f"bandwidth_admission {bandwidth_admission!r}: reserved or "
+                             "measured")
         with self.lock:
             st = self.core.state
             st.delay_source, st.measurement_max_age_s = delay_source, measurement_max_age_s
+            st.bandwidth_admission = bandwidth_admission
             self.core.sla = SlaMonitor(samples=sla_samples, alpha=sla_ewma_alpha,
                                        interval_s=sla_interval_s)
             self.core.sla_reroute = sla_reroute
@@ -1065,13 +1069,9 @@ class ControllerService:
             self.core.lldp = LldpGuard(auth)
             self.core.lldp.rejected = rejected
 
-        if bandwidth_admission not in ("reserved", "measured"):
-            raise ValueError(f"bandwidth_admission {bandwidth_admission!r}: reserved or "
-                             "measured")
     def hosts_refused(self) -> dict[str, int]:
         """reason -> hosts not learned since start (see :mod:`~controller.network.limits`)."""
         with self.lock:
-            st.bandwidth_admission = bandwidth_admission
             return dict(self.core.state.host_guard.refused)
 
     def packet_in_rejections(self) -> dict[str, int]:
