@@ -34,8 +34,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from controller.cluster.etcd import EtcdClient, EtcdTls, Op
-from controller.cluster.etcdproc import EtcdServer, server_tls
-from controller.lab.pki import etcd_pki_files
+from controller.cluster.etcdproc import EtcdServer
+from controller.lab.pki import etcd_pki_files, server_tls
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VALUE = "x" * 200

@@ -19,7 +19,7 @@ TLS mode (``tls=`` a :class:`ServerTls`): clients talk to the members over ``htt
 client certificate signed by the CA and refuses a connection without one. Peer URLs stay
 plain HTTP: the members of these clusters all run on 127.0.0.1, where no one else is on the
 wire (a cluster across machines would set ``--peer-cert-file`` and its kin too).
-:func:`server_tls` makes the files with :func:`controller.lab.pki.make_etcd_pki`.
+:func:`controller.lab.pki.server_tls` makes the files (``cpn-lab pki``).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from typing import Any
 from controller.cluster.etcd import EtcdAuth, EtcdClient, EtcdTls, prefix_range
 from controller.errors import StoreError
 
-__all__ = ["EtcdCluster", "EtcdServer", "ServerTls", "etcd_binary", "free_port", "server_tls"]
+__all__ = ["EtcdCluster", "EtcdServer", "ServerTls", "etcd_binary", "free_port"]
 
 log = logging.getLogger(__name__)
 
@@ -98,16 +98,6 @@ class ServerTls:
     cert: str
     key: str
     client: EtcdTls
-
-
-def server_tls(pki_dir: str | Path, member: str = "launcher") -> ServerTls:
-    """A :class:`ServerTls` from the files of ``cpn-lab pki DIR --etcd-member member``
-    under ``pki_dir`` (made when missing; kept when present)."""
-    from controller.lab.pki import make_etcd_pki
-
-    files = make_etcd_pki(pki_dir, [member]).files
-    return ServerTls(ca=str(files.ca_cert), cert=str(files.server_cert),
-                     key=str(files.server_key), client=files.client_tls(member))
 
 
 class EtcdServer:

@@ -181,11 +181,11 @@ def live_cluster(topo_path: str, topo: Topology, *, members: int, api_port: int,
     sharing the network (every switch connects to all of them), each with its own etcd
     client certificate; show the mastership, kill the member mastering the most switches
     and show the takeover with the routes still installed."""
-    from controller.cluster.etcdproc import EtcdServer, server_tls
+    from controller.cluster.etcdproc import EtcdServer
     from controller.lab.build import ControllerAddress
     from controller.lab.network import LabNetwork
     from controller.lab.ovs import require_root
-    from controller.lab.pki import make_etcd_pki
+    from controller.lab.pki import make_etcd_pki, server_tls
 
     require_root()
     member_ids = [f"m{i}" for i in range(1, members + 1)]

@@ -60,8 +60,9 @@ from controller.errors import LabError
 
 if TYPE_CHECKING:
     from controller.cluster.etcd import EtcdTls
+    from controller.cluster.etcdproc import ServerTls
 
-__all__ = ["DEFAULT_DAYS", "EtcdPkiFiles", "PkiFiles", "PkiResult", "etcd_pki_files",
+__all__ = ["DEFAULT_DAYS", "EtcdPkiFiles", "PkiFiles", "PkiResult", "etcd_pki_files", "server_tls",
            "make_etcd_pki", "make_pki", "pki_files"]
 
 DEFAULT_DAYS = 365
@@ -362,3 +363,14 @@ def _end(common_name: str, cert_path: Path, key_path: Path, ca_cert: x509.Certif
     _write(key_path, key_pem, 0o600)
     _write(cert_path, cert_pem, 0o644)
     result.made.extend([cert_path, key_path])
+
+
+def server_tls(pki_dir: str | Path, member: str = "launcher") -> ServerTls:
+    """etcd's side of TLS for :class:`~controller.cluster.etcdproc.EtcdServer` from the files
+    of ``cpn-lab pki DIR --etcd-member member`` under ``pki_dir`` (made when missing; kept
+    when present)."""
+    from controller.cluster.etcdproc import ServerTls
+
+    files = make_etcd_pki(pki_dir, [member]).files
+    return ServerTls(ca=str(files.ca_cert), cert=str(files.server_cert),
+                     key=str(files.server_key), client=files.client_tls(member))

@@ -17,8 +17,8 @@ from cluster_harness import TOKEN, MemberProcess
 from harness import REPO, free_port
 from waiting import wait_until
 
-from controller.cluster.etcdproc import EtcdServer, server_tls
-from controller.lab.pki import etcd_pki_files, make_etcd_pki
+from controller.cluster.etcdproc import EtcdServer
+from controller.lab.pki import etcd_pki_files, make_etcd_pki, server_tls
 from controller.topology.files import topology_file
 
 DIAMOND = topology_file("diamond")

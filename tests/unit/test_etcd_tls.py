@@ -24,10 +24,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from waiting import wait_until
 
 from controller.cluster.etcd import Compare, EtcdAuth, EtcdClient, EtcdTls, Op, WatchEvent
-from controller.cluster.etcdproc import EtcdCluster, EtcdServer, ServerTls, server_tls
+from controller.cluster.etcdproc import EtcdCluster, EtcdServer, ServerTls
 from controller.errors import ClusterUnavailable, CpnError, StoreError
 from controller.lab.cli import main as lab_main
-from controller.lab.pki import etcd_pki_files, make_etcd_pki, make_pki
+from controller.lab.pki import etcd_pki_files, make_etcd_pki, make_pki, server_tls
 from controller.main import build_controller, check_api_exposure
 from controller.settings import Settings, SettingsError, load_settings
 from controller.topology.files import topology_file
