@@ -27,7 +27,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -539,6 +539,14 @@ class OpenFlowServer:
             raise failure[0]
         if thread.is_alive():
             raise CpnError(f"os-ken did not start within {timeout_s:g} s")
+        # os-ken binds its listener in a thread of its own: the service is up (and its API
+        # may answer) only once a switch can connect
+        deadline = time.monotonic() + timeout_s
+        while not any(True for _ in _listeners(self.port)):
+            if time.monotonic() > deadline:
+                raise CpnError(f"the OpenFlow listener on {self.host}:{self.port} did not "
+                               f"open within {timeout_s:g} s")
+            time.sleep(0.01)
 
     def _misbehaved(self, datapath: Any, reason: str) -> None:
         peer = ":".join(str(p) for p in (getattr(datapath, "address", None) or ("?",)))
@@ -581,15 +589,14 @@ class OpenFlowServer:
                         extra={"event": "openflow_close"})
 
 
-def _shut_listeners(port: int) -> int:
-    """Shut down this process's listening TCP sockets on ``port`` (os-ken keeps no handle on
-    its listener): its accept wakes with an error, its thread ends and lets the socket go.
-    Linux (``/proc/self/fd``); how many it shut."""
-    shut = 0
+def _listeners(port: int) -> Iterator[socket.socket]:
+    """This process's listening TCP sockets on ``port`` (Linux, ``/proc/self/fd``), each a
+    duplicate of the descriptor, closed once the caller moves on (os-ken keeps no handle on
+    its listener)."""
     try:
         fds = [int(name) for name in os.listdir("/proc/self/fd")]
     except OSError:
-        return 0
+        return
     for fd in fds:
         try:
             if not stat.S_ISSOCK(os.fstat(fd).st_mode):
@@ -599,14 +606,26 @@ def _shut_listeners(port: int) -> int:
             continue  # gone meanwhile, or not a socket Python knows
         with sock:
             try:
-                if (sock.family in (socket.AF_INET, socket.AF_INET6)
-                        and sock.type == socket.SOCK_STREAM
-                        and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
-                        and sock.getsockname()[1] == port):
-                    sock.shutdown(socket.SHUT_RDWR)
-                    shut += 1
+                listening = (sock.family in (socket.AF_INET, socket.AF_INET6)
+                             and sock.type == socket.SOCK_STREAM
+                             and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+                             and sock.getsockname()[1] == port)
             except OSError:
-                pass
+                continue
+            if listening:
+                yield sock
+
+
+def _shut_listeners(port: int) -> int:
+    """Shut down this process's listening TCP sockets on ``port``: its accept wakes with an
+    error, its thread ends and lets the socket go. How many it shut."""
+    shut = 0
+    for sock in _listeners(port):
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+            shut += 1
+        except OSError:
+            pass
     return shut
 
 

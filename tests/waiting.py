@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
-__all__ = ["wait_until", "wait_until_stable"]
+__all__ = ["tcp_listening", "wait_until", "wait_until_stable"]
 
 T = TypeVar("T")
 
@@ -51,3 +52,19 @@ def wait_until_stable(read: Callable[[], T], gap_s: float, timeout_s: float) -> 
         if now == last or time.monotonic() > deadline:
             return now
         last = now
+
+
+def tcp_listening(port: int) -> bool:
+    """Whether some socket on this machine listens on TCP ``port`` (``/proc/net/tcp`` and
+    ``tcp6``, state 0A), asked without connecting: a fake switch's connection made only to
+    probe would count as a switch."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                return True
+    return False

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from badswitch import OFPT_ECHO_REQUEST, OFPT_MULTIPART_REQUEST, BadSwitch
-from waiting import wait_until
+from waiting import tcp_listening, wait_until
 
 from controller.topology.files import load_topology_argument, topology_file
 from controller.topology.wiring import port_plan
@@ -54,6 +54,10 @@ def controller(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, i
         wait_until(lambda: httpx.get(f"http://127.0.0.1:{api}/api/v1/health",
                                      timeout=2).status_code == 200, 30, "the controller's API",
                    ignore=(httpx.HTTPError,), poll_s=0.1)
+        # os-ken opens the OpenFlow listener in a thread of its own, after the API; these
+        # fake switches, unlike Open vSwitch, do not retry a refused connection
+        wait_until(lambda: tcp_listening(ofp), 10, "the controller's OpenFlow listener",
+                   poll_s=0.05)
         yield proc, ofp, api
     finally:
         proc.terminate()
