@@ -22,7 +22,7 @@ The peer is the same controller with table 2 per host (no default routes:
 (``--peer``); ratios are peer / ours. Needs root and OVS.
 
     .venv/bin/python benchmarks/bench_scale.py [--maps national,Cogentco,Kdl] [--cuts 3] \
-        [--peer]
+        [--peer] [--keep-logs DIR]
 
 The table goes to stdout and, with the raw numbers as JSON, to
 ``benchmarks/results/<UTC time>-scale.{md,json}``.
@@ -227,7 +227,8 @@ def restoration(lab: LabNetwork, ctl: Controller, topology: Topology, link_index
             "ping_back_s": answered_s}
 
 
-def run_map(name: str, topology_arg: str, per_host: bool, cuts: int) -> dict[str, Any]:
+def run_map(name: str, topology_arg: str, per_host: bool, cuts: int,
+            keep_logs: Path | None = None) -> dict[str, Any]:
     topology = load_topology_argument(topology_arg)
     res: dict[str, Any] = {"map": name, "table2": "per host" if per_host else "default routes",
                            "switches": len(topology.nodes), "links": len(topology.links),
@@ -284,6 +285,11 @@ def run_map(name: str, topology_arg: str, per_host: bool, cuts: int) -> dict[str
                 lab.stop()
         finally:
             ctl.stop()
+            if keep_logs is not None:
+                keep_logs.mkdir(parents=True, exist_ok=True)
+                kept = keep_logs / f"{name}-{'per-host' if per_host else 'default'}.log"
+                kept.write_text(ctl.log_text())
+                say(f"controller log kept in {kept}")
     return res
 
 
@@ -321,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cuts", type=int, default=3, help="links cut per map")
     ap.add_argument("--peer", action="store_true",
                     help="also run each map with table 2 per host (the peer)")
+    ap.add_argument("--keep-logs", type=Path, metavar="DIR",
+                    help="keep each run's controller log in DIR (MAP-default.log, ...)")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         say("bench_scale needs root (Mininet, Open vSwitch)")
@@ -329,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.maps.split(","):
         for per_host in ([False, True] if args.peer else [False]):
             say(f"{name}: {'per-host table 2' if per_host else 'default routes'} ...")
-            rows.append(run_map(name, MAPS.get(name, name), per_host, args.cuts))
+            rows.append(run_map(name, MAPS.get(name, name), per_host, args.cuts,
+                                args.keep_logs))
             say(json.dumps(rows[-1]))
     text = report(rows)
     print(text)

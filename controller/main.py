@@ -160,6 +160,7 @@ def build_service(settings: Settings) -> ControllerService:
                              lldp_timeout_s=net.lldp_timeout_s,
                              lldp_interval_s=net.lldp_interval_s,
                              barrier_timeout_s=settings.openflow.barrier_timeout_s,
+                             barrier_timeout_max_s=settings.openflow.barrier_timeout_max_s,
                              port_stats_interval_s=net.port_stats_interval_s,
                              gc_reclaim_interval_s=net.gc_reclaim_interval_s,
                              state_file=settings.state.snapshot_file,

@@ -83,7 +83,11 @@ class OpenflowSettings(_Section):
     port: int = Field(6653, ge=0, le=65535)
     """OpenFlow TCP port"""
     barrier_timeout_s: float = Field(5.0, gt=0)
-    """how long one phase of a change waits for its barrier replies before it is given up"""
+    """the least a change waits for a switch's barrier reply before the switch is given up
+    on (stalled, its table read again); a switch whose measured round trips are longer is
+    waited for longer"""
+    barrier_timeout_max_s: float = Field(60.0, gt=0)
+    """the most a change waits for one barrier reply, however slow the switch has been"""
     echo_interval_s: float = Field(5.0, gt=0, le=3600)
     """seconds between the echo requests os-ken sends each switch"""
     echo_misses: int = Field(3, ge=1, le=100)
@@ -104,6 +108,9 @@ class OpenflowSettings(_Section):
             missing = ", ".join(key for key, ok in given.items() if not ok)
             raise ValueError("OpenFlow over TLS needs tls_cert, tls_key and tls_ca together: "
                              f"{missing} missing")
+        if self.barrier_timeout_max_s < self.barrier_timeout_s:
+            raise ValueError(f"barrier_timeout_max_s ({self.barrier_timeout_max_s:g}) is below "
+                             f"barrier_timeout_s ({self.barrier_timeout_s:g})")
         return self
 
 

@@ -23,7 +23,12 @@ switch the earlier one is not done with; that intent is confirmed when the earli
 :meth:`ChangeSender.backlog` says which switches are behind and since when (the API's
 ``pending_changes`` and ``behind_s`` of a switch).
 
-A switch whose barrier does not come back within the bound is *stalled*: the service
+How long a barrier may take follows each switch's measured round trips
+(:class:`~controller.network.rtt.RoundTrips`: smoothed round trip plus four deviations, at
+least ``barrier_timeout_s``, at most ``barrier_timeout_max_s``, doubled after a wait that ran
+out): a switch that is slow because the whole control channel is loaded is waited for, not
+given up on and read again, which would load it more. A switch whose barrier does not come
+back within that wait is *stalled*: the service
 forgets its flow table (``core.desync``, so no intent through it is confirmed) and reads it
 again until it answers; meanwhile the sender sends it nothing and waits for it no more (one
 stuck switch costs the Changes that need it one barrier timeout, not one per phase and
@@ -52,20 +57,25 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from controller.network.change import Change, ChangeKind
+from controller.network.rtt import RoundTrips
 
 if TYPE_CHECKING:
     from controller.network.flows import FlowEntry
     from controller.network.intents import Intent
     from controller.network.service import ControllerService
 
-__all__ = ["BARRIER_TIMEOUT_S", "Barrier", "ChangeRecord", "ChangeSender", "Reply", "Ticket",
-           "Transport", "WriteGate"]
+__all__ = ["BARRIER_TIMEOUT_MAX_S", "BARRIER_TIMEOUT_S", "Barrier", "ChangeRecord",
+           "ChangeSender", "Reply", "Ticket", "Transport", "WriteGate"]
 
 log = logging.getLogger("controller.network.service")
 """The sender logs under the service's name: it is the service's thread."""
 
 BARRIER_TIMEOUT_S = 5.0
-"""How long the sender waits for the barrier replies of one phase before giving up on it."""
+"""The least the sender waits for a switch's barrier reply before giving up on it; it waits
+longer for a switch whose replies take longer (:class:`~controller.network.rtt.RoundTrips`)."""
+
+BARRIER_TIMEOUT_MAX_S = 60.0
+"""The most the sender waits for one barrier reply, however slow the switch has been."""
 
 
 class Barrier(Protocol):
@@ -262,11 +272,14 @@ class ChangeSender:
 
     def __init__(self, service: ControllerService, transport: Transport,
                  barrier_timeout_s: float = BARRIER_TIMEOUT_S, keep: int = 10_000,
-                 gate: WriteGate | None = None) -> None:
+                 gate: WriteGate | None = None,
+                 barrier_timeout_max_s: float = BARRIER_TIMEOUT_MAX_S) -> None:
         self._service = service
         self._transport = transport
         self._gate = gate if gate is not None else WriteGate(enforced=False)
-        self._barrier_timeout_s = barrier_timeout_s
+        self.round_trips = RoundTrips(barrier_timeout_s,
+                                      max(barrier_timeout_s, barrier_timeout_max_s))
+        """each switch's barrier round trips: how long its next barrier is waited for"""
         self._inbox: collections.deque[Ticket] = collections.deque()
         self._inbox_lock = threading.Lock()
         self._wake = threading.Event()
@@ -464,7 +477,7 @@ class ChangeSender:
         if w is None:
             return
         now = time.monotonic()
-        self._outstanding[dpid] = _Outstanding(flight, w, now + self._barrier_timeout_s,
+        self._outstanding[dpid] = _Outstanding(flight, w, now + self.round_trips.wait_s(dpid),
                                                handle, now)
         flight.waiting.add(dpid)
         notify = getattr(w, "notify", None)
@@ -487,6 +500,7 @@ class ChangeSender:
             flight = o.flight
             flight.waiting.discard(dpid)
             if ok:
+                self.round_trips.sample(dpid, now - o.sent_at)
                 continue
             token, name = flight.token, flight.phases[flight.phase_index][0]
             error = getattr(o.barrier, "error", None)
@@ -499,8 +513,9 @@ class ChangeSender:
                          "before its barrier reply",
                          extra={"dpid": dpid, "event": "barrier_lost", "token": token})
             else:
+                self.round_trips.expired(dpid)
                 log.error(f"change {token} {name}: no barrier reply within "
-                          f"{self._barrier_timeout_s:g} s from {dpid:#x}",
+                          f"{o.deadline - o.sent_at:.1f} s from {dpid:#x}",
                           extra={"dpid": dpid, "event": "barrier_timeout", "token": token})
             flight.late.add(dpid)
             stalled[dpid] = o.handle

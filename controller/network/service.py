@@ -62,6 +62,7 @@ from controller.network.limits import ControlPlaneLimits
 from controller.network.lldpauth import LldpAuth, LldpGuard
 from controller.network.probes import ProbeSchedule
 from controller.network.sender import (
+    BARRIER_TIMEOUT_MAX_S,
     BARRIER_TIMEOUT_S,
     ChangeRecord,
     ChangeSender,
@@ -147,6 +148,7 @@ class ControllerService:
                  startup_grace_s: float = 10.0, lldp_timeout_s: float = 10.0,
                  lldp_interval_s: float = LLDP_INTERVAL_S,
                  barrier_timeout_s: float = BARRIER_TIMEOUT_S,
+                 barrier_timeout_max_s: float = BARRIER_TIMEOUT_MAX_S,
                  port_stats_interval_s: float = PORT_STATS_INTERVAL_S,
                  gc_reclaim_interval_s: float = GC_RECLAIM_INTERVAL_S,
                  state_file: str | None = None, roles: bool = False,
@@ -178,6 +180,7 @@ class ControllerService:
         self._resync_thread: threading.Thread | None = None
         self._handles: dict[int, Any] = {}
         self._barrier_timeout_s = barrier_timeout_s
+        self._barrier_timeout_max_s = barrier_timeout_max_s
         self._transport: Transport | None = None
         self.sender: ChangeSender | None = None
         self.state_file = state_file
@@ -212,7 +215,8 @@ class ControllerService:
         if self.sender is None:
             self._transport = transport
             self.sender = ChangeSender(self, transport, self._barrier_timeout_s,
-                                       gate=self._gate)
+                                       gate=self._gate,
+                                       barrier_timeout_max_s=self._barrier_timeout_max_s)
         if self._poller is None and self.port_stats_interval_s > 0:
             self._poller = threading.Thread(target=self._poll_ports, name="cpn-port-stats",
                                             daemon=True)
@@ -390,23 +394,32 @@ class ControllerService:
         :data:`RESYNC_INTERVAL_S`; one unconfirmed again soon after each reconciliation at
         doubling intervals up to :data:`RESYNC_MAX_INTERVAL_S`). Returns the dpids
         reconciled. The service's resync thread calls it; tests may call it directly."""
-        bound = self._barrier_timeout_s if timeout_s is None else timeout_s
+        sender = self.sender
         with self.lock:
             now = time.monotonic()
             pending = {d: h for d, h in self._resync.items()
                        if self._resync_not_before.get(d, 0.0) <= now}
         done = []
         for dpid, handle in sorted(pending.items()):
+            # as long as a barrier of this switch may take (its measured round trips)
+            bound = (timeout_s if timeout_s is not None else
+                     sender.round_trips.wait_s(dpid) if sender is not None else
+                     self._barrier_timeout_s)
+            t_read = time.monotonic()
             try:
                 (parts,) = self._read(dpid, [("flow stats", openflow.flow_stats_request())],
                                       bound)
             except SwitchUnavailable as exc:
+                if sender is not None:
+                    sender.round_trips.expired(dpid)
                 log.info(f"switch {dpid:#x} still not answering: {exc}",
                          extra={"dpid": dpid, "event": "resync_wait"})
                 with self.lock:
                     if self._handles.get(dpid) is not handle:
                         self._resync.pop(dpid, None)  # gone: its next connection is read
                 continue
+            if sender is not None:
+                sender.round_trips.sample(dpid, time.monotonic() - t_read)
             flows = [openflow.flowstats_to_entry(st) for st in parts]
             t = time.perf_counter()
             with self.lock:

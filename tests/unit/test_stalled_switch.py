@@ -373,3 +373,60 @@ def test_a_change_confirmed_ahead_of_an_earlier_one_holds_back_intents_through_i
     switches.answer(2)
     adder.join(10)
     assert results and results[0].state == "installed"
+
+
+class _LateBarrier:
+    """Answered ``delay_s`` after it was sent."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.answered = threading.Event()
+        timer = threading.Timer(delay_s, self.answered.set)
+        timer.daemon = True
+        timer.start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.answered.wait(timeout)
+
+
+def test_a_switch_measured_slow_is_waited_for_and_one_that_ran_out_waits_twice_as_long(
+        stalling: tuple[ControllerService, RefusingSwitches]) -> None:
+    """The barrier wait follows the switch's measured round trips (controller/network/rtt.py):
+    a switch known to answer in about a second is not given up on at the 0.3 s floor, and
+    after a wait runs out the next one is doubled."""
+    service, switches = stalling
+    s2 = 2
+    assert service.sender is not None
+    trips = service.sender.round_trips
+    assert trips.wait_s(s2) == pytest.approx(0.3)  # answered at once so far: the floor
+    trips.sample(s2, 1.0)  # as a read or a barrier of a loaded switch measures it
+    waited = trips.wait_s(s2)
+    assert waited > 0.9
+    original = switches.send
+
+    def late(handle: Any, msgs: Any) -> Any:
+        if int(handle) == s2:
+            switches.net.apply(s2, list(msgs))  # applied, answered 0.6 s later
+            return _LateBarrier(0.6)
+        return original(handle, msgs)
+
+    switches.send = late  # type: ignore[method-assign]
+    gold = service.add_intent(IntentSpec("h2", "h1", 3.0, name="gold", priority=300),
+                              timeout_s=5.0)
+    assert gold.path == ("s4", "s2", "s1") and gold.state == "installed"
+    assert service.switch(s2).synced
+    assert not [e for e in service.events() if e["kind"] == "switch_unconfirmed"]
+    # s2 stops answering: its wait runs out once, and the next is twice as long
+    switches.send = original  # type: ignore[method-assign]
+    before = trips.wait_s(s2)
+    switches.stalled.add(s2)
+    service.remove_intent(gold.id, timeout_s=10.0)
+    assert any(e["kind"] == "switch_unconfirmed" and e.get("dpid") == s2
+               for e in service.events())
+    assert trips.wait_s(s2) >= min(2 * before, trips.cap_s) - 1e-9
+    # it answers again: read (a sample), the backoff ends
+    switches.answer(s2)
+    deadline = time.monotonic() + 10
+    while not service.switch(s2).synced and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert service.switch(s2).synced
+    assert trips.wait_s(s2) < 2 * before
