@@ -119,7 +119,8 @@ class NetworkSettings(_Section):
     """what an intent's traffic does while no path meets its bounds (best_effort:
     least-latency forwarding)"""
     startup_grace_s: float = Field(10.0, ge=0)
-    """after start, switches not yet connected count as present this long"""
+    """switches not yet connected count as present until this long passes with no switch
+    connecting for the first time (at most six times this after the first arrival)"""
     lldp_interval_s: float = Field(2.0, gt=0)
     """every live port sends an LLDP probe this often (on the controller's 1 s tick; less
     than lldp_timeout_s)"""

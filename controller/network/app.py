@@ -247,8 +247,12 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]  # os-ken ships no typ
                 now = time.monotonic()
                 if now >= next_lldp:
                     next_lldp = now + PROBE_CHECK_S
+                    # a switch's due probes in one write (see probes.py)
+                    by_switch: dict[int, tuple[Any, list[Any]]] = {}
                     for dp, msg in self.service.lldp_due():
-                        self.send(dp, [msg])
+                        by_switch.setdefault(id(dp), (dp, []))[1].append(msg)
+                    for dp, msgs in by_switch.values():
+                        self.send(dp, msgs)
                 if now >= next_tick:
                     next_tick = now + TICK_S
                     probes = now >= next_probe

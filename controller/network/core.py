@@ -301,10 +301,11 @@ class ControllerCore:
     def meter_plan(self) -> dict[int, dict[int, tuple[int, bool]]]:
         """dpid -> {meter id: (rate, in packets/s)}: the meters of policed intents (kbit/s)
         and on every switch the packet-in meters (packets/s)."""
-        out = {dpid: dict(self._packet_in_meters) for dpid in self.state.dpids()}
+        # the switches without a policed intent share one mapping (read only)
+        base = self._packet_in_meters
+        out: dict[int, dict[int, tuple[int, bool]]] = dict.fromkeys(self.state.dpids(), base)
         for dpid, meters in self.router.meter_plan().items():
-            out.setdefault(dpid, {}).update(
-                (mid, (rate, False)) for mid, rate in meters.items())
+            out[dpid] = {**base, **{mid: (rate, False) for mid, rate in meters.items()}}
         return out
 
     def _meters_into(self, phase0: dict[int, list[Any]], phase2: dict[int, list[Any]]) -> None:
@@ -335,7 +336,7 @@ class ControllerCore:
         of each: one of the two answers an error (exists / unknown) and the entry ends right
         either way. ``mod(command, id[, value])`` builds one message; ``views`` is updated."""
         for dpid in self._views:
-            want = wanted.get(dpid, {})
+            want = wanted.get(dpid, nothing)
             have = views.get(dpid)
             head: list[Any] = []
             for key, value in sorted(want.items()):
@@ -345,9 +346,12 @@ class ControllerCore:
                     head.append(mod("add", key, value))
                 elif have[key] != value:
                     head.append(mod("modify", key, value))
+        nothing: Mapping[int, Any] = {}
             last = [mod("delete", key) for key in sorted(set(have or ()) - set(want))]
             views[dpid] = dict(want)
             if head:
+            if have == want:
+                continue  # most switches, most changes: compared, not rebuilt
                 phase0[dpid] = head + phase0.get(dpid, [openflow.barrier_request()])
             if last:
                 msgs = phase2.get(dpid, [openflow.barrier_request()])

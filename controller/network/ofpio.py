@@ -16,8 +16,13 @@ its listener anyway and does all of it there, for every switch:
   at once what the socket takes, from the calling thread; the rest is written by the loop
   when the socket is writable again. A switch that stops reading while more than
   :data:`MAX_BUFFERED_BYTES` wait for it is disconnected (it would hold them for ever);
-- sends echo requests every ``echo_request_interval`` and closes a connection with more than
-  ``maximum_unreplied_echo_requests`` unanswered, as os-ken's echo loop does.
+- every ``echo_request_interval`` sends an echo request to each connection that sent nothing
+  since the last round, and closes a connection with more than
+  ``maximum_unreplied_echo_requests`` unanswered, as os-ken's echo loop does. A connection that
+  sent anything is alive, and its count of unanswered requests starts again (as Open vSwitch's
+  inactivity probe, which probes only an idle connection): on a map of 754 switches that
+  are sending packet-ins and statistics anyway, that is 150 echo requests a second fewer for
+  the switches to answer.
 
 A connection that ends (EOF, an error, or closed by the app, the guard or the echo check) is
 closed as os-ken closes it: ``is_active`` False, then ``Datapath.close`` (the DEAD event).
@@ -48,13 +53,15 @@ OFP_HEADER_BYTES = 8
 class _Conn:
     """One switch connection's write side (its lock guards ``out`` and the socket's writes)."""
 
-    __slots__ = ("close_after", "closed", "lock", "out")
+    __slots__ = ("close_after", "closed", "heard", "lock", "out")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.out = bytearray()
         self.closed = False
         self.close_after = False
+        self.heard = False
+        """the peer sent something since the last echo round (the loop's thread only)"""
 
 
 class SelectorServer:
@@ -139,7 +146,7 @@ class SelectorServer:
     def _read(self, fd: int) -> None:
         from os_ken.controller import handler, ofp_event
         from os_ken.ofproto import ofproto_parser
-        dp, _, buf = self._conns[fd]
+        dp, conn, buf = self._conns[fd]
         try:
             data = dp.socket.recv(READ_BYTES)
         except (BlockingIOError, InterruptedError):
@@ -149,6 +156,7 @@ class SelectorServer:
         if not data:
             self._end(fd)
             return
+        conn.heard = True
         buf += data
         pos, size = 0, len(buf)
         brick = dp.ofp_brick
@@ -240,7 +248,11 @@ class SelectorServer:
 
     # -- echo and the end -------------------------------------------------------------------------
     def _echo(self) -> None:
-        for fd, (dp, _, _) in list(self._conns.items()):
+        for fd, (dp, conn, _) in list(self._conns.items()):
+            if conn.heard:
+                conn.heard = False
+                dp.unreplied_echo_requests.clear()  # it is alive: no probe needed
+                continue
             if len(dp.unreplied_echo_requests) > self._echo_misses:
                 self._end(fd)
                 continue

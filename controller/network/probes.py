@@ -11,8 +11,11 @@ per port (pure: the caller passes ``now``):
   when its link is *settled*: seen both ways by LLDP within the last ``interval_s`` and as
   the topology file says. ``settled_interval_s`` stays below half the LLDP timeout, so a
   settled link stays verified even when one probe is lost;
-- each port's due time is offset by a fixed fraction of its interval (a hash of the port), so
-  the probes of a round spread over the interval instead of leaving in one burst;
+- each port's due time is offset by a fixed fraction of its interval (a hash of its switch),
+  so the probes of a round spread over the interval instead of leaving in one burst, while the
+  ports of one switch probed at the same time stay due together: they leave in one write
+  (Open vSwitch's userspace datapath handles every bridge in one main loop, so a thousand
+  switches probed port by port cost it a thousand wake-ups where one per switch will do);
 - a port that goes down (or whose switch is lost) is forgotten, so it is probed at once when
   it comes back.
 
@@ -48,8 +51,10 @@ class ProbeSchedule:
     def sent(self, key: tuple[int, int], now: float, settled: bool) -> None:
         """A probe left ``key`` at ``now``; ``settled``: its link is settled."""
         interval = self.settled_interval_s if settled else self.interval_s
-        # a fixed phase per port in [0.75, 1.25) x interval spreads a round's probes
-        phase = 0.75 + (zlib.crc32(f"{key[0]}:{key[1]}".encode()) % 1000) / 2000.0
+        # a fixed phase per switch in [0.75, 1.25) x interval spreads a round's probes over
+        # the switches; a switch's ports probed together stay together, so their probes leave
+        # in one write and a userspace switch takes them in one wake-up
+        phase = 0.75 + (zlib.crc32(f"{key[0]}".encode()) % 1000) / 2000.0
         self._next[key] = now + interval * phase
 
     def forget(self, keys: Iterable[tuple[int, int]]) -> None:

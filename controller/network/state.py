@@ -6,9 +6,15 @@ owns the ``pathcore.Graph`` of the topology and keeps it in step: a link is usab
 graph, both directions) when
 
 * both of its switches are present - connected, or never seen yet while the startup grace
-  period lasts (``startup_grace_s`` after the state was created: a restarted controller then
-  computes the same plan as before and adopts the switches' flows as they reconnect instead of
-  tearing down routes through switches that have not reconnected yet);
+  period lasts (a restarted controller then computes the same plan as before and adopts the
+  switches' flows as they reconnect instead of tearing down routes through switches that have
+  not reconnected yet; a network coming up gets every switch's flows once, computed on the
+  whole network, instead of every arrival moving the routes of the switches already there).
+  The grace lasts until ``startup_grace_s`` has passed with no switch arriving for the first
+  time: it is counted from the state's creation and, once a switch has arrived, from the
+  latest first arrival, at most :data:`GRACE_MAX_FACTOR` x ``startup_grace_s`` after the
+  first. A grace that ran out before any switch arrived (the controller started long before
+  its network) opens again at the first arrival;
 * neither of its ports is known to be down (port description at connect, port status after);
 * LLDP has not seen a different neighbour on either of its ports (miswired).
 
@@ -55,6 +61,9 @@ __all__ = ["HostRecord", "NetworkState", "SwitchRecord"]
 
 log = logging.getLogger("controller.network.state")
 
+GRACE_MAX_FACTOR = 6.0
+"""the startup grace ends at the latest this many ``startup_grace_s`` after the first switch
+arrived, however long the network keeps arriving"""
 
 DELAY_MARGIN_RATIO = 1.5
 DELAY_MARGIN_MS = 0.5
@@ -116,6 +125,10 @@ class NetworkState:
         self.switches: dict[int, SwitchRecord] = {
             n.dpid: SwitchRecord(n.name, n.dpid) for n in topology.nodes}
         self._grace_over = startup_grace_s <= 0
+        self._first_arrival: float | None = None
+        """when the first switch connected (None: none yet)"""
+        self._last_arrival: float | None = None
+        """when a switch last connected for the first time"""
         self.link_up: list[bool] = [True] * len(topology.links)
         self.hosts: dict[str, HostRecord] = {}
         for h in topology.hosts:
@@ -223,6 +236,14 @@ class NetworkState:
         """A switch (re)connected with its ports (port_no -> live). Returns the indices of the
         links whose usability changed."""
         sw = self.switch(dpid)
+        if not sw.ever_connected:
+            if self._first_arrival is None:
+                self._first_arrival = now
+                if self._grace_over and self.startup_grace_s > 0:
+                    # the grace ran out before the network came: it covers its coming now
+                    self._grace_over = False
+                    self.record("startup_grace_reopened", now, switch=sw.name)
+            self._last_arrival = now
         sw.connected, sw.ever_connected, sw.since = True, True, now
         sw.ports = {int(p): bool(up) for p, up in ports.items()}
         for port_no, up in sw.ports.items():
@@ -258,12 +279,20 @@ class NetworkState:
 
     def tick(self, now: float) -> list[int]:
         """Time passes: the startup grace period may end (unseen switches count as down)."""
-        if not self._grace_over and now - self.started >= self.startup_grace_s:
+        if not self._grace_over and self._grace_ended(now):
             self._grace_over = True
             unseen = [sw.name for sw in self.switches.values() if not sw.ever_connected]
             self.record("startup_grace_over", now, unseen_switches=unseen)
             return self._refresh(now, cause="startup grace over", presence=True)
         return []
+
+    def _grace_ended(self, now: float) -> bool:
+        """No switch arrived for the first time within ``startup_grace_s``, or the network
+        has been arriving for :data:`GRACE_MAX_FACTOR` graces (see the module docstring)."""
+        if self._first_arrival is None or self._last_arrival is None:
+            return now - self.started >= self.startup_grace_s
+        return (now - self._last_arrival >= self.startup_grace_s
+                or now - self._first_arrival >= GRACE_MAX_FACTOR * self.startup_grace_s)
 
     def _port_ok(self, dpid: int, port_no: int) -> bool:
         sw = self.switches[dpid]

@@ -22,6 +22,8 @@ from controller.network.flows import (
     flow,
     make_cookie,
 )
+from controller.topology.files import topology_file
+from controller.topology.loader import load_topology
 from controller.topology.model import IntentSpec, Match, Topology
 
 
@@ -609,3 +611,58 @@ def test_frozen_plans_are_handed_back_to_the_collector(diamond: Topology) -> Non
         assert ref() is None
     finally:
         gc.unfreeze()
+
+
+def _arrive(core: ControllerCore, node: str, now: float) -> None:
+    dpid = dp(core, node)
+    core.switch_connected(dpid, dict.fromkeys(core.wiring.ports_of(dpid), True), now)
+
+
+def test_the_grace_lasts_while_the_network_keeps_arriving(diamond: Topology) -> None:
+    """Switches that arrive one after another each extend the grace: routes through the ones
+    not there yet stay (no flow moves at the others); it ends startup_grace_s after the last
+    first arrival, at the latest GRACE_MAX_FACTOR graces after the first."""
+    core = ControllerCore(diamond, now=0.0, startup_grace_s=10.0)
+    _arrive(core, "s1", 5.0)
+    _arrive(core, "s2", 12.0)
+    assert core.tick(14.0).empty and all(core.state.link_up)  # 10 s after start: still on
+    assert core.tick(21.9).empty and all(core.state.link_up)
+    change = core.tick(22.0)  # 10 s after s2's arrival: s3 and s4 never came
+    assert not all(core.state.link_up)
+    assert "startup_grace_over" in [e["kind"] for e in core.state.events]
+    assert change.cause == "startup grace over"
+    # the cap: arrivals every 9 s keep it open for at most 6 graces after the first
+    national = load_topology(topology_file("national"))
+    capped = ControllerCore(national, now=0.0, startup_grace_s=10.0)
+    nodes = [n.name for n in national.nodes]
+    for i, node in enumerate(nodes[:7]):  # at 1, 10, ..., 55
+        _arrive(capped, node, 1.0 + 9.0 * i)
+        capped.tick(1.0 + 9.0 * i + 4.5)
+        assert all(capped.state.link_up), i
+    capped.tick(60.9)
+    assert all(capped.state.link_up)
+    capped.tick(61.0)  # 60 s after the first arrival, 6 s after the last
+    assert not all(capped.state.link_up)
+
+
+def test_a_grace_that_ran_out_before_any_switch_opens_again_at_the_first(
+        diamond: Topology) -> None:
+    """The controller started long before its network: when the first switch comes the
+    others count as present again (routes computed on the whole network), until the grace
+    after the arrivals ends; with a grace of 0 nothing ever counts as present unseen."""
+    core = ControllerCore(diamond, now=0.0, startup_grace_s=10.0)
+    core.tick(10.0)
+    assert not any(core.state.link_up)
+    _arrive(core, "s1", 60.0)
+    kinds = [e["kind"] for e in core.state.events]
+    assert "startup_grace_reopened" in kinds
+    assert all(core.state.link_up)
+    _arrive(core, "s2", 61.0)
+    core.tick(70.9)
+    assert all(core.state.link_up)
+    core.tick(71.0)
+    assert not all(core.state.link_up)
+    none = ControllerCore(diamond, now=0.0, startup_grace_s=0.0)
+    _arrive(none, "s1", 60.0)
+    assert not any(none.state.link_up)
+    assert "startup_grace_reopened" not in [e["kind"] for e in none.state.events]

@@ -1,8 +1,9 @@
 """Every OpenFlow connection in one thread (``controller/network/ofpio.py``): the controller,
 run as ``cpn-controller`` runs it, keeps the same number of OS threads with 52 switches
 connected as with none, completes each switch's handshake, reads its flow table, answers its
-echo requests and closes a connection whose peer stops answering echoes; the switches are
-fake OpenFlow peers on real loopback sockets (``tests/badswitch.py``)."""
+echo requests, closes a connection whose peer stops answering echoes and probes none that
+keeps talking; the switches are fake OpenFlow peers on real loopback sockets
+(``tests/badswitch.py``)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from badswitch import OFPT_ECHO_REQUEST, OFPT_MULTIPART_REQUEST, BadSwitch
+from badswitch import OFPT_ECHO_REQUEST, OFPT_MULTIPART_REQUEST, BadSwitch, message
 from waiting import tcp_listening, wait_until
 
 from controller.topology.files import load_topology_argument, topology_file
@@ -97,6 +98,15 @@ def test_every_switch_connection_is_served_by_one_thread(
         wait_until(lambda: not next(
             s for s in httpx.get(f"http://127.0.0.1:{api}/api/v1/switches", timeout=10).json()
             if s["dpid"] == dpids[0])["connected"], 5, "the quiet switch lost")
+        # a peer that keeps sending is alive: it is not probed (nor closed for leaving
+        # probes unanswered) while it talks, as Open vSwitch probes only an idle connection
+        chatty = peers[1]
+        chatty.answer_echo = False
+        chatty.received.clear()
+        for _ in range(15):  # 3 s: six echo rounds of 0.5 s, two misses allowed
+            chatty.send(message(OFPT_ECHO_REQUEST, b"", 7))
+            assert chatty.pump(0.2), "a peer that talks was closed"
+        assert chatty.received.count(OFPT_ECHO_REQUEST) <= 1, chatty.received
     finally:
         for peer in peers:
             peer.close()

@@ -1,6 +1,7 @@
 """LLDP probe scheduling (``controller/network/probes.py``): new ports at once, a round spread
-over the interval, settled links probed less often but within the LLDP timeout; and the
-service asks the schedule, so a port that comes back up is probed at once."""
+over the interval (a switch's ports together), settled links probed less often but within the
+LLDP timeout; and the service asks the schedule, so a port that comes back up is probed at
+once."""
 
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ def test_new_ports_are_due_at_once_and_a_round_is_spread() -> None:
     steps = [b - a for a, b in zip(first, first[1:], strict=False)]
     assert max(steps) < len(keys) / 4, steps
     assert all(sched.due(k, 2.5) for k in keys)
+    # the ports of one switch are due together (their probes leave in one write)
+    for t in range(14, 26):
+        for d in range(1, 41):
+            assert len({sched.due((d, p), t / 10) for p in (1, 2, 3)}) == 1, (d, t)
 
 
 def test_settled_links_are_probed_less_often_but_within_the_timeout() -> None:
