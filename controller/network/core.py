@@ -335,9 +335,12 @@ class ControllerCore:
         whose table is unknown (just reconciled, no entry in ``views``) gets ADD then MODIFY
         of each: one of the two answers an error (exists / unknown) and the entry ends right
         either way. ``mod(command, id[, value])`` builds one message; ``views`` is updated."""
+        nothing: Mapping[int, Any] = {}
         for dpid in self._views:
             want = wanted.get(dpid, nothing)
             have = views.get(dpid)
+            if have == want:
+                continue  # most switches, most changes: compared, not rebuilt
             head: list[Any] = []
             for key, value in sorted(want.items()):
                 if have is None:
@@ -346,12 +349,9 @@ class ControllerCore:
                     head.append(mod("add", key, value))
                 elif have[key] != value:
                     head.append(mod("modify", key, value))
-        nothing: Mapping[int, Any] = {}
             last = [mod("delete", key) for key in sorted(set(have or ()) - set(want))]
             views[dpid] = dict(want)
             if head:
-            if have == want:
-                continue  # most switches, most changes: compared, not rebuilt
                 phase0[dpid] = head + phase0.get(dpid, [openflow.barrier_request()])
             if last:
                 msgs = phase2.get(dpid, [openflow.barrier_request()])
