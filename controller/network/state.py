@@ -36,6 +36,7 @@ deque of dicts ``{"time", "kind", ...details}`` for the REST ``/events``.
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -68,6 +69,8 @@ arrived, however long the network keeps arriving"""
 DELAY_MARGIN_RATIO = 1.5
 DELAY_MARGIN_MS = 0.5
 """a link whose measured delay exceeds configured x 1.5 + 0.5 ms raises ``link_delay_high``"""
+DELAY_FLAP_S = 60.0
+"""a link whose delay goes high again within this long of going normal raises no new event"""
 LOAD_HISTORY = 30
 """measured load samples kept per link (at the default 2 s poll: a minute)"""
 
@@ -180,6 +183,10 @@ class NetworkState:
         self.measurements_version = 0
         """bumped by every external measurement"""
         self._delay_high: set[int] = set()
+        self._delay_normal_at: dict[int, float] = {}
+        """link index -> when its measured delay last went back to normal"""
+        self._delay_flapping: set[int] = set()
+        """links high again within :data:`DELAY_FLAP_S` of going normal (no events)"""
         self._port_prev: dict[tuple[int, int], tuple[float, int, int]] = {}
         """(dpid, port_no) -> (switch-side seconds, tx_bytes, drops) of the last poll"""
         self._link_now: dict[int, dict[str, Any]] = {}
@@ -381,6 +388,12 @@ class NetworkState:
         high = delay_ms > lk.latency_ms * DELAY_MARGIN_RATIO + DELAY_MARGIN_MS
         if high and index not in self._delay_high:
             self._delay_high.add(index)
+            if now - self._delay_normal_at.get(index, -math.inf) < DELAY_FLAP_S:
+                # high again soon after it was normal: one pair of events per flap window,
+                # not one per probe (a loaded control channel makes a link's measurement
+                # swing across the threshold: 41,000 warnings in one Kdl bring-up)
+                self._delay_flapping.add(index)
+                return
             self.record("link_delay_high", now, link=index, a=lk.a, b=lk.b,
                         measured_ms=round(delay_ms, 3), configured_ms=lk.latency_ms)
             log.warning(f"link {lk.a}-{lk.b}: measured delay {fmt_ms(delay_ms)} exceeds the "
@@ -388,6 +401,10 @@ class NetworkState:
                         extra={"event": "link_delay_high"})
         elif not high and index in self._delay_high:
             self._delay_high.discard(index)
+            self._delay_normal_at[index] = now
+            if index in self._delay_flapping:
+                self._delay_flapping.discard(index)
+                return
             self.record("link_delay_normal", now, link=index, a=lk.a, b=lk.b,
                         measured_ms=round(delay_ms, 3), configured_ms=lk.latency_ms)
 

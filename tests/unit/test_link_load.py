@@ -199,3 +199,34 @@ def test_measured_admission_matches_a_brute_force_oracle(seed: int) -> None:
     # least cost, then least latency, then fewest hops (any path tied on all three)
     assert got.path in feasible, (got.path, got.state, got.reason, feasible)
     assert feasible[got.path] == min(feasible.values()), (got.path, feasible)
+
+
+def test_a_delay_swinging_across_the_threshold_raises_one_pair_of_events_a_minute() -> None:
+    """Under a loaded control channel a link's measured delay swings across its threshold
+    probe after probe: high, normal, high... The first high and normal are events (and a
+    warning); going high again within DELAY_FLAP_S of going normal is not, until a quiet
+    minute has passed."""
+    from controller.network.state import DELAY_FLAP_S
+
+    t = load_topology(topology_file("diamond"))
+    st = NetworkState(t, startup_grace_s=0.0)
+    w = st.wiring
+    s1, s2 = w.node_dpid["s1"], w.node_dpid["s2"]
+    p1, p2 = w.link_ports[0]
+    st.echo_rtt(s1, 0.0)
+    st.echo_rtt(s2, 0.0)
+
+    def probe(now: float, transit_s: float) -> None:
+        for (d, p), (dd, pp) in (((s1, p1), (s2, p2)), ((s2, p2), (s1, p1))):
+            st.lldp_sent[(d, p)] = now
+            st.lldp_observed(d, p, dd, pp, now=now + transit_s)
+
+    for k in range(40):  # 20 swings, one probe pair a second
+        probe(10.0 + k, 0.050 if k % 2 == 0 else 0.001)
+    kinds = [e["kind"] for e in st.events if e["kind"].startswith("link_delay")]
+    assert kinds == ["link_delay_high", "link_delay_normal"]
+    assert st.link_delay_ms[0] == pytest.approx(1.0)  # the measurement itself is kept
+    # a minute after it last went normal, going high is news again
+    probe(49.0 + DELAY_FLAP_S + 1.0, 0.050)
+    kinds = [e["kind"] for e in st.events if e["kind"].startswith("link_delay")]
+    assert kinds == ["link_delay_high", "link_delay_normal", "link_delay_high"]
