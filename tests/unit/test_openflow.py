@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
+
+import pytest
 from os_ken.lib.packet import arp, ethernet, packet
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
@@ -193,6 +197,23 @@ def test_flowentry_is_hashable_and_ordered() -> None:
     b = FlowEntry(1, 100, (("eth_type", 2048),), (("output", 1),), 5)
     assert a == b and hash(a) == hash(b) and len({a, b}) == 1
     assert sorted([b, FlowEntry(0, 1, (), (), 1)])[0].table_id == 0
+
+
+def test_flowentry_built_by_its_own_init_is_a_frozen_dataclass() -> None:
+    """FlowEntry writes its slots itself (faster than the generated ``__init__``): by keyword,
+    positionally, through ``dataclasses.replace`` and pickling it is the same entry, with the
+    key and the hash of its fields, and it stays frozen."""
+    a = FlowEntry(1, 100, (("eth_type", 2048),), (("output", 1),), 5)
+    b = FlowEntry(table_id=1, priority=100, match=(("eth_type", 2048),),
+                  instructions=(("output", 1),), cookie=5)
+    assert a == b and hash(a) == hash((1, 100, (("eth_type", 2048),), (("output", 1),), 5))
+    assert a.key == (1, 100, (("eth_type", 2048),))
+    assert pickle.loads(pickle.dumps(a)) == a
+    c = dataclasses.replace(a, cookie=6)
+    assert c.cookie == 6 and c != a and c.key == a.key and hash(c) != hash(a)
+    assert dataclasses.astuple(a)[:5] == (1, 100, (("eth_type", 2048),), (("output", 1),), 5)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.cookie = 7  # type: ignore[misc]
 
 
 def test_port_rows_join_descriptions_and_statistics() -> None:
