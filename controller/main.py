@@ -159,6 +159,7 @@ def build_service(settings: Settings) -> ControllerService:
                              startup_grace_s=net.startup_grace_s,
                              lldp_timeout_s=net.lldp_timeout_s,
                              lldp_interval_s=net.lldp_interval_s,
+                             lldp_max_pps=net.lldp_max_pps,
                              barrier_timeout_s=settings.openflow.barrier_timeout_s,
                              barrier_timeout_max_s=settings.openflow.barrier_timeout_max_s,
                              port_stats_interval_s=net.port_stats_interval_s,

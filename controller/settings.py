@@ -124,6 +124,10 @@ class NetworkSettings(_Section):
     lldp_interval_s: float = Field(2.0, gt=0)
     """every live port sends an LLDP probe this often (on the controller's 1 s tick; less
     than lldp_timeout_s)"""
+    lldp_max_pps: float = Field(100.0, gt=0)
+    """the most LLDP probes sent a second over the whole network (the most overdue ports
+    first); when a round of every port takes longer at this rate, the settled interval and
+    the LLDP timeout stretch to it"""
     lldp_timeout_s: float = Field(10.0, gt=0)
     """a link LLDP has not confirmed for this long is reported missing"""
     lldp_auth: bool = True

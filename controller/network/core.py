@@ -820,22 +820,27 @@ class ControllerCore:
                      extra={"dpid": dpid, "event": f"host_{what}"})
             result.change = self._replan(now, ChangeKind.HOST, f"host {ip} {what}")
 
-    def lldp_probes(self, now: float, *, wall_s: float | None = None,
-                    due: Callable[[int, int], bool] | None = None) -> list[tuple[int, Any]]:
-        """One LLDP probe out of every live port of every connected switch, host-facing ports
-        (:meth:`host_facing`) excepted: a host needs none, and could replay it. Signed at
-        ``wall_s`` (None: ``now``) when signing is on. ``due(dpid, port_no)``: only the ports
-        it accepts (the service's :class:`~.probes.ProbeSchedule`)."""
-        wall = now if wall_s is None else wall_s
-        out = []
+    def probe_ports(self) -> list[tuple[int, int]]:
+        """``(dpid, port_no)`` of every live port of every connected switch that gets LLDP
+        probes: host-facing ports (:meth:`host_facing`) excepted, as a host needs none, and
+        could replay it."""
+        out: list[tuple[int, int]] = []
         for dpid in self.state.dpids():
             sw = self.state.switches[dpid]
             if not sw.connected or sw.ports is None:
                 continue
-            for port_no, live in sorted(sw.ports.items()):
-                if live and port_no < 0xFFFFFF00 and not self.host_facing(dpid, port_no) \
-                        and (due is None or due(dpid, port_no)):
-                    self.state.lldp_sent[(dpid, port_no)] = now
-                    out.append((dpid, openflow.packet_out(
-                        port_no, self.lldp.probe(dpid, port_no, wall))))
+            out.extend((dpid, port_no) for port_no, live in sorted(sw.ports.items())
+                       if live and port_no < 0xFFFFFF00 and not self.host_facing(dpid, port_no))
+        return out
+
+    def lldp_probes(self, now: float, *, wall_s: float | None = None,
+                    ports: Iterable[tuple[int, int]] | None = None) -> list[tuple[int, Any]]:
+        """One LLDP probe out of each of ``ports`` (None: every port of :meth:`probe_ports`),
+        signed at ``wall_s`` (None: ``now``) when signing is on."""
+        wall = now if wall_s is None else wall_s
+        out = []
+        for dpid, port_no in (self.probe_ports() if ports is None else ports):
+            self.state.lldp_sent[(dpid, port_no)] = now
+            out.append((dpid, openflow.packet_out(port_no,
+                                                  self.lldp.probe(dpid, port_no, wall))))
         return out

@@ -19,6 +19,13 @@ per port (pure: the caller passes ``now``):
 - a port that goes down (or whose switch is lost) is forgotten, so it is probed at once when
   it comes back.
 
+- at most ``max_pps`` probes leave per second, the most overdue ports first (a token bucket
+  holding one second of them): a network of any size costs its switches and the controller at
+  most that many packet-outs and packet-ins a second. When every port's round at that rate
+  takes longer than ``settled_interval_s`` (on Kdl, 1,798 link ends at 100/s: 18 s),
+  :meth:`ProbeSchedule.size` stretches the settled interval to the round and the LLDP timeout
+  to 2.5 rounds, so links stay verified at the slower pace instead of timing out.
+
 Failure detection does not depend on probes: a cut link is reported by the port status of
 both ends at once. Probes verify the wiring (a miswired port is seen on the next probe of
 either end, within ``settled_interval_s``) and measure link delays.
@@ -26,6 +33,7 @@ either end, within ``settled_interval_s``) and measure link delays.
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Iterable
 
@@ -38,11 +46,51 @@ SETTLED_FACTOR = 4.0
 class ProbeSchedule:
     """Due times of the LLDP probes, per ``(dpid, port_no)`` (see the module docstring)."""
 
-    def __init__(self, interval_s: float, timeout_s: float) -> None:
+    def __init__(self, interval_s: float, timeout_s: float,
+                 max_pps: float | None = None) -> None:
         self.interval_s = interval_s
-        self.settled_interval_s = max(interval_s, min(interval_s * SETTLED_FACTOR,
-                                                      timeout_s / 2.0))
+        self._settled_base_s = max(interval_s, min(interval_s * SETTLED_FACTOR, timeout_s / 2.0))
+        self.settled_interval_s = self._settled_base_s
+        self._timeout_base_s = timeout_s
+        self.timeout_s = timeout_s
+        """the LLDP timeout at the pace the budget allows (see :meth:`size`)"""
+        self.max_pps = max_pps
+        self._tokens = max_pps or 0.0
+        self._filled_at: float | None = None
         self._next: dict[tuple[int, int], float] = {}
+
+    def size(self, ports: int) -> None:
+        """``ports`` are probed: with a budget, a round of all of them takes at least
+        ``ports / max_pps``; when that is longer than the settled interval, the settled
+        interval stretches to the round and the timeout to 2.5 rounds (two probes at the
+        latest phase, 1.25, fit in it)."""
+        if self.max_pps is None:
+            return
+        round_s = ports / self.max_pps
+        if round_s <= self._settled_base_s:
+            self.settled_interval_s, self.timeout_s = self._settled_base_s, self._timeout_base_s
+        else:
+            self.settled_interval_s = round_s
+            self.timeout_s = max(self._timeout_base_s, 2.5 * round_s)
+
+    def budget(self, now: float) -> int:
+        """How many probes may leave now (unlimited without ``max_pps``); call
+        :meth:`spend` with how many did."""
+        if self.max_pps is None:
+            return 1 << 30
+        if self._filled_at is not None:
+            self._tokens = min(self.max_pps,
+                               self._tokens + (now - self._filled_at) * self.max_pps)
+        self._filled_at = now
+        return int(self._tokens)
+
+    def spend(self, n: int) -> None:
+        if self.max_pps is not None:
+            self._tokens = max(0.0, self._tokens - n)
+
+    def overdue(self, key: tuple[int, int]) -> float:
+        """When the port was due (a port never probed: minus infinity, first of all)."""
+        return self._next.get(key, -math.inf)
 
     def due(self, key: tuple[int, int], now: float) -> bool:
         """The port's probe is due (or it is new)."""

@@ -41,6 +41,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import gc
+import heapq
 import json
 import logging
 import math
@@ -97,6 +98,9 @@ PORT_STATS_INTERVAL_S = 2.0
 """default port-statistics poll (link load); setting ``network.port_stats_interval_s``"""
 LLDP_INTERVAL_S = 2.0
 """default LLDP probe interval of every live port; setting ``network.lldp_interval_s``"""
+LLDP_MAX_PPS = 100.0
+"""default most LLDP probes a second over the whole network; setting
+``network.lldp_max_pps``"""
 GC_RECLAIM_INTERVAL_S = 600.0
 """How often the service hands the frozen plan objects back to the cyclic collector (see
 :meth:`ControllerService.reclaim_garbage`)."""
@@ -147,6 +151,7 @@ class ControllerService:
     def __init__(self, topology: Topology, *, fallback: str = "best_effort",
                  startup_grace_s: float = 10.0, lldp_timeout_s: float = 10.0,
                  lldp_interval_s: float = LLDP_INTERVAL_S,
+                 lldp_max_pps: float | None = LLDP_MAX_PPS,
                  barrier_timeout_s: float = BARRIER_TIMEOUT_S,
                  barrier_timeout_max_s: float = BARRIER_TIMEOUT_MAX_S,
                  port_stats_interval_s: float = PORT_STATS_INTERVAL_S,
@@ -166,7 +171,9 @@ class ControllerService:
         self.lldp_interval_s = lldp_interval_s
         """how often the app sends an LLDP probe out of every live port whose link is not
         settled (and an echo request to every switch)"""
-        self.probe_schedule = ProbeSchedule(lldp_interval_s, lldp_timeout_s)
+        self.probe_schedule = ProbeSchedule(lldp_interval_s, lldp_timeout_s, lldp_max_pps)
+        self._probed: tuple[tuple[int, int] | None, list[tuple[int, int]]] = (None, [])
+        """((ports version, hosts version), the ports probed then): see :meth:`lldp_due`"""
         """when each port's next LLDP probe is due (:meth:`lldp_due`)"""
         self._gc_thread: threading.Thread | None = None
         self._resync: dict[int, Any] = {}
@@ -564,27 +571,34 @@ class ControllerService:
             now = time.monotonic()
             st = self.core.state
             schedule = self.probe_schedule
-            live = {(d, p) for d, sw in st.switches.items() if sw.connected and sw.ports
-                    for p, up in sw.ports.items() if up}
-            schedule.forget(schedule.known() - live)
+            version = (st.ports_version, st.hosts_version)
+            if self._probed[0] != version:  # the ports probed change rarely; asked 10 x/s
+                probed = self.core.probe_ports()
+                schedule.forget(schedule.known() - set(probed))
+                schedule.size(len(probed))
+                self._probed = (version, probed)
+            probed = self._probed[1]
+            st.lldp_timeout_s = schedule.timeout_s  # verified at the pace the budget allows
             window_s = min(schedule.settled_interval_s * 1.5, st.lldp_timeout_s)
+            # the most overdue first, as many as the budget lets out now
+            waiting = [k for k in probed if schedule.due(k, now)]
+            allowed = schedule.budget(now)
+            if len(waiting) > allowed:
+                waiting = heapq.nsmallest(allowed, waiting, key=schedule.overdue)
+            chosen = set(waiting)
+            schedule.spend(len(chosen))
 
             def seen(here: tuple[int, int], there: tuple[int, int]) -> bool:
                 s = st.lldp_seen.get(here)
                 return s is not None and (s.src_dpid, s.src_port) == there \
                     and now - s.time <= window_s
 
-            def due(dpid: int, port_no: int) -> bool:
-                key = (dpid, port_no)
-                if not schedule.due(key, now):
-                    return False
-                peer = st.wiring.link_peer(dpid, port_no)
+            for key in chosen:
+                peer = st.wiring.link_peer(*key)
                 settled = peer is not None and seen(key, peer[1:]) and seen(peer[1:], key)
                 schedule.sent(key, now, settled)
-                return True
-
             probes_out = []
-            for d, m in self.core.lldp_probes(now, wall_s=time.time(), due=due):
+            for d, m in self.core.lldp_probes(now, wall_s=time.time(), ports=sorted(chosen)):
                 h = self._handles.get(d)
                 if h is not None and self._gate.allows(d, h):
                     probes_out.append((h, m))

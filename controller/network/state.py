@@ -157,6 +157,8 @@ class NetworkState:
         """bumped when the path graph or switch presence changes (destination trees)"""
         self.hosts_version = 0
         """bumped when a host is learned, moves or is forgotten"""
+        self.ports_version = 0
+        """bumped when a switch connects or is lost or a port goes up or down"""
         self.lldp_sent: dict[tuple[int, int], float] = {}
         """(dpid, port_no) -> when the latest LLDP probe left by it (controller clock)"""
         self.echo_rtt_s: dict[int, float] = {}
@@ -253,6 +255,7 @@ class NetworkState:
             self._last_arrival = now
         sw.connected, sw.ever_connected, sw.since = True, True, now
         sw.ports = {int(p): bool(up) for p, up in ports.items()}
+        self.ports_version += 1
         for port_no, up in sw.ports.items():
             if not up:
                 self.lldp_seen.pop((dpid, port_no), None)
@@ -265,6 +268,7 @@ class NetworkState:
     def switch_lost(self, dpid: int, now: float) -> list[int]:
         sw = self.switch(dpid)
         sw.connected, sw.since, sw.ports = False, now, None
+        self.ports_version += 1
         for key in [k for k in self.lldp_seen if k[0] == dpid or self.lldp_seen[k].src_dpid
                     == dpid]:
             del self.lldp_seen[key]
@@ -278,6 +282,7 @@ class NetworkState:
                         why="switch not connected")
             return []
         sw.ports[port_no] = up
+        self.ports_version += 1
         if not up:
             self.lldp_seen.pop((dpid, port_no), None)
         self.record("port_up" if up else "port_down", now, dpid=dpid, switch=sw.name,

@@ -9,6 +9,8 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from controller.network.probes import SETTLED_FACTOR, ProbeSchedule
 from controller.network.service import ControllerService
 from controller.topology.model import Topology
@@ -125,3 +127,54 @@ def test_idle_switches_are_polled_for_port_statistics_less_often(diamond: Topolo
     with service.lock:  # the statistics reached the state: s1's links carry its traffic
         assert any((service.core.state.link_load(i) or {}).get("utilisation")
                    for i in range(len(diamond.links)))
+
+
+def test_the_budget_lets_out_max_pps_the_most_overdue_first_and_stretches_the_round() -> None:
+    sched = ProbeSchedule(interval_s=2.0, timeout_s=10.0, max_pps=100.0)
+    keys = [(d, p) for d in range(1, 601) for p in (1, 2, 3)]  # 1,800 link ends
+    sched.size(len(keys))
+    assert sched.settled_interval_s == pytest.approx(18.0)  # a round at 100/s
+    assert sched.timeout_s == pytest.approx(45.0)
+    # every port is new and due: one second's worth leaves at once, then 10 per 100 ms
+    sent_at: dict[tuple[int, int], float] = {}
+    for tick in range(200):  # 20 s of the service's 100 ms checks
+        now = tick / 10
+        waiting = [k for k in keys if sched.due(k, now)]
+        allowed = sched.budget(now)
+        chosen = sorted(waiting, key=sched.overdue)[:allowed]
+        sched.spend(len(chosen))
+        for k in chosen:
+            sched.sent(k, now, settled=True)
+            sent_at.setdefault(k, now)
+        assert len(chosen) <= (100 if tick == 0 else 10) + 1, (tick, len(chosen))
+    assert len(sent_at) == len(keys)  # none starves: all probed once within the round
+    assert max(sent_at.values()) <= 18.0 + 1.0
+    # below the budget nothing changes
+    small = ProbeSchedule(interval_s=2.0, timeout_s=10.0, max_pps=100.0)
+    small.size(140)
+    assert (small.settled_interval_s, small.timeout_s) == (5.0, 10.0)
+    assert ProbeSchedule(2.0, 10.0).budget(0.0) >= 1 << 20  # no budget: unlimited
+
+
+def test_the_service_sends_no_more_than_the_budget_and_every_port_in_turn(
+        diamond: Topology) -> None:
+    service = ControllerService(diamond, startup_grace_s=0.0, port_stats_interval_s=0.0,
+                                gc_reclaim_interval_s=0.0, lldp_max_pps=4.0)
+    wiring = service.wiring
+    for dpid in sorted(wiring.dpid_node):
+        assert service.switch_connected(dpid, dict.fromkeys(wiring.ports_of(dpid), True),
+                                        dpid)
+    link_ports = {(d, p) for d in wiring.dpid_node for p in wiring.ports_of(d)
+                  if wiring.link_peer(d, p) is not None}
+    seen: set[tuple[int, int]] = set()
+    counts = []
+    t0 = time.monotonic()
+    while len(seen) < len(link_ports) and time.monotonic() - t0 < 10:
+        probes = service.lldp_due()
+        counts.append(len(probes))
+        seen |= {(h, m.actions[0].port) for h, m in probes}
+        time.sleep(0.1)
+    assert seen == link_ports
+    assert counts[0] == 4 and max(counts[1:]) <= 1, counts  # 4 a second, burst of one second
+    # 8 link ends at 4/s is a 2 s round, within the settled interval: the timeout stays
+    assert service.core.state.lldp_timeout_s == 10.0
