@@ -27,7 +27,7 @@ import gc
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from controller.errors import CpnError, InsufficientBandwidth, NotFound
@@ -269,16 +269,27 @@ class ControllerCore:
         new_labels = {e.cookie & OWNER_ID_MASK for es in adds.values() for e in es
                       if e.cookie >> OWNER_ID_BITS == OWNER_TUNNEL}
         broken = router.take_broken()
-        first: dict[int, list[FlowEntry]] = {}
-        then: dict[int, list[FlowEntry]] = {}
+        first: dict[int, Sequence[FlowEntry]] = {}
+        then: dict[int, Sequence[FlowEntry]] = {}
         for dpid, entries in adds.items():
+            if not new_labels:
+                first[dpid] = entries
+                continue
+            now_: list[FlowEntry] = []
+            later: list[FlowEntry] = []
             for e in entries:
-                waits = False
-                if new_labels and e.cookie >> OWNER_ID_BITS == OWNER_INTENT:
-                    rider = intents.get(e.cookie & OWNER_ID_MASK)
-                    waits = (rider is not None and rider.mpls_label in new_labels
-                             and rider.id not in broken)
-                (then if waits else first).setdefault(dpid, []).append(e)
+                cookie = e.cookie
+                if cookie >> OWNER_ID_BITS == OWNER_INTENT:
+                    rider = intents.get(cookie & OWNER_ID_MASK)
+                    if rider is not None and rider.mpls_label in new_labels \
+                            and cookie & OWNER_ID_MASK not in broken:
+                        later.append(e)
+                        continue
+                now_.append(e)
+            if now_:
+                first[dpid] = now_
+            if later:
+                then[dpid] = later
         phase0, phase2 = openflow.two_phase(first, late, early)
         phase1 = {dpid: openflow.flowentry_to_msgs(adds=es) for dpid, es in then.items()}
         self._meters_into(phase0, phase2)

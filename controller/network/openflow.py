@@ -616,8 +616,9 @@ def _delete_order(e: FlowEntry) -> tuple[int, int, int, tuple[Any, ...]]:
     return (e.table_id, -e.priority, e.cookie, e.match)
 
 
-def two_phase(adds: dict[int, list[FlowEntry]], deletes: dict[int, list[FlowEntry]],
-              early_deletes: dict[int, list[FlowEntry]] | None = None
+def two_phase(adds: Mapping[int, Sequence[FlowEntry]],
+              deletes: Mapping[int, Sequence[FlowEntry]],
+              early_deletes: Mapping[int, Sequence[FlowEntry]] | None = None
               ) -> tuple[dict[int, list[Any]], dict[int, list[Any]]]:
     """The reorder step for make-before-break: the first phase holds every switch's adds
     (ending with a barrier), the second every switch's deletes (ending with a barrier). The

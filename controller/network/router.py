@@ -68,6 +68,7 @@ __all__ = ["FALLBACKS", "Router"]
 
 FALLBACKS = ("best_effort", "drop")
 _INTENT_VARIANTS = 3  # flow sets kept per intent (see Router._refresh_intents)
+_PUSH_INSTRUCTIONS_MAX = 1 << 14
 _Variant = tuple[dict[int, frozenset[FlowEntry]], dict[int, Buckets]]
 """an intent's flows per switch, its fast-failover groups per switch"""
 
@@ -88,6 +89,8 @@ class Router:
         self._hosts_version = state.hosts_version
         self._intent_keys: dict[int, tuple[Any, ...]] = {}
         self._intent_variants: dict[int, dict[tuple[Any, ...], _Variant]] = {}
+        self._push_instructions: dict[tuple[int, int], Instructions] = {}
+        """(label, output port) -> the instructions of an ingress flow onto that tunnel"""
         self.intent_groups: dict[int, dict[int, Buckets]] = {}
         """intent id -> dpid -> fast-failover buckets (protected intents; group id = intent
         id)"""
@@ -272,10 +275,18 @@ class Router:
         if label is not None and path is not None and links is not None:
             # the ingress pushes the tunnel's label; the tunnel does the rest
             u = path[0]
+            port = st.out_port(u, links[0])
+            push = self._push_instructions.get((label, port))
+            if push is None:
+                # one tuple for every intent entering this tunnel here (a batch builds a
+                # thousand ingress flows onto a few dozen tunnels)
+                if len(self._push_instructions) >= _PUSH_INSTRUCTIONS_MAX:
+                    self._push_instructions.clear()
+                push = self._push_instructions[(label, port)] = (
+                    ("push_mpls", ETH_TYPE_MPLS), ("set_field", ("mpls_label", label)),
+                    ("output", port))
             return {st.wiring.node_dpid[u]: frozenset((FlowEntry(
-                TABLE_INTENTS, prio, match,
-                first + (("push_mpls", ETH_TYPE_MPLS), ("set_field", ("mpls_label", label)),
-                         ("output", st.out_port(u, links[0]))), cookie),))}
+                TABLE_INTENTS, prio, match, first + push if first else push, cookie),))}
         out: dict[int, list[FlowEntry]] = {}
         if path is not None and links is not None:
             node_dpid = st.wiring.node_dpid
