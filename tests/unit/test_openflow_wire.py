@@ -97,6 +97,21 @@ def test_packed_flowmods_equal_os_kens(entry: FlowEntry, xid: int) -> None:
         os_ken_bytes(entry, ofp.OFPFC_DELETE_STRICT, xid)
 
 
+@settings(max_examples=200, deadline=None)
+@given(entry=entries, xid=st.integers(0, 0xFFFF_FFFF))
+def test_wire_gives_the_serialised_bytes_with_the_xid(entry: FlowEntry, xid: int) -> None:
+    """The sender's one-call path (``EntryFlowMod.wire``): os-ken's bytes, the xid and the
+    buffer set as ``set_xid`` and ``serialize`` set them; None (and nothing set) where
+    os-ken must serialise."""
+    msg = openflow.flowmod_add(entry)
+    wire = msg.wire(xid)
+    if openflow._flowmod_body(openflow.flowmod_add(entry)) is None:
+        assert wire is None and msg.xid is None
+        return
+    assert wire == os_ken_bytes(entry, ofp.OFPFC_ADD, xid)
+    assert msg.xid == xid and bytes(msg.buf) == wire
+
+
 def test_the_packer_takes_every_field_the_controller_uses() -> None:
     """No fallback for the flows routing and steering make (the fast path is the path)."""
     entry = FlowEntry(1, 100, (("eth_type", 0x0800), ("in_port", 3), ("ip_dscp", 46),
@@ -149,3 +164,4 @@ def test_bundle_messages_equal_os_kens(bundle_id: int, xid: int, kind: int,
     add.set_xid(xid)
     add.serialize()
     assert openflow.bundle_add(bundle_id, our_bytes(inner, xid)) == bytes(add.buf)
+    assert openflow.bundle_add(bundle_id, bytes(inner.buf), xid=xid) == bytes(add.buf)
