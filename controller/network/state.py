@@ -330,9 +330,12 @@ class NetworkState:
         return (self.node_present(a) and self.node_present(b) and self._port_ok(da, pa)
                 and self._port_ok(db, pb) and not self._miswired(i))
 
-    def _refresh(self, now: float, cause: str, presence: bool = False) -> list[int]:
+    def _refresh(self, now: float, cause: str, presence: bool = False,
+                 only: Iterable[int] | None = None) -> list[int]:
+        """Bring every link's usability (or only the links ``only``) up to date; the links
+        whose usability changed."""
         changed = []
-        for i in range(len(self.topology.links)):
+        for i in range(len(self.topology.links)) if only is None else only:
             up = self.link_usable(i)
             if up != self.link_up[i] or cause == "start":
                 if up != self.link_up[i]:
@@ -370,7 +373,10 @@ class NetworkState:
             log.warning(f"LLDP: {src_dpid:#x}:{src_port} -> {dpid:#x}:{port_no} is not in the "
                         f"topology file (expected {expected})",
                         extra={"dpid": dpid, "event": "lldp_unexpected"})
-        return self._refresh(now, cause=f"lldp at {dpid:#x}:{port_no}")
+        # what LLDP saw at a port bears only on the file's link at that port (miswired or
+        # not): one link looked at, not all of them for every probe
+        return self._refresh(now, cause=f"lldp at {dpid:#x}:{port_no}",
+                             only=() if link is None else (int(link[0]),))
 
     def echo_rtt(self, dpid: int, rtt_s: float) -> None:
         """A control-channel round trip to ``dpid`` (echo request -> reply)."""
