@@ -29,7 +29,7 @@ stage "mypy" .venv/bin/mypy
 stage "pytest unit" .venv/bin/python -m pytest -q tests/unit
 stage "pytest api" .venv/bin/python -m pytest -q tests/api
 stage "pytest browser" .venv/bin/python -m pytest -q tests/browser
-stage "pytest integration" .venv/bin/python -m pytest -q tests/integration
+stage "pytest integration" .venv/bin/python -m pytest -q --durations=15 tests/integration
 
 printf '\n===== summary =====\n'
 if [ ${#failed[@]} -gt 0 ]; then

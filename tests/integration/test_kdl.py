@@ -1,0 +1,57 @@
+"""The largest carrier map end to end: the 754-switch Topology Zoo map Kdl (899 links, a host
+per switch) as a lab of userspace Open vSwitch bridges connected to the controller, which
+reconciles every switch and forwards a sample of host pairs (up to 58 hops apart, 17 at the
+median). Behaviour only, with generous bounds: the times are measured by
+``benchmarks/bench_scale.py``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from harness import ControllerProcess, start_lab
+
+from controller.lab.network import LabNetwork
+from controller.lab.ping import plan_ping_pairs
+from controller.topology.files import load_topology_argument
+from controller.topology.model import Topology
+
+KDL = "zoo:Kdl"
+SAMPLE_PAIRS = 40
+
+
+@pytest.fixture(scope="module")
+def topology() -> Topology:
+    return load_topology_argument(KDL)
+
+
+@pytest.fixture(scope="module")
+def controller(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControllerProcess]:
+    ctl = ControllerProcess(Path(KDL), tmp_path_factory.mktemp("ctl"))
+    ctl.start(timeout_s=60)
+    yield ctl
+    ctl.stop()
+
+
+@pytest.fixture(scope="module")
+def lab(lab_env: object, topology: Topology, controller: ControllerProcess
+        ) -> Iterator[LabNetwork]:
+    net, took_s = start_lab(lab_env, topology, controller, timeout_s=600)
+    try:
+        print(f"\nKdl lab: network up in {took_s:.1f} s")
+        yield net
+    finally:
+        net.stop()
+
+
+def test_every_switch_is_reconciled_and_host_pairs_answer(
+        lab: LabNetwork, topology: Topology, controller: ControllerProcess) -> None:
+    assert len(topology.nodes) == 754 and len(topology.hosts) == 754
+    controller.wait_synced(len(topology.nodes), 300)
+    pairs, _ = plan_ping_pairs([h.name for h in topology.hosts])
+    sample = pairs[:SAMPLE_PAIRS]
+    lab.wait_until_reachable(*sample[0], timeout_s=60)
+    matrix = lab.ping_matrix(sample, count=1, wait_s=5, parallel_sources=8)
+    assert len(matrix.results) == len(sample)
+    assert matrix.failed == [], matrix.summary_table(lab.plan)
