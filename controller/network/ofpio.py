@@ -16,10 +16,10 @@ its listener anyway and does all of it there, for every switch:
   at once what the socket takes, from the calling thread; the rest is written by the loop
   when the socket is writable again. A switch that stops reading while more than
   :data:`MAX_BUFFERED_BYTES` wait for it is disconnected (it would hold them for ever);
-- every ``echo_request_interval`` sends an echo request to each connection that sent nothing
-  since the last round, and closes a connection with more than
+- every ``echo_request_interval`` sends an echo request to each connection that sent no whole
+  message since the last round, and closes a connection with more than
   ``maximum_unreplied_echo_requests`` unanswered, as os-ken's echo loop does. A connection that
-  sent anything is alive, and its count of unanswered requests starts again (as Open vSwitch's
+  sent a message is alive, and its count of unanswered requests starts again (as Open vSwitch's
   inactivity probe, which probes only an idle connection): on a map of 754 switches that
   are sending packet-ins and statistics anyway, that is 150 echo requests a second fewer for
   the switches to answer.
@@ -61,7 +61,7 @@ class _Conn:
         self.closed = False
         self.close_after = False
         self.heard = False
-        """the peer sent something since the last echo round (the loop's thread only)"""
+        """the peer sent a whole message since the last echo round (the loop's thread only)"""
 
 
 class SelectorServer:
@@ -156,7 +156,6 @@ class SelectorServer:
         if not data:
             self._end(fd)
             return
-        conn.heard = True
         buf += data
         pos, size = 0, len(buf)
         brick = dp.ofp_brick
@@ -175,6 +174,10 @@ class SelectorServer:
                 for h in brick.get_handlers(ev):
                     if dp.state in h.callers[ev.__class__].dispatchers:
                         h(ev)
+        if pos:
+            # a whole message is a sign of life; bytes alone are not (a peer that announced
+            # a message and never completes it must still be probed, and closed)
+            conn.heard = True
         del buf[:pos]
         if dp.state == handler.DEAD_DISPATCHER:
             self._end(fd)

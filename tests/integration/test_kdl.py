@@ -42,6 +42,9 @@ def lab(lab_env: object, topology: Topology, controller: ControllerProcess
         print(f"\nKdl lab: network up in {took_s:.1f} s")
         yield net
     finally:
+        # the controller goes first: taking 754 bridges away under it only makes it work
+        # out 754 switches lost while ovs-vswitchd deletes them
+        controller.stop()
         net.stop()
 
 
