@@ -97,6 +97,13 @@ def _get_json(url: str) -> object:
         return json.loads(resp.read())
 
 
+def _log_tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"(unreadable: {exc.strerror or exc})"
+
+
 def _wait(what: str, check: Callable[[], bool], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -223,8 +230,15 @@ def live_cluster(topo_path: str, topo: Topology, *, members: int, api_port: int,
                 return bool(health["switches_synced"] == len(topo.nodes))
             return check
 
-        for mid, url in urls.items():
-            _wait(f"member {mid}'s REST API", answers(url), 30)
+        for (mid, url), proc in zip(urls.items(), procs, strict=True):
+            try:
+                _wait(f"member {mid}'s REST API", answers(url), 60)
+            except LabError as exc:
+                state = ("still running" if proc.poll() is None
+                         else f"exited with status {proc.returncode}")
+                raise LabError(f"{exc} ({state}); the end of its log "
+                               f"{workdir / f'{mid}.log'}:\n"
+                               f"{_log_tail(workdir / f'{mid}.log')}") from None
         cpnctl = [sys.executable, "-m", "controller.api.cli"]
         t0 = time.monotonic()
         with LabNetwork(topo, controllers=ofps) as lab:

@@ -583,7 +583,8 @@ class EtcdStore:
                     version[0].mod_revision > since_revision:
                 raise StaleWrite(f"the compute records changed at revision "
                                  f"{version[0].mod_revision}, after revision "
-                                 f"{since_revision} this change was computed from")
+                                 f"{since_revision} this change was computed from",
+                                 revision=version[0].mod_revision)
             _pause(attempt)
         raise StoreError(f"cannot store the compute change: the records kept moving "
                          f"({_MAX_ATTEMPTS} attempts)")

@@ -487,6 +487,8 @@ def test_a_conditional_compute_write_loses_to_a_newer_one(store: EtcdStore) -> N
         with pytest.raises(StaleWrite, match=f"revision {other.last_revision}") as stale:
             store.write_compute_if_unchanged(revision, sites={"cs:c:1": {"id": "cs:c:1"}})
         assert stale.value.http_status == 409
+        # the newer revision travels with the error: steering syncs to it and computes again
+        assert stale.value.revision == other.last_revision
         assert [s["id"] for s in store.compute_state()["sites"]] == ["cs:a:1", "cs:b:1"]
 
         fresh = store.load().revision
