@@ -56,16 +56,24 @@ def test_counter_reset_starts_over_and_history_is_bounded() -> None:
     assert len(st.link_load_history[0]) == LOAD_HISTORY
 
 
-def test_link_delay_from_lldp_transit_minus_control_rtts_and_the_high_delay_event() -> None:
-    from controller.network import openflow
-
-    t = load_topology(topology_file("diamond"))  # link 0 s1-s2: configured 1 ms
-    st = NetworkState(t, startup_grace_s=0.0)
+def _diamond_link0(echo_rtts: tuple[float, float]
+                   ) -> tuple[NetworkState, tuple[int, int], tuple[int, int]]:
+    """The diamond's state (link 0 s1-s2: configured 1 ms) with these control round trips of
+    s1 and s2; and link 0's ends as (dpid, port)."""
+    st = NetworkState(load_topology(topology_file("diamond")), startup_grace_s=0.0)
     w = st.wiring
     s1, s2 = w.node_dpid["s1"], w.node_dpid["s2"]
     p1, p2 = w.link_ports[0]
-    st.echo_rtt(s1, 0.002)
-    st.echo_rtt(s2, 0.004)
+    st.echo_rtt(s1, echo_rtts[0])
+    st.echo_rtt(s2, echo_rtts[1])
+    return st, (s1, p1), (s2, p2)
+
+
+def test_link_delay_from_lldp_transit_minus_control_rtts_and_the_high_delay_event() -> None:
+    from controller.network import openflow
+
+    st, (s1, p1), (s2, p2) = _diamond_link0(echo_rtts=(0.002, 0.004))
+    w = st.wiring
     # s1 -> s2: 1 ms + 1.2 ms link + 2 ms; s2 -> s1: 2 ms + 1.2 ms + 1 ms (transit 4.2 ms)
     st.lldp_sent[(s1, p1)] = 10.0
     st.lldp_observed(s1, p1, s2, p2, now=10.0042)
@@ -208,13 +216,7 @@ def test_a_delay_swinging_across_the_threshold_raises_one_pair_of_events_a_minut
     minute has passed."""
     from controller.network.state import DELAY_FLAP_S
 
-    t = load_topology(topology_file("diamond"))
-    st = NetworkState(t, startup_grace_s=0.0)
-    w = st.wiring
-    s1, s2 = w.node_dpid["s1"], w.node_dpid["s2"]
-    p1, p2 = w.link_ports[0]
-    st.echo_rtt(s1, 0.0)
-    st.echo_rtt(s2, 0.0)
+    st, (s1, p1), (s2, p2) = _diamond_link0(echo_rtts=(0.0, 0.0))
 
     def probe(now: float, transit_s: float) -> None:
         for (d, p), (dd, pp) in (((s1, p1), (s2, p2)), ((s2, p2), (s1, p1))):

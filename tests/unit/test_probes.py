@@ -49,16 +49,22 @@ def test_settled_links_are_probed_less_often_but_within_the_timeout() -> None:
     assert sched.due((1, 1), 0.1)
 
 
-def test_the_service_probes_new_ports_at_once_and_a_port_back_up_again(
-        diamond: Topology) -> None:
-    service = ControllerService(diamond, startup_grace_s=0.0, port_stats_interval_s=0.0,
-                                gc_reclaim_interval_s=0.0)
+def _connected(topology: Topology, **kw: Any) -> tuple[ControllerService,
+                                                      set[tuple[int, int]]]:
+    """A service with every switch of ``topology`` connected, and its link ports."""
+    service = ControllerService(topology, startup_grace_s=0.0, port_stats_interval_s=0.0,
+                                gc_reclaim_interval_s=0.0, **kw)
     wiring = service.wiring
     for dpid in sorted(wiring.dpid_node):
         assert service.switch_connected(dpid, dict.fromkeys(wiring.ports_of(dpid), True),
                                         dpid)
-    link_ports = {(d, p) for d in wiring.dpid_node for p in wiring.ports_of(d)
-                  if wiring.link_peer(d, p) is not None}
+    return service, {(d, p) for d in wiring.dpid_node for p in wiring.ports_of(d)
+                     if wiring.link_peer(d, p) is not None}
+
+
+def test_the_service_probes_new_ports_at_once_and_a_port_back_up_again(
+        diamond: Topology) -> None:
+    service, link_ports = _connected(diamond)
     first = service.lldp_due()
     assert len(first) == len(link_ports)  # every link port, no host port
     assert service.lldp_due() == []  # not again before its time
@@ -158,14 +164,7 @@ def test_the_budget_lets_out_max_pps_the_most_overdue_first_and_stretches_the_ro
 
 def test_the_service_sends_no_more_than_the_budget_and_every_port_in_turn(
         diamond: Topology) -> None:
-    service = ControllerService(diamond, startup_grace_s=0.0, port_stats_interval_s=0.0,
-                                gc_reclaim_interval_s=0.0, lldp_max_pps=4.0)
-    wiring = service.wiring
-    for dpid in sorted(wiring.dpid_node):
-        assert service.switch_connected(dpid, dict.fromkeys(wiring.ports_of(dpid), True),
-                                        dpid)
-    link_ports = {(d, p) for d in wiring.dpid_node for p in wiring.ports_of(d)
-                  if wiring.link_peer(d, p) is not None}
+    service, link_ports = _connected(diamond, lldp_max_pps=4.0)
     seen: set[tuple[int, int]] = set()
     counts = []
     t0 = time.monotonic()
