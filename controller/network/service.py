@@ -576,9 +576,9 @@ class ControllerService:
                 probed = self.core.probe_ports()
                 schedule.forget(schedule.known() - set(probed))
                 schedule.size(len(probed))
+                st.lldp_timeout_s = schedule.timeout_s  # verified at the pace of the budget
                 self._probed = (version, probed)
             probed = self._probed[1]
-            st.lldp_timeout_s = schedule.timeout_s  # verified at the pace the budget allows
             window_s = min(schedule.settled_interval_s * 1.5, st.lldp_timeout_s)
             # the most overdue first, as many as the budget lets out now
             waiting = [k for k in probed if schedule.due(k, now)]
