@@ -3,7 +3,7 @@
 from collections.abc import Iterable
 from typing import final
 
-__all__ = ["Graph", "Link", "Path"]
+__all__ = ["Graph", "Link", "Path", "ReverseTrees"]
 
 @final
 class Path:
@@ -143,3 +143,13 @@ class Graph:
         *,
         weight: str = "cost",
     ) -> list[Path | None]: ...
+
+@final
+class ReverseTrees:
+    """Reverse least-weight trees of one Graph toward many roots, kept up to date as its
+    links go up and down; each update answers only the next hops that moved."""
+
+    def __new__(cls, graph: Graph, weight: str = "latency") -> ReverseTrees: ...
+    def update(self, roots: Iterable[str]) -> list[tuple[str, list[tuple[int, int]]]]: ...
+    def next_hops(self, root: str) -> list[int]: ...
+    def roots(self) -> list[str]: ...

@@ -16,17 +16,15 @@ all its hosts), until a switch without a default sends them to the controller (t
 miss, as before; a packet-in from a link port teaches no host). On the 754-switch Kdl map this
 takes table 2 from 754 flows per switch to tens (``benchmarks/bench_scale.py``).
 
-Trees are kept between changes with their distances (one reverse Dijkstra per host switch,
-``Graph.shortest_path_arrays``). When links change, a tree is recomputed only if the change
-can touch it: a link that went down is the next hop of one of its ends in the tree, or a link
-that came up offers one of its ends a path at least as short as its own (a tie too, since the
-engine's tie-break could then pick the new link). Otherwise the engine would return the very
-same tree: it settles nodes in the order of their final keys (latency, hops, node id) and a
-node's next hop is the first link that reached its final key, so links off the tree and
-links that reach no node as fast change nothing. A switch connecting on a 754-switch map thus
-recomputes a handful of trees instead of 754. A change of switch presence recomputes all.
-Only hosts whose tree (or own record) changed, and the switches whose default moved, get new
-flows. Trees and defaults are a function of the state alone, so a restarted controller
+Trees are kept between changes by pathcore's :class:`~pathcore.ReverseTrees` (one reverse
+least-latency tree per host switch, the next hops ``Graph.shortest_path_arrays`` gives), which
+answers each change of links with only the next hops that moved: it keeps the trees the
+change cannot touch (a link that went down and is no switch's next hop, a link that came up
+and offers its end only a longer path), extends in place a tree a switch joined as a leaf, and
+recomputes the others in parallel. A cut on the 754-switch Kdl map thus costs the Python side
+the few next hops per tree that moved, not 754 per tree. Only hosts whose tree (or own record)
+changed, and the switches whose default moved, get new flows, and only at the switches where
+they changed. Trees and defaults are a function of the state alone, so a restarted controller
 computes the same flows.
 """
 
@@ -50,6 +48,7 @@ from controller.network.flows import (
 )
 from controller.network.plan import OwnerPlan
 from controller.topology.wiring import LinkPeer
+from pathcore import ReverseTrees
 
 if TYPE_CHECKING:
     from controller.network.state import NetworkState
@@ -136,32 +135,17 @@ class Destinations:
                 peer = state.wiring.peer(dpid, port)
                 if peer is not None and peer[0] == "link":
                     self._next_switch[(dpid, port)] = cast(LinkPeer, peer)[2]
-        self._dist: dict[str, list[float]] = {}
-        """root node -> distance of every node (by engine node id) to it, as its tree has"""
-        self._pred: dict[str, list[int]] = {}
-        """root node -> next-hop link id of every node (by engine node id), -1 for none"""
-        self._link_up: list[bool] = []
-        self._present: dict[str, bool] = {}
-        g = state.graph
-        node_ids = {n: i for i, n in enumerate(g.nodes())}
+        self._forest = ReverseTrees(state.graph, "latency")
+        """the trees' next hops by engine node and link ids, kept up to date by pathcore"""
+        self._trees_version = -1
+        self._roots: list[str] = []
         node_dpid = state.wiring.node_dpid
-        self._hop: dict[int, tuple[str, int, int]] = {}
-        """engine link id -> (its tail node, the tail's dpid, the tail's out port)"""
-        self._ends: list[tuple[int, int, int, int, float, float]] = []
-        """per topology link: (id of end a, id of end b, link id a->b, link id b->a,
-        latency a->b, latency b->a)"""
-        self._node_links: dict[int, list[int]] = {}
-        """engine node id -> its topology links"""
-        for i in range(len(state.topology.links)):
-            fwd = g.link(state.link_ids[i])
-            rev_id = fwd.reverse if fwd.reverse is not None else fwd.id
-            rev = g.link(rev_id)
-            self._ends.append((node_ids[fwd.u], node_ids[fwd.v], fwd.id, rev_id,
-                               fwd.latency_ms, rev.latency_ms))
-            for end in (fwd.u, fwd.v):
-                self._node_links.setdefault(node_ids[end], []).append(i)
-            for lk in (fwd, rev):
-                self._hop[lk.id] = (lk.u, node_dpid[lk.u], state.out_port(lk.u, lk.id))
+        self._node_dpid = [node_dpid[n] for n in state.graph.nodes()]
+        """engine node id -> its dpid"""
+        self._hop: dict[int, tuple[str, int]] = {}
+        """engine link id -> (its tail node, the tail's out port)"""
+        for lk in state.graph.links():
+            self._hop[lk.id] = (lk.u, state.out_port(lk.u, lk.id))
 
     @property
     def defaults(self) -> dict[int, int]:
@@ -176,19 +160,17 @@ class Destinations:
         self._version = st.version
         # switch presence, asked once per switch for all the trees below
         present = {n: st.node_present(n) for n in st.wiring.node_dpid}
-        if self._trees_version != st.graph_version:
-            self._trees_version = st.graph_version
-            self._forget_touched_trees(present)
+        usable = [st.hosts[name] for name in sorted(st.hosts)
+                  if st.host_usable(name) and present[st.hosts[name].node]]
+        roots = sorted({h.node for h in usable})
+        tree_moves: dict[str, list[tuple[int, int | None, int | None]]] = {}
+        """root -> (dpid, next-hop port before, after; None: none) where its tree moved"""
+        if self._trees_version != st.graph_version or roots != self._roots:
+            self._trees_version, self._roots = st.graph_version, roots
+            tree_moves = self._update_trees(roots, present)
         sources: dict[int, _Sources] = {}
-        for name in sorted(st.hosts):
-            if not st.host_usable(name):
-                continue
-            h = st.hosts[name]
-            if not present[h.node]:
-                continue
-            tree = self._trees.get(h.node)
-            if tree is None:
-                tree = self._trees[h.node] = self.tree(h.node, present)
+        for h in usable:
+            tree = self._trees[h.node]
             cookie = self._cookie_of.get(h.ip)
             if cookie is None:
                 cookie = self._cookie_of[h.ip] = destination_cookie(h.ip)
@@ -208,13 +190,16 @@ class Destinations:
             if prev == src:
                 continue
             if prev is not None and len(src) == len(prev) == 1 and prev[0][0] == src[0][0]:
-                # a tree moved: count only what changed (a switch joining changes one entry
-                # of every tree)
-                before, after = prev[0][1], src[0][1]
-                left, came = before.items() - after.items(), after.items() - before.items()
-                self._count_items(left, -1)
-                self._count_items(came, +1)
-                moves[cookie] = {d for d, _ in left} | {d for d, _ in came}
+                # a tree moved: count only what changed (a cut moves a few next hops of a
+                # tree, a switch joining one)
+                hops = tree_moves.get(src[0][0].node)
+                if hops is None:  # the same tree, another dict (e.g. a root held again)
+                    before, after = prev[0][1], src[0][1]
+                    hops = [(d, before.get(d), after.get(d)) for d in
+                            {d for d, _ in before.items() ^ after.items()}]
+                self._count_items(((d, p) for d, p, _ in hops if p is not None), -1)
+                self._count_items(((d, p) for d, _, p in hops if p is not None), +1)
+                moves[cookie] = {d for d, _, _ in hops}
             else:
                 if prev is not None:
                     self._count(prev, -1)
@@ -240,7 +225,8 @@ class Destinations:
             if prev is None or len(src) != 1 or len(prev) != 1 or prev[0][0] != src[0][0]:
                 self._rebuild(cookie, src, None)
                 continue
-            revisit = moved.intersection(src[0][1]) | moves.get(cookie, set())
+            tree = src[0][1]
+            revisit = {d for d in moved if d in tree} | moves.get(cookie, set())
             if revisit:
                 self._rebuild(cookie, src, revisit)
 
@@ -282,7 +268,7 @@ class Destinations:
     def _rebuild(self, cookie: int, src: _Sources, dpids: Collection[int] | None) -> None:
         """Set the flows of ``cookie`` at ``dpids`` (None: everywhere) from its hosts' trees:
         an exact flow where the next hop is not the switch's default (always at the host's
-        own switch). A switch's unchanged set is kept as is (set_owner skips it)."""
+        own switch). A switch's unchanged set is kept as is (the plan skips it)."""
         defaults = self._defaults
         per: dict[int, set[FlowEntry]] = {}
         for h, tree in src:
@@ -299,103 +285,48 @@ class Destinations:
                     TABLE_DESTINATIONS, PRIORITY_DESTINATION, match,
                     (("output", h.port_no),), cookie))
         old = self.plan.owner(cookie)
-        flows = {} if dpids is None else {d: es for d, es in old.items() if d not in dpids}
-        for dpid, es in per.items():
-            # keep the old set object where a switch's flows did not change: a cut changes
-            # the next hop of a few switches per tree, and set_owner skips an identical set
-            flows[dpid] = old[dpid] if dpid in old and old[dpid] == es else frozenset(es)
-        self.plan.set_owner(cookie, flows)
+        if dpids is None:
+            # keep the old set object where a switch's flows did not change: the plan
+            # skips an identical set
+            self.plan.set_owner(cookie, {
+                dpid: old[dpid] if dpid in old and old[dpid] == es else frozenset(es)
+                for dpid, es in per.items()})
+            return
+        # only the switches asked for: a cut moves a few next hops of each of many trees
+        empty: frozenset[FlowEntry] = frozenset()
+        self.plan.set_owner_at(cookie, {
+            dpid: frozenset(per[dpid]) if dpid in per else empty for dpid in dpids})
 
-    def _forget_touched_trees(self, present: Mapping[str, bool]) -> None:
-        """Bring the kept trees up to date with the graph's change since the last refresh
-        (see the module docstring): keep the untouched ones, extend those a switch joined as a
-        leaf, drop the others (recomputed when asked for). Presence needs nothing of its own:
-        an absent switch's links are down, so its change is a change of links."""
-        self._present = dict(present)
-        link_up = list(self.state.link_up)
-        if len(link_up) != len(self._link_up):
-            self._trees.clear()
-            self._dist.clear()
-            self._pred.clear()
-        else:
-            changed = [(i, up) for i, (was, up)
-                       in enumerate(zip(self._link_up, link_up, strict=True)) if was != up]
-            if changed:
-                for root in list(self._trees):
-                    if not self._update_tree(root, changed, link_up):
-                        del self._trees[root], self._dist[root], self._pred[root]
-        self._link_up = link_up
-
-    def _update_tree(self, root: str, changed: list[tuple[int, bool]],
-                     link_up: list[bool]) -> bool:
-        """False when the tree of ``root`` must be recomputed; True when it is kept as is, or
-        was extended by a switch ``u`` that joined it as a leaf: ``u`` was unreachable, all
-        its links lead to switches of the tree, one of them gives it a strictly shortest path
-        and none gives another switch a path as short as its own through ``u``. The engine
-        would then settle every other switch as before and give ``u`` that link."""
-        dist, pred = self._dist[root], self._pred[root]
-        inf = float("inf")
-        joined: int | None = None
-        for i, up in changed:
-            a, b, ab, ba, w_ab, w_ba = self._ends[i]
-            if not up:
-                if pred[a] == ab or pred[b] == ba:
-                    return False
-                continue
-            da, db = dist[a], dist[b]
-            if da == db:
-                if da != inf and min(w_ab, w_ba) == 0.0:
-                    return False  # a zero-latency link between equals: a tie
-                continue
-            if db + w_ab > da and da + w_ba > db:
-                continue
-            # a shorter path, or a tie the new link could win: only a leaf joining is cheap
-            u = a if da == inf else b if db == inf else None
-            if u is None or joined not in (None, u):
-                return False
-            joined = u
-        if joined is None:
-            return True
-        best: tuple[float, int] | None = None
-        second = inf
-        links = []
-        for i in self._node_links[joined]:
-            if not link_up[i]:
-                continue
-            a, b, ab, ba, w_ab, w_ba = self._ends[i]
-            v, out, w_out, w_in = (b, ab, w_ab, w_ba) if a == joined else (a, ba, w_ba, w_ab)
-            if dist[v] == inf:
-                return False
-            links.append((v, w_in))
-            d = dist[v] + w_out
-            if best is None or d < best[0]:
-                second = inf if best is None else best[0]
-                best = (d, out)
-            elif d < second:
-                second = d
-        if best is None or not best[0] < second:
-            return False
-        d_u, out = best
-        if any(not d_u + w_in > dist[v] for v, w_in in links):
-            return False
-        dist[joined], pred[joined] = d_u, out
-        node, dpid, port = self._hop[out]
-        if self._present.get(node, True):
-            self._trees[root] = {**self._trees[root], dpid: port}
-        return True
-
-    def tree(self, node: str, present: Mapping[str, bool] | None = None) -> dict[int, int]:
-        """For every other switch that can reach ``node``: dpid -> out port on a least-latency
-        path toward it. One reverse Dijkstra from pathcore (``Graph.shortest_path_arrays``,
-        the next hops ``shortest_path_tree`` gives): each switch's next hop leads to a switch
-        settled before it, so the next hops form a tree (no loops even with equal-latency
-        alternatives or zero-latency links). ``present``: node -> switch present, when the
-        caller has it for every node already."""
-        st = self.state
-        dist, pred = st.graph.shortest_path_arrays(node, "latency", reverse=True)
-        self._dist[node], self._pred[node] = dist, pred
-        hop = self._hop
-        hops = [hop[lid] for lid in pred if lid >= 0]
-        if present is None:
-            present = {u: st.node_present(u) for u, _, _ in hops}
-        return {dpid: port for u, dpid, port in hops if present[u]}
+    def _update_trees(self, roots: list[str], present: Mapping[str, bool]
+                      ) -> dict[str, list[tuple[int, int | None, int | None]]]:
+        """Bring the trees (root node -> dpid -> out port toward it, for every present switch
+        that reaches it) up to date for ``roots`` from pathcore's answer, which names only the
+        next hops that moved. Returns root -> (dpid, port before, port after) of its moved
+        next hops (None: no next hop), for the roots whose tree changed."""
+        for root in self._trees.keys() - set(roots):
+            del self._trees[root]
+        hop, node_dpid = self._hop, self._node_dpid
+        out: dict[str, list[tuple[int, int | None, int | None]]] = {}
+        for root, changes in self._forest.update(roots):
+            old = self._trees.get(root)
+            tree = dict(old) if old else {}
+            hops = []
+            for node_id, link_id in changes:
+                dpid = node_dpid[node_id]
+                port: int | None = None
+                if link_id >= 0:
+                    tail, port = hop[link_id]
+                    if not present[tail]:
+                        port = None
+                was = tree.get(dpid)
+                if was == port:
+                    continue
+                if port is None:
+                    del tree[dpid]
+                else:
+                    tree[dpid] = port
+                hops.append((dpid, was, port))
+            self._trees[root] = tree
+            if hops or old is None:
+                out[root] = hops
+        return out

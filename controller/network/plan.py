@@ -58,7 +58,6 @@ class OwnerPlan:
         old = self._owners.get(owner)
         if old is flows:
             return
-        want_of, keys_of, delta_of = self._want, self._want_keys, self._delta
         dpids: Iterable[int]
         if not old:
             old, dpids = {}, flows
@@ -71,54 +70,80 @@ class OwnerPlan:
         for dpid in dpids:
             was = old.get(dpid, _EMPTY)
             now = flows.get(dpid, _EMPTY)
-            if was is now or was == now:
-                continue
-            want = want_of.get(dpid)
-            if want is None:
-                want = want_of[dpid] = set()
-                keys_of[dpid] = {}
-            keys = keys_of[dpid]
-            d = delta_of.get(dpid)
-            if d is None:
-                d = delta_of[dpid] = (set(), set())
-            removed, added = d
-            if len(was) == 1 and len(now) == 1:
-                (gone,), (came,) = was, now
-                if gone.key == came.key:
-                    # one flow replaced by another with the same key (a rerouted intent's
-                    # ingress, a moved destination): the key counts stay as they are
-                    want.discard(gone)
-                    want.add(came)
-                    if gone in added:
-                        added.discard(gone)
-                    else:
-                        removed.add(gone)
-                    if came in removed:
-                        removed.discard(came)
-                    else:
-                        added.add(came)
-                    continue
-            for e in (was - now) if now else was:
-                want.discard(e)
-                k = e.key
-                n = keys[k]
-                if n == 1:
-                    del keys[k]
-                else:
-                    keys[k] = n - 1
-                if e in added:
-                    added.discard(e)
-                else:
-                    removed.add(e)
-            for e in (now - was) if was else now:
-                want.add(e)
-                k = e.key
-                keys[k] = keys.get(k, 0) + 1
-                if e in removed:
-                    removed.discard(e)
-                else:
-                    added.add(e)
+            if was is not now and was != now:
+                self._move(dpid, was, now)
         if flows:
             self._owners[owner] = flows
         else:
             self._owners.pop(owner, None)
+
+    def set_owner_at(self, owner: int, flows: Mapping[int, frozenset[FlowEntry]]) -> None:
+        """Replace the flows of ``owner`` at the switches of ``flows`` only (an empty set:
+        none there any more), keeping its flows elsewhere: a change that moves an owner's
+        flows at a few of many switches costs those few. The owner's flows are updated in
+        place (:meth:`owner` of ``owner`` must not be held as a caller's own)."""
+        cur = self._owners.get(owner)
+        if cur is None:
+            cur = {}
+        for dpid, now in flows.items():
+            was = cur.get(dpid, _EMPTY)
+            if was is not now and was != now:
+                self._move(dpid, was, now)
+            if now:
+                cur[dpid] = now
+            else:
+                cur.pop(dpid, None)
+        if cur:
+            self._owners[owner] = cur
+        else:
+            self._owners.pop(owner, None)
+
+    def _move(self, dpid: int, was: frozenset[FlowEntry], now: frozenset[FlowEntry]) -> None:
+        """One switch's flows of one owner go from ``was`` to ``now``: update the union, the
+        key counts and the delta."""
+        want_of, keys_of, delta_of = self._want, self._want_keys, self._delta
+        want = want_of.get(dpid)
+        if want is None:
+            want = want_of[dpid] = set()
+            keys_of[dpid] = {}
+        keys = keys_of[dpid]
+        d = delta_of.get(dpid)
+        if d is None:
+            d = delta_of[dpid] = (set(), set())
+        removed, added = d
+        if len(was) == 1 and len(now) == 1:
+            (gone,), (came,) = was, now
+            if gone.key == came.key:
+                # one flow replaced by another with the same key (a rerouted intent's
+                # ingress, a moved destination): the key counts stay as they are
+                want.discard(gone)
+                want.add(came)
+                if gone in added:
+                    added.discard(gone)
+                else:
+                    removed.add(gone)
+                if came in removed:
+                    removed.discard(came)
+                else:
+                    added.add(came)
+                return
+        for e in (was - now) if now else was:
+            want.discard(e)
+            k = e.key
+            n = keys[k]
+            if n == 1:
+                del keys[k]
+            else:
+                keys[k] = n - 1
+            if e in added:
+                added.discard(e)
+            else:
+                removed.add(e)
+        for e in (now - was) if was else now:
+            want.add(e)
+            k = e.key
+            keys[k] = keys.get(k, 0) + 1
+            if e in removed:
+                removed.discard(e)
+            else:
+                added.add(e)

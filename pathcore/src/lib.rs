@@ -7,7 +7,8 @@
 //! paths, distances, next-hop trees), [`constrained`] (exact latency-constrained
 //! least-cost path), [`k_shortest`] (k shortest loopless paths with a latency bound),
 //! [`disjoint`] (Suurballe link- and node-disjoint pairs), [`circles`] (latency circles,
-//! all-pairs latency matrix), [`batch`] (constrained queries in parallel).
+//! all-pairs latency matrix), [`batch`] (constrained queries in parallel), [`trees`]
+//! (reverse trees toward many roots kept up to date, answering what moved).
 //! The searches share one heap key ([`min_scored::MinScored`]) and one search machinery
 //! with one predecessor walk ([`search`]).
 //! The optional `python` feature adds the PyO3 bindings (module `pathcore._pathcore`).
@@ -21,6 +22,7 @@ pub mod k_shortest;
 pub mod min_scored;
 pub mod search;
 pub mod shortest_path;
+pub mod trees;
 
 #[cfg(feature = "python")]
 mod python;

@@ -13,6 +13,7 @@ use crate::batch::{self, Request};
 use crate::graph::{
     check_bound, check_quantity, Error, Filter, Graph, LinkId, LinkSpec, NodeId, Path, Weight,
 };
+use crate::trees::ReverseTrees;
 use crate::{circles, constrained, disjoint, k_shortest, shortest_path};
 
 /// The Python exception for an engine error, with message `m`: unknown node or link →
@@ -652,16 +653,7 @@ impl PyGraph {
         let g = &self.g;
         let (dist, pred) =
             py.detach(|| shortest_path::shortest_path_arrays(g, r, dir, w, &Filter::new()));
-        let pred = pred
-            .into_iter()
-            .map(|l| {
-                if l == crate::graph::NO_LINK {
-                    -1
-                } else {
-                    i64::from(l)
-                }
-            })
-            .collect();
+        let pred = pred.into_iter().map(link_or_none).collect();
         Ok((dist, pred))
     }
 
@@ -847,10 +839,103 @@ impl PyGraph {
     }
 }
 
+/// A link id for Python: -1 for [`crate::graph::NO_LINK`] (no link).
+fn link_or_none(l: LinkId) -> i64 {
+    if l == crate::graph::NO_LINK {
+        -1
+    } else {
+        i64::from(l)
+    }
+}
+
+/// One tree's moved next hops for Python: (node id, link id or -1).
+type NextHopChanges = Vec<(NodeId, i64)>;
+
+/// Reverse least-`weight` trees of one Graph toward many roots, kept up to date as the
+/// graph's links go up and down: each update answers only the next hops that moved (see
+/// pathcore's `trees` module). ReverseTrees(graph, weight="latency"); bad weight →
+/// ValueError.
+#[pyclass(module = "pathcore._pathcore", name = "ReverseTrees")]
+pub struct PyReverseTrees {
+    graph: Py<PyGraph>,
+    t: ReverseTrees,
+}
+
+#[pymethods]
+impl PyReverseTrees {
+    #[new]
+    #[pyo3(signature = (graph, weight="latency"))]
+    fn new(graph: Py<PyGraph>, weight: &str) -> PyResult<PyReverseTrees> {
+        Ok(PyReverseTrees {
+            graph,
+            t: ReverseTrees::new(self::weight(weight)?),
+        })
+    }
+
+    /// Bring the trees up to date with the graph for exactly `roots` (node names): trees
+    /// of roots not listed are dropped, new roots get a tree, held trees follow the links
+    /// that went up or down since the last update. Returns [(root, [(node id, next-hop link
+    /// id)])] for every listed root whose tree changed, in node-id order of roots and of
+    /// nodes: the nodes whose next hop toward root moved (-1: it no longer reaches root);
+    /// for a new root every node that reaches it (also when none does). Next hops and ties are those of
+    /// shortest_path_arrays(root, weight, reverse=True). Unknown root → KeyError. Trees a
+    /// change cannot touch are kept, a node joining one as a leaf is one entry, the others
+    /// are recomputed in parallel with the GIL released.
+    fn update<'py>(
+        &mut self,
+        py: Python<'py>,
+        roots: &Bound<'py, PyAny>,
+    ) -> PyResult<Vec<(Py<PyString>, NextHopChanges)>> {
+        let graph = self.graph.bind(py).try_borrow()?;
+        let ids = names_of(roots)?
+            .iter()
+            .map(|r| graph.node(r))
+            .collect::<PyResult<Vec<NodeId>>>()?;
+        let g = &graph.g;
+        let t = &mut self.t;
+        let changes = py.detach(|| t.update(g, &ids));
+        Ok(changes
+            .into_iter()
+            .map(|(r, moved)| {
+                let moved = moved
+                    .into_iter()
+                    .map(|(n, l)| (n, link_or_none(l)))
+                    .collect();
+                (graph.names[r as usize].clone_ref(py), moved)
+            })
+            .collect())
+    }
+
+    /// The next-hop link id of every node (by node id) toward `root` as of the last
+    /// update, -1 for root and nodes that do not reach it. Root not held (never listed in
+    /// an update, or dropped) → KeyError.
+    fn next_hops(&self, py: Python<'_>, root: &str) -> PyResult<Vec<i64>> {
+        let graph = self.graph.bind(py).try_borrow()?;
+        let r = graph.node(root)?;
+        let next = self
+            .t
+            .next_hops(r)
+            .ok_or_else(|| PyKeyError::new_err(format!("no tree toward {root:?}")))?;
+        Ok(next.iter().copied().map(link_or_none).collect())
+    }
+
+    /// The roots held, by name, in node-id order.
+    fn roots(&self, py: Python<'_>) -> PyResult<Vec<Py<PyString>>> {
+        let graph = self.graph.bind(py).try_borrow()?;
+        Ok(self
+            .t
+            .roots()
+            .into_iter()
+            .map(|r| graph.names[r as usize].clone_ref(py))
+            .collect())
+    }
+}
+
 #[pymodule]
 fn _pathcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyGraph>()?;
     m.add_class::<PyPath>()?;
     m.add_class::<PyLink>()?;
+    m.add_class::<PyReverseTrees>()?;
     Ok(())
 }

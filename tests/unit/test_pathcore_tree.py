@@ -17,6 +17,7 @@ from typing import Any
 import networkx as nx
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 from oracles import (
     TOL,
     WEIGHTS,
@@ -211,3 +212,63 @@ def test_arrays_errors_and_excluded_nothing() -> None:
         g.shortest_path_arrays("nope")
     with pytest.raises(ValueError, match="weight must be"):
         g.shortest_path_arrays("a", weight="bandwidth")
+
+
+@given(graph_specs(min_nodes=3, max_nodes=12, max_links=30), st.lists(
+    st.tuples(st.integers(0, 29), st.integers(0, 11)), min_size=1, max_size=12))
+@examples(150)
+def test_reverse_trees_follow_link_flips_as_networkx(spec: GraphSpec,
+                                                     steps: list[tuple[int, int]]) -> None:
+    """``ReverseTrees.update(roots)`` after each flip of a link (and a change of the roots):
+    applying the reported next-hop changes to the previous next hops gives, for every root,
+    next hops that are a least-latency tree by networkx (``check_tree``) and equal
+    ``shortest_path_arrays``' (the same tie-break); a root with no change is not reported and
+    a tree is reported only when it changed."""
+    built = build(spec)
+    g = built.graph
+    names = g.nodes()
+    trees = pathcore.ReverseTrees(g, "latency")
+    held: dict[str, list[int]] = {}
+    roots = names[::2]
+    for k, (link_pick, root_pick) in enumerate(steps):
+        if k:
+            lid = built.forward_ids[link_pick % len(built.forward_ids)]
+            g.set_link_up(lid, not g.link(lid).up, both_directions=True)
+            if k % 3 == 0:
+                roots = sorted(set(roots[1:]) | {names[root_pick % len(names)]})
+        changes = trees.update(roots)
+        assert [r for r, _ in changes] == sorted({r for r, _ in changes}, key=names.index)
+        reported = dict(changes)
+        model = Model(nodes=names, links=read_links(g), phys={})
+        reverse = model.nx_digraph("latency").reverse(copy=False)
+        for root in roots:
+            _, fresh = g.shortest_path_arrays(root, "latency", reverse=True)
+            before = held.get(root, [-1] * len(names))
+            after = list(before)
+            for node_id, link_id in reported.get(root, []):
+                assert after[node_id] != link_id, (root, node_id, "reported without a move")
+                after[node_id] = link_id
+            assert after == fresh, (k, root)
+            assert (root in reported) == (root not in held or before != fresh), (k, root)
+            assert trees.next_hops(root) == fresh
+            dist = nx.single_source_dijkstra_path_length(reverse, root, weight="w")
+            check_tree(model, {names[i]: p for i, p in enumerate(after) if p >= 0}, root,
+                       "latency", dist)
+        held = {r: trees.next_hops(r) for r in roots}
+        assert trees.roots() == sorted(set(roots), key=names.index)
+
+
+def test_reverse_trees_errors() -> None:
+    g = pathcore.Graph()
+    g.add_nodes(["a", "b"])
+    with pytest.raises(ValueError, match="weight must be"):
+        pathcore.ReverseTrees(g, "bandwidth")
+    trees = pathcore.ReverseTrees(g)
+    with pytest.raises(KeyError):
+        trees.update(["a", "nope"])
+    assert trees.roots() == []  # the bad call changed nothing
+    with pytest.raises(ValueError, match="got a str"):
+        trees.update("a")
+    assert trees.update(["a"]) == [("a", [])]
+    with pytest.raises(KeyError, match='no tree toward "b"'):
+        trees.next_hops("b")
