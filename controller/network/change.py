@@ -62,11 +62,15 @@ class Change:
     also holds the DELETE_STRICTs of intents that fell back to best effort or drop (their path
     is gone; left in place their flows would capture the fallback traffic).
     ``phase1[dpid]``: the ingress flows that move live traffic (an intent whose old path is
-    still up) onto a tunnel made in this change, ending with a barrier; sent once every
-    phase-0 barrier is confirmed, so no packet carries a label a switch on its way does not
-    know yet (empty when no such intent moves). An intent whose old path has a link that is
+    still up) onto a tunnel made in this change, ending with a barrier; sent once the
+    phase-0 barriers of ``phase1_after[dpid]`` are confirmed (every phase-0 barrier when
+    ``dpid`` is not in it), so no packet carries a label a switch on its way does not know
+    yet (empty when no such intent moves). An intent whose old path has a link that is
     down moves in phase 0 with its new tunnel: its traffic is lost until then anyway, and a
     cut's restoration takes one round trip instead of two.
+    ``phase1_after[dpid]``: the phase-0 switches the traffic of ``dpid``'s phase-1 flows
+    crosses after it (their intents' paths): its phase 1 waits for those, not for every
+    switch of phase 0.
     ``phase2[dpid]``: FlowMod DELETE_STRICTs, then meter and group deletes, ending with a
     barrier; send only after every phase-1 barrier is confirmed. ``intents``: ids of the
     intents waiting for this change to be confirmed (they become ``installed`` in
@@ -80,6 +84,7 @@ class Change:
     phase1: dict[int, list[Any]] = field(default_factory=dict)
     phase2: dict[int, list[Any]] = field(default_factory=dict)
     phase0: dict[int, list[Any]] = field(default_factory=dict)
+    phase1_after: dict[int, frozenset[int]] = field(default_factory=dict)
     intents: tuple[int, ...] = ()
     adds: dict[int, tuple[FlowEntry, ...]] = field(default_factory=dict)
     deletes: dict[int, tuple[FlowEntry, ...]] = field(default_factory=dict)
@@ -121,7 +126,9 @@ class Change:
         return sorted(set(self.phase0) | set(self.phase1) | set(self.phase2))
 
     def phases(self) -> list[tuple[str, dict[int, list[Any]]]]:
-        """The phases to send, in order, each after the previous one is confirmed."""
+        """The phases to send, in order, each after the previous one is confirmed (a
+        switch's phase 1 after the phase-0 switches of ``phase1_after`` when it has an
+        entry there)."""
         return [(name, ph) for name, ph in (("phase0", self.phase0), ("phase1", self.phase1),
                                             ("phase2", self.phase2)) if ph]
 

@@ -12,8 +12,9 @@ How the app drives it
 * port status -> :meth:`port_status`; datapath gone -> :meth:`switch_lost`;
   packet-in -> :meth:`packet_in`; every few seconds -> :meth:`lldp_probes` and :meth:`tick`.
 * A :class:`Change` is sent in up to three phases (make-before-break): ``phase0`` (adds and
-  in-place modifies, each switch's list ends with a barrier) on all switches; when every
-  phase-0 barrier is confirmed, ``phase1`` (ingress flows onto the tunnels phase 0 made);
+  in-place modifies, each switch's list ends with a barrier) on all switches; ``phase1``
+  (ingress flows onto the tunnels phase 0 made) to a switch once the phase-0 barriers of the
+  switches its flows' traffic crosses are confirmed (``Change.phase1_after``);
   then ``phase2`` (deletes, again ending with barriers); when those are confirmed,
   :meth:`confirm`. Changes must be sent one after the other, in the order they were returned
   (a FIFO): the core diffs each new plan against the flows it expects once all earlier
@@ -294,11 +295,23 @@ class ControllerCore:
         phase1 = {dpid: openflow.flowentry_to_msgs(adds=es) for dpid, es in then.items()}
         self._meters_into(phase0, phase2)
         self._groups_into(phase0, phase2)
+        # a switch's phase 1 waits only for the phase-0 switches its riders' traffic crosses
+        # (their paths after it: every segment of their tunnels is there), not for all
+        node_dpid = self.wiring.node_dpid
+        phase1_after: dict[int, frozenset[int]] = {}
+        for dpid, moving in then.items():
+            crossed: set[int] = set()
+            for e in moving:
+                path = intents[e.cookie & OWNER_ID_MASK].path
+                if path is not None:
+                    crossed.update(node_dpid[n] for n in path)
+            crossed.discard(dpid)  # its own phase 0 goes before its phase 1 anyway
+            phase1_after[dpid] = frozenset(crossed.intersection(phase0))
         pending = tuple(sorted(i.id for i in self.router.intents.values()
                                if i.state is IntentState.PENDING))
         change = Change(token=token, cause=cause, kind=kind,
                         phase0=phase0, phase1=phase1, phase2=phase2,
-                        intents=pending, adds=adds, deletes=deletes,
+                        phase1_after=phase1_after, intents=pending, adds=adds, deletes=deletes,
                         log_records=self.router.take_log_records(),
                         compute_ms=(time.perf_counter() - t0) * 1000.0)
         if not change.empty or moved:

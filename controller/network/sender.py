@@ -3,11 +3,12 @@ without one switch's wait holding back the others.
 
 Each Change goes out in its phases (``change.phases()``): phase 0 on every switch (each
 switch's messages as one OpenFlow bundle ending with a barrier), phase 1 (the ingress flows
-onto tunnels phase 0 made, when there are any) only once every phase-0 barrier of that Change
-is answered (or given up, below), then phase 2 (deletes) once phase 1's are, then the
-service's confirm (``core.confirm``). Each Change leaves a :class:`ChangeRecord` of its
-timings. Switches are reached through a :class:`Transport` (the os-ken app implements it;
-tests fake it).
+onto tunnels phase 0 made, when there are any) to a switch once the phase-0 barriers of the
+switches its flows' traffic crosses (``change.phase1_after``) are answered (or given up,
+below), without waiting for the rest of phase 0; phase 2 (deletes) once every phase-0 and
+phase-1 barrier is, then the service's confirm (``core.confirm``). Each Change leaves a
+:class:`ChangeRecord` of its timings. Switches are reached through a :class:`Transport`
+(the os-ken app implements it; tests fake it).
 
 Ordering is per switch. Every Change queues its messages for a switch, phase by phase, behind
 those of the Changes submitted before it, and a switch is sent its next phase only once it
@@ -193,7 +194,9 @@ class ChangeRecord:
     """the makes that depend on nothing else in the change (new tunnels, destinations,
     intents whose old path broke, intents on tunnels already there)"""
     phase1_ms: float = 0.0
-    """ingress flows moving live traffic onto tunnels made in phase 0 (0 when none)"""
+    """ingress flows moving live traffic onto tunnels made in phase 0 (0 when none): from
+    the last phase-0 barrier reply to the last phase-1 one (a switch whose phase-0 switches
+    answered earlier was sent its phase 1 and may have answered it within phase 0)"""
     phase2_ms: float = 0.0
     event_to_phase1_ms: float = 0.0
     """from the event that caused it (port status, API call) to every phase-1 barrier
@@ -223,8 +226,8 @@ class Ticket:
 class _Flight:
     """One Change being sent: which phase it is in and what that phase still waits for."""
 
-    __slots__ = ("late", "made", "phase_index", "phase_t0", "phases", "rec", "skip",
-                 "ticket", "unsent", "waiting")
+    __slots__ = ("after", "early", "late", "made", "phase_index", "phase_t0", "phases", "rec",
+                 "skip", "ticket", "unsent", "waiting", "waiting_next")
 
     def __init__(self, ticket: Ticket, rec: ChangeRecord) -> None:
         self.ticket = ticket
@@ -242,6 +245,13 @@ class _Flight:
         """dpids that timed out or refused in any phase so far"""
         self.made = False
         """every phase before the deletes is answered (the new flows carry traffic)"""
+        self.after = ticket.change.phase1_after
+        """phase-1 dpid -> the phase-0 dpids it waits for (absent: all of them)"""
+        self.early: set[int] = set()
+        """dpids of the next phase (phase 1) sent while the current one (phase 0) is not
+        over: their phase-0 switches were done"""
+        self.waiting_next: set[int] = set()
+        """dpids of ``early`` whose barrier is not answered yet"""
 
     @property
     def token(self) -> int:
@@ -249,10 +259,26 @@ class _Flight:
 
     def dpids_ahead(self) -> set[int]:
         """Switches this Change is not done with (this phase and the ones after)."""
-        out = self.unsent | self.waiting
-        for _, phase in self.phases[self.phase_index + 1:]:
-            out.update(d for d in phase if d not in self.skip)
+        out = self.unsent | self.waiting | self.waiting_next
+        for k, (_, phase) in enumerate(self.phases[self.phase_index + 1:]):
+            out.update(d for d in phase if d not in self.skip
+                       and not (k == 0 and d in self.early))
         return out
+
+    def ready(self, dpid: int, pi: int) -> bool:
+        """Phase ``pi`` of this Change may go to ``dpid`` now (its earlier phases there are
+        answered: the switch's queue is in order): ``pi`` is the current phase, or it is
+        phase 1 while phase 0 is current and every phase-0 switch ``dpid`` waits for is
+        done (sent and answered, given up, or skipped)."""
+        current = self.phase_index
+        if pi == current:
+            return True
+        if pi != current + 1 or current < 0 or self.phases[pi][0] != "phase1" \
+                or self.phases[current][0] != "phase0":
+            return False
+        after = self.after.get(dpid)
+        return after is not None and after.isdisjoint(self.unsent) \
+            and after.isdisjoint(self.waiting)
 
 
 @dataclass
@@ -264,6 +290,8 @@ class _Outstanding:
     deadline: float
     handle: Any
     sent_at: float
+    phase: int
+    """its index in ``flight.phases``"""
 
 
 class ChangeSender:
@@ -427,29 +455,41 @@ class ChangeSender:
             return
         flight.phase_t0 = now
         flight.unsent = {d for d in flight.phases[flight.phase_index][1]
-                         if d not in flight.skip}
+                         if d not in flight.skip and d not in flight.early}
+        flight.waiting, flight.waiting_next = flight.waiting_next, set()
+        flight.early = set()
 
     def _pump(self) -> bool:
         """Send each free switch the phase at the head of its queue when that Change has
-        reached it; True if any left."""
+        reached it; True if any left. The switches with the most messages first: the
+        switch with the most to apply sets the pace of a phase."""
         sent_any = False
-        for dpid in [d for d in self._queues if d not in self._outstanding]:
+        free = []
+        for dpid, queue_ in self._queues.items():
+            if dpid not in self._outstanding:
+                flight, pi = queue_[0]
+                free.append((-len(flight.phases[pi][1][dpid]), dpid))
+        free.sort()
+        for _, dpid in free:
             queue_ = self._queues[dpid]
             while queue_ and dpid not in self._outstanding:
                 flight, pi = queue_[0]
-                if pi != flight.phase_index:
+                if not flight.ready(dpid, pi):
                     break  # an earlier phase of that Change is not answered yet
                 queue_.popleft()
-                flight.unsent.discard(dpid)
-                self._send(flight, dpid)
+                if pi == flight.phase_index:
+                    flight.unsent.discard(dpid)
+                else:
+                    flight.early.add(dpid)
+                self._send(flight, dpid, pi)
                 sent_any = True
             if not queue_:
                 del self._queues[dpid]
         return sent_any
 
-    def _send(self, flight: _Flight, dpid: int) -> None:
+    def _send(self, flight: _Flight, dpid: int, pi: int) -> None:
         ticket = flight.ticket
-        name, phase = flight.phases[flight.phase_index]
+        name, phase = flight.phases[pi]
         msgs = phase[dpid]
         handle = ticket.handles.get(dpid)
         token = ticket.change.token
@@ -478,8 +518,8 @@ class ChangeSender:
             return
         now = time.monotonic()
         self._outstanding[dpid] = _Outstanding(flight, w, now + self.round_trips.wait_s(dpid),
-                                               handle, now)
-        flight.waiting.add(dpid)
+                                               handle, now, pi)
+        (flight.waiting if pi == flight.phase_index else flight.waiting_next).add(dpid)
         notify = getattr(w, "notify", None)
         if notify is not None:
             notify(self._wake.set)
@@ -498,11 +538,14 @@ class ChangeSender:
         for dpid, ok in over:
             o = self._outstanding.pop(dpid)
             flight = o.flight
-            flight.waiting.discard(dpid)
+            if o.phase == flight.phase_index:
+                flight.waiting.discard(dpid)
+            else:
+                flight.waiting_next.discard(dpid)
             if ok:
                 self.round_trips.sample(dpid, now - o.sent_at)
                 continue
-            token, name = flight.token, flight.phases[flight.phase_index][0]
+            token, name = flight.token, flight.phases[o.phase][0]
             error = getattr(o.barrier, "error", None)
             if error is not None:
                 log.error(f"change {token} {name}: switch {dpid:#x} refused part of it "
