@@ -128,7 +128,14 @@ class LabMininet(Mininet):  # type: ignore[misc]  # mininet ships no types: Any
     """Mininet whose build does in batches what Mininet does one shell command at a time: the
     veth pairs of every :class:`BatchLink` in one ``ip -batch`` (host ends moved into their
     hosts' namespaces, switch ends brought up), and each host's addresses in one command,
-    sent to every host's shell before the answers are read."""
+    sent to every host's shell before the answers are read.
+
+    ``link_group``: the link group the switch ends of the veths are made in (the lab deletes
+    them all with one ``ip link del group``, :mod:`controller.lab.cleanup`); None: group 0."""
+
+    def __init__(self, *args: Any, link_group: int | None = None, **kwargs: Any) -> None:
+        self.link_group = link_group
+        super().__init__(*args, **kwargs)
 
     def buildFromTopo(self, topo: Any = None) -> None:  # noqa: N802 (Mininet's name)
         super().buildFromTopo(topo)
@@ -137,7 +144,10 @@ class LabMininet(Mininet):  # type: ignore[misc]  # mininet ships no types: Any
             if not isinstance(link, BatchLink):
                 continue
             a, b = link.intf1, link.intf2
-            lines.append(f"link add name {a.name} type veth peer name {b.name}\n")
+            ga, gb = (f" group {self.link_group}"
+                      if self.link_group is not None and not intf.node.inNamespace else ""
+                      for intf in (a, b))
+            lines.append(f"link add name {a.name}{ga} type veth peer name {b.name}{gb}\n")
             for intf in (a, b):
                 if intf.node.inNamespace:
                     lines.append(f"link set dev {intf.name} netns {intf.node.pid}\n")
@@ -224,10 +234,11 @@ class LabSwitch(OVSSwitch):  # type: ignore[misc]  # mininet ships no types: Any
 
 
 def make_mininet(plan: LabPlan, env: LabEnvironment, controllers: Sequence[ControllerAddress],
-                 *, rstp: bool) -> Mininet:
+                 *, rstp: bool, link_group: int | None = None) -> Mininet:
     """The (unbuilt) Mininet network of ``plan``: secure switches speaking OpenFlow 1.3 to
     ``controllers``, or standalone learning switches (with RSTP when ``rstp``) when there are
-    none; link delays applied where the kernel has netem."""
+    none; link delays applied where the kernel has netem; the switch ends of the veths in
+    link group ``link_group``."""
     standalone = not controllers
     max_age = RSTP_DEFAULT_MAX_AGE
     if rstp:
@@ -246,7 +257,8 @@ def make_mininet(plan: LabPlan, env: LabEnvironment, controllers: Sequence[Contr
 
     topo = LabTopo(plan=plan, link_delays=env.netem)
     net = LabMininet(topo=topo, switch=make_switch, host=MininetHost, link=BatchLink,
-                  controller=None, build=False, autoSetMacs=False, waitConnected=False)
+                  controller=None, build=False, autoSetMacs=False, waitConnected=False,
+                  link_group=link_group)
     for i, c in enumerate(controllers):
         net.addController(f"c{i}", controller=LabController, ip=c.ip, port=c.port,
                           protocol=c.protocol)

@@ -87,11 +87,13 @@ class LabEnvironment:
     """True when this process started the OVS daemons."""
 
 
-def run_command(args: list[str], timeout_s: float = 10.0) -> subprocess.CompletedProcess[str]:
-    """Run ``args`` with a timeout; a timeout or a missing binary raises :class:`LabError`."""
+def run_command(args: list[str], timeout_s: float = 10.0, *, input_text: str | None = None
+                ) -> subprocess.CompletedProcess[str]:
+    """Run ``args`` (with ``input_text`` on its standard input) with a timeout; a timeout or
+    a missing binary raises :class:`LabError`."""
     try:
         return subprocess.run(args, capture_output=True, text=True, timeout=timeout_s,
-                              check=False)
+                              check=False, input=input_text)
     except subprocess.TimeoutExpired:
         raise LabError(f"{' '.join(args)!r} did not finish within {timeout_s:g} s") from None
     except FileNotFoundError:

@@ -8,6 +8,7 @@ in test_lab_cli.py.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -19,7 +20,13 @@ from harness import REPO, free_port
 
 from controller.errors import LabError
 from controller.lab.build import ControllerAddress
-from controller.lab.cleanup import OWNER_KEY, cleanup_stale
+from controller.lab.cleanup import (
+    LINK_GROUP_BASE,
+    LINK_GROUP_STRIDE,
+    OWNER_KEY,
+    cleanup_stale,
+    ip_links,
+)
 from controller.lab.ovs import ovsdb_list, run_command
 from controller.topology.files import topology_file
 from controller.topology.loader import load_topology, topology_from_dict
@@ -177,6 +184,9 @@ def test_cleanup_stale_removes_what_a_killed_lab_left(lab_env, tmp_path: Path) -
         assert proc.stdout.readline().strip() == "UP"
         record = json.loads(Path(f"/run/cpn-lab/{proc.pid}.json").read_text())
         assert record["bridges"] == ["s1", "s2"]
+        group = record["link_group"]
+        assert {"s1-eth1", "s2-eth1"} <= set(record["interfaces"])
+        assert set(ip_links(group)) == set(record["interfaces"]) | taps(lab_env, record)
     finally:
         proc.kill()  # SIGKILL: no finally clause of the lab runs
         proc.wait(timeout=10)
@@ -189,6 +199,57 @@ def test_cleanup_stale_removes_what_a_killed_lab_left(lab_env, tmp_path: Path) -
     assert not {b["name"] for b in ovsdb_list("Bridge", ["name"])} & {"s1", "s2"}
     links = run_command(["ip", "-o", "link", "show"]).stdout
     assert "s1-eth" not in links and "s2-eth" not in links
+    assert ip_links(group) == []
+
+
+def switch_ends(lab) -> set[str]:
+    return {i for ifs in lab.plan.switch_interfaces().values() for i, _ in ifs}
+
+
+def taps(lab_env, record: dict) -> set[str]:
+    """The bridges' own interfaces the lab puts in its link group: on the userspace datapath,
+    where they are tap devices."""
+    return set(record["bridges"]) if lab_env.datapath == "user" else set()
+
+
+def test_the_labs_veths_are_in_its_link_group_and_leave_with_it(lab_env, make_lab) -> None:
+    lab = make_lab(tree(depth=1, fanout=2))  # 3 switches, 2 links, 3 hosts
+    record = json.loads(Path(f"/run/cpn-lab/{os.getpid()}.json").read_text())
+    assert lab.link_group is not None and record["link_group"] == lab.link_group
+    ours = switch_ends(lab)
+    assert len(ours) == 2 * 2 + 3
+    assert set(ip_links(lab.link_group)) == ours | taps(lab_env, record), \
+        "the switch ends (and taps), nothing else"
+    lab.stop()
+    assert ip_links(lab.link_group) == []
+    assert not ours & set(ip_links())
+
+
+def test_link_groups_someone_else_uses_are_neither_taken_nor_deleted(make_lab) -> None:
+    """A device of someone else in the group the lab would take makes it take another; one
+    that joins the lab's group while it runs keeps the lab from deleting the group (the lab's
+    veths then go by name) and survives."""
+    first_choice = LINK_GROUP_BASE + os.getpid()
+    made = []
+
+    def foreign_veth(name: str, group: int) -> None:
+        res = run_command(["ip", "link", "add", name, "group", str(group), "type", "veth",
+                           "peer", "name", f"{name}p"])
+        assert res.returncode == 0, res.stderr
+        made.append(name)
+
+    try:
+        foreign_veth("cpn-fgn0", first_choice)
+        lab = make_lab(tree(depth=1, fanout=1))
+        assert lab.link_group == first_choice + LINK_GROUP_STRIDE
+        foreign_veth("cpn-fgn1", lab.link_group)
+        lab.stop()
+        assert ip_links(first_choice) == ["cpn-fgn0"]
+        assert ip_links(lab.link_group) == ["cpn-fgn1"]
+        assert not switch_ends(lab) & set(ip_links())
+    finally:
+        for name in made:
+            run_command(["ip", "link", "del", name])
 
 
 def test_refuses_to_take_over_foreign_bridges(make_lab) -> None:

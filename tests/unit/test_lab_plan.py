@@ -12,6 +12,12 @@ import pytest
 
 from controller.errors import LabError, NotFound
 from controller.lab.build import ControllerAddress, parse_controller
+from controller.lab.cleanup import (
+    LINK_GROUP_BASE,
+    LINK_GROUP_STRIDE,
+    LINK_GROUP_TRIES,
+    choose_link_group,
+)
 from controller.lab.ovs import require_root
 from controller.lab.ping import PingMatrix, PingResult, parse_ping_lines, plan_ping_pairs
 from controller.lab.plan import LabPlan
@@ -147,3 +153,22 @@ def test_require_root_by_euid() -> None:
     with pytest.raises(LabError, match="must run as root"):
         require_root(euid=1000)
     require_root(euid=0)
+
+
+def test_link_group_is_the_pids_own_and_steps_past_taken_ones() -> None:
+    assert choose_link_group(4242, {0}) == LINK_GROUP_BASE + 4242
+    taken = {LINK_GROUP_BASE + 4242, LINK_GROUP_BASE + 4242 + LINK_GROUP_STRIDE}
+    assert choose_link_group(4242, taken) == LINK_GROUP_BASE + 4242 + 2 * LINK_GROUP_STRIDE
+    # every pid Linux hands out gets a group of its own, within the 32 bits of a link group
+    ends = [choose_link_group(pid, set()) for pid in (1, LINK_GROUP_STRIDE - 1)]
+    assert ends[0] != ends[1]
+    assert LINK_GROUP_BASE + (LINK_GROUP_TRIES + 1) * LINK_GROUP_STRIDE < 2**32
+
+
+def test_link_group_refuses_when_all_candidates_are_taken_or_the_pid_is_odd() -> None:
+    taken = {LINK_GROUP_BASE + 7 + k * LINK_GROUP_STRIDE for k in range(LINK_GROUP_TRIES)}
+    with pytest.raises(LabError, match="all in use"):
+        choose_link_group(7, taken)
+    for pid in (0, LINK_GROUP_STRIDE):
+        with pytest.raises(LabError, match="outside"):
+            choose_link_group(pid, set())
