@@ -636,7 +636,7 @@ class PceServer:
             await sess.run()
         except _SessionClosed as exc:
             log.info("pcep %s: %s", peer_host, exc)
-        except Exception:  # noqa: BLE001 - an unexpected error ends this session, not the PCE
+        except Exception:  # noqa: BLE001 - any other error closes this session only
             log.exception("pcep %s: session failed", peer_host)
         except asyncio.CancelledError:
             pass  # the PCE is stopping
