@@ -300,9 +300,9 @@ def test_acknowledged_writes_survive_a_member_killed_and_restarted(
     # clean up: the later tests want a light cluster. A member may answer 503 for a moment
     # on a loaded machine (cut off, or the commit not seen applied in time: the write may
     # have happened); such a delete is asked again, bounded, and then 404 means it had
-    # The deletes go six at a time, spread over the three members (one after another they
-    # took longer than the writes); one that loses a race with another member's (409
-    # stale_write, nothing written) is asked again.
+    # The intents' deletes go six at a time, spread over the three members (one after
+    # another they took longer than the writes); one that loses a race with another
+    # member's (409 stale_write, nothing written) is asked again.
     unsure: set[str] = set()
 
     def deleted(path: str, member: MemberProcess) -> bool:
@@ -322,10 +322,12 @@ def test_acknowledged_writes_survive_a_member_killed_and_restarted(
         wait_until(lambda: deleted(path, member), 15.0, f"DELETE {path} answered 200",
                    poll_s=0.5)
 
-    paths = [f"/intents/{iid}" for iid in views["m1"]] + \
-        [f"/placements/{pid}" for pid in placements[0]]
-    with ThreadPoolExecutor(6) as pool:
-        list(pool.map(delete, enumerate(paths)))  # list(): a failed delete raises here
+    with ThreadPoolExecutor(6) as pool:  # list(): a failed delete raises here
+        list(pool.map(delete, enumerate(f"/intents/{iid}" for iid in views["m1"])))
+    # placements one after another: every release rewrites the one set of compute records,
+    # so concurrent releases only race each other
+    for k, pid in enumerate(placements[0]):
+        delete((k, f"/placements/{pid}"))
 
 
 def test_a_member_cut_off_from_etcd_fences_itself_and_loses_its_switches(
