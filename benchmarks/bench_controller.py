@@ -396,7 +396,8 @@ def report(res: dict[str, Any]) -> str:
                       f"{len(times)} cuts, {within} of {len(times)} within the "
                       f"{RESTORE_TARGET_MS:.0f} ms target. Phase 0: every make that depends on "
                       "nothing else (new tunnels, destinations, intents cut off by the failure); "
-                      "phase 1: ingress flows moving live traffic onto tunnels phase 0 made."]
+                      "phase 1: ingress flows and tunnel heads moving live traffic onto "
+                      "tunnels phase 0 made."]
     return "\n".join(lines)
 
 

@@ -571,7 +571,7 @@ def create_app(service: ControllerService, *, intents: IntentWrites, steering: S
     def show_intent(intent_id: int) -> dict[str, Any]:
         """State, path, history of reroutes and the intent's flows per switch (from the
         plan; ``installed`` says whether the switch holds it as far as the controller
-        knows): its own flows and those of the tunnel it rides."""
+        knows): its own flows, its tunnel head's and those of the tunnel it rides."""
         intent, entries = service.intent_flows(intent_id)
         names = service.wiring.dpid_node
         flows = [{**_flow_dict(e), "dpid": f"{d:#x}", "switch": names.get(d, "?"),

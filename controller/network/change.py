@@ -61,13 +61,13 @@ class Change:
     destination flows, intents on tunnels already there, intents whose old path broke). It
     also holds the DELETE_STRICTs of intents that fell back to best effort or drop (their path
     is gone; left in place their flows would capture the fallback traffic).
-    ``phase1[dpid]``: the ingress flows that move live traffic (an intent whose old path is
-    still up) onto a tunnel made in this change, ending with a barrier; sent once the
-    phase-0 barriers of ``phase1_after[dpid]`` are confirmed (every phase-0 barrier when
-    ``dpid`` is not in it), so no packet carries a label a switch on its way does not know
-    yet (empty when no such intent moves). An intent whose old path has a link that is
-    down moves in phase 0 with its new tunnel: its traffic is lost until then anyway, and a
-    cut's restoration takes one round trip instead of two.
+    ``phase1[dpid]``: the ingress flows and tunnel heads that move live traffic (an intent
+    whose old path is still up) onto a tunnel made in this change, ending with a barrier;
+    sent once the phase-0 barriers of ``phase1_after[dpid]`` are confirmed (every phase-0
+    barrier when ``dpid`` is not in it), so no packet carries a label a switch on its way
+    does not know yet (empty when no such intent moves). An intent whose old path has a link
+    that is down moves in phase 0 with its new tunnel: its traffic is lost until then
+    anyway, and a cut's restoration takes one round trip instead of two.
     ``phase1_after[dpid]``: the phase-0 switches the traffic of ``dpid``'s phase-1 flows
     crosses after it (their intents' paths): its phase 1 waits for those, not for every
     switch of phase 0.

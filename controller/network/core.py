@@ -264,26 +264,38 @@ class ControllerCore:
                 is_early = (fell is not None and fell.state in WITHOUT_PATH) \
                     or (owner is not None and owner[0] == "destination")
                 (early if is_early else late).setdefault(dpid, []).append(e)
-        # everything goes in phase 0 but the ingress flows that move live traffic onto a
-        # tunnel made in this change: those wait in phase 1 until the tunnel is confirmed
-        # (see Change.phase0)
-        new_labels = {e.cookie & OWNER_ID_MASK for es in adds.values() for e in es
-                      if e.cookie >> OWNER_ID_BITS == OWNER_TUNNEL}
+        # everything goes in phase 0 but what moves live traffic onto a tunnel made in this
+        # change: the ingress flows that push the label of a head pointing at it, and the
+        # heads that point at it. Those wait in phase 1 until the tunnel is confirmed (see
+        # Change.phase0); a head's flow and its riders' ingress flows sit on one switch and
+        # go in one bundle. Traffic cut off by the failure moves at once.
+        head_target = router.head_target
+        new_segments = {label for label in (
+            e.cookie & OWNER_ID_MASK for es in adds.values() for e in es
+            if e.cookie >> OWNER_ID_BITS == OWNER_TUNNEL) if head_target(label) is None}
         broken = router.take_broken()
         first: dict[int, Sequence[FlowEntry]] = {}
         then: dict[int, Sequence[FlowEntry]] = {}
         for dpid, entries in adds.items():
-            if not new_labels:
+            if not new_segments:
                 first[dpid] = entries
                 continue
             now_: list[FlowEntry] = []
             later: list[FlowEntry] = []
             for e in entries:
                 cookie = e.cookie
-                if cookie >> OWNER_ID_BITS == OWNER_INTENT:
+                kind_ = cookie >> OWNER_ID_BITS
+                if kind_ == OWNER_INTENT:
                     rider = intents.get(cookie & OWNER_ID_MASK)
-                    if rider is not None and rider.mpls_label in new_labels \
+                    if rider is not None and rider.mpls_label is not None \
+                            and head_target(rider.mpls_label) in new_segments \
                             and cookie & OWNER_ID_MASK not in broken:
+                        later.append(e)
+                        continue
+                elif kind_ == OWNER_TUNNEL:
+                    label = cookie & OWNER_ID_MASK
+                    if head_target(label) in new_segments \
+                            and not router.head_riders(label) <= broken:
                         later.append(e)
                         continue
                 now_.append(e)
@@ -302,7 +314,11 @@ class ControllerCore:
         for dpid, moving in then.items():
             crossed: set[int] = set()
             for e in moving:
-                path = intents[e.cookie & OWNER_ID_MASK].path
+                oid = e.cookie & OWNER_ID_MASK
+                if e.cookie >> OWNER_ID_BITS == OWNER_TUNNEL:  # a head: its riders' way
+                    oid = min(router.head_riders(oid), default=-1)
+                rider = intents.get(oid)
+                path = rider.path if rider is not None else None
                 if path is not None:
                     crossed.update(node_dpid[n] for n in path)
             crossed.discard(dpid)  # its own phase 0 goes before its phase 1 anyway

@@ -50,6 +50,9 @@ PORT_CONTROLLER = 0xFFFF_FFFD  # OFPP_CONTROLLER
 TABLE_CLASSIFIER = 0
 TABLE_INTENTS = 1
 TABLE_DESTINATIONS = 2
+TABLE_HEADS = 3
+"""the tunnel heads: an intent's ingress flow pushes its head's label and goes here (see
+:mod:`.tunnels`)"""
 ETH_TYPE_IPV4 = 0x0800
 ETH_TYPE_ARP = 0x0806
 ETH_TYPE_LLDP = 0x88CC

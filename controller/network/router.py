@@ -41,6 +41,7 @@ from controller.network.flows import (
     OWNER_INTENT,
     OWNER_PIPELINE,
     TABLE_DESTINATIONS,
+    TABLE_HEADS,
     TABLE_INTENTS,
     Buckets,
     FlowEntry,
@@ -89,8 +90,8 @@ class Router:
         self._hosts_version = state.hosts_version
         self._intent_keys: dict[int, tuple[Any, ...]] = {}
         self._intent_variants: dict[int, dict[tuple[Any, ...], _Variant]] = {}
-        self._push_instructions: dict[tuple[int, int], Instructions] = {}
-        """(label, output port) -> the instructions of an ingress flow onto that tunnel"""
+        self._push_instructions: dict[int, Instructions] = {}
+        """head label -> the instructions of an ingress flow entering by that head"""
         self.intent_groups: dict[int, dict[int, Buckets]] = {}
         """intent id -> dpid -> fast-failover buckets (protected intents; group id = intent
         id)"""
@@ -175,6 +176,14 @@ class Router:
         """Cookies of the external owners of ``kind`` that hold flows."""
         return [c for c in self.owner_plan.owners() if c >> OWNER_ID_BITS == kind]
 
+    def head_target(self, label: int) -> int | None:
+        """The first label of the tunnel that head ``label`` points at (None: not a head)."""
+        return self._tunnels.head_target(label)
+
+    def head_riders(self, label: int) -> set[int]:
+        """The intents whose ingress pushes head ``label`` (live: do not modify)."""
+        return self._tunnels.head_riders(label)
+
     def tunnels(self) -> dict[int, list[int]]:
         """label -> ids of the intents whose traffic carries it."""
         return self._tunnels.riders()
@@ -205,15 +214,20 @@ class Router:
     # -- each intent's own flows --------------------------------------------------------------
     def _refresh_intents(self, ids: list[int]) -> None:
         """Rebuild the flows of the intents ``ids`` whose route, state, tunnel, detours or
-        hosts changed, in this order (new tunnel segments take their labels in it). One loop
-        for all: a batch or a cut refreshes a thousand intents, and the per-intent work is
-        what such a change costs."""
+        hosts changed, and of those whose tunnel head changed with them. One loop for all: a
+        batch or a cut refreshes a thousand intents, and the per-intent work is what such a
+        change costs."""
         intents = self.table.intents
-        attach = self._tunnels.attach
+        tunnels = self._tunnels
         keys_of, variants_of = self._intent_keys, self._intent_variants
         intent_groups = self.intent_groups
         set_owner = self.owner_plan.set_owner
         hosts_version = self.state.hosts_version
+        changed = [intents[iid] for iid in ids if iid in intents]
+        extra = tunnels.update(changed, [iid for iid in ids if iid not in intents])
+        if extra:
+            ids = sorted(set(ids) | extra)
+        label_of = tunnels.label_of
         for iid in ids:
             cookie = (OWNER_INTENT << OWNER_ID_BITS) | iid  # make_cookie, inlined: hot
             intent = intents.get(iid)
@@ -221,18 +235,21 @@ class Router:
                 keys_of.pop(iid, None)
                 variants_of.pop(iid, None)
                 intent_groups.pop(iid, None)
-                self._tunnels.detach(iid)
                 set_owner(cookie, {})
                 continue
-            label = attach(intent)
+            label = label_of(intent)
             # what the flows are a function of (the hosts' records by their version: hashing
-            # two records for every moved intent cost more than building its flows)
-            key = (intent.path, intent.links, intent.state in WITHOUT_PATH,
-                   intent.conflict_with is not None, hosts_version, label,
-                   # detours depend on every link's state and the residuals, not only the
-                   # path (route_all recomputes them and marks the intent dirty when they
-                   # change)
-                   intent.detours)
+            # two records for every moved intent cost more than building its flows). An
+            # intent on a tunnel: its head's label alone (the head follows the route), so a
+            # reroute that keeps the head changes none of its flows
+            key = (label, intent.path[0] if intent.path else None, hosts_version,
+                   intent.conflict_with is not None) if label is not None else (
+                intent.path, intent.links, intent.state in WITHOUT_PATH,
+                intent.conflict_with is not None, hosts_version,
+                # detours depend on every link's state and the residuals, not only the
+                # path (route_all recomputes them and marks the intent dirty when they
+                # change)
+                intent.detours)
             if keys_of.get(iid) == key:
                 continue
             keys_of[iid] = key
@@ -272,20 +289,18 @@ class Router:
         prio = intent.traffic[1]  # intent_priority(spec)
         first: Instructions = (("meter", intent.id),) if policed(spec) else ()
         path, links = intent.path, intent.links
-        if label is not None and path is not None and links is not None:
-            # the ingress pushes the tunnel's label; the tunnel does the rest
-            u = path[0]
-            port = st.out_port(u, links[0])
-            push = self._push_instructions.get((label, port))
+        if label is not None and path is not None:
+            # the ingress pushes its head's label; the head and the tunnel do the rest
+            push = self._push_instructions.get(label)
             if push is None:
-                # one tuple for every intent entering this tunnel here (a batch builds a
-                # thousand ingress flows onto a few dozen tunnels)
+                # one tuple for every intent entering by this head (a batch builds a
+                # thousand ingress flows onto a few dozen heads)
                 if len(self._push_instructions) >= _PUSH_INSTRUCTIONS_MAX:
                     self._push_instructions.clear()
-                push = self._push_instructions[(label, port)] = (
+                push = self._push_instructions[label] = (
                     ("push_mpls", ETH_TYPE_MPLS), ("set_field", ("mpls_label", label)),
-                    ("output", port))
-            return {st.wiring.node_dpid[u]: frozenset((FlowEntry(
+                    ("goto_table", TABLE_HEADS))
+            return {st.wiring.node_dpid[path[0]]: frozenset((FlowEntry(
                 TABLE_INTENTS, prio, match, first + push if first else push, cookie),))}
         out: dict[int, list[FlowEntry]] = {}
         if path is not None and links is not None:

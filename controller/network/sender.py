@@ -3,12 +3,12 @@ without one switch's wait holding back the others.
 
 Each Change goes out in its phases (``change.phases()``): phase 0 on every switch (each
 switch's messages as one OpenFlow bundle ending with a barrier), phase 1 (the ingress flows
-onto tunnels phase 0 made, when there are any) to a switch once the phase-0 barriers of the
-switches its flows' traffic crosses (``change.phase1_after``) are answered (or given up,
-below), without waiting for the rest of phase 0; phase 2 (deletes) once every phase-0 and
-phase-1 barrier is, then the service's confirm (``core.confirm``). Each Change leaves a
-:class:`ChangeRecord` of its timings. Switches are reached through a :class:`Transport`
-(the os-ken app implements it; tests fake it).
+and heads onto tunnels phase 0 made, when there are any) to a switch once the phase-0
+barriers of the switches its flows' traffic crosses (``change.phase1_after``) are answered
+(or given up, below), without waiting for the rest of phase 0; phase 2 (deletes) once every
+phase-0 and phase-1 barrier is, then the service's confirm (``core.confirm``). Each Change
+leaves a :class:`ChangeRecord` of its timings. Switches are reached through a
+:class:`Transport` (the os-ken app implements it; tests fake it).
 
 Ordering is per switch. Every Change queues its messages for a switch, phase by phase, behind
 those of the Changes submitted before it, and a switch is sent its next phase only once it
@@ -194,9 +194,10 @@ class ChangeRecord:
     """the makes that depend on nothing else in the change (new tunnels, destinations,
     intents whose old path broke, intents on tunnels already there)"""
     phase1_ms: float = 0.0
-    """ingress flows moving live traffic onto tunnels made in phase 0 (0 when none): from
-    the last phase-0 barrier reply to the last phase-1 one (a switch whose phase-0 switches
-    answered earlier was sent its phase 1 and may have answered it within phase 0)"""
+    """ingress flows and heads moving live traffic onto tunnels made in phase 0 (0 when
+    none): from the last phase-0 barrier reply to the last phase-1 one (a switch whose
+    phase-0 switches answered earlier was sent its phase 1 and may have answered it within
+    phase 0)"""
     phase2_ms: float = 0.0
     event_to_phase1_ms: float = 0.0
     """from the event that caused it (port status, API call) to every phase-1 barrier

@@ -1119,13 +1119,17 @@ class ControllerService:
 
     def intent_flows(self, intent_id: int) -> tuple[Intent, list[tuple[int, FlowEntry, bool]]]:
         """The intent (a copy) and its flows in the plan, ``(dpid, entry, installed)``: its
-        own and those of the tunnel segments it rides; ``installed``: the switch holds it as
-        far as the controller knows. :class:`NotFound` for an unknown id."""
+        own, its tunnel head's and those of the tunnel segments it rides; ``installed``: the
+        switch holds it as far as the controller knows. :class:`NotFound` for an unknown
+        id."""
         with self.lock:
             intent = self.core.intent(intent_id).snapshot()
             installed = self.core.installed_plan()
             owners = {("intent", intent_id)}
+            # its head (at the ingress) and the segments of the tunnel that head points at
             owners.update(("tunnel", label) for label in intent.mpls_labels)
+            if intent.mpls_label is not None:
+                owners.add(("tunnel", intent.mpls_label))
             return intent, [(d, e, e in installed.entries(d))
                             for d, e in self.core.wanted_plan() if e.owner in owners]
 

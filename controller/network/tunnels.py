@@ -1,4 +1,4 @@
-"""MPLS tunnels: the label-switched paths unprotected intents ride.
+"""MPLS tunnels: the label-switched paths unprotected intents ride, and the heads they enter by.
 
 An unprotected intent whose path crosses switches rides a tunnel: its ingress flow pushes an
 MPLS label and every later switch forwards by the label alone (the last one pops it and
@@ -6,13 +6,22 @@ delivers to the host). A tunnel is a chain of segments, one per switch after the
 segment (switch, links from it to the egress, egress host port) has one flow at its switch
 that matches its label, swaps it for the next segment's label and outputs toward the next
 switch (the last segment pops the label and outputs to the host). Every intent whose path has
-the same tail from some switch on shares the segments from there, so a reroute sends one
-ingress FlowMod per moved intent plus the flows of the segments that are new: a detour that
-rejoins the old path needs new segments only up to where it rejoins. Labels are a stable hash
-of the segment, so a restarted controller computes the same ones.
+the same tail from some switch on shares the segments from there, so a detour that rejoins
+the old path needs new segments only up to where it rejoins. Labels are a stable hash of the
+segment, so a restarted controller computes the same ones. A segment lives while a head or a
+segment swaps to it (reference counts), so a label a flow swaps to never changes under it.
 
-A segment lives while an intent enters it or a segment swaps to it (reference counts), so a
-label a flow swaps to never changes under it.
+**Heads.** An intent's ingress flow does not push its tunnel's label itself: it pushes the
+label of a *head* at its ingress switch and goes to table 3, where the head's one flow swaps
+that label for the tunnel's first and outputs toward the next switch. The intents entering the
+network at one switch for one destination host share a head (its label a stable hash of the
+switch and the host), which points at the tunnel of the lowest-numbered of them; those of them
+whose path differs ride a *direct head* for their own tunnel (a stable hash of the switch and
+the tunnel). When a cut or a repair moves the intents of a head onto another tunnel, the
+head's one flow is modified: a reroute of N intents between two cities costs one FlowMod at
+their ingress, not N. Heads are a function of the intents and their routes alone (not of
+their history), so a restarted controller computes the same ones and a fresh plan equals the
+live one.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from controller.network.flows import (
     MPLS_LABEL_SPACE,
     OWNER_TUNNEL,
     PRIORITY_TUNNEL,
+    TABLE_HEADS,
     TABLE_INTENTS,
     FlowEntry,
     Instructions,
@@ -35,17 +45,39 @@ from controller.network.flows import (
 from controller.network.plan import OwnerPlan
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from controller.network.intents import Intent
     from controller.network.state import NetworkState
 
-__all__ = ["TunnelKey", "Tunnels"]
+__all__ = ["Head", "TunnelKey", "Tunnels"]
 
 TunnelKey = tuple[str, tuple[int, ...], int]
 """a tunnel segment: (its switch, the links from it to the egress switch, egress host port)"""
 
+Target = tuple[int, int]
+"""where a head sends its packets: (the label of the tunnel's first segment, output port)"""
+
+
+class Head:
+    """A head: one flow at an ingress switch (table 3) that swaps the head's label for a
+    tunnel's first label and outputs toward the next switch."""
+
+    __slots__ = ("label", "node", "key", "target", "riders")
+
+    def __init__(self, label: int, node: str, key: tuple[object, ...]) -> None:
+        self.label = label
+        self.node = node
+        self.key = key
+        """(node, destination host) for a shared head, (node, output port, first segment's
+        key) for a direct head"""
+        self.target: Target | None = None
+        self.riders: set[int] = set()
+        """the intents whose ingress pushes this head's label"""
+
 
 class Tunnels:
-    """The tunnel segments in use, written into ``plan`` (owner: the segment's label)."""
+    """The tunnel segments and heads in use, written into ``plan`` (owner: the label)."""
 
     def __init__(self, state: NetworkState, plan: OwnerPlan) -> None:
         self.state = state
@@ -57,72 +89,182 @@ class Tunnels:
         self._next: dict[int, int | None] = {}
         """label -> the label its switch swaps to (None: the last segment, which pops)"""
         self._refs: dict[int, int] = {}
-        """label -> intents entering the tunnel at this segment + segments swapping to it"""
-        self._heads: dict[int, set[int]] = {}
-        """label -> ids of the intents whose ingress pushes it"""
-        self._intent_label: dict[int, int] = {}
-        """intent id -> the label its ingress pushes"""
+        """segment label -> heads and segments swapping to it"""
         self._chains: dict[int, tuple[int, ...]] = {}
         """label -> the labels a packet pushed with it carries, switch by switch (fixed while
         the label lives: a segment's next segment never changes)"""
         self._idle: set[int] = set()
         """labels whose references dropped to 0 (removed by :meth:`drop_idle`)"""
+        self._heads: dict[int, Head] = {}
+        """head label -> head"""
+        self._head_at: dict[tuple[object, ...], Head] = {}
+        """head key -> head"""
+        self._head_of: dict[int, Head] = {}
+        """intent id -> the head its ingress pushes"""
+        self._target_of: dict[int, Target] = {}
+        """intent id -> the tunnel its route wants (intents that ride one)"""
+        self._group_of: dict[int, tuple[str, str]] = {}
+        """intent id -> (ingress node, destination host): the shared head it belongs to"""
+        self._members: dict[tuple[str, str], set[int]] = {}
+        """(ingress node, destination host) -> the intents that ride a tunnel from there"""
 
-    def attach(self, intent: Intent) -> int | None:
-        """Put ``intent`` on the tunnel it should ride (its segments made if new), off the one
-        it rode; the label its ingress pushes, or None (protected, single-switch or unrouted
-        intents ride none). Segments left without references are removed by
-        :meth:`drop_idle`, so an intent attached later in the same refresh can still take them
-        over. Sets the intent's ``mpls_label`` and ``mpls_labels``."""
-        iid = intent.id
-        path, links = intent.path, intent.links
-        old = self._intent_label.get(iid)
-        label = None
-        chain: tuple[int, ...] = ()
-        spec = intent.spec
-        if path is not None and links is not None and len(path) > 1 \
-                and not spec.protection:
-            hosts = self.state.hosts
-            dst = hosts.get(spec.dst)
-            if dst is not None and spec.src in hosts:
-                label = self._labels.get((path[1], links[1:], dst.port_no))
-                if label is not None and label == old:
-                    # the same tunnel (a refresh for another reason): nothing moves
-                    intent.mpls_label = label
-                    chain = intent.mpls_labels = self._chains[label]
-                    return label
-                if old is not None:
-                    self._let_go(iid, old)
-                if label is None:
-                    label = self._segment(path, links, 1, dst.port_no)
-                self._refs[label] += 1
-                heads = self._heads.get(label)
-                if heads is None:
-                    heads = self._heads[label] = set()
-                heads.add(iid)
-                self._intent_label[iid] = label
-                chain = self._chains[label]
-                intent.mpls_label = label
-                intent.mpls_labels = chain
-                return label
+    # -- intents onto heads -----------------------------------------------------------------
+    def update(self, changed: Iterable[Intent], removed: Iterable[int]) -> set[int]:
+        """Put every intent of ``changed`` (its route or hosts may have changed) on its tunnel
+        (segments made if new) and its head, and take the ``removed`` intents off theirs.
+        Sets each changed intent's ``mpls_label`` (its head's) and ``mpls_labels`` (its
+        tunnel's). Returns the ids of other intents whose head changed with them (riders of a
+        shared head that now points elsewhere): their ingress flows change too. Segments left
+        without references are removed by :meth:`drop_idle`."""
+        groups: set[tuple[str, str]] = set()
+        members, group_of, target_of = self._members, self._group_of, self._target_of
+        for iid in removed:
+            g = group_of.pop(iid, None)
+            if g is not None:
+                members[g].discard(iid)
+                groups.add(g)
+            target_of.pop(iid, None)
+            self._leave(iid)
+        dirty: dict[int, Intent] = {}
+        hosts = self.state.hosts
+        labels = self._labels
+        for intent in changed:
+            iid = intent.id
+            dirty[iid] = intent
+            path, links = intent.path, intent.links
+            spec = intent.spec
+            g = group_of.get(iid)
+            target: Target | None = None
+            if path is not None and links is not None and len(path) > 1 \
+                    and not spec.protection:
+                dst = hosts.get(spec.dst)
+                if dst is not None and spec.src in hosts:
+                    first = labels.get((path[1], links[1:], dst.port_no))
+                    if first is None:
+                        first = self._segment(path, links, 1, dst.port_no)
+                    target = (first, self.state.out_port(path[0], links[0]))
+                    new_g = (path[0], spec.dst)
+                    if g != new_g:
+                        if g is not None:
+                            members[g].discard(iid)
+                            groups.add(g)
+                        ms = members.get(new_g)
+                        if ms is None:
+                            ms = members[new_g] = set()
+                        ms.add(iid)
+                        group_of[iid] = new_g
+                        groups.add(new_g)
+                    if target_of.get(iid) != target or iid not in self._head_of:
+                        target_of[iid] = target
+                        groups.add(new_g)
+                    continue
+            # rides no tunnel (protected, single-switch, fallen back or not routed)
+            if g is not None:
+                members[g].discard(iid)
+                del group_of[iid]
+                groups.add(g)
+            target_of.pop(iid, None)
+            self._leave(iid)
+            intent.mpls_label = None
+            intent.mpls_labels = ()
+        extra: set[int] = set()
+        for g in sorted(groups):
+            ms = members.get(g)
+            if not ms:
+                members.pop(g, None)
+                continue
+            lead = target_of[min(ms)]
+            shared = self._head_at.get(g)
+            if shared is None:
+                shared = self._new_head(g[0], g)
+            if shared.target != lead:
+                self._retarget(shared, lead)
+                check = sorted(ms)  # every member: some now match it, others no more
+            else:
+                check = sorted(ms.intersection(dirty))
+            for iid in check:
+                target = target_of[iid]
+                want = shared if target == lead else self._direct(g[0], target)
+                cur = self._head_of.get(iid)
+                if cur is not want:
+                    if cur is not None:
+                        cur.riders.discard(iid)
+                    want.riders.add(iid)
+                    self._head_of[iid] = want
+                    if iid not in dirty:
+                        extra.add(iid)
+        for head in [h for h in self._heads.values() if not h.riders]:
+            self._drop_head(head)
+        return extra
+
+    def label_of(self, intent: Intent) -> int | None:
+        """Sets ``intent``'s ``mpls_label`` and ``mpls_labels`` from its head (after
+        :meth:`update`) and returns the label its ingress pushes (None: it rides no tunnel)."""
+        head = self._head_of.get(intent.id)
+        if head is None or head.target is None:
+            intent.mpls_label = None
+            intent.mpls_labels = ()
+            return None
+        intent.mpls_label = head.label
+        intent.mpls_labels = self._chains[head.target[0]]
+        return head.label
+
+    def _leave(self, intent_id: int) -> None:
+        """``intent_id``'s ingress pushes its head's label no more."""
+        head = self._head_of.pop(intent_id, None)
+        if head is not None:
+            head.riders.discard(intent_id)
+
+    def _new_head(self, node: str, key: tuple[object, ...]) -> Head:
+        label = self._new_label(("head",) + key)
+        head = Head(label, node, key)
+        self._heads[label] = head
+        self._head_at[key] = head
+        return head
+
+    def _direct(self, node: str, target: Target) -> Head:
+        """The direct head at ``node`` for ``target`` (made if new, pointed at it)."""
+        key = (node, target[1], self._keys[target[0]])
+        head = self._head_at.get(key)
+        if head is None:
+            head = self._new_head(node, key)
+            self._retarget(head, target)
+        return head
+
+    def _retarget(self, head: Head, target: Target) -> None:
+        """Point ``head`` at ``target``: its one flow swaps to the tunnel's first label."""
+        old = head.target
+        first, port = target
+        self._refs[first] += 1
+        head.target = target
         if old is not None:
-            self._let_go(iid, old)
-        intent.mpls_label = label
-        intent.mpls_labels = chain
-        return label
+            self._unref(old[0])
+        cookie = make_cookie(OWNER_TUNNEL, head.label)
+        self.plan.set_owner(cookie, {self.state.wiring.node_dpid[head.node]: frozenset({
+            FlowEntry(TABLE_HEADS, PRIORITY_TUNNEL,
+                      (("eth_type", ETH_TYPE_MPLS), ("mpls_label", head.label)),
+                      (("set_field", ("mpls_label", first)), ("output", port)), cookie)})})
 
-    def _let_go(self, intent_id: int, label: int) -> None:
-        """``intent_id``'s ingress pushes ``label`` no more."""
-        del self._intent_label[intent_id]
-        self._heads[label].discard(intent_id)
-        self._unref(label)
+    def _drop_head(self, head: Head) -> None:
+        del self._heads[head.label]
+        del self._head_at[head.key]
+        self.plan.set_owner(make_cookie(OWNER_TUNNEL, head.label), {})
+        if head.target is not None:
+            self._unref(head.target[0])
+            head.target = None
 
-    def detach(self, intent_id: int) -> None:
-        """``intent_id``'s ingress pushes no label any more."""
-        label = self._intent_label.get(intent_id)
-        if label is not None:
-            self._let_go(intent_id, label)
+    def head_target(self, label: int) -> int | None:
+        """The first label of the tunnel head ``label`` points at (None: not a head)."""
+        head = self._heads.get(label)
+        return None if head is None or head.target is None else head.target[0]
 
+    def head_riders(self, label: int) -> set[int]:
+        """The ids of the intents whose ingress pushes head ``label`` (live: do not
+        modify)."""
+        head = self._heads.get(label)
+        return set() if head is None else head.riders
+
+    # -- segments ------------------------------------------------------------------------------
     def _segment(self, path: tuple[str, ...], links: tuple[int, ...], k: int,
                  egress_port: int) -> int:
         """The label of segment ``k`` of ``path`` (its switch ``path[k]``), made with the
@@ -138,6 +280,7 @@ class Tunnels:
         self._labels[skey] = label
         self._keys[label] = skey
         self._refs[label] = 0
+        self._idle.add(label)  # until a head or a segment takes it
         self._next[label] = nxt
         self._chains[label] = (label,) if nxt is None else (label,) + self._chains[nxt]
         if nxt is None:
@@ -151,14 +294,14 @@ class Tunnels:
             inst, cookie)})})
         return label
 
-    def _new_label(self, tkey: TunnelKey) -> int:
-        """A free label for a new segment: a stable hash of the segment (so a restarted
+    def _new_label(self, tkey: tuple[object, ...]) -> int:
+        """A free label for a new segment or head: a stable hash of its key (so a restarted
         controller picks the same labels and adopts the switches' flows unchanged), moved on
         to the next free one in the rare case of a collision."""
-        taken = self._refs
+        segments, heads = self._refs, self._heads
         label = MPLS_LABEL_MIN + zlib.crc32(repr(tkey).encode()) % MPLS_LABEL_SPACE
         for _ in range(MPLS_LABEL_SPACE):
-            if label not in taken:
+            if label not in segments and label not in heads:
                 return label
             label = MPLS_LABEL_MIN + (label - MPLS_LABEL_MIN + 1) % MPLS_LABEL_SPACE
         raise RuntimeError("every MPLS label is in use")
@@ -176,9 +319,8 @@ class Tunnels:
             idle, self._idle = self._idle, set()
             for label in sorted(idle):
                 if self._refs.get(label, 1) > 0:
-                    continue  # taken over by an intent refreshed later
+                    continue  # taken over by a head or segment made later
                 del self._refs[label]
-                self._heads.pop(label, None)
                 del self._labels[self._keys.pop(label)]
                 del self._chains[label]
                 self.plan.set_owner(make_cookie(OWNER_TUNNEL, label), {})
@@ -187,10 +329,12 @@ class Tunnels:
                     self._unref(nxt)
 
     def riders(self) -> dict[int, list[int]]:
-        """label -> ids of the intents whose traffic carries it (the intents whose ingress
-        pushes it and those of every segment that swaps to it)."""
+        """label -> ids of the intents whose traffic carries it (a head: the intents whose
+        ingress pushes it; a segment: those of every head whose tunnel crosses it)."""
         riders: dict[int, set[int]] = {label: set() for label in self._refs}
-        for head, ids in self._heads.items():
-            for label in self._chains[head]:
-                riders[label] |= ids
+        for head in self._heads.values():
+            riders[head.label] = set(head.riders)
+            if head.target is not None:
+                for label in self._chains[head.target[0]]:
+                    riders[label] |= head.riders
         return {label: sorted(ids) for label, ids in sorted(riders.items())}

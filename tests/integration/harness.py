@@ -65,6 +65,14 @@ def route_cookies(intent: dict[str, Any]) -> tuple[int, ...]:
                    for label in intent.get("mpls_labels") or ()))
 
 
+def head_cookie(intent: dict[str, Any]) -> int | None:
+    """The cookie of the tunnel head an intent's ingress enters by (its one flow in table 3
+    at the ingress switch: it swaps the head's label, ``mpls_label``, for the tunnel's first,
+    ``mpls_labels[0]``); None: the intent rides no tunnel."""
+    label = intent.get("mpls_label")
+    return None if label is None else make_cookie(KIND_TUNNEL, int(label))
+
+
 def destination_cookie(ip: str) -> int:
     a, b, c, d = (int(x) for x in ip.split("."))
     return make_cookie(KIND_DESTINATION, (a << 24) | (b << 16) | (c << 8) | d)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
 import subprocess
 import threading
 import time
@@ -44,6 +45,7 @@ from harness import (
     counter_delta,
     fast_ping,
     flows_of,
+    head_cookie,
     intent_cookie,
     ping_result,
     route_cookies,
@@ -328,8 +330,11 @@ def test_a_switch_dying_mid_reroute_leaves_no_intent_on_it(
                     controller.intents_by_name()["main"]), BARRIER_TIMEOUT_S,
                 "main rerouted onto s3", poll_s=0.05)
             assert moved["state"] == "pending", moved
-            ingress = [f for f in flows_of(lab, "s1") if f.cookie == intent_cookie(main["id"])]
-            assert ingress and f"{moved['mpls_label']}" in ingress[0].actions, ingress
+            # (its ingress flow stays; its head at s1 points at the new tunnel)
+            head = [f for f in flows_of(lab, "s1") if f.cookie == head_cookie(moved)]
+            first = moved["mpls_labels"][0]
+            assert head and re.search(rf"set_field:{first}->mpls_label|set_mpls_label\({first}\)",
+                                      head[0].actions), head
             assert time.monotonic() - t_cut < BARRIER_TIMEOUT_S  # still inside the window
             # now s3 dies: its bridge goes and its control connection with it
             lab.stop_switch("s3")
@@ -362,7 +367,7 @@ def test_a_switch_dying_mid_reroute_leaves_no_intent_on_it(
             {"s1": 30, "s5": 30, "s4": 30}
         # no flow of an intent or tunnel on the survivors points at s3's old route
         labels = {intent_cookie(i["id"]) for i in intents.values()} | {
-            c for i in intents.values() for c in route_cookies(i)}
+            c for i in intents.values() for c in (*route_cookies(i), head_cookie(i))}
         for node in ("s1", "s2", "s4", "s5"):
             stray = [f for f in flows_of(lab, node) if f.cookie >> 56 in (3, 5)
                      and f.cookie not in labels]
@@ -477,9 +482,10 @@ def _outcome(controller: HardController, answer: httpx.Response) -> int | None:
     return int(answer.json()["id"])
 
 
-ATTEMPTS = 4
+ATTEMPTS = 10
 """concurrent runs tried until the admission lands between the cuts: OVS sometimes reports
-two link changes 5 ms apart to the controller within 2 ms of each other"""
+two link changes 5 ms apart to the controller within 2 ms of each other (4 attempts all
+missed in 2 of 3 runs on a loaded machine; an attempt takes about 2 s)"""
 
 
 def _concurrent_run(lab: LabNetwork, controller: HardController, client: httpx.Client,

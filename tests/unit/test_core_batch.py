@@ -103,13 +103,16 @@ def test_a_batch_delivers_at_every_step_and_its_phases_are_the_plans_difference(
             assert sorted(change.deletes.get(dpid, ())) == list(d.deletes)
         made = {e.cookie & OWNER_ID_MASK for es in change.adds.values() for e in es
                 if kind(e.cookie) == OWNER_TUNNEL}
-        late = {m.cookie & OWNER_ID_MASK for msgs in change.phase1.values()
+        head_target = core.router.head_target
+        segments = {label for label in made if head_target(label) is None}
+        late = {(kind(m.cookie), m.cookie & OWNER_ID_MASK) for msgs in change.phase1.values()
                 for m in msgs[:-1]}
-        riders = {i.id for i in added if i.mpls_label in made}
-        # phase 1 holds the ingress flows onto the tunnels this change makes, and only them
-        assert late == riders
-        assert all(kind(m.cookie) == OWNER_INTENT for msgs in change.phase1.values()
-                   for m in msgs[:-1])
+        riders = {(OWNER_INTENT, i.id) for i in added
+                  if i.mpls_label is not None and head_target(i.mpls_label) in segments}
+        heads = {(OWNER_TUNNEL, label) for label in made if head_target(label) in segments}
+        # phase 1 holds the ingress flows that enter a tunnel this change makes and the
+        # heads pointing at such a tunnel, and only them
+        assert riders and late == riders | heads
         assert not change.phase2
         untouched = copy.deepcopy(net, {id(net.wiring): net.wiring})
         # the worst order within phase 0: the ingress switches apply it before the others;

@@ -110,9 +110,11 @@ def test_flows_of_a_switch_and_of_an_intent_come_from_the_plan(service: Controll
     assert intent.id == 1 and intent.path == ("s1", "s2", "s4")
     assert {d for d, _, _ in flows} == {1, 2, 4}
     assert all(not installed for _, _, installed in flows)
-    # the ingress flow is the intent's own; the rest belong to the tunnel it rides
+    # the ingress flow is the intent's own; the rest belong to its head and the tunnel it
+    # rides
     owners = {e.owner for _, e, _ in flows}
-    assert ("intent", 1) in owners and owners <= {("intent", 1)} | {
+    assert ("intent", 1) in owners and ("tunnel", intent.mpls_label) in owners
+    assert owners <= {("intent", 1), ("tunnel", intent.mpls_label)} | {
         ("tunnel", label) for label in intent.mpls_labels}
     assert service.installed_intent_flows(1) == 0
     assert service.installed_flow_counts() == {1: 0, 2: 0, 3: 0, 4: 0}
