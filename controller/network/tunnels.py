@@ -126,6 +126,8 @@ class Tunnels:
             target_of.pop(iid, None)
             self._leave(iid)
         dirty: dict[int, Intent] = {}
+        moved_in: dict[tuple[str, str], list[int]] = {}
+        """group -> its intents whose target changed (or that have no head yet)"""
         hosts = self.state.hosts
         labels = self._labels
         for intent in changed:
@@ -157,6 +159,11 @@ class Tunnels:
                     if target_of.get(iid) != target or iid not in self._head_of:
                         target_of[iid] = target
                         groups.add(new_g)
+                        moved = moved_in.get(new_g)
+                        if moved is None:
+                            moved_in[new_g] = [iid]
+                        else:
+                            moved.append(iid)
                     continue
             # rides no tunnel (protected, single-switch, fallen back or not routed)
             if g is not None:
@@ -180,8 +187,8 @@ class Tunnels:
             if shared.target != lead:
                 self._retarget(shared, lead)
                 check = sorted(ms)  # every member: some now match it, others no more
-            else:
-                check = sorted(ms.intersection(dirty))
+            else:  # only the members whose own target changed
+                check = sorted(iid for iid in moved_in.get(g, ()) if iid in ms)
             for iid in check:
                 target = target_of[iid]
                 want = shared if target == lead else self._direct(g[0], target)
