@@ -269,7 +269,7 @@ class ControllerCore:
         # heads that point at it. Those wait in phase 1 until the tunnel is confirmed (see
         # Change.phase0); a head's flow and its riders' ingress flows sit on one switch and
         # go in one bundle. Traffic cut off by the failure moves at once.
-        head_target = router.head_target
+        head_target, first_segment = router.head_target, router.first_segment
         new_segments = {label for label in (
             e.cookie & OWNER_ID_MASK for es in adds.values() for e in es
             if e.cookie >> OWNER_ID_BITS == OWNER_TUNNEL) if head_target(label) is None}
@@ -288,7 +288,7 @@ class ControllerCore:
                 if kind_ == OWNER_INTENT:
                     rider = intents.get(cookie & OWNER_ID_MASK)
                     if rider is not None and rider.mpls_label is not None \
-                            and head_target(rider.mpls_label) in new_segments \
+                            and first_segment(rider.mpls_label) in new_segments \
                             and cookie & OWNER_ID_MASK not in broken:
                         later.append(e)
                         continue

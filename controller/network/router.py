@@ -90,8 +90,8 @@ class Router:
         self._hosts_version = state.hosts_version
         self._intent_keys: dict[int, tuple[Any, ...]] = {}
         self._intent_variants: dict[int, dict[tuple[Any, ...], _Variant]] = {}
-        self._push_instructions: dict[int, Instructions] = {}
-        """head label -> the instructions of an ingress flow entering by that head"""
+        self._push_instructions: dict[tuple[int, int | None], Instructions] = {}
+        """(label, port or None) -> the instructions of an ingress flow entering that way"""
         self.intent_groups: dict[int, dict[int, Buckets]] = {}
         """intent id -> dpid -> fast-failover buckets (protected intents; group id = intent
         id)"""
@@ -180,6 +180,11 @@ class Router:
         """The first label of the tunnel that head ``label`` points at (None: not a head)."""
         return self._tunnels.head_target(label)
 
+    def first_segment(self, label: int) -> int:
+        """The first label of the tunnel a packet pushed with ``label`` rides (a head's
+        target, or the label itself)."""
+        return self._tunnels.first_segment(label)
+
     def head_riders(self, label: int) -> set[int]:
         """The intents whose ingress pushes head ``label`` (live: do not modify)."""
         return self._tunnels.head_riders(label)
@@ -227,7 +232,7 @@ class Router:
         extra = tunnels.update(changed, [iid for iid in ids if iid not in intents])
         if extra:
             ids = sorted(set(ids) | extra)
-        label_of = tunnels.label_of
+        ingress_of = tunnels.ingress
         for iid in ids:
             cookie = (OWNER_INTENT << OWNER_ID_BITS) | iid  # make_cookie, inlined: hot
             intent = intents.get(iid)
@@ -237,13 +242,13 @@ class Router:
                 intent_groups.pop(iid, None)
                 set_owner(cookie, {})
                 continue
-            label = label_of(intent)
+            ingress = ingress_of(intent)
             # what the flows are a function of (the hosts' records by their version: hashing
             # two records for every moved intent cost more than building its flows). An
-            # intent on a tunnel: its head's label alone (the head follows the route), so a
-            # reroute that keeps the head changes none of its flows
-            key = (label, intent.path[0] if intent.path else None, hosts_version,
-                   intent.conflict_with is not None) if label is not None else (
+            # intent on a tunnel: what its ingress pushes alone (a head follows the route),
+            # so a reroute that keeps the head changes none of its flows
+            key = (ingress, intent.path[0] if intent.path else None, hosts_version,
+                   intent.conflict_with is not None) if ingress is not None else (
                 intent.path, intent.links, intent.state in WITHOUT_PATH,
                 intent.conflict_with is not None, hosts_version,
                 # detours depend on every link's state and the residuals, not only the
@@ -263,7 +268,7 @@ class Router:
                 entry = variants.pop(key, None)
             if entry is None:
                 groups: dict[int, Buckets] = {}
-                entry = (self._intent_flows(intent, label, groups, cookie), groups)
+                entry = (self._intent_flows(intent, ingress, groups, cookie), groups)
                 if len(variants) >= _INTENT_VARIANTS:
                     del variants[next(iter(variants))]
             variants[key] = entry
@@ -274,10 +279,11 @@ class Router:
                 del intent_groups[iid]
             set_owner(cookie, flows)
 
-    def _intent_flows(self, intent: Intent, label: int | None, groups: dict[int, Buckets],
-                      cookie: int) -> dict[int, frozenset[FlowEntry]]:
-        """The flows of ``intent`` (its cookie: ``cookie``) per dpid (``label``: the tunnel
-        its ingress pushes onto); fills ``groups`` for a protected intent (from its
+    def _intent_flows(self, intent: Intent, ingress: tuple[int, int | None] | None,
+                      groups: dict[int, Buckets], cookie: int) -> dict[int, frozenset[FlowEntry]]:
+        """The flows of ``intent`` (its cookie: ``cookie``) per dpid (``ingress``: the label
+        its ingress pushes and the port it outputs on, None for a head's label, see
+        :meth:`Tunnels.ingress`); fills ``groups`` for a protected intent (from its
         detours)."""
         st = self.state
         spec = intent.spec
@@ -289,17 +295,19 @@ class Router:
         prio = intent.traffic[1]  # intent_priority(spec)
         first: Instructions = (("meter", intent.id),) if policed(spec) else ()
         path, links = intent.path, intent.links
-        if label is not None and path is not None:
-            # the ingress pushes its head's label; the head and the tunnel do the rest
-            push = self._push_instructions.get(label)
+        if ingress is not None and path is not None:
+            # the ingress pushes a head's label (the head and the tunnel do the rest) or its
+            # tunnel's first label
+            push = self._push_instructions.get(ingress)
             if push is None:
-                # one tuple for every intent entering by this head (a batch builds a
-                # thousand ingress flows onto a few dozen heads)
+                # one tuple for every intent entering this way (a batch builds a thousand
+                # ingress flows onto a few dozen heads and tunnels)
                 if len(self._push_instructions) >= _PUSH_INSTRUCTIONS_MAX:
                     self._push_instructions.clear()
-                push = self._push_instructions[label] = (
+                label, port = ingress
+                push = self._push_instructions[ingress] = (
                     ("push_mpls", ETH_TYPE_MPLS), ("set_field", ("mpls_label", label)),
-                    ("goto_table", TABLE_HEADS))
+                    ("goto_table", TABLE_HEADS) if port is None else ("output", port))
             return {st.wiring.node_dpid[path[0]]: frozenset((FlowEntry(
                 TABLE_INTENTS, prio, match, first + push if first else push, cookie),))}
         out: dict[int, list[FlowEntry]] = {}

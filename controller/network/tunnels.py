@@ -16,12 +16,13 @@ label of a *head* at its ingress switch and goes to table 3, where the head's on
 that label for the tunnel's first and outputs toward the next switch. The intents entering the
 network at one switch for one destination host share a head (its label a stable hash of the
 switch and the host), which points at the tunnel of the lowest-numbered of them; those of them
-whose path differs ride a *direct head* for their own tunnel (a stable hash of the switch and
-the tunnel). When a cut or a repair moves the intents of a head onto another tunnel, the
-head's one flow is modified: a reroute of N intents between two cities costs one FlowMod at
-their ingress, not N. Heads are a function of the intents and their routes alone (not of
-their history), so a restarted controller computes the same ones and a fresh plan equals the
-live one.
+whose path differs push their tunnel's first label themselves and output toward the next
+switch, and so does an intent whose head would serve it alone (a head for one intent is one
+flow more and no message less). When a cut or a repair moves the intents of a head onto
+another tunnel, the head's one flow is modified: a reroute of N intents between two cities
+costs one FlowMod at their ingress, not N. Heads are a function of the intents and their
+routes alone (not of their history), so a restarted controller computes the same ones and a
+fresh plan equals the live one.
 """
 
 from __future__ import annotations
@@ -69,8 +70,7 @@ class Head:
         self.label = label
         self.node = node
         self.key = key
-        """(node, destination host) for a shared head, (node, output port, first segment's
-        key) for a direct head"""
+        """(ingress node, destination host)"""
         self.target: Target | None = None
         self.riders: set[int] = set()
         """the intents whose ingress pushes this head's label"""
@@ -89,7 +89,8 @@ class Tunnels:
         self._next: dict[int, int | None] = {}
         """label -> the label its switch swaps to (None: the last segment, which pops)"""
         self._refs: dict[int, int] = {}
-        """segment label -> heads and segments swapping to it"""
+        """segment label -> intents whose tunnel starts there, heads and segments swapping
+        to it"""
         self._chains: dict[int, tuple[int, ...]] = {}
         """label -> the labels a packet pushed with it carries, switch by switch (fixed while
         the label lives: a segment's next segment never changes)"""
@@ -123,7 +124,7 @@ class Tunnels:
             if g is not None:
                 members[g].discard(iid)
                 groups.add(g)
-            target_of.pop(iid, None)
+            self._untarget(iid)
             self._leave(iid)
         dirty: dict[int, Intent] = {}
         moved_in: dict[tuple[str, str], list[int]] = {}
@@ -156,8 +157,13 @@ class Tunnels:
                         ms.add(iid)
                         group_of[iid] = new_g
                         groups.add(new_g)
-                    if target_of.get(iid) != target or iid not in self._head_of:
-                        target_of[iid] = target
+                    old = target_of.get(iid)
+                    if old != target or iid not in self._head_of:
+                        if old != target:  # an intent holds its tunnel's first segment
+                            self._refs[target[0]] += 1
+                            target_of[iid] = target
+                            if old is not None:
+                                self._unref(old[0])
                         groups.add(new_g)
                         moved = moved_in.get(new_g)
                         if moved is None:
@@ -170,11 +176,12 @@ class Tunnels:
                 members[g].discard(iid)
                 del group_of[iid]
                 groups.add(g)
-            target_of.pop(iid, None)
+            self._untarget(iid)
             self._leave(iid)
             intent.mpls_label = None
             intent.mpls_labels = ()
         extra: set[int] = set()
+        head_of = self._head_of
         for g in sorted(groups):
             ms = members.get(g)
             if not ms:
@@ -190,31 +197,55 @@ class Tunnels:
             else:  # only the members whose own target changed
                 check = sorted(iid for iid in moved_in.get(g, ()) if iid in ms)
             for iid in check:
-                target = target_of[iid]
-                want = shared if target == lead else self._direct(g[0], target)
-                cur = self._head_of.get(iid)
+                want = shared if target_of[iid] == lead else None
+                cur = head_of.get(iid)
                 if cur is not want:
                     if cur is not None:
                         cur.riders.discard(iid)
-                    want.riders.add(iid)
-                    self._head_of[iid] = want
+                    if want is None:
+                        del head_of[iid]
+                    else:
+                        want.riders.add(iid)
+                        head_of[iid] = want
                     if iid not in dirty:
                         extra.add(iid)
+            if len(shared.riders) == 1:
+                # a head for one intent would be one more flow and no fewer messages: it
+                # pushes its tunnel's label itself
+                (only,) = shared.riders
+                shared.riders.clear()
+                del head_of[only]
+                if only not in dirty:
+                    extra.add(only)
         for head in [h for h in self._heads.values() if not h.riders]:
             self._drop_head(head)
         return extra
 
-    def label_of(self, intent: Intent) -> int | None:
-        """Sets ``intent``'s ``mpls_label`` and ``mpls_labels`` from its head (after
-        :meth:`update`) and returns the label its ingress pushes (None: it rides no tunnel)."""
-        head = self._head_of.get(intent.id)
-        if head is None or head.target is None:
+    def ingress(self, intent: Intent) -> tuple[int, int | None] | None:
+        """What ``intent``'s ingress flow does (after :meth:`update`): ``(label, None)``: push
+        its head's label and go to table 3; ``(label, port)``: push its tunnel's first label
+        and output on ``port``; None: it rides no tunnel. Sets the intent's ``mpls_label``
+        and ``mpls_labels``."""
+        iid = intent.id
+        head = self._head_of.get(iid)
+        if head is not None and head.target is not None:
+            intent.mpls_label = head.label
+            intent.mpls_labels = self._chains[head.target[0]]
+            return head.label, None
+        target = self._target_of.get(iid)
+        if target is None:
             intent.mpls_label = None
             intent.mpls_labels = ()
             return None
-        intent.mpls_label = head.label
-        intent.mpls_labels = self._chains[head.target[0]]
-        return head.label
+        intent.mpls_label = target[0]
+        intent.mpls_labels = self._chains[target[0]]
+        return target
+
+    def _untarget(self, intent_id: int) -> None:
+        """``intent_id`` rides no tunnel any more."""
+        old = self._target_of.pop(intent_id, None)
+        if old is not None:
+            self._unref(old[0])
 
     def _leave(self, intent_id: int) -> None:
         """``intent_id``'s ingress pushes its head's label no more."""
@@ -227,15 +258,6 @@ class Tunnels:
         head = Head(label, node, key)
         self._heads[label] = head
         self._head_at[key] = head
-        return head
-
-    def _direct(self, node: str, target: Target) -> Head:
-        """The direct head at ``node`` for ``target`` (made if new, pointed at it)."""
-        key = (node, target[1], self._keys[target[0]])
-        head = self._head_at.get(key)
-        if head is None:
-            head = self._new_head(node, key)
-            self._retarget(head, target)
         return head
 
     def _retarget(self, head: Head, target: Target) -> None:
@@ -264,6 +286,12 @@ class Tunnels:
         """The first label of the tunnel head ``label`` points at (None: not a head)."""
         head = self._heads.get(label)
         return None if head is None or head.target is None else head.target[0]
+
+    def first_segment(self, label: int) -> int:
+        """The first label of the tunnel a packet pushed with ``label`` rides: the target
+        of a head, else ``label`` itself (an ingress that pushes its tunnel's label)."""
+        head = self._heads.get(label)
+        return label if head is None or head.target is None else head.target[0]
 
     def head_riders(self, label: int) -> set[int]:
         """The ids of the intents whose ingress pushes head ``label`` (live: do not
@@ -337,11 +365,17 @@ class Tunnels:
 
     def riders(self) -> dict[int, list[int]]:
         """label -> ids of the intents whose traffic carries it (a head: the intents whose
-        ingress pushes it; a segment: those of every head whose tunnel crosses it)."""
+        ingress pushes it; a segment: those of every head whose tunnel crosses it and the
+        intents that push a label of that tunnel themselves)."""
         riders: dict[int, set[int]] = {label: set() for label in self._refs}
         for head in self._heads.values():
             riders[head.label] = set(head.riders)
             if head.target is not None:
                 for label in self._chains[head.target[0]]:
                     riders[label] |= head.riders
+        head_of = self._head_of
+        for iid, (first, _) in self._target_of.items():
+            if iid not in head_of:  # its ingress pushes its tunnel's label itself
+                for label in self._chains[first]:
+                    riders[label].add(iid)
         return {label: sorted(ids) for label, ids in sorted(riders.items())}

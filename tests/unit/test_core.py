@@ -148,17 +148,12 @@ def test_a_cut_moves_the_broken_intent_with_its_new_tunnel_in_one_round(
     assert change.kind is ChangeKind.PORT_DOWN and change.kind.restoration
     assert change.intents  # the moved intent waits for this change
     _check_phase_shapes(change)
-    # its old path is dead: nothing to keep it on, so its head (one flow at s4) points at
-    # the new tunnel (s2 forwards the label, s1 pops it) in phase 0 with it, and phase 1 has
-    # nothing to wait for; the intent's own ingress flow (push the head's label) stays
+    # its old path is dead: nothing to keep it on, so its ingress flow goes in phase 0 with
+    # the new tunnel (s2 forwards the label, s1 pops it) and phase 1 has nothing to wait for
     assert not change.phase1
     owners = {cookie_owner(m.cookie) for msgs in change.phase0.values() for m in msgs[:-1]}
     cheap = next(x for x in core.intents() if x.name == "cheap")
-    assert ("tunnel", cheap.mpls_label) in owners and ("intent", cheap.id) not in owners
-    head = [m for m in change.phase0[dp(core, "s4")][:-1]
-            if cookie_owner(m.cookie) == ("tunnel", cheap.mpls_label)]
-    assert len(head) == 1 and head[0].table_id == 3
-    assert ("tunnel", cheap.mpls_labels[0]) in owners  # the new segment at s2
+    assert ("intent", cheap.id) in owners and ("tunnel", cheap.mpls_label) in owners
     assert change.phase2, "the old path's flows must be removed in phase 2"
     net.apply_phase(change.phase0)
     tr = net.trace("h2", fields)
@@ -185,25 +180,23 @@ def test_live_traffic_moves_only_onto_a_confirmed_tunnel(diamond: Topology) -> N
             dp(core, node), core.wiring.link_port(i, node), False, 5.0), 5.0)
     assert names(core, net.trace("h2", fields).dpids()) == ["s4", "s2", "s1"]
     cheap = next(x for x in core.intents() if x.name == "cheap")
-    head_label, detour_label = cheap.mpls_label, cheap.mpls_labels[0]
+    detour_label = cheap.mpls_label
     net.set_link(i, True)
     apply_and_confirm(core, net, core.port_status(
         dp(core, "s1"), core.wiring.link_port(i, "s1"), True, 6.0), 6.0)
     change = core.port_status(dp(core, "s3"), core.wiring.link_port(i, "s3"), True, 6.1)
     _check_phase_shapes(change)
     assert cheap.path == ("s4", "s3", "s1") and cheap.state == "pending"
-    # phase 1 is the intent's head alone (its one flow at s4), pointing at the tunnel phase
-    # 0 makes; the intent's ingress flow does not change
+    # phase 1 is the ingress flow alone, pushing the label of the tunnel phase 0 makes
     assert list(change.phase1) == [dp(core, "s4")]
-    (head,) = change.phase1[dp(core, "s4")][:-1]
-    assert cookie_owner(head.cookie) == ("tunnel", cheap.mpls_label) == ("tunnel", head_label)
+    (ingress,) = change.phase1[dp(core, "s4")][:-1]
+    assert cookie_owner(ingress.cookie) == ("intent", cheap.id)
     tunnel_owners = {cookie_owner(m.cookie) for msgs in change.phase0.values()
                      for m in msgs[:-1]}
-    assert ("tunnel", cheap.mpls_labels[0]) in tunnel_owners
+    assert ("tunnel", cheap.mpls_label) in tunnel_owners
     assert ("intent", cheap.id) not in tunnel_owners
-    assert ("tunnel", head_label) not in tunnel_owners
     net.apply_phase(change.phase0)
-    # until phase 1 moves the head, the traffic keeps the detour
+    # until phase 1 moves the ingress flow, the traffic keeps the detour
     assert names(core, net.trace("h2", fields).dpids()) == ["s4", "s2", "s1"]
     net.apply_phase(change.phase1)
     tr = net.trace("h2", fields)
@@ -211,7 +204,7 @@ def test_live_traffic_moves_only_onto_a_confirmed_tunnel(diamond: Topology) -> N
     _all_pairs_delivered(diamond, net)
     net.apply_phase(change.phase2)
     assert core.confirm(change, 6.2) == [cheap] and cheap.state == "installed"
-    assert detour_label != cheap.mpls_labels[0]
+    assert detour_label is not None and detour_label != cheap.mpls_label
     assert not [f for f in net.flows(dp(core, "s2"))
                 if cookie_owner(f.cookie) == ("tunnel", detour_label)]
 
@@ -403,12 +396,7 @@ def test_intent_ids_are_stable_and_bad_input_changes_nothing(diamond: Topology) 
     # with "cheap" (id 2, s4-s3-s1): both end at h1's port
     assert intent.path == ("s4", "s2", "s1")
     own, shared = intent.mpls_labels
-    # it enters by a head at s4 of its own: the head shared by s4's intents to h1 follows
-    # "cheap", the lowest id among them, whose path differs
-    head = intent.mpls_label
-    assert head is not None and head not in (own, shared)
-    assert core.router.tunnels()[head] == [17] and cheap_head(core) != head
-    assert [f for f in net.flows(s4) if f.cookie == make_cookie(5, head) and f.table_id == 3]
+    assert intent.mpls_label == own
     assert core.router.tunnels()[own] == [17] and core.router.tunnels()[shared] == [2, 17]
     cheap = core.intent(2)
     assert cheap.mpls_labels[-1] == shared
@@ -417,14 +405,9 @@ def test_intent_ids_are_stable_and_bad_input_changes_nothing(diamond: Topology) 
     apply_and_confirm(core, net, core.remove_intent(17, 4.0), 4.0)
     # its flows and its own segment are gone from every switch; the shared one stays
     assert not [f for d in net.switches for f in net.flows(d)
-                if f.cookie in (make_cookie(3, 17), make_cookie(5, own), make_cookie(5, head))]
+                if f.cookie in (make_cookie(3, 17), make_cookie(5, own))]
     assert own not in core.router.tunnels() and core.router.tunnels()[shared] == [2]
-    assert head not in core.router.tunnels()
     assert [f for f in net.flows(dp(core, "s1")) if f.cookie == make_cookie(5, shared)]
-
-
-def cheap_head(core: ControllerCore) -> int | None:
-    return next(x for x in core.intents() if x.name == "cheap").mpls_label
 
 
 def test_every_planned_flow_names_its_owner(diamond: Topology) -> None:

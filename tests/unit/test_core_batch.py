@@ -107,11 +107,12 @@ def test_a_batch_delivers_at_every_step_and_its_phases_are_the_plans_difference(
         segments = {label for label in made if head_target(label) is None}
         late = {(kind(m.cookie), m.cookie & OWNER_ID_MASK) for msgs in change.phase1.values()
                 for m in msgs[:-1]}
+        first_segment = core.router.first_segment
         riders = {(OWNER_INTENT, i.id) for i in added
-                  if i.mpls_label is not None and head_target(i.mpls_label) in segments}
+                  if i.mpls_label is not None and first_segment(i.mpls_label) in segments}
         heads = {(OWNER_TUNNEL, label) for label in made if head_target(label) in segments}
-        # phase 1 holds the ingress flows that enter a tunnel this change makes and the
-        # heads pointing at such a tunnel, and only them
+        # phase 1 holds the ingress flows that enter a tunnel this change makes (by a head
+        # or by its label) and the heads pointing at such a tunnel, and only them
         assert riders and late == riders | heads
         assert not change.phase2
         untouched = copy.deepcopy(net, {id(net.wiring): net.wiring})

@@ -398,17 +398,19 @@ def test_random_networks_with_failures_match_the_oracles(case: Any) -> None:
             )
             packets = [(hs, hd, ipv4(hs.ip, hd.ip, ip_proto=proto))
                        for hs in t.hosts for hd in t.hosts if hs is not hd for proto in (6, 17)]
-            # phase 1 holds only ingress flows entering by a head that points at a tunnel
-            # phase 0 makes, and such heads
+            # phase 1 holds only ingress flows onto a tunnel phase 0 makes (by its label or
+            # by a head pointing at it), and such heads
             made = {cookie_owner(m.cookie)[1] for msgs in change.phase0.values()
                     for m in msgs[:-1] if cookie_owner(m.cookie)[0] == "tunnel"}
-            head_target = core.router.head_target
+            head_target, first_segment = core.router.head_target, core.router.first_segment
             for msgs in change.phase1.values():
                 for m in msgs[:-1]:
                     kind, oid = cookie_owner(m.cookie)
-                    label = core.intent(oid).mpls_label if kind == "intent" else oid
-                    assert kind in ("intent", "tunnel") and label is not None
-                    assert head_target(label) in made, (kind, oid)
+                    if kind == "intent":
+                        label = core.intent(oid).mpls_label
+                        assert label is not None and first_segment(label) in made, oid
+                    else:
+                        assert kind == "tunnel" and head_target(oid) in made, oid
             # make-before-break, switch by switch: the traffic of an intent that rode a
             # working tunnel is delivered after every single switch's update (phase 0 and
             # phase 1 reach switches in no particular order)

@@ -79,27 +79,40 @@ def test_a_cut_moves_the_intents_of_a_city_pair_with_one_flowmod(diamond: Topolo
     assert {x.path for x in group} == {("s4", "s3", "s1")}
 
 
-def test_intents_of_one_pair_on_different_paths_enter_by_direct_heads(
-        diamond: Topology) -> None:
-    """A tight bound takes the fast path: that intent enters by a head of its own; when the
-    lowest-numbered intent of the pair leaves, the shared head follows the next one, and the
-    plan is the one a fresh core computes."""
+def test_a_head_serves_two_or_more_intents_of_a_pair_on_one_path(diamond: Topology) -> None:
+    """A tight bound takes the fast path: that intent pushes its tunnel's label itself (a
+    head for one intent would be one flow more and no message less); so does an intent
+    alone with its pair; when the lowest-numbered intent of a pair leaves, the head follows
+    the next one; and the plan is the one a fresh core computes."""
     core, net = running(diamond)
-    loose, change = core.add_intent(tcp(7, 15.0), 2.0)
-    apply_and_confirm(core, net, change, 2.0)
+    cheap = next(x for x in core.intents() if x.name == "cheap")
+    assert cheap.mpls_label == cheap.mpls_labels[0]  # alone: no head
+    assert not [f for f in net.flows(dp(core, "s4")) if f.table_id == TABLE_HEADS]
+    loose = []
+    for port in (7, 9):
+        x, change = core.add_intent(tcp(port, 15.0), 2.0)
+        apply_and_confirm(core, net, change, 2.0)
+        loose.append(x)
     tight, change = core.add_intent(tcp(8, 3.0), 2.0)
     apply_and_confirm(core, net, change, 2.0)
-    cheap = next(x for x in core.intents() if x.name == "cheap")
-    assert tight.path == ("s4", "s2", "s1") and loose.path == cheap.path
-    assert loose.mpls_label == cheap.mpls_label != tight.mpls_label
-    assert len([f for f in net.flows(dp(core, "s4")) if f.table_id == TABLE_HEADS]) == 2
-    # "cheap" (id 2) goes: the shared head now follows "loose", the next lowest id, on the
-    # same path, so nothing but cheap's own flow changes at s4
+    assert tight.path == ("s4", "s2", "s1") and {x.path for x in loose} == {cheap.path}
+    head = cheap.mpls_label
+    assert {x.mpls_label for x in loose} == {head} != {cheap.mpls_labels[0]}
+    assert tight.mpls_label == tight.mpls_labels[0]
+    assert [f.cookie for f in net.flows(dp(core, "s4")) if f.table_id == TABLE_HEADS] == \
+        [(5 << 56) | head]
+    # "cheap" (id 2) goes: the head now follows loose[0], the next lowest id, on the same
+    # path, so nothing but cheap's own flow changes at s4
     change = core.remove_intent(cheap.id, 3.0)
     assert {cookie_owner(e.cookie) for es in change.deletes.values() for e in es} == \
         {("intent", cheap.id)}
     assert not change.adds
     apply_and_confirm(core, net, change, 3.0)
+    # loose[1] goes: loose[0] is alone on the head, which goes; it pushes the tunnel's label
+    change = core.remove_intent(loose[1].id, 3.0)
+    apply_and_confirm(core, net, change, 3.0)
+    assert loose[0].mpls_label == loose[0].mpls_labels[0]
+    assert not [f for f in net.flows(dp(core, "s4")) if f.table_id == TABLE_HEADS]
     fresh, _ = running(diamond)
     fresh.router.table.incremental = False
     for x in sorted(core.intents(), key=lambda x: x.id):
