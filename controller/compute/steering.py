@@ -238,15 +238,25 @@ class Steering:
         file_sites = ComputeRegistry.from_topology(self.topology).to_dict()["sites"]
         if self.store is None:
             return {"sites": file_sites, "placements": [], "services": [], "assignments": []}
-        stored = self.store.compute_state()
-        seeded = set(self.store.setting(FILE_SITES_SEEDED, []))
-        known = {s["id"] for s in stored["sites"]}
-        new = [s for s in file_sites if s["id"] not in seeded and s["id"] not in known]
-        if new:
-            self.store.write_compute(sites={s["id"]: s for s in new})
+        for attempt in range(1, self.STALE_RETRIES + 1):
+            stored = self.store.compute_state()
+            seeded = set(self.store.setting(FILE_SITES_SEEDED, []))
+            known = {s["id"] for s in stored["sites"]}
+            new = [s for s in file_sites if s["id"] not in seeded and s["id"] not in known]
+            if not new:
+                break
+            try:
+                self.store.write_compute(sites={s["id"]: s for s in new})
+            except StaleWrite:
+                # members of a cluster starting together seed the same sites: the one that
+                # lost the race reads what the other wrote and seeds what is still missing
+                if attempt == self.STALE_RETRIES:
+                    raise
+                continue
             stored["sites"].extend(new)
             log.info(f"registered {len(new)} compute site(s) of the topology file",
                      extra={"event": "sites_seeded"})
+            break
         if seeded != seeded | {s["id"] for s in file_sites}:
             self.store.set_setting(FILE_SITES_SEEDED,
                                    sorted(seeded | {s["id"] for s in file_sites}))

@@ -57,4 +57,10 @@ def test_every_switch_is_reconciled_and_host_pairs_answer(
     lab.wait_until_reachable(*sample[0], timeout_s=60)
     matrix = lab.ping_matrix(sample, count=1, wait_s=5, parallel_sources=8)
     assert len(matrix.results) == len(sample)
-    assert matrix.failed == [], matrix.summary_table(lab.plan)
+    # a pair whose one echo went unanswered is asked once more: on a loaded machine 754
+    # bridges in one ovs-vswitchd answered the first round at 2-4 s round trips and lost
+    # about half, while every bridge was reconciled
+    again = [(r.src, r.dst) for r in matrix.failed]
+    retry = lab.ping_matrix(again, count=3, wait_s=5, parallel_sources=8) if again else None
+    assert retry is None or [r for r in retry.results if r.received == 0] == [], (
+        matrix.summary_table(lab.plan) + "\nagain:\n" + retry.summary_table(lab.plan))
