@@ -323,3 +323,43 @@ def test_an_assignment_over_its_bound_raises_the_event_and_comes_back() -> None:
     [row] = steering.assignments("cats")
     assert row["sla"]["measured_ms"] == pytest.approx(c["latency_ms"] + 2.0, abs=1e-3)
     assert row["sla"]["bound_ms"] == 30.0
+
+
+def test_a_member_that_loses_the_race_to_seed_the_file_sites_seeds_what_is_missing(
+        tmp_path: Path) -> None:
+    """Members of a cluster starting together seed the topology file's compute sites: the
+    write of the one that loses the race raises StaleWrite. It reads what the winner wrote
+    and seeds only what is still missing, instead of failing its start."""
+    from controller.errors import StaleWrite
+    from controller.store import open_store
+
+    store = open_store(tmp_path)
+    service = ControllerService(load_topology(NATIONAL))
+    file_sites = [s.id for s in service.topology.compute_sites]
+    assert len(file_sites) >= 2
+    real_write = store.write_compute
+    writes: list[list[str]] = []
+
+    def racing_write(**kw: object) -> int:
+        sites = kw.get("sites") or {}
+        writes.append(sorted(sites))  # type: ignore[arg-type]
+        if len(writes) == 1:
+            # the other member wins: it seeds the first site in the meantime
+            first = file_sites[0]
+            real_write(sites={first: sites[first]})  # type: ignore[index]
+            raise StaleWrite("the compute records changed at revision 2", revision=2)
+        return real_write(**kw)  # type: ignore[arg-type]
+
+    store.write_compute = racing_write  # type: ignore[method-assign]
+    try:
+        steering = Steering(service, store)
+        try:
+            assert len(writes) == 2 and writes[0] == sorted(file_sites)
+            assert writes[1] == sorted(set(file_sites) - {file_sites[0]})
+            assert sorted(s["id"] for s in store.compute_state()["sites"]) == \
+                sorted(file_sites)
+            assert {s["id"] for s in steering.sites()} >= set(file_sites)
+        finally:
+            steering.close()
+    finally:
+        store.close()
