@@ -54,7 +54,10 @@ def test_every_switch_is_reconciled_and_host_pairs_answer(
     controller.wait_synced(len(topology.nodes), 300)
     pairs, _ = plan_ping_pairs([h.name for h in topology.hosts])
     sample = pairs[:SAMPLE_PAIRS]
-    lab.wait_until_reachable(*sample[0], timeout_s=60)
+    # the first packet: within 60 s on a quiet machine (benchmarks/bench_scale.py measures
+    # it); twice in a row on a loaded one (the lab up in 121 s instead of 75) it took longer,
+    # with nothing of the controller's own in the way (no intents, every bridge reconciled)
+    lab.wait_until_reachable(*sample[0], timeout_s=180)
     matrix = lab.ping_matrix(sample, count=1, wait_s=5, parallel_sources=8)
     assert len(matrix.results) == len(sample)
     # a pair whose one echo went unanswered is asked once more: on a loaded machine 754
