@@ -8,8 +8,9 @@ that matches its label, swaps it for the next segment's label and outputs toward
 switch (the last segment pops the label and outputs to the host). Every intent whose path has
 the same tail from some switch on shares the segments from there, so a detour that rejoins
 the old path needs new segments only up to where it rejoins. Labels are a stable hash of the
-segment, so a restarted controller computes the same ones. A segment lives while a head or a
-segment swaps to it (reference counts), so a label a flow swaps to never changes under it.
+segment, so a restarted controller computes the same ones. A segment lives while an intent's
+tunnel starts there or a head or a segment swaps to it (reference counts), so a label a flow
+swaps to never changes under it.
 
 **Heads.** An intent's ingress flow does not push its tunnel's label itself: it pushes the
 label of a *head* at its ingress switch and goes to table 3, where the head's one flow swaps
@@ -64,11 +65,10 @@ class Head:
     """A head: one flow at an ingress switch (table 3) that swaps the head's label for a
     tunnel's first label and outputs toward the next switch."""
 
-    __slots__ = ("label", "node", "key", "target", "riders")
+    __slots__ = ("label", "key", "target", "riders")
 
-    def __init__(self, label: int, node: str, key: tuple[object, ...]) -> None:
+    def __init__(self, label: int, key: tuple[str, str]) -> None:
         self.label = label
-        self.node = node
         self.key = key
         """(ingress node, destination host)"""
         self.target: Target | None = None
@@ -98,7 +98,7 @@ class Tunnels:
         """labels whose references dropped to 0 (removed by :meth:`drop_idle`)"""
         self._heads: dict[int, Head] = {}
         """head label -> head"""
-        self._head_at: dict[tuple[object, ...], Head] = {}
+        self._head_at: dict[tuple[str, str], Head] = {}
         """head key -> head"""
         self._head_of: dict[int, Head] = {}
         """intent id -> the head its ingress pushes"""
@@ -112,10 +112,10 @@ class Tunnels:
     # -- intents onto heads -----------------------------------------------------------------
     def update(self, changed: Iterable[Intent], removed: Iterable[int]) -> set[int]:
         """Put every intent of ``changed`` (its route or hosts may have changed) on its tunnel
-        (segments made if new) and its head, and take the ``removed`` intents off theirs.
-        Sets each changed intent's ``mpls_label`` (its head's) and ``mpls_labels`` (its
-        tunnel's). Returns the ids of other intents whose head changed with them (riders of a
-        shared head that now points elsewhere): their ingress flows change too. Segments left
+        (segments made if new) and its head, and take the ``removed`` intents off theirs
+        (:meth:`ingress` then tells each what its ingress pushes). Returns the ids of other
+        intents whose head changed with them (members of a shared head that now points
+        elsewhere, or that is made or dropped): their ingress flows change too. Segments left
         without references are removed by :meth:`drop_idle`."""
         groups: set[tuple[str, str]] = set()
         members, group_of, target_of = self._members, self._group_of, self._target_of
@@ -126,14 +126,14 @@ class Tunnels:
                 groups.add(g)
             self._untarget(iid)
             self._leave(iid)
-        dirty: dict[int, Intent] = {}
+        dirty: set[int] = set()
         moved_in: dict[tuple[str, str], list[int]] = {}
         """group -> its intents whose target changed (or that have no head yet)"""
         hosts = self.state.hosts
         labels = self._labels
         for intent in changed:
             iid = intent.id
-            dirty[iid] = intent
+            dirty.add(iid)
             path, links = intent.path, intent.links
             spec = intent.spec
             g = group_of.get(iid)
@@ -190,7 +190,7 @@ class Tunnels:
             lead = target_of[min(ms)]
             shared = self._head_at.get(g)
             if shared is None:
-                shared = self._new_head(g[0], g)
+                shared = self._new_head(g)
             if shared.target != lead:
                 self._retarget(shared, lead)
                 check = sorted(ms)  # every member: some now match it, others no more
@@ -253,9 +253,9 @@ class Tunnels:
         if head is not None:
             head.riders.discard(intent_id)
 
-    def _new_head(self, node: str, key: tuple[object, ...]) -> Head:
+    def _new_head(self, key: tuple[str, str]) -> Head:
         label = self._new_label(("head",) + key)
-        head = Head(label, node, key)
+        head = Head(label, key)
         self._heads[label] = head
         self._head_at[key] = head
         return head
@@ -269,7 +269,7 @@ class Tunnels:
         if old is not None:
             self._unref(old[0])
         cookie = make_cookie(OWNER_TUNNEL, head.label)
-        self.plan.set_owner(cookie, {self.state.wiring.node_dpid[head.node]: frozenset({
+        self.plan.set_owner(cookie, {self.state.wiring.node_dpid[head.key[0]]: frozenset({
             FlowEntry(TABLE_HEADS, PRIORITY_TUNNEL,
                       (("eth_type", ETH_TYPE_MPLS), ("mpls_label", head.label)),
                       (("set_field", ("mpls_label", first)), ("output", port)), cookie)})})
@@ -315,7 +315,7 @@ class Tunnels:
         self._labels[skey] = label
         self._keys[label] = skey
         self._refs[label] = 0
-        self._idle.add(label)  # until a head or a segment takes it
+        self._idle.add(label)  # until an intent, a head or a segment takes it
         self._next[label] = nxt
         self._chains[label] = (label,) if nxt is None else (label,) + self._chains[nxt]
         if nxt is None:

@@ -636,7 +636,9 @@ class PceServer:
             await sess.run()
         except _SessionClosed as exc:
             log.info("pcep %s: %s", peer_host, exc)
-        except Exception:  # noqa: BLE001 - any other error closes this session only
+        # a session that fails in any other way is logged and closed; the PCE and its other
+        # sessions go on
+        except Exception:  # noqa: BLE001
             log.exception("pcep %s: session failed", peer_host)
         except asyncio.CancelledError:
             pass  # the PCE is stopping
