@@ -143,6 +143,15 @@ class Graph:
         *,
         weight: str = "cost",
     ) -> list[Path | None]: ...
+    def batch_routes(
+        self,
+        requests: Iterable[tuple[str, str, float] | tuple[str, str, float, float]],
+        *,
+        weight: str = "cost",
+    ) -> tuple[list[int], list[tuple[tuple[str, ...], tuple[int, ...], float, float]]]:
+        """batch_constrained_paths' answers with each distinct path once: (index, routes);
+        index[i] is the position in routes of request i's path (-1: none), a route is
+        (nodes, links, latency_ms, cost); requests on one path share its tuples."""
 
 @final
 class ReverseTrees:

@@ -263,8 +263,36 @@ def _reroute_text(name: str | None, intent_id: int, old_path: tuple[str, ...] | 
             + (f": {reason}" if reason else ""))
 
 
-_Route = tuple[Any, str, "int | None"]
-"""(pathcore path or None, why not, the id of the intent holding the same traffic)"""
+class _RerouteMessage(tuple[Any, ...]):
+    """A reroute's log line, formatted when (and only if) it is logged: the arguments of
+    :func:`_reroute_text` as a tuple, made with ``tuple.__new__`` (no ``__init__`` to run: a
+    cut makes a thousand of them, one per moved intent, as :class:`DeferredMessage` would
+    at three times the cost)."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return _reroute_text(*self)
+
+
+_PENDING = IntentState.PENDING
+_new_tuple = tuple.__new__
+
+
+RouteTuple = tuple[tuple[str, ...], tuple[int, ...], float, float]
+"""a route as :meth:`pathcore.Graph.batch_routes` gives it: (nodes, directed link ids,
+latency_ms, cost)"""
+
+_Route = tuple["RouteTuple | None", str, "int | None"]
+"""(route or None, why not, the id of the intent holding the same traffic)"""
+
+_UNROUTED: _Route = (None, "", None)
+"""the place of an intent routed in the batch, until its answer comes"""
+
+
+def _as_route(path: Any) -> RouteTuple:
+    """A pathcore ``Path`` as a route tuple."""
+    return (tuple(path.nodes), tuple(path.links), path.latency_ms, path.cost)
 
 
 _INSERT_MAX = 64
@@ -495,21 +523,23 @@ class IntentTable:
         g = st.graph
         hosts = st.hosts
         present: dict[str, bool] = {}
-        routes: dict[int, _Route] = {}
-        batch: list[tuple[Intent, str, str]] = []
+        routes: list[_Route] = []
+        """per intent of ``order``, in its place"""
+        batch: list[tuple[int, Intent, str, str]] = []
+        """(place in ``order``, intent, src node, dst node) of the intents routed together"""
         measured = self.measured_routing
-        for intent in order:
+        for k, intent in enumerate(order):
             spec = intent.spec
             src, dst = hosts.get(spec.src), hosts.get(spec.dst)
             if src is None or dst is None:
                 gone = spec.src if src is None else spec.dst
-                routes[intent.id] = (None, f"host {gone} is not known any more", None)
+                routes.append((None, f"host {gone} is not known any more", None))
                 continue
             tkey = (src.ip, dst.ip, intent.traffic)
             other = traffic_owner.setdefault(tkey, intent.id)
             if other != intent.id:
-                routes[intent.id] = (None, f"same traffic match and priority as intent {other}",
-                                     other)
+                routes.append((None, f"same traffic match and priority as intent {other}",
+                               other))
                 self._conflicts = True
                 continue
             a, b = src.node, dst.node
@@ -520,50 +550,49 @@ class IntentTable:
             if b_up is None:
                 b_up = present[b] = st.node_present(b)
             if not a_up or not b_up:
-                routes[intent.id] = (None, f"no path: switch {a if not a_up else b} is down",
-                                     None)
+                routes.append((None, f"no path: switch {a if not a_up else b} is down", None))
             elif intent.id in measured and (mpath := st.measured_graph(now).constrained_path(
                     a, b, max_latency_ms=spec.max_latency_ms,
                     min_bandwidth_mbps=spec.min_bandwidth_mbps, weight="cost")) is not None:
                 if spec.min_bandwidth_mbps > 0:
                     st.reserve(mpath.links, spec.min_bandwidth_mbps)
-                routes[intent.id] = (mpath, "", None)
+                routes.append((_as_route(mpath), "", None))
             elif spec.min_bandwidth_mbps > 0:
                 path = g.constrained_path(a, b, max_latency_ms=spec.max_latency_ms,
                                           min_bandwidth_mbps=spec.min_bandwidth_mbps,
                                           weight="cost")
                 if path is not None:
                     st.reserve(path.links, spec.min_bandwidth_mbps)
-                    routes[intent.id] = (path, "", None)
+                    routes.append((_as_route(path), "", None))
                 else:
-                    routes[intent.id] = (None, self._why(a, b, spec), None)
+                    routes.append((None, self._why(a, b, spec), None))
             else:
-                batch.append((intent, a, b))
+                routes.append(_UNROUTED)
+                batch.append((k, intent, a, b))
         if batch:
-            paths = g.batch_constrained_paths(
-                [(a, b, i.spec.max_latency_ms, 0.0) for i, a, b in batch], weight="cost")
-            for (intent, a, b), path in zip(batch, paths, strict=True):
-                reason = "" if path is not None else self._why(a, b, intent.spec)
-                routes[intent.id] = (path, reason, None)
+            # each distinct path comes once, as tuples shared by every intent on it
+            index, found = g.batch_routes(
+                [(a, b, i.spec.max_latency_ms, 0.0) for _, i, a, b in batch], weight="cost")
+            for (k, intent, a, b), n in zip(batch, index, strict=True):
+                routes[k] = (found[n], "", None) if n >= 0 else (
+                    None, self._why(a, b, intent.spec), None)
         changed: set[int] = set()
+        dirty = self.dirty
         down = st.down_link_ids()
-        for intent in order:
-            path, reason, conflict = routes[intent.id]
-            links = None
-            if path is not None:
-                links = tuple(path.links)
-                if links == intent.links and not intent.reason \
+        for intent, (route, reason, conflict) in zip(order, routes, strict=True):
+            if route is not None:
+                if route[1] == intent.links and not intent.reason \
                         and intent.state not in WITHOUT_PATH:
                     # the same route (the common case): only its figures may have moved
-                    intent.latency_ms, intent.cost = path.latency_ms, path.cost
+                    intent.latency_ms, intent.cost = route[2], route[3]
                     continue
             before = (intent.links, intent.reason, intent.conflict_with)
             intent.conflict_with = conflict
-            if self._set_route(intent, path, reason, now, cause, links):
+            if self._set_route(intent, route, reason, now, cause):
                 changed.add(intent.id)
-                self.dirty.add(intent.id)
+                dirty.add(intent.id)
             elif (intent.links, intent.reason, intent.conflict_with) != before:
-                self.dirty.add(intent.id)  # a parallel link of the same path
+                dirty.add(intent.id)  # a parallel link of the same path
             else:
                 continue
             if before[0] and not down.isdisjoint(before[0]):
@@ -626,19 +655,16 @@ class IntentTable:
             self._order = sorted(self.intents.values(), key=_route_key)
         return self._order
 
-    def _set_route(self, intent: Intent, path: Any, reason: str, now: float,
-                   cause: str, links: tuple[int, ...] | None = None) -> bool:
-        """Give ``intent`` the route ``path`` (None: no path, for ``reason``); ``links``:
-        ``tuple(path.links)`` when the caller has it already. True when its path or state
-        changed."""
+    def _set_route(self, intent: Intent, route: RouteTuple | None, reason: str, now: float,
+                   cause: str) -> bool:
+        """Give ``intent`` the route ``route`` (None: no path, for ``reason``). True when its
+        path or state changed."""
         old_path, old_state = intent.path, intent.state
-        if path is not None:
-            new_path = tuple(path.nodes)
-            intent.links = links if links is not None else tuple(path.links)
-            intent.latency_ms, intent.cost = path.latency_ms, path.cost
+        if route is not None:
+            new_path, intent.links, intent.latency_ms, intent.cost = route
             intent.reason = ""
             if new_path != old_path or old_state in WITHOUT_PATH:
-                intent.state = IntentState.PENDING
+                intent.state = _PENDING
         else:
             new_path = None
             intent.links = None
@@ -649,16 +675,18 @@ class IntentTable:
         intent.path = new_path
         if new_path != old_path:
             history = intent.history
-            history.append(PathChange(now, old_path, new_path, cause))
+            # PathChange's own __new__ is Python code: the tuple is made directly
+            history.append(_new_tuple(PathChange, (now, old_path, new_path, cause)))
             if len(history) > HISTORY_MAX:
                 del history[0]
             # logged by whoever sends the change, once it is sent (a log line costs ~70 us:
             # for a cut moving 1,000 intents, more than routing them); formatted only when
             # logged (a big change logs one summary line, each intent at DEBUG only)
+            iid = intent.id
             self.log_records.append((
-                DeferredMessage(_reroute_text, intent.spec.name, intent.id, old_path,
-                                new_path, cause, reason),
-                {"intent": intent.id, "event": "reroute"}))
+                _new_tuple(_RerouteMessage, (intent.spec.name, iid, old_path, new_path, cause,
+                                             reason)),
+                {"intent": iid, "event": "reroute"}))
             return True
         return intent.state != old_state
 

@@ -131,6 +131,9 @@ class Tunnels:
         """group -> its intents whose target changed (or that have no head yet)"""
         hosts = self.state.hosts
         labels = self._labels
+        out_port = self.state.out_port
+        targets: dict[tuple[tuple[int, ...], int], Target] = {}
+        """(links, egress port) -> the tunnel of that route, found in this call"""
         for intent in changed:
             iid = intent.id
             dirty.add(iid)
@@ -142,10 +145,15 @@ class Tunnels:
                     and not spec.protection:
                 dst = hosts.get(spec.dst)
                 if dst is not None and spec.src in hosts:
-                    first = labels.get((path[1], links[1:], dst.port_no))
-                    if first is None:
-                        first = self._segment(path, links, 1, dst.port_no)
-                    target = (first, self.state.out_port(path[0], links[0]))
+                    # intents routed together on one path share its links tuple (see
+                    # IntentTable._route): its tunnel is looked up once
+                    tkey = (links, dst.port_no)
+                    target = targets.get(tkey)
+                    if target is None:
+                        first = labels.get((path[1], links[1:], dst.port_no))
+                        if first is None:
+                            first = self._segment(path, links, 1, dst.port_no)
+                        target = targets[tkey] = (first, out_port(path[0], links[0]))
                     new_g = (path[0], spec.dst)
                     if g != new_g:
                         if g is not None:

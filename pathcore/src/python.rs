@@ -335,6 +335,28 @@ impl PyGraph {
         set(&mut self.g, id).map_err(to_py)
     }
 
+    /// The requests of a batch call, each checked: (src, dst, max_latency_ms[,
+    /// min_bandwidth_mbps]); a bad one raises KeyError/ValueError naming its index.
+    fn batch_requests(&self, requests: &Bound<'_, PyAny>) -> PyResult<Vec<Request>> {
+        const FORM: &str = "(src, dst, max_latency_ms[, min_bandwidth_mbps])";
+        let mut reqs = Vec::new();
+        for (i, item) in requests.try_iter()?.enumerate() {
+            let r = Record::new(item?, "request", i, FORM, 3)?;
+            let (src, dst) = (r.node(&self.g, 0)?, r.node(&self.g, 1)?);
+            let max_latency_ms = r.num(2)?;
+            let min_bandwidth_mbps = r.num_or(3, 0.0)?;
+            check_bound("max_latency_ms", max_latency_ms).map_err(|e| r.error(e))?;
+            check_quantity("min_bandwidth_mbps", min_bandwidth_mbps).map_err(|e| r.error(e))?;
+            reqs.push(Request {
+                src,
+                dst,
+                max_latency_ms,
+                min_bandwidth_mbps,
+            });
+        }
+        Ok(reqs)
+    }
+
     fn path(&self, py: Python<'_>, p: Option<Path>) -> Option<PyPath> {
         p.map(|p| PyPath::new(py, &self.names, p))
     }
@@ -808,26 +830,62 @@ impl PyGraph {
         requests: &Bound<'_, PyAny>,
         weight: &str,
     ) -> PyResult<Vec<Option<PyPath>>> {
-        const FORM: &str = "(src, dst, max_latency_ms[, min_bandwidth_mbps])";
         let w = self::weight(weight)?;
-        let mut reqs = Vec::new();
-        for (i, item) in requests.try_iter()?.enumerate() {
-            let r = Record::new(item?, "request", i, FORM, 3)?;
-            let (src, dst) = (r.node(&self.g, 0)?, r.node(&self.g, 1)?);
-            let max_latency_ms = r.num(2)?;
-            let min_bandwidth_mbps = r.num_or(3, 0.0)?;
-            check_bound("max_latency_ms", max_latency_ms).map_err(|e| r.error(e))?;
-            check_quantity("min_bandwidth_mbps", min_bandwidth_mbps).map_err(|e| r.error(e))?;
-            reqs.push(Request {
-                src,
-                dst,
-                max_latency_ms,
-                min_bandwidth_mbps,
-            });
-        }
+        let reqs = self.batch_requests(requests)?;
         let g = &self.g;
         let out = py.detach(|| batch::batch_constrained_paths(g, &reqs, w));
         Ok(out.into_iter().map(|p| self.path(py, p)).collect())
+    }
+
+    /// The answers of batch_constrained_paths(requests, weight=...) with each distinct path
+    /// once: returns (index, routes), where index[i] is the position in routes of request
+    /// i's path (-1: no path) and each route is (nodes, links, latency_ms, cost), nodes and
+    /// links as tuples (nodes: the graph's own str objects). Requests answered by the same
+    /// path share one route, its very tuples: a caller routing thousands of intents over a
+    /// few hundred paths converts each path once, and can tell two intents on the same path
+    /// by identity.
+    #[pyo3(signature = (requests, *, weight="cost"))]
+    fn batch_routes<'py>(
+        &self,
+        py: Python<'py>,
+        requests: &Bound<'py, PyAny>,
+        weight: &str,
+    ) -> PyResult<(Vec<i64>, Vec<Bound<'py, PyTuple>>)> {
+        let w = self::weight(weight)?;
+        let reqs = self.batch_requests(requests)?;
+        let g = &self.g;
+        let out = py.detach(|| batch::batch_constrained_paths(g, &reqs, w));
+        let mut seen: std::collections::HashMap<(NodeId, Vec<LinkId>), i64> =
+            std::collections::HashMap::new();
+        let mut routes = Vec::new();
+        let mut index = Vec::with_capacity(out.len());
+        for p in out {
+            let Some(p) = p else {
+                index.push(-1);
+                continue;
+            };
+            let key = (p.nodes[0], p.links);
+            if let Some(&k) = seen.get(&key) {
+                index.push(k);
+                continue;
+            }
+            let nodes = PyTuple::new(py, p.nodes.iter().map(|&n| self.name(py, n)))?;
+            let links = PyTuple::new(py, key.1.iter())?;
+            let route = PyTuple::new(
+                py,
+                [
+                    nodes.into_any(),
+                    links.into_any(),
+                    PyFloat::new(py, p.latency_ms).into_any(),
+                    PyFloat::new(py, p.cost).into_any(),
+                ],
+            )?;
+            let k = routes.len() as i64;
+            routes.push(route);
+            seen.insert(key, k);
+            index.push(k);
+        }
+        Ok((index, routes))
     }
 
     fn __repr__(&self) -> String {

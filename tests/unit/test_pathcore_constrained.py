@@ -224,6 +224,43 @@ def test_batch_equals_single_requests(spec: GraphSpec, data: st.DataObject) -> N
             assert list(got.links) == list(single.links), f"{q}: batch and single differ"
 
 
+@given(graph_specs(), st.data())
+@examples(200)
+def test_batch_routes_are_the_batch_answers_each_path_once(spec: GraphSpec,
+                                                           data: st.DataObject) -> None:
+    """batch_routes gives what batch_constrained_paths gives (checked against brute force),
+    as (index, routes): -1 exactly where there is no path, else a route (nodes, links,
+    latency, cost) equal to that path's; every distinct path once, requests on the same
+    path sharing its tuples. Queries repeat (some requests drawn twice) so sharing happens."""
+    built = build(spec)
+    g = built.graph
+    queries = [draw_query(data, built, excludes=False) for _ in range(data.draw(st.integers(0, 8)))]
+    queries += [data.draw(st.sampled_from(queries)) for _ in range(
+        data.draw(st.integers(0, 4)))] if queries else []
+    weight = data.draw(st.sampled_from(WEIGHTS), label="weight")
+    requests = [(q.src, q.dst, q.max_latency_ms, q.min_bandwidth_mbps) for q in queries]
+    paths = g.batch_constrained_paths(requests, weight=weight)
+    index, routes = g.batch_routes(requests, weight=weight)
+    assert len(index) == len(requests)
+    assert sorted(set(i for i in index if i >= 0)) == list(range(len(routes))), \
+        "a route no request names"
+    for q, path, n in zip(queries, paths, index, strict=True):
+        check_constrained(built, q, weight, path)
+        if path is None:
+            assert n == -1, f"{q}: no path, yet route {n}"
+            continue
+        nodes, links, latency, cost = routes[n]
+        assert type(nodes) is tuple and type(links) is tuple
+        assert (nodes, links) == (tuple(path.nodes), tuple(path.links)), f"{q}"
+        assert latency == path.latency_ms and cost == path.cost
+    seen: dict[tuple[object, ...], int] = {}
+    for n in index:
+        if n >= 0:
+            nodes, links = routes[n][0], routes[n][1]
+            assert seen.setdefault((nodes[0], links), n) == n, \
+                f"the path {nodes} comes twice (routes {seen[(nodes[0], links)]} and {n})"
+
+
 def _lexicographic_best(built: Built, q: Query, weight: str) -> tuple[float, float, int] | None:
     """Brute force (weight, latency, hops) minimum among feasible paths: pathcore documents
     ties going to less latency, then fewer hops."""
