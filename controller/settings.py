@@ -250,7 +250,10 @@ class ComputeSettings(_Section):
     """the window of max_moves"""
     rebalance_interval_s: float = Field(2.0, gt=0, le=3600)
     """how often load moves are considered; a client whose NAT flow counted no packet between
-    two looks is idle and may move (a busy client keeps its site)"""
+    two looks, and for move_idle_s, is idle and may move (a busy client keeps its site)"""
+    move_idle_s: float = Field(4.0, ge=0, le=86400)
+    """a client moves for load only once its NAT flow counted no packet for this long (a
+    client waiting for a slow answer sends nothing meanwhile: one quiet look is not enough)"""
 
     @model_validator(mode="after")
     def _scrape_within_interval(self) -> ComputeSettings:

@@ -73,7 +73,8 @@ if TYPE_CHECKING:
     from controller.settings import ComputeSettings
     from controller.store import Store
 
-__all__ = ["ANYCAST_MAC", "ANYCAST_PRIORITY", "FILE_SITES_SEEDED", "Steering", "anycast_flows"]
+__all__ = ["ANYCAST_MAC", "ANYCAST_PRIORITY", "FILE_SITES_SEEDED", "Steering", "anycast_flows",
+           "idle_clients"]
 
 log = logging.getLogger("controller.compute.steering")
 
@@ -151,6 +152,25 @@ def anycast_flows(net: NetworkView, steered: list[FlowTuple]
     return out
 
 
+
+def idle_clients(seen: Mapping[str, int], before: Mapping[str, int],
+                 active_at: Mapping[str, float], now: float, idle_s: float
+                 ) -> tuple[set[str], dict[str, float]]:
+    """Which clients are idle at a look at ``now``, from their NAT flows' packet counts now
+    (``seen``) and at the previous look (``before``), and when each was last seen active
+    (``active_at``): idle is unchanged since the previous look and for at least ``idle_s``
+    since the count last moved (a client first seen, or seen moving now, is active now).
+    Returns the idle clients and the new ``active_at`` (clients no longer seen drop out)."""
+    out: dict[str, float] = {}
+    idle: set[str] = set()
+    for ip, n in seen.items():
+        last = active_at.get(ip) if before.get(ip) == n else None
+        out[ip] = now if last is None else last
+        if last is not None and now - last >= idle_s:
+            idle.add(ip)
+    return idle, out
+
+
 class Steering:
     """Compute sites, placements and anycast services of one controller (thread-safe).
 
@@ -184,9 +204,12 @@ class Steering:
             interval_s=compute.move_interval_s))
         """kept across rebuilds: hold timers and move budgets outlive a reload"""
         self.rebalance_interval_s = 2.0 if compute is None else compute.rebalance_interval_s
+        self.move_idle_s = 4.0 if compute is None else compute.move_idle_s
         self._next_rebalance = time.monotonic() + self.rebalance_interval_s
         self._activity: dict[str, int] = {}
         """client IPv4 -> packets its ingress NAT flow counted at the last look"""
+        self._active_at: dict[str, float] = {}
+        """client IPv4 -> when a look last saw its counter move (or first saw it)"""
         self.store = store
         self.leader = leader
         self.sync = sync
@@ -656,10 +679,13 @@ class Steering:
     def rebalance_tick(self, now: float | None = None) -> list[Move]:
         """One look at every assignment (:meth:`AnycastServices.rebalance`): failure moves
         at once; load moves dampened, and only for clients idle since the last look (their
-        ingress NAT flows counted no packet in between; a client not seen before is busy)."""
+        ingress NAT flows counted no packet in between, nor for ``move_idle_s``; a client not
+        seen before is busy)."""
         seen = self.client_activity()
+        at = time.monotonic()
         before, self._activity = self._activity, seen
-        idle = {ip for ip, n in seen.items() if before.get(ip) == n}
+        idle, self._active_at = idle_clients(seen, before, self._active_at, at,
+                                             self.move_idle_s)
         t = time.perf_counter()
 
         def ready(_service: str, client_host: str) -> bool:

@@ -7,7 +7,8 @@ Beijing hub sends straight to A's address.
 Each site host runs ``tests/siteagent.py``: a request service in the host's namespace whose
 one worker spends 2 ms per request (concurrent requests queue), and a reporter that PUTs the
 delay requests really saw, every 0.5 s. The controller runs with 1 s metric intervals, 2 s
-of hold time, 1 ms / 20 % of gain, a look every 0.5 s.
+of hold time, 1 ms / 20 % of gain, a look every 0.5 s, and a client idle once its flow
+counted no packet for 1.5 s.
 
 1. Idle, A is best (1.7 + ~2 ms against 3.5 + ~2 ms): a session from Hefei is answered by A,
    and a long-running session from Qingdao (one request every 50 ms) starts on A.
@@ -52,17 +53,21 @@ CITY, CITY2, FRESH, GEN = "h-city-hefei", "h-city-qingdao", "h-city-changsha", "
 ANYCAST_IP = "10.255.0.7"
 PORT = 8000
 BOUND_MS = 20.0
-INTERVAL_S, HOLD_S, LOOK_S = 1.0, 2.0, 0.5
+INTERVAL_S, HOLD_S, LOOK_S, IDLE_S = 1.0, 2.0, 0.5, 1.5
+BETWEEN_SESSIONS_S = 2.5
+"""the city's sessions start this far apart: more than IDLE_S plus a look, so the city
+client is idle at some look between two sessions"""
 MOVE_SLACK_S = 12.0
-"""beyond the interval and the hold: the sessions from the city start 1 s apart, a client
-moves only at a look that finds it idle (its flow counters read from its switch, which a
-loaded machine can answer late), and each look is 0.5 s apart"""
+"""beyond the interval and the hold: a client moves only at a look that finds it idle for
+IDLE_S (its flow counters read from its switch, which a loaded machine can answer late), the
+city's sessions are BETWEEN_SESSIONS_S apart, and each look is 0.5 s apart"""
 SETTINGS = {"CPN_COMPUTE_METRICS_INTERVAL_S": str(INTERVAL_S),
             "CPN_COMPUTE_SCRAPE_TIMEOUT_S": "0.5",
             "CPN_COMPUTE_MOVE_HOLD_S": str(HOLD_S),
             "CPN_COMPUTE_MOVE_GAIN_MS": "1.0",
             "CPN_COMPUTE_MOVE_GAIN_PCT": "20",
-            "CPN_COMPUTE_REBALANCE_INTERVAL_S": str(LOOK_S)}
+            "CPN_COMPUTE_REBALANCE_INTERVAL_S": str(LOOK_S),
+            "CPN_COMPUTE_MOVE_IDLE_S": str(IDLE_S)}
 SERVICE = {"name": "infer", "anycast_ip": ANYCAST_IP, "kind": "intelligent",
            "demand_per_client": 0.01, "max_latency_ms": BOUND_MS, "policy": "cats"}
 
@@ -234,7 +239,7 @@ def test_clients_follow_live_load_dampened_and_a_running_session_is_never_cut(en
         answers: list[str] = []
 
         def moved_to(site: str) -> bool:
-            time.sleep(1.0)  # idle between sessions: only an idle client moves
+            time.sleep(BETWEEN_SESSIONS_S)  # idle between sessions: only idle clients move
             answers.append(env.session(CITY))
             return answers[-1] == site
 

@@ -124,7 +124,7 @@ def test_every_existing_flag_keeps_its_name_and_meaning(tmp_path: Path) -> None:
         "compute": {"metrics_interval_s": 5.0, "scrape_timeout_s": 2.0,
                     "stale_policy": "no_new_clients", "move_gain_ms": 2.0,
                     "move_gain_pct": 20.0, "move_hold_s": 10.0, "max_moves": 10,
-                    "move_interval_s": 60.0, "rebalance_interval_s": 2.0},
+                    "move_interval_s": 60.0, "rebalance_interval_s": 2.0, "move_idle_s": 4.0},
         "state": {"dir": "st", "snapshot_file": "snap.json"},
         "cluster": {"endpoints": "http://127.0.0.1:2379", "member_id": "m1", "prefix": "/cpn",
                     "lease_ttl_s": 1, "peer_host": "127.0.0.1", "etcd_timeout_s": 2.0,

@@ -14,7 +14,13 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from controller.compute.anycast import FlowTuple, Service
 from controller.compute.metrics import SiteMetrics
-from controller.compute.steering import ANYCAST_MAC, ANYCAST_PRIORITY, Steering, anycast_flows
+from controller.compute.steering import (
+    ANYCAST_MAC,
+    ANYCAST_PRIORITY,
+    Steering,
+    anycast_flows,
+    idle_clients,
+)
 from controller.network import openflow
 from controller.network.flows import OWNER_ANYCAST, TABLE_INTENTS, flow, make_cookie
 from controller.network.service import ControllerService
@@ -363,3 +369,31 @@ def test_a_member_that_loses_the_race_to_seed_the_file_sites_seeds_what_is_missi
             steering.close()
     finally:
         store.close()
+
+
+def test_a_client_is_idle_only_after_move_idle_s_without_a_packet() -> None:
+    """Looks every 0.5 s with move_idle_s 1.5: a client whose counter keeps moving is never
+    idle; one that stops is idle from the first look 1.5 s after the look that last saw it
+    move (not at the first quiet look: a client waiting for a slow answer sends nothing for
+    a while); a client first seen is active; a client gone is forgotten."""
+    counts = {"a": [1, 2, 3, 4, 5, 6, 7, 8], "b": [1, 2, 3, 3, 3, 3, 3, 3],
+              "c": [None, None, None, 9, 9, 9, 9, 9]}
+    before: dict[str, int] = {}
+    active: dict[str, float] = {}
+    idle_at: dict[str, list[float]] = {"a": [], "b": [], "c": []}
+    for k in range(8):
+        now = 100.0 + 0.5 * k
+        seen = {ip: c[k] for ip, c in counts.items() if c[k] is not None}
+        idle, active = idle_clients(seen, before, active, now, 1.5)
+        before = seen
+        for ip in idle:
+            idle_at[ip].append(now)
+    assert idle_at["a"] == []
+    assert idle_at["b"] == [102.5, 103.0, 103.5]  # last moved at the 101.0 look
+    assert idle_at["c"] == [103.0, 103.5]  # first seen at 101.5
+    # with move_idle_s 0, a client is idle at the first look that finds its count unchanged
+    idle, _ = idle_clients({"b": 3, "c": 9}, {"b": 3, "c": 8}, {"b": 101.0}, 101.5, 0.0)
+    assert idle == {"b"}
+    # a client no longer seen drops out of the record
+    _, active = idle_clients({"a": 1}, {"a": 1, "b": 3}, {"a": 0.0, "b": 0.0}, 5.0, 1.0)
+    assert active == {"a": 0.0}
