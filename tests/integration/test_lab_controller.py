@@ -7,10 +7,12 @@ reconnection after a switch restart) is exercised now.
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -118,8 +120,15 @@ def test_secure_mode_with_os_ken_controller(make_lab, os_ken_controller) -> None
     # the app installed its learned destinations on the root switch
     flows = lab.wait_until_flow("t1", "cookie=0xc0ffee", timeout_s=5)
     assert any("dl_dst=02:00:0a:00:00:02" in f for f in flows), flows
-    # a restarted switch loses its flows, reconnects, and forwards again
+    # a restarted switch loses its flows, reconnects, and forwards again. Once it is back the
+    # app may learn anew at once (a host's packet hitting the table miss), so the check is
+    # that every learned flow now is younger than the restart, not that there is none
+    t0 = time.monotonic()
     lab.restart_switch("t1")
-    assert not any("cookie=0xc0ffee" in f for f in lab.dump_flows("t1"))
+    since = time.monotonic() - t0
+    ages = [float(m.group(1)) for f in lab.dump_flows("t1") if "cookie=0xc0ffee" in f
+            for m in [re.search(r"duration=([0-9.]+)s", f)] if m]
+    assert all(age <= since for age in ages), \
+        f"flows older than the restart ({since:.1f} s ago) survived it: {ages}"
     lab.wait_until_reachable("h-t2", "h-t3", timeout_s=15)
     lab.wait_until_flow("t1", "cookie=0xc0ffee", timeout_s=5)
