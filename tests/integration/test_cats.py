@@ -8,17 +8,19 @@ Each site host runs ``tests/siteagent.py``: a request service in the host's name
 one worker spends 2 ms per request (concurrent requests queue), and a reporter that PUTs the
 delay requests really saw, every 0.5 s. The controller runs with 1 s metric intervals, 2 s
 of hold time, 1 ms / 20 % of gain, a look every 0.5 s, and a client idle once its flow
-counted no packet for 1.5 s.
+counted no packet for 3 s (the long session's answers, slow under load, never leave it
+quiet that long).
 
 1. Idle, A is best (1.7 + ~2 ms against 3.5 + ~2 ms): a session from Hefei is answered by A,
-   and a long-running session from Qingdao (one request every 50 ms) starts on A.
+   and a long-running session from Qingdao (one request every 50 ms) starts (on A or B:
+   Qingdao is nearly equidistant).
 2. The load generator keeps 40 requests outstanding at A (10 connections, 4 each, straight
    to A's address): A's measured delay climbs well over 10 ms (up to ~80 ms), and within
-   the metrics interval plus the hold time new sessions from the city are answered by B,
-   whose end-to-end delay is within the bound.
+   the metrics interval plus the hold and the idle time the idle city client is moved to B,
+   whose end-to-end delay is within the bound, and a new session from it is answered by B.
 3. The load stops: new sessions return to A under the same dampening.
-4. The long session ran through all of it on A, without a reset (it was never idle, so it
-   was never moved).
+4. The long session ran through all of it on its site, without a reset (it was never idle,
+   so it was never moved).
 5. A's agent stops reporting: after three intervals A is stale, and a client that never used
    the service is answered by B.
 """
@@ -53,14 +55,11 @@ CITY, CITY2, FRESH, GEN = "h-city-hefei", "h-city-qingdao", "h-city-changsha", "
 ANYCAST_IP = "10.255.0.7"
 PORT = 8000
 BOUND_MS = 20.0
-INTERVAL_S, HOLD_S, LOOK_S, IDLE_S = 1.0, 2.0, 0.5, 1.5
-BETWEEN_SESSIONS_S = 2.5
-"""the city's sessions start this far apart: more than IDLE_S plus a look, so the city
-client is idle at some look between two sessions"""
+INTERVAL_S, HOLD_S, LOOK_S, IDLE_S = 1.0, 2.0, 0.5, 3.0
 MOVE_SLACK_S = 12.0
-"""beyond the interval and the hold: a client moves only at a look that finds it idle for
-IDLE_S (its flow counters read from its switch, which a loaded machine can answer late), the
-city's sessions are BETWEEN_SESSIONS_S apart, and each look is 0.5 s apart"""
+"""beyond the interval, the hold and the idle time: a client moves only at a look that finds
+it idle for IDLE_S (its flow counters read from its switch, which a loaded machine can
+answer late), and each look is 0.5 s apart"""
 SETTINGS = {"CPN_COMPUTE_METRICS_INTERVAL_S": str(INTERVAL_S),
             "CPN_COMPUTE_SCRAPE_TIMEOUT_S": "0.5",
             "CPN_COMPUTE_MOVE_HOLD_S": str(HOLD_S),
@@ -203,6 +202,13 @@ def site_view(env: Env, site_id: str) -> dict[str, Any]:
     return r.json()
 
 
+def assigned(env: Env, client: str) -> str | None:
+    """The site the controller has assigned ``client`` to (None: not assigned)."""
+    rows = [x for x in env.api("GET", "/services/infer/assignments").json()
+            if x["client_host"] == client]
+    return rows[0]["site_id"] if rows else None
+
+
 def compute_ms(env: Env, site_id: str) -> float | None:
     m = site_view(env, site_id).get("metrics") or {}
     raw = ((m.get("levels") or {}).get("raw") or {})
@@ -224,10 +230,10 @@ def test_clients_follow_live_load_dampened_and_a_running_session_is_never_cut(en
     load_stop = env.scripts / "stop-load"
     load = None
     try:
-        wait_until(lambda: any(x["client_host"] == CITY2 for x in env.api(
-            "GET", "/services/infer/assignments").json()), 10, "the long session assigned")
+        wait_until(lambda: assigned(env, CITY2) is not None, 10, "the long session assigned")
+        stream_site = assigned(env, CITY2)
         idle_a = compute_ms(env, SITE_A)
-        # 2. saturate A: new sessions from the city go to B within interval + hold (+ looks)
+        # 2. saturate A: new sessions from the city go to B within interval + hold + idle
         load = env.lab.host(GEN).popen(
             ["python3", str(env.scripts / "load.py"), env.lab.host(HOST_A).IP(), str(PORT),
              "10", "40", str(load_stop)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -239,12 +245,15 @@ def test_clients_follow_live_load_dampened_and_a_running_session_is_never_cut(en
         answers: list[str] = []
 
         def moved_to(site: str) -> bool:
-            time.sleep(BETWEEN_SESSIONS_S)  # idle between sessions: only idle clients move
+            # the city stays idle (only an idle client moves) until the controller shows it
+            # on the site; then one new session must be answered there
+            if assigned(env, CITY) != site:
+                return False
             answers.append(env.session(CITY))
             return answers[-1] == site
 
-        wait_until(lambda: moved_to(SITE_B), INTERVAL_S + HOLD_S + MOVE_SLACK_S,
-                   "a new session from the city answered by B", poll_s=0.1,
+        wait_until(lambda: moved_to(SITE_B), INTERVAL_S + HOLD_S + IDLE_S + MOVE_SLACK_S,
+                   "a new session from the city answered by B", poll_s=0.25,
                    detail=lambda: str(answers))
         to_b_s = time.monotonic() - loaded_at
         assert env.e2e_ms(CITY) <= BOUND_MS
@@ -253,8 +262,8 @@ def test_clients_follow_live_load_dampened_and_a_running_session_is_never_cut(en
         load.wait(timeout=10)
         stopped_at = time.monotonic()
         answers.clear()
-        wait_until(lambda: moved_to(SITE_A), INTERVAL_S + HOLD_S + MOVE_SLACK_S,
-                   "a new session from the city answered by A again", poll_s=0.1,
+        wait_until(lambda: moved_to(SITE_A), INTERVAL_S + HOLD_S + IDLE_S + MOVE_SLACK_S,
+                   "a new session from the city answered by A again", poll_s=0.25,
                    detail=lambda: str(answers))
         back_s = time.monotonic() - stopped_at
         # 4. the long session ran through both moves on A, never reset
@@ -264,11 +273,11 @@ def test_clients_follow_live_load_dampened_and_a_running_session_is_never_cut(en
         print(f"\nA idle {idle_a} ms, loaded {loaded_a} ms; city -> B {to_b_s:.1f} s after "
               f"the load showed, back to A {back_s:.1f} s after it stopped; long session: "
               f"{result}")
-        assert result["error"] is None and set(result["sites"]) == {SITE_A}, result
-        assert result["sites"][SITE_A] > 20, result
-        moves = [x for x in env.api("GET", "/services/infer/assignments").json()
-                 if x["client_host"] == CITY2]
-        assert moves[0]["site_id"] == SITE_A
+        # on the site it started on: Qingdao is nearly as close to B as to A (4.5 against 4.1
+        # ms), so its first packet may be sent to either, by the sites' delays of the moment
+        assert result["error"] is None and set(result["sites"]) == {stream_site}, result
+        assert result["sites"][stream_site] > 20, result
+        assert assigned(env, CITY2) == stream_site
     finally:
         stop.touch()
         load_stop.touch()
