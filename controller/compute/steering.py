@@ -152,7 +152,6 @@ def anycast_flows(net: NetworkView, steered: list[FlowTuple]
     return out
 
 
-
 def idle_clients(seen: Mapping[str, int], before: Mapping[str, int],
                  active_at: Mapping[str, float], now: float, idle_s: float
                  ) -> tuple[set[str], dict[str, float]]:

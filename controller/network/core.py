@@ -416,7 +416,7 @@ class ControllerCore:
             intent.state = IntentState.INSTALLED
             intent.ever_installed = True
             done.append(intent)
-            records.append((DeferredMessage(_installed_text, intent.name, iid, intent.path),
+            records.append((DeferredMessage((_installed_text, intent.name, iid, intent.path)),
                             {"intent": iid, "event": "installed"}))
         # the event log keeps the last 1,000 events: a big change is one event, not one per
         # intent that would push every link and switch event out of it

@@ -240,19 +240,17 @@ def intent_match(spec: IntentSpec, src_ip: str, dst_ip: str) -> dict[str, Any]:
     return match
 
 
-class DeferredMessage:
-    """A log message formatted when (and only if) it is logged: ``str()`` calls
-    ``fn(*args)``. A big change logs one summary line and each intent at DEBUG only, so its
-    thousand reroute lines are usually never formatted."""
+class DeferredMessage(tuple[Any, ...]):
+    """A log message formatted when (and only if) it is logged: ``(fn, *args)``, and
+    ``str()`` calls ``fn(*args)``. A big change logs one summary line and each intent at
+    DEBUG only, so its thousand reroute lines are usually never formatted. A tuple, made by
+    ``DeferredMessage((fn, *args))`` with no Python ``__init__`` to run: a cut makes one per
+    moved intent."""
 
-    __slots__ = ("fn", "args")
-
-    def __init__(self, fn: Callable[..., str], *args: Any) -> None:
-        self.fn = fn
-        self.args = args
+    __slots__ = ()
 
     def __str__(self) -> str:
-        return self.fn(*self.args)
+        return str(self[0](*self[1:]))
 
 
 def _reroute_text(name: str | None, intent_id: int, old_path: tuple[str, ...] | None,
@@ -261,18 +259,6 @@ def _reroute_text(name: str | None, intent_id: int, old_path: tuple[str, ...] | 
     new = fmt_path(new_path) if new_path else "none"
     return (f"intent {name or f'intent-{intent_id}'} ({intent_id}): {old} -> {new} ({cause})"
             + (f": {reason}" if reason else ""))
-
-
-class _RerouteMessage(tuple[Any, ...]):
-    """A reroute's log line, formatted when (and only if) it is logged: the arguments of
-    :func:`_reroute_text` as a tuple, made with ``tuple.__new__`` (no ``__init__`` to run: a
-    cut makes a thousand of them, one per moved intent, as :class:`DeferredMessage` would
-    at three times the cost)."""
-
-    __slots__ = ()
-
-    def __str__(self) -> str:
-        return _reroute_text(*self)
 
 
 _PENDING = IntentState.PENDING
@@ -684,8 +670,8 @@ class IntentTable:
             # logged (a big change logs one summary line, each intent at DEBUG only)
             iid = intent.id
             self.log_records.append((
-                _new_tuple(_RerouteMessage, (intent.spec.name, iid, old_path, new_path, cause,
-                                             reason)),
+                DeferredMessage((_reroute_text, intent.spec.name, iid, old_path, new_path,
+                                 cause, reason)),
                 {"intent": iid, "event": "reroute"}))
             return True
         return intent.state != old_state
