@@ -26,7 +26,8 @@ stage "cargo clippy (python)" cargo clippy -p pathcore --features python -q -- -
 stage "cargo test" cargo test -q
 stage "ruff" .venv/bin/ruff check controller pathcore tests benchmarks topologies
 stage "mypy" .venv/bin/mypy
-stage "pytest unit" .venv/bin/python -m pytest -q tests/unit
+# the unit tests are independent (free ports, temporary directories): one worker per core
+stage "pytest unit" .venv/bin/python -m pytest -q -n 2 tests/unit
 stage "pytest api" .venv/bin/python -m pytest -q tests/api
 stage "pytest browser" .venv/bin/python -m pytest -q tests/browser
 stage "pytest integration" .venv/bin/python -m pytest -q --durations=15 tests/integration

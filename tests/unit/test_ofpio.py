@@ -103,9 +103,12 @@ def test_every_switch_connection_is_served_by_one_thread(
         chatty = peers[1]
         chatty.answer_echo = False
         chatty.received.clear()
-        for _ in range(15):  # 3 s: six echo rounds of 0.5 s, two misses allowed
+        # 3 s: six echo rounds of 0.5 s, two misses allowed; a message every 0.1 s leaves
+        # each round several, so only a stall of the test's process of over 0.4 s could make
+        # a round look idle (every 0.2 s, a loaded machine once saw a second probe)
+        for _ in range(30):
             chatty.send(message(OFPT_ECHO_REQUEST, b"", 7))
-            assert chatty.pump(0.2), "a peer that talks was closed"
+            assert chatty.pump(0.1), "a peer that talks was closed"
         assert chatty.received.count(OFPT_ECHO_REQUEST) <= 1, chatty.received
     finally:
         for peer in peers:
