@@ -75,13 +75,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_controller(topology: Topology, log_path: Path) -> tuple[ControllerService, int]:
+def start_controller(topology: Topology, log_path: Path, *, fast_reroute: bool = False
+                     ) -> tuple[ControllerService, int]:
     handler = logging.FileHandler(log_path)
     handler.setFormatter(StructuredFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
-    service = ControllerService(topology)
+    service = ControllerService(topology, fast_reroute=fast_reroute)
     port = free_port()
     threading.Thread(target=run, args=(service, "127.0.0.1", port), daemon=True,
                      name="os-ken").start()
@@ -279,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ping-interval-ms", type=float, default=100.0,
                    help="interval of the pings across the cut link during each cut (10 "
                         "keeps ovs-vswitchd's main loop about 90%% busy on the national lab)")
+    p.add_argument("--fast-reroute", action="store_true",
+                   help="bypass tunnels the switches take when a port goes down (the pings "
+                        "lost then bound the data plane's restoration; the times are the "
+                        "controller's re-routing behind it)")
     args = p.parse_args(argv)
     if args.switch_interval_ms is not None:
         sys.setswitchinterval(args.switch_interval_ms / 1000.0)
@@ -288,11 +293,12 @@ def main(argv: list[str] | None = None) -> int:
     log_path = out_dir / f"{stamp}-controller.log"
     topology = load_topology_argument(args.topology)
     GC_PAUSES.start()
-    service, port = start_controller(topology, log_path)
+    service, port = start_controller(topology, log_path, fast_reroute=args.fast_reroute)
     say(f"controller listening on 127.0.0.1:{port}; log {log_path}")
     lab = LabNetwork(topology, controllers=[ControllerAddress("127.0.0.1", port)])
     results: dict[str, Any] = {"topology": topology.name, "seed": args.seed,
                                "switches": len(topology.nodes),
+                               "fast_reroute": args.fast_reroute,
                                "switch_interval_ms": sys.getswitchinterval() * 1000.0,
                                "load_average": os.getloadavg()}
     try:
@@ -341,6 +347,16 @@ def main(argv: list[str] | None = None) -> int:
             service.wait_idle(30)
             link_index, crossing = busiest_link(service, topology)
         pair = ping_pair_across(service, topology, link_index)
+        if pair is not None and args.fast_reroute and not any(
+                (i.spec.src, i.spec.dst) == pair[::-1] and i.spec.match is None
+                for i in service.intents()):
+            # the replies ride an intent too (else they follow the destination flows, which
+            # bypasses do not carry, and the pings lost would time the controller for them)
+            there = next(i for i in service.intents() if (i.spec.src, i.spec.dst) == pair
+                         and i.spec.match is None)
+            service.add_intent(IntentSpec(src=pair[1], dst=pair[0],
+                                          max_latency_ms=there.spec.max_latency_ms))
+            service.wait_idle(30)
         say(f"cutting link {link_index} crossed by {crossing} installed intents; "
             f"ping {pair}")
         results["ping_interval_ms"] = args.ping_interval_ms
@@ -409,6 +425,15 @@ def report(res: dict[str, Any]) -> str:
                       "nothing else (new tunnels, destinations, intents cut off by the failure); "
                       "phase 1: ingress flows and tunnel heads moving live traffic onto "
                       "tunnels phase 0 made."]
+        lost = [r["pings_lost"] for r in res["restore"] if r["pings_lost"] is not None]
+        if res.get("fast_reroute") and lost:
+            step = res.get("ping_interval_ms", 10.0)
+            lines += ["", f"Fast reroute on: the switches moved the traffic onto the bypass "
+                          f"themselves; pings lost per cut (one every {step:g} ms across the "
+                          f"cut link): {lost}, so the traffic was back within "
+                          f"{(max(lost) + 1) * step:g} ms in every cut (median bound "
+                          f"{(statistics.median(lost) + 1) * step:g} ms). The times above are "
+                          "the controller's re-routing onto the best paths behind it."]
     return "\n".join(lines)
 
 

@@ -113,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     flag("openflow.tls_ca", metavar="FILE")
     flag("network.fallback", choices=("best_effort", "drop"))
     flag("network.startup_grace_s", type=float, metavar="S")
+    flag("network.fast_reroute", action="store_true")
     flag("logging.level", choices=("debug", "info", "warning", "error"))
     flag("logging.file", metavar="FILE")
     flag("api.host", metavar="ADDR")
@@ -156,6 +157,7 @@ def build_service(settings: Settings) -> ControllerService:
     net = settings.network
     return ControllerService(load_topology_argument(settings.topology.file),
                              fallback=net.fallback,
+                             fast_reroute=net.fast_reroute,
                              startup_grace_s=net.startup_grace_s,
                              lldp_timeout_s=net.lldp_timeout_s,
                              lldp_interval_s=net.lldp_interval_s,

@@ -118,6 +118,10 @@ class NetworkSettings(_Section):
     fallback: Literal["best_effort", "drop"] = "best_effort"
     """what an intent's traffic does while no path meets its bounds (best_effort:
     least-latency forwarding)"""
+    fast_reroute: bool = False
+    """a bypass tunnel around every link, taken by the switches themselves the moment a port
+    goes down, before the controller re-routes (fast-failover groups; needs Open vSwitch:
+    the bypass's far end rewrites in_port)"""
     startup_grace_s: float = Field(10.0, ge=0)
     """switches not yet connected count as present until this long passes with no switch
     connecting for the first time (at most six times this after the first arrival)"""
@@ -346,6 +350,7 @@ FLAGS: dict[str, str] = {
     "openflow.tls_key": "--ofp-tls-key",
     "openflow.tls_ca": "--ofp-tls-ca",
     "network.fallback": "--fallback",
+    "network.fast_reroute": "--fast-reroute",
     "network.startup_grace_s": "--startup-grace",
     "network.port_stats_interval_s": "--port-stats-interval",
     "api.host": "--api-host",

@@ -112,10 +112,11 @@ class ControllerCore:
                  fallback: str = "best_effort", now: float = 0.0,
                  startup_grace_s: float = 10.0, lldp_timeout_s: float = 10.0,
                  load_intents: bool = True, lldp_auth: LldpAuth | None = None,
-                 limits: ControlPlaneLimits | None = None) -> None:
+                 limits: ControlPlaneLimits | None = None, fast_reroute: bool = False) -> None:
         self.state = NetworkState(topology, wiring, now=now, startup_grace_s=startup_grace_s,
                                   lldp_timeout_s=lldp_timeout_s, limits=limits)
-        self.router = Router(self.state, fallback=fallback, limits=limits)
+        self.router = Router(self.state, fallback=fallback, limits=limits,
+                             fast_reroute=fast_reroute)
         self._packet_in_meters = {
             mid: (pps, True) for mid, pps in packet_in_meters(
                 self.router.limits.packet_in_pps,

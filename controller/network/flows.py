@@ -16,10 +16,11 @@ nothing of os-ken). The OpenFlow 1.3 pipeline:
 Cookies name the owner of every flow, so reconciliation and removal are exact and a restarted
 controller computes the very same cookies for the same topology and intents::
 
-    bits 63..56  owner kind: 1 pipeline, 2 destination, 3 intent, 4 anycast, 5 tunnel
+    bits 63..56  owner kind: 1 pipeline, 2 destination, 3 intent, 4 anycast, 5 tunnel,
+                             6 bypass
     bits 55..0   owner id:   pipeline: flow number; destination: the host's IPv4 address as an
                              integer; intent: the intent id; anycast: the client's IPv4
-                             address as an integer; tunnel: the segment's MPLS label
+                             address as an integer; tunnel and bypass: the hop's MPLS label
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "Action",
     "Buckets",
     "FlowDiff",
     "FlowEntry",
@@ -61,9 +63,18 @@ PRIORITY_CLASSIFIER = 100
 PRIORITY_DESTINATION = 100
 PRIORITY_MISS = 0
 PRIORITY_TUNNEL = 100
+PRIORITY_BYPASS_EXIT = 110
+"""table 0: a bypass tunnel's last hop, before the classifier's MPLS flow"""
 MPLS_LABEL_MIN = 16
 """labels 0-15 are reserved (RFC 3032)"""
-MPLS_LABEL_SPACE = (1 << 20) - MPLS_LABEL_MIN
+BYPASS_LABEL_SPACE = 1 << 16
+"""the top labels are the bypass tunnels' (:mod:`.bypass`)"""
+BYPASS_LABEL_MIN = (1 << 20) - BYPASS_LABEL_SPACE
+MPLS_LABEL_SPACE = BYPASS_LABEL_MIN - MPLS_LABEL_MIN
+"""the labels of the intents' tunnels and heads (:mod:`.tunnels`)"""
+BYPASS_GROUP_BASE = 0x7F00_0000
+"""a switch's bypass group of port p (fast reroute, :mod:`.bypass`) has id base + p; the
+groups of protected intents have the intent's id"""
 
 OWNER_PIPELINE = 1
 OWNER_DESTINATION = 2
@@ -73,8 +84,11 @@ OWNER_ANYCAST = 4
 client's IPv4 address as an integer (one service per client address and anycast address pair)."""
 OWNER_TUNNEL = 5
 """the label-switched path of unprotected intents (see :mod:`.tunnels`); id: the label"""
+OWNER_BYPASS = 6
+"""a hop of a bypass tunnel around a link (fast reroute, see :mod:`.bypass`); id: its label"""
 OWNER_KINDS = {OWNER_PIPELINE: "pipeline", OWNER_DESTINATION: "destination",
-               OWNER_INTENT: "intent", OWNER_ANYCAST: "anycast", OWNER_TUNNEL: "tunnel"}
+               OWNER_INTENT: "intent", OWNER_ANYCAST: "anycast", OWNER_TUNNEL: "tunnel",
+               OWNER_BYPASS: "bypass"}
 OWNER_ID_BITS = 56
 OWNER_ID_MASK = (1 << OWNER_ID_BITS) - 1
 COOKIE_KIND_MASK = 0xFF << OWNER_ID_BITS
@@ -88,8 +102,13 @@ ARP_METER_ID = 0xFFFE
 flood does not starve discovery)"""
 PACKET_IN_METER_ID = 0xFFFF
 """the meter of the table-2 miss: packets to destinations no flow knows (``packet_in_pps``)"""
-Buckets = tuple[tuple[int, int], ...]
-"""fast-failover buckets as (watch port, output port), in order of preference"""
+Action = tuple[str, int]
+"""how a tunnel flow sends a packet toward the next switch: ("output", port), or ("group",
+the port's bypass group) under fast reroute"""
+Buckets = tuple[tuple[int, ...], ...]
+"""fast-failover buckets as (watch port, output port) or (watch port, output port, label,
+in_port): the bucket pushes that MPLS label and sets the packet's in_port before its output
+(a bypass tunnel); in order of preference"""
 
 
 def make_cookie(kind: int, owner_id: int) -> int:

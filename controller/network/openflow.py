@@ -21,7 +21,13 @@ from os_ken.ofproto import ofproto_common
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from controller.network.flows import PORT_CONTROLLER, FlowEntry, Instructions, Match
+from controller.network.flows import (
+    ETH_TYPE_MPLS,
+    PORT_CONTROLLER,
+    FlowEntry,
+    Instructions,
+    Match,
+)
 
 __all__ = [
     "BUNDLE_FLAGS",
@@ -497,11 +503,21 @@ def meter_mod(command: int, meter_id: int, rate_kbps: int = 0, *,
 
 
 def group_mod_ff(command: int, group_id: int,
-                 buckets: Sequence[tuple[int, int]] = ()) -> parser.OFPGroupMod:
-    """OFPGroupMod of a fast-failover group: ``buckets`` as (watch port, output port) in
-    order of preference; ``OFPGC_DELETE`` takes none."""
-    bks = [parser.OFPBucket(weight=0, watch_port=watch, watch_group=ofp.OFPG_ANY,
-                            actions=[output_port(out)]) for watch, out in buckets]
+                 buckets: Sequence[tuple[int, ...]] = ()) -> parser.OFPGroupMod:
+    """OFPGroupMod of a fast-failover group: ``buckets`` as (watch port, output port) or
+    (watch port, output port, MPLS label, in_port): a bypass tunnel's bucket first pushes
+    the label and sets the packet's ``in_port`` (so it may leave by the port it came in on);
+    in order of preference; ``OFPGC_DELETE`` takes none."""
+    bks = []
+    for watch, out, *bypass in buckets:
+        actions: list[Any] = [output_port(out)]
+        if bypass:
+            label, in_port = bypass
+            actions[:0] = [parser.OFPActionPushMpls(ETH_TYPE_MPLS),
+                           parser.OFPActionSetField(mpls_label=label),
+                           parser.OFPActionSetField(in_port_nxm=in_port)]
+        bks.append(parser.OFPBucket(weight=0, watch_port=watch, watch_group=ofp.OFPG_ANY,
+                                    actions=actions))
     return parser.OFPGroupMod(datapath=None, command=command, type_=ofp.OFPGT_FF,
                               group_id=group_id, buckets=bks)
 

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from controller.network.bypass import Bypasses
 from controller.network.destinations import Destinations
 from controller.network.flows import (
     ETH_TYPE_MPLS,
@@ -43,6 +44,7 @@ from controller.network.flows import (
     TABLE_DESTINATIONS,
     TABLE_HEADS,
     TABLE_INTENTS,
+    Action,
     Buckets,
     FlowEntry,
     FlowPlan,
@@ -78,7 +80,7 @@ class Router:
     """Routes intents and destinations over a :class:`NetworkState` and builds the plan."""
 
     def __init__(self, state: NetworkState, *, fallback: str = "best_effort",
-                 limits: ControlPlaneLimits | None = None) -> None:
+                 limits: ControlPlaneLimits | None = None, fast_reroute: bool = False) -> None:
         if fallback not in FALLBACKS:
             raise ValueError(f"fallback must be one of {FALLBACKS}, not {fallback!r}")
         self.state = state
@@ -86,12 +88,13 @@ class Router:
         self.owner_plan = OwnerPlan()
         self.table = IntentTable(state)
         self.destinations = Destinations(state, self.owner_plan)
-        self._tunnels = Tunnels(state, self.owner_plan)
+        self.bypasses = Bypasses(state, self.owner_plan, enabled=fast_reroute)
+        self._tunnels = Tunnels(state, self.owner_plan, self.bypasses.action)
         self._hosts_version = state.hosts_version
         self._intent_keys: dict[int, tuple[Any, ...]] = {}
         self._intent_variants: dict[int, dict[tuple[Any, ...], _Variant]] = {}
-        self._push_instructions: dict[tuple[int, int | None], Instructions] = {}
-        """(label, port or None) -> the instructions of an ingress flow entering that way"""
+        self._push_instructions: dict[tuple[int, Action | None], Instructions] = {}
+        """(label, action or None) -> the instructions of an ingress flow entering that way"""
         self.intent_groups: dict[int, dict[int, Buckets]] = {}
         """intent id -> dpid -> fast-failover buckets (protected intents; group id = intent
         id)"""
@@ -136,6 +139,7 @@ class Router:
     def refresh(self) -> None:
         """Bring the per-owner plan up to date with the state and the intents' routes."""
         st = self.state
+        self.bypasses.refresh()
         self.destinations.refresh()
         dirty = self.table.dirty
         if self._hosts_version != st.hosts_version:
@@ -209,8 +213,9 @@ class Router:
         return out
 
     def group_plan(self) -> dict[int, dict[int, Buckets]]:
-        """dpid -> {group id: fast-failover buckets} of every protected intent."""
-        out: dict[int, dict[int, Buckets]] = {}
+        """dpid -> {group id: fast-failover buckets} of every protected intent and of the
+        bypasses (fast reroute)."""
+        out: dict[int, dict[int, Buckets]] = {d: dict(g) for d, g in self.bypasses.groups().items()}
         for iid, per in self.intent_groups.items():
             for dpid, buckets in per.items():
                 out.setdefault(dpid, {})[iid] = buckets
@@ -279,7 +284,7 @@ class Router:
                 del intent_groups[iid]
             set_owner(cookie, flows)
 
-    def _intent_flows(self, intent: Intent, ingress: tuple[int, int | None] | None,
+    def _intent_flows(self, intent: Intent, ingress: tuple[int, Action | None] | None,
                       groups: dict[int, Buckets], cookie: int) -> dict[int, frozenset[FlowEntry]]:
         """The flows of ``intent`` (its cookie: ``cookie``) per dpid (``ingress``: the label
         its ingress pushes and the port it outputs on, None for a head's label, see
@@ -304,10 +309,10 @@ class Router:
                 # ingress flows onto a few dozen heads and tunnels)
                 if len(self._push_instructions) >= _PUSH_INSTRUCTIONS_MAX:
                     self._push_instructions.clear()
-                label, port = ingress
+                label, action = ingress
                 push = self._push_instructions[ingress] = (
                     ("push_mpls", ETH_TYPE_MPLS), ("set_field", ("mpls_label", label)),
-                    ("goto_table", TABLE_HEADS) if port is None else ("output", port))
+                    ("goto_table", TABLE_HEADS) if action is None else action)
             return {st.wiring.node_dpid[path[0]]: frozenset((FlowEntry(
                 TABLE_INTENTS, prio, match, first + push if first else push, cookie),))}
         out: dict[int, list[FlowEntry]] = {}

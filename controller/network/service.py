@@ -157,11 +157,11 @@ class ControllerService:
                  port_stats_interval_s: float = PORT_STATS_INTERVAL_S,
                  gc_reclaim_interval_s: float = GC_RECLAIM_INTERVAL_S,
                  state_file: str | None = None, roles: bool = False,
-                 limits: ControlPlaneLimits | None = None) -> None:
+                 limits: ControlPlaneLimits | None = None, fast_reroute: bool = False) -> None:
         self.topology = topology
         self.lock = threading.RLock()
         self.core = ControllerCore(topology, fallback=fallback, now=time.monotonic(),
-                                   limits=limits,
+                                   limits=limits, fast_reroute=fast_reroute,
                                    startup_grace_s=startup_grace_s,
                                    lldp_timeout_s=lldp_timeout_s)
         self.core.freeze_gc = True
@@ -944,7 +944,15 @@ class ControllerService:
         g = st.graph
         out = []
         backup = self.core.router.table.backup_mbps
+        bypasses = self.core.router.bypasses  # as of the last change
+        node_dpid = st.wiring.node_dpid
+
+        def bypass(node: str, port: int) -> tuple[str, ...] | None:
+            found = bypasses.bypass(node_dpid[node], port)
+            return None if found is None else found.path
+
         for i, lk in enumerate(self.topology.links):
+            pa, pb = st.wiring.link_ports[i]
             lid = st.link_ids[i]
             back = g.reverse_link(lid)
             cap = lk.bandwidth_mbps
@@ -954,7 +962,8 @@ class ControllerService:
                                 st.link_delay_ms.get(i),
                                 0.0 if back is None else st.reserved_mbps(back, cap),
                                 backup.get(lid, 0.0),
-                                0.0 if back is None else backup.get(back, 0.0)))
+                                0.0 if back is None else backup.get(back, 0.0),
+                                bypass(lk.a, pa), bypass(lk.b, pb)))
         return out
 
     def link_views(self) -> list[LinkView]:

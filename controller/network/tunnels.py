@@ -40,6 +40,7 @@ from controller.network.flows import (
     PRIORITY_TUNNEL,
     TABLE_HEADS,
     TABLE_INTENTS,
+    Action,
     FlowEntry,
     Instructions,
     make_cookie,
@@ -47,7 +48,7 @@ from controller.network.flows import (
 from controller.network.plan import OwnerPlan
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from controller.network.intents import Intent
     from controller.network.state import NetworkState
@@ -57,8 +58,9 @@ __all__ = ["Head", "TunnelKey", "Tunnels"]
 TunnelKey = tuple[str, tuple[int, ...], int]
 """a tunnel segment: (its switch, the links from it to the egress switch, egress host port)"""
 
-Target = tuple[int, int]
-"""where a head sends its packets: (the label of the tunnel's first segment, output port)"""
+Target = tuple[int, Action]
+"""where a head sends its packets: (the label of the tunnel's first segment, how it leaves the
+switch: its output port, or the port's bypass group under fast reroute)"""
 
 
 class Head:
@@ -79,9 +81,13 @@ class Head:
 class Tunnels:
     """The tunnel segments and heads in use, written into ``plan`` (owner: the label)."""
 
-    def __init__(self, state: NetworkState, plan: OwnerPlan) -> None:
+    def __init__(self, state: NetworkState, plan: OwnerPlan,
+                 hop: Callable[[str, int], Action] | None = None) -> None:
         self.state = state
         self.plan = plan
+        self._hop = hop if hop is not None else (
+            lambda node, link_id: ("output", state.out_port(node, link_id)))
+        """(node, pathcore link id) -> the action sending a labelled packet over that link"""
         self._labels: dict[TunnelKey, int] = {}
         """segment -> its label"""
         self._keys: dict[int, TunnelKey] = {}
@@ -131,7 +137,7 @@ class Tunnels:
         """group -> its intents whose target changed (or that have no head yet)"""
         hosts = self.state.hosts
         labels = self._labels
-        out_port = self.state.out_port
+        hop = self._hop
         targets: dict[tuple[tuple[int, ...], int], Target] = {}
         """(links, egress port) -> the tunnel of that route, found in this call"""
         for intent in changed:
@@ -153,7 +159,7 @@ class Tunnels:
                         first = labels.get((path[1], links[1:], dst.port_no))
                         if first is None:
                             first = self._segment(path, links, 1, dst.port_no)
-                        target = targets[tkey] = (first, out_port(path[0], links[0]))
+                        target = targets[tkey] = (first, hop(path[0], links[0]))
                     new_g = (path[0], spec.dst)
                     if g != new_g:
                         if g is not None:
@@ -229,10 +235,11 @@ class Tunnels:
             self._drop_head(head)
         return extra
 
-    def ingress(self, intent: Intent) -> tuple[int, int | None] | None:
+    def ingress(self, intent: Intent) -> tuple[int, Action | None] | None:
         """What ``intent``'s ingress flow does (after :meth:`update`): ``(label, None)``: push
-        its head's label and go to table 3; ``(label, port)``: push its tunnel's first label
-        and output on ``port``; None: it rides no tunnel. Sets the intent's ``mpls_label``
+        its head's label and go to table 3; ``(label, action)``: push its tunnel's first label
+        and leave by ``action`` (output on a port, or its bypass group); None: it rides no
+        tunnel. Sets the intent's ``mpls_label``
         and ``mpls_labels``."""
         iid = intent.id
         head = self._head_of.get(iid)
@@ -271,7 +278,7 @@ class Tunnels:
     def _retarget(self, head: Head, target: Target) -> None:
         """Point ``head`` at ``target``: its one flow swaps to the tunnel's first label."""
         old = head.target
-        first, port = target
+        first, action = target
         self._refs[first] += 1
         head.target = target
         if old is not None:
@@ -280,7 +287,7 @@ class Tunnels:
         self.plan.set_owner(cookie, {self.state.wiring.node_dpid[head.key[0]]: frozenset({
             FlowEntry(TABLE_HEADS, PRIORITY_TUNNEL,
                       (("eth_type", ETH_TYPE_MPLS), ("mpls_label", head.label)),
-                      (("set_field", ("mpls_label", first)), ("output", port)), cookie)})})
+                      (("set_field", ("mpls_label", first)), action), cookie)})})
 
     def _drop_head(self, head: Head) -> None:
         del self._heads[head.label]
@@ -330,7 +337,7 @@ class Tunnels:
             inst: Instructions = (("pop_mpls", ETH_TYPE_IPV4), ("output", egress_port))
         else:
             self._refs[nxt] += 1
-            inst = (("set_field", ("mpls_label", nxt)), ("output", st.out_port(path[k], links[k])))
+            inst = (("set_field", ("mpls_label", nxt)), self._hop(path[k], links[k]))
         cookie = make_cookie(OWNER_TUNNEL, label)
         self.plan.set_owner(cookie, {st.wiring.node_dpid[path[k]]: frozenset({FlowEntry(
             TABLE_INTENTS, PRIORITY_TUNNEL, (("eth_type", ETH_TYPE_MPLS), ("mpls_label", label)),

@@ -139,6 +139,10 @@ class LinkView:
     """the part of ``reserved_mbps`` held by detours of protected intents (backup)"""
     backup_b_to_a_mbps: float = 0.0
     """the part of ``reserved_b_to_a_mbps`` held by detours of protected intents"""
+    bypass_a_to_b: tuple[str, ...] | None = None
+    """fast reroute: the switches the a-to-b traffic takes when the link fails, from a to b
+    (None: fast reroute off, or no other way)"""
+    bypass_b_to_a: tuple[str, ...] | None = None
 
     @property
     def load_mbps(self) -> float | None:
@@ -155,6 +159,8 @@ class LinkView:
                 "reserved_b_to_a_mbps": self.reserved_b_to_a_mbps,
                 "backup_a_to_b_mbps": self.backup_a_to_b_mbps,
                 "backup_b_to_a_mbps": self.backup_b_to_a_mbps,
+                "bypass_a_to_b": None if self.bypass_a_to_b is None else list(self.bypass_a_to_b),
+                "bypass_b_to_a": None if self.bypass_b_to_a is None else list(self.bypass_b_to_a),
                 "load_a_to_b_mbps": load["a_to_b_mbps"] if load else None,
                 "load_b_to_a_mbps": load["b_to_a_mbps"] if load else None,
                 "utilisation": load["utilisation"] if load else None,

@@ -78,6 +78,9 @@ class FakeSwitch:
         self.packet_outs: list[parser.OFPPacketOut] = []
         self.groups: dict[int, list[tuple[int, int]]] = {}
         """fast-failover group id -> buckets as (watch port, output port)"""
+        self.group_actions: dict[int, list[list[Any]]] = {}
+        """fast-failover group id -> each bucket's actions (MPLS push and set-field before
+        the one output)"""
         self.meters: dict[int, int] = {}
         """meter id -> DROP band rate (kbit/s, or packets/s for a meter in packets)"""
         self.errors: list[str] = []
@@ -102,6 +105,7 @@ class FakeSwitch:
         are recorded errors; DELETE also deletes the flows that use the group."""
         if gm.command == ofp.OFPGC_DELETE:
             self.groups.pop(gm.group_id, None)
+            self.group_actions.pop(gm.group_id, None)
             for t, table in self.tables.items():
                 self.tables[t] = [f for f in table if gm.group_id not in _groups_of(f)]
             return
@@ -110,8 +114,8 @@ class FakeSwitch:
         buckets = []
         for b in gm.buckets:
             outs = [a.port for a in b.actions if isinstance(a, parser.OFPActionOutput)]
-            if len(outs) != 1 or len(b.actions) != 1:
-                raise FakeOFError("a bucket must hold exactly one output")
+            if len(outs) != 1 or not isinstance(b.actions[-1], parser.OFPActionOutput):
+                raise FakeOFError("a bucket must end in exactly one output")
             buckets.append((b.watch_port, outs[0]))
         exists = gm.group_id in self.groups
         if gm.command == ofp.OFPGC_ADD and exists:
@@ -120,6 +124,7 @@ class FakeSwitch:
             self.errors.append(f"group {gm.group_id} unknown")
         else:
             self.groups[gm.group_id] = buckets
+            self.group_actions[gm.group_id] = [list(b.actions) for b in gm.buckets]
 
     def _metermod(self, mm: parser.OFPMeterMod) -> None:
         """OpenFlow 1.3 meter semantics: ADD of an existing meter and MODIFY of a missing
@@ -201,8 +206,9 @@ class FakeSwitch:
                 ) -> list[tuple[int, dict[str, Any]]]:
         """As :meth:`lookup`, with the packet's fields as each output sends it (after the
         set-field and MPLS push/pop actions before that output). MPLS: a push makes the
-        packet ``eth_type`` 0x8847 with ``mpls_label`` 0 (one label is modelled) and hides
-        its IP fields until the pop, which restores them under the pop's ethertype."""
+        packet ``eth_type`` 0x8847 with ``mpls_label`` 0 and hides the fields under it (IP
+        fields, or the labels of a stack) until the pop, which restores them under the pop's
+        ethertype."""
         fields = dict(fields)
         table_id: int | None = 0
         outputs: list[tuple[int, dict[str, Any]]] = []
@@ -237,34 +243,15 @@ class FakeSwitch:
                             buckets = self.groups.get(act.group_id)
                             if buckets is None:
                                 raise FakeOFError(f"group {act.group_id} is gone")
-                            for watch, out in buckets:
+                            for (watch, _), actions in zip(
+                                    buckets, self.group_actions[act.group_id], strict=True):
                                 if live is None or live(watch):
-                                    outputs.append((out, dict(fields)))
+                                    copy = dict(fields)  # a bucket acts on a copy
+                                    for a in actions:
+                                        _act(a, copy, outputs)
                                     break
                             continue
-                        if isinstance(act, parser.OFPActionPushMpls):
-                            if fields.get("eth_type") == act.ethertype:
-                                raise FakeOFError("a second MPLS label is not modelled")
-                            hidden = {k: fields.pop(k) for k in list(fields)
-                                      if k not in ("in_port", "eth_type")}
-                            fields.update(eth_type=act.ethertype, mpls_label=0,
-                                          _inner=(fields["eth_type"], hidden))
-                            continue
-                        if isinstance(act, parser.OFPActionPopMpls):
-                            if "_inner" not in fields:
-                                raise FakeOFError("pop_mpls on a packet without a label")
-                            _, hidden = fields.pop("_inner")
-                            fields.pop("mpls_label")
-                            fields.update(hidden, eth_type=act.ethertype)
-                            continue
-                        if isinstance(act, parser.OFPActionSetField):
-                            if act.key == "mpls_label" and "_inner" not in fields:
-                                raise FakeOFError("set mpls_label on a packet without a label")
-                            fields[act.key] = act.value
-                            continue
-                        if not isinstance(act, parser.OFPActionOutput):
-                            raise FakeOFError(f"action {act} is not modelled")
-                        outputs.append((act.port, dict(fields)))
+                        _act(act, fields, outputs)
                 elif isinstance(inst, parser.OFPInstructionGotoTable):
                     table_id = inst.table_id
                 elif isinstance(inst, parser.OFPInstructionMeter):
@@ -273,6 +260,32 @@ class FakeSwitch:
                 else:
                     raise FakeOFError(f"instruction {inst} is not modelled")
         return outputs
+
+
+def _act(act: Any, fields: dict[str, Any], outputs: list[tuple[int, dict[str, Any]]]) -> None:
+    """Apply one action (not a group) to the packet's ``fields``."""
+    if isinstance(act, parser.OFPActionPushMpls):
+        if act.ethertype != 0x8847:
+            raise FakeOFError("only MPLS unicast is modelled")
+        hidden = {k: fields.pop(k) for k in list(fields) if k not in ("in_port", "eth_type")}
+        fields.update(eth_type=act.ethertype, mpls_label=0, _inner=(fields["eth_type"], hidden))
+    elif isinstance(act, parser.OFPActionPopMpls):
+        if "_inner" not in fields:
+            raise FakeOFError("pop_mpls on a packet without a label")
+        inner_type, hidden = fields.pop("_inner")
+        if (act.ethertype == 0x8847) != (inner_type == 0x8847):
+            raise FakeOFError(f"pop_mpls to {act.ethertype:#x} over a {inner_type:#x} packet")
+        fields.pop("mpls_label")
+        fields.update(hidden, eth_type=act.ethertype)
+    elif isinstance(act, parser.OFPActionSetField):
+        if act.key == "mpls_label" and "_inner" not in fields:
+            raise FakeOFError("set mpls_label on a packet without a label")
+        # in_port too, by its Nicira (NXM) field (writable in Open vSwitch)
+        fields["in_port" if act.key == "in_port_nxm" else act.key] = act.value
+    elif isinstance(act, parser.OFPActionOutput):
+        outputs.append((act.port, dict(fields)))
+    else:
+        raise FakeOFError(f"action {act} is not modelled")
 
 
 def _groups_of(f: FakeFlow) -> list[int]:
@@ -382,10 +395,10 @@ class FakeNetwork:
             if not outs:
                 tr.dropped.append(dpid)
             for out, sent in outs:
-                sent.pop("in_port", None)
+                now_in = sent.pop("in_port", in_port)  # a set-field may have changed it
                 if out == IN_PORT:
-                    out = in_port
-                elif out == in_port:  # OpenFlow never sends a packet back without IN_PORT
+                    out = now_in
+                elif out == now_in:  # OpenFlow never sends a packet back without IN_PORT
                     tr.dropped.append(dpid)
                     continue
                 tr.hops.append((dpid, out))

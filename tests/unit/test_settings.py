@@ -100,14 +100,15 @@ def test_every_existing_flag_keeps_its_name_and_meaning(tmp_path: Path) -> None:
             "--api-tokens-file", "tokens.yaml", "--ofp-tls-cert", "oc.pem", "--ofp-tls-key",
             "ok.pem", "--ofp-tls-ca", "ca.pem", "--etcd-ca", "eca.pem", "--etcd-cert",
             "ec.pem", "--etcd-key", "ek.pem", "--api-allow-plaintext", "--etcd-user", "m1",
-            "--etcd-password-file", "pw"]
+            "--etcd-password-file", "pw", "--fast-reroute"]
     s = load_settings(environ={}, flags=flags_of(*argv))
     assert s.model_dump() == {
         "topology": {"file": "t.yaml"},
         "openflow": {"host": "0.0.0.0", "port": 7000, "barrier_timeout_s": 5.0,
                      "barrier_timeout_max_s": 60.0, "echo_interval_s": 5.0, "echo_misses": 3,
                      "tls_cert": "oc.pem", "tls_key": "ok.pem", "tls_ca": "ca.pem"},
-        "network": {"fallback": "drop", "startup_grace_s": 2.5, "lldp_interval_s": 2.0,
+        "network": {"fallback": "drop", "fast_reroute": True, "startup_grace_s": 2.5,
+                    "lldp_interval_s": 2.0,
                     "lldp_max_pps": 100.0, "lldp_timeout_s": 10.0, "lldp_auth": True,
                     "lldp_max_age_s": None, "lldp_clock_skew_s": 0.5,
                     "port_stats_interval_s": 0.0,
