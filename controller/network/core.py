@@ -275,6 +275,11 @@ class ControllerCore:
             e.cookie & OWNER_ID_MASK for es in adds.values() for e in es
             if e.cookie >> OWNER_ID_BITS == OWNER_TUNNEL) if head_target(label) is None}
         broken = router.take_broken()
+        if router.bypasses.enabled:
+            # under fast reroute the traffic of a cut link rides its bypass meanwhile (a link
+            # without one has no other way at all: nothing moves): it is live traffic, and
+            # moves onto its new tunnel only once the tunnel is confirmed, like any other
+            broken = set()
         first: dict[int, Sequence[FlowEntry]] = {}
         then: dict[int, Sequence[FlowEntry]] = {}
         for dpid, entries in adds.items():
