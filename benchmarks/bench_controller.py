@@ -15,7 +15,10 @@ Measures, with the controller running in this process (os-ken in a background th
   userspace datapath every packet wakes ovs-vswitchd's one main loop, which then polls every
   port of every bridge, so a ping every 10 ms alone keeps that loop about 90% busy and slows
   the flow changes it applies in the same loop; see benchmarks/README.md);
-* the cyclic garbage collector's pauses (``gc.callbacks``) within each cut's restoration.
+* the cyclic garbage collector's pauses (``gc.callbacks``) within each cut's restoration;
+* with ``--fast-reroute``, ``--blind-cuts`` more cuts with the controller not told (its
+  port-status events dropped at the service, as if its connections were stalled): the pings
+  lost then are the data plane's own failover alone, to compare with the cuts it re-routes.
 
 The anchor is ONOS 1.0 on one node (15.5 ms for 1 intent, 48 ms for 1,000, 364.6 ms for
 5,000, as published by ON.Lab); ratios are anchor / ours (above 1: faster than the anchor).
@@ -255,6 +258,32 @@ def cut_and_measure(lab: LabNetwork, service: ControllerService, topology: Topol
             "gc_pauses": gcs}
 
 
+def blind_cut(lab: LabNetwork, service: ControllerService, topology: Topology,
+              link_index: int, ping_pair: tuple[str, str], ping_interval_ms: float) -> int:
+    """Pings lost across one cut and repair of the link that the controller is not told
+    about: its port-status events are dropped at the service for the while, so only the
+    switches' fast-failover groups act (the controller's state never leaves the link up)."""
+    lk = topology.links[link_index]
+    service.wait_idle(10)
+    service.port_status = lambda *a, **k: None  # type: ignore[method-assign]
+    try:
+        proc = lab.host(ping_pair[0]).popen(
+            ["ping", "-n", "-q", "-i", f"{ping_interval_ms / 1000.0:g}", "-W", "1", "-c",
+             str(max(1, round(3000.0 / ping_interval_ms))), topology.host(ping_pair[1]).ip],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        time.sleep(1.0)
+        lab.link_down(lk.a, lk.b, index=link_index)
+        out, _ = proc.communicate(timeout=30)
+        lab.link_up(lk.a, lk.b, index=link_index)
+        time.sleep(0.5)
+    finally:
+        del service.port_status  # the class's method again
+    m = _TX.search(out.decode(errors="replace"))
+    if m is None:
+        raise SystemExit(f"ping printed no summary: {out[-300:]!r}")
+    return int(m.group(1)) - int(m.group(2))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--topology", default=str(TOPOLOGY),
@@ -284,7 +313,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="bypass tunnels the switches take when a port goes down (the pings "
                         "lost then bound the data plane's restoration; the times are the "
                         "controller's re-routing behind it)")
+    p.add_argument("--blind-cuts", type=int, default=0,
+                   help="with --fast-reroute: cuts more with the controller not told (its "
+                        "port-status events dropped), whose pings lost time the switches' "
+                        "own failover")
     args = p.parse_args(argv)
+    if args.blind_cuts and not args.fast_reroute:
+        p.error("--blind-cuts needs --fast-reroute (without it a blind cut loses the traffic)")
     if args.switch_interval_ms is not None:
         sys.setswitchinterval(args.switch_interval_ms / 1000.0)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -364,6 +399,9 @@ def main(argv: list[str] | None = None) -> int:
                                               args.ping_interval_ms)
                               for _ in range(args.cuts)]
         say(f"restoration: {results['restore']}")
+        results["blind"] = [blind_cut(lab, service, topology, link_index, pair,
+                                      args.ping_interval_ms)
+                            for _ in range(args.blind_cuts if pair is not None else 0)]
     finally:
         lab.stop()
     table = report(results)
@@ -434,6 +472,14 @@ def report(res: dict[str, Any]) -> str:
                           f"{(max(lost) + 1) * step:g} ms in every cut (median bound "
                           f"{(statistics.median(lost) + 1) * step:g} ms). The times above are "
                           "the controller's re-routing onto the best paths behind it."]
+        if res.get("blind"):
+            blind = res["blind"]
+            step = res.get("ping_interval_ms", 10.0)
+            lines += ["", f"The same cut with the controller not told ({len(blind)} cuts, its "
+                          f"port-status events dropped): pings lost {blind}, median "
+                          f"{statistics.median(blind):g} (re-routed cuts: "
+                          f"{statistics.median(lost) if lost else '-'}). What is lost without "
+                          "the controller is the switches' own failover."]
     return "\n".join(lines)
 
 

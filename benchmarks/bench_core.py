@@ -61,12 +61,14 @@ def timed(fn: Any) -> tuple[Any, float]:
 
 def run(seed: int, repeats: int, cuts: int, profile: cProfile.Profile | None,
         batches: int = 5, big: int = 5000, topology_arg: str = str(TOPOLOGY),
-        crossing_at_least: int = 0, beside: int = 6000) -> dict[str, Any]:
+        crossing_at_least: int = 0, beside: int = 6000, fast_reroute: bool = False
+        ) -> dict[str, Any]:
     topology = load_topology_argument(topology_arg)
     # every intent crosses the busiest link and has a detour within its bound without it
     specs = Specs(topology, seed, via_link=Specs(topology, seed).busiest_link())
     now = 1.0
-    core, start_ms = timed(lambda: ControllerCore(topology, now=0.0, startup_grace_s=0.0))
+    core, start_ms = timed(lambda: ControllerCore(topology, now=0.0, startup_grace_s=0.0,
+                                                   fast_reroute=fast_reroute))
     _, up_ms = timed(lambda: bring_up(core, now))
     res: dict[str, Any] = {"start_ms": start_ms, "bring_up_ms": up_ms, "install": {},
                            "cuts": []}
@@ -179,10 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cuts", type=int, default=3, help="link cuts to time")
     p.add_argument("--profile", action="store_true",
                    help="cProfile the 1,000-intent add and the cuts; print the top functions")
+    p.add_argument("--fast-reroute", action="store_true",
+                   help="the core with a bypass tunnel around every link (network.fast_reroute)")
     args = p.parse_args(argv)
     prof = cProfile.Profile() if args.profile else None
     res = run(args.seed, args.repeats, args.cuts, prof, args.batches, args.big, args.topology,
-              args.crossing, args.beside)
+              args.crossing, args.beside, args.fast_reroute)
     print(report(res))
     if prof is not None:
         pstats.Stats(prof).sort_stats("cumulative").print_stats(35)
