@@ -385,8 +385,8 @@ def main(argv: list[str] | None = None) -> int:
         if pair is not None and args.fast_reroute and not any(
                 (i.spec.src, i.spec.dst) == pair[::-1] and i.spec.match is None
                 for i in service.intents()):
-            # the replies ride an intent too (else they follow the destination flows, which
-            # bypasses do not carry, and the pings lost would time the controller for them)
+            # the replies ride an intent too, so both directions time the tunnels' bypass
+            # (the destination flows have bypasses of their own, timed by other traffic)
             there = next(i for i in service.intents() if (i.spec.src, i.spec.dst) == pair
                          and i.spec.match is None)
             service.add_intent(IntentSpec(src=pair[1], dst=pair[0],

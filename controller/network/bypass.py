@@ -15,9 +15,14 @@ never sends a packet back out of its ``in_port``). Every tunnel flow toward the 
 (segments, heads, and the ingress flows that push a tunnel's first label) outputs through that
 group, so a port going down moves every tunnel across it onto the bypass in the switch,
 without waiting for the controller; the controller's re-routing then moves the intents onto
-their best paths as usual and the bypass carries nothing again. Only labelled traffic (the
-intents' tunnels) is carried: destination flows and protected intents (with detours of their
-own) keep their own forwarding.
+their best paths as usual and the bypass carries nothing again.
+
+Plain IPv4 packets (the destination flows' best-effort traffic) take the same bypass through a
+second group per port (``BYPASS_IP_GROUP_BASE`` + port) whose labels are a second set: the far
+end pops them to IPv4 instead of to the tunnel label beneath. (One group pushing an explicit
+null label under the bypass label would need two pushes in a bucket, and Open vSwitch keeps
+only the last push of a group bucket.) Protected intents, with detours of their own, keep
+their own forwarding.
 
 A bypass is a function of the topology and the links' states: it is recomputed when the graph
 changes (a link down on a bypass moves that bypass; a link down on no bypass changes none), and
@@ -33,8 +38,10 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from controller.network.flows import (
     BYPASS_GROUP_BASE,
+    BYPASS_IP_GROUP_BASE,
     BYPASS_LABEL_MIN,
     BYPASS_LABEL_SPACE,
+    ETH_TYPE_IPV4,
     ETH_TYPE_MPLS,
     OWNER_BYPASS,
     PRIORITY_BYPASS_EXIT,
@@ -66,6 +73,8 @@ class Bypass(NamedTuple):
     labels: tuple[int, ...]
     """the bypass label at each switch after ``node`` (``path[1:]``)"""
     latency_ms: float
+    ip_labels: tuple[int, ...] = ()
+    """the same for plain IPv4 packets (popped to IPv4 at the far end)"""
 
 
 class Bypasses:
@@ -90,6 +99,11 @@ class Bypasses:
         its port, or through the port's bypass group when fast reroute is on."""
         port = self.state.out_port(node, link_id)
         return ("group", BYPASS_GROUP_BASE + port) if self.enabled else ("output", port)
+
+    def ip_action(self, port: int) -> Action:
+        """How a destination flow sends a plain IPv4 packet out of ``port``, a port toward
+        another switch: through the port's IPv4 bypass group when fast reroute is on."""
+        return ("group", BYPASS_IP_GROUP_BASE + port) if self.enabled else ("output", port)
 
     def groups(self) -> dict[int, dict[int, Buckets]]:
         """dpid -> {group id: buckets} (live: do not modify; call :meth:`refresh` first)."""
@@ -137,10 +151,12 @@ class Bypasses:
                 key = (wiring.node_dpid[node], st.out_port(node, link_id))
                 if redo is not None and key not in redo:
                     continue
-                bypass, buckets = self._compute(i, node, far, key[1], [lid] if rev is None
-                                                else [lid, rev], used, hops)
+                bypass, buckets, ip_buckets = self._compute(
+                    i, node, far, key[1], [lid] if rev is None else [lid, rev], used, hops)
                 bypasses[key] = bypass
-                groups.setdefault(key[0], {})[BYPASS_GROUP_BASE + key[1]] = buckets
+                at = groups.setdefault(key[0], {})
+                at[BYPASS_GROUP_BASE + key[1]] = buckets
+                at[BYPASS_IP_GROUP_BASE + key[1]] = ip_buckets
         set_owner = self.plan.set_owner
         for label in self._hops.keys() - hops.keys():
             set_owner(make_cookie(OWNER_BYPASS, label), {})
@@ -151,34 +167,40 @@ class Bypasses:
 
     def _compute(self, i: int, node: str, far: str, port: int, avoid: list[int],
                  used: set[int], hops: dict[int, tuple[int, FlowEntry, tuple[int, int]]]
-                 ) -> tuple[Bypass | None, Buckets]:
-        """The bypass of link ``i`` from ``node`` (out of ``port``) to ``far`` and its
-        group's buckets; its hops' flows go into ``hops``."""
+                 ) -> tuple[Bypass | None, Buckets, Buckets]:
+        """The bypass of link ``i`` from ``node`` (out of ``port``) to ``far`` and the
+        buckets of its two groups (tunnels, plain IPv4); its hops' flows go into ``hops``."""
         st = self.state
         wiring = st.wiring
         found = st.graph.shortest_path(node, far, "latency", exclude_links=avoid)
         if found is None or len(found.nodes) < 2:
-            return None, ((port, port),)
+            return None, ((port, port),), ((port, port),)
         path, links = tuple(found.nodes), tuple(found.links)
-        labels = tuple(_label(used, (node, port, x)) for x in path[1:])
         owner = (wiring.node_dpid[node], port)
         first = st.out_port(node, links[0])
         far_port = wiring.link_port(i, far)
-        for k, label in enumerate(labels, start=1):
-            cookie = make_cookie(OWNER_BYPASS, label)
-            match = (("eth_type", ETH_TYPE_MPLS), ("mpls_label", label))
-            if k < len(labels):  # on the way: swap, output
-                entry = FlowEntry(TABLE_INTENTS, PRIORITY_TUNNEL, match, (
-                    ("set_field", ("mpls_label", labels[k])),
-                    ("output", st.out_port(path[k], links[k]))), cookie)
-            else:  # the far end: as if it came over the link
-                entry = FlowEntry(TABLE_CLASSIFIER, PRIORITY_BYPASS_EXIT, match, (
-                    ("pop_mpls", ETH_TYPE_MPLS), ("set_field", ("in_port_nxm", far_port)),
-                    ("goto_table", TABLE_INTENTS)), cookie)
-            hops[label] = (wiring.node_dpid[path[k]], entry, owner)
+        out = [st.out_port(path[k], links[k]) for k in range(1, len(links))]
+        sets = []
+        for inner, tag in ((ETH_TYPE_MPLS, ()), (ETH_TYPE_IPV4, ("ip",))):
+            labels = tuple(_label(used, (node, port, x, *tag)) for x in path[1:])
+            sets.append(labels)
+            for k, label in enumerate(labels, start=1):
+                cookie = make_cookie(OWNER_BYPASS, label)
+                match = (("eth_type", ETH_TYPE_MPLS), ("mpls_label", label))
+                if k < len(labels):  # on the way: swap, output
+                    entry = FlowEntry(TABLE_INTENTS, PRIORITY_TUNNEL, match, (
+                        ("set_field", ("mpls_label", labels[k])),
+                        ("output", out[k - 1])), cookie)
+                else:  # the far end: as if it came over the link
+                    entry = FlowEntry(TABLE_CLASSIFIER, PRIORITY_BYPASS_EXIT, match, (
+                        ("pop_mpls", inner), ("set_field", ("in_port_nxm", far_port)),
+                        ("goto_table", TABLE_INTENTS)), cookie)
+                hops[label] = (wiring.node_dpid[path[k]], entry, owner)
+        labels, ip_labels = sets
         bypass = Bypass(node, port, path, tuple(map(st.link_index, links)), labels,
-                        found.latency_ms)
-        return bypass, ((port, port), (first, first, labels[0], port))
+                        found.latency_ms, ip_labels)
+        return (bypass, ((port, port), (first, first, labels[0], port)),
+                ((port, port), (first, first, ip_labels[0], port)))
 
 
 def _label(used: set[int], key: tuple[str, int, str]) -> int:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from controller.network.flows import (
@@ -41,6 +41,7 @@ from controller.network.flows import (
     OWNER_ID_MASK,
     PRIORITY_DESTINATION,
     TABLE_DESTINATIONS,
+    Action,
     FlowEntry,
     Match,
     destination_cookie,
@@ -113,9 +114,13 @@ def default_routes(counts: Mapping[int, Mapping[int, int]],
 class Destinations:
     """The destination flows of every host, written into ``plan``."""
 
-    def __init__(self, state: NetworkState, plan: OwnerPlan) -> None:
+    def __init__(self, state: NetworkState, plan: OwnerPlan,
+                 forward: Callable[[int], Action] | None = None) -> None:
         self.state = state
         self.plan = plan
+        self._forward = forward
+        """how a flow sends a packet out of a port toward another switch (None: output;
+        fast reroute: through the port's IPv4 bypass group)"""
         self._trees: dict[str, dict[int, int]] = {}
         self._trees_version = -1
         self._version = -1
@@ -259,9 +264,11 @@ class Destinations:
             match += (("ipv4_dst", (prefix[0], mask)),)
         old = self.plan.owner(DEFAULT_ROUTE_COOKIE)
         flows: dict[int, frozenset[FlowEntry]] = {}
+        fwd = self._forward
         for dpid, port_no in self._defaults.items():
             es = frozenset({FlowEntry(TABLE_DESTINATIONS, PRIORITY_DEFAULT_ROUTE, match,
-                                      (("output", port_no),), DEFAULT_ROUTE_COOKIE)})
+                                      (fwd(port_no) if fwd else ("output", port_no),),
+                                      DEFAULT_ROUTE_COOKIE)})
             flows[dpid] = old[dpid] if old.get(dpid) == es else es
         self.plan.set_owner(DEFAULT_ROUTE_COOKIE, flows)
 
@@ -270,6 +277,7 @@ class Destinations:
         an exact flow where the next hop is not the switch's default (always at the host's
         own switch). A switch's unchanged set is kept as is (the plan skips it)."""
         defaults = self._defaults
+        fwd = self._forward
         per: dict[int, set[FlowEntry]] = {}
         for h, tree in src:
             match = (("eth_type", ETH_TYPE_IPV4), ("ipv4_dst", h.ip))
@@ -279,7 +287,7 @@ class Destinations:
                 if defaults.get(dpid) != port_no:
                     per.setdefault(dpid, set()).add(FlowEntry(
                         TABLE_DESTINATIONS, PRIORITY_DESTINATION, match,
-                        (("output", port_no),), cookie))
+                        (fwd(port_no) if fwd else ("output", port_no),), cookie))
             if dpids is None or h.dpid in dpids:
                 per.setdefault(h.dpid, set()).add(FlowEntry(
                     TABLE_DESTINATIONS, PRIORITY_DESTINATION, match,

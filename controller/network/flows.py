@@ -75,6 +75,8 @@ MPLS_LABEL_SPACE = BYPASS_LABEL_MIN - MPLS_LABEL_MIN
 BYPASS_GROUP_BASE = 0x7F00_0000
 """a switch's bypass group of port p (fast reroute, :mod:`.bypass`) has id base + p; the
 groups of protected intents have the intent's id"""
+BYPASS_IP_GROUP_BASE = 0x7E00_0000
+"""the same for IPv4 packets (destination flows): id base + p; its bypass labels pop to IPv4"""
 
 OWNER_PIPELINE = 1
 OWNER_DESTINATION = 2

@@ -87,8 +87,9 @@ class Router:
         self.fallback = fallback
         self.owner_plan = OwnerPlan()
         self.table = IntentTable(state)
-        self.destinations = Destinations(state, self.owner_plan)
         self.bypasses = Bypasses(state, self.owner_plan, enabled=fast_reroute)
+        self.destinations = Destinations(
+            state, self.owner_plan, self.bypasses.ip_action if fast_reroute else None)
         self._tunnels = Tunnels(state, self.owner_plan, self.bypasses.action)
         self._hosts_version = state.hosts_version
         self._intent_keys: dict[int, tuple[Any, ...]] = {}

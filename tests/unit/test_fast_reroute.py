@@ -10,11 +10,16 @@ import random
 
 import networkx as nx
 import pytest
-from fakeoftable import FakeNetwork, apply_and_confirm, running
+from fakeoftable import FakeNetwork, apply_and_confirm, ipv4, running
 from test_core_batch import random_specs, traffic
 
 from controller.network.core import ControllerCore
-from controller.network.flows import BYPASS_GROUP_BASE, OWNER_BYPASS, OWNER_ID_BITS
+from controller.network.flows import (
+    BYPASS_GROUP_BASE,
+    BYPASS_IP_GROUP_BASE,
+    OWNER_BYPASS,
+    OWNER_ID_BITS,
+)
 from controller.network.service import ControllerService
 from controller.topology.files import topology_file
 from controller.topology.loader import load_topology
@@ -79,6 +84,52 @@ def test_without_fast_reroute_the_same_cut_loses_the_traffic(national: Topology)
     lost = [iid for iid in crossed[i]
             if net.trace(specs[iid].src, traffic(national, specs[iid])).dead_links]
     assert lost == crossed[i]
+
+
+def _best_effort_across(topology: Topology, net: FakeNetwork, ends: set[tuple[int, int]]
+                        ) -> list[tuple[str, str]]:
+    """The host pairs whose plain IPv4 packets leave by one of ``ends`` ((dpid, port))."""
+    hosts = [h.name for h in topology.hosts]
+    out = []
+    for a in hosts:
+        for b in hosts:
+            if a != b:
+                tr = net.trace(a, ipv4(topology.host(a).ip, topology.host(b).ip))
+                assert tr.delivered_to == b, (a, b, tr)
+                if ends & set(tr.hops):
+                    out.append((a, b))
+    return out
+
+
+@pytest.mark.parametrize("fast_reroute", [True, False])
+def test_best_effort_traffic_takes_the_bypass_too(national: Topology,
+                                                  fast_reroute: bool) -> None:
+    """Plain IPv4 on the destination flows (no intents at all): across each of 8 links, every
+    host pair whose packets crossed it is delivered over the link's IPv4 bypass with the link
+    dead and the controller not told; without fast reroute the same cut loses every one."""
+    core, net = running(national, startup_grace_s=0.0, load_intents=False,
+                        fast_reroute=fast_reroute)
+    checked = 0
+    for i in range(0, len(national.links), max(1, len(national.links) // 8))[:8]:
+        a, b = core.wiring.link_ends[i]
+        pa, pb = core.wiring.link_ports[i]
+        da, db = core.wiring.node_dpid[a], core.wiring.node_dpid[b]
+        pairs = _best_effort_across(national, net, {(da, pa), (db, pb)})
+        groups = core.router.group_plan()
+        net.set_link(i, False)
+        for src, dst in pairs:
+            tr = net.trace(src, ipv4(national.host(src).ip, national.host(dst).ip))
+            if not fast_reroute:
+                assert tr.dead_links and tr.delivered_to is None, (i, src, dst, tr)
+                continue
+            assert tr.delivered_to == dst, (i, src, dst, tr)
+            assert not tr.dead_links and not tr.dropped and not tr.loop, (i, src, dst, tr)
+            firsts = {(da, groups[da][BYPASS_IP_GROUP_BASE + pa][-1][1]),
+                      (db, groups[db][BYPASS_IP_GROUP_BASE + pb][-1][1])}
+            assert set(tr.hops) & firsts, (i, src, dst, tr.hops)
+        checked += len(pairs)
+        net.set_link(i, True)
+    assert checked >= 50
 
 
 def test_each_bypass_is_the_least_latency_way_around_its_link(national: Topology) -> None:
