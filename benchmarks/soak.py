@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="write a summary here: JSON for a .json name, else markdown")
     p.add_argument("--keep-going", action="store_true",
                    help="log violations and go on instead of stopping at the first")
+    p.add_argument("--fast-reroute", action="store_true",
+                   help="run the controllers with --fast-reroute (bypass groups expected)")
     p.add_argument("--workdir", type=Path, default=None,
                    help="controller log, store and token (default: a new temporary dir)")
     args = p.parse_args(argv)
@@ -70,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     config = SoakConfig(topology_path=path, topology=topology, minutes=args.minutes,
                         seed=args.seed, workdir=workdir, weights=args.weights,
                         members=args.members, report=args.report,
-                        stop_on_violation=not args.keep_going)
+                        stop_on_violation=not args.keep_going,
+                        fast_reroute=args.fast_reroute)
     # SIGTERM unwinds like Ctrl-C: the lab, the controllers and etcd are stopped on the way
     # out (the default action would leave a controller running, holding its ports)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -57,6 +57,7 @@ from controller.lab.network import LabNetwork
 from controller.lab.ovs import run_command
 from controller.settings import Settings
 from controller.topology.model import Topology
+from controller.topology.wiring import port_plan
 
 __all__ = ["DEFAULT_WEIGHTS", "EVENT_KINDS", "ControllerProcess", "Event", "Invariants",
            "Oracle", "ResourceSample", "Schedule", "SoakConfig", "SoakResult", "Violation",
@@ -545,6 +546,25 @@ def packet_in_meters_wanted(flows: Sequence[Mapping[str, Any]], packet_in_pps: i
     return out
 
 
+BYPASS_GROUP_BASE = 0x7F00_0000
+BYPASS_IP_GROUP_BASE = 0x7E00_0000
+"""the fast-reroute group ids of a port as docs/controller.md gives them (tunnels, plain IPv4:
+base + port); written out here, not imported, so the check does not take the controller's
+word for them"""
+
+
+def bypass_groups_wanted(topology: Topology) -> dict[str, set[int]]:
+    """Switch name -> the fast-reroute groups it holds whatever its flows use: two per port
+    toward another switch (tunnels, plain IPv4), from the port plan the lab wires."""
+    plan = port_plan(topology)
+    out: dict[str, set[int]] = {n.name: set() for n in topology.nodes}
+    for i, lk in enumerate(topology.links):
+        for node in (lk.a, lk.b):
+            port = plan.link_port(i, node)
+            out[node] |= {BYPASS_GROUP_BASE + port, BYPASS_IP_GROUP_BASE + port}
+    return out
+
+
 def groups_referenced(flows: Sequence[Mapping[str, Any]]) -> set[int]:
     """Group ids the flows' instructions send to."""
     out: set[int] = set()
@@ -782,7 +802,8 @@ class Controllers:
     cluster members (``--cluster``) on an etcd child process, every switch connected to
     each. All share one API token; each has its :class:`Api`."""
 
-    def __init__(self, topology_path: Path, workdir: Path, members: int = 1) -> None:
+    def __init__(self, topology_path: Path, workdir: Path, members: int = 1,
+                 extra_args: Sequence[str] = ()) -> None:
         self.workdir = workdir
         self.etcd: EtcdServer | None = None
         token = workdir / "api-token"
@@ -791,10 +812,12 @@ class Controllers:
             self.etcd = EtcdServer(workdir=workdir / "etcd")
             self.procs = [ControllerProcess(
                 topology_path, workdir / f"m{i}", name=f"m{i}", token_path=token,
-                extra_args=["--cluster", self.etcd.client_url, "--member-id", f"m{i}"])
+                extra_args=["--cluster", self.etcd.client_url, "--member-id", f"m{i}",
+                            *extra_args])
                 for i in range(1, members + 1)]
         else:
-            self.procs = [ControllerProcess(topology_path, workdir, token_path=token)]
+            self.procs = [ControllerProcess(topology_path, workdir, token_path=token,
+                                            extra_args=extra_args)]
         self.apis = {p.name: Api(p) for p in self.procs}
 
     @property
@@ -926,8 +949,10 @@ class Invariants:
 
     def __init__(self, topology: Topology, lab: LabNetwork, ctls: Controllers,
                  ledger: Ledger, *, seed: int = 0, ping_sample: int = 3,
-                 settle_timeout_s: float = 30.0) -> None:
+                 settle_timeout_s: float = 30.0, fast_reroute: bool = False) -> None:
         self.topology = topology
+        self.bypass_groups = bypass_groups_wanted(topology) if fast_reroute else {}
+        """switch -> the groups fast reroute adds beside those its flows use"""
         self.lab = lab
         self.ctls = ctls
         self.ledger = ledger
@@ -1076,7 +1101,8 @@ class Invariants:
                           if want.get(k) != v]
                 out.append(Violation("1", node, "meters differ from the policed intents' "
                                      "and the packet-in meters", "\n".join(lines)))
-            used, held = groups_referenced(flows), parse_groups(groups.stdout)
+            used = groups_referenced(flows) | self.bypass_groups.get(node, set())
+            held = parse_groups(groups.stdout)
             if used != held:
                 out.append(Violation("1", node, "groups differ from those the flows use",
                                      "\n".join([f"- missing group {g}"
@@ -1412,6 +1438,9 @@ class SoakConfig:
     ping_sample: int = 3
     settle_timeout_s: float = 30.0
     machine_wait_s: float = 240.0
+    fast_reroute: bool = False
+    """the controllers run with ``--fast-reroute`` (bypass groups are then expected on every
+    switch-to-switch port)"""
 
 
 @dataclass
@@ -1508,7 +1537,8 @@ class Soak:
 
     def __init__(self, config: SoakConfig) -> None:
         self.config = config
-        self.ctls = Controllers(config.topology_path, config.workdir, config.members)
+        self.ctls = Controllers(config.topology_path, config.workdir, config.members,
+                                ["--fast-reroute"] if config.fast_reroute else [])
         self.lab: LabNetwork | None = None
         self.ledger = Ledger()
         self.invariants: Invariants | None = None
@@ -1521,7 +1551,8 @@ class Soak:
             self.invariants = Invariants(self.config.topology, self.lab, self.ctls,
                                          self.ledger, seed=self.config.seed,
                                          ping_sample=self.config.ping_sample,
-                                         settle_timeout_s=self.config.settle_timeout_s)
+                                         settle_timeout_s=self.config.settle_timeout_s,
+                                         fast_reroute=self.config.fast_reroute)
             self.injector = Injector(self.config.topology, self.lab, self.ctls,
                                      self.invariants)
         except BaseException:
