@@ -6,8 +6,7 @@ switch's messages as one OpenFlow bundle ending with a barrier), phase 1 (the in
 and heads onto tunnels phase 0 made, when there are any) to a switch once the phase-0
 barriers of the switches its flows' traffic crosses (``change.phase1_after``) are answered
 (or given up, below), without waiting for the rest of phase 0; phase 2 (deletes) once every
-phase-0 and phase-1 barrier is (and, with ``delete_delay_s``, that much later: see below),
-then the service's confirm (``core.confirm``). Each Change
+phase-0 and phase-1 barrier is, then the service's confirm (``core.confirm``). Each Change
 leaves a :class:`ChangeRecord` of its timings. Switches are reached through a
 :class:`Transport` (the os-ken app implements it; tests fake it).
 
@@ -24,14 +23,6 @@ earlier one is still in flight does not mark ``installed`` an intent whose path 
 switch the earlier one is not done with; that intent is confirmed when the earlier one ends.
 :meth:`ChangeSender.backlog` says which switches are behind and since when (the API's
 ``pending_changes`` and ``behind_s`` of a switch).
-
-A software switch answers a barrier once its flow tables hold the change, but Open vSwitch
-moves packets by a cache of datapath flows that its revalidator threads bring up to date
-after that, in the background: deleting the old flows right after the new ones are confirmed
-drops the packets the cache still sends the old way (on the 197-switch Cogentco lab, 10-50
-pings at 10 ms a cut). ``delete_delay_s`` holds each Change's deletes that long after its makes
-are answered, sending nothing else meanwhile to the switches that wait for them (their
-later Changes queue behind, as always); 0 sends them at once.
 
 How long a barrier may take follows each switch's measured round trips
 (:class:`~controller.network.rtt.RoundTrips`: smoothed round trip plus four deviations, at
@@ -236,8 +227,8 @@ class Ticket:
 class _Flight:
     """One Change being sent: which phase it is in and what that phase still waits for."""
 
-    __slots__ = ("after", "early", "hold_until", "late", "made", "phase_index", "phase_t0",
-                 "phases", "rec", "skip", "ticket", "unsent", "waiting", "waiting_next")
+    __slots__ = ("after", "early", "late", "made", "phase_index", "phase_t0", "phases", "rec",
+                 "skip", "ticket", "unsent", "waiting", "waiting_next")
 
     def __init__(self, ticket: Ticket, rec: ChangeRecord) -> None:
         self.ticket = ticket
@@ -262,8 +253,6 @@ class _Flight:
         over: their phase-0 switches were done"""
         self.waiting_next: set[int] = set()
         """dpids of ``early`` whose barrier is not answered yet"""
-        self.hold_until = 0.0
-        """``time.monotonic()`` before which the current phase (the deletes) is not sent"""
 
     @property
     def token(self) -> int:
@@ -284,7 +273,7 @@ class _Flight:
         done (sent and answered, given up, or skipped)."""
         current = self.phase_index
         if pi == current:
-            return self.hold_until <= time.monotonic()
+            return True
         if pi != current + 1 or current < 0 or self.phases[pi][0] != "phase1" \
                 or self.phases[current][0] != "phase0":
             return False
@@ -313,13 +302,8 @@ class ChangeSender:
     def __init__(self, service: ControllerService, transport: Transport,
                  barrier_timeout_s: float = BARRIER_TIMEOUT_S, keep: int = 10_000,
                  gate: WriteGate | None = None,
-                 barrier_timeout_max_s: float = BARRIER_TIMEOUT_MAX_S,
-                 delete_delay_s: float = 0.0) -> None:
-        if delete_delay_s < 0:
-            raise ValueError(f"delete_delay_s must be >= 0, not {delete_delay_s!r}")
+                 barrier_timeout_max_s: float = BARRIER_TIMEOUT_MAX_S) -> None:
         self._service = service
-        self.delete_delay_s = delete_delay_s
-        """how long a Change's deletes wait after its makes are answered (module doc)"""
         self._transport = transport
         self._gate = gate if gate is not None else WriteGate(enforced=False)
         self.round_trips = RoundTrips(barrier_timeout_s,
@@ -410,14 +394,12 @@ class ChangeSender:
     def _sleep_s(self) -> float | None:
         """Until the next barrier deadline (None: until woken). A barrier that cannot call
         back when it is over (a test's fake) is looked at every 5 ms."""
-        now = time.monotonic()
-        held = [f.hold_until for f in self._flights if f.hold_until > now]
-        if not self._outstanding and not held:
+        if not self._outstanding:
             return None
         if any(getattr(o.barrier, "notify", None) is None for o in self._outstanding.values()):
             return 0.005
-        deadline = min([o.deadline for o in self._outstanding.values()] + held)
-        return max(0.0, deadline - now)
+        deadline = min(o.deadline for o in self._outstanding.values())
+        return max(0.0, deadline - time.monotonic())
 
     def _round(self) -> None:
         with self._inbox_lock:
@@ -473,14 +455,8 @@ class ChangeSender:
             self._end(flight)
             return
         flight.phase_t0 = now
-        flight.hold_until = 0.0
         flight.unsent = {d for d in flight.phases[flight.phase_index][1]
                          if d not in flight.skip and d not in flight.early}
-        if self.delete_delay_s and flight.unsent \
-                and flight.phases[flight.phase_index][0] == "phase2":
-            # the makes are answered; the switches' datapath caches catch up meanwhile
-            flight.hold_until = time.monotonic() + self.delete_delay_s
-            flight.phase_t0 = now + self.delete_delay_s
         flight.waiting, flight.waiting_next = flight.waiting_next, set()
         flight.early = set()
 

@@ -154,7 +154,6 @@ class ControllerService:
                  lldp_max_pps: float | None = LLDP_MAX_PPS,
                  barrier_timeout_s: float = BARRIER_TIMEOUT_S,
                  barrier_timeout_max_s: float = BARRIER_TIMEOUT_MAX_S,
-                 delete_delay_s: float = 0.0,
                  port_stats_interval_s: float = PORT_STATS_INTERVAL_S,
                  gc_reclaim_interval_s: float = GC_RECLAIM_INTERVAL_S,
                  state_file: str | None = None, roles: bool = False,
@@ -189,7 +188,6 @@ class ControllerService:
         self._handles: dict[int, Any] = {}
         self._barrier_timeout_s = barrier_timeout_s
         self._barrier_timeout_max_s = barrier_timeout_max_s
-        self._delete_delay_s = delete_delay_s
         self._transport: Transport | None = None
         self.sender: ChangeSender | None = None
         self.state_file = state_file
@@ -225,8 +223,7 @@ class ControllerService:
             self._transport = transport
             self.sender = ChangeSender(self, transport, self._barrier_timeout_s,
                                        gate=self._gate,
-                                       barrier_timeout_max_s=self._barrier_timeout_max_s,
-                                       delete_delay_s=self._delete_delay_s)
+                                       barrier_timeout_max_s=self._barrier_timeout_max_s)
         if self._poller is None and self.port_stats_interval_s > 0:
             self._poller = threading.Thread(target=self._poll_ports, name="cpn-port-stats",
                                             daemon=True)
