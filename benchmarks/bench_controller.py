@@ -208,6 +208,21 @@ GC_PAUSES = GcPauses()
 _TX = re.compile(r"(\d+) packets transmitted, (\d+) (?:packets )?received")
 
 
+def start_pings(lab: LabNetwork, topology: Topology, ping_pair: tuple[str, str],
+                interval_ms: float) -> subprocess.Popen[bytes]:
+    """3 s of pings from the pair's first host to its second, one every ``interval_ms``."""
+    return lab.host(ping_pair[0]).popen(
+        ["ping", "-n", "-q", "-i", f"{interval_ms / 1000.0:g}", "-W", "1", "-c",
+         str(max(1, round(3000.0 / interval_ms))), topology.host(ping_pair[1]).ip],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def pings_lost(out: bytes) -> int | None:
+    """Lost pings by ping's summary line (None: it printed none)."""
+    m = _TX.search(out.decode(errors="replace"))
+    return int(m.group(1)) - int(m.group(2)) if m else None
+
+
 def cut_and_measure(lab: LabNetwork, service: ControllerService, topology: Topology,
                     link_index: int, ping_pair: tuple[str, str] | None,
                     ping_interval_ms: float = 100.0) -> dict[str, Any]:
@@ -215,11 +230,7 @@ def cut_and_measure(lab: LabNetwork, service: ControllerService, topology: Topol
     crossing = [i.id for i in service.intents() if i.state == "installed" and crosses(i, lk)]
     proc = None
     if ping_pair is not None:
-        ip = topology.host(ping_pair[1]).ip
-        proc = lab.host(ping_pair[0]).popen(
-            ["ping", "-n", "-q", "-i", f"{ping_interval_ms / 1000.0:g}", "-W", "1", "-c",
-             str(max(1, round(3000.0 / ping_interval_ms))), ip],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        proc = start_pings(lab, topology, ping_pair, ping_interval_ms)
         time.sleep(1.0)
     service.wait_idle(10)
     n_before = len(service.change_records())
@@ -237,8 +248,7 @@ def cut_and_measure(lab: LabNetwork, service: ControllerService, topology: Topol
     lost = None
     if proc is not None:
         out, _ = proc.communicate(timeout=30)
-        m = _TX.search(out.decode(errors="replace"))
-        lost = int(m.group(1)) - int(m.group(2)) if m else None
+        lost = pings_lost(out)
     states = Counter(str(service.intent(i).state) for i in crossing)
     n_before = len(service.change_records())
     lab.link_up(lk.a, lk.b, index=link_index)
@@ -267,10 +277,7 @@ def blind_cut(lab: LabNetwork, service: ControllerService, topology: Topology,
     service.wait_idle(10)
     service.port_status = lambda *a, **k: None  # type: ignore[method-assign]
     try:
-        proc = lab.host(ping_pair[0]).popen(
-            ["ping", "-n", "-q", "-i", f"{ping_interval_ms / 1000.0:g}", "-W", "1", "-c",
-             str(max(1, round(3000.0 / ping_interval_ms))), topology.host(ping_pair[1]).ip],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        proc = start_pings(lab, topology, ping_pair, ping_interval_ms)
         time.sleep(1.0)
         lab.link_down(lk.a, lk.b, index=link_index)
         out, _ = proc.communicate(timeout=30)
@@ -278,10 +285,10 @@ def blind_cut(lab: LabNetwork, service: ControllerService, topology: Topology,
         time.sleep(0.5)
     finally:
         del service.port_status  # the class's method again
-    m = _TX.search(out.decode(errors="replace"))
-    if m is None:
+    lost = pings_lost(out)
+    if lost is None:
         raise SystemExit(f"ping printed no summary: {out[-300:]!r}")
-    return int(m.group(1)) - int(m.group(2))
+    return lost
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -203,7 +203,7 @@ class Bypasses:
                 ((port, port), (first, first, ip_labels[0], port)))
 
 
-def _label(used: set[int], key: tuple[str, int, str]) -> int:
+def _label(used: set[int], key: tuple[object, ...]) -> int:
     """A free bypass label for the hop ``key``: a stable hash of it, moved on to the next free
     one in the rare case of a collision (hops are labelled in link order)."""
     label = BYPASS_LABEL_MIN + zlib.crc32(repr(key).encode()) % BYPASS_LABEL_SPACE
