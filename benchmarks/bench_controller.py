@@ -78,14 +78,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_controller(topology: Topology, log_path: Path, *, fast_reroute: bool = False
-                     ) -> tuple[ControllerService, int]:
+def start_controller(topology: Topology, log_path: Path, *, fast_reroute: bool = False,
+                     delete_delay_s: float = 0.0) -> tuple[ControllerService, int]:
     handler = logging.FileHandler(log_path)
     handler.setFormatter(StructuredFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
-    service = ControllerService(topology, fast_reroute=fast_reroute)
+    service = ControllerService(topology, fast_reroute=fast_reroute,
+                                delete_delay_s=delete_delay_s)
     port = free_port()
     threading.Thread(target=run, args=(service, "127.0.0.1", port), daemon=True,
                      name="os-ken").start()
@@ -324,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --fast-reroute: cuts more with the controller not told (its "
                         "port-status events dropped), whose pings lost time the switches' "
                         "own failover")
+    p.add_argument("--delete-delay-ms", type=float, default=0.0,
+                   help="openflow.delete_delay_s in ms: how long each change's deletes wait "
+                        "after its new flows are confirmed (0: at once)")
     args = p.parse_args(argv)
     if args.blind_cuts and not args.fast_reroute:
         p.error("--blind-cuts needs --fast-reroute (without it a blind cut loses the traffic)")
@@ -335,12 +339,14 @@ def main(argv: list[str] | None = None) -> int:
     log_path = out_dir / f"{stamp}-controller.log"
     topology = load_topology_argument(args.topology)
     GC_PAUSES.start()
-    service, port = start_controller(topology, log_path, fast_reroute=args.fast_reroute)
+    service, port = start_controller(topology, log_path, fast_reroute=args.fast_reroute,
+                                     delete_delay_s=args.delete_delay_ms / 1000.0)
     say(f"controller listening on 127.0.0.1:{port}; log {log_path}")
     lab = LabNetwork(topology, controllers=[ControllerAddress("127.0.0.1", port)])
     results: dict[str, Any] = {"topology": topology.name, "seed": args.seed,
                                "switches": len(topology.nodes),
                                "fast_reroute": args.fast_reroute,
+                               "delete_delay_ms": args.delete_delay_ms,
                                "switch_interval_ms": sys.getswitchinterval() * 1000.0,
                                "load_average": os.getloadavg()}
     try:
@@ -425,7 +431,9 @@ def report(res: dict[str, Any]) -> str:
              f"Lab up and every switch reconciled: {res['bring_up_s']:.1f} s "
              f"(lab start {res['lab_start_s']:.1f} s). Load average at start "
              f"{res['load_average'][0]:.1f}, thread switch interval "
-             f"{res['switch_interval_ms']:g} ms.", "",
+             f"{res['switch_interval_ms']:g} ms. Fast reroute "
+             f"{'on' if res.get('fast_reroute') else 'off'}; deletes held "
+             f"{res.get('delete_delay_ms', 0.0):g} ms after the makes.", "",
              "| intents | install, median (ms) | min-max | compute | queued | phase 0 | "
              "phase 1 | messages | switches | states | ONOS 1.0 (ms) | ONOS / ours |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]

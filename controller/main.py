@@ -164,6 +164,7 @@ def build_service(settings: Settings) -> ControllerService:
                              lldp_max_pps=net.lldp_max_pps,
                              barrier_timeout_s=settings.openflow.barrier_timeout_s,
                              barrier_timeout_max_s=settings.openflow.barrier_timeout_max_s,
+                             delete_delay_s=settings.openflow.delete_delay_s,
                              port_stats_interval_s=net.port_stats_interval_s,
                              gc_reclaim_interval_s=net.gc_reclaim_interval_s,
                              state_file=settings.state.snapshot_file,

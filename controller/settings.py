@@ -88,6 +88,10 @@ class OpenflowSettings(_Section):
     waited for longer"""
     barrier_timeout_max_s: float = Field(60.0, gt=0)
     """the most a change waits for one barrier reply, however slow the switch has been"""
+    delete_delay_s: float = Field(0.0, ge=0, le=10)
+    """how long a change's deletes of old flows wait after its new flows are confirmed: Open
+    vSwitch updates its datapath flow cache after the barrier reply, and deleting at once
+    drops packets the cache still sends the old way (0: delete at once)"""
     echo_interval_s: float = Field(5.0, gt=0, le=3600)
     """seconds between the echo requests os-ken sends each switch"""
     echo_misses: int = Field(3, ge=1, le=100)

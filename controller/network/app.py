@@ -179,8 +179,9 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]  # os-ken ships no typ
         self._packet_ins: dict[int, int] = {}
         """dpid -> packet-ins so far (event thread only)"""
         self._packet_ins_flushed: dict[int, int] = {}
-        self._removed: dict[int, tuple[Any, list[FlowEntry]]] = {}
-        """dpid -> (datapath, flows removed not yet handed to the core)"""
+        self._removed: dict[int, tuple[Any, dict[FlowEntry, float]]] = {}
+        """dpid -> (datapath, flows removed not yet handed to the core -> when the switch
+        installed each, on ``time.monotonic()``)"""
         self._removed_lock = threading.Lock()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -568,18 +569,23 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]  # os-ken ships no typ
     def _flow_removed(self, ev: Any) -> None:
         self._count_in(ev.msg)
         dp = ev.msg.datapath
-        entry = openflow.flowremoved_to_entry(ev.msg)
+        msg = ev.msg
+        entry = openflow.flowremoved_to_entry(msg)
+        # when the switch installed it, on our clock: a delete of ours that comes back after a
+        # later change added the flow again is told from a removal behind our back by it
+        installed_at = time.monotonic() - msg.duration_sec - msg.duration_nsec / 1e9
         with self._removed_lock:
             held = self._removed.get(dp.id)
             if held is None or held[0] is not dp:
-                held = self._removed[dp.id] = (dp, [])
-            held[1].append(entry)
+                held = self._removed[dp.id] = (dp, {})
+            # the same flow removed twice in a batch: the later install counts (believed)
+            held[1][entry] = max(installed_at, held[1].get(entry, installed_at))
 
     def _flush_removed(self) -> None:
         with self._removed_lock:
             batch, self._removed = self._removed, {}
         for dpid, (dp, flows) in batch.items():
-            self.service.flows_removed(dpid, flows, dp)
+            self.service.flows_removed(dpid, list(flows), dp, flows)
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def _packet_in(self, ev: Any) -> None:

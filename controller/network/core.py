@@ -24,6 +24,7 @@ How the app drives it
 
 from __future__ import annotations
 
+import collections
 import gc
 import itertools
 import logging
@@ -51,6 +52,7 @@ from controller.network.flows import (
     OWNER_TUNNEL,
     FlowEntry,
     FlowPlan,
+    Match,
     diff_entries,
     packet_in_meters,
 )
@@ -68,6 +70,20 @@ if TYPE_CHECKING:
 __all__ = ["Change", "ChangeKind", "ControllerCore", "PacketInResult"]
 
 log = logging.getLogger("controller.network.core")
+
+_Placed = tuple[int, tuple[int, int, Match]]
+"""(dpid, flow key): a flow's place on a switch"""
+
+REMOVED_SLACK_S = 0.2
+"""A flow-removed report of a flow the switch installed at least this long before the
+controller last added a flow with its table, priority and match is of an older flow: the
+controller's own delete of it, reported after a later change put the flow back (a switch
+re-adding what it deleted is no removal behind our back). Installed within this margin, or
+not stamped, the report is believed: the margin covers the error of the estimate (the
+switch's clock granularity and the report's time in flight)."""
+ADDED_MEMORY_S = 30.0
+"""How long the controller remembers when it added each flow, for :data:`REMOVED_SLACK_S`
+(a report later than that is believed and costs one needless restore)."""
 
 PACKET_IN_MAX_BYTES = 9216
 """Largest frame a packet-in may carry (a jumbo frame of the backbone); longer is refused."""
@@ -136,6 +152,11 @@ class ControllerCore:
         self._unsure: set[int] = set()
         """dpids whose view may differ from the plan of the last change (just read from the
         switch, or flows lost behind our back): the next change diffs them in full"""
+        self._added_at: dict[_Placed, float] = {}
+        """(dpid, flow key) -> ``now`` of the change that last added that flow, kept for
+        :data:`ADDED_MEMORY_S` (see :meth:`flows_removed`)"""
+        self._added_log: collections.deque[tuple[float, list[_Placed]]] = collections.deque()
+        """(now, the keys it added) per change, oldest first: what to forget when"""
         self._tokens = itertools.count(1)
         self._last_token = 0
         self.freeze_gc = False
@@ -237,6 +258,20 @@ class ControllerCore:
                 deletes[dpid] = dele
         return adds, deletes
 
+    def _remember_adds(self, adds: Mapping[int, Sequence[FlowEntry]], now: float) -> None:
+        """Note when ``adds`` were added; forget what was added before
+        :data:`ADDED_MEMORY_S`."""
+        keys = [(dpid, e.key) for dpid, es in adds.items() for e in es]
+        added_at = self._added_at
+        added_at.update(dict.fromkeys(keys, now))
+        log_ = self._added_log
+        log_.append((now, keys))
+        while log_[0][0] < now - ADDED_MEMORY_S:
+            then, old = log_.popleft()
+            for k in old:
+                if added_at.get(k) == then:
+                    del added_at[k]
+
     def _replan_now(self, now: float, kind: ChangeKind, cause: str, *,
                     reroute: bool) -> Change:
         t0 = time.perf_counter()
@@ -247,6 +282,8 @@ class ControllerCore:
         self._last_token = token
         adds, deletes = self._apply_delta(delta)
         self._unsure.clear()
+        if adds:
+            self._remember_adds(adds, now)
         for iid in moved:
             intent = self.router.intents[iid]
             if intent.state is IntentState.PENDING:
@@ -649,17 +686,26 @@ class ControllerCore:
         self.state.record("intents_added", now, intents=[i.id for i in added])
         return added, self._replan(now, ChangeKind.INTENTS, f"{len(added)} intents added")
 
-    def flows_removed(self, dpid: int, flows: Iterable[FlowEntry], now: float) -> Change:
+    def flows_removed(self, dpid: int, flows: Iterable[FlowEntry], now: float,
+                      installed_at: Mapping[FlowEntry, float] | None = None) -> Change:
         """The switch reported flows removed (OFPFlowRemoved; our flows carry
         OFPFF_SEND_FLOW_REM). Those the plan still wants were removed behind our back
         (``ovs-ofctl del-flows``, a table eviction): they are added again. Removals we caused
-        ourselves are not in the expected view any more and are ignored. ``flows`` come from
+        ourselves are not in the expected view any more and are ignored, and so are those of
+        a flow the switch installed (``installed_at``: the report's receipt less the flow's
+        age, on the clock of ``now``) before a later change added it again
+        (:data:`REMOVED_SLACK_S`): our own delete reported late. ``flows`` come from
         ``openflow.flowremoved_to_entry``: compared by table, priority, match and cookie (a
         flow-removed message has no instructions)."""
         view = self._views.get(dpid)
         if view is None:
             return Change(token=self._last_token, cause="flows removed (switch not synced)",
                           kind=ChangeKind.RESTORE)
+        if installed_at:
+            added_at = self._added_at
+            flows = [e for e in flows
+                     if installed_at.get(e, now) + REMOVED_SLACK_S
+                     >= added_at.get((dpid, e.key), 0.0)]
         gone = {(e.key, e.cookie) for e in flows}
         lost = [e for e in view if (e.key, e.cookie) in gone]
         if not lost:

@@ -154,6 +154,7 @@ class ControllerService:
                  lldp_max_pps: float | None = LLDP_MAX_PPS,
                  barrier_timeout_s: float = BARRIER_TIMEOUT_S,
                  barrier_timeout_max_s: float = BARRIER_TIMEOUT_MAX_S,
+                 delete_delay_s: float = 0.0,
                  port_stats_interval_s: float = PORT_STATS_INTERVAL_S,
                  gc_reclaim_interval_s: float = GC_RECLAIM_INTERVAL_S,
                  state_file: str | None = None, roles: bool = False,
@@ -188,6 +189,7 @@ class ControllerService:
         self._handles: dict[int, Any] = {}
         self._barrier_timeout_s = barrier_timeout_s
         self._barrier_timeout_max_s = barrier_timeout_max_s
+        self._delete_delay_s = delete_delay_s
         self._transport: Transport | None = None
         self.sender: ChangeSender | None = None
         self.state_file = state_file
@@ -223,7 +225,8 @@ class ControllerService:
             self._transport = transport
             self.sender = ChangeSender(self, transport, self._barrier_timeout_s,
                                        gate=self._gate,
-                                       barrier_timeout_max_s=self._barrier_timeout_max_s)
+                                       barrier_timeout_max_s=self._barrier_timeout_max_s,
+                                       delete_delay_s=self._delete_delay_s)
         if self._poller is None and self.port_stats_interval_s > 0:
             self._poller = threading.Thread(target=self._poll_ports, name="cpn-port-stats",
                                             daemon=True)
@@ -488,12 +491,15 @@ class ControllerService:
             self.submit(self.core.port_status(dpid, port_no, up, time.monotonic()), t)
         self._notify_topology(f"port {dpid:#x}:{port_no} {'up' if up else 'down'}", t)
 
-    def flows_removed(self, dpid: int, flows: Sequence[FlowEntry], handle: Any) -> None:
+    def flows_removed(self, dpid: int, flows: Sequence[FlowEntry], handle: Any,
+                      installed_at: Mapping[FlowEntry, float] | None = None) -> None:
+        """``installed_at``: when each flow was installed, on ``time.monotonic()`` (the
+        report's receipt less the flow's age; see ``ControllerCore.flows_removed``)."""
         t = time.perf_counter()
         with self.lock:
             if self._handles.get(dpid) is not handle:
                 return
-            self.submit(self.core.flows_removed(dpid, flows, time.monotonic()), t)
+            self.submit(self.core.flows_removed(dpid, flows, time.monotonic(), installed_at), t)
 
     def packet_in(self, dpid: int, in_port: int | None, data: bytes
                   ) -> list[tuple[Any, Any]]:

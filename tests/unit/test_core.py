@@ -474,6 +474,30 @@ def test_flows_removed_behind_our_back_are_restored(diamond: Topology) -> None:
     assert core.installed_plan().entries(s2) == old
 
 
+def test_a_late_report_of_our_own_delete_is_told_by_the_flows_age(diamond: Topology) -> None:
+    """A flow-removed report whose flow the switch installed before the controller last
+    added that flow is of the older flow (the controller's own delete, reported after a
+    later change put the flow back): ignored. A flow installed since is restored."""
+    core, net = running(diamond)
+    s2 = dp(core, "s2")
+    flows = net.flows(s2)
+    reports = [
+        openflow.flowremoved_to_entry(parser.OFPFlowRemoved(
+            None, cookie=f.cookie, priority=f.priority, reason=ofp.OFPRR_DELETE,
+            table_id=f.table_id, match=parser.OFPMatch(**f.match)))
+        for f in flows
+    ]
+    # every flow of s2 was added by the start-up change at 1.0 (see running())
+    older = {e: 1.0 - 0.5 for e in reports}  # installed before it: some earlier flow's report
+    assert core.flows_removed(s2, reports, 9.0, installed_at=older).empty
+    since = {e: 1.0 for e in reports}  # the flow the start-up change added: believed
+    change = core.flows_removed(s2, reports, 9.0, installed_at=since)
+    assert len(change.adds[s2]) == len(flows)
+    # a report without its flow's age is believed, as before
+    apply_and_confirm(core, net, change, 9.0)
+    assert len(core.flows_removed(s2, reports[:1], 9.5).adds[s2]) == 1
+
+
 def test_add_intents_is_one_pass_and_all_or_nothing(diamond: Topology) -> None:
     core, net = running(diamond, load_intents=False)
     specs = [

@@ -105,7 +105,8 @@ def test_every_existing_flag_keeps_its_name_and_meaning(tmp_path: Path) -> None:
     assert s.model_dump() == {
         "topology": {"file": "t.yaml"},
         "openflow": {"host": "0.0.0.0", "port": 7000, "barrier_timeout_s": 5.0,
-                     "barrier_timeout_max_s": 60.0, "echo_interval_s": 5.0, "echo_misses": 3,
+                     "barrier_timeout_max_s": 60.0, "delete_delay_s": 0.0,
+                     "echo_interval_s": 5.0, "echo_misses": 3,
                      "tls_cert": "oc.pem", "tls_key": "ok.pem", "tls_ca": "ca.pem"},
         "network": {"fallback": "drop", "fast_reroute": True, "startup_grace_s": 2.5,
                     "lldp_interval_s": 2.0,
@@ -180,7 +181,8 @@ def test_unknown_key_names_file_line_and_key_with_a_suggestion(tmp_path: Path) -
         load_settings(cfg, environ={})
     assert str(err.value) == (f"{cfg}:3: openflow.prot: unknown key 'prot' (known: host, "
                               "port, barrier_timeout_s, barrier_timeout_max_s, "
-                              "echo_interval_s, echo_misses, tls_cert, tls_key, tls_ca); "
+                              "delete_delay_s, echo_interval_s, echo_misses, tls_cert, "
+                              "tls_key, tls_ca); "
                               "did you mean 'port'?")
     assert (err.value.source, err.value.line, err.value.field) == (str(cfg), 3, "openflow.prot")
 
@@ -291,7 +293,8 @@ def test_print_config_needs_no_topology_and_the_command_exits_2_on_bad_settings(
     assert done.returncode == 2
     assert done.stderr == (f"cpn-controller: error: {cfg}:4: openflow.prot: unknown key 'prot' "
                            "(known: host, port, barrier_timeout_s, barrier_timeout_max_s, "
-                           "echo_interval_s, echo_misses, tls_cert, tls_key, tls_ca); "
+                           "delete_delay_s, echo_interval_s, echo_misses, tls_cert, tls_key, "
+                           "tls_ca); "
                            "did you mean 'port'?\n")
     done = cli("--topology", str(TRIANGLE), env={"CPN_OPENFLOW_PORT": "x"})
     assert (done.returncode, done.stderr) == (2, "cpn-controller: error: environment variable "

@@ -192,10 +192,13 @@ class RefusingSwitches(StallingSwitches):
         return super().send(handle, msgs)
 
 
-def _running(diamond: Topology, barrier_timeout_s: float
-             ) -> tuple[ControllerService, RefusingSwitches]:
+def running_service(diamond: Topology, barrier_timeout_s: float = 5.0, **kw: Any
+                    ) -> tuple[ControllerService, RefusingSwitches]:
+    """A service (``kw``: its options) over the diamond's fake switches, every switch
+    connected and reconciled, every intent installed."""
     service = ControllerService(diamond, startup_grace_s=0.0, port_stats_interval_s=0.0,
-                                gc_reclaim_interval_s=0.0, barrier_timeout_s=barrier_timeout_s)
+                                gc_reclaim_interval_s=0.0, barrier_timeout_s=barrier_timeout_s,
+                                **kw)
     net = FakeNetwork(service.wiring)
     transport = RefusingSwitches(net)
     service.start(transport)
@@ -213,7 +216,7 @@ def _running(diamond: Topology, barrier_timeout_s: float
 def stalling(diamond: Topology) -> Iterator[tuple[ControllerService, RefusingSwitches]]:
     """A running service over the diamond's fake switches, every intent installed; the
     switches stall or refuse only when a test says so."""
-    service, transport = _running(diamond, 0.3)
+    service, transport = running_service(diamond, 0.3)
     yield service, transport
     service.stop()
 
@@ -304,7 +307,7 @@ def test_a_switch_that_refuses_a_flowmod_is_read_again_until_it_takes_the_change
 def patient(diamond: Topology) -> Iterator[tuple[ControllerService, RefusingSwitches]]:
     """As :func:`stalling`, with a barrier bound long enough that a test can act while a
     switch has not answered and has not been given up on yet."""
-    service, transport = _running(diamond, 30.0)
+    service, transport = running_service(diamond, 30.0)
     yield service, transport
     service.stop()
 
