@@ -71,9 +71,6 @@ __all__ = ["Change", "ChangeKind", "ControllerCore", "PacketInResult"]
 
 log = logging.getLogger("controller.network.core")
 
-_Placed = tuple[int, tuple[int, int, Match]]
-"""(dpid, flow key): a flow's place on a switch"""
-
 REMOVED_SLACK_S = 0.2
 """A flow-removed report of a flow the switch installed at least this long before the
 controller last added a flow with its table, priority and match is of an older flow: the
@@ -152,11 +149,10 @@ class ControllerCore:
         self._unsure: set[int] = set()
         """dpids whose view may differ from the plan of the last change (just read from the
         switch, or flows lost behind our back): the next change diffs them in full"""
-        self._added_at: dict[_Placed, float] = {}
-        """(dpid, flow key) -> ``now`` of the change that last added that flow, kept for
-        :data:`ADDED_MEMORY_S` (see :meth:`flows_removed`)"""
-        self._added_log: collections.deque[tuple[float, list[_Placed]]] = collections.deque()
-        """(now, the keys it added) per change, oldest first: what to forget when"""
+        self._added_log: collections.deque[tuple[float, Mapping[int, Sequence[FlowEntry]]]] = \
+            collections.deque()
+        """(``now``, its adds per dpid) of each change of the last :data:`ADDED_MEMORY_S`,
+        oldest first: when the controller last added a flow (see :meth:`flows_removed`)"""
         self._tokens = itertools.count(1)
         self._last_token = 0
         self.freeze_gc = False
@@ -259,18 +255,28 @@ class ControllerCore:
         return adds, deletes
 
     def _remember_adds(self, adds: Mapping[int, Sequence[FlowEntry]], now: float) -> None:
-        """Note when ``adds`` were added; forget what was added before
+        """Keep ``adds`` for :meth:`_last_added` (one append: a cut's change on Cogentco adds
+        9,000 flows, and flows removed are rare); forget what is older than
         :data:`ADDED_MEMORY_S`."""
-        keys = [(dpid, e.key) for dpid, es in adds.items() for e in es]
-        added_at = self._added_at
-        added_at.update(dict.fromkeys(keys, now))
         log_ = self._added_log
-        log_.append((now, keys))
+        log_.append((now, adds))
         while log_[0][0] < now - ADDED_MEMORY_S:
-            then, old = log_.popleft()
-            for k in old:
-                if added_at.get(k) == then:
-                    del added_at[k]
+            log_.popleft()
+
+    def _last_added(self, dpid: int, keys: Iterable[tuple[int, int, Match]]
+                    ) -> dict[tuple[int, int, Match], float]:
+        """When the controller last added a flow with each of ``keys`` on ``dpid``, for those
+        added within :data:`ADDED_MEMORY_S`."""
+        want = set(keys)
+        out: dict[tuple[int, int, Match], float] = {}
+        for then, adds in reversed(self._added_log):
+            for e in adds.get(dpid, ()):
+                if e.key in want:
+                    out[e.key] = then
+                    want.discard(e.key)
+            if not want:
+                break
+        return out
 
     def _replan_now(self, now: float, kind: ChangeKind, cause: str, *,
                     reroute: bool) -> Change:
@@ -701,13 +707,15 @@ class ControllerCore:
         if view is None:
             return Change(token=self._last_token, cause="flows removed (switch not synced)",
                           kind=ChangeKind.RESTORE)
-        if installed_at:
-            added_at = self._added_at
-            flows = [e for e in flows
-                     if installed_at.get(e, now) + REMOVED_SLACK_S
-                     >= added_at.get((dpid, e.key), 0.0)]
-        gone = {(e.key, e.cookie) for e in flows}
+        gone = {(e.key, e.cookie): installed_at.get(e) if installed_at else None
+                for e in flows}
         lost = [e for e in view if (e.key, e.cookie) in gone]
+        if lost and installed_at:
+            # a flow installed before the controller last added it: our own delete, late
+            added = self._last_added(dpid, (e.key for e in lost))
+            lost = [e for e in lost
+                    if (t := gone[e.key, e.cookie]) is None or e.key not in added
+                    or t + REMOVED_SLACK_S >= added[e.key]]
         if not lost:
             return Change(token=self._last_token, cause="flows removed (ours)",
                           kind=ChangeKind.RESTORE)
