@@ -340,7 +340,10 @@ def _short(text: str) -> str:
     if "EOF occurred in violation of protocol" in text:
         return ("TLS handshake refused: etcd closed the connection (it requires a client "
                 "certificate signed by the CA it trusts: --etcd-cert, --etcd-key)")
-    if "RemoteDisconnected" in text:
+    if "RemoteDisconnected" in text or ("Connection aborted" in text
+                                        and "ConnectionResetError" in text):
+        # a TLS server asked in plain HTTP closes, or resets when the close outruns the
+        # request (seen both ways against etcd 3.4)
         return "closed the connection without an answer (an https:// etcd asked over http://?)"
     found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
     if found:

@@ -23,7 +23,15 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from waiting import wait_until
 
-from controller.cluster.etcd import Compare, EtcdAuth, EtcdClient, EtcdTls, Op, WatchEvent
+from controller.cluster.etcd import (
+    Compare,
+    EtcdAuth,
+    EtcdClient,
+    EtcdTls,
+    Op,
+    WatchEvent,
+    _short,
+)
 from controller.cluster.etcdproc import EtcdCluster, EtcdServer, ServerTls
 from controller.errors import ClusterUnavailable, CpnError, StoreError
 from controller.lab.cli import main as lab_main
@@ -148,6 +156,18 @@ def test_a_client_trusting_another_ca_refuses_etcd(tls_etcd: EtcdServer, pki: Pa
                                                     ours.key))
     assert "etcd's server certificate is not signed by the CA this member trusts " \
         "(--etcd-ca)" in message
+
+
+@pytest.mark.parametrize("error", [
+    "('Connection aborted.', RemoteDisconnected('Remote end closed connection without "
+    "response'))",
+    "('Connection aborted.', ConnectionResetError(104, 'Connection reset by peer'))",
+])
+def test_plain_http_to_a_tls_etcd_is_named_whether_it_closes_or_resets(error: str) -> None:
+    # etcd answers a plain request on its TLS port by closing, or by a reset when the close
+    # outruns the request: both are the same mistake
+    assert _short(f"http://127.0.0.1:2379: {error}") == \
+        "closed the connection without an answer (an https:// etcd asked over http://?)"
 
 
 def test_a_client_without_tls_settings_is_refused(tls_etcd: EtcdServer) -> None:
