@@ -567,9 +567,9 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]  # os-ken ships no typ
 
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
     def _flow_removed(self, ev: Any) -> None:
-        self._count_in(ev.msg)
-        dp = ev.msg.datapath
         msg = ev.msg
+        self._count_in(msg)
+        dp = msg.datapath
         entry = openflow.flowremoved_to_entry(msg)
         # when the switch installed it, on our clock: a delete of ours that comes back after a
         # later change added the flow again is told from a removal behind our back by it
