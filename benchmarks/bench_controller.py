@@ -43,7 +43,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -61,7 +60,7 @@ from intent_specs import (  # noqa: E402
 
 from controller.lab.build import ControllerAddress  # noqa: E402
 from controller.lab.network import LabNetwork  # noqa: E402
-from controller.main import StructuredFormatter, run  # noqa: E402
+from controller.main import OpenFlowServer, StructuredFormatter  # noqa: E402
 from controller.network.sender import ChangeRecord  # noqa: E402
 from controller.network.service import ControllerService  # noqa: E402
 from controller.topology.files import load_topology_argument  # noqa: E402
@@ -88,15 +87,10 @@ def start_controller(topology: Topology, log_path: Path, *, fast_reroute: bool =
     service = ControllerService(topology, fast_reroute=fast_reroute,
                                 delete_delay_s=delete_delay_s)
     port = free_port()
-    threading.Thread(target=run, args=(service, "127.0.0.1", port), daemon=True,
-                     name="os-ken").start()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return service, port
-        time.sleep(0.05)
-    raise SystemExit("the controller did not start listening within 20 s")
+    # the OpenFlow side exactly as cpn-controller runs it (one selector thread for every
+    # switch connection, the guard on what switches send)
+    OpenFlowServer(service, "127.0.0.1", port).start(timeout_s=20)
+    return service, port
 
 
 def wait(what: str, check: Any, timeout_s: float) -> float:
