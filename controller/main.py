@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from controller.store.etcd import EtcdStore
 
 __all__ = ["Controller", "OpenFlowServer", "StructuredFormatter", "build_controller",
-           "build_service", "configure_logging", "main", "run"]
+           "build_service", "configure_logging", "main"]
 
 FIELDS = ("event", "dpid", "intent", "token", "port_no", "duration_ms", "compute_ms",
           "phase0_ms", "phase1_ms", "phase2_ms", "queued_ms", "messages", "switches")
@@ -451,27 +451,6 @@ def _etcd_auth(cs: ClusterSettings) -> EtcdAuth | None:
     if not password:
         raise CpnError(f"--etcd-password-file {path}: empty (the password is its first line)")
     return EtcdAuth(cs.etcd_user, password)
-
-
-def run(service: ControllerService, ofp_host: str, ofp_port: int) -> None:
-    """Start os-ken with the CPN app on ``service`` and block until it stops."""
-    from os_ken import cfg
-    from os_ken.base.app_manager import AppManager
-    from os_ken.lib import hub
-
-    # registers the ofp_* options; must come after app_manager (circular imports)
-    importlib.import_module("os_ken.controller.controller")
-
-    cfg.CONF(args=["--ofp-listen-host", ofp_host, "--ofp-tcp-listen-port", str(ofp_port)],
-             project="os_ken")
-    manager = AppManager.get_instance()
-    manager.load_apps(["controller.network.app"])
-    contexts: dict[str, Any] = dict(manager.create_contexts())
-    threads = manager.instantiate_apps(cpn_service=service, **contexts)
-    try:
-        hub.joinall(threads)
-    finally:
-        manager.close()
 
 
 class OpenFlowServer:
