@@ -51,6 +51,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import bare_client  # noqa: E402
 from intent_specs import (  # noqa: E402
     ANCHORS_MS,
     RESTORE_TARGET_MS,
@@ -319,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --fast-reroute: cuts more with the controller not told (its "
                         "port-status events dropped), whose pings lost time the switches' "
                         "own failover")
+    p.add_argument("--bare-client", action="store_true",
+                   help="after the batches, time a bare OpenFlow client putting as many new "
+                        "flows on as many bridges of the same lab (benchmarks/bare_client.py)")
     p.add_argument("--delete-delay-ms", type=float, default=0.0,
                    help="openflow.delete_delay_s in ms: how long each change's deletes wait "
                         "after its new flows are confirmed (0: at once)")
@@ -375,6 +379,21 @@ def main(argv: list[str] | None = None) -> int:
                     f"(compute {r['compute_ms']:.1f}, phase 0 {r['phase0_ms']:.1f}, "
                     f"phase 1 {r['phase1_ms']:.1f})")
         results["install"] = runs
+        if args.bare_client:
+            # the same number of new flows on as many bridges of the same lab, with nobody
+            # in the way: what Open vSwitch itself takes in this hour
+            batch = runs[1000]
+            flows = statistics.median(r["messages"] for r in batch)
+            assert lab.net is not None
+            bridges = sorted(sw.name for sw in lab.net.switches)[
+                :int(statistics.median(r["switches"] for r in batch))]
+            bare = bare_client.measure(bridges, max(1, round(flows / len(bridges))))
+            bare["controller_phases_ms"] = statistics.median(
+                r["phase0_ms"] + r["phase1_ms"] for r in batch)
+            results["bare_client"] = bare
+            say(f"bare client: {bare['flows_each']} flows on each of {bare['bridges']} bridges "
+                f"answered in {bare['ovs_median_ms']:.1f} ms, {bare['packed_median_ms']:.1f} "
+                "ms with the packing")
         link_index, crossing = busiest_link(service, topology)
         if args.via_busiest_link and args.crossing > crossing:
             # more intents across the link than the batches left (not timed)
@@ -489,6 +508,17 @@ def report(res: dict[str, Any]) -> str:
                           f"{statistics.median(blind):g} (re-routed cuts: "
                           f"{statistics.median(lost) if lost else '-'}). What is lost without "
                           "the controller is the switches' own failover."]
+    if res.get("bare_client"):
+        b = res["bare_client"]
+        ovs, packed, ours = b["ovs_median_ms"], b["packed_median_ms"], b["controller_phases_ms"]
+        lines += ["", f"A bare OpenFlow client on the same lab (benchmarks/bare_client.py): "
+                      f"{b['flows_each']} new flows in one bundle on each of {b['bridges']} "
+                      f"bridges, answered in {ovs:.1f} ms packed beforehand "
+                      f"({min(b['ovs_ms']):.1f}-{max(b['ovs_ms']):.1f}) and {packed:.1f} ms "
+                      f"packed as they go ({min(b['packed_ms']):.1f}-"
+                      f"{max(b['packed_ms']):.1f}; medians of {len(b['ovs_ms'])}); the "
+                      f"controller's phases 0 and 1 of the 1,000-intent batch: {ours:.1f} ms "
+                      f"({ours / ovs:.2f}x and {ours / packed:.2f}x the bare client)."]
     return "\n".join(lines)
 
 
