@@ -1,7 +1,8 @@
 """Controller benchmark on the national lab (52 OVS switches in Mininet, userspace datapath)
 or another map (``--topology zoo:Cogentco``).
 
-Measures, with the controller running in this process (os-ken in a background thread):
+Measures, with the controller running in this process (its OpenFlow side as ``cpn-controller``
+runs it, :class:`controller.main.OpenFlowServer`):
 
 * intent install time: from the API call (``ControllerService.add_intent`` /
   ``add_intents``) to every flow confirmed by barrier on every switch, for 1, 100, 1,000
@@ -19,6 +20,9 @@ Measures, with the controller running in this process (os-ken in a background th
 * with ``--fast-reroute``, ``--blind-cuts`` more cuts with the controller not told (its
   port-status events dropped at the service, as if its connections were stalled): the pings
   lost then are the data plane's own failover alone, to compare with the cuts it re-routes.
+* with ``--bare-client``, after the batches, a bare OpenFlow client (``bare_client.py``)
+  putting as many new flows on as many bridges of the same lab: Open vSwitch's own time for
+  what the controller's phases send, in the same hour.
 
 The anchor is ONOS 1.0 on one node (15.5 ms for 1 intent, 48 ms for 1,000, 364.6 ms for
 5,000, as published by ON.Lab); ratios are anchor / ours (above 1: faster than the anchor).
