@@ -143,14 +143,20 @@ class _Bundle:
     it), :meth:`CpnApp._error` sends the FlowMods again one by one, as they were sent before
     bundles (each that fails then fails alone), and moves the barrier waiter behind them."""
 
-    __slots__ = ("barrier_xid", "plain", "retried", "xids")
+    __slots__ = ("added", "barrier_xid", "retried", "xids")
 
-    def __init__(self, xids: frozenset[int], plain: list[bytes]) -> None:
+    def __init__(self, xids: frozenset[int], added: list[bytes]) -> None:
         self.xids = xids
         """the xids of the bundle's messages: open, each FlowMod (its bundle-add's too), commit"""
-        self.plain = plain
+        self.added = added
+        """the bundle-add messages, in order"""
         self.barrier_xid: int | None = None
         self.retried = False
+
+    @property
+    def plain(self) -> list[bytes]:
+        """The FlowMods the bundle carries, each as it is sent alone."""
+        return [w[openflow.BUNDLE_ADD_HEADER_BYTES:] for w in self.added]
 
     def holds(self, xid: int) -> bool:
         return xid in self.xids
@@ -309,15 +315,20 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]  # os-ken ships no typ
         bufs: list[bytes] = []
         sent: dict[str, int] = {}
         bundle = len(msgs) > BUNDLE_MIN and isinstance(msgs[-1], ofp_parser.OFPBarrierRequest)
+        # the FlowMods in a row, each already inside a bundle-add of bundle ``run_id``
         run: list[tuple[int, bytes]] = []
+        run_id = 0
         new: list[_Bundle] = []
         flowmods = 0
         with self._send_lock:  # xids are shared with the event thread's packet-outs
             for msg in msgs:
                 if bundle and msg.__class__ is openflow.EntryFlowMod and msg.xid is None:
-                    # the common case, packed in one call (a big change sends thousands)
+                    # the common case, packed with its bundle-add in one call (a big change
+                    # sends thousands)
+                    if not run:
+                        run_id = next(self._bundle_ids) & 0xFFFF_FFFF
                     xid = _next_xid(dp)
-                    wire = msg.wire(xid)
+                    wire = msg.bundle_wire(xid, run_id)
                     if wire is not None:
                         msg.datapath = dp
                         run.append((xid, wire))
@@ -331,10 +342,12 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]  # os-ken ships no typ
                 if isinstance(msg, ofp_parser.OFPFlowMod):
                     sent["OFPFlowMod"] = sent.get("OFPFlowMod", 0) + 1
                     if bundle:
-                        run.append((xid, wire))
+                        if not run:
+                            run_id = next(self._bundle_ids) & 0xFFFF_FFFF
+                        run.append((xid, openflow.bundle_add(run_id, wire, xid=xid)))
                         continue
                 elif run:
-                    self._bundle_run(dp, run, bufs, new, sent)
+                    self._bundle_run(dp, run_id, run, bufs, new, sent)
                     run = []
                 sent[name] = sent.get(name, 0) + 1
                 if isinstance(msg, ofp_parser.OFPBarrierRequest):
@@ -358,18 +371,18 @@ class CpnApp(app_manager.OSKenApp):  # type: ignore[misc]  # os-ken ships no typ
             count_openflow_message(name, "out", n)
         return waiter
 
-    def _bundle_run(self, dp: Any, run: list[tuple[int, bytes]], bufs: list[bytes],
-                    new: list[_Bundle], sent: dict[str, int]) -> None:
-        """Append ``run`` ((xid, wire bytes) of FlowMods, in order) to ``bufs``: as one bundle
-        when it is long enough, else as they are. Call with ``_send_lock`` held."""
+    def _bundle_run(self, dp: Any, bundle_id: int, run: list[tuple[int, bytes]],
+                    bufs: list[bytes], new: list[_Bundle], sent: dict[str, int]) -> None:
+        """Append ``run`` ((xid, bundle-add of bundle ``bundle_id``) of FlowMods, in order)
+        to ``bufs``: as one bundle when it is long enough, else the FlowMods as they are. Call
+        with ``_send_lock`` held."""
         wires = [w for _, w in run]
         if len(run) < BUNDLE_MIN:
-            bufs.extend(wires)
+            bufs.extend(w[openflow.BUNDLE_ADD_HEADER_BYTES:] for w in wires)
             return
-        bundle_id = next(self._bundle_ids) & 0xFFFF_FFFF
         open_xid = _next_xid(dp)
         bufs.append(openflow.bundle_control(bundle_id, ofp.ONF_BCT_OPEN_REQUEST, open_xid))
-        bufs.extend(openflow.bundle_add(bundle_id, w, xid=x) for x, w in run)
+        bufs.extend(wires)
         commit_xid = _next_xid(dp)
         bufs.append(openflow.bundle_control(bundle_id, ofp.ONF_BCT_COMMIT_REQUEST, commit_xid))
         sent["ONFBundleCtrlMsg"] = sent.get("ONFBundleCtrlMsg", 0) + 2

@@ -248,6 +248,28 @@ class EntryFlowMod(parser.OFPFlowMod):  # type: ignore[misc]  # os-ken ships no 
             self.__dict__["xid"] = xid
         return out
 
+    def bundle_wire(self, xid: int, bundle_id: int, flags: int | None = None) -> bytes | None:
+        """:meth:`wire` inside an ONF bundle-add message of bundle ``bundle_id`` (``flags``:
+        :data:`BUNDLE_FLAGS` by default), packed in one go: what :func:`bundle_add` makes of
+        :meth:`wire`'s bytes, which stay in ``buf``. None when os-ken's serialiser must do
+        it (nothing is set then)."""
+        body = _flowmod_body(self)
+        if body is None:
+            return None
+        d = self.__dict__
+        size = _OFP_HEADER.size + len(body)
+        out = _BUNDLE_ADD_FLOWMOD.pack(
+            ofp.OFP_VERSION, ofp.OFPT_EXPERIMENTER, _BUNDLE_ADD_HEADER.size + size, xid,
+            ofproto_common.ONF_EXPERIMENTER_ID, ofp.ONF_ET_BUNDLE_ADD_MESSAGE, bundle_id,
+            BUNDLE_FLAGS if flags is None else flags,
+            ofp.OFP_VERSION, ofp.OFPT_FLOW_MOD, size, xid) + body
+        d["version"] = ofp.OFP_VERSION
+        d["msg_type"] = ofp.OFPT_FLOW_MOD
+        d["msg_len"] = size
+        d["xid"] = xid
+        d["buf"] = out[_BUNDLE_ADD_HEADER.size:]
+        return out
+
     def _pack(self, xid: int) -> bytes | None:
         body = _flowmod_body(self)
         if body is None:
@@ -358,21 +380,31 @@ def _pad8(n: int) -> int:
     return (n + 7) // 8 * 8
 
 
+_MATCH_HEAD = [struct.pack("!HH", ofp.OFPMT_OXM, n) for n in range(1024)]
+"""The ``ofp_match`` header (type OXM, length n) for each length n."""
+_PAD = [bytes(n) for n in range(8)]
+
+
 def _wire_of_match(match: Match) -> bytes | None:
-    """``ofp_match`` (OXM, fields in field-number order as os-ken sends them, padded)."""
-    tlvs = []
+    """``ofp_match`` (OXM, fields in field-number order as os-ken sends them, padded). Most
+    matches are new (each intent's own), their fields are not (the same hosts and labels
+    recur), so each field's TLV comes from its cache."""
     known = _oxm_wire
-    for name, value in match:
-        tlv = known.get((name, value, type(value)))  # most fields were packed before
+    tlvs = []
+    for item in match:
+        name, value = item
+        tlv = known.get((name, value, type(value)))
         if tlv is None:
             tlv = _oxm(name, value)
             if tlv is None:
                 return None
         tlvs.append(tlv)
     tlvs.sort()  # field numbers are distinct
-    body = b"".join(t[1] for t in tlvs)
+    body = b"".join([t[1] for t in tlvs])
     length = 4 + len(body)
-    return struct.pack("!HH", ofp.OFPMT_OXM, length) + body + bytes(_pad8(length) - length)
+    if length >= len(_MATCH_HEAD):
+        return None  # os-ken says what is wrong with it
+    return _MATCH_HEAD[length] + body + _PAD[-length % 8]
 
 
 def _wire_of_instructions(insts: Instructions) -> bytes | None:
@@ -412,15 +444,18 @@ def _wire_of_instructions(insts: Instructions) -> bytes | None:
     return out
 
 
+_MISSING = object()
+
+
 def _cached(cache: dict[Any, Any], key: Any, make: Any) -> Any:
     """``cache[key]``, made by ``make(key)`` the first time (None when the packer cannot:
     os-ken's serialiser does it then); an unhashable key is never cached."""
     try:
-        return cache[key]
-    except KeyError:
-        pass
+        value = cache.get(key, _MISSING)  # a miss is common (each intent's own match)
     except TypeError:
         return None
+    if value is not _MISSING:
+        return value
     try:
         value = make(key)
     except (struct.error, TypeError, ValueError, IndexError):
@@ -442,10 +477,11 @@ def _flowmod_body(msg: EntryFlowMod) -> bytes | None:
     insts = _cached(_instructions_wire, msg._wire_instructions, _wire_of_instructions)
     if insts is None:
         return None
+    d = msg.__dict__  # every field is there (_quick_flowmod): a FlowMod's attribute reads
     try:
-        fixed = _FLOWMOD_FIXED.pack(msg.cookie, msg.cookie_mask, msg.table_id, msg.command,
-                                    msg.idle_timeout, msg.hard_timeout, msg.priority,
-                                    msg.buffer_id, msg.out_port, msg.out_group, msg.flags)
+        fixed = _FLOWMOD_FIXED.pack(d["cookie"], d["cookie_mask"], d["table_id"], d["command"],
+                                    d["idle_timeout"], d["hard_timeout"], d["priority"],
+                                    d["buffer_id"], d["out_port"], d["out_group"], d["flags"])
     except struct.error:
         return None
     return fixed + match + insts
@@ -469,6 +505,9 @@ def bundle_control(bundle_id: int, type_: int, xid: int, flags: int = BUNDLE_FLA
 
 
 _BUNDLE_ADD_HEADER = struct.Struct(_ONF_HEADER.format + _BUNDLE_ADD.format[1:])
+BUNDLE_ADD_HEADER_BYTES = _BUNDLE_ADD_HEADER.size
+"""What a bundle-add message puts before the message it carries."""
+_BUNDLE_ADD_FLOWMOD = struct.Struct(_BUNDLE_ADD_HEADER.format + _OFP_HEADER.format[1:])
 
 
 def bundle_add(bundle_id: int, inner: bytes, flags: int = BUNDLE_FLAGS,

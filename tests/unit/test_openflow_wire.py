@@ -66,8 +66,8 @@ entries = st.builds(
     st.integers(0, (1 << 64) - 1))
 
 
-def os_ken_bytes(entry: FlowEntry, command: int, xid: int) -> bytes:
-    """The same FlowMod built and serialised by os-ken alone."""
+def os_ken_flowmod(entry: FlowEntry, command: int) -> Any:
+    """The same FlowMod built by os-ken alone."""
     add = command == ofp.OFPFC_ADD
     msg = openflow.flowmod(
         command=command, table_id=entry.table_id, priority=entry.priority,
@@ -76,6 +76,12 @@ def os_ken_bytes(entry: FlowEntry, command: int, xid: int) -> bytes:
         instructions=openflow._instructions(entry.instructions) if add else (),
         flags=ofp.OFPFF_SEND_FLOW_REM if add else 0)
     msg.datapath = DP
+    return msg
+
+
+def os_ken_bytes(entry: FlowEntry, command: int, xid: int) -> bytes:
+    """The same FlowMod built and serialised by os-ken alone."""
+    msg = os_ken_flowmod(entry, command)
     msg.set_xid(xid)
     msg.serialize()
     return bytes(msg.buf)
@@ -165,3 +171,26 @@ def test_bundle_messages_equal_os_kens(bundle_id: int, xid: int, kind: int,
     add.serialize()
     assert openflow.bundle_add(bundle_id, our_bytes(inner, xid)) == bytes(add.buf)
     assert openflow.bundle_add(bundle_id, bytes(inner.buf), xid=xid) == bytes(add.buf)
+
+
+@given(bundle_id=st.integers(0, 0xFFFF_FFFF), xid=st.integers(0, 0xFFFF_FFFF), entry=entries)
+@settings(max_examples=200, deadline=None)
+def test_bundle_wire_is_os_kens_bundle_add_of_the_flowmod(bundle_id: int, xid: int,
+                                                           entry: FlowEntry) -> None:
+    """The sender's one-call path for a FlowMod inside a bundle (``bundle_wire``): os-ken's
+    bundle-add of os-ken's FlowMod, with the FlowMod's own bytes left in ``buf``; None (and
+    nothing set) where os-ken must serialise."""
+    for msg, command in ((openflow.flowmod_add(entry), ofp.OFPFC_ADD),
+                         (openflow.flowmod_delete_strict(entry), ofp.OFPFC_DELETE_STRICT)):
+        wire = msg.bundle_wire(xid, bundle_id)
+        if openflow._flowmod_body(msg) is None:
+            assert wire is None and msg.xid is None
+            continue
+        alone = os_ken_bytes(entry, command, xid)
+        add = parser.ONFBundleAddMsg(DP, bundle_id, openflow.BUNDLE_FLAGS,
+                                     os_ken_flowmod(entry, command), [])
+        add.set_xid(xid)
+        add.serialize()
+        assert wire == bytes(add.buf)
+        assert wire[openflow.BUNDLE_ADD_HEADER_BYTES:] == alone
+        assert msg.xid == xid and bytes(msg.buf) == alone
