@@ -324,6 +324,13 @@ _OXM_INT_FIELDS = {"in_port": (ofp.OFPXMT_OFB_IN_PORT, "!I"),
                    "udp_src": (ofp.OFPXMT_OFB_UDP_SRC, "!H"),
                    "udp_dst": (ofp.OFPXMT_OFB_UDP_DST, "!H"),
                    "mpls_label": (ofp.OFPXMT_OFB_MPLS_LABEL, "!I")}
+_OXM_INT_PACKERS = {
+    name: (num, struct.Struct("!I" + fmt[1:]),
+           _OXM_BASIC | (num << 9) | struct.calcsize(fmt), (1 << 8 * struct.calcsize(fmt)) - 1)
+    for name, (num, fmt) in _OXM_INT_FIELDS.items()}
+"""oxm field name -> (field number, struct of the TLV, its header, the largest value): an
+integer field packed in one call (ports and labels are new in most matches, so a cache of
+their TLVs would mostly miss)"""
 _OXM_IPV4_FIELDS = {"ipv4_src": ofp.OFPXMT_OFB_IPV4_SRC, "ipv4_dst": ofp.OFPXMT_OFB_IPV4_DST}
 _OXM_MAC_FIELDS = {"eth_src": ofp.OFPXMT_OFB_ETH_SRC, "eth_dst": ofp.OFPXMT_OFB_ETH_DST}
 _WIRE_CACHE_MAX = 1 << 16
@@ -389,10 +396,17 @@ def _wire_of_match(match: Match) -> bytes | None:
     """``ofp_match`` (OXM, fields in field-number order as os-ken sends them, padded). Most
     matches are new (each intent's own), their fields are not (the same hosts and labels
     recur), so each field's TLV comes from its cache."""
-    known = _oxm_wire
+    known, packers = _oxm_wire, _OXM_INT_PACKERS
     tlvs = []
     for item in match:
         name, value = item
+        packer = packers.get(name)
+        if packer is not None and type(value) is int:
+            num, packed, head, top = packer
+            if not 0 <= value <= top:
+                return None  # os-ken says what is wrong with it
+            tlvs.append((num, packed.pack(head, value)))
+            continue
         tlv = known.get((name, value, type(value)))
         if tlv is None:
             tlv = _oxm(name, value)
