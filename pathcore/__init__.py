@@ -8,8 +8,21 @@ answers only the next hops that moved.
 Unknown node names and link ids raise `KeyError`; bad numbers and arguments raise
 `ValueError`; "no (feasible) path" is `None` (or an empty list for `k_shortest_paths`).
 A latency bound (`max_latency_ms`) of `math.inf` means unbounded.
+
+Beside the engine, `pack_bundle_flowmod`, `pack_match` and `pack_oxm` give the OpenFlow 1.3
+wire bytes of the controller's FlowMods (a FlowMod in an ONF bundle-add, a match, one OXM
+field) for the fields and forms they know, and None for the rest (os-ken serialises those).
 """
 
-from pathcore._pathcore import Graph, Link, Path, ReverseTrees
+from pathcore._pathcore import (
+    Graph,
+    Link,
+    Path,
+    ReverseTrees,
+    pack_bundle_flowmod,
+    pack_match,
+    pack_oxm,
+)
 
-__all__ = ["Graph", "Link", "Path", "ReverseTrees"]
+__all__ = ["Graph", "Link", "Path", "ReverseTrees", "pack_bundle_flowmod", "pack_match",
+           "pack_oxm"]

@@ -1,9 +1,10 @@
 """Type stub for the pathcore extension module (hand-written; checked by mypy.stubtest)."""
 
 from collections.abc import Iterable
-from typing import final
+from typing import Any, final
 
-__all__ = ["Graph", "Link", "Path", "ReverseTrees"]
+__all__ = ["Graph", "Link", "Path", "ReverseTrees", "pack_bundle_flowmod", "pack_match",
+           "pack_oxm"]
 
 @final
 class Path:
@@ -162,3 +163,15 @@ class ReverseTrees:
     def update(self, roots: Iterable[str]) -> list[tuple[str, list[tuple[int, int]]]]: ...
     def next_hops(self, root: str) -> list[int]: ...
     def roots(self) -> list[str]: ...
+
+def pack_oxm(name: str, value: Any) -> bytes | None:
+    """The OXM TLV of one unmasked match field; None when os-ken must encode it."""
+
+def pack_match(fields: Any) -> bytes | None:
+    """The ``ofp_match`` of a tuple of (name, value) pairs; None when os-ken must encode
+    it."""
+
+def pack_bundle_flowmod(xid: int, bundle_id: int, bundle_flags: int, fixed: bytes,
+                        fields: Any, instructions: bytes) -> bytes | None:
+    """A FlowMod (header ``xid``, its 40 ``fixed`` bytes, the match of ``fields``, its
+    ``instructions`` bytes) inside an ONF bundle-add; None when os-ken must serialise it."""

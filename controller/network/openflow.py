@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import socket
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from controller.network.flows import (
     Instructions,
     Match,
 )
+from pathcore import pack_bundle_flowmod, pack_match, pack_oxm
 
 __all__ = [
     "BUNDLE_FLAGS",
@@ -250,24 +250,29 @@ class EntryFlowMod(parser.OFPFlowMod):  # type: ignore[misc]  # os-ken ships no 
 
     def bundle_wire(self, xid: int, bundle_id: int, flags: int | None = None) -> bytes | None:
         """:meth:`wire` inside an ONF bundle-add message of bundle ``bundle_id`` (``flags``:
-        :data:`BUNDLE_FLAGS` by default), packed in one go: what :func:`bundle_add` makes of
-        :meth:`wire`'s bytes, which stay in ``buf``. None when os-ken's serialiser must do
-        it (nothing is set then)."""
-        body = _flowmod_body(self)
-        if body is None:
-            return None
+        :data:`BUNDLE_FLAGS` by default), packed in one go (``pathcore.pack_bundle_flowmod``:
+        most matches are new, one per intent, and encoding them was most of the sender's
+        time): what :func:`bundle_add` makes of :meth:`wire`'s bytes, which stay in ``buf``.
+        None when os-ken's serialiser must do it (nothing is set then)."""
         d = self.__dict__
-        size = _OFP_HEADER.size + len(body)
-        out = _BUNDLE_ADD_FLOWMOD.pack(
-            ofp.OFP_VERSION, ofp.OFPT_EXPERIMENTER, _BUNDLE_ADD_HEADER.size + size, xid,
-            ofproto_common.ONF_EXPERIMENTER_ID, ofp.ONF_ET_BUNDLE_ADD_MESSAGE, bundle_id,
-            BUNDLE_FLAGS if flags is None else flags,
-            ofp.OFP_VERSION, ofp.OFPT_FLOW_MOD, size, xid) + body
+        match = d["_wire_match"]
+        if match is None:
+            return None
+        insts = _cached(_instructions_wire, d["_wire_instructions"], _wire_of_instructions)
+        if insts is None:
+            return None
+        fixed = _fixed_part(d)
+        if fixed is None:
+            return None
+        out: bytes | None = pack_bundle_flowmod(
+            xid, bundle_id, BUNDLE_FLAGS if flags is None else flags, fixed, match, insts)
+        if out is None:
+            return None
         d["version"] = ofp.OFP_VERSION
         d["msg_type"] = ofp.OFPT_FLOW_MOD
-        d["msg_len"] = size
+        d["msg_len"] = len(out) - BUNDLE_ADD_HEADER_BYTES
         d["xid"] = xid
-        d["buf"] = out[_BUNDLE_ADD_HEADER.size:]
+        d["buf"] = out[BUNDLE_ADD_HEADER_BYTES:]
         return out
 
     def _pack(self, xid: int) -> bytes | None:
@@ -313,112 +318,33 @@ def _quick_flowmod(entry: FlowEntry, command: int, cookie_mask: int, flags: int,
 
 _OFP_HEADER = struct.Struct("!BBHI")
 _FLOWMOD_FIXED = struct.Struct("!QQBBHHHIIIH2x")
-_OXM_BASIC = ofp.OFPXMC_OPENFLOW_BASIC << 16
-# oxm field name -> (field number, struct format of the unmasked value)
-_OXM_INT_FIELDS = {"in_port": (ofp.OFPXMT_OFB_IN_PORT, "!I"),
-                   "eth_type": (ofp.OFPXMT_OFB_ETH_TYPE, "!H"),
-                   "ip_dscp": (ofp.OFPXMT_OFB_IP_DSCP, "!B"),
-                   "ip_proto": (ofp.OFPXMT_OFB_IP_PROTO, "!B"),
-                   "tcp_src": (ofp.OFPXMT_OFB_TCP_SRC, "!H"),
-                   "tcp_dst": (ofp.OFPXMT_OFB_TCP_DST, "!H"),
-                   "udp_src": (ofp.OFPXMT_OFB_UDP_SRC, "!H"),
-                   "udp_dst": (ofp.OFPXMT_OFB_UDP_DST, "!H"),
-                   "mpls_label": (ofp.OFPXMT_OFB_MPLS_LABEL, "!I")}
-_OXM_INT_PACKERS = {
-    name: (num, struct.Struct("!I" + fmt[1:]),
-           _OXM_BASIC | (num << 9) | struct.calcsize(fmt), (1 << 8 * struct.calcsize(fmt)) - 1)
-    for name, (num, fmt) in _OXM_INT_FIELDS.items()}
-"""oxm field name -> (field number, struct of the TLV, its header, the largest value): an
-integer field packed in one call (ports and labels are new in most matches, so a cache of
-their TLVs would mostly miss)"""
-_OXM_IPV4_FIELDS = {"ipv4_src": ofp.OFPXMT_OFB_IPV4_SRC, "ipv4_dst": ofp.OFPXMT_OFB_IPV4_DST}
-_OXM_MAC_FIELDS = {"eth_src": ofp.OFPXMT_OFB_ETH_SRC, "eth_dst": ofp.OFPXMT_OFB_ETH_DST}
 _WIRE_CACHE_MAX = 1 << 16
 _match_wire: dict[Match, bytes | None] = {}
 _instructions_wire: dict[Instructions, bytes | None] = {}
 
 
-_oxm_wire: dict[tuple[str, Any, type], tuple[int, bytes] | None] = {}
+_oxm_wire: dict[tuple[str, Any, type], bytes | None] = {}
 
 
-def _oxm(name: str, value: Any) -> tuple[int, bytes] | None:
-    """(field number, OXM TLV) of one unmasked field, None for what the packer leaves to
-    os-ken (masks, fields it does not know, values not in canonical form). Cached: the same
-    hosts, ports and labels recur in thousands of matches."""
+def _oxm(name: str, value: Any) -> bytes | None:
+    """The OXM TLV of one unmasked field (``pathcore.pack_oxm``), None for what the packer
+    leaves to os-ken (masks, fields it does not know, values not in canonical form).
+    Cached: the same labels and addresses recur in thousands of set-field actions."""
     return _cached(_oxm_wire, (name, value, type(value)), _make_oxm)
 
 
-def _make_oxm(key: tuple[str, Any, type]) -> tuple[int, bytes] | None:
-    name, value, _ = key
-    if name in _OXM_INT_FIELDS:
-        if type(value) is not int:
-            return None
-        num, fmt = _OXM_INT_FIELDS[name]
-        try:
-            data = struct.pack(fmt, value)
-        except struct.error:
-            return None
-    elif name in _OXM_IPV4_FIELDS:
-        if type(value) is not str:
-            return None
-        try:
-            data = socket.inet_aton(value)
-        except OSError:
-            return None
-        if socket.inet_ntoa(data) != value:  # only the canonical dotted quad
-            return None
-        num = _OXM_IPV4_FIELDS[name]
-    elif name in _OXM_MAC_FIELDS:
-        if type(value) is not str or len(value) != 17 or value != value.lower():
-            return None
-        try:
-            data = bytes.fromhex(value.replace(":", ""))
-        except ValueError:
-            return None
-        if len(data) != 6 or value != ":".join(f"{b:02x}" for b in data):
-            return None
-        num = _OXM_MAC_FIELDS[name]
-    else:
-        return None
-    return num, struct.pack("!I", _OXM_BASIC | (num << 9) | len(data)) + data
+def _make_oxm(key: tuple[str, Any, type]) -> bytes | None:
+    return pack_oxm(key[0], key[1])
 
 
 def _pad8(n: int) -> int:
     return (n + 7) // 8 * 8
 
 
-_MATCH_HEAD = [struct.pack("!HH", ofp.OFPMT_OXM, n) for n in range(1024)]
-"""The ``ofp_match`` header (type OXM, length n) for each length n."""
-_PAD = [bytes(n) for n in range(8)]
-
-
 def _wire_of_match(match: Match) -> bytes | None:
-    """``ofp_match`` (OXM, fields in field-number order as os-ken sends them, padded). Most
-    matches are new (each intent's own), their fields are not (the same hosts and labels
-    recur), so each field's TLV comes from its cache."""
-    known, packers = _oxm_wire, _OXM_INT_PACKERS
-    tlvs = []
-    for item in match:
-        name, value = item
-        packer = packers.get(name)
-        if packer is not None and type(value) is int:
-            num, packed, head, top = packer
-            if not 0 <= value <= top:
-                return None  # os-ken says what is wrong with it
-            tlvs.append((num, packed.pack(head, value)))
-            continue
-        tlv = known.get((name, value, type(value)))
-        if tlv is None:
-            tlv = _oxm(name, value)
-            if tlv is None:
-                return None
-        tlvs.append(tlv)
-    tlvs.sort()  # field numbers are distinct
-    body = b"".join([t[1] for t in tlvs])
-    length = 4 + len(body)
-    if length >= len(_MATCH_HEAD):
-        return None  # os-ken says what is wrong with it
-    return _MATCH_HEAD[length] + body + _PAD[-length % 8]
+    """``ofp_match`` (OXM, fields in field-number order as os-ken sends them, padded):
+    ``pathcore.pack_match``, None where os-ken must encode it."""
+    return pack_match(match)
 
 
 def _wire_of_instructions(insts: Instructions) -> bytes | None:
@@ -438,9 +364,9 @@ def _wire_of_instructions(insts: Instructions) -> bytes | None:
                 tlv = _oxm(v[0], v[1])
                 if tlv is None:
                     return None
-                size = _pad8(4 + len(tlv[1]))
-                actions += struct.pack("!HH", ofp.OFPAT_SET_FIELD, size) + tlv[1] + \
-                    bytes(size - 4 - len(tlv[1]))
+                size = _pad8(4 + len(tlv))
+                actions += struct.pack("!HH", ofp.OFPAT_SET_FIELD, size) + tlv + \
+                    bytes(size - 4 - len(tlv))
             elif k == "output":
                 actions += struct.pack("!HHIH6x", ofp.OFPAT_OUTPUT, 16, v,
                                        ofp.OFPCML_NO_BUFFER)
@@ -491,14 +417,21 @@ def _flowmod_body(msg: EntryFlowMod) -> bytes | None:
     insts = _cached(_instructions_wire, msg._wire_instructions, _wire_of_instructions)
     if insts is None:
         return None
-    d = msg.__dict__  # every field is there (_quick_flowmod): a FlowMod's attribute reads
-    try:
-        fixed = _FLOWMOD_FIXED.pack(d["cookie"], d["cookie_mask"], d["table_id"], d["command"],
-                                    d["idle_timeout"], d["hard_timeout"], d["priority"],
-                                    d["buffer_id"], d["out_port"], d["out_group"], d["flags"])
-    except struct.error:
+    fixed = _fixed_part(msg.__dict__)
+    if fixed is None:
         return None
     return fixed + match + insts
+
+
+def _fixed_part(d: dict[str, Any]) -> bytes | None:
+    """A FlowMod's fields between its header and its match, from its ``__dict__`` (every
+    field is there, :func:`_quick_flowmod`); None when one is out of range."""
+    try:
+        return _FLOWMOD_FIXED.pack(d["cookie"], d["cookie_mask"], d["table_id"], d["command"],
+                                   d["idle_timeout"], d["hard_timeout"], d["priority"],
+                                   d["buffer_id"], d["out_port"], d["out_group"], d["flags"])
+    except struct.error:
+        return None
 
 
 _ONF_HEADER = struct.Struct("!BBHIII")

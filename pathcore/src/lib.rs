@@ -11,6 +11,9 @@
 //! (reverse trees toward many roots kept up to date, answering what moved).
 //! The searches share one heap key ([`min_scored::MinScored`]) and one search machinery
 //! with one predecessor walk ([`search`]).
+//! Beside the engine, [`ofwire`] packs the controller's most frequent OpenFlow message (a
+//! FlowMod in a bundle-add): pure encoding, no I/O, here because it is the controller's
+//! one other hot loop and this is its one native extension.
 //! The optional `python` feature adds the PyO3 bindings (module `pathcore._pathcore`).
 
 pub mod batch;
@@ -20,6 +23,7 @@ pub mod disjoint;
 pub mod graph;
 pub mod k_shortest;
 pub mod min_scored;
+pub mod ofwire;
 pub mod search;
 pub mod shortest_path;
 pub mod trees;

@@ -7,14 +7,14 @@
 
 use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyFloat, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use crate::batch::{self, Request};
 use crate::graph::{
     check_bound, check_quantity, Error, Filter, Graph, LinkId, LinkSpec, NodeId, Path, Weight,
 };
 use crate::trees::ReverseTrees;
-use crate::{circles, constrained, disjoint, k_shortest, shortest_path};
+use crate::{circles, constrained, disjoint, k_shortest, ofwire, shortest_path};
 
 /// The Python exception for an engine error, with message `m`: unknown node or link →
 /// `KeyError`, anything else → `ValueError`.
@@ -989,8 +989,96 @@ impl PyReverseTrees {
     }
 }
 
+/// An OXM value as `ofwire` takes it: an int or a str (exactly: not a bool or a subclass),
+/// else None.
+fn oxm_value<'a>(value: &'a Bound<'_, PyAny>) -> PyResult<Option<ofwire::Value<'a>>> {
+    Ok(if value.is_exact_instance_of::<PyInt>() {
+        value.extract::<i128>().ok().map(ofwire::Value::Int)
+    } else if value.is_exact_instance_of::<PyString>() {
+        Some(ofwire::Value::Str(value.cast::<PyString>()?.to_str()?))
+    } else {
+        None
+    })
+}
+
+/// Call `f` with the (name, value) pairs of the tuple `fields`; None (without calling it)
+/// when `fields` is not a tuple of such pairs `ofwire` takes.
+fn with_fields<'py, T>(
+    fields: &Bound<'py, PyAny>,
+    f: impl FnOnce(&[(&str, ofwire::Value<'_>)]) -> Option<T>,
+) -> PyResult<Option<T>> {
+    let Ok(fields) = fields.cast::<PyTuple>() else {
+        return Ok(None);
+    };
+    let mut held: Vec<(Bound<'py, PyString>, Bound<'py, PyAny>)> = Vec::with_capacity(fields.len());
+    for item in fields.iter() {
+        let Ok(pair) = item.cast_into::<PyTuple>() else {
+            return Ok(None);
+        };
+        if pair.len() != 2 {
+            return Ok(None);
+        }
+        let Ok(name) = pair.get_item(0)?.cast_into::<PyString>() else {
+            return Ok(None);
+        };
+        held.push((name, pair.get_item(1)?));
+    }
+    let mut items = Vec::with_capacity(held.len());
+    for (name, value) in &held {
+        let Some(value) = oxm_value(value)? else {
+            return Ok(None);
+        };
+        items.push((name.to_str()?, value));
+    }
+    Ok(f(&items))
+}
+
+/// The OXM TLV of one unmasked match field (`ofwire`), None when os-ken must encode it.
+#[pyfunction]
+fn pack_oxm<'py>(
+    py: Python<'py>,
+    name: &str,
+    value: &Bound<'py, PyAny>,
+) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    Ok(oxm_value(value)?
+        .and_then(|v| ofwire::oxm(name, &v))
+        .map(|(_, tlv)| PyBytes::new(py, &tlv)))
+}
+
+/// The `ofp_match` of `fields`, a tuple of (name, value) pairs (`ofwire`), None when os-ken
+/// must encode it.
+#[pyfunction]
+fn pack_match<'py>(
+    py: Python<'py>,
+    fields: &Bound<'py, PyAny>,
+) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    Ok(with_fields(fields, ofwire::match_bytes)?.map(|m| PyBytes::new(py, &m)))
+}
+
+/// The wire bytes of a FlowMod inside an ONF bundle-add (`ofwire`): header `xid`, the
+/// FlowMod's 40 bytes between header and match (`fixed`), its match from `fields` (a tuple
+/// of (name, value) pairs), its `instructions` bytes; None when os-ken must serialise it.
+#[pyfunction]
+fn pack_bundle_flowmod<'py>(
+    py: Python<'py>,
+    xid: u32,
+    bundle_id: u32,
+    bundle_flags: u16,
+    fixed: &[u8],
+    fields: &Bound<'py, PyAny>,
+    instructions: &[u8],
+) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    Ok(with_fields(fields, |items| {
+        ofwire::bundle_flowmod(xid, bundle_id, bundle_flags, fixed, items, instructions)
+    })?
+    .map(|out| PyBytes::new(py, &out)))
+}
+
 #[pymodule]
 fn _pathcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(pack_bundle_flowmod, m)?)?;
+    m.add_function(wrap_pyfunction!(pack_match, m)?)?;
+    m.add_function(wrap_pyfunction!(pack_oxm, m)?)?;
     m.add_class::<PyGraph>()?;
     m.add_class::<PyPath>()?;
     m.add_class::<PyLink>()?;
