@@ -11,7 +11,8 @@ its listener anyway and does all of it there, for every switch:
   events as before) and says HELLO;
 - reads every readable socket and parses its messages exactly as os-ken's ``_recv_loop``
   does (``ofproto_parser.msg``, so :mod:`.ofpguard` still closes misbehaving peers; events
-  to the observing apps, os-ken's own handshake handlers called in place);
+  to the observing apps, os-ken's own handshake handlers called in place), but for the
+  replies to a bundle's open and commit, which nobody waits for and are dropped unparsed;
 - writes what the apps send: ``Datapath.send`` appends to the connection's buffer and writes
   at once what the socket takes, from the calling thread; the rest is written by the loop
   when the socket is writable again. A switch that stops reading while more than
@@ -35,14 +36,27 @@ import contextlib
 import logging
 import selectors
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["MAX_BUFFERED_BYTES", "SelectorServer", "install"]
+__all__ = ["MAX_BUFFERED_BYTES", "SelectorServer", "install", "is_bundle_reply"]
 
 log = logging.getLogger("controller.network.ofpio")
+
+OFPT_EXPERIMENTER = 4
+_BUNDLE_REPLY_HEAD = struct.pack("!II", 0x4F4E4600, 2300)  # ONF, bundle control
+_BUNDLE_REPLIES = frozenset((1, 5))  # ONF_BCT_OPEN_REPLY, ONF_BCT_COMMIT_REPLY
+
+
+def is_bundle_reply(buf: bytes | bytearray, pos: int, msg_len: int) -> bool:
+    """Whether the message at ``pos`` of ``buf`` (an OpenFlow experimenter message of
+    ``msg_len`` bytes) is an ONF bundle-control open or commit reply."""
+    return (msg_len >= 24 and buf[pos + 8:pos + 16] == _BUNDLE_REPLY_HEAD
+            and int.from_bytes(buf[pos + 20:pos + 22], "big") in _BUNDLE_REPLIES)
+
 
 MAX_BUFFERED_BYTES = 256 * 1024 * 1024
 """Bytes waiting for one switch beyond which it is disconnected (it does not read)."""
@@ -165,6 +179,13 @@ class SelectorServer:
                 msg_len = OFP_HEADER_BYTES  # as os-ken reads it (the guard closes the peer)
             if size - pos < msg_len:
                 break
+            if msg_type == OFPT_EXPERIMENTER and is_bundle_reply(buf, pos, msg_len):
+                # the switch took a bundle's open or commit: nobody waits for that (a refusal
+                # is an error message, the barrier after it says the bundle is done), and
+                # parsing and dispatching two of them per switch and phase was a tenth of a
+                # big change's reading
+                pos += msg_len
+                continue
             msg = ofproto_parser.msg(dp, version, msg_type, msg_len, xid,
                                      buf[pos:pos + msg_len])
             pos += msg_len

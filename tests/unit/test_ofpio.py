@@ -114,3 +114,30 @@ def test_every_switch_connection_is_served_by_one_thread(
         for peer in peers:
             peer.close()
         pool.shutdown()
+
+
+def test_only_a_bundles_open_and_commit_replies_are_dropped_unparsed() -> None:
+    """The reader drops the replies to a bundle's open and commit (two per switch and phase)
+    without parsing them; every other message, experimenter or not, is parsed and
+    dispatched."""
+    from os_ken.ofproto import ofproto_v1_3 as ofp
+
+    from controller.network import openflow
+    from controller.network.ofpio import is_bundle_reply
+
+    def judged(wire: bytes, at: int = 0) -> bool:
+        framed = b"\x00" * at + wire
+        return is_bundle_reply(framed, at, len(wire))
+
+    for kind in (ofp.ONF_BCT_OPEN_REPLY, ofp.ONF_BCT_COMMIT_REPLY):
+        assert judged(openflow.bundle_control(7, kind, 9))
+        assert judged(openflow.bundle_control(7, kind, 9), at=13)
+    for kind in (ofp.ONF_BCT_OPEN_REQUEST, ofp.ONF_BCT_COMMIT_REQUEST, ofp.ONF_BCT_CLOSE_REPLY,
+                 ofp.ONF_BCT_DISCARD_REPLY):
+        assert not judged(openflow.bundle_control(7, kind, 9))
+    add = openflow.bundle_add(7, message(OFPT_ECHO_REQUEST, b"", 3))
+    assert not judged(add)  # a bundle-add, not a bundle control
+    other = bytearray(openflow.bundle_control(7, ofp.ONF_BCT_COMMIT_REPLY, 9))
+    other[8:12] = (0x00002320).to_bytes(4, "big")  # Nicira's experimenter id
+    assert not judged(bytes(other))
+    assert not judged(openflow.bundle_control(7, ofp.ONF_BCT_COMMIT_REPLY, 9)[:20])
