@@ -9,8 +9,8 @@ never uses (:data:`TABLE`), with the same shape as an intent's ingress flow (IPv
 and destination; push an MPLS label, output), and are deleted again after each round. The
 time is to the last barrier answered, from the first byte written (every bundle packed
 before: Open vSwitch's own time) or from the start of the packing (each bundle written as
-soon as it is packed, as the controller's sender does: its packing in Python, the same
-functions as the controller's, overlaps Open vSwitch's work).
+soon as it is packed, as the controller's sender does: its packing, with the sender's own
+``EntryFlowMod.bundle_wire``, overlaps Open vSwitch's work).
 """
 
 from __future__ import annotations
@@ -68,8 +68,9 @@ def _round(socks: list[socket.socket], flows_each: int, first_xid: int, base: in
                 (("push_mpls", 0x8847), ("set_field", ("mpls_label", 16 + f)), ("output", 1)),
                 0)
             xid += 1
-            msgs.append(openflow.bundle_add(bundle_id, openflow.flowmod_add(entry).wire(xid),
-                                            xid=xid))
+            wire = openflow.flowmod_add(entry).bundle_wire(xid, bundle_id)
+            assert wire is not None, "the packer takes an ingress flow"
+            msgs.append(wire)
         xid += 1
         msgs.append(openflow.bundle_control(bundle_id, openflow.ofp.ONF_BCT_COMMIT_REQUEST,
                                             xid))

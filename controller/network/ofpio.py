@@ -42,13 +42,17 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from os_ken.ofproto import ofproto_common
+from os_ken.ofproto import ofproto_v1_3 as ofp
+
 __all__ = ["MAX_BUFFERED_BYTES", "SelectorServer", "install", "is_bundle_reply"]
 
 log = logging.getLogger("controller.network.ofpio")
 
-OFPT_EXPERIMENTER = 4
-_BUNDLE_REPLY_HEAD = struct.pack("!II", 0x4F4E4600, 2300)  # ONF, bundle control
-_BUNDLE_REPLIES = frozenset((1, 5))  # ONF_BCT_OPEN_REPLY, ONF_BCT_COMMIT_REPLY
+OFPT_EXPERIMENTER = ofp.OFPT_EXPERIMENTER
+_BUNDLE_REPLY_HEAD = struct.pack("!II", ofproto_common.ONF_EXPERIMENTER_ID,
+                                 ofp.ONF_ET_BUNDLE_CONTROL)
+_BUNDLE_REPLIES = frozenset((ofp.ONF_BCT_OPEN_REPLY, ofp.ONF_BCT_COMMIT_REPLY))
 
 
 def is_bundle_reply(buf: bytes | bytearray, pos: int, msg_len: int) -> bool:

@@ -270,23 +270,28 @@ class EntryFlowMod(parser.OFPFlowMod):  # type: ignore[misc]  # os-ken ships no 
             xid, bundle_id, BUNDLE_FLAGS if flags is None else flags, fixed, match, insts)
         if out is None:
             return None
-        d["version"] = ofp.OFP_VERSION
-        d["msg_type"] = ofp.OFPT_FLOW_MOD
-        d["msg_len"] = len(out) - BUNDLE_ADD_HEADER_BYTES
-        d["xid"] = xid
-        d["buf"] = out[BUNDLE_ADD_HEADER_BYTES:]
+        _sent_as(d, xid, out[BUNDLE_ADD_HEADER_BYTES:])
         return out
 
     def _pack(self, xid: int) -> bytes | None:
         body = _flowmod_body(self)
         if body is None:
             return None
-        d = self.__dict__
-        d["version"] = ofp.OFP_VERSION
-        d["msg_type"] = ofp.OFPT_FLOW_MOD
-        d["msg_len"] = size = _OFP_HEADER.size + len(body)
-        d["buf"] = out = _OFP_HEADER.pack(ofp.OFP_VERSION, ofp.OFPT_FLOW_MOD, size, xid) + body
+        size = _OFP_HEADER.size + len(body)
+        out = _OFP_HEADER.pack(ofp.OFP_VERSION, ofp.OFPT_FLOW_MOD, size, xid) + body
+        _sent_as(self.__dict__, None, out)
         return out
+
+
+def _sent_as(d: dict[str, Any], xid: int | None, wire: bytes) -> None:
+    """Leave in a FlowMod's ``__dict__`` what os-ken's ``serialize`` leaves: its header
+    fields and ``buf`` (``wire``, its bytes), and its ``xid`` unless None."""
+    d["version"] = ofp.OFP_VERSION
+    d["msg_type"] = ofp.OFPT_FLOW_MOD
+    d["msg_len"] = len(wire)
+    d["buf"] = wire
+    if xid is not None:
+        d["xid"] = xid
 
 
 _ENTRY_FLOWMOD_DEFAULTS = {k: v for k, v in _FLOWMOD_DEFAULTS.items()
@@ -456,7 +461,6 @@ def bundle_control(bundle_id: int, type_: int, xid: int, flags: int = BUNDLE_FLA
 _BUNDLE_ADD_HEADER = struct.Struct(_ONF_HEADER.format + _BUNDLE_ADD.format[1:])
 BUNDLE_ADD_HEADER_BYTES = _BUNDLE_ADD_HEADER.size
 """What a bundle-add message puts before the message it carries."""
-_BUNDLE_ADD_FLOWMOD = struct.Struct(_BUNDLE_ADD_HEADER.format + _OFP_HEADER.format[1:])
 
 
 def bundle_add(bundle_id: int, inner: bytes, flags: int = BUNDLE_FLAGS,
