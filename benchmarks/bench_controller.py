@@ -61,6 +61,7 @@ from intent_specs import (  # noqa: E402
     RESTORE_TARGET_MS,
     TOPOLOGY,
     Specs,
+    python_reference_s,
 )
 
 from controller.lab.build import ControllerAddress  # noqa: E402
@@ -350,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
                                "fast_reroute": args.fast_reroute,
                                "delete_delay_ms": args.delete_delay_ms,
                                "switch_interval_ms": sys.getswitchinterval() * 1000.0,
-                               "load_average": os.getloadavg()}
+                               "load_average": os.getloadavg(),
+                               "python_reference_s": python_reference_s()}
     try:
         t0 = time.monotonic()
         up = lab.start(timeout_s=180)
@@ -448,7 +450,9 @@ def report(res: dict[str, Any]) -> str:
              f"Lab up and every switch reconciled: {res['bring_up_s']:.1f} s "
              f"(lab start {res['lab_start_s']:.1f} s). Load average at start "
              f"{res['load_average'][0]:.1f}, thread switch interval "
-             f"{res['switch_interval_ms']:g} ms. Fast reroute "
+             f"{res['switch_interval_ms']:g} ms; Python reference loop "
+             f"{res.get('python_reference_s', float('nan')):.2f} s (intent_specs."
+             "python_reference_s: 10M additions, best of 3). Fast reroute "
              f"{'on' if res.get('fast_reroute') else 'off'}; deletes held "
              f"{res.get('delete_delay_ms', 0.0):g} ms after the makes.", "",
              "| intents | install, median (ms) | min-max | compute | queued | phase 0 | "
