@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--topology", default=str(topology_file("national")),
                    help="a topology file or zoo:NAME (default: the national backbone)")
     p.add_argument("--minutes", type=float, default=2.0, help="how long events are injected")
+    p.add_argument("--events", type=int, default=None,
+                   help="stop after this many events, even before --minutes are over")
     p.add_argument("--seed", type=int, default=1, help="the schedule's seed (reproduces a run)")
     p.add_argument("--members", type=int, choices=(1, 3), default=1,
                    help="controllers: 1 (its SQLite store) or 3 (cluster members on an etcd "
@@ -71,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="cpn-soak-"))
     config = SoakConfig(topology_path=path, topology=topology, minutes=args.minutes,
                         seed=args.seed, workdir=workdir, weights=args.weights,
+                        max_events=args.events,
                         members=args.members, report=args.report,
                         stop_on_violation=not args.keep_going,
                         fast_reroute=args.fast_reroute)

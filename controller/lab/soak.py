@@ -1432,6 +1432,9 @@ class SoakConfig:
     seed: int
     workdir: Path
     weights: Mapping[str, float] | None = None
+    max_events: int | None = None
+    """stop after this many events even if ``minutes`` are not over (None: no limit); with
+    the seed it fixes exactly which events a run injects, however fast the machine"""
     members: int = 1
     report: Path | None = None
     stop_on_violation: bool = True
@@ -1567,9 +1570,9 @@ class Soak:
 
 
 def run_soak(config: SoakConfig, out: Callable[[str], None] = print) -> SoakResult:
-    """Run the soak for ``config.minutes`` of events; print the event log as it goes, the
-    seed, log and diff at the first violation, and last the summary line. Returns the
-    result (``exit_code`` 1 with violations)."""
+    """Run the soak for ``config.minutes`` of events (at most ``config.max_events``); print
+    the event log as it goes, the seed, log and diff at the first violation, and last the
+    summary line. Returns the result (``exit_code`` 1 with violations)."""
     result = SoakResult(config.seed)
     schedule = Schedule(config.topology, config.seed, config.weights,
                         members=config.members)
@@ -1587,7 +1590,8 @@ def run_soak(config: SoakConfig, out: Callable[[str], None] = print) -> SoakResu
         deadline = t_start + config.minutes * 60
         with ThreadPoolExecutor(max_workers=4) as pool:
             while (not (config.stop_on_violation and result.violations)
-                   and time.monotonic() < deadline):
+                   and time.monotonic() < deadline
+                   and (config.max_events is None or result.events < config.max_events)):
                 ev = schedule.next_event()
                 line = f"{time.monotonic() - t_start:7.1f}s {ev.describe(config.topology)}"
                 futures = [pool.submit(fire_write, ctls.api_for(ev.index + k), soak.ledger,
