@@ -70,6 +70,7 @@ def run(seed: int, repeats: int, cuts: int, profile: cProfile.Profile | None,
     now = 1.0
     core, start_ms = timed(lambda: ControllerCore(topology, now=0.0, startup_grace_s=0.0,
                                                    fast_reroute=fast_reroute))
+    core.freeze_gc = True  # as the service runs it (ControllerService sets it)
     _, up_ms = timed(lambda: bring_up(core, now))
     res: dict[str, Any] = {"start_ms": start_ms, "bring_up_ms": up_ms, "install": {},
                            "cuts": []}
