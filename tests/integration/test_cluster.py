@@ -246,104 +246,6 @@ def test_a_member_killed_while_one_of_its_links_fails_is_covered_by_the_others(
         lab.link_up(a, b)
 
 
-def test_acknowledged_writes_survive_a_member_killed_and_restarted(
-        cluster: ProxiedCluster, topology: Topology) -> None:
-    hosts = [h.name for h in topology.hosts]
-    rng = random.Random(11)
-    acked_intents: dict[int, tuple[str, str]] = {}
-    acked_placements: set[str] = set()
-    failures: list[str] = []
-    lock = threading.Lock()
-    n_writes = 1000
-    counter = itertools.count()
-    victim = cluster.members[1]
-
-    def worker(seed: int) -> None:
-        r = random.Random(seed)
-        while True:
-            i = next(counter)
-            if i >= n_writes:
-                return
-            m = cluster.members[i % 3]
-            try:
-                if i % 4 == 3:
-                    resp = m.post("/placements", {"source": r.choice(hosts), "demand": 0.001,
-                                                  "kind": "general", "tier": "national"})
-                    if resp.status_code == 201:
-                        with lock:
-                            acked_placements.add(resp.json()["id"])
-                else:
-                    src, dst = r.sample(hosts, 2)
-                    resp = m.post("/intents", {"src": src, "dst": dst,
-                                               "max_latency_ms": 50.0})
-                    if resp.status_code == 201:
-                        body = resp.json()
-                        with lock:
-                            assert body["id"] not in acked_intents, "an id acknowledged twice"
-                            acked_intents[body["id"]] = (src, dst)
-                if resp.status_code not in (201, 503, 409):
-                    failures.append(f"{m.member_id}: {resp.status_code} {resp.text[:200]}")
-            except httpx.HTTPError:
-                pass  # the killed member: not acknowledged
-
-    threads = [threading.Thread(target=worker, args=(rng.random(),)) for _ in range(6)]
-    for t in threads:
-        t.start()
-    wait_until(lambda: len(acked_intents) >= 200, 120.0, "200 writes acknowledged")
-    victim.kill()
-    time.sleep(1.0)
-    victim.start(timeout_s=30.0)
-    for t in threads:
-        t.join(timeout=300)
-    assert not any(t.is_alive() for t in threads)
-    assert not failures, failures[:5]
-    assert len(acked_intents) >= 500
-    for m in cluster.members:
-        def applied(m: MemberProcess = m) -> bool:
-            ids = {i["id"] for i in m.get("/intents") if i["source"] == "api"}
-            return set(acked_intents) <= ids
-        wait_until(applied, 30.0, f"every acknowledged intent on {m.member_id}")
-    views = {m.member_id: {i["id"]: (i["src"], i["dst"]) for i in m.get("/intents")
-                           if i["source"] == "api"} for m in cluster.members}
-    assert views["m1"] == views["m2"] == views["m3"]  # nothing half-applied
-    for iid, ends in acked_intents.items():
-        assert views["m1"][iid] == ends
-    placements = [{p["id"] for p in m.get("/placements")} for m in cluster.members]
-    assert placements[0] == placements[1] == placements[2]
-    assert acked_placements <= placements[0]
-    # clean up: the later tests want a light cluster. A member may answer 503 for a moment
-    # on a loaded machine (cut off, or the commit not seen applied in time: the write may
-    # have happened); such a delete is asked again, bounded, and then 404 means it had
-    # The intents' deletes go six at a time, spread over the three members (one after
-    # another they took longer than the writes); one that loses a race with another
-    # member's (409 stale_write, nothing written) is asked again.
-    unsure: set[str] = set()
-
-    def deleted(path: str, member: MemberProcess) -> bool:
-        resp = member.delete(path)
-        status = resp.status_code
-        if status == 409 and resp.json().get("error") == "stale_write":
-            return False  # lost a race with a delete on another member: nothing written
-        assert status in ((200, 503, 404) if path in unsure else (200, 503)), \
-            (path, status, resp.text[:200])
-        if status == 503:
-            unsure.add(path)
-        return status != 503
-
-    def delete(k_path: tuple[int, str]) -> None:
-        k, path = k_path
-        member = cluster.members[k % 3]
-        wait_until(lambda: deleted(path, member), 15.0, f"DELETE {path} answered 200",
-                   poll_s=0.5)
-
-    with ThreadPoolExecutor(6) as pool:  # list(): a failed delete raises here
-        list(pool.map(delete, enumerate(f"/intents/{iid}" for iid in views["m1"])))
-    # placements one after another: every release rewrites the one set of compute records,
-    # so concurrent releases only race each other
-    for k, pid in enumerate(placements[0]):
-        delete((k, f"/placements/{pid}"))
-
-
 def test_a_member_cut_off_from_etcd_fences_itself_and_loses_its_switches(
         cluster: ProxiedCluster, lab: LabNetwork) -> None:
     m3 = cluster.member("m3")
@@ -469,3 +371,130 @@ def test_etcd_losing_one_member_changes_nothing_and_losing_quorum_stops_only_wri
     for m in cluster.members:
         wait_until(lambda m=m: any(i["id"] == kept for i in m.get("/intents")), 10.0,
                    f"the acknowledged intent on {m.member_id}")
+
+
+# Last in the file: it leaves the cluster holding its few hundred intents, which the other
+# tests, written for a light cluster, need not meet; deleting them all (one DELETE each, no
+# faster than the writes) only cost time.
+def test_acknowledged_writes_survive_a_member_killed_and_restarted(
+        cluster: ProxiedCluster, topology: Topology) -> None:
+    """Six writers go round the three members; m2 is killed once 150 intents are
+    acknowledged and started again, and the writers go on until 100 more writes are
+    acknowledged after its restart. Every acknowledged write is then on every member, the
+    members agree on everything, and a sample of the writes can be deleted through any
+    member."""
+    hosts = [h.name for h in topology.hosts]
+    rng = random.Random(11)
+    acked_intents: dict[int, tuple[str, str]] = {}
+    acked_placements: set[str] = set()
+    # acknowledgements per phase (0: before the kill, 1: m2 down, 2: m2 restarted) and member
+    acked_by_phase: Counter[tuple[int, str]] = Counter()
+    phase = [0]
+    failures: list[str] = []
+    lock = threading.Lock()
+    max_writes, after_restart = 1000, 100
+    counter = itertools.count()
+    victim = cluster.members[1]
+
+    def acked_in(p: int) -> int:
+        with lock:
+            return sum(n for (q, _), n in acked_by_phase.items() if q == p)
+
+    def worker(seed: int) -> None:
+        r = random.Random(seed)
+        while acked_in(2) < after_restart:
+            i = next(counter)
+            if i >= max_writes:
+                return
+            m = cluster.members[i % 3]
+            try:
+                if i % 4 == 3:
+                    resp = m.post("/placements", {"source": r.choice(hosts), "demand": 0.001,
+                                                  "kind": "general", "tier": "national"})
+                    if resp.status_code == 201:
+                        with lock:
+                            acked_placements.add(resp.json()["id"])
+                            acked_by_phase[phase[0], m.member_id] += 1
+                else:
+                    src, dst = r.sample(hosts, 2)
+                    resp = m.post("/intents", {"src": src, "dst": dst,
+                                               "max_latency_ms": 50.0})
+                    if resp.status_code == 201:
+                        body = resp.json()
+                        with lock:
+                            assert body["id"] not in acked_intents, "an id acknowledged twice"
+                            acked_intents[body["id"]] = (src, dst)
+                            acked_by_phase[phase[0], m.member_id] += 1
+                if resp.status_code not in (201, 503, 409):
+                    failures.append(f"{m.member_id}: {resp.status_code} {resp.text[:200]}")
+            except httpx.HTTPError:
+                pass  # the killed member: not acknowledged
+
+    threads = [threading.Thread(target=worker, args=(rng.random(),)) for _ in range(6)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: len(acked_intents) >= 150, 120.0, "150 writes acknowledged")
+    victim.kill()
+    phase[0] = 1
+    time.sleep(1.0)
+    victim.start(timeout_s=30.0)
+    phase[0] = 2
+    for t in threads:
+        t.join(timeout=300)
+    assert not any(t.is_alive() for t in threads)
+    assert not failures, failures[:5]
+    # writes went on through the kill and after the restart, the restarted member's too
+    assert acked_in(2) >= after_restart and acked_in(1) > 0, acked_by_phase
+    assert acked_by_phase[2, victim.member_id] > 0, acked_by_phase
+    for m in cluster.members:
+        def applied(m: MemberProcess = m) -> bool:
+            ids = {i["id"] for i in m.get("/intents") if i["source"] == "api"}
+            return set(acked_intents) <= ids
+        wait_until(applied, 30.0, f"every acknowledged intent on {m.member_id}")
+    views = {m.member_id: {i["id"]: (i["src"], i["dst"]) for i in m.get("/intents")
+                           if i["source"] == "api"} for m in cluster.members}
+    assert views["m1"] == views["m2"] == views["m3"]  # nothing half-applied
+    for iid, ends in acked_intents.items():
+        assert views["m1"][iid] == ends
+    placements = [{p["id"] for p in m.get("/placements")} for m in cluster.members]
+    assert placements[0] == placements[1] == placements[2]
+    assert acked_placements <= placements[0]
+    # deletes through every member: a sample of the intents six at a time, a few
+    # placements one after another (every release rewrites the one set of compute records,
+    # so concurrent releases only race each other). A member may answer 503 for a moment on
+    # a loaded machine (cut off, or the commit not seen applied in time: the delete may
+    # have happened); such a delete is asked again, bounded, and then 404 means it had. One
+    # that loses a race with another member's (409 stale_write, nothing written) is asked
+    # again.
+    unsure: set[str] = set()
+
+    def deleted(path: str, member: MemberProcess) -> bool:
+        resp = member.delete(path)
+        status = resp.status_code
+        if status == 409 and resp.json().get("error") == "stale_write":
+            return False  # lost a race with a delete on another member: nothing written
+        assert status in ((200, 503, 404) if path in unsure else (200, 503)), \
+            (path, status, resp.text[:200])
+        if status == 503:
+            unsure.add(path)
+        return status != 503
+
+    def delete(k_path: tuple[int, str]) -> None:
+        k, path = k_path
+        member = cluster.members[k % 3]
+        wait_until(lambda: deleted(path, member), 15.0, f"DELETE {path} answered 200",
+                   poll_s=0.5)
+
+    gone_intents = sorted(acked_intents)[::10]
+    gone_placements = sorted(acked_placements)[:3]
+    with ThreadPoolExecutor(6) as pool:  # list(): a failed delete raises here
+        list(pool.map(delete, enumerate(f"/intents/{iid}" for iid in gone_intents)))
+    for k, pid in enumerate(gone_placements):
+        delete((k, f"/placements/{pid}"))
+    for m in cluster.members:
+        def deletes_applied(m: MemberProcess = m) -> bool:
+            ids = {i["id"] for i in m.get("/intents") if i["source"] == "api"}
+            pids = {p["id"] for p in m.get("/placements")}
+            return (ids == set(views["m1"]) - set(gone_intents)
+                    and pids == placements[0] - set(gone_placements))
+        wait_until(deletes_applied, 30.0, f"the deletes applied on {m.member_id}")
