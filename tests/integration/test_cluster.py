@@ -422,7 +422,9 @@ def test_acknowledged_writes_survive_a_member_killed_and_restarted(
                     if resp.status_code == 201:
                         body = resp.json()
                         with lock:
-                            assert body["id"] not in acked_intents, "an id acknowledged twice"
+                            if body["id"] in acked_intents:  # (an assert here would only
+                                # end this writer's thread, not fail the test)
+                                failures.append(f"intent id {body['id']} acknowledged twice")
                             acked_intents[body["id"]] = (src, dst)
                             acked_by_phase[phase[0], m.member_id] += 1
                 if resp.status_code not in (201, 503, 409):
