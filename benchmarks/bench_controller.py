@@ -451,7 +451,7 @@ def report(res: dict[str, Any]) -> str:
              f"(lab start {res['lab_start_s']:.1f} s). Load average at start "
              f"{res['load_average'][0]:.1f}, thread switch interval "
              f"{res['switch_interval_ms']:g} ms; Python reference loop "
-             f"{res.get('python_reference_s', float('nan')):.2f} s (intent_specs."
+             f"{res['python_reference_s']:.2f} s (intent_specs."
              "python_reference_s: 10M additions, best of 3). Fast reroute "
              f"{'on' if res.get('fast_reroute') else 'off'}; deletes held "
              f"{res.get('delete_delay_ms', 0.0):g} ms after the makes.", "",

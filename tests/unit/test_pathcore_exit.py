@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 # four daemon threads routing 1,560 requests on Cogentco (197 switches) in a loop: each spends
 # nearly all its time inside pathcore with the GIL released, so the main thread's exit
-# finds them there (with PyO3 0.26 this aborted 6 runs of 6)
+# finds them there (with PyO3 0.26 this test failed, and the same loop in a script aborted 6
+# runs of 6)
 SCRIPT = textwrap.dedent("""
     import threading, time
     from controller.topology.files import load_topology_argument
