@@ -10,6 +10,7 @@ import ipaddress
 import json
 import os
 import re
+import ssl
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -297,7 +298,8 @@ def test_https_with_a_ca_cpnctl_verifies_and_refuses_another_ca(start: Start,
     cert, key = _server_cert(tmp_path, ca_key, ca_cert)
     c = start(tls_cert=str(cert), tls_key=str(key))
     assert c.url.startswith("https://127.0.0.1:")
-    with _client(c, DEFAULT, verify=str(ca_path)) as tls:
+    trust_ca = ssl.create_default_context(cafile=str(ca_path))
+    with _client(c, DEFAULT, verify=trust_ca) as tls:
         assert tls.get("/health").status_code == 200
         assert tls.post("/intents", json=INTENT).status_code == 201
     with pytest.raises(httpx.ConnectError):  # a client that does not trust the CA
@@ -316,7 +318,7 @@ def test_https_with_a_ca_cpnctl_verifies_and_refuses_another_ca(start: Start,
     missing = cpnctl(c.url, "--cacert", str(tmp_path / "nope.pem"), "health")
     assert missing.returncode == 2 and "cannot use CA file" in missing.stderr
     # the audit trail records HTTPS writes like any other
-    audit = _client(c, DEFAULT, verify=str(ca_path)).get("/audit").json()
+    audit = _client(c, DEFAULT, verify=trust_ca).get("/audit").json()
     assert [(a["path"], a["status"]) for a in audit] == [("/api/v1/intents", 201)]
 
 
