@@ -12,6 +12,8 @@ A latency bound (`max_latency_ms`) of `math.inf` means unbounded.
 Beside the engine, `pack_bundle_flowmod`, `pack_match` and `pack_oxm` give the OpenFlow 1.3
 wire bytes of the controller's FlowMods (a FlowMod in an ONF bundle-add, a match, one OXM
 field) for the fields and forms they know, and None for the rest (os-ken serialises those).
+`TunnelTable` is the controller's MPLS tunnel table (segments, heads, labels), the
+bookkeeping a batch or a cut puts every moved intent through.
 """
 
 from pathcore._pathcore import (
@@ -19,10 +21,11 @@ from pathcore._pathcore import (
     Link,
     Path,
     ReverseTrees,
+    TunnelTable,
     pack_bundle_flowmod,
     pack_match,
     pack_oxm,
 )
 
-__all__ = ["Graph", "Link", "Path", "ReverseTrees", "pack_bundle_flowmod", "pack_match",
-           "pack_oxm"]
+__all__ = ["Graph", "Link", "Path", "ReverseTrees", "TunnelTable", "pack_bundle_flowmod",
+           "pack_match", "pack_oxm"]

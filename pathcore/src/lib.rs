@@ -27,8 +27,11 @@ pub mod ofwire;
 pub mod search;
 pub mod shortest_path;
 pub mod trees;
+pub mod tunnels;
 
 #[cfg(feature = "python")]
 mod python;
+#[cfg(feature = "python")]
+mod python_tunnels;
 
 pub use graph::{Error, Filter, Graph, Link, LinkId, LinkSpec, NodeId, Path, Weight};

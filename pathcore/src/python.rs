@@ -1083,5 +1083,6 @@ fn _pathcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyPath>()?;
     m.add_class::<PyLink>()?;
     m.add_class::<PyReverseTrees>()?;
+    m.add_class::<crate::python_tunnels::PyTunnelTable>()?;
     Ok(())
 }
