@@ -209,8 +209,9 @@ impl PyTunnelTable {
             let spec = intent.getattr(intern!(py, "spec"))?;
             let mut want = Want::Bare { id };
             if !path.is_none() && !links.is_none() {
-                let path = path.cast_into::<PyTuple>()?;
-                if path.len() > 1 && !spec.getattr(intern!(py, "protection"))?.is_truthy()? {
+                // a tuple as the routes are; any sequence does
+                let hops = path.len()?;
+                if hops > 1 && !spec.getattr(intern!(py, "protection"))?.is_truthy()? {
                     let dst_name = spec.getattr(intern!(py, "dst"))?;
                     if let Some(dst) = hosts.get_item(&dst_name)? {
                         if hosts.contains(spec.getattr(intern!(py, "src"))?)? {
@@ -219,8 +220,9 @@ impl PyTunnelTable {
                             let target = match targets.get(&tkey) {
                                 Some(&t) => t,
                                 None => {
-                                    let mut nodes: Vec<Name> = Vec::with_capacity(path.len());
-                                    for n in path.iter() {
+                                    let mut nodes: Vec<Name> = Vec::with_capacity(hops);
+                                    for n in path.try_iter()? {
+                                        let n = n?;
                                         nodes.push(intern_name(
                                             &mut self.t,
                                             &names,
