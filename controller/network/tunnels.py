@@ -32,7 +32,6 @@ to a pure-Python model of the table (``tests/unit/tunnels_reference.py``), chang
 labels included.
 """
 
-
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -76,7 +75,8 @@ class Tunnels:
         self._table = TunnelTable(hop if hop is not None else (
             lambda node, link_id: ("output", state.out_port(node, link_id))),
             MPLS_LABEL_MIN, MPLS_LABEL_SPACE)
-        """(node, pathcore link id) -> the action sending a labelled packet over that link"""
+        """the segments and heads; its ``hop`` (node, pathcore link id) gives the action
+        sending a labelled packet over that link"""
 
     def update(self, changed: Iterable[Intent], removed: Iterable[int]) -> set[int]:
         """Put every intent of ``changed`` (its route or hosts may have changed) on its tunnel
