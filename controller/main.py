@@ -64,8 +64,9 @@ if TYPE_CHECKING:
 __all__ = ["Controller", "OpenFlowServer", "StructuredFormatter", "build_controller",
            "build_service", "configure_logging", "main"]
 
-FIELDS = ("event", "dpid", "intent", "token", "port_no", "duration_ms", "compute_ms",
-          "phase0_ms", "phase1_ms", "phase2_ms", "queued_ms", "messages", "switches")
+FIELDS = ("event", "dpid", "intent", "token", "port_no", "duration_ms", "prepare_ms",
+          "compute_ms", "queued_ms", "phase0_ms", "phase1_ms", "phase2_ms", "confirm_ms",
+          "messages", "switches")
 """``extra`` fields printed as ``key=value`` after the message, in this order."""
 
 

@@ -89,6 +89,9 @@ class Change:
     adds: dict[int, tuple[FlowEntry, ...]] = field(default_factory=dict)
     deletes: dict[int, tuple[FlowEntry, ...]] = field(default_factory=dict)
     compute_ms: float = 0.0
+    compute_started: float = 0.0
+    """``time.perf_counter()`` when the core began computing it (0: not computed by the
+    core's replanning)"""
     log_records: list[tuple[object, dict[str, Any]]] = field(default_factory=list)
     """log lines of this change (reroutes; intents installed by :meth:`ControllerCore.confirm`)
     not logged yet: :meth:`emit_logs` logs them"""

@@ -378,7 +378,7 @@ class ControllerCore:
                         phase0=phase0, phase1=phase1, phase2=phase2,
                         phase1_after=phase1_after, intents=pending, adds=adds, deletes=deletes,
                         log_records=self.router.take_log_records(),
-                        compute_ms=(time.perf_counter() - t0) * 1000.0)
+                        compute_ms=(time.perf_counter() - t0) * 1000.0, compute_started=t0)
         if not change.empty or moved:
             log.info(f"{cause}: {sum(len(v) for v in adds.values())} adds, "
                      f"{sum(len(v) for v in deletes.values())} deletes on "

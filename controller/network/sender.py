@@ -200,6 +200,9 @@ class ChangeRecord:
     switches: int
     compute_ms: float
     kind: ChangeKind = ChangeKind.TICK
+    prepare_ms: float = 0.0
+    """from the event to the compute's start (a batch from the API: registering its
+    intents); 0 when the Change was not computed by the core's replanning"""
     """what set the Change off (``kind.restoration``: it restores routes after a failure)"""
     queued_ms: float = 0.0
     phase0_ms: float = 0.0
@@ -216,6 +219,9 @@ class ChangeRecord:
     reply (phase 0 included): the new flows are in place and traffic runs on them"""
     event_to_confirm_ms: float = 0.0
     """from the event that caused it to confirm (old flows removed too)"""
+    confirm_ms: float = 0.0
+    """the confirmation itself, once every barrier is answered (marking the intents
+    installed), within ``event_to_confirm_ms``"""
     confirmed: tuple[int, ...] = ()
     timed_out: tuple[int, ...] = ()
     """dpids whose barrier did not come back within the bound"""
@@ -453,6 +459,8 @@ class ChangeSender:
         rec = ChangeRecord(token=change.token, cause=change.cause, kind=change.kind,
                            messages=change.message_count(), switches=len(change.dpids),
                            compute_ms=change.compute_ms,
+                           prepare_ms=max(0.0, (change.compute_started - ticket.t_event)
+                                          * 1000.0) if change.compute_started else 0.0,
                            queued_ms=(time.perf_counter() - ticket.t_queued) * 1000.0)
         flight = _Flight(ticket, rec)
         self._flights.append(flight)
@@ -608,8 +616,11 @@ class ChangeSender:
         try:
             # a switch that timed out is unsynced in the core now, so the intents through it
             # stay pending; the others' flows are confirmed
+            t0 = time.perf_counter()
             rec.confirmed = tuple(i.id for i in self._confirm(flight))
-            rec.event_to_confirm_ms = (time.perf_counter() - flight.ticket.t_event) * 1000.0
+            t1 = time.perf_counter()
+            rec.confirm_ms = (t1 - t0) * 1000.0
+            rec.event_to_confirm_ms = (t1 - flight.ticket.t_event) * 1000.0
             flight.ticket.record = rec
             self.records.append(rec)
             self._log(flight)
@@ -655,6 +666,8 @@ class ChangeSender:
                         "phase1_ms": round(rec.phase1_ms, 3),
                         "phase2_ms": round(rec.phase2_ms, 3),
                         "queued_ms": round(rec.queued_ms, 3),
+                        "prepare_ms": round(rec.prepare_ms, 3),
+                        "confirm_ms": round(rec.confirm_ms, 3),
                         "messages": rec.messages, "switches": rec.switches})
 
     def _done(self, flight: _Flight) -> None:
