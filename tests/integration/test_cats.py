@@ -215,6 +215,13 @@ def compute_ms(env: Env, site_id: str) -> float | None:
     return None if m.get("stale", True) else raw.get("compute_delay_ms")
 
 
+def why_not_moved(env: Env, answers: list[str]) -> str:
+    """What a move waited on: the sessions answered so far, where the controller has the city,
+    and both sites' measured compute delays (a move needs a gain of 1 ms and 20%)."""
+    return (f"answers {answers}; city on {assigned(env, CITY)}; compute delay A "
+            f"{compute_ms(env, SITE_A)} ms, B {compute_ms(env, SITE_B)} ms")
+
+
 def test_clients_follow_live_load_dampened_and_a_running_session_is_never_cut(env: Env) -> None:
     wait_until(lambda: compute_ms(env, SITE_A) is not None and compute_ms(env, SITE_B)
                is not None, 10, "both agents' metrics fresh at the controller",
@@ -254,7 +261,7 @@ def test_clients_follow_live_load_dampened_and_a_running_session_is_never_cut(en
 
         wait_until(lambda: moved_to(SITE_B), INTERVAL_S + HOLD_S + IDLE_S + MOVE_SLACK_S,
                    "a new session from the city answered by B", poll_s=0.25,
-                   detail=lambda: str(answers))
+                   detail=lambda: why_not_moved(env, answers))
         to_b_s = time.monotonic() - loaded_at
         assert env.e2e_ms(CITY) <= BOUND_MS
         # 3. the load stops: new sessions come back to A under the same dampening
@@ -264,7 +271,7 @@ def test_clients_follow_live_load_dampened_and_a_running_session_is_never_cut(en
         answers.clear()
         wait_until(lambda: moved_to(SITE_A), INTERVAL_S + HOLD_S + IDLE_S + MOVE_SLACK_S,
                    "a new session from the city answered by A again", poll_s=0.25,
-                   detail=lambda: str(answers))
+                   detail=lambda: why_not_moved(env, answers))
         back_s = time.monotonic() - stopped_at
         # 4. the long session ran through both moves on A, never reset
         stop.touch()
