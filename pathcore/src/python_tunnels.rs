@@ -71,6 +71,101 @@ fn intern_action(
 }
 
 impl PyTunnelTable {
+    fn intern(&mut self, py: Python<'_>, name: &Bound<'_, PyAny>) -> PyResult<Name> {
+        intern_name(&mut self.t, self.names.bind(py), &mut self.name_objs, name)
+    }
+
+    /// What `intent` wants of the table: its tunnel (a path across switches, not
+    /// protected, both hosts known) or none. `targets`: the tunnels found in this update by
+    /// links tuple (its address, kept alive in `keep`) and egress port.
+    fn want<'py>(
+        &mut self,
+        py: Python<'py>,
+        intent: &Bound<'py, PyAny>,
+        hosts: &Bound<'py, PyDict>,
+        targets: &mut HashMap<(usize, i64), Target>,
+        keep: &mut Vec<Bound<'py, PyAny>>,
+        events: &mut Vec<Event>,
+    ) -> PyResult<Want> {
+        let id: IntentId = intent.getattr(intern!(py, "id"))?.extract()?;
+        let bare = Want::Bare { id };
+        let path = intent.getattr(intern!(py, "path"))?;
+        let links = intent.getattr(intern!(py, "links"))?;
+        let spec = intent.getattr(intern!(py, "spec"))?;
+        // a tuple as the routes are; any sequence does
+        if path.is_none() || links.is_none() || path.len()? < 2 {
+            return Ok(bare);
+        }
+        if spec.getattr(intern!(py, "protection"))?.is_truthy()? {
+            return Ok(bare);
+        }
+        let dst_name = spec.getattr(intern!(py, "dst"))?;
+        let Some(dst) = hosts.get_item(&dst_name)? else {
+            return Ok(bare);
+        };
+        if !hosts.contains(spec.getattr(intern!(py, "src"))?)? {
+            return Ok(bare);
+        }
+        let port: i64 = dst.getattr(intern!(py, "port_no"))?.extract()?;
+        let tkey = (links.as_ptr() as usize, port);
+        let target = match targets.get(&tkey) {
+            Some(&t) => t,
+            None => {
+                let t = self.route_target(py, id, &path, &links, port, events)?;
+                targets.insert(tkey, t);
+                keep.push(links);
+                t
+            }
+        };
+        let group = (
+            self.intern(py, &path.get_item(0)?)?,
+            self.intern(py, &dst_name)?,
+        );
+        Ok(Want::Rides { id, group, target })
+    }
+
+    /// The tunnel of intent `id`'s route (`path`, `links`, egress `port`): its first
+    /// segment's label, made with the rest if new, and the action its ingress leaves by.
+    fn route_target(
+        &mut self,
+        py: Python<'_>,
+        id: IntentId,
+        path: &Bound<'_, PyAny>,
+        links: &Bound<'_, PyAny>,
+        port: i64,
+        events: &mut Vec<Event>,
+    ) -> PyResult<Target> {
+        let mut nodes: Vec<Name> = Vec::new();
+        for n in path.try_iter()? {
+            nodes.push(self.intern(py, &n?)?);
+        }
+        let lk: Vec<u32> = links.extract()?;
+        if lk.len() + 1 < nodes.len() {
+            return Err(PyValueError::new_err(format!(
+                "intent {id}: {} links for a path of {} switches",
+                lk.len(),
+                nodes.len()
+            )));
+        }
+        let (hop, actions) = (self.hop.bind(py), self.actions.bind(py));
+        let (name_objs, action_objs) = (&self.name_objs, &mut self.action_objs);
+        let mut failed: Option<PyErr> = None;
+        let mut hop_fn = |node: Name, link: u32| -> ActionId {
+            hop.call1((name_objs[node as usize].bind(py), link))
+                .and_then(|a| intern_action(actions, action_objs, a))
+                .unwrap_or_else(|e| {
+                    failed.get_or_insert(e);
+                    0
+                })
+        };
+        let first = self.t.segment(&nodes, &lk, 1, port, &mut hop_fn, events);
+        let action = hop_fn(nodes[0], lk[0]);
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(Target { first, action }),
+        }
+    }
+
     fn chain<'py>(
         &mut self,
         py: Python<'py>,
@@ -192,9 +287,6 @@ impl PyTunnelTable {
         removed: Vec<IntentId>,
         hosts: &Bound<'py, PyDict>,
     ) -> PyResult<(Vec<IntentId>, Bound<'py, PyList>)> {
-        let names = self.names.bind(py).clone();
-        let actions = self.actions.bind(py).clone();
-        let hop = self.hop.bind(py).clone();
         let mut events: Vec<Event> = Vec::new();
         let mut wants: Vec<Want> = Vec::new();
         let mut bare: Vec<Bound<'py, PyAny>> = Vec::new();
@@ -203,85 +295,7 @@ impl PyTunnelTable {
         let mut keep: Vec<Bound<'py, PyAny>> = Vec::new(); // holds the tuples keyed by address
         for item in changed.try_iter()? {
             let intent = item?;
-            let id: IntentId = intent.getattr(intern!(py, "id"))?.extract()?;
-            let path = intent.getattr(intern!(py, "path"))?;
-            let links = intent.getattr(intern!(py, "links"))?;
-            let spec = intent.getattr(intern!(py, "spec"))?;
-            let mut want = Want::Bare { id };
-            if !path.is_none() && !links.is_none() {
-                // a tuple as the routes are; any sequence does
-                let hops = path.len()?;
-                if hops > 1 && !spec.getattr(intern!(py, "protection"))?.is_truthy()? {
-                    let dst_name = spec.getattr(intern!(py, "dst"))?;
-                    if let Some(dst) = hosts.get_item(&dst_name)? {
-                        if hosts.contains(spec.getattr(intern!(py, "src"))?)? {
-                            let port: i64 = dst.getattr(intern!(py, "port_no"))?.extract()?;
-                            let tkey = (links.as_ptr() as usize, port);
-                            let target = match targets.get(&tkey) {
-                                Some(&t) => t,
-                                None => {
-                                    let mut nodes: Vec<Name> = Vec::with_capacity(hops);
-                                    for n in path.try_iter()? {
-                                        let n = n?;
-                                        nodes.push(intern_name(
-                                            &mut self.t,
-                                            &names,
-                                            &mut self.name_objs,
-                                            &n,
-                                        )?);
-                                    }
-                                    let lk: Vec<u32> = links.extract()?;
-                                    if lk.len() + 1 < nodes.len() {
-                                        return Err(PyValueError::new_err(format!(
-                                            "intent {id}: {} links for a path of {} switches",
-                                            lk.len(),
-                                            nodes.len()
-                                        )));
-                                    }
-                                    let mut failed: Option<PyErr> = None;
-                                    let name_objs = &self.name_objs;
-                                    let action_objs = &mut self.action_objs;
-                                    let mut hop_fn = |node: Name, link: u32| -> ActionId {
-                                        let r = hop
-                                            .call1((name_objs[node as usize].bind(py), link))
-                                            .and_then(|a| intern_action(&actions, action_objs, a));
-                                        r.unwrap_or_else(|e| {
-                                            failed.get_or_insert(e);
-                                            0
-                                        })
-                                    };
-                                    let first = self.t.segment(
-                                        &nodes,
-                                        &lk,
-                                        1,
-                                        port,
-                                        &mut hop_fn,
-                                        &mut events,
-                                    );
-                                    let action = hop_fn(nodes[0], lk[0]);
-                                    if let Some(e) = failed {
-                                        return Err(e);
-                                    }
-                                    let t = Target { first, action };
-                                    targets.insert(tkey, t);
-                                    keep.push(links.clone());
-                                    t
-                                }
-                            };
-                            let group = (
-                                intern_name(
-                                    &mut self.t,
-                                    &names,
-                                    &mut self.name_objs,
-                                    &path.get_item(0)?,
-                                )?,
-                                intern_name(&mut self.t, &names, &mut self.name_objs, &dst_name)?,
-                            );
-                            want = Want::Rides { id, group, target };
-                        }
-                    }
-                }
-            }
+            let want = self.want(py, &intent, hosts, &mut targets, &mut keep, &mut events)?;
             if matches!(want, Want::Bare { .. }) {
                 bare.push(intent);
             }
@@ -367,10 +381,5 @@ impl PyTunnelTable {
             out.set_item(label, ids)?;
         }
         Ok(out)
-    }
-
-    /// (segments, heads) in use.
-    fn sizes(&self) -> (usize, usize) {
-        self.t.sizes()
     }
 }

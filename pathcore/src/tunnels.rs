@@ -208,19 +208,6 @@ impl TunnelTable {
         label
     }
 
-    /// The label of the segment `(node, links, port)` if it exists.
-    pub fn segment_label(&self, node: Name, links: &[u32], port: i64) -> Option<Label> {
-        // a lookup by borrowed parts would need a second key type; segments are looked up
-        // once per distinct route of an update, so the copy is cheap
-        self.labels
-            .get(&SegKey {
-                node,
-                links: links.into(),
-                port,
-            })
-            .copied()
-    }
-
     fn segment_repr(&self, key: &SegKey) -> String {
         let links = match key.links.len() {
             0 => "()".to_owned(),
